@@ -1,0 +1,381 @@
+/*
+ * cgloo: collective communication over plain networks, with a C ABI.
+ *
+ * Conventions used throughout this header:
+ * - Every fallible function returns an int status: CGLOO_OK (0) or a negative CGLOO_E* code.
+ *   cgloo_strerror() names the code; cgloo_context_last_error() gives the detail for calls that
+ *   take a context.
+ * - Out-parameters come last. Nothing is written to an out-parameter when a call fails.
+ * - Timeouts are in milliseconds. A timeout of 0 means "the default": the context's default
+ *   timeout for calls that take a context, CGLOO_DEFAULT_TIMEOUT_MS otherwise. There is no
+ *   infinite wait.
+ * - Memory the library hands out (store values) is released with cgloo_free().
+ * - The library never prints, aborts or exits because of anything outside it; it logs through
+ *   the sink set with cgloo_log_set_sink() (silent by default).
+ * - There is no global state beyond the log settings: any number of stores, devices and
+ *   contexts may live in one process and be used from many threads.
+ */
+#ifndef CGLOO_CGLOO_H
+#define CGLOO_CGLOO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CGLOO_API __attribute__((visibility("default")))
+#else
+#define CGLOO_API
+#endif
+
+#define CGLOO_VERSION_MAJOR 0
+#define CGLOO_VERSION_MINOR 1
+#define CGLOO_VERSION_PATCH 0
+#define CGLOO_VERSION_STRING "0.1.0"
+/* One integer that orders versions: major * 10000 + minor * 100 + patch. */
+#define CGLOO_VERSION                                                                              \
+    (CGLOO_VERSION_MAJOR * 10000 + CGLOO_VERSION_MINOR * 100 + CGLOO_VERSION_PATCH)
+
+/* The default timeout for calls that take no context (store operations). */
+#define CGLOO_DEFAULT_TIMEOUT_MS 30000
+
+/* cgloo_version returns CGLOO_VERSION of the library actually linked. Never blocks. */
+CGLOO_API int cgloo_version(void);
+/* cgloo_version_string returns "major.minor.patch" of the linked library (static storage). */
+CGLOO_API const char *cgloo_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. One list generates the enum and the strings (src/core/status.c).
+ */
+#define CGLOO_STATUS_MAP(X)                                                                        \
+    X(OK, 0, "success")                                                                            \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(ETIMEDOUT, -3, "timed out")                                                                  \
+    X(EPEER, -4, "peer failed or closed the connection")                                           \
+    X(EPROTO, -5, "protocol violation")                                                            \
+    X(EABORTED, -6, "aborted")                                                                     \
+    X(ENOTFOUND, -7, "not found")                                                                  \
+    X(EIO, -8, "input/output error")                                                               \
+    X(ETRUNC, -9, "message larger than the receive buffer")                                        \
+    X(EADDR, -10, "address error")                                                                 \
+    X(ECONNREFUSED, -11, "connection refused")                                                     \
+    X(ESTORE, -12, "store error")                                                                  \
+    X(ENOTSUP, -13, "not supported")                                                               \
+    X(EBUSY, -14, "resource busy")                                                                 \
+    X(ESTATE, -15, "operation not valid in the current state")
+
+typedef enum cgloo_status {
+#define CGLOO_STATUS_ENUM_(name, value, text) CGLOO_##name = value,
+    CGLOO_STATUS_MAP(CGLOO_STATUS_ENUM_)
+#undef CGLOO_STATUS_ENUM_
+} cgloo_status;
+
+/* cgloo_strerror returns a static sentence for a status code (an unknown code gets one too). */
+CGLOO_API const char *cgloo_strerror(int status);
+/* cgloo_status_name returns the code's name without prefix, e.g. "ETIMEDOUT". */
+CGLOO_API const char *cgloo_status_name(int status);
+
+/* cgloo_free releases memory the library handed to the caller. NULL is allowed. */
+CGLOO_API void cgloo_free(void *ptr);
+
+/* ---------------------------------------------------------------------------------------------
+ * Data types and reduction operations (used by the collectives).
+ */
+typedef enum cgloo_dtype {
+    CGLOO_INT8,
+    CGLOO_UINT8,
+    CGLOO_INT32,
+    CGLOO_UINT32,
+    CGLOO_INT64,
+    CGLOO_UINT64,
+    CGLOO_FLOAT16,
+    CGLOO_BFLOAT16,
+    CGLOO_FLOAT32,
+    CGLOO_FLOAT64,
+    CGLOO_DTYPE_COUNT
+} cgloo_dtype;
+
+typedef enum cgloo_op {
+    CGLOO_SUM,
+    CGLOO_PRODUCT,
+    CGLOO_MIN,
+    CGLOO_MAX,
+    CGLOO_BAND,
+    CGLOO_BOR,
+    CGLOO_BXOR,
+    CGLOO_OP_COUNT
+} cgloo_op;
+
+/* cgloo_dtype_size returns the element size in bytes, or 0 for an invalid dtype. */
+CGLOO_API size_t cgloo_dtype_size(cgloo_dtype dtype);
+/* cgloo_dtype_name returns "float32" and so on, or NULL for an invalid dtype. */
+CGLOO_API const char *cgloo_dtype_name(cgloo_dtype dtype);
+/* cgloo_op_name returns "sum" and so on, or NULL for an invalid op. */
+CGLOO_API const char *cgloo_op_name(cgloo_op op);
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging. Silent by default. The level starts from CGLOO_LOG_LEVEL (error, warn, info, debug,
+ * trace) when the first context, store or device is created, and can be changed at any time.
+ */
+typedef enum cgloo_log_level {
+    CGLOO_LOG_OFF = 0,
+    CGLOO_LOG_ERROR,
+    CGLOO_LOG_WARN,
+    CGLOO_LOG_INFO,
+    CGLOO_LOG_DEBUG,
+    CGLOO_LOG_TRACE
+} cgloo_log_level;
+
+/* A log sink receives one formatted line (no trailing newline). It may be called from any
+ * thread, concurrently; it must not call back into cgloo. */
+typedef void (*cgloo_log_sink)(cgloo_log_level level, const char *line, void *user);
+
+/* cgloo_log_set_level sets the process-wide level. Never blocks. */
+CGLOO_API void cgloo_log_set_level(cgloo_log_level level);
+/* cgloo_log_set_sink replaces the sink; NULL restores the default (stderr). */
+CGLOO_API void cgloo_log_set_sink(cgloo_log_sink sink, void *user);
+
+/* ---------------------------------------------------------------------------------------------
+ * Stores: the key/value medium the ranks meet through. Keys are NUL-terminated strings of
+ * 1 to CGLOO_STORE_KEY_MAX bytes; values are byte strings of up to CGLOO_STORE_VALUE_MAX bytes.
+ * A store handle may be used from several threads at once.
+ */
+#define CGLOO_STORE_KEY_MAX 1024
+#define CGLOO_STORE_VALUE_MAX (64u * 1024 * 1024)
+
+typedef struct cgloo_store cgloo_store;
+
+/* cgloo_store_hash_create makes an in-process store (for ranks that are threads of one process).
+ * Errors: ENOMEM. */
+CGLOO_API int cgloo_store_hash_create(cgloo_store **out);
+
+/* cgloo_store_file_create makes a store kept in a directory shared by the ranks (a local or
+ * network file system). The directory is created if missing. Keys are encoded into safe file
+ * names, writes are atomic (write then rename), waits poll so NFS works. `run_id` (may be NULL,
+ * then CGLOO_RUN_ID from the environment, else none) scopes every key to one run so that keys
+ * left by an earlier run with another id are never read. Errors: EINVAL, EIO, ENOMEM. */
+CGLOO_API int cgloo_store_file_create(const char *dir, const char *run_id, cgloo_store **out);
+
+/* cgloo_store_prefix_create wraps `inner` so that every key gets "<prefix>/" in front. The
+ * wrapper does not own `inner`, which must outlive it. Errors: EINVAL, ENOMEM. */
+CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out);
+
+/* cgloo_store_tcp_connect connects to a TCP store server at host:port (IPv4, IPv6 or a name),
+ * retrying refused connections until timeout_ms passes. Errors: EADDR, ECONNREFUSED,
+ * ETIMEDOUT, ENOMEM. */
+CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
+                                      cgloo_store **out);
+
+/* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir" or
+ * "hash:" (a fresh in-process store). Errors: EINVAL for an unknown scheme or a malformed URL,
+ * and those of the matching create call. */
+CGLOO_API int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out);
+
+/* Caller-supplied store callbacks, so that bindings can plug in any key/value service. Each
+ * returns a cgloo status. get and wait must honour timeout_ms (never 0 here: the library
+ * resolves the default first). get returns a value allocated with malloc(); the library frees
+ * it. `add` adds delta to the integer stored under key (absent means 0, stored as decimal
+ * text) and returns the new value. check, del and destroy may be NULL. */
+typedef struct cgloo_store_callbacks {
+    int (*set)(void *user, const char *key, const void *value, size_t len);
+    int (*get)(void *user, const char *key, int timeout_ms, void **value, size_t *len);
+    int (*wait)(void *user, const char *const *keys, size_t nkeys, int timeout_ms);
+    int (*add)(void *user, const char *key, int64_t delta, int64_t *result);
+    int (*check)(void *user, const char *const *keys, size_t nkeys, int *all_present);
+    int (*del)(void *user, const char *key);
+    void (*destroy)(void *user);
+} cgloo_store_callbacks;
+
+/* cgloo_store_custom_create wraps caller callbacks (copied) and `user` into a store. destroy, if
+ * given, is called once by cgloo_store_destroy. Errors: EINVAL (set/get/wait/add missing). */
+CGLOO_API int cgloo_store_custom_create(const cgloo_store_callbacks *callbacks, void *user,
+                                        cgloo_store **out);
+
+/* cgloo_store_destroy releases the store (closes connections, frees memory). NULL is allowed. */
+CGLOO_API void cgloo_store_destroy(cgloo_store *store);
+
+/* cgloo_store_set stores a copy of value under key, replacing any older value. May block on the
+ * network. Errors: EINVAL, EIO, ESTORE, ETIMEDOUT. */
+CGLOO_API int cgloo_store_set(cgloo_store *store, const char *key, const void *value, size_t len);
+
+/* cgloo_store_get waits up to timeout_ms for key to exist, then returns a copy of its value in
+ * *value (release with cgloo_free; a NUL byte follows the value so text can be used directly)
+ * and its length in *len. Errors: ETIMEDOUT, EINVAL, EIO, ESTORE. */
+CGLOO_API int cgloo_store_get(cgloo_store *store, const char *key, int timeout_ms, void **value,
+                              size_t *len);
+
+/* cgloo_store_wait waits up to timeout_ms until every one of keys exists. Errors: ETIMEDOUT. */
+CGLOO_API int cgloo_store_wait(cgloo_store *store, const char *const *keys, size_t nkeys,
+                               int timeout_ms);
+
+/* cgloo_store_check sets *all_present to 1 if every key exists now, else 0. Never waits. */
+CGLOO_API int cgloo_store_check(cgloo_store *store, const char *const *keys, size_t nkeys,
+                                int *all_present);
+
+/* cgloo_store_add atomically adds delta to the counter under key (absent counts as 0) and gives
+ * the new value. Errors: ESTORE if the key holds something that is not a counter. */
+CGLOO_API int cgloo_store_add(cgloo_store *store, const char *key, int64_t delta, int64_t *result);
+
+/* cgloo_store_delete removes key; deleting an absent key succeeds. */
+CGLOO_API int cgloo_store_delete(cgloo_store *store, const char *key);
+
+/* cgloo_store_multi_get waits for all keys, then fills values[i] and lens[i] (each released with
+ * cgloo_free). On failure nothing is returned. */
+CGLOO_API int cgloo_store_multi_get(cgloo_store *store, const char *const *keys, size_t nkeys,
+                                    int timeout_ms, void **values, size_t *lens);
+
+/* A TCP store server. It runs on its own thread until stopped. */
+typedef struct cgloo_store_server cgloo_store_server;
+
+/* cgloo_store_server_start listens on host:port (host NULL means all interfaces of the loopback
+ * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread.
+ * Errors: EADDR, ENOMEM, EIO. */
+CGLOO_API int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out);
+/* cgloo_store_server_port returns the port the server listens on. */
+CGLOO_API int cgloo_store_server_port(const cgloo_store_server *server);
+/* cgloo_store_server_stop stops the thread, closes every connection and frees the server.
+ * Clients blocked on it get EIO. NULL is allowed. */
+CGLOO_API void cgloo_store_server_stop(cgloo_store_server *server);
+
+/* ---------------------------------------------------------------------------------------------
+ * Devices: one network endpoint (a listening socket and the address peers reach it at).
+ */
+typedef struct cgloo_device cgloo_device;
+
+/* TCP device attributes; zero means default everywhere. */
+typedef struct cgloo_tcp_attr {
+    /* An IP address or host name to bind to and publish (default: CGLOO_HOSTNAME, else
+     * 127.0.0.1 when iface is also unset). */
+    const char *hostname;
+    /* An interface name, e.g. "eth0"; its first address of `family` is used (CGLOO_IFACE). */
+    const char *iface;
+    /* Port range to listen on; 0..0 means an ephemeral port. port_max 0 means port_min only. */
+    int port_min;
+    int port_max;
+    /* 4 or 6 to force an address family; 0 takes whatever the name resolves to first. */
+    int family;
+} cgloo_tcp_attr;
+
+/* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL.
+ * Errors: EADDR (no such interface/name, no free port), EIO, ENOMEM. */
+CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out);
+/* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
+CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);
+/* cgloo_device_destroy closes the listening socket. Every context using the device must be
+ * destroyed first. NULL is allowed. */
+CGLOO_API void cgloo_device_destroy(cgloo_device *device);
+
+/* ---------------------------------------------------------------------------------------------
+ * Contexts: one communicator of `size` ranks.
+ */
+typedef struct cgloo_context cgloo_context;
+
+typedef struct cgloo_context_attr {
+    /* Default timeout of every blocking call on the context (default 30000, CGLOO_TIMEOUT_MS). */
+    int timeout_ms;
+    /* Name that scopes the store keys and the wire identity of this communicator; ranks of one
+     * communicator must agree on it; two communicators sharing a store and a device must
+     * differ (default "cgloo"). Copied. */
+    const char *name;
+} cgloo_context_attr;
+
+/* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
+ * Errors: EINVAL, ENOMEM. */
+CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr,
+                                   cgloo_context **out);
+
+/* cgloo_context_connect connects the full mesh: publishes this rank's address in the store,
+ * reads the peers', connects (higher ranks dial lower ranks; refused connections are retried
+ * with backoff) and checks every peer's hello. Blocks up to the context timeout. A size-1
+ * context needs neither store nor device (both may be NULL). The device must outlive the
+ * context. Errors: ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already
+ * connected); the detail names the peer rank and address. */
+CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
+
+/* cgloo_context_create_from_env builds a connected context from the launcher's environment:
+ * CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE (a store URL, see cgloo_store_open), optional
+ * CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME. The context owns the store
+ * and device it made. Errors: EINVAL naming the bad variable, and those of connect. */
+CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
+
+/* cgloo_context_destroy closes every connection (peers see the close) and frees the context.
+ * Pending requests must have been waited for or cancelled. Never blocks longer than a short
+ * linger for the peers to read what was sent. NULL is allowed. */
+CGLOO_API void cgloo_context_destroy(cgloo_context *ctx);
+
+CGLOO_API int cgloo_context_rank(const cgloo_context *ctx);
+CGLOO_API int cgloo_context_size(const cgloo_context *ctx);
+CGLOO_API int cgloo_context_timeout(const cgloo_context *ctx);
+/* cgloo_context_set_timeout changes the default timeout (ms > 0). Errors: EINVAL. */
+CGLOO_API int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms);
+
+/* cgloo_context_last_error copies the detail of the latest error on this context (operation,
+ * rank, peer, address, system error text) into buf; "" if none. Returns the status of that
+ * error. Thread-safe; with many threads failing at once, one of their details is kept. */
+CGLOO_API int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len);
+
+/* cgloo_context_abort makes every waiter on the context return EABORTED now, and every later
+ * blocking call too. Safe from any thread (not from a signal handler). */
+CGLOO_API void cgloo_context_abort(cgloo_context *ctx);
+
+/* ---------------------------------------------------------------------------------------------
+ * Point-to-point messages. A message is a byte range with a 64-bit tag. Receives match sends in
+ * FIFO order per (source rank, tag). A receive may name one source or a set of them. Sending to
+ * or receiving from one's own rank works.
+ */
+typedef struct cgloo_request cgloo_request;
+
+/* What a completed operation reports. */
+typedef struct cgloo_completion {
+    int source;   /* the sending rank (for sends: this rank) */
+    size_t bytes; /* bytes received (for sends: bytes sent) */
+} cgloo_completion;
+
+/* cgloo_isend starts sending len bytes of buf to rank `dst` with `tag`. Never blocks. The buffer
+ * must stay untouched until the request completes. Errors: EINVAL, ENOMEM, EPEER (the
+ * connection to dst already failed), EABORTED. */
+CGLOO_API int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                          cgloo_request **req);
+
+/* cgloo_irecv starts receiving up to len bytes from rank `src` with `tag` into buf. Never
+ * blocks. A longer message completes the request with ETRUNC (its bytes are discarded). */
+CGLOO_API int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                          cgloo_request **req);
+
+/* cgloo_irecv_any is cgloo_irecv from whichever of srcs[0..nsrcs) sends first (the earliest
+ * arrival wins). A failure of any connection in the set fails the request. */
+CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs,
+                              size_t nsrcs, uint64_t tag, cgloo_request **req);
+
+/* cgloo_wait drives progress until req completes or timeout_ms passes. On completion (success
+ * or error) the request is freed and *done (may be NULL) filled. On ETIMEDOUT the request stays
+ * pending: wait again or cancel it. Errors: the request's own status, ETIMEDOUT, EABORTED. */
+CGLOO_API int cgloo_wait(cgloo_request *req, int timeout_ms, cgloo_completion *done);
+
+/* cgloo_test drives progress once without blocking. If the request completed, frees it, sets
+ * *completed to 1 and returns its status; else sets *completed to 0 and returns CGLOO_OK. */
+CGLOO_API int cgloo_test(cgloo_request *req, int *completed, cgloo_completion *done);
+
+/* cgloo_cancel withdraws a pending request and frees it. After it returns the library no longer
+ * touches the request's buffer (bytes still arriving for it are discarded; a send half written
+ * is finished from a private copy). NULL is allowed. */
+CGLOO_API void cgloo_cancel(cgloo_request *req);
+
+/* Blocking forms: post, then wait up to timeout_ms (0: the context default); on timeout the
+ * operation is cancelled. */
+CGLOO_API int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                         int timeout_ms);
+CGLOO_API int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                         int timeout_ms, cgloo_completion *done);
+CGLOO_API int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs,
+                             size_t nsrcs, uint64_t tag, int timeout_ms, cgloo_completion *done);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CGLOO_CGLOO_H */

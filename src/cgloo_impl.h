@@ -1,0 +1,114 @@
+/*
+ * The one internal include: configuration, assertions, logging, allocation, time, and the
+ * small helpers every module shares. Public API lives in include/cgloo/cgloo.h.
+ */
+#ifndef CGLOO_IMPL_H
+#define CGLOO_IMPL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <cgloo/cgloo.h>
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Assertions are for our own bugs only; anything from outside is a status code. */
+#define CGLOO_ASSERT(cond) assert(cond)
+
+#define CGLOO_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CGLOO_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define CGLOO_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define CGLOO_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define CGLOO_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CGLOO_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CGLOO_PRINTF(fmt, args)
+#define CGLOO_LIKELY(x) (x)
+#define CGLOO_UNLIKELY(x) (x)
+#endif
+
+/* ---- logging (src/core/log.c) ---- */
+extern int cgloo__log_level_now; /* read without a lock: a stale level only delays a change */
+void cgloo__log_init_from_env(void);
+void cgloo__log_write(cgloo_log_level level, int rank, int size, const char *fmt, ...)
+    CGLOO_PRINTF(4, 5);
+
+/* Log with the rank/size of the caller (-1 when none). The level is tested before formatting. */
+#define CGLOO_LOG(level, rank, size, ...)                                                          \
+    do {                                                                                           \
+        if (CGLOO_UNLIKELY((int)(level) <= cgloo__log_level_now))                                  \
+            cgloo__log_write((level), (rank), (size), __VA_ARGS__);                                \
+    } while (0)
+#define CGLOO_ERROR(...) CGLOO_LOG(CGLOO_LOG_ERROR, -1, -1, __VA_ARGS__)
+#define CGLOO_WARN(...) CGLOO_LOG(CGLOO_LOG_WARN, -1, -1, __VA_ARGS__)
+#define CGLOO_INFO(...) CGLOO_LOG(CGLOO_LOG_INFO, -1, -1, __VA_ARGS__)
+#define CGLOO_DEBUG(...) CGLOO_LOG(CGLOO_LOG_DEBUG, -1, -1, __VA_ARGS__)
+
+/* ---- errno translation (src/core/status.c) ---- */
+/* cgloo__status_from_errno maps a system errno to the closest status code. */
+int cgloo__status_from_errno(int err);
+
+/* ---- time (src/core/clock.c) ---- */
+/* Monotonic milliseconds and nanoseconds. */
+int64_t cgloo__now_ms(void);
+int64_t cgloo__now_ns(void);
+/* cgloo__deadline turns a timeout (0 = fallback) into an absolute monotonic ms deadline. */
+int64_t cgloo__deadline(int timeout_ms, int fallback_ms);
+/* cgloo__remaining_ms returns the ms left to deadline, at least 0. */
+int cgloo__remaining_ms(int64_t deadline_ms);
+/* cgloo__sleep_ms sleeps for ms milliseconds (EINTR restarts). */
+void cgloo__sleep_ms(int ms);
+
+/* ---- small string helpers (src/core/util.c) ---- */
+/* cgloo__strdup duplicates s with malloc (NULL on failure or NULL input). */
+char *cgloo__strdup(const char *s);
+/* cgloo__memdup_z copies len bytes and appends a NUL, for values handed to the caller. */
+void *cgloo__memdup_z(const void *data, size_t len);
+/* cgloo__parse_int parses a whole decimal int in [min, max]; returns 0 on success. */
+int cgloo__parse_int(const char *s, long min, long max, long *out);
+/* cgloo__env_int reads an integer environment variable in [min, max]; absent gives fallback,
+ * malformed gives EINVAL. */
+int cgloo__env_int(const char *name, long min, long max, long fallback, long *out);
+
+/* Little-endian fixed-width encoding for the wire. */
+static inline void cgloo__put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void cgloo__put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t cgloo__get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+static inline uint64_t cgloo__get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* 64-bit FNV-1a, for turning names into wire identities (not for security). */
+uint64_t cgloo__hash64(const void *data, size_t len);
+/* cgloo__random64 returns 64 unpredictable bits (getrandom, falling back to time and pid). */
+uint64_t cgloo__random64(void);
+
+#endif /* CGLOO_IMPL_H */

@@ -1,0 +1,44 @@
+/*
+ * The store ops table. Every backend (hash, file, prefix, tcp, custom) fills one `static const`
+ * table and embeds `struct cgloo_store` first in its own state. The public functions in
+ * store.c check arguments and resolve the default timeout, then call through the table, so
+ * backends see only valid keys (1..CGLOO_STORE_KEY_MAX bytes, NUL-terminated), valid lengths
+ * and a positive timeout.
+ */
+#ifndef CGLOO_STORE_H
+#define CGLOO_STORE_H
+
+#include "cgloo_impl.h"
+
+typedef struct cgloo_store_ops {
+    const char *name; /* "hash", "file", ... for messages */
+    /* set: store a copy of value. May block on I/O (tcp: bounded by the connect timeout). */
+    int (*set)(cgloo_store *s, const char *key, const void *value, size_t len);
+    /* get: wait up to timeout_ms for key, then return a malloc'd copy with a NUL appended
+     * (caller frees with free). ETIMEDOUT when it does not appear. */
+    int (*get)(cgloo_store *s, const char *key, int timeout_ms, void **value, size_t *len);
+    /* wait: wait up to timeout_ms until all keys exist. ETIMEDOUT otherwise. */
+    int (*wait)(cgloo_store *s, const char *const *keys, size_t nkeys, int timeout_ms);
+    /* check: set *all_present without waiting. */
+    int (*check)(cgloo_store *s, const char *const *keys, size_t nkeys, int *all_present);
+    /* add: atomic counter add; ESTORE if the key holds a non-counter. */
+    int (*add)(cgloo_store *s, const char *key, int64_t delta, int64_t *result);
+    /* del: remove key; absent is fine. */
+    int (*del)(cgloo_store *s, const char *key);
+    /* multi_get: may be NULL; then store.c waits and gets key by key. */
+    int (*multi_get)(cgloo_store *s, const char *const *keys, size_t nkeys, int timeout_ms,
+                     void **values, size_t *lens);
+    /* destroy: free everything the backend owns, including s itself. */
+    void (*destroy)(cgloo_store *s);
+} cgloo_store_ops;
+
+struct cgloo_store {
+    const cgloo_store_ops *ops;
+};
+
+/* Counters are stored as decimal text so every backend and every language can read them. */
+int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);
+/* cgloo__store_counter_format writes the decimal text of v into buf (>= 24 bytes), returns len. */
+size_t cgloo__store_counter_format(int64_t v, char *buf);
+
+#endif /* CGLOO_STORE_H */
