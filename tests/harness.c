@@ -138,3 +138,15 @@ const char *test_tmpdir(void)
         harness_fail(__FILE__, __LINE__, "mkdtemp", NULL);
     return path;
 }
+
+long long test_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+void test_sleep_ms(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}

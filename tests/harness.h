@@ -50,6 +50,10 @@ void harness_fail(const char *file, int line, const char *what, const char *deta
 /* run_ranks starts n threads calling fn(rank, n, arg) and joins them all. */
 void run_ranks(int n, void (*fn)(int rank, int size, void *arg), void *arg);
 
+/* test_now_ms is a monotonic clock in milliseconds; test_sleep_ms sleeps. */
+long long test_now_ms(void);
+void test_sleep_ms(int ms);
+
 /* test_tmpdir makes a fresh directory under $TMPDIR (or /tmp) and returns its path (static). */
 const char *test_tmpdir(void);
 

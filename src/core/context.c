@@ -1,0 +1,313 @@
+/*
+ * Contexts: lifecycle, error detail, abort, and the progress loop.
+ *
+ * Progress is driven by the thread that waits. It polls the context's epoll set without
+ * sleeping for a short spin (CGLOO_SPIN_US, default 50 µs; yielding the core between polls so
+ * that ranks outnumbering cores still run), then sleeps in epoll_wait until the deadline. One
+ * thread at a time drives; other waiters sleep on a condition variable and are woken after
+ * each round. A message therefore costs no thread hand-off: the waiting thread reads it off
+ * the socket and completes its own request (see docs/ARCHITECTURE.md for the measurements).
+ */
+#include "core/context.h"
+#include "store/store.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_SPIN_US 50
+#define DEFAULT_EAGER_MAX (64u * 1024)
+#define DEFAULT_EAGER_BUDGET (4u * 1024 * 1024)
+#define EPOLL_BATCH 64
+/* How long destroy waits for queued sends to leave and for the peers to close in turn. */
+#define LINGER_MS 2000
+
+int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...)
+{
+    char detail[sizeof ctx->last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    /* Callers hold ctx->lock, except during connect, when only the connecting thread uses it. */
+    ctx->last_status = status;
+    memcpy(ctx->last_error, detail, sizeof detail);
+    CGLOO_LOG(CGLOO_LOG_DEBUG, ctx->rank, ctx->size, "%s (%s)", detail, cgloo_status_name(status));
+    return status;
+}
+
+/* ctx_init_sync makes the lock, condition variable, epoll set and wake-up eventfd. */
+static int ctx_init_sync(cgloo_context *ctx)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&ctx->progress_done, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&ctx->lock, NULL);
+    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+    ctx->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ctx->epfd < 0 || ctx->wakefd < 0)
+        return cgloo__status_from_errno(errno);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ctx->wakefd};
+    if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->wakefd, &ev) != 0)
+        return cgloo__status_from_errno(errno);
+    return CGLOO_OK;
+}
+
+static int ctx_read_tuning(cgloo_context *ctx)
+{
+    long spin, emax, budget;
+    if (cgloo__env_int("CGLOO_SPIN_US", 0, 1000000, DEFAULT_SPIN_US, &spin) ||
+        cgloo__env_int("CGLOO_EAGER_MAX", 0, 64L * 1024 * 1024, DEFAULT_EAGER_MAX, &emax) ||
+        cgloo__env_int("CGLOO_EAGER_BUDGET", 0, 1L << 30, DEFAULT_EAGER_BUDGET, &budget))
+        return CGLOO_EINVAL;
+    ctx->spin_us = (int)spin;
+    ctx->eager_max = (uint32_t)emax;
+    ctx->eager_budget = (uint32_t)CGLOO_MAX(budget, emax);
+    return CGLOO_OK;
+}
+
+int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
+{
+    if (!out || size < 1 || rank < 0 || rank >= size || (attr && attr->timeout_ms < 0))
+        return CGLOO_EINVAL;
+    cgloo__log_init_from_env();
+    cgloo_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return CGLOO_ENOMEM;
+    ctx->rank = rank;
+    ctx->size = size;
+    ctx->epfd = ctx->wakefd = -1;
+    ctx->timeout_ms = attr && attr->timeout_ms ? attr->timeout_ms : DEFAULT_TIMEOUT_MS;
+    ctx->name = cgloo__strdup(attr && attr->name && *attr->name ? attr->name : "cgloo");
+    ctx->pairs = calloc((size_t)size, sizeof *ctx->pairs);
+    cgloo__list_init(&ctx->any_posted);
+    for (int i = 0; ctx->pairs && i < size; i++)
+        cgloo__pair_init(&ctx->pairs[i], ctx, i);
+    int rc = ctx_init_sync(ctx);
+    if (rc == CGLOO_OK && (!ctx->name || !ctx->pairs))
+        rc = CGLOO_ENOMEM;
+    if (rc == CGLOO_OK)
+        rc = ctx_read_tuning(ctx);
+    if (rc != CGLOO_OK) {
+        cgloo_context_destroy(ctx);
+        return rc;
+    }
+    ctx->ctx_id = cgloo__hash64(ctx->name, strlen(ctx->name));
+    ctx->nonce = cgloo__random64();
+    *out = ctx;
+    return CGLOO_OK;
+}
+
+/* ---- progress ------------------------------------------------------------------------------ */
+
+void cgloo__ctx_wake(cgloo_context *ctx)
+{
+    uint64_t one = 1;
+    ssize_t n = write(ctx->wakefd, &one, sizeof one);
+    (void)n; /* a full counter already means "wake up" */
+}
+
+static void ctx_dispatch(cgloo_context *ctx, struct epoll_event *evs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.ptr == &ctx->wakefd) {
+            uint64_t v;
+            ssize_t r = read(ctx->wakefd, &v, sizeof v);
+            (void)r;
+            continue;
+        }
+        cgloo__pair_on_event(evs[i].data.ptr, evs[i].events);
+    }
+}
+
+/* ctx_poll_once waits in epoll for at most timeout_ms with the lock released, then handles
+ * what arrived with the lock held again. */
+static void ctx_poll_once(cgloo_context *ctx, int timeout_ms)
+{
+    struct epoll_event evs[EPOLL_BATCH];
+    ctx->progressing = true;
+    pthread_mutex_unlock(&ctx->lock);
+    int n = epoll_wait(ctx->epfd, evs, EPOLL_BATCH, timeout_ms);
+    if (n == 0 && timeout_ms == 0)
+        sched_yield(); /* spinning: let another rank on this core run */
+    pthread_mutex_lock(&ctx->lock);
+    ctx->progressing = false;
+    if (n > 0)
+        ctx_dispatch(ctx, evs, n);
+    if (ctx->waiters)
+        pthread_cond_broadcast(&ctx->progress_done);
+}
+
+static void ctx_sleep_on_driver(cgloo_context *ctx, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    int ms = CGLOO_MIN(timeout_ms, 10);
+    until.tv_nsec += (long)ms * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    ctx->waiters++;
+    pthread_cond_timedwait(&ctx->progress_done, &ctx->lock, &until);
+    ctx->waiters--;
+}
+
+int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
+{
+    int64_t spin_until = cgloo__now_ns() + (int64_t)ctx->spin_us * 1000;
+    for (;;) {
+        if (req->done)
+            return CGLOO_OK;
+        if (ctx->aborted)
+            return CGLOO_EABORTED;
+        int left = deadline_ms ? cgloo__remaining_ms(deadline_ms) : 0;
+        bool spinning = deadline_ms && cgloo__now_ns() < spin_until;
+        int timeout = spinning || left == 0 ? 0 : left;
+        if (!ctx->progressing)
+            ctx_poll_once(ctx, timeout);
+        else if (left > 0)
+            ctx_sleep_on_driver(ctx, left);
+        if (req->done)
+            return CGLOO_OK;
+        if (left == 0)
+            return CGLOO_ETIMEDOUT;
+    }
+}
+
+/* ---- accessors ------------------------------------------------------------------------------ */
+
+int cgloo_context_rank(const cgloo_context *ctx)
+{
+    return ctx ? ctx->rank : -1;
+}
+
+int cgloo_context_size(const cgloo_context *ctx)
+{
+    return ctx ? ctx->size : -1;
+}
+
+int cgloo_context_timeout(const cgloo_context *ctx)
+{
+    return ctx ? ctx->timeout_ms : -1;
+}
+
+int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms)
+{
+    if (!ctx || timeout_ms <= 0)
+        return CGLOO_EINVAL;
+    pthread_mutex_lock(&ctx->lock);
+    ctx->timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&ctx->lock);
+    return CGLOO_OK;
+}
+
+int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len)
+{
+    if (!ctx)
+        return CGLOO_EINVAL;
+    pthread_mutex_lock(&ctx->lock);
+    int status = ctx->last_status;
+    if (buf && len)
+        snprintf(buf, len, "%s", ctx->last_error);
+    pthread_mutex_unlock(&ctx->lock);
+    return status;
+}
+
+void cgloo_context_abort(cgloo_context *ctx)
+{
+    if (!ctx)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    if (!ctx->aborted) {
+        ctx->aborted = true;
+        for (int i = 0; i < ctx->size; i++)
+            cgloo__pair_fail(&ctx->pairs[i], CGLOO_EABORTED, "context aborted", 0);
+        cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: context aborted", ctx->rank);
+        cgloo__ctx_wake(ctx);
+        pthread_cond_broadcast(&ctx->progress_done);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* ---- teardown -------------------------------------------------------------------------------- */
+
+static bool ctx_sends_pending(cgloo_context *ctx)
+{
+    for (int i = 0; i < ctx->size; i++) {
+        cgloo_pair *p = &ctx->pairs[i];
+        if (p->fd >= 0 && (!cgloo__list_empty(&p->sendq) || !cgloo__list_empty(&p->awaiting)))
+            return true;
+    }
+    return false;
+}
+
+/* ctx_flush keeps driving the sockets while sends are still queued (cancelled sends the peer
+ * already heard of, credit returns), until they are out or the deadline passes. */
+static void ctx_flush(cgloo_context *ctx, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&ctx->lock);
+    while (ctx_sends_pending(ctx) && cgloo__remaining_ms(deadline_ms) > 0)
+        ctx_poll_once(ctx, CGLOO_MIN(cgloo__remaining_ms(deadline_ms), 10));
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* ctx_linger half-closes every connection and reads until each peer closes too, or a short
+ * deadline passes, so that bytes this rank sent last are not lost to a reset caused by bytes
+ * it never read. */
+static void ctx_linger(cgloo_context *ctx)
+{
+    int64_t deadline = cgloo__now_ms() + CGLOO_MIN(ctx->timeout_ms, LINGER_MS);
+    ctx_flush(ctx, deadline);
+    int open = 0;
+    for (int i = 0; i < ctx->size; i++)
+        if (ctx->pairs[i].fd >= 0 && shutdown(ctx->pairs[i].fd, SHUT_WR) == 0)
+            open++;
+    char sink[4096];
+    while (open > 0 && cgloo__remaining_ms(deadline) > 0) {
+        struct epoll_event evs[EPOLL_BATCH];
+        int n =
+            epoll_wait(ctx->epfd, evs, EPOLL_BATCH, CGLOO_MIN(cgloo__remaining_ms(deadline), 50));
+        for (int i = 0; i < n; i++) {
+            cgloo_pair *p = evs[i].data.ptr;
+            if (evs[i].data.ptr == &ctx->wakefd || p->fd < 0)
+                continue;
+            ssize_t r = recv(p->fd, sink, sizeof sink, 0);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+                epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, p->fd, NULL);
+                close(p->fd);
+                p->fd = -1;
+                open--;
+            }
+        }
+    }
+}
+
+void cgloo_context_destroy(cgloo_context *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->pairs) {
+        if (ctx->epfd >= 0)
+            ctx_linger(ctx);
+        for (int i = 0; i < ctx->size; i++)
+            cgloo__pair_fini(&ctx->pairs[i]);
+        free(ctx->pairs);
+    }
+    if (ctx->epfd >= 0)
+        close(ctx->epfd);
+    if (ctx->wakefd >= 0)
+        close(ctx->wakefd);
+    pthread_cond_destroy(&ctx->progress_done);
+    pthread_mutex_destroy(&ctx->lock);
+    cgloo_device_destroy(ctx->owned_device);
+    cgloo_store_destroy(ctx->owned_store);
+    free(ctx->name);
+    free(ctx);
+}

@@ -1,0 +1,236 @@
+/* Socket helpers. Every errno is translated here, where the system call is. */
+#include "net/net.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static int family_to_af(int family)
+{
+    return family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
+}
+
+int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr)
+{
+    struct addrinfo hints = {.ai_family = family_to_af(family), .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    if (!host || !*host)
+        return CGLOO_EADDR;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return CGLOO_EADDR;
+    memset(addr, 0, sizeof *addr);
+    memcpy(&addr->ss, res->ai_addr, res->ai_addrlen);
+    addr->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return CGLOO_OK;
+}
+
+static int iface_pick(struct ifaddrs *list, const char *iface, int af, cgloo__addr *addr)
+{
+    for (struct ifaddrs *i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || strcmp(i->ifa_name, iface) != 0 || i->ifa_addr->sa_family != af)
+            continue;
+        memset(addr, 0, sizeof *addr);
+        addr->len = af == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        memcpy(&addr->ss, i->ifa_addr, addr->len);
+        return CGLOO_OK;
+    }
+    return CGLOO_EADDR;
+}
+
+int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr)
+{
+    struct ifaddrs *list = NULL;
+    if (getifaddrs(&list) != 0)
+        return cgloo__status_from_errno(errno);
+    int rc = CGLOO_EADDR;
+    if (family != 6)
+        rc = iface_pick(list, iface, AF_INET, addr);
+    if (rc != CGLOO_OK && family != 4)
+        rc = iface_pick(list, iface, AF_INET6, addr);
+    freeifaddrs(list);
+    return rc;
+}
+
+int cgloo__addr_parse(const char *text, cgloo__addr *addr)
+{
+    char host[CGLOO_ADDR_TEXT_MAX];
+    const char *colon = text ? strrchr(text, ':') : NULL;
+    if (!colon || (size_t)(colon - text) >= sizeof host)
+        return CGLOO_EADDR;
+    size_t hl = (size_t)(colon - text);
+    memcpy(host, text, hl);
+    host[hl] = '\0';
+    char *h = host;
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        host[hl - 1] = '\0';
+        h = host + 1;
+    }
+    long port;
+    if (cgloo__parse_int(colon + 1, 1, 65535, &port) != CGLOO_OK)
+        return CGLOO_EADDR;
+    int rc = cgloo__addr_resolve(h, 0, addr);
+    if (rc == CGLOO_OK)
+        cgloo__addr_set_port(addr, (int)port);
+    return rc;
+}
+
+void cgloo__addr_set_port(cgloo__addr *addr, int port)
+{
+    if (addr->ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&addr->ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&addr->ss)->sin6_port = htons((uint16_t)port);
+}
+
+int cgloo__addr_port(const cgloo__addr *addr)
+{
+    if (addr->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&addr->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&addr->ss)->sin6_port);
+}
+
+void cgloo__addr_format(const cgloo__addr *addr, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (addr->ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)&addr->ss)->sin_addr, ip, sizeof ip);
+        snprintf(buf, len, "%s:%d", ip, cgloo__addr_port(addr));
+    } else {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&addr->ss)->sin6_addr, ip, sizeof ip);
+        snprintf(buf, len, "[%s]:%d", ip, cgloo__addr_port(addr));
+    }
+}
+
+int cgloo__sock_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return cgloo__status_from_errno(errno);
+    return CGLOO_OK;
+}
+
+void cgloo__sock_tune(int fd)
+{
+    int one = 1;
+    /* Failures here only cost speed, never correctness, so they are ignored. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static int listen_on(cgloo__addr *addr, int port, int *fd_out)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return cgloo__status_from_errno(errno);
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    cgloo__addr_set_port(addr, port);
+    if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 || listen(fd, 1024) != 0) {
+        int rc = cgloo__status_from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    socklen_t len = sizeof addr->ss;
+    getsockname(fd, (struct sockaddr *)&addr->ss, &len);
+    *fd_out = fd;
+    return CGLOO_OK;
+}
+
+int cgloo__listen(cgloo__addr *addr, int port_lo, int port_hi, int *fd_out)
+{
+    if (port_hi < port_lo)
+        port_hi = port_lo;
+    int rc = CGLOO_EADDR;
+    for (int port = port_lo; port <= port_hi; port++) {
+        rc = listen_on(addr, port, fd_out);
+        if (rc != CGLOO_EADDR)
+            return rc; /* success, or an error another port will not fix */
+    }
+    return rc;
+}
+
+int cgloo__connect_start(const cgloo__addr *addr, int *fd_out)
+{
+    int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return cgloo__status_from_errno(errno);
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno != EINPROGRESS) {
+        int rc = cgloo__status_from_errno(errno);
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return CGLOO_OK;
+}
+
+int cgloo__connect_result(int fd, int *err_out)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    *err_out = err;
+    return cgloo__status_from_errno(err);
+}
+
+static int poll_one(int fd, short events, int64_t deadline_ms)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    for (;;) {
+        int left = cgloo__remaining_ms(deadline_ms);
+        if (left == 0)
+            return CGLOO_ETIMEDOUT;
+        int n = poll(&p, 1, left);
+        if (n > 0)
+            return CGLOO_OK;
+        if (n < 0 && errno != EINTR)
+            return cgloo__status_from_errno(errno);
+    }
+}
+
+int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            int rc = poll_one(fd, POLLOUT, deadline_ms);
+            if (rc != CGLOO_OK)
+                return rc;
+        } else {
+            return cgloo__status_from_errno(errno);
+        }
+    }
+    return CGLOO_OK;
+}
+
+int cgloo__read_full(int fd, void *buf, size_t len, int64_t deadline_ms)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n == 0) {
+            return CGLOO_EPEER;
+        } else if (errno == EAGAIN || errno == EINTR) {
+            int rc = poll_one(fd, POLLIN, deadline_ms);
+            if (rc != CGLOO_OK)
+                return rc;
+        } else {
+            return cgloo__status_from_errno(errno);
+        }
+    }
+    return CGLOO_OK;
+}

@@ -1,0 +1,47 @@
+/*
+ * Socket helpers: address resolution (host name, IP or interface name; IPv4 and IPv6), address
+ * formatting and parsing, non-blocking listen and connect, and socket options.
+ */
+#ifndef CGLOO_NET_H
+#define CGLOO_NET_H
+
+#include "cgloo_impl.h"
+
+#include <sys/socket.h>
+
+typedef struct cgloo__addr {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} cgloo__addr;
+
+/* The longest "host:port" text: "[" + IPv6 text + "]:" + port. */
+#define CGLOO_ADDR_TEXT_MAX 64
+
+/* cgloo__addr_resolve fills addr from a numeric IP or a host name (family 0, 4 or 6), port 0. */
+int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr);
+/* cgloo__addr_from_iface takes the first address of `family` (0: IPv4 first) on interface. */
+int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr);
+/* cgloo__addr_parse parses "host:port" or "[v6]:port" (host resolved as above). */
+int cgloo__addr_parse(const char *text, cgloo__addr *addr);
+void cgloo__addr_set_port(cgloo__addr *addr, int port);
+int cgloo__addr_port(const cgloo__addr *addr);
+/* cgloo__addr_format writes "ip:port" or "[ip]:port" into buf. */
+void cgloo__addr_format(const cgloo__addr *addr, char *buf, size_t len);
+
+int cgloo__sock_nonblock(int fd);
+/* cgloo__sock_tune sets TCP_NODELAY and large buffers on a connected stream socket. */
+void cgloo__sock_tune(int fd);
+/* cgloo__listen binds a non-blocking listener to addr on the first free port of [lo, hi]
+ * (0..0: ephemeral). On success addr holds the bound port. */
+int cgloo__listen(cgloo__addr *addr, int port_lo, int port_hi, int *fd_out);
+/* cgloo__connect_start begins a non-blocking connect; *fd_out is set even while in progress. */
+int cgloo__connect_start(const cgloo__addr *addr, int *fd_out);
+/* cgloo__connect_result reads the outcome of a connect once the socket polls writable. */
+int cgloo__connect_result(int fd, int *err_out);
+
+/* cgloo__write_full writes len bytes to a non-blocking socket, polling until deadline. */
+int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms);
+/* cgloo__read_full reads exactly len bytes, polling until deadline. EOF gives CGLOO_EPEER. */
+int cgloo__read_full(int fd, void *buf, size_t len, int64_t deadline_ms);
+
+#endif

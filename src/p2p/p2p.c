@@ -1,0 +1,412 @@
+/*
+ * The point-to-point engine: tagged sends and receives, matched in FIFO order per (source,
+ * tag), with receives from one rank or from a set of ranks. The transport (pair.c) moves the
+ * bytes; this file decides which receive each arriving message belongs to.
+ *
+ * Matching rule: an arriving message goes to the earliest-posted receive that accepts its
+ * source and tag, whether that receive named one rank or a set. A posted receive takes the
+ * earliest-arrived unexpected message it accepts.
+ */
+#include "core/context.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* ---- completion and matching (lock held) -------------------------------------------------- */
+
+void cgloo__complete(cgloo_request *r, int status, size_t bytes, int source)
+{
+    cgloo__list_remove(&r->link);
+    if (r->detached) {
+        free(r->owned);
+        free(r);
+        return;
+    }
+    r->status = status;
+    r->bytes = bytes;
+    r->source = source;
+    r->done = true;
+}
+
+static bool mask_has(const uint64_t *mask, int rank)
+{
+    return (mask[rank / 64] >> (rank % 64)) & 1;
+}
+
+static cgloo_request *first_posted(cgloo__list *list, uint64_t tag, int rank)
+{
+    cgloo__list *it;
+    for (it = list->next; it != list; it = it->next) {
+        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
+        if (r->tag == tag && (!r->src_mask || mask_has(r->src_mask, rank)))
+            return r;
+    }
+    return NULL;
+}
+
+cgloo_request *cgloo__match_posted(cgloo_context *ctx, cgloo_pair *p, uint64_t tag)
+{
+    cgloo_request *one = first_posted(&p->posted, tag, p->rank);
+    cgloo_request *any =
+        cgloo__list_empty(&ctx->any_posted) ? NULL : first_posted(&ctx->any_posted, tag, p->rank);
+    cgloo_request *r = !any ? one : !one ? any : one->seq < any->seq ? one : any;
+    if (r) {
+        cgloo__list_remove(&r->link);
+        r->source = p->rank;
+    }
+    return r;
+}
+
+/* take_eager copies a held eager message into a receive and completes it. */
+static void take_eager(cgloo_pair *p, cgloo_request *r, unexpected_msg *m)
+{
+    bool trunc = m->len > r->len;
+    if (!trunc && m->len)
+        memcpy(r->buf, m->data, m->len);
+    cgloo__pair_eager_consumed(p, m->len);
+    cgloo__complete(r, trunc ? CGLOO_ETRUNC : CGLOO_OK, trunc ? 0 : m->len, p->rank);
+    free(m->data);
+    free(m);
+}
+
+void cgloo__deliver_eager(cgloo_pair *p, unexpected_msg *m)
+{
+    m->arrival = ++p->ctx->arrival_seq;
+    cgloo_request *r = cgloo__match_posted(p->ctx, p, m->tag);
+    if (r)
+        return take_eager(p, r, m);
+    cgloo__list_push_back(&p->unexpected, &m->link);
+    p->n_unexpected++;
+}
+
+void cgloo__fail_set_receives(cgloo_context *ctx, cgloo_pair *p)
+{
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->any_posted)
+    {
+        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
+        if (mask_has(r->src_mask, p->rank))
+            cgloo__complete(r, p->status, 0, p->rank);
+    }
+}
+
+static unexpected_msg *first_unexpected(cgloo_pair *p, uint64_t tag)
+{
+    cgloo__list *it;
+    for (it = p->unexpected.next; it != &p->unexpected; it = it->next) {
+        unexpected_msg *m = CGLOO_CONTAINER_OF(it, unexpected_msg, link);
+        if (m->tag == tag)
+            return m;
+    }
+    return NULL;
+}
+
+/* take_unexpected hands an unexpected message to a new receive. */
+static void take_unexpected(cgloo_pair *p, cgloo_request *r, unexpected_msg *m)
+{
+    cgloo__list_remove(&m->link);
+    p->n_unexpected--;
+    r->source = p->rank;
+    if (m->type == MSG_EAGER)
+        return take_eager(p, r, m);
+    uint32_t send_id = m->send_id;
+    size_t len = m->len;
+    free(m);
+    cgloo__pair_start_large_recv(p, r, send_id, len);
+}
+
+/* ---- posting (lock held) ------------------------------------------------------------------ */
+
+static void wake_others(cgloo_context *ctx)
+{
+    if (ctx->progressing)
+        cgloo__ctx_wake(ctx);
+    if (ctx->waiters)
+        pthread_cond_broadcast(&ctx->progress_done);
+}
+
+static int post_send(cgloo_context *ctx, cgloo_request *r)
+{
+    cgloo_pair *p = &ctx->pairs[r->peer];
+    if (r->peer != ctx->rank) {
+        if (p->status != CGLOO_OK)
+            return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s)",
+                                    ctx->rank, p->rank, p->addr);
+        cgloo__pair_post_send(p, r);
+        return CGLOO_OK;
+    }
+    /* To oneself: the message is copied and delivered at once. */
+    unexpected_msg *m = calloc(1, sizeof *m);
+    uint8_t *data = malloc(r->len ? r->len : 1);
+    if (!m || !data) {
+        free(m);
+        free(data);
+        return CGLOO_ENOMEM;
+    }
+    if (r->len)
+        memcpy(data, r->buf, r->len);
+    *m = (unexpected_msg){.type = MSG_EAGER, .tag = r->tag, .len = r->len, .data = data};
+    cgloo__list_init(&m->link);
+    cgloo__deliver_eager(p, m);
+    cgloo__complete(r, CGLOO_OK, r->len, ctx->rank);
+    return CGLOO_OK;
+}
+
+static int post_recv_one(cgloo_context *ctx, cgloo_request *r)
+{
+    cgloo_pair *p = &ctx->pairs[r->peer];
+    unexpected_msg *m = first_unexpected(p, r->tag);
+    if (m) {
+        take_unexpected(p, r, m);
+        return CGLOO_OK;
+    }
+    if (p->status != CGLOO_OK)
+        return cgloo__ctx_error(ctx, p->status, "rank %d: receive from failed peer %d (%s)",
+                                ctx->rank, p->rank, p->addr);
+    cgloo__list_push_back(&p->posted, &r->link);
+    return CGLOO_OK;
+}
+
+static int post_recv_set(cgloo_context *ctx, cgloo_request *r)
+{
+    cgloo_pair *best = NULL, *failed = NULL;
+    unexpected_msg *best_m = NULL;
+    for (int rank = 0; rank < ctx->size; rank++) {
+        if (!mask_has(r->src_mask, rank))
+            continue;
+        cgloo_pair *p = &ctx->pairs[rank];
+        unexpected_msg *m = first_unexpected(p, r->tag);
+        if (m && (!best_m || m->arrival < best_m->arrival)) {
+            best = p;
+            best_m = m;
+        }
+        if (p->status != CGLOO_OK && !failed)
+            failed = p;
+    }
+    if (best_m) {
+        take_unexpected(best, r, best_m);
+        return CGLOO_OK;
+    }
+    if (failed)
+        return cgloo__ctx_error(ctx, failed->status, "rank %d: receive from failed peer %d (%s)",
+                                ctx->rank, failed->rank, failed->addr);
+    cgloo__list_push_back(&ctx->any_posted, &r->link);
+    return CGLOO_OK;
+}
+
+/* ---- public API ----------------------------------------------------------------------------- */
+
+static int check_ready(cgloo_context *ctx)
+{
+    if (!ctx->connected)
+        return CGLOO_ESTATE;
+    if (ctx->aborted)
+        return CGLOO_EABORTED;
+    return CGLOO_OK;
+}
+
+static cgloo_request *request_new(cgloo_context *ctx, int kind, void *buf, size_t len, int peer,
+                                  uint64_t tag)
+{
+    cgloo_request *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    cgloo__list_init(&r->link);
+    r->ctx = ctx;
+    r->kind = (uint8_t)kind;
+    r->buf = buf;
+    r->len = len;
+    r->peer = peer;
+    r->tag = tag;
+    r->source = -1;
+    return r;
+}
+
+static void request_free(cgloo_request *r)
+{
+    free(r->src_mask);
+    free(r);
+}
+
+/* post locks the context, posts r with fn, and hands it out or frees it. */
+static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *, cgloo_request *),
+                cgloo_request **out)
+{
+    pthread_mutex_lock(&ctx->lock);
+    int rc = check_ready(ctx);
+    if (rc == CGLOO_OK) {
+        r->seq = ++ctx->post_seq;
+        rc = fn(ctx, r);
+    }
+    if (rc == CGLOO_OK)
+        wake_others(ctx);
+    pthread_mutex_unlock(&ctx->lock);
+    if (rc != CGLOO_OK) {
+        request_free(r);
+        return rc;
+    }
+    *out = r;
+    return CGLOO_OK;
+}
+
+int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                cgloo_request **out)
+{
+    if (!ctx || !out || (len && !buf) || dst < 0 || dst >= ctx->size)
+        return CGLOO_EINVAL;
+    cgloo_request *r = request_new(ctx, REQ_SEND, (void *)buf, len, dst, tag);
+    if (!r)
+        return CGLOO_ENOMEM;
+    return post(ctx, r, post_send, out);
+}
+
+int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                cgloo_request **out)
+{
+    if (!ctx || !out || (len && !buf) || src < 0 || src >= ctx->size)
+        return CGLOO_EINVAL;
+    cgloo_request *r = request_new(ctx, REQ_RECV, buf, len, src, tag);
+    if (!r)
+        return CGLOO_ENOMEM;
+    return post(ctx, r, post_recv_one, out);
+}
+
+int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
+                    uint64_t tag, cgloo_request **out)
+{
+    if (!ctx || !out || (len && !buf) || !srcs || nsrcs == 0)
+        return CGLOO_EINVAL;
+    for (size_t i = 0; i < nsrcs; i++)
+        if (srcs[i] < 0 || srcs[i] >= ctx->size)
+            return CGLOO_EINVAL;
+    cgloo_request *r = request_new(ctx, REQ_RECV, buf, len, -1, tag);
+    uint64_t *mask = calloc((size_t)(ctx->size + 63) / 64, sizeof *mask);
+    if (!r || !mask) {
+        free(r);
+        free(mask);
+        return CGLOO_ENOMEM;
+    }
+    for (size_t i = 0; i < nsrcs; i++)
+        mask[srcs[i] / 64] |= 1ull << (srcs[i] % 64);
+    r->src_mask = mask;
+    return post(ctx, r, post_recv_set, out);
+}
+
+static void fill_completion(const cgloo_request *r, cgloo_completion *done)
+{
+    if (done) {
+        done->source = r->source;
+        done->bytes = r->bytes;
+    }
+}
+
+static int timeout_error(cgloo_context *ctx, const cgloo_request *r, int waited_ms)
+{
+    if (r->kind == REQ_SEND)
+        return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                                "rank %d: send of %zu bytes to rank %d (tag %llu) timed out "
+                                "after %d ms",
+                                ctx->rank, r->len, r->peer, (unsigned long long)r->tag, waited_ms);
+    if (r->peer >= 0)
+        return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                                "rank %d: receive from rank %d (tag %llu) timed out after %d ms",
+                                ctx->rank, r->peer, (unsigned long long)r->tag, waited_ms);
+    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                            "rank %d: receive from a set of ranks (tag %llu) timed out after %d ms",
+                            ctx->rank, (unsigned long long)r->tag, waited_ms);
+}
+
+int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
+{
+    if (!r || timeout_ms < 0)
+        return CGLOO_EINVAL;
+    cgloo_context *ctx = r->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    int t = timeout_ms > 0 ? timeout_ms : ctx->timeout_ms;
+    int rc = r->done ? CGLOO_OK : cgloo__progress(ctx, r, cgloo__deadline(t, t));
+    if (rc == CGLOO_ETIMEDOUT)
+        timeout_error(ctx, r, t);
+    pthread_mutex_unlock(&ctx->lock);
+    if (rc != CGLOO_OK)
+        return rc;
+    rc = r->status;
+    fill_completion(r, done);
+    request_free(r);
+    return rc;
+}
+
+int cgloo_test(cgloo_request *r, int *completed, cgloo_completion *done)
+{
+    if (!r || !completed)
+        return CGLOO_EINVAL;
+    cgloo_context *ctx = r->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    if (!r->done)
+        cgloo__progress(ctx, r, 0);
+    bool finished = r->done;
+    pthread_mutex_unlock(&ctx->lock);
+    *completed = finished;
+    if (!finished)
+        return ctx->aborted ? CGLOO_EABORTED : CGLOO_OK;
+    int rc = r->status;
+    fill_completion(r, done);
+    request_free(r);
+    return rc;
+}
+
+void cgloo_cancel(cgloo_request *r)
+{
+    if (!r)
+        return;
+    cgloo_context *ctx = r->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    if (r->done) {
+        request_free(r);
+    } else if (r->kind == REQ_SEND) {
+        cgloo__pair_cancel(&ctx->pairs[r->peer], r);
+    } else {
+        /* The receive may be filling from any pair it matched; let that pair drop the bytes. */
+        cgloo_pair *owner = r->peer >= 0 ? &ctx->pairs[r->peer] : NULL;
+        for (int i = 0; i < ctx->size && !owner; i++)
+            if (ctx->pairs[i].rx_req == r)
+                owner = &ctx->pairs[i];
+        if (owner)
+            cgloo__pair_cancel(owner, r);
+        else
+            request_free((cgloo__list_remove(&r->link), r));
+    }
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* wait_or_cancel waits for a request a blocking call made, and withdraws it on timeout. */
+static int wait_or_cancel(cgloo_request *r, int timeout_ms, cgloo_completion *done)
+{
+    int rc = cgloo_wait(r, timeout_ms, done);
+    if (rc == CGLOO_ETIMEDOUT)
+        cgloo_cancel(r);
+    return rc;
+}
+
+int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+               int timeout_ms)
+{
+    cgloo_request *r;
+    int rc = cgloo_isend(ctx, buf, len, dst, tag, &r);
+    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, NULL);
+}
+
+int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag, int timeout_ms,
+               cgloo_completion *done)
+{
+    cgloo_request *r;
+    int rc = cgloo_irecv(ctx, buf, len, src, tag, &r);
+    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, done);
+}
+
+int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
+                   uint64_t tag, int timeout_ms, cgloo_completion *done)
+{
+    cgloo_request *r;
+    int rc = cgloo_irecv_any(ctx, buf, len, srcs, nsrcs, tag, &r);
+    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, done);
+}

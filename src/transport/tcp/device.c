@@ -1,0 +1,228 @@
+/* The TCP device: address choice, the listening socket, and routing of incoming hellos. */
+#include "cgloo_impl.h"
+#include "transport/tcp/device.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+/* A hello must arrive this soon after the connection is accepted. */
+#define HELLO_DEADLINE_MS 10000
+#define POLL_MAX 256
+
+struct cgloo_device {
+    int listen_fd;
+    cgloo__addr addr;
+    char addr_text[CGLOO_ADDR_TEXT_MAX];
+    pthread_mutex_t lock;
+    bool serving;            /* a thread is polling the listener */
+    device_inbound *pending; /* hellos still arriving */
+    device_reg *regs;        /* contexts that are connecting */
+};
+
+static int device_pick_address(const cgloo_tcp_attr *attr, cgloo__addr *addr)
+{
+    const char *host = attr && attr->hostname ? attr->hostname : getenv("CGLOO_HOSTNAME");
+    const char *iface = attr && attr->iface ? attr->iface : getenv("CGLOO_IFACE");
+    int family = attr ? attr->family : 0;
+    if (family != 0 && family != 4 && family != 6)
+        return CGLOO_EINVAL;
+    if (iface && *iface)
+        return cgloo__addr_from_iface(iface, family, addr);
+    if (host && *host)
+        return cgloo__addr_resolve(host, family, addr);
+    return cgloo__addr_resolve(family == 6 ? "::1" : "127.0.0.1", family, addr);
+}
+
+int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
+{
+    if (!out || (attr && (attr->port_min < 0 || attr->port_max < 0 || attr->port_min > 65535 ||
+                          attr->port_max > 65535)))
+        return CGLOO_EINVAL;
+    cgloo__log_init_from_env();
+    cgloo_device *dev = calloc(1, sizeof *dev);
+    if (!dev)
+        return CGLOO_ENOMEM;
+    int rc = device_pick_address(attr, &dev->addr);
+    if (rc == CGLOO_OK)
+        rc = cgloo__listen(&dev->addr, attr ? attr->port_min : 0, attr ? attr->port_max : 0,
+                           &dev->listen_fd);
+    if (rc != CGLOO_OK) {
+        CGLOO_DEBUG("device: no address to listen on (%s)", cgloo_strerror(rc));
+        free(dev);
+        return rc;
+    }
+    cgloo__addr_format(&dev->addr, dev->addr_text, sizeof dev->addr_text);
+    pthread_mutex_init(&dev->lock, NULL);
+    *out = dev;
+    return CGLOO_OK;
+}
+
+int cgloo_device_address(const cgloo_device *dev, char *buf, size_t len)
+{
+    if (!dev || !buf || len == 0)
+        return CGLOO_EINVAL;
+    if ((size_t)snprintf(buf, len, "%s", dev->addr_text) >= len)
+        return CGLOO_EINVAL;
+    return CGLOO_OK;
+}
+
+const char *cgloo__device_address_text(const cgloo_device *dev)
+{
+    return dev->addr_text;
+}
+
+static void inbound_close_all(device_inbound *in)
+{
+    while (in) {
+        device_inbound *next = in->next;
+        close(in->fd);
+        free(in);
+        in = next;
+    }
+}
+
+void cgloo_device_destroy(cgloo_device *dev)
+{
+    if (!dev)
+        return;
+    close(dev->listen_fd);
+    inbound_close_all(dev->pending);
+    pthread_mutex_destroy(&dev->lock);
+    free(dev);
+}
+
+void cgloo__device_register(cgloo_device *dev, device_reg *reg)
+{
+    pthread_mutex_lock(&dev->lock);
+    reg->arrived = NULL;
+    reg->next = dev->regs;
+    dev->regs = reg;
+    pthread_mutex_unlock(&dev->lock);
+}
+
+void cgloo__device_unregister(cgloo_device *dev, device_reg *reg)
+{
+    pthread_mutex_lock(&dev->lock);
+    for (device_reg **pp = &dev->regs; *pp; pp = &(*pp)->next) {
+        if (*pp == reg) {
+            *pp = reg->next;
+            break;
+        }
+    }
+    inbound_close_all(reg->arrived);
+    reg->arrived = NULL;
+    pthread_mutex_unlock(&dev->lock);
+}
+
+device_inbound *cgloo__device_take(cgloo_device *dev, device_reg *reg)
+{
+    pthread_mutex_lock(&dev->lock);
+    device_inbound *got = reg->arrived;
+    reg->arrived = NULL;
+    pthread_mutex_unlock(&dev->lock);
+    return got;
+}
+
+static void inbound_reject(device_inbound *in, const char *why)
+{
+    CGLOO_WARN("device: rejected connection from %s: %s", in->addr, why);
+    close(in->fd);
+    free(in);
+}
+
+/* device_route files a complete, well-formed hello under its registration (lock held). */
+static void device_route(cgloo_device *dev, device_inbound *in)
+{
+    const char *why = wire_hello_decode(in->hello, &in->decoded);
+    if (!why && in->decoded.type != HELLO_TYPE_HELLO)
+        why = "expected a hello";
+    if (why)
+        return inbound_reject(in, why);
+    const wire_hello *h = &in->decoded;
+    for (device_reg *reg = dev->regs; reg; reg = reg->next) {
+        if (reg->ctx_id != h->ctx_id || reg->rank != h->dst_rank)
+            continue;
+        if (reg->size != h->size)
+            return inbound_reject(in, "world size differs");
+        if (reg->nonce != h->dst_nonce)
+            return inbound_reject(in, "hello for another instance of this rank (stale address?)");
+        if (h->src_rank <= reg->rank || h->src_rank >= reg->size)
+            return inbound_reject(in, "sender rank out of range");
+        in->next = reg->arrived;
+        reg->arrived = in;
+        return;
+    }
+    inbound_reject(in, "no connecting context matches its context id and rank");
+}
+
+static void device_accept(cgloo_device *dev)
+{
+    for (;;) {
+        cgloo__addr peer = {.len = sizeof peer.ss};
+        int fd = accept4(dev->listen_fd, (struct sockaddr *)&peer.ss, &peer.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or a transient error the next poll retries */
+        device_inbound *in = calloc(1, sizeof *in);
+        if (!in) {
+            close(fd);
+            return;
+        }
+        in->fd = fd;
+        in->accepted_ms = cgloo__now_ms();
+        cgloo__addr_format(&peer, in->addr, sizeof in->addr);
+        in->next = dev->pending;
+        dev->pending = in;
+    }
+}
+
+/* device_read_hellos reads what arrived on unfinished hellos; routes complete ones. */
+static void device_read_hellos(cgloo_device *dev)
+{
+    int64_t now = cgloo__now_ms();
+    device_inbound **pp = &dev->pending;
+    while (*pp) {
+        device_inbound *in = *pp;
+        ssize_t n = recv(in->fd, in->hello + in->got, HELLO_LEN - in->got, 0);
+        if (n > 0)
+            in->got += (size_t)n;
+        bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+        bool late = now - in->accepted_ms > HELLO_DEADLINE_MS;
+        if (in->got < HELLO_LEN && !closed && !late) {
+            pp = &in->next;
+            continue;
+        }
+        *pp = in->next;
+        if (in->got == HELLO_LEN)
+            device_route(dev, in);
+        else
+            inbound_reject(in, closed ? "closed before a whole hello" : "hello too slow");
+    }
+}
+
+void cgloo__device_poll(cgloo_device *dev, struct pollfd *fds, int nfds, int timeout_ms)
+{
+    struct pollfd all[POLL_MAX];
+    int n = CGLOO_MIN(nfds, POLL_MAX / 2);
+    memcpy(all, fds, (size_t)n * sizeof *fds);
+    pthread_mutex_lock(&dev->lock);
+    bool serve = !dev->serving;
+    if (serve) {
+        dev->serving = true;
+        all[n++] = (struct pollfd){.fd = dev->listen_fd, .events = POLLIN};
+        for (device_inbound *in = dev->pending; in && n < POLL_MAX; in = in->next)
+            all[n++] = (struct pollfd){.fd = in->fd, .events = POLLIN};
+    }
+    pthread_mutex_unlock(&dev->lock);
+
+    poll(all, (nfds_t)n, timeout_ms);
+    memcpy(fds, all, (size_t)CGLOO_MIN(nfds, POLL_MAX / 2) * sizeof *fds);
+    if (!serve)
+        return;
+    pthread_mutex_lock(&dev->lock);
+    device_accept(dev);
+    device_read_hellos(dev);
+    dev->serving = false;
+    pthread_mutex_unlock(&dev->lock);
+}
