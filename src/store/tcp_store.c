@@ -1,0 +1,632 @@
+/*
+ * The TCP store client. One socket per handle; a handle may be shared by many threads, which
+ * take turns: one request and its response at a time (a thread blocked in get holds the handle,
+ * so the thread that sets the awaited key needs a handle of its own). Every exchange has a
+ * deadline enforced with poll. A connection that fails or times out mid-exchange may be out of
+ * step with the server, so it is dropped; the next call dials again, once, and reports EIO if
+ * the server is gone. See tcp_store_proto.h for the wire format.
+ */
+#include "store/store.h"
+#include "store/tcp_store_proto.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A waiting request may take this long beyond its own timeout (the server answers at the
+ * timeout; the margin covers the transfer of the answer). */
+#define TCP_STORE_MARGIN_MS 5000
+#define TCP_STORE_BACKOFF_MIN_MS 10
+#define TCP_STORE_BACKOFF_MAX_MS 250
+
+typedef struct tcp_store {
+    cgloo_store base;
+    pthread_mutex_t lock; /* guards busy */
+    pthread_cond_t idle;  /* signalled when busy drops */
+    int busy;             /* a thread owns the connection */
+    int fd;               /* -1 after a failed exchange: the next call dials again */
+    char *host;
+    int port;
+} tcp_store;
+
+/* A request under construction: header, fixed fields and keys (values go by reference). */
+typedef struct tcp_frame {
+    uint8_t *buf;
+    size_t len, cap;
+    int failed; /* out of memory */
+} tcp_frame;
+
+/* ---- deadline-bounded socket I/O -------------------------------------------------------- */
+
+/* wait_fd polls fd for events until deadline. Returns CGLOO_OK, ETIMEDOUT or EIO. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, cgloo__remaining_ms(deadline));
+        if (n > 0)
+            return CGLOO_OK; /* errors and hang-ups surface from the next send or recv */
+        if (n == 0)
+            return CGLOO_ETIMEDOUT;
+        if (errno != EINTR)
+            return CGLOO_EIO;
+    }
+}
+
+/* send_all sends every byte of iov[0..iovcnt) before deadline. */
+static int send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    while (iovcnt > 0) {
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLOUT, deadline);
+            if (rc != CGLOO_OK)
+                return rc;
+            continue;
+        }
+        if (n < 0)
+            return CGLOO_EIO;
+        size_t done = (size_t)n;
+        while (iovcnt > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return CGLOO_OK;
+}
+
+/* recv_all fills buf with len bytes before deadline; the end of the stream is EIO. */
+static int recv_all(int fd, void *buf, size_t len, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
+        if (n > 0) {
+            got += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = wait_fd(fd, POLLIN, deadline);
+            if (rc != CGLOO_OK)
+                return rc;
+        } else {
+            return CGLOO_EIO;
+        }
+    }
+    return CGLOO_OK;
+}
+
+/* ---- dialling ------------------------------------------------------------------------------ */
+
+static int resolve(const char *host, int port, struct addrinfo **res)
+{
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    int gai = getaddrinfo(host, service, &hints, res);
+    if (gai == 0)
+        return CGLOO_OK;
+    CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, gai_strerror(gai));
+    return gai == EAI_MEMORY ? CGLOO_ENOMEM : CGLOO_EADDR;
+}
+
+/* dial_addr makes one non-blocking connect attempt to ai before deadline. */
+static int dial_addr(const struct addrinfo *ai, int64_t deadline, int *out)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == EAFNOSUPPORT ? CGLOO_EADDR : cgloo__status_from_errno(errno);
+    int err = 0;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        err = errno;
+        if (err == EINPROGRESS || err == EINTR) {
+            int rc = wait_fd(fd, POLLOUT, deadline);
+            socklen_t len = sizeof err;
+            err = rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : 0;
+            if (rc == CGLOO_OK && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+        }
+    }
+    if (err != 0) {
+        close(fd);
+        return cgloo__status_from_errno(err);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *out = fd;
+    return CGLOO_OK;
+}
+
+/* hello exchanges hellos on a fresh connection. */
+static int hello(int fd, int64_t deadline)
+{
+    uint8_t mine[TCP_STORE_HELLO_LEN], theirs[TCP_STORE_HELLO_LEN];
+    tcp_store_hello_put(mine);
+    struct iovec iov = {.iov_base = mine, .iov_len = sizeof mine};
+    int rc = send_all(fd, &iov, 1, deadline);
+    if (rc == CGLOO_OK)
+        rc = recv_all(fd, theirs, sizeof theirs, deadline);
+    if (rc == CGLOO_OK && !tcp_store_hello_ok(theirs)) {
+        CGLOO_WARN("tcp store: the server's hello has a wrong magic or version");
+        rc = CGLOO_EPROTO;
+    }
+    return rc;
+}
+
+/* dial_once tries each address of host once; returns the last address's error. */
+static int dial_once(const struct addrinfo *res, int64_t deadline, int *out)
+{
+    int rc = CGLOO_EADDR;
+    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        rc = dial_addr(ai, deadline, out);
+        if (rc == CGLOO_OK) {
+            rc = hello(*out, deadline);
+            if (rc == CGLOO_OK)
+                return CGLOO_OK;
+            close(*out);
+        }
+        if (rc == CGLOO_ETIMEDOUT)
+            break;
+    }
+    return rc;
+}
+
+static int retryable(int rc)
+{
+    return rc == CGLOO_ECONNREFUSED || rc == CGLOO_EPEER || rc == CGLOO_EIO;
+}
+
+/* dial connects and says hello before deadline. With `retry`, refused (and reset) attempts are
+ * repeated with a growing pause until the deadline, for a server that is still starting. */
+static int dial(const char *host, int port, int64_t deadline, int retry, int *out)
+{
+    struct addrinfo *res = NULL;
+    int rc = resolve(host, port, &res);
+    if (rc != CGLOO_OK)
+        return rc;
+    int pause = TCP_STORE_BACKOFF_MIN_MS;
+    for (;;) {
+        rc = dial_once(res, deadline, out);
+        if (rc == CGLOO_OK || !retry || !retryable(rc))
+            break;
+        int left = cgloo__remaining_ms(deadline);
+        if (left == 0)
+            break;
+        cgloo__sleep_ms(CGLOO_MIN(pause, left));
+        pause = CGLOO_MIN(pause * 2, TCP_STORE_BACKOFF_MAX_MS);
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* ---- taking turns on the handle ------------------------------------------------------------ */
+
+static void abs_time(int64_t deadline_ms, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(deadline_ms / 1000);
+    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000;
+}
+
+/* acquire waits until deadline for the handle to be free and takes it. */
+static int acquire(tcp_store *t, int64_t deadline)
+{
+    struct timespec until;
+    abs_time(deadline, &until);
+    int rc = CGLOO_OK;
+    pthread_mutex_lock(&t->lock);
+    while (t->busy && rc == CGLOO_OK)
+        if (pthread_cond_timedwait(&t->idle, &t->lock, &until) == ETIMEDOUT && t->busy)
+            rc = CGLOO_ETIMEDOUT;
+    if (rc == CGLOO_OK)
+        t->busy = 1;
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+static void release(tcp_store *t)
+{
+    pthread_mutex_lock(&t->lock);
+    t->busy = 0;
+    pthread_cond_signal(&t->idle);
+    pthread_mutex_unlock(&t->lock);
+}
+
+static void drop_connection(tcp_store *t)
+{
+    if (t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+}
+
+/* ---- one exchange ------------------------------------------------------------------------ */
+
+static void frame_put(tcp_frame *f, const void *data, size_t len)
+{
+    if (f->failed || len == 0)
+        return;
+    if (f->len + len > f->cap) {
+        size_t cap = CGLOO_MAX(f->cap * 2, f->len + len);
+        uint8_t *nb = realloc(f->buf, cap);
+        if (!nb) {
+            f->failed = 1;
+            return;
+        }
+        f->buf = nb;
+        f->cap = cap;
+    }
+    memcpy(f->buf + f->len, data, len);
+    f->len += len;
+}
+
+static void frame_u32(tcp_frame *f, uint32_t v)
+{
+    uint8_t b[4];
+    cgloo__put_u32(b, v);
+    frame_put(f, b, 4);
+}
+
+static void frame_u64(tcp_frame *f, uint64_t v)
+{
+    uint8_t b[8];
+    cgloo__put_u64(b, v);
+    frame_put(f, b, 8);
+}
+
+/* frame_start begins a request with room for its header. */
+static void frame_start(tcp_frame *f, uint32_t op)
+{
+    *f = (tcp_frame){0};
+    frame_u32(f, 0); /* body length, filled in by exchange */
+    frame_u32(f, op);
+}
+
+static void frame_key(tcp_frame *f, const char *key)
+{
+    size_t n = strlen(key);
+    frame_u32(f, (uint32_t)n);
+    frame_put(f, key, n);
+}
+
+static void frame_keys(tcp_frame *f, const char *const *keys, size_t nkeys)
+{
+    frame_u32(f, (uint32_t)nkeys);
+    for (size_t i = 0; i < nkeys; i++)
+        frame_key(f, keys[i]);
+}
+
+/* A response: its status and body (malloc'd with a NUL after it; NULL when empty). */
+typedef struct tcp_reply {
+    uint32_t status;
+    uint8_t *body;
+    size_t len;
+} tcp_reply;
+
+/* exchange_io sends the frame (and `extra`, a value sent without copying) and reads the reply. */
+static int exchange_io(int fd, tcp_frame *f, const void *extra, size_t extra_len, int64_t deadline,
+                       tcp_reply *reply)
+{
+    cgloo__put_u32(f->buf, (uint32_t)(f->len - TCP_STORE_HEADER_LEN + extra_len));
+    struct iovec iov[2] = {{.iov_base = f->buf, .iov_len = f->len},
+                           {.iov_base = (void *)extra, .iov_len = extra_len}};
+    int rc = send_all(fd, iov, extra_len ? 2 : 1, deadline);
+    uint8_t head[TCP_STORE_HEADER_LEN];
+    if (rc == CGLOO_OK)
+        rc = recv_all(fd, head, sizeof head, deadline);
+    if (rc != CGLOO_OK)
+        return rc;
+    reply->len = cgloo__get_u32(head);
+    reply->status = cgloo__get_u32(head + 4);
+    if (reply->len > TCP_STORE_FRAME_MAX)
+        return CGLOO_EPROTO;
+    reply->body = malloc(reply->len + 1);
+    if (!reply->body)
+        return CGLOO_ENOMEM; /* the unread body leaves the stream out of step: drop it */
+    reply->body[reply->len] = '\0';
+    rc = recv_all(fd, reply->body, reply->len, deadline);
+    if (rc != CGLOO_OK) {
+        free(reply->body);
+        reply->body = NULL;
+    }
+    return rc;
+}
+
+/* exchange runs one request on the handle: take a turn (waiting at most until turn_deadline),
+ * dial if the last exchange broke, send, and read the reply before io_deadline. With `stamp`,
+ * the u32 that opens the body is set to the ms left until turn_deadline once the turn is taken
+ * (the server-side timeout of a waiting request). The frame is freed. Returns an I/O status;
+ * the reply's own status is in reply->status. */
+static int exchange(tcp_store *t, tcp_frame *f, const void *extra, size_t extra_len, int stamp,
+                    int64_t turn_deadline, int64_t io_deadline, tcp_reply *reply)
+{
+    *reply = (tcp_reply){0};
+    int rc = f->failed ? CGLOO_ENOMEM : acquire(t, turn_deadline);
+    if (rc != CGLOO_OK) {
+        free(f->buf);
+        return rc;
+    }
+    if (stamp) {
+        int left = CGLOO_MAX(cgloo__remaining_ms(turn_deadline), 1);
+        cgloo__put_u32(f->buf + TCP_STORE_HEADER_LEN, (uint32_t)left);
+    }
+    if (t->fd < 0) {
+        rc = dial(t->host, t->port, io_deadline, 0, &t->fd);
+        if (rc != CGLOO_OK && rc != CGLOO_ENOMEM)
+            rc = CGLOO_EIO; /* the server that was there is gone */
+    }
+    if (rc == CGLOO_OK)
+        rc = exchange_io(t->fd, f, extra, extra_len, io_deadline, reply);
+    if (rc != CGLOO_OK)
+        drop_connection(t);
+    release(t);
+    free(f->buf);
+    return rc == CGLOO_EPROTO ? CGLOO_EIO : rc;
+}
+
+/* reply_status turns the server's status into ours; EPROTO for one we do not know. */
+static int reply_status(const tcp_reply *r)
+{
+    switch (r->status) {
+    case TCP_STORE_ST_OK:
+        return CGLOO_OK;
+    case TCP_STORE_ST_TIMEDOUT:
+        return CGLOO_ETIMEDOUT;
+    case TCP_STORE_ST_NOT_COUNTER:
+    case TCP_STORE_ST_TOO_LARGE:
+    case TCP_STORE_ST_NOMEM:
+        return CGLOO_ESTORE;
+    default:
+        return CGLOO_EPROTO;
+    }
+}
+
+/* call is exchange for a request that does not wait: a turn and the I/O within the default
+ * timeout. The reply must be `want_len` bytes long when OK; a mismatch drops the connection. */
+static int call(tcp_store *t, tcp_frame *f, const void *extra, size_t extra_len, size_t want_len,
+                tcp_reply *reply)
+{
+    int64_t deadline = cgloo__deadline(CGLOO_DEFAULT_TIMEOUT_MS, CGLOO_DEFAULT_TIMEOUT_MS);
+    int rc = exchange(t, f, extra, extra_len, 0, deadline, deadline, reply);
+    if (rc != CGLOO_OK)
+        return rc;
+    rc = reply_status(reply);
+    if (rc == CGLOO_OK && reply->len != want_len)
+        rc = CGLOO_EPROTO;
+    if (rc == CGLOO_EPROTO) {
+        free(reply->body);
+        reply->body = NULL;
+        CGLOO_WARN("tcp store: malformed reply from %s:%d", t->host, t->port);
+        return CGLOO_EIO;
+    }
+    return rc;
+}
+
+/* call_waiting is exchange for GET, WAIT and MULTI_GET: the timeout bounds both the wait for
+ * a turn and the server's wait; the I/O may take TCP_STORE_MARGIN_MS longer. */
+static int call_waiting(tcp_store *t, tcp_frame *f, int timeout_ms, tcp_reply *reply)
+{
+    int64_t deadline = cgloo__deadline(timeout_ms, timeout_ms);
+    int rc = exchange(t, f, NULL, 0, 1, deadline, deadline + TCP_STORE_MARGIN_MS, reply);
+    if (rc != CGLOO_OK)
+        return rc;
+    rc = reply_status(reply);
+    if (rc == CGLOO_EPROTO) {
+        free(reply->body);
+        reply->body = NULL;
+        return CGLOO_EIO;
+    }
+    return rc;
+}
+
+/* ---- the ops -------------------------------------------------------------------------------- */
+
+static int tcp_set(cgloo_store *s, const char *key, const void *value, size_t len)
+{
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_SET);
+    frame_key(&f, key);
+    tcp_reply r;
+    int rc = call((tcp_store *)s, &f, value, len, 0, &r);
+    free(r.body);
+    return rc;
+}
+
+static int tcp_get(cgloo_store *s, const char *key, int timeout_ms, void **value, size_t *len)
+{
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_GET);
+    frame_u32(&f, 0); /* the server-side timeout, stamped by exchange */
+    frame_key(&f, key);
+    tcp_reply r;
+    int rc = call_waiting((tcp_store *)s, &f, timeout_ms, &r);
+    if (rc != CGLOO_OK) {
+        free(r.body);
+        return rc;
+    }
+    *value = r.body;
+    *len = r.len;
+    return CGLOO_OK;
+}
+
+static int tcp_wait(cgloo_store *s, const char *const *keys, size_t nkeys, int timeout_ms)
+{
+    if (nkeys > TCP_STORE_KEYS_MAX)
+        return CGLOO_EINVAL;
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_WAIT);
+    frame_u32(&f, 0);
+    frame_keys(&f, keys, nkeys);
+    tcp_reply r;
+    int rc = call_waiting((tcp_store *)s, &f, timeout_ms, &r);
+    free(r.body);
+    return rc;
+}
+
+static int tcp_check(cgloo_store *s, const char *const *keys, size_t nkeys, int *all_present)
+{
+    if (nkeys > TCP_STORE_KEYS_MAX)
+        return CGLOO_EINVAL;
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_CHECK);
+    frame_keys(&f, keys, nkeys);
+    tcp_reply r;
+    int rc = call((tcp_store *)s, &f, NULL, 0, 4, &r);
+    if (rc == CGLOO_OK)
+        *all_present = cgloo__get_u32(r.body) != 0;
+    free(r.body);
+    return rc;
+}
+
+static int tcp_add(cgloo_store *s, const char *key, int64_t delta, int64_t *result)
+{
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_ADD);
+    frame_u64(&f, (uint64_t)delta);
+    frame_key(&f, key);
+    tcp_reply r;
+    int rc = call((tcp_store *)s, &f, NULL, 0, 8, &r);
+    if (rc == CGLOO_OK)
+        *result = (int64_t)cgloo__get_u64(r.body);
+    free(r.body);
+    return rc;
+}
+
+static int tcp_del(cgloo_store *s, const char *key)
+{
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_DELETE);
+    frame_key(&f, key);
+    tcp_reply r;
+    int rc = call((tcp_store *)s, &f, NULL, 0, 0, &r);
+    free(r.body);
+    return rc;
+}
+
+/* split_values parses per-key u32 vlen | value into fresh copies; all or nothing. */
+static int split_values(const tcp_reply *r, size_t nkeys, void **values, size_t *lens)
+{
+    tcp_store_reader rd = {.p = r->body, .left = r->len};
+    size_t done = 0;
+    int rc = CGLOO_OK;
+    while (done < nkeys) {
+        uint32_t n;
+        const uint8_t *v;
+        if (!tcp_store_read_u32(&rd, &n) || !tcp_store_read_bytes(&rd, n, &v)) {
+            rc = CGLOO_EIO;
+            break;
+        }
+        if (!(values[done] = cgloo__memdup_z(v, n))) {
+            rc = CGLOO_ENOMEM;
+            break;
+        }
+        lens[done++] = n;
+    }
+    if (rc == CGLOO_OK && rd.left != 0)
+        rc = CGLOO_EIO;
+    if (rc != CGLOO_OK) {
+        for (size_t i = 0; i < done; i++) {
+            free(values[i]);
+            values[i] = NULL;
+        }
+    }
+    return rc;
+}
+
+static int tcp_multi_get(cgloo_store *s, const char *const *keys, size_t nkeys, int timeout_ms,
+                         void **values, size_t *lens)
+{
+    if (nkeys > TCP_STORE_KEYS_MAX)
+        return CGLOO_EINVAL;
+    tcp_frame f;
+    frame_start(&f, TCP_STORE_OP_MULTI_GET);
+    frame_u32(&f, 0);
+    frame_keys(&f, keys, nkeys);
+    tcp_reply r;
+    int rc = call_waiting((tcp_store *)s, &f, timeout_ms, &r);
+    if (rc == CGLOO_OK)
+        rc = split_values(&r, nkeys, values, lens);
+    free(r.body);
+    return rc;
+}
+
+static void tcp_destroy(cgloo_store *s)
+{
+    tcp_store *t = (tcp_store *)s;
+    drop_connection(t);
+    pthread_cond_destroy(&t->idle);
+    pthread_mutex_destroy(&t->lock);
+    free(t->host);
+    free(t);
+}
+
+static const cgloo_store_ops tcp_ops = {
+    .name = "tcp",
+    .set = tcp_set,
+    .get = tcp_get,
+    .wait = tcp_wait,
+    .check = tcp_check,
+    .add = tcp_add,
+    .del = tcp_del,
+    .multi_get = tcp_multi_get,
+    .destroy = tcp_destroy,
+};
+
+static tcp_store *tcp_store_new(const char *host, int port, int fd)
+{
+    tcp_store *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->host = cgloo__strdup(host);
+    if (!t->host) {
+        free(t);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->idle, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&t->lock, NULL);
+    t->base.ops = &tcp_ops;
+    t->port = port;
+    t->fd = fd;
+    return t;
+}
+
+int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms, cgloo_store **out)
+{
+    if (!out || port <= 0 || port > 65535 || timeout_ms < 0)
+        return CGLOO_EINVAL;
+    cgloo__log_init_from_env();
+    if (!host)
+        host = "127.0.0.1";
+    int fd = -1;
+    int rc = dial(host, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd);
+    if (rc != CGLOO_OK) {
+        CGLOO_DEBUG("tcp store: cannot connect to %s port %d: %s", host, port, cgloo_strerror(rc));
+        return rc == CGLOO_EPEER || rc == CGLOO_EIO ? CGLOO_ECONNREFUSED : rc;
+    }
+    tcp_store *t = tcp_store_new(host, port, fd);
+    if (!t) {
+        close(fd);
+        return CGLOO_ENOMEM;
+    }
+    *out = &t->base;
+    return CGLOO_OK;
+}

@@ -1,0 +1,940 @@
+/*
+ * The TCP store server: one background thread, poll() over non-blocking sockets, no thread per
+ * client. Each connection carries one request at a time; a GET, WAIT or MULTI_GET whose keys
+ * are missing is parked on its connection and answered when a SET or ADD supplies the keys or
+ * when its deadline passes. While a connection is parked or still writing a response, the
+ * server does not read from it, so a connection never holds more than one request and one
+ * response: at most about 2 * TCP_STORE_FRAME_MAX bytes, and request bodies grow only as their
+ * bytes arrive. Anything malformed closes that connection (logged at WARN); the others carry on.
+ * See tcp_store_proto.h for the wire format.
+ */
+#include "store/store.h"
+#include "store/tcp_store_proto.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SERVER_CONNS_MAX 4096
+#define SERVER_BODY_STEP (64u * 1024) /* request bodies grow by at least this much */
+#define SERVER_BODY_KEEP (64u * 1024) /* a body buffer up to this size is kept for reuse */
+#define SERVER_ACCEPT_PAUSE_MS 100    /* after EMFILE, stop accepting for a moment */
+
+/* One key/value pair. The key is kept with its length; it holds no NUL. */
+typedef struct srv_entry {
+    struct srv_entry *next;
+    uint64_t hash;
+    uint8_t *value;
+    size_t vlen;
+    size_t klen;
+    uint8_t key[];
+} srv_entry;
+
+typedef struct srv_table {
+    srv_entry **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+} srv_table;
+
+typedef enum conn_state {
+    CONN_HELLO,   /* reading the client's hello */
+    CONN_HEADER,  /* reading a request header */
+    CONN_BODY,    /* reading a request body */
+    CONN_PARKED,  /* a waiting request is held until its keys exist or its deadline */
+    CONN_WRITING, /* sending a response; nothing is read until it is out */
+    CONN_CLOSED,  /* closed; removed from the table at the end of the loop iteration */
+} conn_state;
+
+typedef struct srv_key {
+    const uint8_t *p; /* points into the connection's body */
+    size_t len;
+} srv_key;
+
+typedef struct srv_conn {
+    int fd;
+    conn_state state;
+    uint8_t head[TCP_STORE_HEADER_LEN];
+    size_t head_got;
+    uint32_t op;
+    uint8_t *body;
+    size_t body_len, body_got, body_cap;
+    srv_key *keys; /* the keys of a parked request */
+    size_t nkeys;
+    int64_t deadline; /* of a parked request, monotonic ms */
+    uint8_t *out;
+    size_t out_len, out_sent;
+    char peer[80]; /* "addr:port", for log lines */
+} srv_conn;
+
+struct cgloo_store_server {
+    pthread_t thread;
+    int listen_fd;
+    int wake_fd; /* eventfd written by cgloo_store_server_stop */
+    int port;
+    int64_t accept_paused_until;
+    srv_table table;
+    srv_conn **conns;
+    size_t nconns, conns_cap;
+    struct pollfd *pfds;
+    size_t pfds_cap;
+};
+
+/* ---- the key/value table ---------------------------------------------------------------- */
+
+static int table_init(srv_table *t)
+{
+    t->nbuckets = 64;
+    t->count = 0;
+    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
+    return t->buckets ? CGLOO_OK : CGLOO_ENOMEM;
+}
+
+static void table_fini(srv_table *t)
+{
+    for (size_t b = 0; t->buckets && b < t->nbuckets; b++) {
+        while (t->buckets[b]) {
+            srv_entry *e = t->buckets[b];
+            t->buckets[b] = e->next;
+            free(e->value);
+            free(e);
+        }
+    }
+    free(t->buckets);
+    t->buckets = NULL;
+}
+
+static srv_entry **table_slot(srv_table *t, const uint8_t *key, size_t klen, uint64_t hash)
+{
+    srv_entry **pp = &t->buckets[hash & (t->nbuckets - 1)];
+    while (*pp && !((*pp)->hash == hash && (*pp)->klen == klen && !memcmp((*pp)->key, key, klen)))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static srv_entry *table_find(srv_table *t, const uint8_t *key, size_t klen)
+{
+    return *table_slot(t, key, klen, cgloo__hash64(key, klen));
+}
+
+/* table_grow doubles the bucket array; on failure the table just stays denser. */
+static void table_grow(srv_table *t)
+{
+    size_t n = t->nbuckets * 2;
+    srv_entry **nb = calloc(n, sizeof *nb);
+    if (!nb)
+        return;
+    for (size_t b = 0; b < t->nbuckets; b++) {
+        while (t->buckets[b]) {
+            srv_entry *e = t->buckets[b];
+            t->buckets[b] = e->next;
+            e->next = nb[e->hash & (n - 1)];
+            nb[e->hash & (n - 1)] = e;
+        }
+    }
+    free(t->buckets);
+    t->buckets = nb;
+    t->nbuckets = n;
+}
+
+/* table_put stores value (taking ownership on success) under key. */
+static int table_put(srv_table *t, const uint8_t *key, size_t klen, uint8_t *value, size_t vlen)
+{
+    uint64_t hash = cgloo__hash64(key, klen);
+    srv_entry **pp = table_slot(t, key, klen, hash);
+    if (*pp) {
+        free((*pp)->value);
+        (*pp)->value = value;
+        (*pp)->vlen = vlen;
+        return CGLOO_OK;
+    }
+    srv_entry *e = malloc(sizeof *e + klen);
+    if (!e)
+        return CGLOO_ENOMEM;
+    *e = (srv_entry){.next = NULL, .hash = hash, .value = value, .vlen = vlen, .klen = klen};
+    memcpy(e->key, key, klen);
+    *pp = e;
+    if (++t->count > t->nbuckets)
+        table_grow(t);
+    return CGLOO_OK;
+}
+
+static void table_del(srv_table *t, const uint8_t *key, size_t klen)
+{
+    srv_entry **pp = table_slot(t, key, klen, cgloo__hash64(key, klen));
+    srv_entry *e = *pp;
+    if (!e)
+        return;
+    *pp = e->next;
+    free(e->value);
+    free(e);
+    t->count--;
+}
+
+/* ---- connections: close, respond, flush --------------------------------------------------- */
+
+static void conn_release_request(srv_conn *c)
+{
+    free(c->keys);
+    c->keys = NULL;
+    c->nkeys = 0;
+    if (c->body_cap > SERVER_BODY_KEEP) {
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+    }
+    c->body_len = c->body_got = 0;
+    c->head_got = 0;
+}
+
+static void conn_close(srv_conn *c)
+{
+    if (c->state == CONN_CLOSED)
+        return;
+    close(c->fd);
+    c->fd = -1;
+    c->state = CONN_CLOSED;
+    free(c->keys);
+    free(c->body);
+    free(c->out);
+    c->keys = NULL;
+    c->body = c->out = NULL;
+}
+
+/* conn_flush sends what is left of the response; when it is all out, reading resumes. */
+static void conn_flush(srv_conn *c)
+{
+    while (c->out_sent < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->out_sent += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return;
+        } else {
+            CGLOO_DEBUG("tcp store server: %s: send failed: %s", c->peer, strerror(errno));
+            conn_close(c);
+            return;
+        }
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_sent = 0;
+    conn_release_request(c);
+    c->state = CONN_HEADER;
+}
+
+/* conn_respond_with takes ownership of a buffer that begins with TCP_STORE_HEADER_LEN free
+ * bytes followed by the body, fills in the header, and starts sending. */
+static void conn_respond_with(srv_conn *c, uint32_t status, uint8_t *frame, size_t body_len)
+{
+    cgloo__put_u32(frame, (uint32_t)body_len);
+    cgloo__put_u32(frame + 4, status);
+    c->out = frame;
+    c->out_len = TCP_STORE_HEADER_LEN + body_len;
+    c->out_sent = 0;
+    c->state = CONN_WRITING;
+    conn_flush(c);
+}
+
+/* conn_respond sends a response whose body is `len` bytes of `body` (may be NULL when 0). */
+static void conn_respond(srv_conn *c, uint32_t status, const void *body, size_t len)
+{
+    uint8_t *frame = malloc(TCP_STORE_HEADER_LEN + len);
+    if (!frame) {
+        CGLOO_WARN("tcp store server: %s: out of memory for a response", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (len)
+        memcpy(frame + TCP_STORE_HEADER_LEN, body, len);
+    conn_respond_with(c, status, frame, len);
+}
+
+static void conn_respond_status(srv_conn *c, uint32_t status)
+{
+    conn_respond(c, status, NULL, 0);
+}
+
+/* conn_violation closes a connection that broke the protocol. */
+static void conn_violation(srv_conn *c, const char *what)
+{
+    CGLOO_WARN("tcp store server: closing %s: %s", c->peer, what);
+    conn_close(c);
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+static int keys_present(srv_table *t, const srv_key *keys, size_t nkeys)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        if (!table_find(t, keys[i].p, keys[i].len))
+            return 0;
+    return 1;
+}
+
+/* read_key_list parses u32 nkeys | keys into a fresh array pointing into the body. Returns
+ * CGLOO_OK, CGLOO_EPROTO (malformed) or CGLOO_ENOMEM. */
+static int read_key_list(tcp_store_reader *r, srv_key **out, size_t *nout)
+{
+    uint32_t n;
+    if (!tcp_store_read_u32(r, &n) || n == 0 || n > TCP_STORE_KEYS_MAX)
+        return CGLOO_EPROTO;
+    /* Every key takes at least 5 bytes, so a count the body cannot hold is caught before the
+     * allocation it would size. */
+    if ((size_t)n > r->left / 5)
+        return CGLOO_EPROTO;
+    srv_key *keys = malloc(n * sizeof *keys);
+    if (!keys)
+        return CGLOO_ENOMEM;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!tcp_store_read_key(r, &keys[i].p, &keys[i].len)) {
+            free(keys);
+            return CGLOO_EPROTO;
+        }
+    }
+    *out = keys;
+    *nout = n;
+    return CGLOO_OK;
+}
+
+/* answer_multi_get sends every value as u32 vlen | value; the keys all exist. */
+static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < c->nkeys; i++)
+        total += 4 + (uint64_t)table_find(&s->table, c->keys[i].p, c->keys[i].len)->vlen;
+    if (total > TCP_STORE_FRAME_MAX) {
+        conn_respond_status(c, TCP_STORE_ST_TOO_LARGE);
+        return;
+    }
+    uint8_t *frame = malloc(TCP_STORE_HEADER_LEN + (size_t)total);
+    if (!frame) {
+        conn_respond_status(c, TCP_STORE_ST_NOMEM);
+        return;
+    }
+    uint8_t *p = frame + TCP_STORE_HEADER_LEN;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        srv_entry *e = table_find(&s->table, c->keys[i].p, c->keys[i].len);
+        cgloo__put_u32(p, (uint32_t)e->vlen);
+        if (e->vlen)
+            memcpy(p + 4, e->value, e->vlen);
+        p += 4 + e->vlen;
+    }
+    conn_respond_with(c, TCP_STORE_ST_OK, frame, (size_t)total);
+}
+
+/* answer_wait answers a waiting request whose keys all exist. */
+static void answer_wait(cgloo_store_server *s, srv_conn *c)
+{
+    if (c->op == TCP_STORE_OP_GET) {
+        srv_entry *e = table_find(&s->table, c->keys[0].p, c->keys[0].len);
+        conn_respond(c, TCP_STORE_ST_OK, e->value, e->vlen);
+    } else if (c->op == TCP_STORE_OP_MULTI_GET) {
+        answer_multi_get(s, c);
+    } else {
+        conn_respond_status(c, TCP_STORE_ST_OK);
+    }
+}
+
+/* wake_parked answers every parked request whose keys now all exist. */
+static void wake_parked(cgloo_store_server *s)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        srv_conn *c = s->conns[i];
+        if (c->state == CONN_PARKED && keys_present(&s->table, c->keys, c->nkeys))
+            answer_wait(s, c);
+    }
+}
+
+/* expire_parked answers ETIMEDOUT to parked requests whose deadline passed, and returns the
+ * poll timeout until the nearest remaining deadline (-1 for none). */
+static int expire_parked(cgloo_store_server *s)
+{
+    int64_t now = cgloo__now_ms(), next = -1;
+    for (size_t i = 0; i < s->nconns; i++) {
+        srv_conn *c = s->conns[i];
+        if (c->state != CONN_PARKED)
+            continue;
+        if (c->deadline <= now)
+            conn_respond_status(c, TCP_STORE_ST_TIMEDOUT);
+        else if (next < 0 || c->deadline < next)
+            next = c->deadline;
+    }
+    if (next < 0)
+        return -1;
+    return (int)CGLOO_MIN(next - now, (int64_t)INT32_MAX);
+}
+
+/* read_wait_keys parses the one key of a GET or the key list of a WAIT or MULTI_GET. */
+static int read_wait_keys(srv_conn *c, tcp_store_reader *r)
+{
+    if (c->op != TCP_STORE_OP_GET)
+        return read_key_list(r, &c->keys, &c->nkeys);
+    srv_key k;
+    if (!tcp_store_read_key(r, &k.p, &k.len))
+        return CGLOO_EPROTO;
+    c->keys = malloc(sizeof k);
+    if (!c->keys)
+        return CGLOO_ENOMEM;
+    c->keys[0] = k;
+    c->nkeys = 1;
+    return CGLOO_OK;
+}
+
+/* do_wait handles GET, WAIT and MULTI_GET: answer now, or park until the keys or the deadline. */
+static void do_wait(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
+{
+    uint32_t timeout_ms;
+    int rc = CGLOO_EPROTO;
+    if (tcp_store_read_u32(r, &timeout_ms))
+        rc = read_wait_keys(c, r);
+    if (rc == CGLOO_OK && r->left != 0)
+        rc = CGLOO_EPROTO;
+    if (rc == CGLOO_ENOMEM) {
+        conn_respond_status(c, TCP_STORE_ST_NOMEM);
+    } else if (rc != CGLOO_OK) {
+        conn_violation(c, "malformed waiting request");
+    } else if (keys_present(&s->table, c->keys, c->nkeys)) {
+        answer_wait(s, c);
+    } else {
+        c->deadline = cgloo__now_ms() + timeout_ms;
+        c->state = CONN_PARKED;
+    }
+}
+
+static void do_set(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
+{
+    const uint8_t *key, *value;
+    size_t klen;
+    if (!tcp_store_read_key(r, &key, &klen)) {
+        conn_violation(c, "malformed SET request");
+        return;
+    }
+    size_t vlen = r->left;
+    tcp_store_read_bytes(r, vlen, &value);
+    uint8_t *copy = malloc(vlen ? vlen : 1);
+    if (!copy || table_put(&s->table, key, klen, copy, vlen) != CGLOO_OK) {
+        free(copy);
+        conn_respond_status(c, TCP_STORE_ST_NOMEM);
+        return;
+    }
+    if (vlen)
+        memcpy(copy, value, vlen);
+    conn_respond_status(c, TCP_STORE_ST_OK);
+    wake_parked(s);
+}
+
+/* counter_add applies delta to the counter under key; returns a TCP_STORE_ST_* status. */
+static uint32_t counter_add(cgloo_store_server *s, const uint8_t *key, size_t klen, int64_t delta,
+                            int64_t *result)
+{
+    srv_entry *e = table_find(&s->table, key, klen);
+    int64_t v = 0;
+    if (e && cgloo__store_counter_parse(e->value, e->vlen, &v) != CGLOO_OK)
+        return TCP_STORE_ST_NOT_COUNTER;
+    v = (int64_t)((uint64_t)v + (uint64_t)delta); /* wraps like the other backends */
+    char text[24];
+    size_t n = cgloo__store_counter_format(v, text);
+    uint8_t *copy = malloc(n);
+    if (!copy)
+        return TCP_STORE_ST_NOMEM;
+    memcpy(copy, text, n);
+    if (table_put(&s->table, key, klen, copy, n) != CGLOO_OK) {
+        free(copy);
+        return TCP_STORE_ST_NOMEM;
+    }
+    *result = v;
+    return TCP_STORE_ST_OK;
+}
+
+static void do_add(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
+{
+    uint64_t delta;
+    const uint8_t *key;
+    size_t klen;
+    if (!tcp_store_read_u64(r, &delta) || !tcp_store_read_key(r, &key, &klen) || r->left) {
+        conn_violation(c, "malformed ADD request");
+        return;
+    }
+    int64_t v = 0;
+    uint32_t st = counter_add(s, key, klen, (int64_t)delta, &v);
+    if (st != TCP_STORE_ST_OK) {
+        conn_respond_status(c, st);
+        return;
+    }
+    uint8_t body[8];
+    cgloo__put_u64(body, (uint64_t)v);
+    conn_respond(c, TCP_STORE_ST_OK, body, sizeof body);
+    wake_parked(s);
+}
+
+static void do_check(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
+{
+    int rc = read_key_list(r, &c->keys, &c->nkeys);
+    if (rc == CGLOO_OK && r->left)
+        rc = CGLOO_EPROTO;
+    if (rc == CGLOO_ENOMEM) {
+        conn_respond_status(c, TCP_STORE_ST_NOMEM);
+    } else if (rc != CGLOO_OK) {
+        conn_violation(c, "malformed CHECK request");
+    } else {
+        uint8_t body[4];
+        cgloo__put_u32(body, (uint32_t)keys_present(&s->table, c->keys, c->nkeys));
+        conn_respond(c, TCP_STORE_ST_OK, body, sizeof body);
+    }
+}
+
+static void do_delete(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
+{
+    const uint8_t *key;
+    size_t klen;
+    if (!tcp_store_read_key(r, &key, &klen) || r->left) {
+        conn_violation(c, "malformed DELETE request");
+        return;
+    }
+    table_del(&s->table, key, klen);
+    conn_respond_status(c, TCP_STORE_ST_OK);
+}
+
+/* conn_process runs the complete request held in c->op and c->body. */
+static void conn_process(cgloo_store_server *s, srv_conn *c)
+{
+    tcp_store_reader r = {.p = c->body, .left = c->body_len};
+    switch (c->op) {
+    case TCP_STORE_OP_SET:
+        do_set(s, c, &r);
+        break;
+    case TCP_STORE_OP_GET:
+    case TCP_STORE_OP_WAIT:
+    case TCP_STORE_OP_MULTI_GET:
+        do_wait(s, c, &r);
+        break;
+    case TCP_STORE_OP_CHECK:
+        do_check(s, c, &r);
+        break;
+    case TCP_STORE_OP_ADD:
+        do_add(s, c, &r);
+        break;
+    case TCP_STORE_OP_DELETE:
+        do_delete(s, c, &r);
+        break;
+    default:
+        conn_violation(c, "unknown op"); /* conn_header rejects these first */
+        break;
+    }
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+/* conn_recv reads up to len bytes. Returns the count, 0 when nothing is ready now, or -1 after
+ * closing the connection (end of stream or error). */
+static ssize_t conn_recv(srv_conn *c, void *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (n == 0 && c->state != CONN_BODY && c->head_got == 0)
+            CGLOO_DEBUG("tcp store server: %s disconnected", c->peer);
+        else if (n == 0)
+            conn_violation(c, "connection closed in the middle of a frame");
+        else
+            CGLOO_DEBUG("tcp store server: %s: recv failed: %s", c->peer, strerror(errno));
+        conn_close(c);
+        return -1;
+    }
+}
+
+/* conn_header checks a complete request header and gets ready for the body. */
+static void conn_header(cgloo_store_server *s, srv_conn *c)
+{
+    uint32_t len = cgloo__get_u32(c->head);
+    c->op = cgloo__get_u32(c->head + 4);
+    if (c->op < TCP_STORE_OP_SET || c->op > TCP_STORE_OP_MULTI_GET) {
+        conn_violation(c, "unknown op");
+        return;
+    }
+    if (len > TCP_STORE_FRAME_MAX) {
+        conn_violation(c, "declared frame length over the limit");
+        return;
+    }
+    c->body_len = len;
+    c->body_got = 0;
+    c->state = CONN_BODY;
+    if (len == 0)
+        conn_process(s, c); /* every op needs a body: this is rejected as malformed */
+}
+
+/* conn_hello checks the client's hello and answers with ours. */
+static void conn_hello(srv_conn *c)
+{
+    if (!tcp_store_hello_ok(c->head)) {
+        conn_violation(c, "bad hello (wrong magic or version)");
+        return;
+    }
+    c->out = malloc(TCP_STORE_HELLO_LEN);
+    if (!c->out) {
+        conn_close(c);
+        return;
+    }
+    tcp_store_hello_put(c->out);
+    c->out_len = TCP_STORE_HELLO_LEN;
+    c->out_sent = 0;
+    c->state = CONN_WRITING;
+    conn_flush(c);
+}
+
+/* conn_body_room makes room for more body bytes; it grows with the data actually received, so
+ * a large declared length costs memory only as its bytes arrive. */
+static int conn_body_room(srv_conn *c)
+{
+    if (c->body_got < c->body_cap)
+        return CGLOO_OK;
+    size_t want = CGLOO_MAX(c->body_cap * 2, (size_t)SERVER_BODY_STEP);
+    want = CGLOO_MIN(want, c->body_len);
+    uint8_t *nb = realloc(c->body, want);
+    if (!nb)
+        return CGLOO_ENOMEM;
+    c->body = nb;
+    c->body_cap = want;
+    return CGLOO_OK;
+}
+
+/* conn_read_step reads once in the current state. Returns 1 to keep reading, 0 to stop. */
+static int conn_read_step(cgloo_store_server *s, srv_conn *c)
+{
+    size_t need = c->state == CONN_HELLO ? TCP_STORE_HELLO_LEN : TCP_STORE_HEADER_LEN;
+    if (c->state == CONN_HELLO || c->state == CONN_HEADER) {
+        ssize_t n = conn_recv(c, c->head + c->head_got, need - c->head_got);
+        if (n <= 0)
+            return 0;
+        c->head_got += (size_t)n;
+        if (c->head_got < need)
+            return 1;
+        c->head_got = 0;
+        if (c->state == CONN_HEADER)
+            conn_header(s, c);
+        else
+            conn_hello(c);
+        return c->state == CONN_BODY;
+    }
+    if (conn_body_room(c) != CGLOO_OK) {
+        CGLOO_WARN("tcp store server: %s: out of memory for a request", c->peer);
+        conn_close(c);
+        return 0;
+    }
+    ssize_t n = conn_recv(c, c->body + c->body_got, c->body_cap - c->body_got);
+    if (n <= 0)
+        return 0;
+    c->body_got += (size_t)n;
+    if (c->body_got == c->body_len)
+        conn_process(s, c);
+    return c->state == CONN_BODY;
+}
+
+/* conn_on_readable reads until the socket runs dry or one request has been taken in (the next
+ * one waits for the next poll round, so one busy client cannot starve the others). */
+static void conn_on_readable(cgloo_store_server *s, srv_conn *c)
+{
+    while (conn_read_step(s, c)) {
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static void peer_name(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t size)
+{
+    char host[64], port[8];
+    if (getnameinfo((const struct sockaddr *)ss, len, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(buf, size, "?");
+    else if (ss->ss_family == AF_INET6)
+        snprintf(buf, size, "[%s]:%s", host, port);
+    else
+        snprintf(buf, size, "%s:%s", host, port);
+}
+
+/* server_add_conn takes an accepted socket into the table (or closes it). */
+static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr_storage *ss,
+                            socklen_t len)
+{
+    char peer[80];
+    peer_name(ss, len, peer, sizeof peer);
+    if (s->nconns >= SERVER_CONNS_MAX) {
+        CGLOO_WARN("tcp store server: refusing %s: %d connections already", peer, SERVER_CONNS_MAX);
+        close(fd);
+        return;
+    }
+    if (s->nconns == s->conns_cap) {
+        size_t cap = s->conns_cap ? s->conns_cap * 2 : 16;
+        srv_conn **nc = realloc(s->conns, cap * sizeof *nc);
+        if (!nc) {
+            close(fd);
+            return;
+        }
+        s->conns = nc;
+        s->conns_cap = cap;
+    }
+    srv_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->state = CONN_HELLO;
+    memcpy(c->peer, peer, sizeof peer);
+    s->conns[s->nconns++] = c;
+    CGLOO_DEBUG("tcp store server: %s connected", peer);
+}
+
+static void server_accept(cgloo_store_server *s)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            server_add_conn(s, fd, &ss, len);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            CGLOO_WARN("tcp store server: accept: %s; pausing", strerror(errno));
+            s->accept_paused_until = cgloo__now_ms() + SERVER_ACCEPT_PAUSE_MS;
+        }
+        return;
+    }
+}
+
+/* server_sweep frees closed connections, keeping the order of the others. */
+static void server_sweep(cgloo_store_server *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nconns; i++) {
+        if (s->conns[i]->state == CONN_CLOSED)
+            free(s->conns[i]);
+        else
+            s->conns[kept++] = s->conns[i];
+    }
+    s->nconns = kept;
+}
+
+static short conn_events(const srv_conn *c)
+{
+    switch (c->state) {
+    case CONN_WRITING:
+        return POLLOUT;
+    case CONN_PARKED:
+        return POLLRDHUP; /* only to notice a client that leaves while it waits */
+    default:
+        return POLLIN;
+    }
+}
+
+/* server_poll_set fills s->pfds: the wake fd, the listener, then one entry per connection. */
+static int server_poll_set(cgloo_store_server *s, size_t *npfds)
+{
+    size_t n = s->nconns + 2;
+    if (n > s->pfds_cap) {
+        struct pollfd *np = realloc(s->pfds, n * sizeof *np);
+        if (!np)
+            return CGLOO_ENOMEM;
+        s->pfds = np;
+        s->pfds_cap = n;
+    }
+    s->pfds[0] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
+    int paused = s->accept_paused_until > cgloo__now_ms();
+    s->pfds[1] = (struct pollfd){.fd = paused ? -1 : s->listen_fd, .events = POLLIN};
+    for (size_t i = 0; i < s->nconns; i++)
+        s->pfds[i + 2] = (struct pollfd){.fd = s->conns[i]->fd, .events = conn_events(s->conns[i])};
+    *npfds = n;
+    return CGLOO_OK;
+}
+
+static void conn_on_events(cgloo_store_server *s, srv_conn *c, short revents)
+{
+    if (revents & (POLLERR | POLLNVAL)) {
+        CGLOO_DEBUG("tcp store server: %s: socket error", c->peer);
+        conn_close(c);
+    } else if (c->state == CONN_PARKED && (revents & (POLLRDHUP | POLLHUP))) {
+        CGLOO_DEBUG("tcp store server: %s left while waiting", c->peer);
+        conn_close(c);
+    } else if (c->state == CONN_WRITING && (revents & (POLLOUT | POLLHUP))) {
+        conn_flush(c);
+    } else if (revents & (POLLIN | POLLHUP)) {
+        conn_on_readable(s, c);
+    }
+}
+
+/* server_loop_once polls and handles one round. Returns 0 when asked to stop. */
+static int server_loop_once(cgloo_store_server *s)
+{
+    int timeout = expire_parked(s);
+    if (s->accept_paused_until > cgloo__now_ms()) {
+        int left = cgloo__remaining_ms(s->accept_paused_until);
+        timeout = timeout < 0 ? left : CGLOO_MIN(timeout, left);
+    }
+    size_t npfds;
+    if (server_poll_set(s, &npfds) != CGLOO_OK) {
+        cgloo__sleep_ms(10); /* out of memory for the poll set: try again shortly */
+        return 1;
+    }
+    int n = poll(s->pfds, npfds, timeout);
+    if (n < 0)
+        return 1; /* EINTR; anything else shows up again on the next round */
+    if (s->pfds[0].revents)
+        return 0;
+    if (s->pfds[1].revents)
+        server_accept(s);
+    for (size_t i = 2; i < npfds; i++)
+        if (s->pfds[i].revents && s->conns[i - 2]->state != CONN_CLOSED)
+            conn_on_events(s, s->conns[i - 2], s->pfds[i].revents);
+    server_sweep(s);
+    return 1;
+}
+
+static void *server_main(void *arg)
+{
+    cgloo_store_server *s = arg;
+    while (server_loop_once(s)) {
+    }
+    return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------------------------- */
+
+static int listen_on(const struct addrinfo *ai, int *out)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == EAFNOSUPPORT ? CGLOO_EADDR : cgloo__status_from_errno(errno);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+        int err = errno;
+        close(fd);
+        return err == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(err);
+    }
+    *out = fd;
+    return CGLOO_OK;
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* server_listen binds the first address of host that works. */
+static int server_listen(cgloo_store_server *s, const char *host, int port)
+{
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, service, &hints, &res);
+    if (gai != 0) {
+        CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, gai_strerror(gai));
+        return CGLOO_EADDR;
+    }
+    int rc = CGLOO_EADDR;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        if ((rc = listen_on(ai, &s->listen_fd)) == CGLOO_OK)
+            break;
+    freeaddrinfo(res);
+    if (rc != CGLOO_OK)
+        return rc == CGLOO_EINVAL ? CGLOO_EADDR : rc;
+    s->port = local_port(s->listen_fd);
+    return s->port > 0 ? CGLOO_OK : CGLOO_EIO;
+}
+
+/* server_spawn starts the thread with every signal blocked, so that signals go to the
+ * application's threads and the server's poll is never interrupted by them. */
+static int server_spawn(cgloo_store_server *s)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&s->thread, NULL, server_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err == 0 ? CGLOO_OK : err == ENOMEM ? CGLOO_ENOMEM : CGLOO_EIO;
+}
+
+static void server_free(cgloo_store_server *s)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        conn_close(s->conns[i]);
+        free(s->conns[i]);
+    }
+    free(s->conns);
+    free(s->pfds);
+    table_fini(&s->table);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    free(s);
+}
+
+int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out)
+{
+    if (!out || port < 0 || port > 65535)
+        return CGLOO_EINVAL;
+    cgloo__log_init_from_env();
+    cgloo_store_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return CGLOO_ENOMEM;
+    s->listen_fd = -1;
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : table_init(&s->table);
+    if (rc == CGLOO_OK)
+        rc = server_listen(s, host ? host : "127.0.0.1", port);
+    if (rc == CGLOO_OK)
+        rc = server_spawn(s);
+    if (rc != CGLOO_OK) {
+        server_free(s);
+        return rc;
+    }
+    CGLOO_INFO("tcp store server listening on %s port %d", host ? host : "127.0.0.1", s->port);
+    *out = s;
+    return CGLOO_OK;
+}
+
+int cgloo_store_server_port(const cgloo_store_server *s)
+{
+    return s ? s->port : -1;
+}
+
+void cgloo_store_server_stop(cgloo_store_server *s)
+{
+    if (!s)
+        return;
+    uint64_t one = 1;
+    while (write(s->wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+    pthread_join(s->thread, NULL);
+    server_free(s);
+}
