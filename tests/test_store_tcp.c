@@ -376,6 +376,10 @@ static void test_ipv6(void)
     cgloo_store *s = NULL;
     CHECK_OK(cgloo_store_tcp_connect("::1", cgloo_store_server_port(server), 2000, &s));
     CHECK_OK(cgloo_store_set(s, "six", "v6", 2));
+    cgloo_store_destroy(s);
+    char url[64];
+    snprintf(url, sizeof url, "tcp://[::1]:%d", cgloo_store_server_port(server));
+    CHECK_OK(cgloo_store_open(url, 2000, &s));
     expect_value(s, "six", "v6", 2);
     cgloo_store_destroy(s);
     cgloo_store_server_stop(server);
@@ -804,6 +808,75 @@ static void test_server_errors(void)
     cgloo_store_server_stop(server);
 }
 
+/* ---- store URLs ---- */
+
+static void round_trip(const char *url)
+{
+    cgloo_store *s = NULL;
+    CHECK_OK(cgloo_store_open(url, 2000, &s));
+    CHECK_OK(cgloo_store_set(s, "url", url, strlen(url)));
+    expect_value(s, "url", url, strlen(url));
+    cgloo_store_destroy(s);
+}
+
+static void test_open(void)
+{
+    start_server();
+    char url[600];
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    round_trip(url);
+    snprintf(url, sizeof url, "TCP://localhost:%d", port);
+    round_trip(url);
+    round_trip("hash:");
+    round_trip("hash://");
+    snprintf(url, sizeof url, "file://%s/store", test_tmpdir());
+    round_trip(url);
+
+    char nothing[64];
+    snprintf(nothing, sizeof nothing, "tcp://127.0.0.1:%d", free_port());
+    cgloo_store *s = NULL;
+    int rc = cgloo_store_open(nothing, 300, &s);
+    CHECK(rc == CGLOO_ECONNREFUSED || rc == CGLOO_ETIMEDOUT);
+
+    const char *bad[] = {
+        "",
+        "tcp://",
+        "tcp:",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:65536",
+        "tcp://127.0.0.1:12x",
+        "tcp://127.0.0.1:-5",
+        "tcp://:123",
+        "tcp://::1:123",
+        "tcp://[::1]123",
+        "tcp://[::1",
+        "tcp://[]:123",
+        "tcp://a/b:123",
+        "tcp://127.0.0.1:123/",
+        "file://",
+        "file://relative/dir",
+        "file:///",
+        "hash:x",
+        "hash:/",
+        "redis://127.0.0.1:6379",
+        "127.0.0.1:1234",
+        "/tmp/dir",
+        "tcp//127.0.0.1:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = NULL;
+        rc = cgloo_store_open(bad[i], 300, &s);
+        if (rc != CGLOO_EINVAL)
+            fprintf(stderr, "  url '%s' gave %s\n", bad[i], cgloo_status_name(rc));
+        CHECK(rc == CGLOO_EINVAL && s == NULL);
+    }
+    CHECK_STATUS(cgloo_store_open(NULL, 300, &s), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_open("hash:", 300, NULL), CGLOO_EINVAL);
+    cgloo_store_server_stop(server);
+}
+
 static const test_case tests[] = {
     {"ops", test_ops, 10},
     {"timeouts", test_timeouts, 10},
@@ -825,5 +898,6 @@ static const test_case tests[] = {
     {"connect_before_server", test_connect_before_server, 10},
     {"bad_server", test_bad_server, 15},
     {"server_errors", test_server_errors, 10},
+    {"open", test_open, 10},
 };
 TEST_MAIN(tests)
