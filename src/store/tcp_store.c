@@ -43,7 +43,7 @@ typedef struct tcp_frame {
     int failed; /* out of memory */
 } tcp_frame;
 
-/* ---- deadline-bounded socket I/O -------------------------------------------------------- */
+/* ---- deadline-bounded socket I/O ---- */
 
 /* wait_fd polls fd for events until deadline. Returns CGLOO_OK, ETIMEDOUT or EIO. */
 static int wait_fd(int fd, short events, int64_t deadline)
@@ -111,7 +111,7 @@ static int recv_all(int fd, void *buf, size_t len, int64_t deadline)
     return CGLOO_OK;
 }
 
-/* ---- dialling ------------------------------------------------------------------------------ */
+/* ---- dialling ---- */
 
 static int resolve(const char *host, int port, struct addrinfo **res)
 {
@@ -215,7 +215,7 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
     return rc;
 }
 
-/* ---- taking turns on the handle ------------------------------------------------------------ */
+/* ---- taking turns on the handle ---- */
 
 static void abs_time(int64_t deadline_ms, struct timespec *ts)
 {
@@ -255,7 +255,7 @@ static void drop_connection(tcp_store *t)
     }
 }
 
-/* ---- one exchange ------------------------------------------------------------------------ */
+/* ---- one exchange ---- */
 
 static void frame_put(tcp_frame *f, const void *data, size_t len)
 {
@@ -434,7 +434,7 @@ static int call_waiting(tcp_store *t, tcp_frame *f, int timeout_ms, tcp_reply *r
     return rc;
 }
 
-/* ---- the ops -------------------------------------------------------------------------------- */
+/* ---- the ops ---- */
 
 static int tcp_set(cgloo_store *s, const char *key, const void *value, size_t len)
 {

@@ -86,7 +86,7 @@ struct cgloo_store_server {
     size_t pfds_cap;
 };
 
-/* ---- the key/value table ---------------------------------------------------------------- */
+/* ---- the key/value table ---- */
 
 static int table_init(srv_table *t)
 {
@@ -177,7 +177,7 @@ static void table_del(srv_table *t, const uint8_t *key, size_t klen)
     t->count--;
 }
 
-/* ---- connections: close, respond, flush --------------------------------------------------- */
+/* ---- connections: close, respond, flush ---- */
 
 static void conn_release_request(srv_conn *c)
 {
@@ -271,7 +271,7 @@ static void conn_violation(srv_conn *c, const char *what)
     conn_close(c);
 }
 
-/* ---- requests -------------------------------------------------------------------------- */
+/* ---- requests ---- */
 
 static int keys_present(srv_table *t, const srv_key *keys, size_t nkeys)
 {
@@ -533,7 +533,7 @@ static void conn_process(cgloo_store_server *s, srv_conn *c)
     }
 }
 
-/* ---- reading ---------------------------------------------------------------------------- */
+/* ---- reading ---- */
 
 /* conn_recv reads up to len bytes. Returns the count, 0 when nothing is ready now, or -1 after
  * closing the connection (end of stream or error). */
@@ -653,7 +653,7 @@ static void conn_on_readable(cgloo_store_server *s, srv_conn *c)
     }
 }
 
-/* ---- the loop ------------------------------------------------------------------------------ */
+/* ---- the loop ---- */
 
 static void peer_name(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t size)
 {
@@ -817,7 +817,7 @@ static void *server_main(void *arg)
     return NULL;
 }
 
-/* ---- start and stop --------------------------------------------------------------------- */
+/* ---- start and stop ---- */
 
 static int listen_on(const struct addrinfo *ai, int *out)
 {

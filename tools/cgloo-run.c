@@ -1,0 +1,593 @@
+/*
+ * cgloo-run: start N local ranks of a program around an embedded TCP store.
+ *
+ *   cgloo-run -n N [--tag] [--grace-ms MS] [--host H] [--] PROGRAM [ARGS...]
+ *
+ * Each rank gets CGLOO_RANK, CGLOO_SIZE, CGLOO_LOCAL_RANK, CGLOO_LOCAL_SIZE, CGLOO_STORE
+ * (tcp://HOST:PORT of the store this process serves) and CGLOO_RUN_ID (fresh random hex, the
+ * same for every rank of the run) in its environment. Rank 0 shares our stdin; the others read
+ * /dev/null. With --tag every line a rank writes to stdout or stderr is copied to ours with
+ * "[RANK] " in front.
+ *
+ * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank. When a rank fails (a non-zero
+ * exit or a signal) the others get --grace-ms (default 2000) to finish, then SIGTERM, then
+ * SIGKILL KILL_DELAY_MS later. Exit status: that of the first rank to fail (its exit code, or
+ * 128 + its signal); 128 + the forwarded signal if we were interrupted and no rank failed;
+ * 127 (126) when the program cannot be found (executed); 2 for bad usage; otherwise 0.
+ */
+#define _GNU_SOURCE
+#include <cgloo/cgloo.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define RANKS_MAX 4096
+#define GRACE_DEFAULT_MS 2000
+#define KILL_DELAY_MS 1000
+#define LINE_BUF 8192 /* a longer line is passed on in pieces */
+#define URL_MAX 600
+#define ENV_ENTRY_MAX (URL_MAX + 40)
+
+/* One captured output stream of a rank (only with --tag). */
+typedef struct out_stream {
+    int fd; /* read end of the pipe; -1 once closed */
+    int to; /* our fd it is copied to: 1 or 2 */
+    char *buf;
+    size_t len;
+    int mid_line; /* the last piece passed on did not end a line */
+} out_stream;
+
+typedef struct rank_proc {
+    pid_t pid; /* 0 when not started or already reaped */
+    out_stream out[2];
+} rank_proc;
+
+typedef struct launcher {
+    int n, tag, grace_ms;
+    const char *host;
+    char **argv; /* PROGRAM ARGS... */
+    rank_proc *ranks;
+    int running;
+    int exit_code;   /* of the first failure; -1 while none */
+    int forwarded;   /* the last signal forwarded, 0 if none */
+    int64_t term_at; /* when to SIGTERM the rest; 0 when no failure yet */
+    int64_t kill_at; /* when to SIGKILL the rest; 0 until SIGTERM was sent */
+    int killed;      /* SIGKILL was sent */
+    int sigfd;
+} launcher;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- arguments ---- */
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: cgloo-run -n N [--tag] [--grace-ms MS] [--host HOST] [--] PROGRAM [ARGS...]\n"
+            "  Starts N ranks of PROGRAM with a TCP store for them to meet through.\n"
+            "  -n N           number of ranks (1..%d)\n"
+            "  --tag          prefix every output line with \"[RANK] \"\n"
+            "  --grace-ms MS  after a rank fails, time the others get before SIGTERM "
+            "(default %d)\n"
+            "  --host HOST    address the store listens on and ranks connect to "
+            "(default 127.0.0.1)\n",
+            RANKS_MAX, GRACE_DEFAULT_MS);
+}
+
+static int parse_num(const char *s, long min, long max, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+/* option_value returns the value of option `name` at argv[*i] ("--x V", "--x=V", or "-nV"
+ * for a short name), advancing *i past it; NULL if argv[*i] is not that option. Sets *missing
+ * when the option is there but its value is not. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, int *missing)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return NULL;
+    if (a[n] == '\0') {
+        if (*i + 1 >= argc) {
+            *missing = 1;
+            return NULL;
+        }
+        return argv[++*i];
+    }
+    if (a[n] == '=')
+        return a + n + 1;
+    if (name[1] != '-') /* -n4 */
+        return a + n;
+    return NULL;
+}
+
+/* usage_error reports a mistake on the command line; the usage text follows. */
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "cgloo-run: %s%s%s%s\n", what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+    return -1;
+}
+
+/* parse_args fills l; returns 0, 1 for --help, or -1 for a usage error (already reported). */
+static int parse_args(launcher *l, int argc, char **argv)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i], *v;
+        int missing = 0;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            return 1;
+        } else if (strcmp(a, "--tag") == 0) {
+            l->tag = 1;
+        } else if ((v = option_value(argc, argv, &i, "-n", &missing))) {
+            if (parse_num(v, 1, RANKS_MAX, &l->n) != 0)
+                return usage_error("bad rank count", v);
+        } else if ((v = option_value(argc, argv, &i, "--grace-ms", &missing))) {
+            if (parse_num(v, 0, 24L * 3600 * 1000, &l->grace_ms) != 0)
+                return usage_error("bad --grace-ms", v);
+        } else if ((v = option_value(argc, argv, &i, "--host", &missing))) {
+            l->host = v;
+        } else {
+            return usage_error(missing ? "missing value for" : "unknown option", a);
+        }
+    }
+    if (l->n == 0)
+        return usage_error("-n N is required", NULL);
+    if (i >= argc)
+        return usage_error("no program to run", NULL);
+    l->argv = argv + i;
+    return 0;
+}
+
+/* ---- the ranks' environment ---- */
+
+static const char *const our_vars[] = {"CGLOO_RANK=",       "CGLOO_SIZE=",  "CGLOO_LOCAL_RANK=",
+                                       "CGLOO_LOCAL_SIZE=", "CGLOO_STORE=", "CGLOO_RUN_ID="};
+#define OUR_VARS (sizeof our_vars / sizeof our_vars[0])
+
+static int is_our_var(const char *entry)
+{
+    for (size_t i = 0; i < OUR_VARS; i++)
+        if (strncmp(entry, our_vars[i], strlen(our_vars[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* rank_env builds rank r's environment: ours minus any stale CGLOO_* launcher variables, plus
+ * the fresh ones, whose text is kept in `storage`. */
+static char **rank_env(const launcher *l, int r, const char *url, const char *run_id,
+                       char storage[OUR_VARS][ENV_ENTRY_MAX])
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = malloc((n + OUR_VARS + 1) * sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!is_our_var(environ[i]))
+            env[k++] = environ[i];
+    snprintf(storage[0], ENV_ENTRY_MAX, "CGLOO_RANK=%d", r);
+    snprintf(storage[1], ENV_ENTRY_MAX, "CGLOO_SIZE=%d", l->n);
+    snprintf(storage[2], ENV_ENTRY_MAX, "CGLOO_LOCAL_RANK=%d", r);
+    snprintf(storage[3], ENV_ENTRY_MAX, "CGLOO_LOCAL_SIZE=%d", l->n);
+    snprintf(storage[4], ENV_ENTRY_MAX, "CGLOO_STORE=%s", url);
+    snprintf(storage[5], ENV_ENTRY_MAX, "CGLOO_RUN_ID=%s", run_id);
+    for (size_t i = 0; i < OUR_VARS; i++)
+        env[k++] = storage[i];
+    env[k] = NULL;
+    return env;
+}
+
+static void make_run_id(char *out, size_t size)
+{
+    uint64_t v[2];
+    if (getrandom(v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        v[0] = (uint64_t)now_ms() * 6364136223846793005ull ^ (uint64_t)getpid();
+        v[1] = (uint64_t)time(NULL) * 1442695040888963407ull ^ (uint64_t)(uintptr_t)&v;
+    }
+    snprintf(out, size, "%016llx%016llx", (unsigned long long)v[0], (unsigned long long)v[1]);
+}
+
+/* ---- output tagging ---- */
+
+static void write_all(int fd, struct iovec *iov, int cnt)
+{
+    while (cnt > 0) {
+        ssize_t n = writev(fd, iov, cnt);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return; /* our stdout/stderr is gone: drop the output, keep running the ranks */
+        size_t done = (size_t)n;
+        while (cnt > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+}
+
+/* emit copies len bytes of a rank's stream to ours, with the tag unless it continues a line. */
+static void emit(out_stream *o, int rank, const char *p, size_t len, int ends_line)
+{
+    char tag[24];
+    int tlen = snprintf(tag, sizeof tag, "[%d] ", rank);
+    struct iovec iov[3] = {{tag, o->mid_line ? 0 : (size_t)tlen},
+                           {(void *)p, len},
+                           {"\n", ends_line && (len == 0 || p[len - 1] != '\n') ? 1 : 0}};
+    write_all(o->to, iov, 3);
+    o->mid_line = !ends_line;
+}
+
+/* take_lines passes on every complete line in the buffer; a full buffer goes out as a piece. */
+static void take_lines(out_stream *o, int rank)
+{
+    size_t start = 0;
+    for (;;) {
+        char *nl = memchr(o->buf + start, '\n', o->len - start);
+        if (!nl)
+            break;
+        size_t n = (size_t)(nl - (o->buf + start)) + 1;
+        emit(o, rank, o->buf + start, n, 1);
+        start += n;
+    }
+    if (start == 0 && o->len == LINE_BUF) {
+        emit(o, rank, o->buf, o->len, 0);
+        start = o->len;
+    }
+    memmove(o->buf, o->buf + start, o->len - start);
+    o->len -= start;
+}
+
+static void close_stream(out_stream *o, int rank)
+{
+    if (o->len)
+        emit(o, rank, o->buf, o->len, 1); /* a last line without its newline */
+    else if (o->mid_line)
+        emit(o, rank, "", 0, 1);
+    close(o->fd);
+    o->fd = -1;
+    free(o->buf);
+    o->buf = NULL;
+    o->len = 0;
+}
+
+/* on_output reads what a rank wrote; end of file (or an error) closes the stream. */
+static void on_output(out_stream *o, int rank)
+{
+    if (!o->buf && !(o->buf = malloc(LINE_BUF))) {
+        close_stream(o, rank);
+        return;
+    }
+    ssize_t n = read(o->fd, o->buf + o->len, LINE_BUF - o->len);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        close_stream(o, rank);
+        return;
+    }
+    o->len += (size_t)n;
+    take_lines(o, rank);
+}
+
+/* ---- starting ranks ---- */
+
+/* spawn_actions sets up rank r's stdin and, with --tag, its stdout/stderr pipes. */
+static int spawn_actions(launcher *l, int r, posix_spawn_file_actions_t *fa, int pipes[2][2])
+{
+    posix_spawn_file_actions_init(fa);
+    if (r > 0)
+        posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
+    if (!l->tag)
+        return 0;
+    for (int s = 0; s < 2; s++) {
+        if (pipe2(pipes[s], O_CLOEXEC) != 0)
+            return -1;
+        posix_spawn_file_actions_adddup2(fa, pipes[s][1], s + 1);
+    }
+    return 0;
+}
+
+static void spawn_attr(posix_spawnattr_t *attr)
+{
+    sigset_t none, deflt;
+    sigemptyset(&none);
+    sigemptyset(&deflt);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGQUIT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaddset(&deflt, sigs[i]);
+    posix_spawnattr_init(attr);
+    posix_spawnattr_setsigmask(attr, &none);
+    posix_spawnattr_setsigdefault(attr, &deflt);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+}
+
+/* spawn_rank starts rank r. Returns 0, or an errno value (reported here). */
+static int spawn_rank(launcher *l, int r, char **env)
+{
+    int pipes[2][2] = {{-1, -1}, {-1, -1}};
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    int err = spawn_actions(l, r, &fa, pipes) == 0 ? 0 : errno;
+    spawn_attr(&attr);
+    pid_t pid = 0;
+    if (!err)
+        err = posix_spawnp(&pid, l->argv[0], &fa, &attr, l->argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    for (int s = 0; s < 2; s++) {
+        if (pipes[s][1] >= 0)
+            close(pipes[s][1]);
+        if (err && pipes[s][0] >= 0)
+            close(pipes[s][0]);
+        l->ranks[r].out[s] = (out_stream){.fd = err ? -1 : pipes[s][0], .to = s + 1};
+    }
+    if (err) {
+        fprintf(stderr, "cgloo-run: cannot run '%s' (rank %d): %s\n", l->argv[0], r, strerror(err));
+        return err;
+    }
+    l->ranks[r].pid = pid;
+    l->running++;
+    return 0;
+}
+
+/* ---- failures, signals and reaping ---- */
+
+static void signal_running(launcher *l, int sig)
+{
+    for (int r = 0; r < l->n; r++)
+        if (l->ranks[r].pid > 0)
+            kill(l->ranks[r].pid, sig);
+}
+
+/* start_grace begins the countdown to SIGTERM for the ranks still running. */
+static void start_grace(launcher *l)
+{
+    if (l->term_at == 0)
+        l->term_at = now_ms() + l->grace_ms;
+}
+
+static void record_failure(launcher *l, int code)
+{
+    if (l->exit_code < 0)
+        l->exit_code = code;
+    start_grace(l);
+}
+
+static void on_exit_status(launcher *l, int r, int status)
+{
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    if (WIFEXITED(status)) {
+        fprintf(stderr, "cgloo-run: rank %d exited with status %d\n", r, WEXITSTATUS(status));
+        record_failure(l, WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        int ours = l->kill_at != 0 && (sig == SIGTERM || sig == SIGKILL);
+        if (!ours) /* ranks we terminated after a failure need no line of their own */
+            fprintf(stderr, "cgloo-run: rank %d was killed by signal %d (%s)\n", r, sig,
+                    strsignal(sig));
+        record_failure(l, 128 + sig);
+    }
+}
+
+static void reap(launcher *l)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int r = 0; r < l->n; r++) {
+            if (l->ranks[r].pid == pid && (WIFEXITED(status) || WIFSIGNALED(status))) {
+                l->ranks[r].pid = 0;
+                l->running--;
+                on_exit_status(l, r, status);
+            }
+        }
+    }
+}
+
+static void on_signal(launcher *l)
+{
+    struct signalfd_siginfo si;
+    while (read(l->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGCHLD) {
+            reap(l);
+        } else {
+            l->forwarded = (int)si.ssi_signo;
+            signal_running(l, (int)si.ssi_signo);
+            start_grace(l); /* ranks that ignore it are terminated after the grace period */
+        }
+    }
+    reap(l); /* SIGCHLDs merge: reap whatever is left */
+}
+
+/* escalate sends SIGTERM, then SIGKILL, when their time has come; returns the poll timeout. */
+static int escalate(launcher *l)
+{
+    int64_t now = now_ms();
+    if (l->running == 0 || l->term_at == 0 || l->killed)
+        return -1;
+    if (l->kill_at == 0 && now >= l->term_at) {
+        fprintf(stderr, "cgloo-run: terminating %d remaining rank(s)\n", l->running);
+        signal_running(l, SIGTERM);
+        l->kill_at = now + KILL_DELAY_MS;
+    } else if (l->kill_at && now >= l->kill_at) {
+        fprintf(stderr, "cgloo-run: killing %d rank(s) that ignored SIGTERM\n", l->running);
+        signal_running(l, SIGKILL);
+        l->killed = 1;
+        return -1;
+    }
+    int64_t next = l->kill_at ? l->kill_at : l->term_at;
+    return next > now ? (int)(next - now) : 0;
+}
+
+/* ---- the main loop ---- */
+
+/* open_streams counts the rank output streams not yet at end of file, filling pfds. */
+static int open_streams(launcher *l, struct pollfd *pfds, int (*who)[2])
+{
+    int k = 0;
+    for (int r = 0; r < l->n; r++) {
+        for (int s = 0; s < 2; s++) {
+            if (l->ranks[r].out[s].fd >= 0) {
+                pfds[k] = (struct pollfd){.fd = l->ranks[r].out[s].fd, .events = POLLIN};
+                who[k][0] = r;
+                who[k++][1] = s;
+            }
+        }
+    }
+    return k;
+}
+
+/* run_loop forwards signals, copies output and reaps ranks until all are gone. */
+static int run_loop(launcher *l)
+{
+    struct pollfd *pfds = malloc((size_t)(2 * l->n + 1) * sizeof *pfds);
+    int(*who)[2] = malloc((size_t)(2 * l->n) * sizeof *who);
+    if (!pfds || !who) {
+        free(pfds);
+        free(who);
+        return -1;
+    }
+    int streams;
+    do {
+        int timeout = escalate(l);
+        streams = open_streams(l, pfds + 1, who);
+        pfds[0] = (struct pollfd){.fd = l->sigfd, .events = POLLIN};
+        if (l->running == 0)
+            timeout = 0; /* the ranks are gone: drain what they left in the pipes, no more */
+        int n = poll(pfds, (nfds_t)streams + 1, timeout);
+        if (n > 0 && pfds[0].revents)
+            on_signal(l);
+        for (int k = 0; n > 0 && k < streams; k++)
+            if (pfds[k + 1].revents)
+                on_output(&l->ranks[who[k][0]].out[who[k][1]], who[k][0]);
+        if (l->running == 0 && n == 0)
+            break;
+    } while (l->running > 0 || streams > 0);
+    for (int r = 0; r < l->n; r++)
+        for (int s = 0; s < 2; s++)
+            if (l->ranks[r].out[s].fd >= 0)
+                close_stream(&l->ranks[r].out[s], r);
+    free(pfds);
+    free(who);
+    return 0;
+}
+
+/* start_ranks spawns every rank; stops at the first that cannot start (a failure). */
+static void start_ranks(launcher *l, const char *url, const char *run_id)
+{
+    char storage[OUR_VARS][ENV_ENTRY_MAX];
+    for (int r = 0; r < l->n; r++) {
+        char **env = rank_env(l, r, url, run_id, storage);
+        int err = env ? spawn_rank(l, r, env) : ENOMEM;
+        free(env);
+        if (err) {
+            record_failure(l, err == ENOENT ? 127 : 126);
+            return;
+        }
+    }
+}
+
+/* block_signals routes our signals to a signalfd; blocked before the store's thread starts so
+ * that it inherits the mask. */
+static int block_signals(launcher *l)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    signal(SIGPIPE, SIG_IGN);
+    l->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    return l->sigfd >= 0 ? 0 : -1;
+}
+
+static int start_store(launcher *l, cgloo_store_server **server, char *url, size_t size)
+{
+    int rc = cgloo_store_server_start(l->host, 0, server);
+    if (rc != CGLOO_OK) {
+        fprintf(stderr, "cgloo-run: cannot start the store on %s: %s\n", l->host,
+                cgloo_strerror(rc));
+        return -1;
+    }
+    int v6 = strchr(l->host, ':') != NULL;
+    snprintf(url, size, "tcp://%s%s%s:%d", v6 ? "[" : "", l->host, v6 ? "]" : "",
+             cgloo_store_server_port(*server));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    launcher l = {.grace_ms = GRACE_DEFAULT_MS, .host = "127.0.0.1", .exit_code = -1};
+    int rc = parse_args(&l, argc, argv);
+    if (rc != 0) {
+        usage(rc > 0 ? stdout : stderr);
+        return rc > 0 ? 0 : 2;
+    }
+    if (strlen(l.host) > URL_MAX - 20) {
+        usage_error("--host is too long", NULL);
+        return 2;
+    }
+    cgloo_store_server *server = NULL;
+    char url[URL_MAX], run_id[40];
+    l.ranks = calloc((size_t)l.n, sizeof *l.ranks);
+    if (!l.ranks || block_signals(&l) != 0) {
+        fprintf(stderr, "cgloo-run: cannot set up: %s\n", strerror(errno));
+        return 1;
+    }
+    if (start_store(&l, &server, url, sizeof url) != 0)
+        return 1;
+    make_run_id(run_id, sizeof run_id);
+    for (int r = 0; r < l.n; r++)
+        l.ranks[r].out[0].fd = l.ranks[r].out[1].fd = -1;
+    start_ranks(&l, url, run_id);
+    if (run_loop(&l) != 0) {
+        signal_running(&l, SIGKILL);
+        fprintf(stderr, "cgloo-run: out of memory\n");
+    }
+    cgloo_store_server_stop(server);
+    free(l.ranks);
+    if (l.exit_code >= 0)
+        return l.exit_code;
+    return l.forwarded ? 128 + l.forwarded : 0;
+}
