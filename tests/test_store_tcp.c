@@ -106,7 +106,7 @@ static void test_timeouts(void)
     int64_t t0 = now_ms();
     CHECK_STATUS(cgloo_store_get(s, "missing", 300, &v, &n), CGLOO_ETIMEDOUT);
     int64_t took = now_ms() - t0;
-    CHECK(took >= 280 && took < 1500);
+    CHECK(took >= 280 && took < 2500);
     CHECK(v == NULL);
 
     CHECK_OK(cgloo_store_set(s, "x", "1", 1));
@@ -114,7 +114,7 @@ static void test_timeouts(void)
     t0 = now_ms();
     CHECK_STATUS(cgloo_store_wait(s, keys, 2, 200), CGLOO_ETIMEDOUT);
     took = now_ms() - t0;
-    CHECK(took >= 180 && took < 1500);
+    CHECK(took >= 180 && took < 2500);
     void *vals[2] = {NULL, NULL};
     size_t lens[2];
     CHECK_STATUS(cgloo_store_multi_get(s, keys, 2, 100, vals, lens), CGLOO_ETIMEDOUT);
@@ -143,7 +143,7 @@ static void test_get_waits(void)
     int64_t t0 = now_ms();
     expect_value(s, "later", "late", 4);
     int64_t took = now_ms() - t0;
-    CHECK(took >= 150 && took < 1500);
+    CHECK(took >= 150 && took < 2500);
     pthread_join(th, NULL);
 
     pthread_create(&th, NULL, set_later, "later2");
@@ -309,7 +309,7 @@ static void *long_get(void *arg)
 {
     void *v;
     size_t n;
-    CHECK_STATUS(cgloo_store_get(arg, "never", 1500, &v, &n), CGLOO_ETIMEDOUT);
+    CHECK_STATUS(cgloo_store_get(arg, "never", 3000, &v, &n), CGLOO_ETIMEDOUT);
     return NULL;
 }
 
@@ -325,7 +325,7 @@ static void test_turn_timeout(void)
     int64_t t0 = now_ms();
     CHECK_STATUS(cgloo_store_get(s, "never2", 300, &v, &n), CGLOO_ETIMEDOUT);
     int64_t took = now_ms() - t0;
-    CHECK(took >= 250 && took < 1000);
+    CHECK(took >= 250 && took < 2000);
     pthread_join(th, NULL);
     cgloo_store_destroy(s);
     cgloo_store_server_stop(server);
@@ -685,7 +685,7 @@ static void test_connect_refused(void)
     int64_t took = now_ms() - t0;
     CHECK(rc == CGLOO_ECONNREFUSED || rc == CGLOO_ETIMEDOUT);
     CHECK(s == NULL);
-    CHECK(took >= 400 && took < 1500);
+    CHECK(took >= 400 && took < 2500);
     CHECK_STATUS(cgloo_store_tcp_connect("127.0.0.1", 0, 500, &s), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_store_tcp_connect("127.0.0.1", 70000, 500, &s), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_store_tcp_connect("127.0.0.1", p, 500, NULL), CGLOO_EINVAL);
@@ -741,8 +741,11 @@ static void *fake_main(void *arg)
         cgloo__put_u32(buf + 4, TCP_STORE_ST_OK);
         send(fd, buf, TCP_STORE_HEADER_LEN + 3, MSG_NOSIGNAL);
     }
-    if (f->mode != FAKE_SHORT_REPLY)
-        usleep(1000 * 1000);
+    /* Hold the connection until the client gives up on it (SHORT closes at once). */
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (f->mode != FAKE_SHORT_REPLY && recv(fd, buf, sizeof buf, 0) > 0) {
+    }
     close(fd);
     return NULL;
 }
@@ -775,7 +778,7 @@ static void test_bad_server(void)
     fake_start(&f, FAKE_SILENT, &th); /* accepts, never says hello */
     int64_t t0 = now_ms();
     CHECK_STATUS(cgloo_store_tcp_connect("127.0.0.1", f.port, 300, &s), CGLOO_ETIMEDOUT);
-    CHECK(now_ms() - t0 < 1000);
+    CHECK(now_ms() - t0 < 2000);
     fake_stop(&f, th);
 
     fake_start(&f, FAKE_BAD_HELLO, &th);
@@ -789,7 +792,7 @@ static void test_bad_server(void)
         size_t n;
         t0 = now_ms();
         CHECK_STATUS(cgloo_store_get(s, "k", 5000, &v, &n), CGLOO_EIO);
-        CHECK(v == NULL && now_ms() - t0 < 1000);
+        CHECK(v == NULL && now_ms() - t0 < 2000);
         cgloo_store_destroy(s);
         fake_stop(&f, th);
     }
