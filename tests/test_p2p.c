@@ -226,6 +226,41 @@ static void test_any_source(void)
     with_store(rank_any_source, 5, NULL);
 }
 
+/* Peers that send and then close normally do not break a set receive that another member can
+ * still satisfy; once every member is gone the set receive fails at once, naming one. */
+static void rank_departures(int rank, int size, void *arg)
+{
+    rank_env e = mesh_connect(store, rank, size, 20000);
+    if (rank == 0) {
+        test_sleep_ms(300); /* every other rank has sent and closed by now */
+        int srcs[] = {1, 2, 3}, seen = 0;
+        for (int i = 0; i < 3; i++) {
+            int v;
+            cgloo_completion c;
+            CHECK_OK(cgloo_recv_any(e.ctx, &v, sizeof v, srcs, 3, 1, 0, &c));
+            CHECK(v == c.source * 7);
+            seen |= 1 << c.source;
+        }
+        CHECK(seen == 0xe);
+        long long t0 = test_now_ms();
+        int v;
+        CHECK_STATUS(cgloo_recv_any(e.ctx, &v, sizeof v, srcs, 3, 1, 5000, NULL), CGLOO_EPEER);
+        CHECK(test_now_ms() - t0 < 1000);
+        char detail[256];
+        cgloo_context_last_error(e.ctx, detail, sizeof detail);
+        CHECK(strstr(detail, "peer") != NULL);
+    } else {
+        int v = rank * 7;
+        CHECK_OK(cgloo_send(e.ctx, &v, sizeof v, 0, 1, 0));
+    }
+    mesh_close(e);
+}
+
+static void test_departures(void)
+{
+    with_store(rank_departures, 4, NULL);
+}
+
 /* ---- truncation, timeouts, cancellation ---- */
 
 static void rank_truncate(int rank, int size, void *arg)
@@ -423,5 +458,6 @@ static const test_case tests[] = {
     {"timeout_cancel", test_timeout_cancel, 30},
     {"many_threads", test_many_threads, 60},
     {"nonblocking", test_nonblocking, 30},
+    {"departures", test_departures, 30},
 };
 TEST_MAIN(tests)

@@ -264,6 +264,10 @@ static void ctx_flush(cgloo_context *ctx, int64_t deadline_ms)
 static void ctx_linger(cgloo_context *ctx)
 {
     int64_t deadline = cgloo__now_ms() + CGLOO_MIN(ctx->timeout_ms, LINGER_MS);
+    pthread_mutex_lock(&ctx->lock);
+    for (int i = 0; i < ctx->size; i++)
+        cgloo__pair_say_bye(&ctx->pairs[i]);
+    pthread_mutex_unlock(&ctx->lock);
     ctx_flush(ctx, deadline);
     int open = 0;
     for (int i = 0; i < ctx->size; i++)

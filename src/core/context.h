@@ -64,8 +64,12 @@ typedef struct cgloo_pair {
     int rank;
     int fd;     /* -1 when not connected or closed */
     int status; /* sticky: once a connection fails, every operation on it fails so */
+    /* why it failed (static text) and the errno, for error details */
+    const char *fail_why;
+    int fail_err;
     char addr[CGLOO_ADDR_TEXT_MAX];
-    bool want_out; /* EPOLLOUT registered */
+    bool want_out;  /* EPOLLOUT registered */
+    bool peer_left; /* the peer said BYE: its close is a normal departure */
     /* eager flow control */
     uint32_t peer_eager_max;
     int64_t credits;      /* eager bytes this side may still send */
@@ -154,8 +158,14 @@ void cgloo__pair_start_large_recv(cgloo_pair *p, cgloo_request *req, uint32_t se
 void cgloo__pair_eager_consumed(cgloo_pair *p, size_t n);
 /* cgloo__pair_on_event handles epoll events on the pair's socket. */
 void cgloo__pair_on_event(cgloo_pair *p, uint32_t events);
-/* cgloo__pair_fail closes the connection with a sticky error and fails what depends on it. */
+/* cgloo__pair_fail closes the connection with a sticky error and fails what depends on it.
+ * `why` must be static text: the pair keeps it for cgloo__pair_error. */
 void cgloo__pair_fail(cgloo_pair *p, int status, const char *why, int err);
+/* cgloo__pair_error records the failure of p (a peer's pair) as the context's last error, and
+ * returns its status (lock held). */
+int cgloo__pair_error(cgloo_pair *p);
+/* cgloo__pair_say_bye queues a BYE before a normal close. */
+void cgloo__pair_say_bye(cgloo_pair *p);
 /* cgloo__pair_cancel withdraws req from the pair's queues (see cgloo_cancel). */
 void cgloo__pair_cancel(cgloo_pair *p, cgloo_request *req);
 

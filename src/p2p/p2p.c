@@ -79,13 +79,25 @@ void cgloo__deliver_eager(cgloo_pair *p, unexpected_msg *m)
     p->n_unexpected++;
 }
 
+/* set_all_gone: every rank of a set receive's set has failed or left. */
+static bool set_all_gone(const cgloo_context *ctx, const uint64_t *mask)
+{
+    for (int rank = 0; rank < ctx->size; rank++)
+        if (mask_has(mask, rank) && ctx->pairs[rank].status == CGLOO_OK)
+            return false;
+    return true;
+}
+
+/* A peer that crashed fails every set receive that includes it: the set's sender may have
+ * been that peer. A peer that left normally (it said BYE) fails them only when no member of
+ * the set is left to send. */
 void cgloo__fail_set_receives(cgloo_context *ctx, cgloo_pair *p)
 {
     cgloo__list *it, *tmp;
     CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->any_posted)
     {
         cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (mask_has(r->src_mask, p->rank))
+        if (mask_has(r->src_mask, p->rank) && (!p->peer_left || set_all_gone(ctx, r->src_mask)))
             cgloo__complete(r, p->status, 0, p->rank);
     }
 }
@@ -180,8 +192,13 @@ static int post_recv_set(cgloo_context *ctx, cgloo_request *r)
             best = p;
             best_m = m;
         }
-        if (p->status != CGLOO_OK && !failed)
-            failed = p;
+        if (p->status != CGLOO_OK && !p->peer_left && !failed)
+            failed = p; /* a crashed member */
+    }
+    if (!best_m && !failed && set_all_gone(ctx, r->src_mask)) {
+        for (int rank = 0; rank < ctx->size && !failed; rank++)
+            if (mask_has(r->src_mask, rank))
+                failed = &ctx->pairs[rank];
     }
     if (best_m) {
         take_unexpected(best, r, best_m);
@@ -316,6 +333,19 @@ static int timeout_error(cgloo_context *ctx, const cgloo_request *r, int waited_
                             ctx->rank, (unsigned long long)r->tag, waited_ms);
 }
 
+/* request_error re-records the failure of the connection a failed request depended on, so
+ * that the last error names this request's peer, not another peer that failed in the same
+ * round of progress (lock held). */
+static void request_error(cgloo_context *ctx, const cgloo_request *r)
+{
+    int peer = r->peer >= 0 ? r->peer : r->source;
+    if (r->status == CGLOO_OK || peer < 0 || peer == ctx->rank)
+        return;
+    cgloo_pair *p = &ctx->pairs[peer];
+    if (p->status == r->status)
+        cgloo__pair_error(p);
+}
+
 int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
 {
     if (!r || timeout_ms < 0)
@@ -326,6 +356,8 @@ int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
     int rc = r->done ? CGLOO_OK : cgloo__progress(ctx, r, cgloo__deadline(t, t));
     if (rc == CGLOO_ETIMEDOUT)
         timeout_error(ctx, r, t);
+    else if (rc == CGLOO_OK)
+        request_error(ctx, r);
     pthread_mutex_unlock(&ctx->lock);
     if (rc != CGLOO_OK)
         return rc;
@@ -344,10 +376,13 @@ int cgloo_test(cgloo_request *r, int *completed, cgloo_completion *done)
     if (!r->done)
         cgloo__progress(ctx, r, 0);
     bool finished = r->done;
+    bool aborted = ctx->aborted; /* read under the lock: abort may be setting it */
+    if (finished)
+        request_error(ctx, r);
     pthread_mutex_unlock(&ctx->lock);
     *completed = finished;
     if (!finished)
-        return ctx->aborted ? CGLOO_EABORTED : CGLOO_OK;
+        return aborted ? CGLOO_EABORTED : CGLOO_OK;
     int rc = r->status;
     fill_completion(r, done);
     request_free(r);

@@ -65,7 +65,7 @@ static void pair_want_out(cgloo_pair *p, bool on)
 
 /* ---- failure ---------------------------------------------------------------------------- */
 
-static void fail_list(cgloo__list *list, int status)
+static void fail_list(cgloo__list *list, int status, int peer)
 {
     cgloo__list *it, *tmp;
     CGLOO_LIST_FOR_EACH_SAFE(it, tmp, list)
@@ -75,9 +75,17 @@ static void fail_list(cgloo__list *list, int status)
             cgloo__list_remove(&r->link);
             free(r);
         } else {
-            cgloo__complete(r, status, 0, -1);
+            cgloo__complete(r, status, 0, peer);
         }
     }
+}
+
+int cgloo__pair_error(cgloo_pair *p)
+{
+    cgloo_context *ctx = p->ctx;
+    return cgloo__ctx_error(ctx, p->status, "rank %d: peer %d (%s): %s%s%s", ctx->rank, p->rank,
+                            p->addr[0] ? p->addr : "not connected", p->fail_why,
+                            p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
 }
 
 void cgloo__pair_fail(cgloo_pair *p, int status, const char *why, int err)
@@ -86,23 +94,23 @@ void cgloo__pair_fail(cgloo_pair *p, int status, const char *why, int err)
         return;
     cgloo_context *ctx = p->ctx;
     p->status = status;
+    p->fail_why = why;
+    p->fail_err = err;
     if (p->rank != ctx->rank)
-        cgloo__ctx_error(ctx, status, "rank %d: peer %d (%s): %s%s%s", ctx->rank, p->rank,
-                         p->addr[0] ? p->addr : "not connected", why, err ? ": " : "",
-                         err ? strerror(err) : "");
+        cgloo__pair_error(p);
     if (p->fd >= 0) {
         epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, p->fd, NULL);
         close(p->fd);
         p->fd = -1;
     }
-    fail_list(&p->sendq, status);
-    fail_list(&p->awaiting, status);
-    fail_list(&p->posted, status);
-    fail_list(&p->large_recvs, status);
+    fail_list(&p->sendq, status, p->rank);
+    fail_list(&p->awaiting, status, p->rank);
+    fail_list(&p->posted, status, p->rank);
+    fail_list(&p->large_recvs, status, p->rank);
     if (p->rx_req) {
         cgloo_request *r = p->rx_req;
         p->rx_req = NULL;
-        cgloo__complete(r, status, 0, -1);
+        cgloo__complete(r, status, 0, p->rank);
     }
     if (p->rx_msg) {
         free(p->rx_msg->data);
@@ -411,6 +419,9 @@ static void pair_on_header(cgloo_pair *p, const uint8_t *bytes)
         return pair_on_data(p);
     case MSG_CREDIT:
         return pair_on_credit(p);
+    case MSG_BYE:
+        p->peer_left = true;
+        return;
     }
 }
 
@@ -448,9 +459,11 @@ static void pair_parse(cgloo_pair *p)
 static void pair_on_eof(cgloo_pair *p)
 {
     bool mid = p->rx_state == RX_PAYLOAD || p->rstart < p->rend;
-    cgloo__pair_fail(
-        p, CGLOO_EPEER,
-        mid ? "connection closed in the middle of a message" : "connection closed by the peer", 0);
+    cgloo__pair_fail(p, CGLOO_EPEER,
+                     mid            ? "connection closed in the middle of a message"
+                     : p->peer_left ? "the peer closed its context"
+                                    : "connection closed by the peer",
+                     0);
 }
 
 /* pair_read_direct reads a large payload straight into its destination. Returns bytes read,
@@ -507,6 +520,12 @@ void cgloo__pair_on_event(cgloo_pair *p, uint32_t events)
         pair_flush(p);
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
         pair_read(p);
+}
+
+void cgloo__pair_say_bye(cgloo_pair *p)
+{
+    if (p->fd >= 0)
+        pair_queue_control(p, &(wire_msg){.type = MSG_BYE});
 }
 
 /* ---- cancellation and teardown ---------------------------------------------------------- */

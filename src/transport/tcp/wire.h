@@ -17,6 +17,7 @@
  * READY  send id, recv id: the receiver has a buffer; the sender answers with DATA.
  * DATA   recv id, len, payload: the large message, landing straight in the receive buffer.
  * CREDIT len: eager bytes the receiver has handed to the application and returns as credit.
+ * BYE    the sender is closing its context normally: its close is a departure, not a crash.
  */
 #ifndef CGLOO_TCP_WIRE_H
 #define CGLOO_TCP_WIRE_H
@@ -36,6 +37,7 @@ enum {
     MSG_READY = 3,
     MSG_DATA = 4,
     MSG_CREDIT = 5,
+    MSG_BYE = 6,
 };
 
 typedef struct wire_hello {
@@ -107,7 +109,7 @@ static inline void wire_msg_encode(const wire_msg *m, uint8_t *p)
  * which knows the limits. Returns a static reason for a rejection or NULL. */
 static inline const char *wire_msg_decode(const uint8_t *p, wire_msg *m)
 {
-    if (p[0] < MSG_EAGER || p[0] > MSG_CREDIT)
+    if (p[0] < MSG_EAGER || p[0] > MSG_BYE)
         return "unknown message type";
     if (p[1] || p[2] || p[3] || cgloo__get_u32(p + 12))
         return "non-zero reserved field";
