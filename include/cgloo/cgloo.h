@@ -374,6 +374,115 @@ CGLOO_API int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uin
 CGLOO_API int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs,
                              size_t nsrcs, uint64_t tag, int timeout_ms, cgloo_completion *done);
 
+/* ---------------------------------------------------------------------------------------------
+ * Collectives. Every rank of the context calls the same collectives in the same order with
+ * matching arguments (count, dtype, op, root, tag, algorithm). Counts are in elements of dtype.
+ * Buffers belong to the caller; the library keeps no pointer to them after the call returns.
+ * Passing the same pointer as send and receive buffer works in place where the collective says
+ * so. Every call blocks until done, or until its timeout, and returns:
+ *   EINVAL  bad arguments (the detail says which), or a bitwise op on a floating-point dtype;
+ *   ENOTSUP an algorithm name this collective does not have;
+ *   ETIMEDOUT, EPEER, EPROTO, EABORTED  as for point-to-point, with the step and peer in the
+ *   context's last error. After such a failure the context is not fit for further collectives
+ *   (ranks may be at different steps): destroy it.
+ */
+
+/* A caller-supplied reduction: inout[i] = inout[i] (op) in[i] for i < count. It must be
+ * associative and commutative, and must not call back into cgloo. */
+typedef void (*cgloo_reduce_fn)(void *inout, const void *in, size_t count, cgloo_dtype dtype,
+                                void *user);
+
+/* Options of one collective call; NULL or all-zero means every default. */
+typedef struct cgloo_coll_opts {
+    int timeout_ms;        /* 0: the context default */
+    uint64_t tag;          /* tells apart collectives running at once on one context, e.g.
+                              from several threads; below 2^48 */
+    const char *algorithm; /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM) */
+    int radix;             /* bcube group size (default 2) */
+    cgloo_reduce_fn reduce_fn; /* replaces op when set */
+    void *reduce_user;
+} cgloo_coll_opts;
+
+/* cgloo_allreduce: recvbuf[i] = sendbuf[i] reduced over all ranks, on every rank. In place
+ * when sendbuf == recvbuf. Algorithms: "ring", "halving_doubling", "bcube",
+ * "recursive_doubling", "direct" (two ranks). */
+CGLOO_API int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                              cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts);
+
+/* cgloo_allreduce_multi: nsend input buffers per rank, reduced locally, then across ranks; the
+ * result is written to each of the nrecv output buffers (which may alias the inputs). */
+CGLOO_API int cgloo_allreduce_multi(cgloo_context *ctx, const void *const *sendbufs, size_t nsend,
+                                    void *const *recvbufs, size_t nrecv, size_t count,
+                                    cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts);
+
+/* cgloo_reduce_scatter: sendbuf holds size blocks of count elements; rank r receives block r
+ * reduced over all ranks (count elements) in recvbuf. Algorithms: "ring", "halving_doubling". */
+CGLOO_API int cgloo_reduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
+                                   size_t count, cgloo_dtype dtype, cgloo_op op,
+                                   const cgloo_coll_opts *opts);
+/* cgloo_reduce_scatterv: as above with recvcounts[r] elements for rank r (sendbuf holds their
+ * sum, blocks back to back). */
+CGLOO_API int cgloo_reduce_scatterv(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
+                                    const size_t *recvcounts, cgloo_dtype dtype, cgloo_op op,
+                                    const cgloo_coll_opts *opts);
+
+/* cgloo_allgather: recvbuf gets every rank's count elements, rank order. sendbuf may be
+ * recvbuf + rank * count * dtype size (in place). Algorithms: "ring", "recursive_doubling". */
+CGLOO_API int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                              cgloo_dtype dtype, const cgloo_coll_opts *opts);
+/* cgloo_allgatherv: rank r contributes recvcounts[r] elements (sendcount must equal it). */
+CGLOO_API int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount,
+                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
+                               const cgloo_coll_opts *opts);
+
+/* cgloo_broadcast: root's buf is copied to every rank's buf. Algorithms: "binomial",
+ * "pipeline" (a chain in segments, for large messages). */
+CGLOO_API int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype,
+                              int root, const cgloo_coll_opts *opts);
+
+/* cgloo_reduce: root's recvbuf gets sendbuf reduced over all ranks; recvbuf is ignored on
+ * other ranks (may be NULL). Algorithms: "binomial", "reduce_scatter_gather". */
+CGLOO_API int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                           cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts);
+
+/* cgloo_gather: root's recvbuf gets every rank's count elements in rank order. */
+CGLOO_API int cgloo_gather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                           cgloo_dtype dtype, int root, const cgloo_coll_opts *opts);
+/* cgloo_gatherv: rank r sends recvcounts[r] elements (recvcounts needed on every rank). */
+CGLOO_API int cgloo_gatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount,
+                            void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype, int root,
+                            const cgloo_coll_opts *opts);
+
+/* cgloo_scatter: rank r gets block r (count elements) of root's sendbuf. */
+CGLOO_API int cgloo_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                            cgloo_dtype dtype, int root, const cgloo_coll_opts *opts);
+/* cgloo_scatterv: rank r gets sendcounts[r] elements (sendcounts needed on every rank). */
+CGLOO_API int cgloo_scatterv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
+                             void *recvbuf, size_t recvcount, cgloo_dtype dtype, int root,
+                             const cgloo_coll_opts *opts);
+
+/* cgloo_alltoall: block j (count elements) of rank i's sendbuf lands as block i of rank j's
+ * recvbuf. Algorithm: "pairwise". */
+CGLOO_API int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                             cgloo_dtype dtype, const cgloo_coll_opts *opts);
+/* cgloo_alltoallv: rank i sends sendcounts[j] elements to rank j and receives recvcounts[j]
+ * from it; blocks are packed back to back in rank order. */
+CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
+                              void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
+                              const cgloo_coll_opts *opts);
+
+/* cgloo_barrier returns once every rank has entered it. Algorithm: "dissemination". */
+CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
+
+/* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
+ * Errors: EINVAL (bad dtype, op, or a bitwise op on a floating-point dtype). */
+CGLOO_API int cgloo_reduce_local(void *inout, const void *in, size_t count, cgloo_dtype dtype,
+                                 cgloo_op op);
+
+/* cgloo_algorithm_names lists the algorithm names of a collective ("allreduce", ...) as a
+ * NULL-terminated static array, or NULL for an unknown collective. */
+CGLOO_API const char *const *cgloo_algorithm_names(const char *collective);
+
 #ifdef __cplusplus
 }
 #endif

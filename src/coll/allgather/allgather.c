@@ -1,0 +1,114 @@
+/*
+ * cgloo_allgather and cgloo_allgatherv: argument checks, the algorithm table and the selector.
+ * Both lay the receive buffer out as a table of per-rank blocks (pattern/blocks.h), put this
+ * rank's data in its block and let the algorithm fill in the others.
+ */
+#include "coll/allgather/allgather.h"
+#include "coll/pattern/blocks.h"
+
+const coll_algorithm cgloo__allgather_algorithms[] = {
+    {"ring", "p-1 steps passing blocks to the right neighbour; bandwidth-optimal",
+     (const void *)cgloo__allgather_ring},
+    {"recursive_doubling", "lg p exchanges of doubling ranges (non-powers of two fold); small data",
+     (const void *)cgloo__allgather_recursive_doubling},
+    {NULL, NULL, NULL},
+};
+
+#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__allgather_algorithms) - 1)
+
+/* Below this many gathered bytes, latency steps cost more than bytes. */
+#define ALLGATHER_SMALL_BYTES (64 * 1024)
+
+/* allgather_select: recursive doubling for small data when it takes fewer steps than the ring
+ * (the fold costs a non-power-of-two world two extra steps), else the ring. */
+static const coll_algorithm *allgather_select(const coll *c, size_t bytes)
+{
+    int pof2 = 1, lg = 0;
+    while (pof2 * 2 <= c->size) {
+        pof2 *= 2;
+        lg++;
+    }
+    int rd_steps = lg + (pof2 == c->size ? 0 : 2);
+    if (bytes <= ALLGATHER_SMALL_BYTES && rd_steps < c->size - 1)
+        return &cgloo__allgather_algorithms[1];
+    return &cgloo__allgather_algorithms[0];
+}
+
+/* allgather_offsets allocates and fills the block table (counts NULL: count each). */
+static int allgather_offsets(coll *c, const size_t *counts, size_t count, size_t **out)
+{
+    *out = malloc(((size_t)c->size + 1) * sizeof **out);
+    if (!*out)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    if (blocks_fill(*out, c->size, counts, count, c->esize))
+        return CGLOO_OK;
+    free(*out);
+    return cgloo__coll_error(c, CGLOO_EINVAL, "the receive buffer size overflows");
+}
+
+/* allgather_run puts this rank's block in place and runs the chosen algorithm. */
+static int allgather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                         const cgloo_coll_opts *opts, const coll_algorithm *fallback)
+{
+    const coll_algorithm *a = cgloo__coll_find(c, cgloo__allgather_algorithms, ALGO_COUNT, opts,
+                                               fallback);
+    if (!a)
+        return CGLOO_ENOTSUP;
+    size_t own = blocks_bytes(off, c->rank);
+    uint8_t *mine = own ? (uint8_t *)recvbuf + off[c->rank] : NULL;
+    if (mine && sendbuf != mine)
+        memmove(mine, sendbuf, own);
+    if (c->size == 1 || off[c->size] == 0)
+        return CGLOO_OK;
+    return ((allgather_fn)a->fn)(c, recvbuf, off);
+}
+
+int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                    cgloo_dtype dtype, const cgloo_coll_opts *opts)
+{
+    coll c;
+    size_t *off = NULL;
+    int rc = cgloo__coll_begin(&c, ctx, "allgather", dtype, opts);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (count > 0 && (!sendbuf || !recvbuf))
+        return cgloo__coll_error(&c, CGLOO_EINVAL, "NULL buffer with count %zu", count);
+    rc = allgather_offsets(&c, NULL, count, &off);
+    if (rc == CGLOO_OK)
+        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, allgather_select(&c, off[c.size]));
+    free(off);
+    return rc;
+}
+
+static int allgatherv_check(coll *c, const void *sendbuf, size_t sendcount,
+                            const size_t *recvcounts)
+{
+    if (!recvcounts)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "recvcounts is NULL");
+    if (sendcount != recvcounts[c->rank])
+        return cgloo__coll_error(c, CGLOO_EINVAL, "sendcount %zu differs from recvcounts[%d] %zu",
+                                 sendcount, c->rank, recvcounts[c->rank]);
+    if (sendcount > 0 && !sendbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf with sendcount %zu", sendcount);
+    return CGLOO_OK;
+}
+
+int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, void *recvbuf,
+                     const size_t *recvcounts, cgloo_dtype dtype, const cgloo_coll_opts *opts)
+{
+    coll c;
+    size_t *off = NULL;
+    int rc = cgloo__coll_begin(&c, ctx, "allgatherv", dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = allgatherv_check(&c, sendbuf, sendcount, recvcounts);
+    if (rc == CGLOO_OK)
+        rc = allgather_offsets(&c, recvcounts, 0, &off);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (off[c.size] > 0 && !recvbuf)
+        rc = cgloo__coll_error(&c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", off[c.size]);
+    else /* uneven blocks: the ring keeps every link busy whatever the sizes */
+        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, &cgloo__allgather_algorithms[0]);
+    free(off);
+    return rc;
+}

@@ -1,0 +1,17 @@
+/*
+ * Allgather algorithms. Each works on the whole receive buffer laid out by `off` (size + 1
+ * byte offsets, see pattern/blocks.h): on entry block `rank` already holds this rank's data, on
+ * return every block holds its rank's data, on every rank. The v variant is the same call with
+ * uneven blocks.
+ */
+#ifndef CGLOO_ALLGATHER_H
+#define CGLOO_ALLGATHER_H
+
+#include "coll/coll.h"
+
+typedef int (*allgather_fn)(coll *c, void *recvbuf, const size_t *off);
+
+int cgloo__allgather_ring(coll *c, void *recvbuf, const size_t *off);
+int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *off);
+
+#endif

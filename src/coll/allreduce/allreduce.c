@@ -1,0 +1,123 @@
+/*
+ * cgloo_allreduce and cgloo_allreduce_multi: argument checks, the algorithm table, and the
+ * selector. The selector's thresholds come from measurements on the 2-core development machine
+ * class over loopback TCP (bench/run.sh, docs/BENCHMARKS.md).
+ */
+#include "coll/allreduce/allreduce.h"
+
+const coll_algorithm cgloo__allreduce_algorithms[] = {
+    {"ring", "reduce-scatter then allgather around a ring, segmented and pipelined",
+     (const void *)cgloo__allreduce_ring},
+    {"halving_doubling", "recursive halving reduce-scatter, recursive doubling allgather",
+     (const void *)cgloo__allreduce_halving_doubling},
+    {"bcube",
+     "reduce-scatter and allgather within groups of `radix` ranks, one dimension at a "
+     "time",
+     (const void *)cgloo__allreduce_bcube},
+    {"recursive_doubling", "log2(P) exchanges of the whole vector, for tiny messages",
+     (const void *)cgloo__allreduce_recursive_doubling},
+    {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)",
+     (const void *)cgloo__allreduce_direct},
+    {NULL, NULL, NULL},
+};
+
+#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__allreduce_algorithms) - 1)
+
+/* allreduce_select: the measured choice by message size and world size. */
+static const coll_algorithm *allreduce_select(const coll *c, size_t bytes)
+{
+    const coll_algorithm *t = cgloo__allreduce_algorithms;
+    if (c->size == 2 && bytes <= 64 * 1024)
+        return &t[4]; /* direct: one exchange */
+    if (bytes <= 16 * 1024)
+        return &t[3]; /* recursive doubling: log2(P) latency steps */
+    if (bytes <= 256 * 1024)
+        return &t[1]; /* halving-doubling: 2 log2(P) steps, 2 (P-1)/P of the bytes */
+    return &t[0];     /* ring: bandwidth-optimal and pipelined */
+}
+
+static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)
+{
+    if (count > 0 && (!sendbuf || !recvbuf))
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL buffer with count %zu", count);
+    if (count > SIZE_MAX / c->esize)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "count %zu overflows", count);
+    return CGLOO_OK;
+}
+
+static int allreduce_run(coll *c, void *buf, size_t count, const cgloo_coll_opts *opts)
+{
+    const coll_algorithm *a = cgloo__coll_find(c, cgloo__allreduce_algorithms, ALGO_COUNT, opts,
+                                               allreduce_select(c, count * c->esize));
+    if (!a)
+        return CGLOO_ENOTSUP;
+    if (c->size == 1 || count == 0)
+        return CGLOO_OK;
+    return ((allreduce_fn)a->fn)(c, buf, count);
+}
+
+int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                    cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "allreduce", dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_set_op(&c, op, opts);
+    if (rc == CGLOO_OK)
+        rc = allreduce_check(&c, sendbuf, recvbuf, count);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (sendbuf != recvbuf && count)
+        memmove(recvbuf, sendbuf, count * c.esize);
+    return allreduce_run(&c, recvbuf, count, opts);
+}
+
+static int multi_check(coll *c, const void *const *sendbufs, size_t nsend, void *const *recvbufs,
+                       size_t nrecv, size_t count)
+{
+    if (!sendbufs || !recvbufs || nsend == 0 || nrecv == 0)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "no input or no output buffers");
+    for (size_t i = 0; i < nsend; i++)
+        if (allreduce_check(c, sendbufs[i], recvbufs[0], count) != CGLOO_OK)
+            return CGLOO_EINVAL;
+    for (size_t i = 0; i < nrecv; i++)
+        if (allreduce_check(c, sendbufs[0], recvbufs[i], count) != CGLOO_OK)
+            return CGLOO_EINVAL;
+    return CGLOO_OK;
+}
+
+/* multi_local_reduce sums the inputs into out, which may alias one of them. */
+static void multi_local_reduce(coll *c, const void *const *sendbufs, size_t nsend, void *out,
+                               size_t count)
+{
+    size_t first = 0;
+    for (size_t i = 0; i < nsend; i++)
+        if (sendbufs[i] == out)
+            first = i; /* out already holds this input: reduce the others into it */
+    if (sendbufs[first] != out)
+        memmove(out, sendbufs[first], count * c->esize);
+    for (size_t i = 0; i < nsend; i++)
+        if (i != first)
+            cgloo__coll_reduce(c, out, sendbufs[i], count);
+}
+
+int cgloo_allreduce_multi(cgloo_context *ctx, const void *const *sendbufs, size_t nsend,
+                          void *const *recvbufs, size_t nrecv, size_t count, cgloo_dtype dtype,
+                          cgloo_op op, const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "allreduce", dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_set_op(&c, op, opts);
+    if (rc == CGLOO_OK)
+        rc = multi_check(&c, sendbufs, nsend, recvbufs, nrecv, count);
+    if (rc != CGLOO_OK)
+        return rc;
+    void *out = recvbufs[0];
+    multi_local_reduce(&c, sendbufs, nsend, out, count);
+    rc = allreduce_run(&c, out, count, opts);
+    for (size_t i = 1; rc == CGLOO_OK && i < nrecv; i++)
+        if (recvbufs[i] != out)
+            memcpy(recvbufs[i], out, count * c.esize);
+    return rc;
+}

@@ -1,0 +1,114 @@
+/*
+ * cgloo_alltoall and cgloo_alltoallv: argument checks, the algorithm table and the selector.
+ * Both describe the send and receive buffers as tables of per-rank blocks (pattern/blocks.h).
+ * sendbuf == recvbuf works (in place): the send side is copied aside first.
+ */
+#include "coll/alltoall/alltoall.h"
+#include "coll/pattern/blocks.h"
+
+const coll_algorithm cgloo__alltoall_algorithms[] = {
+    {"pairwise", "step k sends to rank+k and receives from rank-k, a bounded window in flight",
+     (const void *)cgloo__alltoall_pairwise},
+    {NULL, NULL, NULL},
+};
+
+#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__alltoall_algorithms) - 1)
+
+/* Stands in for a NULL buffer that has no bytes, so offsets can be added to it. */
+static uint8_t alltoall_empty;
+
+typedef struct a2a {
+    coll *c;
+    const uint8_t *sendbuf;
+    uint8_t *recvbuf;
+    size_t *soff, *roff; /* one allocation: soff[0..size], roff[0..size] */
+    void *copy;          /* the send side, copied aside when sendbuf == recvbuf */
+} a2a;
+
+static int a2a_layout(a2a *x, const size_t *scounts, const size_t *rcounts, size_t count)
+{
+    coll *c = x->c;
+    x->soff = malloc(2 * ((size_t)c->size + 1) * sizeof *x->soff);
+    if (!x->soff)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    x->roff = x->soff + c->size + 1;
+    if (!blocks_fill(x->soff, c->size, scounts, count, c->esize) ||
+        !blocks_fill(x->roff, c->size, rcounts, count, c->esize))
+        return cgloo__coll_error(c, CGLOO_EINVAL, "the buffer size overflows");
+    if (blocks_bytes(x->soff, c->rank) != blocks_bytes(x->roff, c->rank))
+        return cgloo__coll_error(c, CGLOO_EINVAL, "sendcounts[%d] and recvcounts[%d] differ",
+                                 c->rank, c->rank);
+    return CGLOO_OK;
+}
+
+/* a2a_buffers checks the buffers against the layout and copies the send side aside when it is
+ * also the receive side. */
+static int a2a_buffers(a2a *x, const void *sendbuf, void *recvbuf)
+{
+    size_t sbytes = x->soff[x->c->size], rbytes = x->roff[x->c->size];
+    if ((sbytes && !sendbuf) || (rbytes && !recvbuf))
+        return cgloo__coll_error(x->c, CGLOO_EINVAL, "NULL buffer for %zu bytes",
+                                 sbytes && !sendbuf ? sbytes : rbytes);
+    x->sendbuf = sendbuf ? sendbuf : &alltoall_empty;
+    x->recvbuf = recvbuf ? recvbuf : &alltoall_empty;
+    if (sendbuf != recvbuf || sbytes == 0)
+        return CGLOO_OK;
+    x->copy = malloc(sbytes);
+    if (!x->copy)
+        return cgloo__coll_error(x->c, CGLOO_ENOMEM, "no memory for %zu bytes", sbytes);
+    memcpy(x->copy, sendbuf, sbytes);
+    x->sendbuf = x->copy;
+    return CGLOO_OK;
+}
+
+/* alltoall_call runs either form; `empty` says every rank knows no rank moves any bytes. */
+static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, void *recvbuf,
+                         const size_t *rcounts, size_t count, bool empty,
+                         const cgloo_coll_opts *opts)
+{
+    a2a x = {.c = c};
+    int rc = a2a_layout(&x, scounts, rcounts, count);
+    if (rc == CGLOO_OK)
+        rc = a2a_buffers(&x, sendbuf, recvbuf);
+    const coll_algorithm *a = NULL;
+    if (rc == CGLOO_OK) {
+        a = cgloo__coll_find(c, cgloo__alltoall_algorithms, ALGO_COUNT, opts,
+                             &cgloo__alltoall_algorithms[0]);
+        rc = a ? CGLOO_OK : CGLOO_ENOTSUP;
+    }
+    if (rc == CGLOO_OK) {
+        size_t own = blocks_bytes(x.roff, c->rank);
+        if (own)
+            memcpy(x.recvbuf + x.roff[c->rank], x.sendbuf + x.soff[c->rank], own);
+        if (c->size > 1 && !empty)
+            rc = ((alltoall_fn)a->fn)(c, x.sendbuf, x.soff, x.recvbuf, x.roff);
+    }
+    free(x.copy);
+    free(x.soff);
+    return rc;
+}
+
+int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                   cgloo_dtype dtype, const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "alltoall", dtype, opts);
+    if (rc != CGLOO_OK)
+        return rc;
+    return alltoall_call(&c, sendbuf, NULL, recvbuf, NULL, count, count == 0, opts);
+}
+
+int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
+                    void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
+                    const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "alltoallv", dtype, opts);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (!sendcounts || !recvcounts)
+        return cgloo__coll_error(&c, CGLOO_EINVAL, "%s is NULL",
+                                 !sendcounts ? "sendcounts" : "recvcounts");
+    /* A rank cannot know that the others move nothing, so zero counts still exchange. */
+    return alltoall_call(&c, sendbuf, sendcounts, recvbuf, recvcounts, 0, false, opts);
+}

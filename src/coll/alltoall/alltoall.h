@@ -1,0 +1,17 @@
+/*
+ * Alltoall algorithms. Rank i's block j (bytes [soff[j], soff[j + 1]) of sendbuf) lands as rank
+ * j's block i (bytes [roff[i], roff[i + 1]) of its recvbuf); see pattern/blocks.h. The buffers do
+ * not overlap, and the caller has already copied this rank's block to itself.
+ */
+#ifndef CGLOO_ALLTOALL_H
+#define CGLOO_ALLTOALL_H
+
+#include "coll/coll.h"
+
+typedef int (*alltoall_fn)(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                           const size_t *roff);
+
+int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                             const size_t *roff);
+
+#endif

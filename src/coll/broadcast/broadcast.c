@@ -1,0 +1,50 @@
+/*
+ * cgloo_broadcast: argument checks, the algorithm table and the selector.
+ */
+#include "coll/broadcast/broadcast.h"
+
+const coll_algorithm cgloo__broadcast_algorithms[] = {
+    {"binomial", "binomial tree from the root, ceil(lg p) steps; small messages",
+     (const void *)cgloo__broadcast_binomial},
+    {"pipeline", "segmented chain from the root, sends and receives overlap; large messages",
+     (const void *)cgloo__broadcast_pipeline},
+    {NULL, NULL, NULL},
+};
+
+#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__broadcast_algorithms) - 1)
+
+/* From this many bytes on, the chain's overlap beats the tree's lg p whole-message steps
+ * (measured over loopback TCP; see the report in broadcast_pipeline.c). */
+#define BROADCAST_LARGE_BYTES (512 * 1024)
+
+/* broadcast_select: the tree for small messages and for two ranks (where it is one send), the
+ * chain for large ones. */
+static const coll_algorithm *broadcast_select(const coll *c, size_t bytes)
+{
+    if (bytes < BROADCAST_LARGE_BYTES || c->size <= 2)
+        return &cgloo__broadcast_algorithms[0];
+    return &cgloo__broadcast_algorithms[1];
+}
+
+int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,
+                    const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "broadcast", dtype, opts);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (root < 0 || root >= c.size)
+        return cgloo__coll_error(&c, CGLOO_EINVAL, "root %d is not a rank of %d", root, c.size);
+    if (count > 0 && !buf)
+        return cgloo__coll_error(&c, CGLOO_EINVAL, "NULL buffer with count %zu", count);
+    if (count > SIZE_MAX / c.esize)
+        return cgloo__coll_error(&c, CGLOO_EINVAL, "count %zu overflows", count);
+    size_t bytes = count * c.esize;
+    const coll_algorithm *a = cgloo__coll_find(&c, cgloo__broadcast_algorithms, ALGO_COUNT, opts,
+                                               broadcast_select(&c, bytes));
+    if (!a)
+        return CGLOO_ENOTSUP;
+    if (c.size == 1 || bytes == 0)
+        return CGLOO_OK;
+    return ((broadcast_fn)a->fn)(&c, buf, bytes, root);
+}

@@ -1,0 +1,197 @@
+/*
+ * The collective framework: argument checks, the reduction choice, tagged point-to-point bounded
+ * by the call's deadline, errors that say which collective, algorithm, step and peer failed,
+ * and algorithm lookup by name.
+ */
+#include "coll/coll.h"
+#include "core/context.h"
+
+#include <ctype.h>
+#include <stdio.h>
+
+#define COLL_TAG_BIT (1ull << 63)
+#define COLL_USER_TAG_MAX (1ull << 48)
+
+int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
+{
+    char what[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->ctx->lock);
+    cgloo__ctx_error(c->ctx, status, "rank %d: %s(%s): %s", c->rank, c->name,
+                     c->algorithm ? c->algorithm : "-", what);
+    pthread_mutex_unlock(&c->ctx->lock);
+    return status;
+}
+
+int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                      const cgloo_coll_opts *opts)
+{
+    if (!ctx)
+        return CGLOO_EINVAL;
+    *c = (coll){.ctx = ctx, .name = name, .rank = ctx->rank, .size = ctx->size, .dtype = dtype};
+    if (!ctx->connected)
+        return cgloo__coll_error(c, CGLOO_ESTATE, "the context is not connected");
+    if (ctx->aborted)
+        return cgloo__coll_error(c, CGLOO_EABORTED, "the context was aborted");
+    c->esize = cgloo_dtype_size(dtype);
+    if (c->esize == 0)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "invalid dtype %d", (int)dtype);
+    if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
+        return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
+    int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx->timeout_ms;
+    c->deadline_ms = cgloo__now_ms() + timeout;
+    c->tag_base = COLL_TAG_BIT | ((opts ? opts->tag : 0) << 8);
+    c->radix = opts && opts->radix ? opts->radix : 2;
+    return CGLOO_OK;
+}
+
+int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts)
+{
+    if (opts && opts->reduce_fn) {
+        c->user_fn = opts->reduce_fn;
+        c->user = opts->reduce_user;
+        return CGLOO_OK;
+    }
+    c->kernel = cgloo__reduce_kernel_for(op, c->dtype);
+    if (!c->kernel)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "op %s is not defined for dtype %s",
+                                 cgloo_op_name(op) ? cgloo_op_name(op) : "(invalid)",
+                                 cgloo_dtype_name(c->dtype));
+    return CGLOO_OK;
+}
+
+/* ---- point-to-point within a collective ---------------------------------------------------- */
+
+static uint64_t coll_tag(const coll *c, unsigned step)
+{
+    return c->tag_base | (step & 0xffu);
+}
+
+static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned step)
+{
+    char detail[512];
+    cgloo_context_last_error(c->ctx, detail, sizeof detail);
+    return cgloo__coll_error(c, rc, "step %u: %s rank %d failed: %s (%s)", step, what, peer,
+                             cgloo_strerror(rc), detail);
+}
+
+int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
+                      cgloo_request **out)
+{
+    int rc = cgloo_isend(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
+    return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "send to", peer, step);
+}
+
+int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
+                      cgloo_request **out)
+{
+    int rc = cgloo_irecv(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
+    return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "receive from", peer, step);
+}
+
+int cgloo__coll_wait(coll *c, cgloo_request **req)
+{
+    cgloo_request *r = *req;
+    if (!r)
+        return CGLOO_OK;
+    /* Read what the error message needs before the request is freed. */
+    bool is_recv = r->kind == REQ_RECV;
+    int peer = r->peer;
+    unsigned step = (unsigned)(r->tag & 0xffu);
+    size_t expected = r->len;
+    int left = cgloo__remaining_ms(c->deadline_ms);
+    cgloo_completion done;
+    int rc = cgloo_wait(r, left > 0 ? left : 1, &done);
+    if (rc == CGLOO_ETIMEDOUT)
+        cgloo_cancel(r);
+    *req = NULL;
+    if (rc != CGLOO_OK)
+        return coll_post_error(c, rc, is_recv ? "receive from" : "send to", peer, step);
+    if (is_recv && done.bytes != expected)
+        return cgloo__coll_error(c, CGLOO_EPROTO,
+                                 "step %u: rank %d sent %zu bytes where %zu were expected (do the "
+                                 "ranks agree on the arguments?)",
+                                 step, peer, done.bytes, expected);
+    return CGLOO_OK;
+}
+
+int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n)
+{
+    int rc = CGLOO_OK;
+    for (int i = 0; i < n; i++) {
+        if (rc == CGLOO_OK) {
+            rc = cgloo__coll_wait(c, &reqs[i]);
+        } else if (reqs[i]) {
+            cgloo_cancel(reqs[i]);
+            reqs[i] = NULL;
+        }
+    }
+    return rc;
+}
+
+int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step)
+{
+    cgloo_request *r = NULL;
+    int rc = cgloo__coll_isend(c, peer, buf, bytes, step, &r);
+    return rc != CGLOO_OK ? rc : cgloo__coll_wait(c, &r);
+}
+
+int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step)
+{
+    cgloo_request *r = NULL;
+    int rc = cgloo__coll_irecv(c, peer, buf, bytes, step, &r);
+    return rc != CGLOO_OK ? rc : cgloo__coll_wait(c, &r);
+}
+
+int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int src, void *rbuf,
+                         size_t rbytes, unsigned step)
+{
+    cgloo_request *reqs[2] = {NULL, NULL};
+    int rc = CGLOO_OK;
+    if (src >= 0)
+        rc = cgloo__coll_irecv(c, src, rbuf, rbytes, step, &reqs[0]);
+    if (rc == CGLOO_OK && dst >= 0)
+        rc = cgloo__coll_isend(c, dst, sbuf, sbytes, step, &reqs[1]);
+    if (rc != CGLOO_OK) {
+        cgloo_cancel(reqs[0]);
+        return rc;
+    }
+    return cgloo__coll_waitall(c, reqs, 2);
+}
+
+/* ---- algorithm lookup ------------------------------------------------------------------------ */
+
+static const char *coll_env_choice(const coll *c)
+{
+    char var[64];
+    int n = snprintf(var, sizeof var, "CGLOO_");
+    for (const char *p = c->name; *p && n < 40; p++)
+        var[n++] = (char)toupper((unsigned char)*p);
+    snprintf(var + n, sizeof var - (size_t)n, "_ALGORITHM");
+    const char *v = getenv(var);
+    return v && *v ? v : NULL;
+}
+
+const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
+                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback)
+{
+    const char *want = opts && opts->algorithm ? opts->algorithm : coll_env_choice(c);
+    const coll_algorithm *found = want ? NULL : fallback;
+    for (size_t i = 0; want && i < n && !found; i++)
+        if (strcmp(table[i].name, want) == 0)
+            found = &table[i];
+    if (!found) {
+        char names[256] = "";
+        for (size_t i = 0; i < n; i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                     table[i].name);
+        cgloo__coll_error(c, CGLOO_ENOTSUP, "no algorithm named '%s' (there are: %s)",
+                          want ? want : "(none)", names);
+        return NULL;
+    }
+    c->algorithm = found->name;
+    return found;
+}

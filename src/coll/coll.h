@@ -1,0 +1,91 @@
+/*
+ * What every collective algorithm is written with: a `coll` describing the call (context,
+ * deadline, tag, dtype, reduction), and point-to-point helpers bounded by the call's deadline
+ * whose errors name the collective, the algorithm, the step and the peer.
+ *
+ * Tags: collectives use tags with the top bit set, the caller's 48-bit tag above the low byte,
+ * and the algorithm's step number in the low byte, so they never meet user point-to-point
+ * messages, and two collectives running at once with different tags never meet each other.
+ * Between two ranks, messages of one tag and step match in the order sent; since every rank
+ * runs the same algorithm in the same order, that is all the matching a collective needs.
+ */
+#ifndef CGLOO_COLL_H
+#define CGLOO_COLL_H
+
+#include "cgloo_impl.h"
+#include "reduce/reduce_kernel.h"
+
+typedef struct coll {
+    cgloo_context *ctx;
+    const char *name;      /* "allreduce", ... */
+    const char *algorithm; /* set by the selector */
+    int rank, size;
+    int64_t deadline_ms;
+    uint64_t tag_base;
+    cgloo_dtype dtype;
+    size_t esize;
+    /* reduction: the caller's function if given, else the kernel for (op, dtype) */
+    cgloo__reduce_kernel kernel;
+    cgloo_reduce_fn user_fn;
+    void *user;
+    int radix;
+} coll;
+
+/* cgloo__coll_begin checks the context and dtype and fills c from the options. Errors: EINVAL
+ * (detail recorded), ESTATE (not connected), EABORTED. */
+int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                      const cgloo_coll_opts *opts);
+/* cgloo__coll_set_op picks the reduction; EINVAL for a bad op or a bitwise op on floats. */
+int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts);
+/* cgloo__coll_error records "<name>(<algorithm>): <what>" as the context's error. */
+int cgloo__coll_error(coll *c, int status, const char *fmt, ...) CGLOO_PRINTF(3, 4);
+
+/* cgloo__coll_reduce: inout[i] = inout[i] (op) in[i] for count elements. */
+static inline void cgloo__coll_reduce(const coll *c, void *inout, const void *in, size_t count)
+{
+    if (count == 0)
+        return;
+    if (c->user_fn)
+        c->user_fn(inout, in, count, c->dtype, c->user);
+    else
+        c->kernel(inout, in, count);
+}
+
+/* Byte address of element `i` of buf. */
+static inline uint8_t *cgloo__elem(const coll *c, const void *buf, size_t i)
+{
+    return (uint8_t *)buf + i * c->esize;
+}
+
+/* Point-to-point within the collective. Sizes are in bytes; a receive must get exactly
+ * `bytes` (anything else means the ranks disagree on the arguments: EPROTO). */
+int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
+                      cgloo_request **out);
+int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
+                      cgloo_request **out);
+/* cgloo__coll_wait waits for one request (set to NULL once consumed). */
+int cgloo__coll_wait(coll *c, cgloo_request **req);
+/* cgloo__coll_waitall waits for n requests (NULL entries skipped, entries set to NULL). On the
+ * first failure it cancels the rest and returns that failure. */
+int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n);
+int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step);
+int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step);
+/* cgloo__coll_sendrecv sends to dst and receives from src at once (either may be skipped
+ * with a negative rank). */
+int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int src, void *rbuf,
+                         size_t rbytes, unsigned step);
+
+/* Algorithm tables: each collective keeps one, {name, description, function}. */
+typedef struct coll_algorithm {
+    const char *name;
+    const char *description;
+    const void *fn; /* the collective's own function type */
+} coll_algorithm;
+
+/* cgloo__coll_find picks the algorithm named by opts->algorithm or by the environment
+ * variable CGLOO_<COLL>_ALGORITHM, else returns `fallback` (the selector's choice). NULL with
+ * ENOTSUP recorded when a name is unknown. */
+const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
+                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback);
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * Gather algorithms. Blocks are laid out by `off` (size + 1 byte offsets into the root's
+ * recvbuf, see pattern/blocks.h); rank r sends blocks_bytes(off, r) bytes from sendbuf. On
+ * entry the root's own block is already in place in recvbuf; recvbuf is used on the root only.
+ */
+#ifndef CGLOO_GATHER_H
+#define CGLOO_GATHER_H
+
+#include "coll/coll.h"
+
+typedef int (*gather_fn)(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                         int root);
+
+int cgloo__gather_direct(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
+int cgloo__gather_binomial(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                           int root);
+
+#endif

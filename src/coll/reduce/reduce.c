@@ -1,0 +1,63 @@
+/*
+ * cgloo_reduce: argument checks, the algorithm table and the selector.
+ */
+#include "coll/reduce/reduce.h"
+
+const coll_algorithm cgloo__reduce_algorithms[] = {
+    {"binomial", "binomial tree toward the root, ceil(log2 P) steps: for small vectors",
+     (const void *)cgloo__reduce_binomial},
+    {"reduce_scatter_gather",
+     "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
+     "vectors",
+     (const void *)cgloo__reduce_rsg},
+    {NULL, NULL, NULL},
+};
+
+#define REDUCE_ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__reduce_algorithms) - 1)
+
+/* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
+ * steps. */
+#define REDUCE_RSG_MIN_BYTES (256u * 1024)
+
+/* reduce_select: binomial for small vectors, reduce-scatter + gather for large ones. */
+static const coll_algorithm *reduce_select(const coll *c, size_t count)
+{
+    const coll_algorithm *t = cgloo__reduce_algorithms;
+    if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
+        return &t[1];
+    return &t[0];
+}
+
+static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_t count, int root)
+{
+    if (root < 0 || root >= c->size)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "root %d is not a rank of %d", root, c->size);
+    if (count > SIZE_MAX / c->esize)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "count %zu overflows", count);
+    if (count && !sendbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf with count %zu", count);
+    if (count && c->rank == root && !recvbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf on the root with count %zu",
+                                 count);
+    return CGLOO_OK;
+}
+
+int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                 cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts)
+{
+    coll c;
+    int rc = cgloo__coll_begin(&c, ctx, "reduce", dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_set_op(&c, op, opts);
+    if (rc == CGLOO_OK)
+        rc = reduce_check(&c, sendbuf, recvbuf, count, root);
+    if (rc != CGLOO_OK)
+        return rc;
+    const coll_algorithm *a = cgloo__coll_find(&c, cgloo__reduce_algorithms, REDUCE_ALGO_COUNT,
+                                               opts, reduce_select(&c, count));
+    if (!a)
+        return CGLOO_ENOTSUP;
+    if (count == 0)
+        return CGLOO_OK;
+    return ((reduce_fn)a->fn)(&c, sendbuf, c.rank == root ? recvbuf : NULL, count, root);
+}

@@ -1,0 +1,149 @@
+/*
+ * cgloo_reduce_scatter and cgloo_reduce_scatterv: argument checks, the in-place forms, the
+ * algorithm table and the selector. Both calls are the collective "reduce_scatter" (one table,
+ * one CGLOO_REDUCE_SCATTER_ALGORITHM variable); the fixed-count call is the v call with equal
+ * blocks, and every algorithm takes blocks of any size.
+ *
+ * In place, two forms: recvbuf == sendbuf + (this rank's block offset), the mirror of
+ * allgather's in-place form, or recvbuf == sendbuf as MPI_IN_PLACE does it (the result goes to
+ * the start of the buffer). Either way the rest of the buffer holds unspecified data on return.
+ * Any other overlap of the two buffers is EINVAL. Ranks may mix the forms.
+ */
+#include "coll/reduce_scatter/reduce_scatter.h"
+
+#include <stdlib.h>
+
+const coll_algorithm cgloo__reduce_scatter_algorithms[] = {
+    {"ring", "P-1 steps around a ring, segmented and pipelined: bandwidth-optimal",
+     (const void *)cgloo__reduce_scatter_ring},
+    {"halving_doubling", "recursive halving in log2(P) steps; other P fold into a power of two",
+     (const void *)cgloo__reduce_scatter_halving_doubling},
+    {NULL, NULL, NULL},
+};
+
+#define RS_ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__reduce_scatter_algorithms) - 1)
+
+/* Up to this many bytes in all, latency dominates: log2(P) steps beat the ring's P-1. */
+#define RS_HALVING_DOUBLING_MAX_BYTES (256u * 1024)
+
+/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
+static const coll_algorithm *rs_select(const coll *c, size_t total_bytes)
+{
+    const coll_algorithm *t = cgloo__reduce_scatter_algorithms;
+    if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
+        return &t[1];
+    return &t[0];
+}
+
+static bool rs_in_place(const coll *c, const void *sendbuf, const void *recvbuf,
+                        const size_t *off)
+{
+    return recvbuf == sendbuf || recvbuf == cgloo__elem(c, sendbuf, off[c->rank]);
+}
+
+static int rs_check(coll *c, const void *sendbuf, const void *recvbuf, const size_t *off)
+{
+    size_t total = off[c->size] * c->esize;
+    size_t mine = (off[c->rank + 1] - off[c->rank]) * c->esize;
+    if (total && !sendbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf with %zu elements in all",
+                                 off[c->size]);
+    if (mine && !recvbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf with %zu elements for rank %d",
+                                 off[c->rank + 1] - off[c->rank], c->rank);
+    uintptr_t s = (uintptr_t)sendbuf, r = (uintptr_t)recvbuf;
+    if (mine && r < s + total && s < r + mine && !rs_in_place(c, sendbuf, recvbuf, off))
+        return cgloo__coll_error(c, CGLOO_EINVAL,
+                                 "recvbuf overlaps sendbuf without being in place (recvbuf == "
+                                 "sendbuf, or sendbuf + this rank's block)");
+    return CGLOO_OK;
+}
+
+static int rs_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                  const cgloo_coll_opts *opts)
+{
+    int rc = rs_check(c, sendbuf, recvbuf, off);
+    if (rc != CGLOO_OK)
+        return rc;
+    const coll_algorithm *a = cgloo__coll_find(c, cgloo__reduce_scatter_algorithms, RS_ALGO_COUNT,
+                                               opts, rs_select(c, off[c->size] * c->esize));
+    if (!a)
+        return CGLOO_ENOTSUP;
+    if (off[c->size] == 0)
+        return CGLOO_OK;
+    cgloo__reduce_scatter_fn fn = (cgloo__reduce_scatter_fn)a->fn;
+    uint8_t *mine = cgloo__elem(c, sendbuf, off[c->rank]);
+    if (recvbuf != sendbuf || recvbuf == mine)
+        return fn(c, sendbuf, recvbuf, off, 0);
+    /* MPI_IN_PLACE style: reduce in place at the block, then move it to the front. */
+    rc = fn(c, sendbuf, mine, off, 0);
+    size_t bytes = (off[c->rank + 1] - off[c->rank]) * c->esize;
+    if (rc == CGLOO_OK && bytes)
+        memmove(recvbuf, mine, bytes);
+    return rc;
+}
+
+static int rs_begin(coll *c, cgloo_context *ctx, cgloo_dtype dtype, cgloo_op op,
+                    const cgloo_coll_opts *opts, size_t **off)
+{
+    int rc = cgloo__coll_begin(c, ctx, "reduce_scatter", dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_set_op(c, op, opts);
+    if (rc != CGLOO_OK)
+        return rc;
+    *off = malloc(((size_t)c->size + 1) * sizeof **off);
+    if (!*off)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    return CGLOO_OK;
+}
+
+int cgloo_reduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                         cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts)
+{
+    coll c;
+    size_t *off = NULL;
+    int rc = rs_begin(&c, ctx, dtype, op, opts, &off);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (count > SIZE_MAX / c.esize / (size_t)c.size) {
+        rc = cgloo__coll_error(&c, CGLOO_EINVAL, "count %zu times %d ranks overflows", count,
+                               c.size);
+    } else {
+        for (int b = 0; b <= c.size; b++)
+            off[b] = (size_t)b * count;
+        rc = rs_run(&c, sendbuf, recvbuf, off, opts);
+    }
+    free(off);
+    return rc;
+}
+
+/* rs_offsets turns recvcounts into block offsets; EINVAL when the total overflows. */
+static int rs_offsets(coll *c, const size_t *recvcounts, size_t *off)
+{
+    off[0] = 0;
+    for (int b = 0; b < c->size; b++) {
+        if (recvcounts[b] > SIZE_MAX / c->esize - off[b])
+            return cgloo__coll_error(c, CGLOO_EINVAL, "the sum of recvcounts overflows");
+        off[b + 1] = off[b] + recvcounts[b];
+    }
+    return CGLOO_OK;
+}
+
+int cgloo_reduce_scatterv(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
+                          const size_t *recvcounts, cgloo_dtype dtype, cgloo_op op,
+                          const cgloo_coll_opts *opts)
+{
+    coll c;
+    size_t *off = NULL;
+    int rc = rs_begin(&c, ctx, dtype, op, opts, &off);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (!recvcounts)
+        rc = cgloo__coll_error(&c, CGLOO_EINVAL, "recvcounts is NULL");
+    if (rc == CGLOO_OK)
+        rc = rs_offsets(&c, recvcounts, off);
+    if (rc == CGLOO_OK)
+        rc = rs_run(&c, sendbuf, recvbuf, off, opts);
+    free(off);
+    return rc;
+}

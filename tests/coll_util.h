@@ -1,0 +1,160 @@
+/*
+ * Helpers for collective tests: inputs whose reductions are exact in every dtype (small
+ * integers, so float sums do not depend on the order of operations), a serial reference, and
+ * comparison. Values live as doubles in the test and are converted to and from each dtype.
+ */
+#ifndef CGLOO_TESTS_COLL_UTIL_H
+#define CGLOO_TESTS_COLL_UTIL_H
+
+#include "harness.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+static const cgloo_dtype all_dtypes[] = {CGLOO_INT8,    CGLOO_UINT8,    CGLOO_INT32,
+                                         CGLOO_UINT32,  CGLOO_INT64,    CGLOO_UINT64,
+                                         CGLOO_FLOAT16, CGLOO_BFLOAT16, CGLOO_FLOAT32,
+                                         CGLOO_FLOAT64};
+static const cgloo_op all_ops[] = {CGLOO_SUM, CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
+                                   CGLOO_BAND, CGLOO_BOR, CGLOO_BXOR};
+
+static inline int dtype_is_float(cgloo_dtype t)
+{
+    return t == CGLOO_FLOAT16 || t == CGLOO_BFLOAT16 || t == CGLOO_FLOAT32 || t == CGLOO_FLOAT64;
+}
+
+static inline int op_is_bitwise(cgloo_op op)
+{
+    return op == CGLOO_BAND || op == CGLOO_BOR || op == CGLOO_BXOR;
+}
+
+/* Integer-valued half and bfloat16 conversions (exact for |v| <= 2048 and 256). */
+static inline uint16_t test_to_half(double v)
+{
+    if (v == 0)
+        return 0;
+    uint16_t sign = v < 0 ? 0x8000 : 0;
+    double a = fabs(v);
+    int e = 0;
+    while (a >= 2) {
+        a /= 2;
+        e++;
+    }
+    uint16_t mant = (uint16_t)lround((a - 1) * 1024);
+    return sign | (uint16_t)((e + 15) << 10) | mant;
+}
+
+static inline double test_from_half(uint16_t h)
+{
+    int e = (h >> 10) & 0x1f;
+    double m = h & 0x3ff;
+    double v = e == 0 ? m / 1024 * pow(2, -14) : (1 + m / 1024) * pow(2, e - 15);
+    return h & 0x8000 ? -v : v;
+}
+
+static inline uint16_t test_to_bf16(double v)
+{
+    float f = (float)v;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16); /* exact for the small integers the tests use */
+}
+
+static inline double test_from_bf16(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* store_value writes v (an integer value) as element i of buf. Integers wrap like C casts. */
+static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
+{
+    switch (t) {
+    case CGLOO_INT8: ((int8_t *)buf)[i] = (int8_t)(int64_t)v; break;
+    case CGLOO_UINT8: ((uint8_t *)buf)[i] = (uint8_t)(int64_t)v; break;
+    case CGLOO_INT32: ((int32_t *)buf)[i] = (int32_t)(int64_t)v; break;
+    case CGLOO_UINT32: ((uint32_t *)buf)[i] = (uint32_t)(int64_t)v; break;
+    case CGLOO_INT64: ((int64_t *)buf)[i] = (int64_t)v; break;
+    case CGLOO_UINT64: ((uint64_t *)buf)[i] = (uint64_t)(int64_t)v; break;
+    case CGLOO_FLOAT16: ((uint16_t *)buf)[i] = test_to_half(v); break;
+    case CGLOO_BFLOAT16: ((uint16_t *)buf)[i] = test_to_bf16(v); break;
+    case CGLOO_FLOAT32: ((float *)buf)[i] = (float)v; break;
+    case CGLOO_FLOAT64: ((double *)buf)[i] = v; break;
+    default: break;
+    }
+}
+
+static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
+{
+    switch (t) {
+    case CGLOO_INT8: return ((const int8_t *)buf)[i];
+    case CGLOO_UINT8: return ((const uint8_t *)buf)[i];
+    case CGLOO_INT32: return ((const int32_t *)buf)[i];
+    case CGLOO_UINT32: return ((const uint32_t *)buf)[i];
+    case CGLOO_INT64: return (double)((const int64_t *)buf)[i];
+    case CGLOO_UINT64: return (double)((const uint64_t *)buf)[i];
+    case CGLOO_FLOAT16: return test_from_half(((const uint16_t *)buf)[i]);
+    case CGLOO_BFLOAT16: return test_from_bf16(((const uint16_t *)buf)[i]);
+    case CGLOO_FLOAT32: return ((const float *)buf)[i];
+    case CGLOO_FLOAT64: return ((const double *)buf)[i];
+    default: return 0;
+    }
+}
+
+/* input_value: the value rank `rank` contributes at element i for op. Products stay small
+ * (factors of 1, -1 and a rare 2), sums of up to 64 ranks stay below 2^10, so every float
+ * result is exact; unsigned dtypes get non-negative values. */
+static inline double input_value(cgloo_op op, cgloo_dtype t, int rank, size_t i)
+{
+    int unsigned_t = t == CGLOO_UINT8 || t == CGLOO_UINT32 || t == CGLOO_UINT64;
+    size_t k = i * 7 + (size_t)rank * 13;
+    if (op == CGLOO_PRODUCT)
+        return k % 11 == 0 ? 2 : (k % 3 == 0 && !unsigned_t) ? -1 : 1;
+    int v = (int)(k % 17);
+    return unsigned_t || op_is_bitwise(op) ? v : v - 8;
+}
+
+static inline void fill_input(void *buf, size_t count, cgloo_dtype t, cgloo_op op, int rank)
+{
+    for (size_t i = 0; i < count; i++)
+        store_value(buf, i, t, input_value(op, t, rank, i));
+}
+
+/* reference_value: element i of the op over ranks 0..size-1, computed in int64 or double and
+ * then wrapped into the dtype by store_value/load_value. */
+static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_t i)
+{
+    int64_t acc = (int64_t)input_value(op, t, 0, i);
+    for (int r = 1; r < size; r++) {
+        int64_t v = (int64_t)input_value(op, t, r, i);
+        switch (op) {
+        case CGLOO_SUM: acc += v; break;
+        case CGLOO_PRODUCT: acc *= v; break;
+        case CGLOO_MIN: acc = v < acc ? v : acc; break;
+        case CGLOO_MAX: acc = v > acc ? v : acc; break;
+        case CGLOO_BAND: acc &= v; break;
+        case CGLOO_BOR: acc |= v; break;
+        case CGLOO_BXOR: acc ^= v; break;
+        default: break;
+        }
+    }
+    return (double)acc;
+}
+
+/* check_reduced compares buf[0..count) with the reference of elements first..first+count. */
+static inline int check_reduced(const void *buf, size_t count, cgloo_dtype t, cgloo_op op,
+                                int size, size_t first)
+{
+    uint64_t tmp[1];
+    for (size_t i = 0; i < count; i++) {
+        store_value(tmp, 0, t, reference_value(op, t, size, first + i)); /* wrap like the dtype */
+        if (load_value(buf, i, t) != load_value(tmp, 0, t))
+            return 0;
+    }
+    return 1;
+}
+
+#endif
