@@ -101,9 +101,12 @@ static double ref_minmax(cgloo_op op, double x, double y)
 static double ref_float_op(cgloo_op op, double x, double y)
 {
     switch (op) {
-    case CGLOO_SUM: return x + y;
-    case CGLOO_PRODUCT: return x * y;
-    default: return ref_minmax(op, x, y);
+    case CGLOO_SUM:
+        return x + y;
+    case CGLOO_PRODUCT:
+        return x * y;
+    default:
+        return ref_minmax(op, x, y);
     }
 }
 
@@ -122,7 +125,8 @@ static double ref_float(cgloo_op op, cgloo_dtype t, const void *a, const void *b
     case CGLOO_FLOAT32:
         return ref_round(ref_float_op(op, ((const float *)a)[i], ((const float *)b)[i]), 24, -126,
                          127);
-    default: return ref_float_op(op, ((const double *)a)[i], ((const double *)b)[i]);
+    default:
+        return ref_float_op(op, ((const double *)a)[i], ((const double *)b)[i]);
     }
 }
 
@@ -146,19 +150,25 @@ static uint64_t ref_int(cgloo_op op, cgloo_dtype t, const void *a, const void *b
     }
     int less = dtype_is_signed(t) ? (int64_t)x < (int64_t)y : x < y;
     switch (op) {
-    case CGLOO_SUM: return x + y;
-    case CGLOO_PRODUCT: return x * y;
-    case CGLOO_MIN: return less ? x : y;
-    case CGLOO_MAX: return less ? y : x;
-    case CGLOO_BAND: return x & y;
-    case CGLOO_BOR: return x | y;
-    default: return x ^ y;
+    case CGLOO_SUM:
+        return x + y;
+    case CGLOO_PRODUCT:
+        return x * y;
+    case CGLOO_MIN:
+        return less ? x : y;
+    case CGLOO_MAX:
+        return less ? y : x;
+    case CGLOO_BAND:
+        return x & y;
+    case CGLOO_BOR:
+        return x | y;
+    default:
+        return x ^ y;
     }
 }
 
 /* ref_apply writes the reference of a (op) b into out, n elements. */
-static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, void *out,
-                      size_t n)
+static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, void *out, size_t n)
 {
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
@@ -171,7 +181,10 @@ static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, 
         double v = ref_float(op, t, a, b, i);
         uint16_t h = t == CGLOO_FLOAT16 ? ref_to_half(v) : ref_to_bf16(v);
         float f = (float)v;
-        memcpy(o, t == CGLOO_FLOAT32 ? (void *)&f : t == CGLOO_FLOAT64 ? (void *)&v : (void *)&h,
+        memcpy(o,
+               t == CGLOO_FLOAT32   ? (void *)&f
+               : t == CGLOO_FLOAT64 ? (void *)&v
+                                    : (void *)&h,
                es);
     }
 }
@@ -180,17 +193,24 @@ static int elem_is_nan(cgloo_dtype t, const void *p)
 {
     uint16_t h;
     switch (t) {
-    case CGLOO_FLOAT16: memcpy(&h, p, 2); return (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
-    case CGLOO_BFLOAT16: memcpy(&h, p, 2); return (h & 0x7f80) == 0x7f80 && (h & 0x7f);
-    case CGLOO_FLOAT32: return isnan(*(const float *)p);
-    case CGLOO_FLOAT64: return isnan(*(const double *)p);
-    default: return 0;
+    case CGLOO_FLOAT16:
+        memcpy(&h, p, 2);
+        return (h & 0x7c00) == 0x7c00 && (h & 0x3ff);
+    case CGLOO_BFLOAT16:
+        memcpy(&h, p, 2);
+        return (h & 0x7f80) == 0x7f80 && (h & 0x7f);
+    case CGLOO_FLOAT32:
+        return isnan(*(const float *)p);
+    case CGLOO_FLOAT64:
+        return isnan(*(const double *)p);
+    default:
+        return 0;
     }
 }
 
 /* same_result: bit-equal, or both NaN. Prints the first difference. */
-static int same_result(cgloo_op op, cgloo_dtype t, const void *got, const void *want,
-                       const void *a, const void *b, size_t n)
+static int same_result(cgloo_op op, cgloo_dtype t, const void *got, const void *want, const void *a,
+                       const void *b, size_t n)
 {
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
@@ -354,11 +374,11 @@ static const edge edges[] = {
     {CGLOO_BAND, CGLOO_INT8, 0xf0, 0x3c, 0x30},
     {CGLOO_BOR, CGLOO_INT32, 0xf0000000, 0x3c, 0xf000003c},
     /* float16: ties to even, overflow, subnormals, NaN, signed zeros */
-    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1000, 0x3c00}, /* 1 + 2^-11: tie, down to even */
-    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c01, 0x1000, 0x3c02}, /* 1+2^-10 + 2^-11: tie, up to even */
-    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1001, 0x3c01}, /* just above the tie */
-    {CGLOO_SUM, CGLOO_FLOAT16, 0x7bff, 0x4800, 0x7bff}, /* 65504 + 8 stays 65504 */
-    {CGLOO_SUM, CGLOO_FLOAT16, 0x7bff, 0x4c00, 0x7c00}, /* 65504 + 16 = 65520: tie, to inf */
+    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1000, 0x3c00},     /* 1 + 2^-11: tie, down to even */
+    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c01, 0x1000, 0x3c02},     /* 1+2^-10 + 2^-11: tie, up to even */
+    {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1001, 0x3c01},     /* just above the tie */
+    {CGLOO_SUM, CGLOO_FLOAT16, 0x7bff, 0x4800, 0x7bff},     /* 65504 + 8 stays 65504 */
+    {CGLOO_SUM, CGLOO_FLOAT16, 0x7bff, 0x4c00, 0x7c00},     /* 65504 + 16 = 65520: tie, to inf */
     {CGLOO_PRODUCT, CGLOO_FLOAT16, 0x7bff, 0xc000, 0xfc00}, /* -131008: -inf */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x0001, 0x0001, 0x0002},     /* subnormals add exactly */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x03ff, 0x0001, 0x0400},     /* into the normals */
@@ -380,9 +400,9 @@ static const edge edges[] = {
     {CGLOO_SUM, CGLOO_FLOAT16, 0x8000, 0x8000, 0x8000}, /* -0 + -0 = -0 */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x8000, 0x0000, 0x0000},
     /* bfloat16 */
-    {CGLOO_SUM, CGLOO_BFLOAT16, 0x3f80, 0x3b80, 0x3f80}, /* 1 + 2^-8: tie, to even */
-    {CGLOO_SUM, CGLOO_BFLOAT16, 0x3f81, 0x3b80, 0x3f82}, /* tie, up to even */
-    {CGLOO_SUM, CGLOO_BFLOAT16, 0x7f7f, 0x7f7f, 0x7f80}, /* overflow: inf */
+    {CGLOO_SUM, CGLOO_BFLOAT16, 0x3f80, 0x3b80, 0x3f80},     /* 1 + 2^-8: tie, to even */
+    {CGLOO_SUM, CGLOO_BFLOAT16, 0x3f81, 0x3b80, 0x3f82},     /* tie, up to even */
+    {CGLOO_SUM, CGLOO_BFLOAT16, 0x7f7f, 0x7f7f, 0x7f80},     /* overflow: inf */
     {CGLOO_PRODUCT, CGLOO_BFLOAT16, 0x0080, 0x3f00, 0x0040}, /* 2^-126 / 2: subnormal */
     {CGLOO_PRODUCT, CGLOO_BFLOAT16, 0x0001, 0x3f00, 0x0000}, /* half the smallest: to 0 */
     {CGLOO_PRODUCT, CGLOO_BFLOAT16, 0x0003, 0x3f00, 0x0002}, /* 1.5: tie, to 2 */
@@ -471,8 +491,7 @@ static void check_all(kernel_source src, void *arg)
 
 static void test_dispatched(void)
 {
-    fprintf(stderr, "dispatched kernels: %s\n",
-            cgloo__reduce_isa_name(cgloo__reduce_isa_active()));
+    fprintf(stderr, "dispatched kernels: %s\n", cgloo__reduce_isa_name(cgloo__reduce_isa_active()));
     check_all(from_dispatch, NULL);
 }
 
@@ -528,7 +547,8 @@ static void test_half_conversions(void)
         uint16_t back = cgloo__float_to_half(f);
         CHECK(isnan(r) ? elem_is_nan(CGLOO_FLOAT16, &back) : back == h);
         if ((h & 0x7fff) < 0x7c00) { /* finite: the midpoint to the next magnitude */
-            double next = (h & 0x7fff) == 0x7bff ? copysign(65536, r) : ref_from_half((uint16_t)(h + 1));
+            double next =
+                (h & 0x7fff) == 0x7bff ? copysign(65536, r) : ref_from_half((uint16_t)(h + 1));
             check_rounding(r, next, cgloo__float_to_half, 11, -14, ref_to_half);
         }
     }

@@ -185,8 +185,8 @@ static inline HALF_AVX2 void bf16_avx2_store(uint16_t *p, __m256 v)
 {
     __m256i u = _mm256_castps_si256(v);
     __m256i hi = _mm256_srli_epi32(u, 16);
-    __m256i bias = _mm256_add_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)),
-                                    _mm256_set1_epi32(0x7fff));
+    __m256i bias =
+        _mm256_add_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
     __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
     __m256i quiet = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
     __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
@@ -196,7 +196,7 @@ static inline HALF_AVX2 void bf16_avx2_store(uint16_t *p, __m256 v)
 }
 
 #define HALF_AVX2_KERNEL(op, name, fmt)                                                            \
-    static HALF_AVX2 void op##_##name##_avx2(void *restrict inout, const void *restrict in,       \
+    static HALF_AVX2 void op##_##name##_avx2(void *restrict inout, const void *restrict in,        \
                                              size_t n)                                             \
     {                                                                                              \
         uint16_t *restrict a = inout;                                                              \

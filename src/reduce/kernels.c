@@ -29,16 +29,17 @@
 #define REDUCE_DEFINE(E, T, U, name, kind) CGLOO_REDUCE_##kind##_OPS(REDUCE_KERNEL, T, U, name)
 CGLOO_REDUCE_DTYPES(REDUCE_DEFINE)
 
-#define REDUCE_ARITH_ENTRIES(E, prefix, name)                                                      \
-    [CGLOO_SUM][CGLOO_##E] = prefix##sum_##name, [CGLOO_PRODUCT][CGLOO_##E] = prefix##product_##name, \
-    [CGLOO_MIN][CGLOO_##E] = prefix##min_##name, [CGLOO_MAX][CGLOO_##E] = prefix##max_##name,
-#define REDUCE_INT_ENTRIES(E, name)                                                                \
-    REDUCE_ARITH_ENTRIES(E, , name)[CGLOO_BAND][CGLOO_##E] = band_##name,                          \
-                                   [CGLOO_BOR][CGLOO_##E] = bor_##name,                            \
-                                   [CGLOO_BXOR][CGLOO_##E] = bxor_##name,
-#define REDUCE_FLOAT_ENTRIES(E, name) REDUCE_ARITH_ENTRIES(E, , name)
-#define REDUCE_HALF_ENTRIES(E, name) REDUCE_ARITH_ENTRIES(E, cgloo__reduce_, name)
-#define REDUCE_ENTRIES(E, T, U, name, kind) REDUCE_##kind##_ENTRIES(E, name)
+/* The table: every kernel generated above at [op][dtype], and the half kernels of half.c. */
+#define REDUCE_ENTRY(op, T, name, expr) [cgloo__op_##op][cgloo__dtype_##name] = op##_##name,
+#define REDUCE_HALF_ENTRIES(name)                                                                  \
+    [CGLOO_SUM][cgloo__dtype_##name] = cgloo__reduce_sum_##name,                                   \
+    [CGLOO_PRODUCT][cgloo__dtype_##name] = cgloo__reduce_product_##name,                           \
+    [CGLOO_MIN][cgloo__dtype_##name] = cgloo__reduce_min_##name,                                   \
+    [CGLOO_MAX][cgloo__dtype_##name] = cgloo__reduce_max_##name,
+#define REDUCE_ENTRIES_INT(name, T, U) CGLOO_REDUCE_INT_OPS(REDUCE_ENTRY, T, U, name)
+#define REDUCE_ENTRIES_FLOAT(name, T, U) CGLOO_REDUCE_FLOAT_OPS(REDUCE_ENTRY, T, U, name)
+#define REDUCE_ENTRIES_HALF(name, T, U) REDUCE_HALF_ENTRIES(name)
+#define REDUCE_ENTRIES(E, T, U, name, kind) REDUCE_ENTRIES_##kind(name, T, U)
 
 /* Bitwise ops on floating-point dtypes stay NULL: the pair is invalid. */
 static const cgloo__reduce_table reduce_portable = {CGLOO_REDUCE_DTYPES(REDUCE_ENTRIES)};
@@ -114,8 +115,7 @@ cgloo__reduce_isa cgloo__reduce_isa_active(void)
     return reduce_active_isa;
 }
 
-cgloo__reduce_kernel cgloo__reduce_kernel_isa(cgloo_op op, cgloo_dtype dtype,
-                                              cgloo__reduce_isa isa)
+cgloo__reduce_kernel cgloo__reduce_kernel_isa(cgloo_op op, cgloo_dtype dtype, cgloo__reduce_isa isa)
 {
     if ((unsigned)op >= CGLOO_OP_COUNT || (unsigned)dtype >= CGLOO_DTYPE_COUNT ||
         (unsigned)isa >= CGLOO_REDUCE_ISA_COUNT || isa > reduce_cpu_best())

@@ -1,8 +1,8 @@
 /*
  * What the kernel files of src/reduce share: the dtype and op lists that generate the kernel
  * table, the loop shape every kernel uses, and the functions that fill a table for one
- * instruction set. reduce_kernel.h is the interface the rest of the library sees; this header is for
- * src/reduce and the tests.
+ * instruction set. reduce_kernel.h is the interface the rest of the library sees; this header is
+ * for src/reduce and the tests.
  *
  * Semantics every instruction set agrees on (the tests compare them):
  * - Integers wrap on overflow (two's complement), as unsigned arithmetic of the same width.
@@ -45,6 +45,17 @@
     X(BOR, bor, 1)                                                                                 \
     X(BXOR, bxor, 1)
 
+/* Lower-case aliases of the enum constants, so that the names in the lists can index the
+ * table: t[cgloo__op_sum][cgloo__dtype_float32]. */
+enum {
+#define CGLOO_REDUCE_OP_ALIAS_(E, name, bitwise) cgloo__op_##name = CGLOO_##E,
+    CGLOO_REDUCE_OPS(CGLOO_REDUCE_OP_ALIAS_)
+#undef CGLOO_REDUCE_OP_ALIAS_
+#define CGLOO_REDUCE_DTYPE_ALIAS_(E, T, U, name, kind) cgloo__dtype_##name = CGLOO_##E,
+        CGLOO_REDUCE_DTYPES(CGLOO_REDUCE_DTYPE_ALIAS_)
+#undef CGLOO_REDUCE_DTYPE_ALIAS_
+};
+
 typedef cgloo__reduce_kernel cgloo__reduce_table[CGLOO_OP_COUNT][CGLOO_DTYPE_COUNT];
 
 /* Instruction sets, in the order the dispatcher tries them (CGLOO_KERNELS names them). */
@@ -68,7 +79,7 @@ typedef enum cgloo__reduce_isa {
     K(bxor, T, name, (T)(x ^ y))
 #define CGLOO_REDUCE_FLOAT_OPS(K, T, U, name)                                                      \
     K(sum, T, name, x + y)                                                                         \
-    K(product, T, name, x * y)                                                                     \
+    K(product, T, name, (T)(x * y))                                                                \
     K(min, T, name, cgloo__##name##_min(x, y))                                                     \
     K(max, T, name, cgloo__##name##_max(x, y))
 #define CGLOO_REDUCE_HALF_OPS(K, T, U, name) /* half.c has its own */
@@ -114,7 +125,8 @@ typedef enum cgloo__reduce_isa {
     }                                                                                              \
     static inline T cgloo__##name##_max(T x, T y)                                                  \
     {                                                                                              \
-        return cgloo__##name##_neg(cgloo__##name##_min(cgloo__##name##_neg(x), cgloo__##name##_neg(y))); \
+        return cgloo__##name##_neg(                                                                \
+            cgloo__##name##_min(cgloo__##name##_neg(x), cgloo__##name##_neg(y)));                  \
     }
 CGLOO_REDUCE_MINMAX(float32, float, uint32_t, UINT32_C(0x80000000))
 CGLOO_REDUCE_MINMAX(float64, double, uint64_t, UINT64_C(0x8000000000000000))

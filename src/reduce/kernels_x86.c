@@ -15,8 +15,8 @@
 #define X86_ELEMS(E, T, U, name, kind) CGLOO_REDUCE_##kind##_OPS(X86_ELEM, T, U, name)
 CGLOO_REDUCE_DTYPES(X86_ELEMS)
 
-#define X86_KERNEL(isa, features, op, T, name)                                                       \
-    static __attribute__((target(features))) void op##_##name##_##isa(                               \
+#define X86_KERNEL(isa, features, op, T, name)                                                     \
+    static __attribute__((target(features))) void op##_##name##_##isa(                             \
         void *restrict inout, const void *restrict in, size_t n)                                   \
     {                                                                                              \
         CGLOO_REDUCE_LOOP(T, inout, in, n, op##_##name##_elem);                                    \
@@ -24,23 +24,16 @@ CGLOO_REDUCE_DTYPES(X86_ELEMS)
 #define X86_AVX2(op, T, name, expr) X86_KERNEL(avx2, "avx2", op, T, name)
 #define X86_AVX512(op, T, name, expr) X86_KERNEL(avx512, "avx512f", op, T, name)
 #define X86_KERNELS(E, T, U, name, kind)                                                           \
-    CGLOO_REDUCE_##kind##_OPS(X86_AVX2, T, U, name) CGLOO_REDUCE_##kind##_OPS(X86_AVX512, T, U, name)
+    CGLOO_REDUCE_##kind##_OPS(X86_AVX2, T, U, name)                                                \
+        CGLOO_REDUCE_##kind##_OPS(X86_AVX512, T, U, name)
 CGLOO_REDUCE_DTYPES(X86_KERNELS)
 
-#define X86_SET(isa, op, T, name, expr) t[reduce_op_##op][reduce_dtype_##name] = op##_##name##_##isa;
+#define X86_SET(isa, op, T, name, expr)                                                            \
+    t[cgloo__op_##op][cgloo__dtype_##name] = op##_##name##_##isa;
 #define X86_SET_AVX2(op, T, name, expr) X86_SET(avx2, op, T, name, expr)
 #define X86_SET_AVX512(op, T, name, expr) X86_SET(avx512, op, T, name, expr)
 #define X86_FILL_AVX2(E, T, U, name, kind) CGLOO_REDUCE_##kind##_OPS(X86_SET_AVX2, T, U, name)
 #define X86_FILL_AVX512(E, T, U, name, kind) CGLOO_REDUCE_##kind##_OPS(X86_SET_AVX512, T, U, name)
-
-/* Lower-case aliases of the enum constants, so the op and dtype names in the lists above can
- * index the table. */
-enum {
-#define X86_OP_ALIAS(E, name, bitwise) reduce_op_##name = CGLOO_##E,
-    CGLOO_REDUCE_OPS(X86_OP_ALIAS)
-#define X86_DTYPE_ALIAS(E, T, U, name, kind) reduce_dtype_##name = CGLOO_##E,
-        CGLOO_REDUCE_DTYPES(X86_DTYPE_ALIAS)
-};
 
 void cgloo__reduce_fill_avx2(cgloo__reduce_table t)
 {
