@@ -203,7 +203,7 @@ static void rank_selection(int rank, int size, void *arg)
     CHECK_STATUS(cgloo_allreduce(e.ctx, NULL, v, 10, CGLOO_INT32, CGLOO_SUM, NULL), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_allreduce(e.ctx, v, v, 10, (cgloo_dtype)99, CGLOO_SUM, NULL), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_allreduce(e.ctx, v, v, 10, CGLOO_INT32, (cgloo_op)99, NULL), CGLOO_EINVAL);
-    cgloo_coll_opts bad_tag = {.tag = 1ull << 50};
+    cgloo_coll_opts bad_tag = {.tag = 1ull << 47};
     CHECK_STATUS(cgloo_allreduce(e.ctx, v, v, 10, CGLOO_INT32, CGLOO_SUM, &bad_tag), CGLOO_EINVAL);
     mesh_close(e);
 }

@@ -396,7 +396,7 @@ typedef void (*cgloo_reduce_fn)(void *inout, const void *in, size_t count, cgloo
 typedef struct cgloo_coll_opts {
     int timeout_ms;        /* 0: the context default */
     uint64_t tag;          /* tells apart collectives running at once on one context, e.g.
-                              from several threads; below 2^48 */
+                              from several threads; below 2^47 */
     const char *algorithm; /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM) */
     int radix;             /* bcube group size (default 2) */
     cgloo_reduce_fn reduce_fn; /* replaces op when set */

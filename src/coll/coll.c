@@ -9,8 +9,24 @@
 #include <ctype.h>
 #include <stdio.h>
 
+/* Tag layout: bit 63 marks a collective, bits 55..62 the kind of collective, bits 8..54 the
+ * caller's tag, bits 0..7 the algorithm's step. Two different collectives therefore never
+ * match each other's messages, even if ranks disagree on the call order. */
 #define COLL_TAG_BIT (1ull << 63)
-#define COLL_USER_TAG_MAX (1ull << 48)
+#define COLL_KIND_SHIFT 55
+#define COLL_USER_TAG_MAX (1ull << 47)
+
+/* coll_kind: a number per collective name (its tag space). */
+static uint64_t coll_kind(const char *name)
+{
+    static const char *const kinds[] = {"allreduce", "reduce_scatter", "allgather",
+                                        "broadcast", "reduce",         "gather",
+                                        "scatter",   "alltoall",       "barrier"};
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(kinds); i++)
+        if (strncmp(name, kinds[i], strlen(kinds[i])) == 0)
+            return i + 1; /* "allgatherv" shares "allgather"'s space: they never run at once */
+    return (cgloo__hash64(name, strlen(name)) % 200) + 32;
+}
 
 int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
 {
@@ -43,7 +59,7 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx->timeout_ms;
     c->deadline_ms = cgloo__now_ms() + timeout;
-    c->tag_base = COLL_TAG_BIT | ((opts ? opts->tag : 0) << 8);
+    c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | (opts ? opts->tag : 0) << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;
     return CGLOO_OK;
 }

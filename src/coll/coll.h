@@ -3,9 +3,10 @@
  * deadline, tag, dtype, reduction), and point-to-point helpers bounded by the call's deadline
  * whose errors name the collective, the algorithm, the step and the peer.
  *
- * Tags: collectives use tags with the top bit set, the caller's 48-bit tag above the low byte,
- * and the algorithm's step number in the low byte, so they never meet user point-to-point
- * messages, and two collectives running at once with different tags never meet each other.
+ * Tags: collectives use tags with the top bit set, the kind of collective in the next 8 bits,
+ * the caller's 47-bit tag above the low byte, and the algorithm's step number in the low byte,
+ * so they never meet user point-to-point messages, other kinds of collectives, or collectives
+ * running at once with a different caller tag.
  * Between two ranks, messages of one tag and step match in the order sent; since every rank
  * runs the same algorithm in the same order, that is all the matching a collective needs.
  */

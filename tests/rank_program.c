@@ -1,0 +1,113 @@
+/*
+ * A rank program for the process tests: run under cgloo-run, it connects from the environment
+ * and checks point-to-point messages and collectives between real processes, exiting non-zero
+ * (and saying why on stderr) at the first wrong result.
+ */
+#include "coll_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static cgloo_context *ctx;
+static int rank, size;
+
+static void fail(const char *what, int rc)
+{
+    char detail[512] = "";
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    fprintf(stderr, "rank %d: %s: %s (%s)\n", rank, what, cgloo_strerror(rc), detail);
+    exit(1);
+}
+
+#define MUST(what, expr)                                                                           \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != CGLOO_OK)                                                                       \
+            fail(what, rc_);                                                                       \
+    } while (0)
+#define EXPECT(what, cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fail(what, CGLOO_EPROTO);                                                              \
+    } while (0)
+
+/* Every rank sends a message of each size to every other rank; sizes cross the eager limit. */
+static void check_p2p(void)
+{
+    static const size_t sizes[] = {0, 1, 1000, 65536, 65537, 3u << 20};
+    size_t max = 3u << 20;
+    uint8_t *out = malloc(max), *in = malloc(max);
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        for (int p = 0; p < size; p++) {
+            cgloo_request *rr, *sr;
+            memset(out, rank + 1, sizes[s]);
+            MUST("irecv", cgloo_irecv(ctx, in, max, p, s, &rr));
+            MUST("isend", cgloo_isend(ctx, out, sizes[s], p, s, &sr));
+            cgloo_completion c;
+            MUST("wait send", cgloo_wait(sr, 0, NULL));
+            MUST("wait recv", cgloo_wait(rr, 0, &c));
+            EXPECT("p2p size", c.bytes == sizes[s] && c.source == p);
+            for (size_t i = 0; i < sizes[s]; i++)
+                EXPECT("p2p content", in[i] == (uint8_t)(p + 1));
+        }
+    }
+    free(out);
+    free(in);
+}
+
+static void check_allreduce(void)
+{
+    const char *const *names = cgloo_algorithm_names("allreduce");
+    size_t counts[] = {1, 1009, 300000};
+    for (size_t a = 0; names[a]; a++) {
+        for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+            cgloo_dtype t = k % 2 ? CGLOO_FLOAT32 : CGLOO_INT64;
+            float *buf = malloc(counts[k] * 8);
+            fill_input(buf, counts[k], t, CGLOO_SUM, rank);
+            cgloo_coll_opts o = {.algorithm = names[a]};
+            MUST(names[a], cgloo_allreduce(ctx, buf, buf, counts[k], t, CGLOO_SUM, &o));
+            EXPECT(names[a], check_reduced(buf, counts[k], t, CGLOO_SUM, size, 0));
+            free(buf);
+        }
+    }
+}
+
+static void check_data_movement(void)
+{
+    enum { N = 777 };
+    int32_t *all = malloc(sizeof(int32_t) * N * (size_t)size), mine[N], bc[N];
+    for (int i = 0; i < N; i++)
+        mine[i] = rank * 100000 + i;
+    MUST("allgather", cgloo_allgather(ctx, mine, all, N, CGLOO_INT32, NULL));
+    for (int r = 0; r < size; r++)
+        for (int i = 0; i < N; i++)
+            EXPECT("allgather", all[r * N + i] == r * 100000 + i);
+    int root = size - 1;
+    for (int i = 0; i < N; i++)
+        bc[i] = rank == root ? i * 3 : -1;
+    MUST("broadcast", cgloo_broadcast(ctx, bc, N, CGLOO_INT32, root, NULL));
+    for (int i = 0; i < N; i++)
+        EXPECT("broadcast", bc[i] == i * 3);
+    int64_t v = rank + 1, sum = 0;
+    MUST("reduce", cgloo_reduce(ctx, &v, &sum, 1, CGLOO_INT64, CGLOO_SUM, 0, NULL));
+    EXPECT("reduce", rank != 0 || sum == (int64_t)size * (size + 1) / 2);
+    MUST("barrier", cgloo_barrier(ctx, NULL));
+    free(all);
+}
+
+int main(void)
+{
+    int rc = cgloo_context_create_from_env(&ctx);
+    if (rc != CGLOO_OK) {
+        fprintf(stderr, "connect: %s\n", cgloo_strerror(rc));
+        return 1;
+    }
+    rank = cgloo_context_rank(ctx);
+    size = cgloo_context_size(ctx);
+    check_p2p();
+    check_allreduce();
+    check_data_movement();
+    cgloo_context_destroy(ctx);
+    return 0;
+}
