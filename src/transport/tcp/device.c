@@ -9,6 +9,8 @@
 /* A hello must arrive this soon after the connection is accepted. */
 #define HELLO_DEADLINE_MS 10000
 #define POLL_MAX 256
+/* Connections whose hello has not arrived yet; more are closed at once (a flood, not peers). */
+#define PENDING_MAX 1024
 
 struct cgloo_device {
     int listen_fd;
@@ -17,7 +19,8 @@ struct cgloo_device {
     pthread_mutex_t lock;
     bool serving;            /* a thread is polling the listener */
     device_inbound *pending; /* hellos still arriving */
-    device_reg *regs;        /* contexts that are connecting */
+    int npending;
+    device_reg *regs; /* contexts that are connecting */
 };
 
 static int device_pick_address(const cgloo_tcp_attr *attr, cgloo__addr *addr)
@@ -164,16 +167,19 @@ static void device_accept(cgloo_device *dev)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a transient error the next poll retries */
-        device_inbound *in = calloc(1, sizeof *in);
+        device_inbound *in = dev->npending < PENDING_MAX ? calloc(1, sizeof *in) : NULL;
         if (!in) {
+            CGLOO_WARN("device %s: closed a connection: %d hellos already pending", dev->addr_text,
+                       dev->npending);
             close(fd);
-            return;
+            continue;
         }
         in->fd = fd;
         in->accepted_ms = cgloo__now_ms();
         cgloo__addr_format(&peer, in->addr, sizeof in->addr);
         in->next = dev->pending;
         dev->pending = in;
+        dev->npending++;
     }
 }
 
@@ -194,6 +200,7 @@ static void device_read_hellos(cgloo_device *dev)
             continue;
         }
         *pp = in->next;
+        dev->npending--;
         if (in->got == HELLO_LEN)
             device_route(dev, in);
         else
