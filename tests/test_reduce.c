@@ -299,7 +299,8 @@ static void check_inputs(kernel_source src, void *arg)
                     CHECK(check_kernel(k, op, t, a, b, counts[c], off));
                     /* and coll_util's own reference */
                     size_t es = cgloo_dtype_size(t);
-                    char x[1000 * 8 + 8];
+                    uint64_t xbuf[1001]; /* aligned for every dtype */
+                    char *x = (char *)xbuf;
                     memcpy(x + off * es, a, counts[c] * es);
                     k(x + off * es, b, counts[c]);
                     CHECK(check_reduced(x + off * es, counts[c], t, op, 2, 0));

@@ -81,8 +81,10 @@ static void reduce_build(cgloo__reduce_table t, cgloo__reduce_isa isa)
         cgloo__reduce_fill_half_avx2(t);
         cgloo__reduce_fill_avx2(t);
     }
-    if (isa >= CGLOO_REDUCE_AVX512)
+    if (isa >= CGLOO_REDUCE_AVX512) {
+        cgloo__reduce_fill_half_avx512(t);
         cgloo__reduce_fill_avx512(t);
+    }
 #endif
 }
 

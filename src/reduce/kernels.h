@@ -62,7 +62,7 @@ typedef cgloo__reduce_kernel cgloo__reduce_table[CGLOO_OP_COUNT][CGLOO_DTYPE_COU
 typedef enum cgloo__reduce_isa {
     CGLOO_REDUCE_PORTABLE, /* "scalar": plain C, vectorised by the compiler for the base ISA */
     CGLOO_REDUCE_AVX2,     /* "avx2": AVX2, and F16C for float16 */
-    CGLOO_REDUCE_AVX512,   /* "avx512": AVX-512F */
+    CGLOO_REDUCE_AVX512,   /* "avx512": AVX2, and AVX-512F for the kernels where it pays */
     CGLOO_REDUCE_ISA_COUNT
 } cgloo__reduce_isa;
 
@@ -160,6 +160,7 @@ CGLOO_REDUCE_HALF_DECLARE(max)
 /* Fillers for the wider instruction sets: each overwrites the entries of `t` it has a kernel
  * for. Call them only when the processor has the instruction set. */
 void cgloo__reduce_fill_half_avx2(cgloo__reduce_table t);
+void cgloo__reduce_fill_half_avx512(cgloo__reduce_table t);
 void cgloo__reduce_fill_avx2(cgloo__reduce_table t);
 void cgloo__reduce_fill_avx512(cgloo__reduce_table t);
 
