@@ -30,6 +30,8 @@ typedef struct peer_info {
     /* dialling state (lower ranks only) */
     int state, fd, backoff_ms, last_err;
     int64_t retry_at_ms;
+    uint8_t ack[HELLO_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
+    size_t ack_got;
 } peer_info;
 
 typedef struct mesh {
@@ -181,6 +183,7 @@ static void dial_on_writable(mesh *m, int peer)
     if (cgloo__write_full(p->fd, hello, sizeof hello, m->deadline) != CGLOO_OK)
         return dial_retry(p, errno);
     p->state = DIAL_AWAIT_ACK;
+    p->ack_got = 0;
 }
 
 static const char *check_ack(const mesh *m, int peer, const uint8_t *bytes, wire_hello *h)
@@ -203,15 +206,23 @@ static int dial_on_readable(mesh *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[peer];
-    uint8_t bytes[HELLO_LEN];
     wire_hello h;
-    int rc = cgloo__read_full(p->fd, bytes, sizeof bytes, m->deadline);
+    /* Read what is there without waiting: a peer that sends half an acknowledgement must not
+     * hold up the other connections. */
+    ssize_t n = recv(p->fd, p->ack + p->ack_got, sizeof p->ack - p->ack_got, 0);
+    if (n > 0)
+        p->ack_got += (size_t)n;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return CGLOO_OK;
+    if (n > 0 && p->ack_got < sizeof p->ack)
+        return CGLOO_OK;
+    int rc = n == 0 ? CGLOO_EPEER : n < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
     if (rc == CGLOO_EPEER)
         return cgloo__ctx_error(ctx, CGLOO_EPROTO,
                                 "rank %d: rank %d at %s closed the connection during the "
                                 "handshake (it rejected this rank's hello)",
                                 ctx->rank, peer, p->addr_text);
-    const char *why = rc == CGLOO_OK ? check_ack(m, peer, bytes, &h) : cgloo_strerror(rc);
+    const char *why = rc == CGLOO_OK ? check_ack(m, peer, p->ack, &h) : cgloo_strerror(rc);
     if (why)
         return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
                                 "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
