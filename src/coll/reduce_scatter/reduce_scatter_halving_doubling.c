@@ -144,7 +144,8 @@ static size_t hd_scratch_elems(const hd *h)
 int cgloo__reduce_scatter_halving_doubling_inplace(coll *c, void *buf, const size_t *offsets,
                                                    unsigned step_base)
 {
-    hd h = {.c = c, .buf = buf, .offsets = offsets, .p2 = hd_pow2_floor(c->size), .step = step_base};
+    hd h = {
+        .c = c, .buf = buf, .offsets = offsets, .p2 = hd_pow2_floor(c->size), .step = step_base};
     h.rem = c->size - h.p2;
     h.me = c->rank < 2 * h.rem ? (c->rank % 2 ? c->rank / 2 : -1) : c->rank - h.rem;
     size_t scratch = hd_scratch_elems(&h) * c->esize;
@@ -167,7 +168,8 @@ int cgloo__reduce_scatter_halving_doubling(coll *c, const void *sendbuf, void *r
     const uint8_t *mine = cgloo__elem(c, sendbuf, offsets[c->rank]);
     size_t mine_bytes = (offsets[c->rank + 1] - offsets[c->rank]) * c->esize;
     if (recvbuf == mine)
-        return cgloo__reduce_scatter_halving_doubling_inplace(c, recvbuf, offsets, step_base);
+        return cgloo__reduce_scatter_halving_doubling_inplace(c, (void *)sendbuf, offsets,
+                                                              step_base);
     size_t total = offsets[c->size] * c->esize;
     uint8_t *copy = malloc(CGLOO_MAX(total, 1));
     if (!copy)

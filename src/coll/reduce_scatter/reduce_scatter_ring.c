@@ -61,12 +61,11 @@ static uint8_t *ring_land(const coll *c, const ring_xfer *x, size_t k)
     return cgloo__elem(c, x->target, k * x->seg);
 }
 
-static int ring_post_recv(coll *c, const ring_xfer *x, size_t k, unsigned step,
-                          cgloo_request **req)
+static int ring_post_recv(coll *c, const ring_xfer *x, size_t k, unsigned step, cgloo_request **req)
 {
     size_t n = ring_seg_count(x->rcount, x->seg, k);
-    return cgloo__coll_irecv(c, ring_prev(c->rank, c->size), ring_land(c, x, k), n * c->esize,
-                             step, req);
+    return cgloo__coll_irecv(c, ring_prev(c->rank, c->size), ring_land(c, x, k), n * c->esize, step,
+                             req);
 }
 
 /* ring_post_send sends segment k once the send two segments back (same slot) is done. */
@@ -191,7 +190,7 @@ int cgloo__reduce_scatter_ring(coll *c, const void *sendbuf, void *recvbuf, cons
     const uint8_t *mine = cgloo__elem(c, sendbuf, offsets[c->rank]);
     size_t mine_bytes = ring_block_count(offsets, c->rank) * c->esize;
     if (recvbuf == mine)
-        return cgloo__reduce_scatter_ring_inplace(c, recvbuf, offsets, step_base);
+        return cgloo__reduce_scatter_ring_inplace(c, (void *)sendbuf, offsets, step_base);
     if (c->size == 1) {
         if (mine_bytes)
             memcpy(recvbuf, mine, mine_bytes);
