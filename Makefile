@@ -4,11 +4,13 @@
 #   make check-asan  the tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan  the tests again under ThreadSanitizer
 #   make bench       build, then run the point-to-point benchmark against the machine's limits
+#   make bench-coll  build, then every collective beside Open MPI into docs/BENCHMARKS.md (~20 min;
+#                    QUICK=1 make bench-coll checks the script in a minute or two)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all build demo check check-asan check-tsan bench format clean
+.PHONY: all build demo check check-asan check-tsan bench bench-coll format clean
 
 all: build
 
@@ -34,6 +36,9 @@ check-tsan:
 
 bench: build
 	./bench/run.sh
+
+bench-coll: build
+	./bench/coll.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -4,6 +4,8 @@
 # this run. Every configuration runs RUNS times; the table gives the median of the per-run
 # p50 values and the ratio cgloo / Open MPI (time: below 1 is faster; bandwidth: above 1 is).
 #   bench/run.sh                     RUNS=5 MAX_BYTES=67108864 TIME_MS=500 bench/run.sh
+# LIMITS=0 skips the limits (bench/coll.sh measures them once for both reports).
+# The awk below is POSIX awk (Debian's default is mawk): sorting is left to sort(1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -33,7 +35,7 @@ for run in $(seq "$RUNS"); do
 done
 
 limits=../shared/tools/limits/run.sh
-if [ -x "$limits" ]; then
+if [ "${LIMITS:-1}" != 0 ] && [ -x "$limits" ]; then
   echo "measuring the machine's TCP limits" >&2
   "$limits" tcp >"$out/limits.txt" 2>&1 || true
 fi
@@ -44,24 +46,22 @@ echo "| mode | bytes | cgloo p50 us | Open MPI p50 us | time ratio | cgloo GB/s 
 echo "|---|---|---|---|---|---|---|---|"
 touch "$out/mpi.csv"
 awk -F, '
-  function median(list,   n, a, i, j, t) {
+  function median(list,   a, n, i, j, t) {
     n = split(list, a, " ")
-    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
     return n ? (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2) : ""
   }
-  FNR == 1 { src = (FILENAME ~ /mpi/) ? "mpi" : "cgloo" }
+  FNR == 1 { src = (FILENAME ~ /mpi\.csv$/) ? "mpi" : "cgloo" }
   { key = $1 SUBSEP $4; keys[key] = 1; t[src, key] = t[src, key] " " $7; g[src, key] = g[src, key] " " $10 }
   END {
-    for (k in keys) { split(k, p, SUBSEP); order[p[1] " " sprintf("%012d", p[2])] = k }
-    n = asorti(order, sorted)
-    for (i = 1; i <= n; i++) {
-      k = order[sorted[i]]; split(k, p, SUBSEP)
+    for (k in keys) {
+      split(k, p, SUBSEP)
       ct = median(t["cgloo", k]); mt = median(t["mpi", k]); cg = median(g["cgloo", k]); mg = median(g["mpi", k])
-      printf "| %s | %s | %.2f | %s | %s | %.3f | %s | %s |\n", p[1], p[2], ct,
+      printf "%s %012d | %s | %s | %.2f | %s | %s | %.3f | %s | %s |\n", p[1], p[2], p[1], p[2], ct,
         mt == "" ? "-" : sprintf("%.2f", mt), mt == "" ? "-" : sprintf("%.2f", ct / mt),
         cg, mg == "" ? "-" : sprintf("%.3f", mg), mg == "" || mg == 0 ? "-" : sprintf("%.2f", cg / mg)
     }
-  }' "$out/cgloo.csv" "$out/mpi.csv"
+  }' "$out/cgloo.csv" "$out/mpi.csv" | sort | cut -d' ' -f3-
 if [ -f "$out/limits.txt" ]; then
   echo
   echo "### The machine's limits, measured in the same run"

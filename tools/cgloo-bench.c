@@ -1,14 +1,51 @@
 /*
  * cgloo-bench: the project's benchmark, a rank program run under cgloo-run.
  *
- *   cgloo-run -n 2 cgloo-bench --mode pingpong [--min-bytes 8] [--max-bytes 4194304]
- *       [--iteration-time-ms 500] [--warmup 100] [--window 16] [--csv]
+ *   cgloo-run -n 4 cgloo-bench --mode allreduce [--algorithm NAME] [--dtype float32]
+ *       [--elements N | --min-elements N --max-elements N [--factor F]] [--inputs K]
+ *       [--iteration-time-ms 500] [--iteration-count N] [--warmup 20] [--verify]
+ *       [--csv | --json] [--quiet]
+ *   cgloo-run -n 2 cgloo-bench --mode pingpong|stream [--min-bytes 8] [--max-bytes 4194304]
+ *       [--window 16] [--iteration-time-ms 500] [--warmup 100] [--csv | --json]
  *
- * pingpong: ranks 0 and 1 bounce a message; the row reports the round-trip time.
- * stream:   rank 0 sends windows of messages to rank 1, which acknowledges each window with an
- *           empty message; the row reports time per message and one-way bandwidth.
- * Rank 0 calibrates the iteration count from the warm-up and tells rank 1, so both ranks run
- * the same number of iterations and neither stops early. Other ranks only join and leave.
+ * Modes. pingpong: ranks 0 and 1 bounce a message; the row reports the round-trip time.
+ * stream: rank 0 sends windows of messages to rank 1, which acknowledges each window with an
+ * empty message; the row reports time per message and one-way bandwidth. The collective modes
+ * (allreduce, reduce_scatter, allgather, broadcast, reduce, gather, scatter, alltoall, barrier)
+ * run that collective on every rank, out of place, summing for the reductions, root 0 for the
+ * rooted ones.
+ *
+ * Sizes follow nccl-tests. `elements` (and `bytes` = elements x dtype size) is the per-rank
+ * buffer that the row's bandwidth is computed over:
+ *   allreduce, broadcast, reduce     the vector (count = elements);
+ *   reduce_scatter, alltoall, scatter  the send buffer of `ranks` blocks; gather and allgather
+ *                                    the receive buffer of `ranks` blocks. The collective's
+ *                                    count argument is elements / ranks, so elements is rounded
+ *                                    down to a multiple of the ranks and a size with fewer
+ *                                    elements than ranks is skipped.
+ *   barrier                          no data: one row with bytes 0.
+ * With --inputs K (allreduce only) every rank reduces K buffers of `elements` each through
+ * cgloo_allreduce_multi, as Gloo's benchmark does; bytes is the size of one of them.
+ *
+ * Bandwidth, as nccl-tests define it: algbw = bytes / t, with t the row's p50 time, and
+ * busbw = algbw x factor, the factor making busbw comparable with the link's bandwidth whatever
+ * the algorithm: allreduce 2(n-1)/n; reduce_scatter, allgather, alltoall, gather, scatter
+ * (n-1)/n; broadcast and reduce 1; barrier 0 (n ranks). GB/s are 1e9 bytes per second.
+ *
+ * Timing. For each size: one call (checked with --verify), then a warm-up (--warmup calls,
+ * fewer if a quarter of --iteration-time-ms would not hold them), then rank 0 turns the median
+ * warm-up time into an iteration count and broadcasts it, so every rank runs the same number
+ * of calls and none stops early. Each timed call follows a barrier (untimed), so that every
+ * call starts with all ranks present and measures the latency of one collective rather than
+ * the throughput of calls that overlap (without it a broadcast root or the leaves of a gather
+ * run ahead on eager messages); --no-barrier runs the calls back to back, as nccl-tests and
+ * Gloo do. Each rank times every call on its own clock; the times are then combined with a
+ * max-allreduce, outside the timed loop, so that sample i is the time of call i on the slowest
+ * rank. min, p50, p99 and max are taken over those samples.
+ *
+ * --verify fills the inputs with small integers that every dtype holds exactly, even summed
+ * over all ranks (and all inputs), checks every output element on every rank after the first
+ * call and again after the timed loop, and exits with status 1 on any mismatch.
  */
 #include <cgloo/cgloo.h>
 
@@ -17,17 +54,67 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TAG_DATA 1
 #define TAG_CTRL 2
 #define MAX_SAMPLES 200000
+#define MIN_ITERS 5
+#define MAX_INPUTS 64
+
+typedef enum mode_kind {
+    MODE_PINGPONG,
+    MODE_STREAM,
+    MODE_ALLREDUCE,
+    MODE_REDUCE_SCATTER,
+    MODE_ALLGATHER,
+    MODE_BROADCAST,
+    MODE_REDUCE,
+    MODE_GATHER,
+    MODE_SCATTER,
+    MODE_ALLTOALL,
+    MODE_BARRIER,
+    MODE_COUNT
+} mode_kind;
+
+/* blocked: the collective's count is elements / ranks. reduces: the outputs are sums. */
+static const struct mode_info {
+    const char *name;
+    int blocked, reduces;
+} modes[MODE_COUNT] = {
+    [MODE_PINGPONG] = {"pingpong", 0, 0},   [MODE_STREAM] = {"stream", 0, 0},
+    [MODE_ALLREDUCE] = {"allreduce", 0, 1}, [MODE_REDUCE_SCATTER] = {"reduce_scatter", 1, 1},
+    [MODE_ALLGATHER] = {"allgather", 1, 0}, [MODE_BROADCAST] = {"broadcast", 0, 0},
+    [MODE_REDUCE] = {"reduce", 0, 1},       [MODE_GATHER] = {"gather", 1, 0},
+    [MODE_SCATTER] = {"scatter", 1, 0},     [MODE_ALLTOALL] = {"alltoall", 1, 0},
+    [MODE_BARRIER] = {"barrier", 0, 0},
+};
 
 typedef struct options {
-    const char *mode;
-    size_t min_bytes, max_bytes;
-    int iteration_time_ms, warmup, window;
-    int csv;
+    mode_kind mode;
+    const char *algorithm;
+    cgloo_dtype dtype;
+    size_t min_bytes, max_bytes;     /* pingpong and stream */
+    size_t min_elems, max_elems;     /* collectives; 0: from the byte range */
+    int bytes_given, factor, inputs; /* factor: the sweep's step */
+    int iteration_time_ms, iteration_count, warmup, window;
+    int verify, csv, json, quiet;
+    int no_barrier; /* collectives: calls back to back, without a barrier before each */
 } options;
+
+/* One benchmark's state on one rank: buffers sized for the largest size, and this size. */
+typedef struct bench {
+    cgloo_context *ctx;
+    const options *o;
+    int rank, size;
+    size_t esize;
+    cgloo_coll_opts copts;
+    void *send[MAX_INPUTS], *recv[MAX_INPUTS];
+    double *t;
+    size_t elements; /* the size being measured, per the table above */
+    size_t count;    /* the collective's count argument */
+    long modulus;    /* verification values lie in [0, modulus) */
+} bench;
 
 static double now_us(void)
 {
@@ -44,45 +131,161 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: cgloo-bench [--mode pingpong|stream] [--min-bytes N] [--max-bytes N]\n"
-                    "                   [--iteration-time-ms MS] [--warmup N] [--window N] "
-                    "[--csv]\n");
+    fprintf(stderr,
+            "usage: cgloo-bench [--mode MODE] [--algorithm NAME] [--dtype TYPE]\n"
+            "         [--elements N | --min-elements N --max-elements N] [--factor F]\n"
+            "         [--min-bytes N] [--max-bytes N] [--inputs K] [--window N]\n"
+            "         [--iteration-time-ms MS] [--iteration-count N] [--warmup N]\n"
+            "         [--no-barrier] [--verify] [--csv | --json] [--quiet]\n"
+            "MODE: pingpong stream allreduce reduce_scatter allgather broadcast reduce\n"
+            "      gather scatter alltoall barrier\n"
+            "TYPE: int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64\n");
     exit(2);
 }
 
-static int parse_args(int argc, char **argv, options *o)
+static int is_coll(mode_kind m)
 {
-    *o = (options){"pingpong", 8, 4u << 20, 500, 100, 16, 0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--csv") == 0) {
-            o->csv = 1;
-            continue;
-        }
-        if (!v)
-            usage();
-        i++;
-        if (strcmp(a, "--mode") == 0)
-            o->mode = v;
-        else if (strcmp(a, "--min-bytes") == 0)
-            o->min_bytes = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--max-bytes") == 0)
-            o->max_bytes = strtoull(v, NULL, 10);
-        else if (strcmp(a, "--iteration-time-ms") == 0)
-            o->iteration_time_ms = atoi(v);
-        else if (strcmp(a, "--warmup") == 0)
-            o->warmup = atoi(v);
-        else if (strcmp(a, "--window") == 0)
-            o->window = atoi(v);
-        else
-            usage();
-    }
-    if (strcmp(o->mode, "pingpong") != 0 && strcmp(o->mode, "stream") != 0)
+    return m != MODE_PINGPONG && m != MODE_STREAM;
+}
+
+static size_t parse_size(const char *v)
+{
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*v == '-' || end == v || *end)
         usage();
-    if (o->window < 1 || o->window > 1024 || o->warmup < 1 || o->max_bytes < o->min_bytes)
+    return (size_t)n;
+}
+
+static mode_kind parse_mode(const char *v)
+{
+    for (int m = 0; m < MODE_COUNT; m++)
+        if (strcmp(v, modes[m].name) == 0)
+            return (mode_kind)m;
+    usage();
+    return MODE_COUNT;
+}
+
+static cgloo_dtype parse_dtype(const char *v)
+{
+    for (int d = 0; d < CGLOO_DTYPE_COUNT; d++)
+        if (strcmp(v, cgloo_dtype_name((cgloo_dtype)d)) == 0)
+            return (cgloo_dtype)d;
+    usage();
+    return CGLOO_DTYPE_COUNT;
+}
+
+static int parse_flag(options *o, const char *a)
+{
+    int *flag = strcmp(a, "--csv") == 0          ? &o->csv
+                : strcmp(a, "--json") == 0       ? &o->json
+                : strcmp(a, "--verify") == 0     ? &o->verify
+                : strcmp(a, "--quiet") == 0      ? &o->quiet
+                : strcmp(a, "--no-barrier") == 0 ? &o->no_barrier
+                                                 : NULL;
+    if (flag)
+        *flag = 1;
+    return flag != NULL;
+}
+
+static void parse_valued(options *o, const char *a, const char *v)
+{
+    if (strcmp(a, "--mode") == 0)
+        o->mode = parse_mode(v);
+    else if (strcmp(a, "--algorithm") == 0)
+        o->algorithm = v;
+    else if (strcmp(a, "--dtype") == 0)
+        o->dtype = parse_dtype(v);
+    else if (strcmp(a, "--elements") == 0)
+        o->min_elems = o->max_elems = parse_size(v);
+    else if (strcmp(a, "--min-elements") == 0)
+        o->min_elems = parse_size(v);
+    else if (strcmp(a, "--max-elements") == 0)
+        o->max_elems = parse_size(v);
+    else if (strcmp(a, "--min-bytes") == 0)
+        o->min_bytes = parse_size(v), o->bytes_given = 1;
+    else if (strcmp(a, "--max-bytes") == 0)
+        o->max_bytes = parse_size(v), o->bytes_given = 1;
+    else if (strcmp(a, "--factor") == 0)
+        o->factor = atoi(v);
+    else if (strcmp(a, "--inputs") == 0)
+        o->inputs = atoi(v);
+    else if (strcmp(a, "--iteration-time-ms") == 0)
+        o->iteration_time_ms = atoi(v);
+    else if (strcmp(a, "--iteration-count") == 0)
+        o->iteration_count = atoi(v);
+    else if (strcmp(a, "--warmup") == 0)
+        o->warmup = atoi(v);
+    else if (strcmp(a, "--window") == 0)
+        o->window = atoi(v);
+    else
         usage();
+}
+
+static int algorithm_known(const options *o)
+{
+    const char *const *names = cgloo_algorithm_names(modes[o->mode].name);
+    for (size_t i = 0; names && names[i]; i++)
+        if (strcmp(names[i], o->algorithm) == 0)
+            return 1;
+    fprintf(stderr, "cgloo-bench: %s has no algorithm \"%s\"; it has:", modes[o->mode].name,
+            o->algorithm);
+    for (size_t i = 0; names && names[i]; i++)
+        fprintf(stderr, " %s", names[i]);
+    fprintf(stderr, "\n");
     return 0;
+}
+
+/* check_options validates the combination and derives the element range of a collective. */
+static void check_options(options *o)
+{
+    int p2p = !is_coll(o->mode);
+    if (o->window < 1 || o->window > 1024 || o->warmup < 1 || o->warmup > MAX_SAMPLES ||
+        o->factor < 2 || o->inputs < 1 || o->inputs > MAX_INPUTS || o->iteration_time_ms < 1 ||
+        o->iteration_count < 0 || o->iteration_count > MAX_SAMPLES || o->max_bytes < o->min_bytes ||
+        (o->csv && o->json))
+        usage();
+    if ((o->inputs > 1 && o->mode != MODE_ALLREDUCE) || (p2p && o->algorithm))
+        usage();
+    if (o->algorithm && !algorithm_known(o))
+        exit(2);
+    if (p2p)
+        return;
+    size_t es = cgloo_dtype_size(o->dtype);
+    if (o->min_elems == 0 && o->max_elems == 0) {
+        o->min_elems = o->bytes_given ? o->min_bytes / es : 1;
+        o->max_elems = o->bytes_given ? o->max_bytes / es : 1u << 20;
+    }
+    if (o->min_elems == 0)
+        o->min_elems = 1;
+    if (o->max_elems < o->min_elems)
+        usage();
+}
+
+static void parse_args(int argc, char **argv, options *o)
+{
+    *o = (options){.mode = MODE_PINGPONG,
+                   .dtype = CGLOO_FLOAT32,
+                   .min_bytes = 8,
+                   .max_bytes = 4u << 20,
+                   .factor = 2,
+                   .inputs = 1,
+                   .iteration_time_ms = 500,
+                   .warmup = -1,
+                   .window = 16};
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            usage();
+        if (parse_flag(o, argv[i]))
+            continue;
+        if (i + 1 >= argc)
+            usage();
+        parse_valued(o, argv[i], argv[i + 1]);
+        i++;
+    }
+    if (o->warmup == -1)
+        o->warmup = is_coll(o->mode) ? 20 : 100;
+    check_options(o);
 }
 
 static void die(cgloo_context *ctx, const char *what, int rc)
@@ -100,6 +303,76 @@ static void die(cgloo_context *ctx, const char *what, int rc)
         if (rc_ != CGLOO_OK)                                                                       \
             die(ctx, what, rc_);                                                                   \
     } while (0)
+
+/* ---- output ------------------------------------------------------------------------------- */
+
+/* One result row. elements < 0 leaves the column empty (point-to-point rows). */
+typedef struct row {
+    const char *mode, *algorithm, *dtype;
+    int ranks;
+    size_t bytes;
+    long long elements;
+    double *t; /* samples, sorted by print_row */
+    int count;
+    double algbw, busbw; /* GB/s */
+} row;
+
+static void print_header(const options *o, const char *algorithm, int ranks)
+{
+    if (o->json)
+        return;
+    if (o->csv) {
+        printf("mode,algorithm,ranks,bytes,elements,min_us,p50_us,p99_us,max_us,algbw_gbps,"
+               "busbw_gbps,samples\n");
+        return;
+    }
+    if (is_coll(o->mode))
+        printf("# cgloo-bench %s: algorithm %s, %d ranks, dtype %s, inputs %d%s\n",
+               modes[o->mode].name, algorithm, ranks, cgloo_dtype_name(o->dtype), o->inputs,
+               o->no_barrier ? ", calls back to back" : ", a barrier before each call");
+    else
+        printf("# cgloo-bench %s: ranks 0 and 1 of %d\n", modes[o->mode].name, ranks);
+    printf("%12s %11s %10s %10s %10s %10s %9s %9s %8s\n", "bytes", "elements", "min(us)", "p50(us)",
+           "p99(us)", "max(us)", "algbw", "busbw", "samples");
+    printf("%12s %11s %10s %10s %10s %10s %9s %9s %8s\n", "", "", "", "", "", "", "(GB/s)",
+           "(GB/s)", "");
+}
+
+static void print_row(const options *o, row *r)
+{
+    qsort(r->t, (size_t)r->count, sizeof *r->t, cmp_double);
+    double min = r->t[0], p50 = r->t[r->count / 2], max = r->t[r->count - 1];
+    double p99 = r->t[(int)(r->count * 0.99)];
+    char el[32] = "";
+    if (r->elements >= 0)
+        snprintf(el, sizeof el, "%lld", r->elements);
+    if (o->csv)
+        printf("%s,%s,%d,%zu,%s,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f,%d\n", r->mode, r->algorithm,
+               r->ranks, r->bytes, el, min, p50, p99, max, r->algbw, r->busbw, r->count);
+    else if (o->json)
+        printf("{\"mode\":\"%s\",\"algorithm\":\"%s\",\"ranks\":%d,\"dtype\":\"%s\","
+               "\"bytes\":%zu,\"elements\":%s,\"min_us\":%.2f,\"p50_us\":%.2f,\"p99_us\":%.2f,"
+               "\"max_us\":%.2f,\"algbw_gbps\":%.3f,\"busbw_gbps\":%.3f,\"samples\":%d}\n",
+               r->mode, r->algorithm, r->ranks, r->dtype, r->bytes, el[0] ? el : "null", min, p50,
+               p99, max, r->algbw, r->busbw, r->count);
+    else
+        printf("%12zu %11s %10.2f %10.2f %10.2f %10.2f %9.3f %9.3f %8d\n", r->bytes,
+               el[0] ? el : "-", min, p50, p99, max, r->algbw, r->busbw, r->count);
+    fflush(stdout);
+}
+
+/* progress shows the size being measured on a terminal, on one line rewritten in place. */
+static void progress(const options *o, const char *fmt, size_t a, size_t b)
+{
+    if (o->quiet || !isatty(STDERR_FILENO))
+        return;
+    char line[128];
+    snprintf(line, sizeof line, fmt, a, b);
+    fprintf(stderr, "\r%-70s\r", line);
+    fflush(stderr);
+}
+
+/* ---- point-to-point modes ---------------------------------------------------------------- */
 
 /* One iteration of the mode for rank 0 or 1; returns the time per reported unit in µs. */
 static double pingpong_once(cgloo_context *ctx, int rank, void *buf, size_t n)
@@ -134,22 +407,30 @@ static double stream_once(cgloo_context *ctx, int rank, void *buf, size_t n, int
     return (now_us() - t0) / window;
 }
 
-static double run_once(cgloo_context *ctx, const options *o, void *buf, size_t n)
+static double p2p_once(cgloo_context *ctx, const options *o, void *buf, size_t n)
 {
     int rank = cgloo_context_rank(ctx);
-    if (strcmp(o->mode, "pingpong") == 0)
+    if (o->mode == MODE_PINGPONG)
         return pingpong_once(ctx, rank, buf, n);
     return stream_once(ctx, rank, buf, n, o->window);
 }
 
-/* agree_iterations: rank 0 picks the count from the warm-up time and tells rank 1. */
-static int agree_iterations(cgloo_context *ctx, const options *o, double warm_us_per_iter)
+/* iterations_for turns a typical call time into the agreed iteration count. */
+static int iterations_for(const options *o, double per_call_us)
+{
+    if (o->iteration_count > 0)
+        return o->iteration_count;
+    double per = per_call_us > 0.01 ? per_call_us : 0.01;
+    double iters = o->iteration_time_ms * 1000.0 / per;
+    return iters < MIN_ITERS ? MIN_ITERS : iters > MAX_SAMPLES ? MAX_SAMPLES : (int)iters;
+}
+
+/* p2p_agree: rank 0 picks the count from the warm-up time and tells rank 1. */
+static int p2p_agree(cgloo_context *ctx, const options *o, double warm_us_per_iter)
 {
     int64_t iters = 0;
     if (cgloo_context_rank(ctx) == 0) {
-        double per = warm_us_per_iter > 0.01 ? warm_us_per_iter : 0.01;
-        iters = (int64_t)(o->iteration_time_ms * 1000.0 / per);
-        iters = iters < 10 ? 10 : iters > MAX_SAMPLES ? MAX_SAMPLES : iters;
+        iters = iterations_for(o, warm_us_per_iter);
         CHECK_RC(ctx, "send", cgloo_send(ctx, &iters, sizeof iters, 1, TAG_CTRL, 0));
     } else {
         CHECK_RC(ctx, "recv", cgloo_recv(ctx, &iters, sizeof iters, 0, TAG_CTRL, 0, NULL));
@@ -157,35 +438,477 @@ static int agree_iterations(cgloo_context *ctx, const options *o, double warm_us
     return (int)iters;
 }
 
-static void print_row(const options *o, int ranks, size_t n, double *t, int count)
-{
-    qsort(t, (size_t)count, sizeof *t, cmp_double);
-    double p50 = t[count / 2], p99 = t[(int)(count * 0.99)];
-    /* pingpong reports the round trip; bandwidth is one way, half a round trip per message */
-    double one_way = strcmp(o->mode, "pingpong") == 0 ? p50 / 2 : p50;
-    double gbps = one_way > 0 ? n / one_way / 1e3 : 0;
-    if (o->csv)
-        printf("%s,,%d,%zu,,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f,%d\n", o->mode, ranks, n, t[0], p50, p99,
-               t[count - 1], gbps, gbps, count);
-    else
-        printf("%-9s %10zu %9.2f %9.2f %9.2f %10.2f %9.3f %8d\n", o->mode, n, t[0], p50, p99,
-               t[count - 1], gbps, count);
-    fflush(stdout);
-}
-
-static void bench_size(cgloo_context *ctx, const options *o, void *buf, size_t n, double *t)
+static void p2p_size(cgloo_context *ctx, const options *o, void *buf, size_t n, double *t)
 {
     int warm = o->warmup;
     if (n >= (1u << 20))
         warm = warm / 10 + 1;
     double t0 = now_us();
     for (int i = 0; i < warm; i++)
-        run_once(ctx, o, buf, n);
-    int iters = agree_iterations(ctx, o, (now_us() - t0) / warm);
+        p2p_once(ctx, o, buf, n);
+    int iters = p2p_agree(ctx, o, (now_us() - t0) / warm);
     for (int i = 0; i < iters; i++)
-        t[i] = run_once(ctx, o, buf, n);
-    if (cgloo_context_rank(ctx) == 0)
-        print_row(o, cgloo_context_size(ctx), n, t, iters);
+        t[i] = p2p_once(ctx, o, buf, n);
+    if (cgloo_context_rank(ctx) != 0)
+        return;
+    row r = {modes[o->mode].name, "", "bytes", cgloo_context_size(ctx), n, -1, t, iters, 0, 0};
+    qsort(t, (size_t)iters, sizeof *t, cmp_double);
+    /* pingpong reports the round trip; bandwidth is one way, half a round trip per message */
+    double p50 = t[iters / 2], one_way = o->mode == MODE_PINGPONG ? p50 / 2 : p50;
+    r.algbw = r.busbw = one_way > 0 ? n / one_way / 1e3 : 0;
+    print_row(o, &r);
+}
+
+static void run_p2p(cgloo_context *ctx, const options *o)
+{
+    int rank = cgloo_context_rank(ctx);
+    if (rank <= 1) {
+        void *buf = calloc(1, o->max_bytes ? o->max_bytes : 1);
+        double *t = malloc(MAX_SAMPLES * sizeof *t);
+        if (!buf || !t)
+            die(NULL, "allocating buffers", CGLOO_ENOMEM);
+        for (size_t n = o->min_bytes;; n = n ? n * 2 : 1) {
+            progress(o, "cgloo-bench: %zu of %zu bytes", n, o->max_bytes);
+            p2p_size(ctx, o, buf, n, t);
+            if (n >= o->max_bytes)
+                break;
+        }
+        progress(o, "", 0, 0);
+        free(buf);
+        free(t);
+    }
+    /* every rank waits here for rank 0 so that none leaves while others still measure */
+    if (rank == 0)
+        for (int r = 1; r < cgloo_context_size(ctx); r++)
+            CHECK_RC(ctx, "done", cgloo_send(ctx, NULL, 0, r, TAG_CTRL, 0));
+    else
+        CHECK_RC(ctx, "done", cgloo_recv(ctx, NULL, 0, 0, TAG_CTRL, 600000, NULL));
+}
+
+/* ---- collective modes: the call --------------------------------------------------------- */
+
+static void run_coll(bench *b)
+{
+    cgloo_context *ctx = b->ctx;
+    const cgloo_coll_opts *co = &b->copts;
+    cgloo_dtype dt = b->o->dtype;
+    size_t n = b->count;
+    const char *name = modes[b->o->mode].name;
+    switch (b->o->mode) {
+    case MODE_ALLREDUCE:
+        if (b->o->inputs == 1)
+            CHECK_RC(ctx, name, cgloo_allreduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
+        else
+            CHECK_RC(ctx, name,
+                     cgloo_allreduce_multi(ctx, (const void *const *)b->send, (size_t)b->o->inputs,
+                                           b->recv, (size_t)b->o->inputs, n, dt, CGLOO_SUM, co));
+        break;
+    case MODE_REDUCE_SCATTER:
+        CHECK_RC(ctx, name,
+                 cgloo_reduce_scatter(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
+        break;
+    case MODE_ALLGATHER:
+        CHECK_RC(ctx, name, cgloo_allgather(ctx, b->send[0], b->recv[0], n, dt, co));
+        break;
+    case MODE_BROADCAST:
+        CHECK_RC(ctx, name, cgloo_broadcast(ctx, b->recv[0], n, dt, 0, co));
+        break;
+    case MODE_REDUCE:
+        CHECK_RC(ctx, name, cgloo_reduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, 0, co));
+        break;
+    case MODE_GATHER:
+        CHECK_RC(ctx, name, cgloo_gather(ctx, b->send[0], b->recv[0], n, dt, 0, co));
+        break;
+    case MODE_SCATTER:
+        CHECK_RC(ctx, name, cgloo_scatter(ctx, b->send[0], b->recv[0], n, dt, 0, co));
+        break;
+    case MODE_ALLTOALL:
+        CHECK_RC(ctx, name, cgloo_alltoall(ctx, b->send[0], b->recv[0], n, dt, co));
+        break;
+    default:
+        CHECK_RC(ctx, name, cgloo_barrier(ctx, co));
+        break;
+    }
+}
+
+/* ---- collective modes: verification values ---------------------------------------------- */
+
+/* The largest integer the dtype holds exactly (and that its reductions keep exact). */
+static long dtype_exact_limit(cgloo_dtype d)
+{
+    switch (d) {
+    case CGLOO_INT8:
+        return 127;
+    case CGLOO_UINT8:
+    case CGLOO_BFLOAT16:
+        return 255;
+    case CGLOO_FLOAT16:
+        return 2048;
+    default:
+        return 1l << 24;
+    }
+}
+
+/* bench_modulus: values lie in [0, m) so that a sum over every source stays exact. */
+static long bench_modulus(const bench *b)
+{
+    long sources = modes[b->o->mode].reduces ? (long)b->size * b->o->inputs : 1;
+    long m = dtype_exact_limit(b->o->dtype) / sources;
+    return m > 1021 ? 1021 : m < 1 ? 1 : m;
+}
+
+/* value: what source `src` (a rank, or rank x inputs + input) holds at element i. */
+static long value(const bench *b, long src, size_t i)
+{
+    long m = b->modulus;
+    return ((long)(i % (size_t)m) * 7 + (src % m) * 13) % m;
+}
+
+static uint16_t half_bits(long v)
+{
+    if (v == 0)
+        return 0;
+    int e = 0;
+    while ((v >> (e + 1)) != 0)
+        e++;
+    return (uint16_t)(((e + 15) << 10) | ((v << (10 - e)) & 0x3ff));
+}
+
+/* put_value stores the small non-negative integer v as one element of dtype d. */
+static void put_value(cgloo_dtype d, void *p, long v)
+{
+    float f = (float)v;
+    uint32_t fb;
+    switch (d) {
+    case CGLOO_INT8:
+    case CGLOO_UINT8:
+        *(uint8_t *)p = (uint8_t)v;
+        break;
+    case CGLOO_INT32:
+    case CGLOO_UINT32:
+        *(uint32_t *)p = (uint32_t)v;
+        break;
+    case CGLOO_INT64:
+    case CGLOO_UINT64:
+        *(uint64_t *)p = (uint64_t)v;
+        break;
+    case CGLOO_FLOAT16:
+        *(uint16_t *)p = half_bits(v);
+        break;
+    case CGLOO_BFLOAT16:
+        memcpy(&fb, &f, sizeof fb);
+        *(uint16_t *)p = (uint16_t)(fb >> 16);
+        break;
+    case CGLOO_FLOAT32:
+        memcpy(p, &f, sizeof f);
+        break;
+    default:
+        *(double *)p = (double)v;
+        break;
+    }
+}
+
+static void fill(const bench *b, void *buf, long src, size_t first, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        put_value(b->o->dtype, (uint8_t *)buf + i * b->esize, value(b, src, first + i));
+}
+
+/* fill_inputs writes every rank's input for this size (root 0 for broadcast and scatter). */
+static void fill_inputs(bench *b)
+{
+    switch (b->o->mode) {
+    case MODE_ALLREDUCE:
+        for (int k = 0; k < b->o->inputs; k++)
+            fill(b, b->send[k], (long)b->rank * b->o->inputs + k, 0, b->count);
+        break;
+    case MODE_BROADCAST:
+        if (b->rank == 0)
+            fill(b, b->recv[0], 0, 0, b->count);
+        break;
+    case MODE_SCATTER:
+        if (b->rank == 0)
+            fill(b, b->send[0], 0, 0, b->elements);
+        break;
+    case MODE_REDUCE_SCATTER:
+    case MODE_ALLTOALL:
+        fill(b, b->send[0], b->rank, 0, b->elements);
+        break;
+    default:
+        fill(b, b->send[0], b->rank, 0, b->count);
+        break;
+    }
+}
+
+static long sum_over(const bench *b, long sources, size_t i)
+{
+    long s = 0;
+    for (long q = 0; q < sources; q++)
+        s += value(b, q, i);
+    return s;
+}
+
+/* expected: output element i of this rank; -1 where the output is not defined (not root). */
+static long expected(const bench *b, size_t i)
+{
+    size_t c = b->count;
+    switch (b->o->mode) {
+    case MODE_ALLREDUCE:
+        return sum_over(b, (long)b->size * b->o->inputs, i);
+    case MODE_REDUCE_SCATTER:
+        return sum_over(b, b->size, (size_t)b->rank * c + i);
+    case MODE_ALLGATHER:
+        return value(b, (long)(i / c), i % c);
+    case MODE_BROADCAST:
+        return value(b, 0, i);
+    case MODE_REDUCE:
+        return b->rank == 0 ? sum_over(b, b->size, i) : -1;
+    case MODE_GATHER:
+        return b->rank == 0 ? value(b, (long)(i / c), i % c) : -1;
+    case MODE_SCATTER:
+        return value(b, 0, (size_t)b->rank * c + i);
+    case MODE_ALLTOALL:
+        return value(b, (long)(i / c), (size_t)b->rank * c + i % c);
+    default:
+        return -1;
+    }
+}
+
+/* output_len: elements of this rank's output buffers (all `inputs` of them for allreduce). */
+static size_t output_len(const bench *b)
+{
+    mode_kind m = b->o->mode;
+    if (m == MODE_ALLGATHER || m == MODE_GATHER || m == MODE_ALLTOALL)
+        return b->elements;
+    return m == MODE_BARRIER ? 0 : b->count;
+}
+
+/* clear_outputs fills the outputs with bytes no expected value has (NaN, -1, the maximum). */
+static void clear_outputs(bench *b)
+{
+    int outputs = b->o->mode == MODE_ALLREDUCE ? b->o->inputs : 1;
+    for (int k = 0; k < outputs; k++)
+        if (!(b->o->mode == MODE_BROADCAST && b->rank == 0))
+            memset(b->recv[k], 0xff, output_len(b) * b->esize);
+}
+
+static long check_outputs(const bench *b)
+{
+    int outputs = b->o->mode == MODE_ALLREDUCE ? b->o->inputs : 1;
+    uint8_t want[8];
+    long bad = 0;
+    for (size_t i = 0; i < output_len(b); i++) {
+        long v = expected(b, i);
+        if (v < 0)
+            continue;
+        put_value(b->o->dtype, want, v);
+        for (int k = 0; k < outputs; k++) {
+            if (memcmp((uint8_t *)b->recv[k] + i * b->esize, want, b->esize) == 0)
+                continue;
+            if (bad++ < 5)
+                fprintf(stderr,
+                        "cgloo-bench: rank %d: %s %zu elements: output %d element %zu "
+                        "is wrong (expected %ld)\n",
+                        b->rank, modes[b->o->mode].name, b->elements, k, i, v);
+        }
+    }
+    return bad;
+}
+
+/* verify_agree: every rank learns the total of mismatches, so that all exit together. */
+static void verify_agree(bench *b, long local_bad, const char *when)
+{
+    int64_t bad = local_bad;
+    CHECK_RC(b->ctx, "verify",
+             cgloo_allreduce(b->ctx, &bad, &bad, 1, CGLOO_INT64, CGLOO_SUM, NULL));
+    if (bad == 0)
+        return;
+    if (b->rank == 0)
+        fprintf(stderr, "cgloo-bench: %s, %zu elements: %lld wrong output elements %s\n",
+                modes[b->o->mode].name, b->elements, (long long)bad, when);
+    cgloo_context_destroy(b->ctx);
+    exit(1);
+}
+
+/* ---- collective modes: timing ----------------------------------------------------------- */
+
+/* time_call times one call on this rank's clock, after a barrier unless --no-barrier. */
+static double time_call(bench *b)
+{
+    if (!b->o->no_barrier)
+        CHECK_RC(b->ctx, "barrier", cgloo_barrier(b->ctx, NULL));
+    double t0 = now_us();
+    run_coll(b);
+    return now_us() - t0;
+}
+
+/* bcast_i64: rank 0's value, on every rank. */
+static int64_t bcast_i64(bench *b, int64_t v)
+{
+    CHECK_RC(b->ctx, "broadcast", cgloo_broadcast(b->ctx, &v, 1, CGLOO_INT64, 0, NULL));
+    return v;
+}
+
+/* timed_wall: one iteration as the timed loop runs it (barrier included), by the wall clock. */
+static double timed_wall(bench *b)
+{
+    double t0 = now_us();
+    time_call(b);
+    return now_us() - t0;
+}
+
+/* warm_up runs the agreed warm-up and returns the agreed count of timed iterations: rank 0
+ * fits the median warm-up iteration into --iteration-time-ms and broadcasts the count. */
+static int warm_up(bench *b)
+{
+    double first = timed_wall(b);
+    int64_t warm = 0;
+    if (b->rank == 0) {
+        double cap = b->o->iteration_time_ms * 1000.0 / 4 / (first > 1 ? first : 1);
+        warm = cap < 1 ? 1 : cap < b->o->warmup ? (int64_t)cap : b->o->warmup;
+    }
+    warm = bcast_i64(b, warm);
+    for (int64_t i = 0; i < warm; i++)
+        b->t[i] = timed_wall(b);
+    int64_t iters = 0;
+    if (b->rank == 0) {
+        qsort(b->t, (size_t)warm, sizeof *b->t, cmp_double);
+        iters = iterations_for(b->o, b->t[warm / 2]);
+    }
+    return (int)bcast_i64(b, iters);
+}
+
+static double bus_factor(mode_kind m, int n)
+{
+    switch (m) {
+    case MODE_ALLREDUCE:
+        return 2.0 * (n - 1) / n;
+    case MODE_BROADCAST:
+    case MODE_REDUCE:
+        return 1;
+    case MODE_BARRIER:
+        return 0;
+    default:
+        return (double)(n - 1) / n;
+    }
+}
+
+/* report prints rank 0's row: the samples are already the slowest rank's. */
+static void report(bench *b, const char *algorithm, int iters)
+{
+    const options *o = b->o;
+    size_t bytes = b->elements * b->esize;
+    row r = {modes[o->mode].name,
+             algorithm,
+             cgloo_dtype_name(o->dtype),
+             b->size,
+             bytes,
+             (long long)b->elements,
+             b->t,
+             iters,
+             0,
+             0};
+    qsort(b->t, (size_t)iters, sizeof *b->t, cmp_double);
+    double p50 = b->t[iters / 2];
+    r.algbw = p50 > 0 ? bytes / p50 / 1e3 : 0;
+    r.busbw = r.algbw * bus_factor(o->mode, b->size);
+    print_row(o, &r);
+}
+
+static void bench_size(bench *b, const char *algorithm)
+{
+    b->modulus = bench_modulus(b);
+    fill_inputs(b);
+    if (b->o->verify) {
+        clear_outputs(b);
+        run_coll(b);
+        verify_agree(b, check_outputs(b), "after the first call");
+    }
+    int iters = warm_up(b);
+    CHECK_RC(b->ctx, "barrier", cgloo_barrier(b->ctx, NULL));
+    for (int i = 0; i < iters; i++)
+        b->t[i] = time_call(b);
+    /* sample i becomes the slowest rank's time of call i */
+    CHECK_RC(b->ctx, "max-allreduce",
+             cgloo_allreduce(b->ctx, b->t, b->t, (size_t)iters, CGLOO_FLOAT64, CGLOO_MAX, NULL));
+    if (b->o->verify)
+        verify_agree(b, check_outputs(b), "after the timed calls");
+    if (b->rank == 0)
+        report(b, algorithm, iters);
+}
+
+/* ---- collective modes: set-up and sweep ------------------------------------------------- */
+
+/* set_size picks this size's count; 0 when the size is too small for the ranks (skipped). */
+static int set_size(bench *b, size_t elements)
+{
+    mode_kind m = b->o->mode;
+    if (m == MODE_BARRIER) {
+        b->elements = b->count = 0;
+        return 1;
+    }
+    b->count = modes[m].blocked ? elements / (size_t)b->size : elements;
+    b->elements = modes[m].blocked ? b->count * (size_t)b->size : elements;
+    return b->count > 0;
+}
+
+static void bench_alloc(bench *b)
+{
+    size_t bytes = b->o->max_elems * b->esize;
+    for (int k = 0; k < b->o->inputs; k++) {
+        b->send[k] = calloc(1, bytes ? bytes : 1);
+        b->recv[k] = calloc(1, bytes ? bytes : 1);
+        if (!b->send[k] || !b->recv[k])
+            die(NULL, "allocating buffers", CGLOO_ENOMEM);
+    }
+    b->t = malloc(MAX_SAMPLES * sizeof *b->t);
+    if (!b->t)
+        die(NULL, "allocating samples", CGLOO_ENOMEM);
+}
+
+static void bench_free(bench *b)
+{
+    for (int k = 0; k < b->o->inputs; k++) {
+        free(b->send[k]);
+        free(b->recv[k]);
+    }
+    free(b->t);
+}
+
+/* algorithm_label: the name asked for, by flag or environment, else "auto" (the selector). */
+static const char *algorithm_label(const options *o)
+{
+    if (o->algorithm)
+        return o->algorithm;
+    char var[64] = "CGLOO_";
+    size_t len = strlen(var);
+    for (const char *p = modes[o->mode].name; *p && len + 1 < sizeof var - 10; p++)
+        var[len++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    snprintf(var + len, sizeof var - len, "_ALGORITHM");
+    const char *env = getenv(var);
+    return env && *env ? env : "auto";
+}
+
+static void run_colls(cgloo_context *ctx, const options *o)
+{
+    bench b = {.ctx = ctx, .o = o, .rank = cgloo_context_rank(ctx)};
+    b.size = cgloo_context_size(ctx);
+    b.esize = cgloo_dtype_size(o->dtype);
+    b.copts.algorithm = o->algorithm;
+    const char *label = algorithm_label(o);
+    bench_alloc(&b);
+    for (size_t n = o->min_elems;; n *= (size_t)o->factor) {
+        if (b.rank == 0)
+            progress(o, "cgloo-bench: %zu of %zu elements", n, o->max_elems);
+        if (set_size(&b, n))
+            bench_size(&b, label);
+        if (o->mode == MODE_BARRIER || n > o->max_elems / (size_t)o->factor)
+            break;
+    }
+    if (b.rank == 0)
+        progress(o, "", 0, 0);
+    CHECK_RC(ctx, "barrier", cgloo_barrier(ctx, NULL));
+    bench_free(&b);
 }
 
 int main(int argc, char **argv)
@@ -199,36 +922,16 @@ int main(int argc, char **argv)
                 cgloo_strerror(rc));
         return 1;
     }
-    if (cgloo_context_size(ctx) < 2) {
-        fprintf(stderr, "cgloo-bench: needs at least 2 ranks\n");
+    if (!is_coll(o.mode) && cgloo_context_size(ctx) < 2) {
+        fprintf(stderr, "cgloo-bench: %s needs at least 2 ranks\n", modes[o.mode].name);
         return 2;
     }
-    int rank = cgloo_context_rank(ctx);
-    if (rank == 0 && o.csv)
-        printf("mode,algorithm,ranks,bytes,elements,min_us,p50_us,p99_us,max_us,algbw_gbps,"
-               "busbw_gbps,samples\n");
-    else if (rank == 0)
-        printf("%-9s %10s %9s %9s %9s %10s %9s %8s\n", "mode", "bytes", "min_us", "p50_us",
-               "p99_us", "max_us", "GB/s", "samples");
-    if (rank <= 1) {
-        void *buf = calloc(1, o.max_bytes ? o.max_bytes : 1);
-        double *t = malloc(MAX_SAMPLES * sizeof *t);
-        if (!buf || !t)
-            die(NULL, "allocating buffers", CGLOO_ENOMEM);
-        for (size_t n = o.min_bytes;; n = n ? n * 2 : 1) {
-            bench_size(ctx, &o, buf, n, t);
-            if (n >= o.max_bytes)
-                break;
-        }
-        free(buf);
-        free(t);
-    }
-    /* every rank waits here for rank 0 so that none leaves while others still measure */
-    if (rank == 0)
-        for (int r = 1; r < cgloo_context_size(ctx); r++)
-            CHECK_RC(ctx, "done", cgloo_send(ctx, NULL, 0, r, TAG_CTRL, 0));
+    if (cgloo_context_rank(ctx) == 0)
+        print_header(&o, is_coll(o.mode) ? algorithm_label(&o) : "-", cgloo_context_size(ctx));
+    if (is_coll(o.mode))
+        run_colls(ctx, &o);
     else
-        CHECK_RC(ctx, "done", cgloo_recv(ctx, NULL, 0, 0, TAG_CTRL, 600000, NULL));
+        run_p2p(ctx, &o);
     cgloo_context_destroy(ctx);
     return 0;
 }

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Collective benchmark: cgloo-bench beside Open MPI (bench/mpi_coll.c, when mpicc and mpirun
+# are present) for every collective at 2 and 4 ranks over TCP loopback, plus the point-to-point
+# comparison (bench/run.sh) and the machine's TCP limits (../shared/tools/limits/run.sh, when
+# present), all in one run. Every configuration runs RUNS times; the tables give the median of
+# the runs' p50 times and of their bus bandwidths, and the ratios cgloo / Open MPI (time: below
+# 1 is faster; bandwidth: above 1 is). Writes OUT/BENCHMARKS.md (the method from
+# bench/BENCHMARKS.head.md, then the results), OUT/bench/collectives.csv (the medians) and
+# OUT/bench/<collective>.png (bus bandwidth and latency against size, with gnuplot).
+#
+#   bench/coll.sh                         full run into docs/ (about 20 minutes)
+#   QUICK=1 bench/coll.sh                 a few sizes, one run, into build/bench-quick/
+#   RUNS=5 MAX_BYTES=16777216 COLLS="allreduce broadcast" RANKS="2 3 4" bench/coll.sh
+#
+# Environment: RUNS (3; QUICK 1), MAX_BYTES (64 MiB; QUICK 1 MiB), FACTOR (size step, 2;
+# QUICK 8), TIME_MS (time per size and run, 200; QUICK 30), RANKS ("2 4"), COLLS (all),
+# P2P (1: include bench/run.sh; QUICK 0), OUT (docs; QUICK build/bench-quick).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK=${QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+  RUNS=${RUNS:-1} MAX_BYTES=${MAX_BYTES:-1048576} FACTOR=${FACTOR:-8} TIME_MS=${TIME_MS:-30}
+  P2P=${P2P:-0} OUT=${OUT:-build/bench-quick}
+fi
+RUNS=${RUNS:-3}
+MAX_BYTES=${MAX_BYTES:-67108864}
+FACTOR=${FACTOR:-2}
+TIME_MS=${TIME_MS:-200}
+P2P=${P2P:-1}
+OUT=${OUT:-docs}
+RANKS=${RANKS:-"2 4"}
+COLLS=${COLLS:-"allreduce reduce_scatter allgather broadcast reduce gather scatter alltoall barrier"}
+MIN_BYTES=4 # one float32
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$OUT/bench"
+started=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+until make -s build >"$tmp/build.log" 2>&1; do
+  echo "make build failed (see below); retrying in 60 s" >&2
+  tail -5 "$tmp/build.log" >&2
+  sleep 60
+done
+have_mpi=0
+if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+  mpicc -O2 -o "$tmp/mpi_coll" bench/mpi_coll.c && have_mpi=1
+else
+  echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): cgloo only" >&2
+fi
+mpi_flags=(--allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo)
+bench_args=(--min-elements $((MIN_BYTES / 4)) --max-elements $((MAX_BYTES / 4)) --factor "$FACTOR"
+  --iteration-time-ms "$TIME_MS" --csv)
+
+# sweep LIB RANKS COLL: one sweep into raw.csv; a failure is reported and the run goes on.
+sweep() {
+  local cmd
+  if [ "$1" = cgloo ]; then
+    cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet)
+  else
+    cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3")
+  fi
+  if ! timeout 900 "${cmd[@]}" "${bench_args[@]}" >"$tmp/sweep.csv" 2>"$tmp/sweep.err"; then
+    echo "FAILED: $1 $3, $2 ranks, run $run: $(tail -2 "$tmp/sweep.err" | tr '\n' ' ')" |
+      tee -a "$tmp/failures.txt" >&2
+  fi
+  grep -v '^mode' "$tmp/sweep.csv" >>"$tmp/raw.csv" || true
+}
+
+touch "$tmp/raw.csv" "$tmp/failures.txt"
+for run in $(seq "$RUNS"); do
+  for n in $RANKS; do
+    for coll in $COLLS; do
+      echo "run $run/$RUNS: $coll, $n ranks ($(($(date +%s) - started)) s so far)" >&2
+      # alternate which library goes first, so that slow drifts in the machine's load even out
+      if [ $((run % 2)) = 1 ] || [ "$have_mpi" = 0 ]; then order="cgloo mpi"; else order="mpi cgloo"; fi
+      for lib in $order; do
+        [ "$lib" = mpi ] && [ "$have_mpi" = 0 ] && continue
+        sweep "$lib" "$n" "$coll"
+      done
+    done
+  done
+done
+
+limits=../shared/tools/limits/run.sh
+if [ -x "$limits" ]; then
+  echo "measuring the machine's TCP limits" >&2
+  "$limits" tcp >"$tmp/limits.txt" 2>&1 || true
+fi
+if [ "$P2P" = 1 ]; then
+  echo "point-to-point: bench/run.sh" >&2
+  LIMITS=0 RUNS="$RUNS" bench/run.sh >"$tmp/p2p.md" || echo "bench/run.sh failed" >"$tmp/p2p.md"
+fi
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+cp "$tmp/raw.csv" "$tmp/raw-all.csv"
+
+# ---- medians and ratios --------------------------------------------------------------------
+# collectives.csv: mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw,mpi_busbw,
+# bw_ratio, where each figure is the median over the runs (empty when a side has no data).
+awk -F, -v colls="$COLLS" -v out="$tmp/medians.unsorted" '
+  function median(list,   a, n, i, j, t) {
+    n = split(list, a, " ")
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    if (n == 0) return ""
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  BEGIN { n = split(colls, c, " "); for (i = 1; i <= n; i++) order[c[i]] = i }
+  {
+    lib = $2 == "mpi" ? "mpi" : "cgloo"; key = $1 "," $3 "," $4
+    if (!(key in seen)) { seen[key] = 1; printf "%d,%s,%s,%s\n", order[$1], $1, $3, $4 > "/dev/stderr" }
+    t[lib, key] = t[lib, key] " " $7; g[lib, key] = g[lib, key] " " $11
+  }
+  END {
+    for (key in seen) {
+      ct = median(t["cgloo", key]); mt = median(t["mpi", key])
+      cg = median(g["cgloo", key]); mg = median(g["mpi", key])
+      tr = ct != "" && mt != "" && mt > 0 ? sprintf("%.3f", ct / mt) : ""
+      br = cg != "" && mg != "" && mg > 0 ? sprintf("%.3f", cg / mg) : ""
+      print key "," ct "," mt "," tr "," cg "," mg "," br > out
+    }
+  }' "$tmp/raw.csv" 2>"$tmp/keys.csv"
+# order: the COLLS order, then ranks, then bytes
+sort -t, -k1,1n -k3,3n -k4,4n "$tmp/keys.csv" | cut -d, -f2- >"$tmp/keys.sorted"
+{
+  echo "mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw_gbps,mpi_busbw_gbps,bw_ratio"
+  awk -F, 'NR == FNR { row[$1 "," $2 "," $3] = $0; next } { print row[$0] }' \
+    "$tmp/medians.unsorted" "$tmp/keys.sorted"
+} >"$OUT/bench/collectives.csv"
+
+# ---- charts ----------------------------------------------------------------------------------
+charts=""
+if command -v gnuplot >/dev/null; then
+  for coll in $COLLS; do
+    [ "$coll" = barrier ] && continue
+    plots_bw="" plots_t=""
+    for n in $RANKS; do
+      awk -F, -v m="$coll" -v r="$n" '$1 == m && $2 == r' "$OUT/bench/collectives.csv" >"$tmp/$coll.$n.dat"
+      [ -s "$tmp/$coll.$n.dat" ] || continue
+      plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:7 with linespoints title 'cgloo, $n ranks',"
+      plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:(\$8 > 0 ? \$8 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
+      plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:4 with linespoints title 'cgloo, $n ranks',"
+      plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:(\$5 > 0 ? \$5 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
+    done
+    [ -n "$plots_bw" ] || continue
+    gnuplot <<EOF && charts="$charts $coll"
+set terminal pngcairo size 1200,450 font ',10'
+set output '$OUT/bench/$coll.png'
+set datafile separator ','
+set multiplot layout 1,2 title '$coll over TCP loopback: medians of $RUNS runs'
+set logscale x 2
+set xtics ('4 B' 4, '64 B' 64, '1 KiB' 1024, '16 KiB' 16384, '256 KiB' 262144, '4 MiB' 4194304, '64 MiB' 67108864, '1 GiB' 1073741824)
+set xlabel 'message size (bytes, per nccl-tests)'
+set key top left
+set grid
+set ylabel 'bus bandwidth (GB/s)'
+plot ${plots_bw%,}
+set logscale y 10
+set ylabel 'p50 time (us)'
+plot ${plots_t%,}
+unset multiplot
+EOF
+  done
+else
+  echo "gnuplot not found (apt-get install -y gnuplot-nox): no charts" >&2
+fi
+
+# ---- the report --------------------------------------------------------------------------------
+md="$OUT/BENCHMARKS.md"
+csv="$OUT/bench/collectives.csv"
+{
+  cat bench/BENCHMARKS.head.md
+  echo
+  echo "## Results"
+  echo
+  echo "Run of $(date -u '+%F %H:%M UTC') on $(nproc) cores ($(uname -srm)), cgloo $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
+  echo "$(mpirun --version 2>/dev/null | head -1 || echo 'no Open MPI'); $RUNS runs of every configuration, $TIME_MS ms of timed"
+  echo "calls per size and run, sizes $MIN_BYTES B to $MAX_BYTES B by a factor of $FACTOR; load average"
+  echo "$load_before before and $load_after after; $(($(date +%s) - started)) s in all. Command:"
+  echo "\`RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
+  if [ -s "$tmp/failures.txt" ]; then
+    echo
+    echo "Failures in this run:"
+    echo
+    sed 's/^/- /' "$tmp/failures.txt"
+  fi
+  echo
+  echo "### Summary: cgloo against Open MPI"
+  echo
+  echo "Ratios cgloo / Open MPI of the medians. Time: below 1 means cgloo is faster. Bus bandwidth:"
+  echo "above 1 means cgloo is faster. \"smallest\" is the smallest size the collective has at that"
+  echo "rank count, \"largest\" the largest; \"worst time\" is the largest time ratio over all sizes."
+  echo
+  echo "| collective | ranks | time, smallest | time, 1 MiB | busbw, 1 MiB | busbw, largest | geomean time ratio | worst time ratio (bytes) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  awk -F, 'NR > 1 {
+      k = $1 "," $2
+      if (!(k in first)) { first[k] = $6; keys[++nk] = k }
+      if ($3 == 1048576) { t1m[k] = $6; b1m[k] = $9 }
+      lastb[k] = $9; lastbytes[k] = $3
+      if ($6 != "") { lg[k] += log($6); ng[k]++; if ($6 + 0 > worst[k] + 0) { worst[k] = $6; wb[k] = $3 } }
+    }
+    function f(x) { return x == "" ? "-" : x }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = keys[i]; split(k, p, ",")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], f(first[k]), f(t1m[k]),
+          f(b1m[k]), p[1] == "barrier" ? "-" : f(lastb[k]) " (" lastbytes[k] " B)",
+          ng[k] ? sprintf("%.2f", exp(lg[k] / ng[k])) : "-", worst[k] == "" ? "-" : worst[k] " (" wb[k] ")"
+      }
+    }' "$csv"
+  if [ -f "$tmp/limits.txt" ]; then
+    echo
+    echo "### The machine's TCP limits, measured in the same run"
+    echo
+    echo "The physical floor for the tables below: \`../shared/tools/limits/run.sh tcp\`. A 2-rank"
+    echo "allreduce cannot beat one 8-byte round trip, nor a bus bandwidth above the one-way stream."
+    echo
+    echo '```'
+    cat "$tmp/limits.txt"
+    echo '```'
+  fi
+  for coll in $COLLS; do
+    echo
+    echo "### $coll"
+    case " $charts " in *" $coll "*) echo; echo "![$coll: bus bandwidth and p50 time against size](bench/$coll.png)";; esac
+    for n in $RANKS; do
+      echo
+      echo "$coll, $n ranks:"
+      echo
+      echo "| bytes | cgloo p50 us | Open MPI p50 us | time ratio | cgloo busbw GB/s | Open MPI busbw GB/s | bandwidth ratio |"
+      echo "|---|---|---|---|---|---|---|"
+      awk -F, -v m="$coll" -v r="$n" 'function f(x) { return x == "" ? "-" : x }
+        $1 == m && $2 == r { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $3, f($4), f($5), f($6), f($7), f($8), f($9) }' "$csv"
+    done
+  done
+  if [ -f "$tmp/p2p.md" ]; then
+    echo
+    sed 's/^## /### /' "$tmp/p2p.md"
+  fi
+} >"$md"
+echo "wrote $md, $csv and$(for c in $charts; do printf ' %s' "$OUT/bench/$c.png"; done)" >&2
