@@ -416,7 +416,9 @@ CGLOO_API int cgloo_allreduce_multi(cgloo_context *ctx, const void *const *sendb
                                     cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts);
 
 /* cgloo_reduce_scatter: sendbuf holds size blocks of count elements; rank r receives block r
- * reduced over all ranks (count elements) in recvbuf. Algorithms: "ring", "halving_doubling". */
+ * reduced over all ranks (count elements) in recvbuf. In place when recvbuf is sendbuf (the
+ * result lands at the front) or block r of sendbuf; then the rest of sendbuf is scratch. Other
+ * overlaps give EINVAL. Algorithms: "ring", "halving_doubling". */
 CGLOO_API int cgloo_reduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
                                    size_t count, cgloo_dtype dtype, cgloo_op op,
                                    const cgloo_coll_opts *opts);
@@ -430,7 +432,8 @@ CGLOO_API int cgloo_reduce_scatterv(cgloo_context *ctx, const void *sendbuf, voi
  * recvbuf + rank * count * dtype size (in place). Algorithms: "ring", "recursive_doubling". */
 CGLOO_API int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                               cgloo_dtype dtype, const cgloo_coll_opts *opts);
-/* cgloo_allgatherv: rank r contributes recvcounts[r] elements (sendcount must equal it). */
+/* cgloo_allgatherv: rank r contributes recvcounts[r] elements (sendcount must equal it); blocks
+ * are packed back to back in rank order. In place when sendbuf is rank r's block of recvbuf. */
 CGLOO_API int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount,
                                void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                                const cgloo_coll_opts *opts);
@@ -445,7 +448,9 @@ CGLOO_API int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo
 CGLOO_API int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                            cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts);
 
-/* cgloo_gather: root's recvbuf gets every rank's count elements in rank order. */
+/* cgloo_gather: root's recvbuf gets every rank's count elements in rank order; recvbuf is
+ * ignored on other ranks (may be NULL). On the root, sendbuf may be its own block of recvbuf (in
+ * place). Algorithms: "direct", "binomial". */
 CGLOO_API int cgloo_gather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                            cgloo_dtype dtype, int root, const cgloo_coll_opts *opts);
 /* cgloo_gatherv: rank r sends recvcounts[r] elements (recvcounts needed on every rank). */
@@ -453,7 +458,9 @@ CGLOO_API int cgloo_gatherv(cgloo_context *ctx, const void *sendbuf, size_t send
                             void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype, int root,
                             const cgloo_coll_opts *opts);
 
-/* cgloo_scatter: rank r gets block r (count elements) of root's sendbuf. */
+/* cgloo_scatter: rank r gets block r (count elements) of root's sendbuf; sendbuf is ignored on
+ * other ranks (may be NULL). On the root, recvbuf may be its own block of sendbuf (in place).
+ * Algorithms: "direct", "binomial". */
 CGLOO_API int cgloo_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                             cgloo_dtype dtype, int root, const cgloo_coll_opts *opts);
 /* cgloo_scatterv: rank r gets sendcounts[r] elements (sendcounts needed on every rank). */
@@ -462,11 +469,12 @@ CGLOO_API int cgloo_scatterv(cgloo_context *ctx, const void *sendbuf, const size
                              const cgloo_coll_opts *opts);
 
 /* cgloo_alltoall: block j (count elements) of rank i's sendbuf lands as block i of rank j's
- * recvbuf. Algorithm: "pairwise". */
+ * recvbuf. sendbuf == recvbuf works (in place, at the cost of a copy of the send side).
+ * Algorithm: "pairwise". */
 CGLOO_API int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                              cgloo_dtype dtype, const cgloo_coll_opts *opts);
 /* cgloo_alltoallv: rank i sends sendcounts[j] elements to rank j and receives recvcounts[j]
- * from it; blocks are packed back to back in rank order. */
+ * from it; blocks are packed back to back in rank order. sendbuf == recvbuf works as above. */
 CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                               const cgloo_coll_opts *opts);
