@@ -483,7 +483,11 @@ CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const siz
 CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
 
 /* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
- * Errors: EINVAL (bad dtype, op, or a bitwise op on a floating-point dtype). */
+ * Integers wrap on overflow. float16 and bfloat16 are computed in float32 and rounded to
+ * nearest even. min and max follow IEEE 754-2019 minimum and maximum: a NaN in either input
+ * gives NaN, and -0 is below +0; sum and product propagate NaN. Pointers must be aligned for
+ * the dtype. Errors: EINVAL (bad dtype, op, a bitwise op on a floating-point dtype, or a NULL
+ * pointer with count > 0). */
 CGLOO_API int cgloo_reduce_local(void *inout, const void *in, size_t count, cgloo_dtype dtype,
                                  cgloo_op op);
 
