@@ -11,16 +11,18 @@
  * the p' remaining ranks (the odd ones among the first 2q, and every rank from 2q on) run the
  * power-of-two algorithm, where the odd rank stands for both. Each stand-in covers a contiguous
  * pair of blocks, so every exchange is still one contiguous range. At the end each odd rank
- * sends the even rank below it every block but its own (two messages: before and after it).
+ * sends the even rank below it every block but that rank's own (two messages: the blocks before
+ * it and the blocks after it).
  * Uneven blocks (allgatherv) work unchanged.
  *
  * Preconditions: none.
  *
  * Cost, n the gathered bytes, power of two:
  *     lg p alpha + n ((p - 1)/p) beta
- * Otherwise two more steps (lg p' + 2, one of them with two messages) and the folded ranks'
- * traffic: the last step sends up to n bytes, so up to (lg p' + 3) alpha + 2 n beta on the
- * critical path. Meant for small messages, where the steps count and the bytes do not.
+ * Otherwise lg p' + 2 steps: the fold (n/p bytes), lg p' exchanges among p' ranks, and the
+ * unfold, which sends a folded rank all the other blocks (up to n bytes, as two messages):
+ *     (lg p' + 2) alpha + about 2 n beta   on the folded ranks' critical path
+ * Meant for small messages, where the steps count and the bytes do not.
  */
 #include "coll/allgather/allgather.h"
 
@@ -76,8 +78,8 @@ static int rd_unfold(coll *c, const rd_plan *p, uint8_t *buf, const size_t *off)
     if (p->vrank < 0) {
         rc = cgloo__coll_irecv(c, r + 1, buf, off[r], 64, &reqs[0]);
         if (rc == CGLOO_OK)
-            rc = cgloo__coll_irecv(c, r + 1, buf + off[r + 1], off[size] - off[r + 1], 65,
-                                   &reqs[1]);
+            rc =
+                cgloo__coll_irecv(c, r + 1, buf + off[r + 1], off[size] - off[r + 1], 65, &reqs[1]);
     } else {
         rc = cgloo__coll_isend(c, r - 1, buf, off[r - 1], 64, &reqs[0]);
         if (rc == CGLOO_OK)

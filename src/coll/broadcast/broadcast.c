@@ -13,8 +13,11 @@ const coll_algorithm cgloo__broadcast_algorithms[] = {
 
 #define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__broadcast_algorithms) - 1)
 
-/* From this many bytes on, the chain's overlap beats the tree's lg p whole-message steps
- * (measured over loopback TCP; see the report in broadcast_pipeline.c). */
+/* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
+ * is lg p of them. On the 2-core development machine (loopback TCP, 3 to 16 ranks as threads,
+ * more ranks than cores) the two are within noise of each other from 256 KiB to 16 MiB, since
+ * both copy n (p - 1) bytes through the same two cores; below 256 KiB the tree's fewer wake-ups
+ * win. 512 KiB follows the model for real links, where the chain overlaps its p - 1 hops. */
 #define BROADCAST_LARGE_BYTES (512 * 1024)
 
 /* broadcast_select: the tree for small messages and for two ranks (where it is one send), the

@@ -8,8 +8,7 @@
 
 #include "coll/coll.h"
 
-typedef int (*gather_fn)(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
-                         int root);
+typedef int (*gather_fn)(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
 
 int cgloo__gather_direct(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
 int cgloo__gather_binomial(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,

@@ -8,11 +8,9 @@
 
 #include "coll/coll.h"
 
-typedef int (*scatter_fn)(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
-                          int root);
+typedef int (*scatter_fn)(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root);
 
-int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
-                          int root);
+int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root);
 int cgloo__scatter_binomial(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
                             int root);
 

@@ -21,8 +21,8 @@ static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
     int rc = CGLOO_OK;
     for (int r = 0; rc == CGLOO_OK && r < c->size; r++)
         if (r != c->rank)
-            rc = cgloo__coll_isend(c, r, (const uint8_t *)sendbuf + off[r], blocks_bytes(off, r),
-                                   0, &reqs[r]);
+            rc = cgloo__coll_isend(c, r, (const uint8_t *)sendbuf + off[r], blocks_bytes(off, r), 0,
+                                   &reqs[r]);
     if (rc == CGLOO_OK)
         rc = cgloo__coll_waitall(c, reqs, c->size);
     for (int r = 0; r < c->size; r++)
@@ -31,8 +31,7 @@ static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
     return rc;
 }
 
-int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
-                          int root)
+int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root)
 {
     if (c->rank == root)
         return scatter_direct_root(c, sendbuf, off);
