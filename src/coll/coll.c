@@ -148,6 +148,17 @@ int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n)
     return rc;
 }
 
+int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc)
+{
+    if (rc == CGLOO_OK)
+        return cgloo__coll_waitall(c, reqs, n);
+    for (int i = 0; i < n; i++) {
+        cgloo_cancel(reqs[i]);
+        reqs[i] = NULL;
+    }
+    return rc;
+}
+
 int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step)
 {
     cgloo_request *r = NULL;

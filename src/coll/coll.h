@@ -69,6 +69,9 @@ int cgloo__coll_wait(coll *c, cgloo_request **req);
 /* cgloo__coll_waitall waits for n requests (NULL entries skipped, entries set to NULL). On the
  * first failure it cancels the rest and returns that failure. */
 int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n);
+/* cgloo__coll_finish ends a batch of posts: when rc (the posts' status) is OK it waits for all
+ * n requests, otherwise it cancels them all (NULL entries skipped) and returns rc. */
+int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc);
 int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step);
 int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step);
 /* cgloo__coll_sendrecv sends to dst and receives from src at once (either may be skipped
@@ -76,11 +79,13 @@ int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step);
 int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int src, void *rbuf,
                          size_t rbytes, unsigned step);
 
-/* Algorithm tables: each collective keeps one, {name, description, function}. */
+/* Algorithm tables: each collective keeps one, {name, description, function}. The function is
+ * stored as a generic function pointer and cast back to the collective's own type. */
+typedef void (*coll_fn)(void);
 typedef struct coll_algorithm {
     const char *name;
     const char *description;
-    const void *fn; /* the collective's own function type */
+    coll_fn fn;
 } coll_algorithm;
 
 /* cgloo__coll_find picks the algorithm named by opts->algorithm or by the environment

@@ -8,9 +8,9 @@
 
 const coll_algorithm cgloo__allgather_algorithms[] = {
     {"ring", "p-1 steps passing blocks to the right neighbour; bandwidth-optimal",
-     (const void *)cgloo__allgather_ring},
+     (coll_fn)cgloo__allgather_ring},
     {"recursive_doubling", "lg p exchanges of doubling ranges (non-powers of two fold); small data",
-     (const void *)cgloo__allgather_recursive_doubling},
+     (coll_fn)cgloo__allgather_recursive_doubling},
     {NULL, NULL, NULL},
 };
 

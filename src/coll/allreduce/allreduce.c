@@ -7,17 +7,17 @@
 
 const coll_algorithm cgloo__allreduce_algorithms[] = {
     {"ring", "reduce-scatter then allgather around a ring, segmented and pipelined",
-     (const void *)cgloo__allreduce_ring},
+     (coll_fn)cgloo__allreduce_ring},
     {"halving_doubling", "recursive halving reduce-scatter, recursive doubling allgather",
-     (const void *)cgloo__allreduce_halving_doubling},
+     (coll_fn)cgloo__allreduce_halving_doubling},
     {"bcube",
      "reduce-scatter and allgather within groups of `radix` ranks, one dimension at a "
      "time",
-     (const void *)cgloo__allreduce_bcube},
+     (coll_fn)cgloo__allreduce_bcube},
     {"recursive_doubling", "log2(P) exchanges of the whole vector, for tiny messages",
-     (const void *)cgloo__allreduce_recursive_doubling},
+     (coll_fn)cgloo__allreduce_recursive_doubling},
     {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)",
-     (const void *)cgloo__allreduce_direct},
+     (coll_fn)cgloo__allreduce_direct},
     {NULL, NULL, NULL},
 };
 

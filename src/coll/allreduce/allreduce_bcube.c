@@ -67,18 +67,6 @@ static size_t part_lo(const bcube *b, int d, int j)
     return b->lo[d] + block_offset(b->hi[d] - b->lo[d], b->group[d], j);
 }
 
-/* bcube_finish waits for the n posted requests, or cancels them all after a failed post. */
-static int bcube_finish(bcube *b, int n, int rc)
-{
-    if (rc == CGLOO_OK)
-        return cgloo__coll_waitall(b->c, b->reqs, n);
-    for (int i = 0; i < n; i++) {
-        cgloo_cancel(b->reqs[i]);
-        b->reqs[i] = NULL;
-    }
-    return rc;
-}
-
 static int bcube_scatter_dim(bcube *b, int d)
 {
     coll *c = b->c;
@@ -96,7 +84,7 @@ static int bcube_scatter_dim(bcube *b, int d)
             rc = cgloo__coll_isend(c, member(b, d, j), b->buf + lo * es, (hi - lo) * es, step,
                                    &b->reqs[n++]);
     }
-    rc = bcube_finish(b, n, rc);
+    rc = cgloo__coll_finish(c, b->reqs, n, rc);
     for (int i = 0; rc == CGLOO_OK && i < slot; i++)
         cgloo__coll_reduce(c, b->buf + part_lo(b, d, me) * es, b->tmp + (size_t)i * keep * es,
                            keep);
@@ -121,7 +109,7 @@ static int bcube_gather_dim(bcube *b, int d)
             rc = cgloo__coll_isend(c, member(b, d, j), b->buf + b->lo[d + 1] * es,
                                    (b->hi[d + 1] - b->lo[d + 1]) * es, step, &b->reqs[n++]);
     }
-    return bcube_finish(b, n, rc);
+    return cgloo__coll_finish(c, b->reqs, n, rc);
 }
 
 int cgloo__allreduce_bcube(coll *c, void *buf, size_t count)

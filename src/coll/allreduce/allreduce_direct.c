@@ -17,20 +17,15 @@
 /* direct_post receives every peer's vector into its slot of all[] and sends ours to each. */
 static int direct_post(coll *c, const void *buf, uint8_t *all, size_t bytes, cgloo_request **reqs)
 {
-    int n = 0;
-    for (int p = 0; p < c->size; p++) {
+    int n = 0, rc = CGLOO_OK;
+    for (int p = 0; p < c->size && rc == CGLOO_OK; p++) {
         if (p == c->rank)
             continue;
-        int rc = cgloo__coll_irecv(c, p, all + (size_t)p * bytes, bytes, STEP_DIRECT, &reqs[n++]);
+        rc = cgloo__coll_irecv(c, p, all + (size_t)p * bytes, bytes, STEP_DIRECT, &reqs[n++]);
         if (rc == CGLOO_OK)
             rc = cgloo__coll_isend(c, p, buf, bytes, STEP_DIRECT, &reqs[n++]);
-        if (rc != CGLOO_OK) {
-            for (int i = 0; i < n; i++)
-                cgloo_cancel(reqs[i]);
-            return rc;
-        }
     }
-    return cgloo__coll_waitall(c, reqs, n);
+    return cgloo__coll_finish(c, reqs, n, rc);
 }
 
 int cgloo__allreduce_direct(coll *c, void *buf, size_t count)

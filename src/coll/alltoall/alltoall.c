@@ -8,7 +8,7 @@
 
 const coll_algorithm cgloo__alltoall_algorithms[] = {
     {"pairwise", "step k sends to rank+k and receives from rank-k, a bounded window in flight",
-     (const void *)cgloo__alltoall_pairwise},
+     (coll_fn)cgloo__alltoall_pairwise},
     {NULL, NULL, NULL},
 };
 

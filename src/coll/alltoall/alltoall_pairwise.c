@@ -44,9 +44,5 @@ int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, v
         if (rc == CGLOO_OK)
             rc = pairwise_post(c, k, sendbuf, soff, recvbuf, roff, slot);
     }
-    if (rc == CGLOO_OK)
-        return cgloo__coll_waitall(c, reqs, 2 * ALLTOALL_WINDOW);
-    for (int i = 0; i < 2 * ALLTOALL_WINDOW; i++)
-        cgloo_cancel(reqs[i]);
-    return rc;
+    return cgloo__coll_finish(c, reqs, 2 * ALLTOALL_WINDOW, rc);
 }

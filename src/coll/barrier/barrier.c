@@ -5,7 +5,7 @@
 
 const coll_algorithm cgloo__barrier_algorithms[] = {
     {"dissemination", "ceil(lg p) rounds of empty messages to rank + 2^k, any p",
-     (const void *)cgloo__barrier_dissemination},
+     (coll_fn)cgloo__barrier_dissemination},
     {NULL, NULL, NULL},
 };
 

@@ -5,9 +5,9 @@
 
 const coll_algorithm cgloo__broadcast_algorithms[] = {
     {"binomial", "binomial tree from the root, ceil(lg p) steps; small messages",
-     (const void *)cgloo__broadcast_binomial},
+     (coll_fn)cgloo__broadcast_binomial},
     {"pipeline", "segmented chain from the root, sends and receives overlap; large messages",
-     (const void *)cgloo__broadcast_pipeline},
+     (coll_fn)cgloo__broadcast_pipeline},
     {NULL, NULL, NULL},
 };
 

@@ -28,10 +28,5 @@ int cgloo__broadcast_binomial(coll *c, void *buf, size_t bytes, int root)
         top *= 2;
     for (int m = top; rc == CGLOO_OK && m >= 1 && m < span; m /= 2)
         rc = cgloo__coll_isend(c, abs_rank(vr + m, root, size), buf, bytes, 0, &reqs[n++]);
-    if (rc != CGLOO_OK) {
-        for (int i = 0; i < n; i++)
-            cgloo_cancel(reqs[i]);
-        return rc;
-    }
-    return cgloo__coll_waitall(c, reqs, n);
+    return cgloo__coll_finish(c, reqs, n, rc);
 }

@@ -8,9 +8,9 @@
 
 const coll_algorithm cgloo__gather_algorithms[] = {
     {"direct", "every rank sends straight to the root; large blocks",
-     (const void *)cgloo__gather_direct},
+     (coll_fn)cgloo__gather_direct},
     {"binomial", "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks",
-     (const void *)cgloo__gather_binomial},
+     (coll_fn)cgloo__gather_binomial},
     {NULL, NULL, NULL},
 };
 

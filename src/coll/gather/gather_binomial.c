@@ -39,11 +39,7 @@ static int gtree_children(gtree *t)
         rc = cgloo__coll_irecv(t->c, abs_rank(child, t->root, size), t->tmp + lo, hi - lo, 0,
                                &reqs[n++]);
     }
-    if (rc == CGLOO_OK)
-        return cgloo__coll_waitall(t->c, reqs, n);
-    for (int i = 0; i < n; i++)
-        cgloo_cancel(reqs[i]);
-    return rc;
+    return cgloo__coll_finish(t->c, reqs, n, rc);
 }
 
 /* gtree_rotate moves the root's relative-order scratch into rank order. */

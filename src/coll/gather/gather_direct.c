@@ -25,10 +25,7 @@ static int gather_direct_root(coll *c, void *recvbuf, const size_t *off)
         if (r != c->rank)
             rc = cgloo__coll_irecv(c, r, (uint8_t *)recvbuf + off[r], blocks_bytes(off, r), 0,
                                    &reqs[r]);
-    if (rc == CGLOO_OK)
-        rc = cgloo__coll_waitall(c, reqs, c->size);
-    for (int r = 0; r < c->size; r++)
-        cgloo_cancel(reqs[r]); /* left over only after a failed post */
+    rc = cgloo__coll_finish(c, reqs, c->size, rc);
     free(reqs);
     return rc;
 }

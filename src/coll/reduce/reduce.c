@@ -5,11 +5,11 @@
 
 const coll_algorithm cgloo__reduce_algorithms[] = {
     {"binomial", "binomial tree toward the root, ceil(log2 P) steps: for small vectors",
-     (const void *)cgloo__reduce_binomial},
+     (coll_fn)cgloo__reduce_binomial},
     {"reduce_scatter_gather",
      "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
      "vectors",
-     (const void *)cgloo__reduce_rsg},
+     (coll_fn)cgloo__reduce_rsg},
     {NULL, NULL, NULL},
 };
 

@@ -34,10 +34,7 @@ static int rsg_gather_root(coll *c, uint8_t *recvbuf, const size_t *off, unsigne
         if (q != c->rank && bytes)
             rc = cgloo__coll_irecv(c, q, cgloo__elem(c, recvbuf, off[q]), bytes, step, &reqs[q]);
     }
-    if (rc == CGLOO_OK)
-        rc = cgloo__coll_waitall(c, reqs, c->size);
-    for (int q = 0; q < c->size; q++)
-        cgloo_cancel(reqs[q]);
+    rc = cgloo__coll_finish(c, reqs, c->size, rc);
     free(reqs);
     return rc;
 }

@@ -15,9 +15,9 @@
 
 const coll_algorithm cgloo__reduce_scatter_algorithms[] = {
     {"ring", "P-1 steps around a ring, segmented and pipelined: bandwidth-optimal",
-     (const void *)cgloo__reduce_scatter_ring},
+     (coll_fn)cgloo__reduce_scatter_ring},
     {"halving_doubling", "recursive halving in log2(P) steps; other P fold into a power of two",
-     (const void *)cgloo__reduce_scatter_halving_doubling},
+     (coll_fn)cgloo__reduce_scatter_halving_doubling},
     {NULL, NULL, NULL},
 };
 

@@ -7,10 +7,9 @@
 #include "coll/scatter/scatter.h"
 
 const coll_algorithm cgloo__scatter_algorithms[] = {
-    {"direct", "the root sends every rank its block; large blocks",
-     (const void *)cgloo__scatter_direct},
+    {"direct", "the root sends every rank its block; large blocks", (coll_fn)cgloo__scatter_direct},
     {"binomial", "subtrees sent down a binomial tree, ceil(lg p) steps; small blocks",
-     (const void *)cgloo__scatter_binomial},
+     (coll_fn)cgloo__scatter_binomial},
     {NULL, NULL, NULL},
 };
 

@@ -42,11 +42,7 @@ static int stree_children(stree *t)
         rc = cgloo__coll_isend(t->c, abs_rank(child, t->root, size), t->src + lo, hi - lo, 0,
                                &reqs[n++]);
     }
-    if (rc == CGLOO_OK)
-        return cgloo__coll_waitall(t->c, reqs, n);
-    for (int i = 0; i < n; i++)
-        cgloo_cancel(reqs[i]);
-    return rc;
+    return cgloo__coll_finish(t->c, reqs, n, rc);
 }
 
 /* stree_source gets the subtree's blocks: from the parent, or from the root's sendbuf (rotated

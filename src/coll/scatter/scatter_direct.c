@@ -23,10 +23,7 @@ static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
         if (r != c->rank)
             rc = cgloo__coll_isend(c, r, (const uint8_t *)sendbuf + off[r], blocks_bytes(off, r), 0,
                                    &reqs[r]);
-    if (rc == CGLOO_OK)
-        rc = cgloo__coll_waitall(c, reqs, c->size);
-    for (int r = 0; r < c->size; r++)
-        cgloo_cancel(reqs[r]); /* left over only after a failed post */
+    rc = cgloo__coll_finish(c, reqs, c->size, rc);
     free(reqs);
     return rc;
 }
