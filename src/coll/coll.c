@@ -4,6 +4,7 @@
  * and algorithm lookup by name.
  */
 #include "coll/coll.h"
+#include "coll/pattern/blocks.h"
 #include "core/context.h"
 
 #include <ctype.h>
@@ -146,6 +147,18 @@ int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n)
         }
     }
     return rc;
+}
+
+int cgloo__coll_blocks(coll *c, const size_t *counts, size_t count, size_t **out)
+{
+    *out = malloc(((size_t)c->size + 1) * sizeof **out);
+    if (!*out)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    if (blocks_fill(*out, c->size, counts, count, c->esize))
+        return CGLOO_OK;
+    free(*out);
+    *out = NULL;
+    return cgloo__coll_error(c, CGLOO_EINVAL, "the total size of the blocks overflows");
 }
 
 int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc)

@@ -79,6 +79,11 @@ int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step);
 int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int src, void *rbuf,
                          size_t rbytes, unsigned step);
 
+/* cgloo__coll_blocks allocates and fills the byte offset table of per-rank blocks (size + 1
+ * entries, see pattern/blocks.h): counts[r] elements for rank r, or `count` each when counts is
+ * NULL. Errors: ENOMEM, EINVAL when the total overflows. Free *out with free(). */
+int cgloo__coll_blocks(coll *c, const size_t *counts, size_t count, size_t **out);
+
 /* Algorithm tables: each collective keeps one, {name, description, function}. The function is
  * stored as a generic function pointer and cast back to the collective's own type. */
 typedef void (*coll_fn)(void);

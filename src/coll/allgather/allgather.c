@@ -31,19 +31,6 @@ static const coll_algorithm *allgather_select(const coll *c, size_t bytes)
     return &cgloo__allgather_algorithms[0];
 }
 
-/* allgather_offsets allocates and fills the block table (counts NULL: count each). */
-static int allgather_offsets(coll *c, const size_t *counts, size_t count, size_t **out)
-{
-    *out = malloc(((size_t)c->size + 1) * sizeof **out);
-    if (!*out)
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
-    if (blocks_fill(*out, c->size, counts, count, c->esize))
-        return CGLOO_OK;
-    free(*out);
-    *out = NULL;
-    return cgloo__coll_error(c, CGLOO_EINVAL, "the receive buffer size overflows");
-}
-
 /* allgather_run puts this rank's block in place and runs the chosen algorithm. */
 static int allgather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
                          const cgloo_coll_opts *opts, const coll_algorithm *fallback)
@@ -71,7 +58,7 @@ int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size
         return rc;
     if (count > 0 && (!sendbuf || !recvbuf))
         return cgloo__coll_error(&c, CGLOO_EINVAL, "NULL buffer with count %zu", count);
-    rc = allgather_offsets(&c, NULL, count, &off);
+    rc = cgloo__coll_blocks(&c, NULL, count, &off);
     if (rc == CGLOO_OK)
         rc = allgather_run(&c, sendbuf, recvbuf, off, opts, allgather_select(&c, off[c.size]));
     free(off);
@@ -100,7 +87,7 @@ int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, 
     if (rc == CGLOO_OK)
         rc = allgatherv_check(&c, sendbuf, sendcount, recvcounts);
     if (rc == CGLOO_OK)
-        rc = allgather_offsets(&c, recvcounts, 0, &off);
+        rc = cgloo__coll_blocks(&c, recvcounts, 0, &off);
     if (rc != CGLOO_OK)
         return rc;
     if (off[c.size] > 0 && !recvbuf)

@@ -29,18 +29,6 @@ static const coll_algorithm *gather_select(const coll *c, size_t bytes)
     return &cgloo__gather_algorithms[0];
 }
 
-static int gather_offsets(coll *c, const size_t *counts, size_t count, size_t **out)
-{
-    *out = malloc(((size_t)c->size + 1) * sizeof **out);
-    if (!*out)
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
-    if (blocks_fill(*out, c->size, counts, count, c->esize))
-        return CGLOO_OK;
-    free(*out);
-    *out = NULL;
-    return cgloo__coll_error(c, CGLOO_EINVAL, "the receive buffer size overflows");
-}
-
 /* gather_run checks the buffers against the layout, puts the root's block in place and runs
  * the chosen algorithm. */
 static int gather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root,
@@ -77,7 +65,7 @@ static int gather_call(cgloo_context *ctx, const char *name, const void *sendbuf
     if (recvcounts && sendcount != recvcounts[c.rank])
         return cgloo__coll_error(&c, CGLOO_EINVAL, "sendcount %zu differs from recvcounts[%d] %zu",
                                  sendcount, c.rank, recvcounts[c.rank]);
-    rc = gather_offsets(&c, recvcounts, sendcount, &off);
+    rc = cgloo__coll_blocks(&c, recvcounts, sendcount, &off);
     if (rc == CGLOO_OK)
         rc = gather_run(&c, sendbuf, recvbuf, off, root, opts);
     free(off);

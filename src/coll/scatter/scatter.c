@@ -28,18 +28,6 @@ static const coll_algorithm *scatter_select(const coll *c, size_t bytes)
     return &cgloo__scatter_algorithms[0];
 }
 
-static int scatter_offsets(coll *c, const size_t *counts, size_t count, size_t **out)
-{
-    *out = malloc(((size_t)c->size + 1) * sizeof **out);
-    if (!*out)
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
-    if (blocks_fill(*out, c->size, counts, count, c->esize))
-        return CGLOO_OK;
-    free(*out);
-    *out = NULL;
-    return cgloo__coll_error(c, CGLOO_EINVAL, "the send buffer size overflows");
-}
-
 /* scatter_run checks the buffers against the layout, copies the root's own block and runs the
  * chosen algorithm. */
 static int scatter_run(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root,
@@ -76,7 +64,7 @@ static int scatter_call(cgloo_context *ctx, const char *name, const void *sendbu
     if (sendcounts && recvcount != sendcounts[c.rank])
         return cgloo__coll_error(&c, CGLOO_EINVAL, "recvcount %zu differs from sendcounts[%d] %zu",
                                  recvcount, c.rank, sendcounts[c.rank]);
-    rc = scatter_offsets(&c, sendcounts, recvcount, &off);
+    rc = cgloo__coll_blocks(&c, sendcounts, recvcount, &off);
     if (rc == CGLOO_OK)
         rc = scatter_run(&c, sendbuf, off, recvbuf, root, opts);
     free(off);
