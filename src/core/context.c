@@ -2,7 +2,7 @@
  * Contexts: lifecycle, error detail, abort, and the progress loop.
  *
  * Progress is driven by the thread that waits. It polls the context's epoll set without
- * sleeping for a short spin (CGLOO_SPIN_US, default 50 µs; yielding the core between polls so
+ * sleeping for a short spin (CGLOO_SPIN_US, default 500 µs; yielding the core between polls so
  * that ranks outnumbering cores still run), then sleeps in epoll_wait until the deadline. One
  * thread at a time drives; other waiters sleep on a condition variable and are woken after
  * each round. A message therefore costs no thread hand-off: the waiting thread reads it off
@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 30000
-#define DEFAULT_SPIN_US 50
+#define DEFAULT_SPIN_US 500
 #define DEFAULT_EAGER_MAX (64u * 1024)
 #define DEFAULT_EAGER_BUDGET (4u * 1024 * 1024)
 #define EPOLL_BATCH 64

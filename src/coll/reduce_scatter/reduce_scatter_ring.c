@@ -24,7 +24,7 @@
 
 #include <stdlib.h>
 
-#define RING_SEGMENT_BYTES (256u * 1024)
+#define RING_SEGMENT_BYTES (1024u * 1024)
 
 /* One step: what goes to the next rank, what comes from the previous one and where it lands.
  * In place, received segments land in `scratch` (two slots) and are reduced into `target`.
