@@ -210,6 +210,42 @@ static void test_tag(void)
     CHECK(strstr(res.err, "err 0\n") && !strstr(res.err, "[0]"));
 }
 
+/* cpus_of returns the Cpus_allowed_list that rank r printed (static buffer), or NULL. */
+static const char *cpus_of(int r)
+{
+    static char list[128];
+    char want[32];
+    snprintf(want, sizeof want, "[%d] Cpus_allowed_list:", r);
+    const char *at = strstr(res.out, want);
+    if (!at || sscanf(at + strlen(want), "%127s", list) != 1)
+        return NULL;
+    return list;
+}
+
+static void test_bind(void)
+{
+    const char *show = "grep Cpus_allowed_list /proc/self/status";
+    launch((const char *[]){"-n", "2", "--tag", "--bind", "core", "/bin/sh", "-c", show, NULL});
+    CHECK(res.code == 0);
+    for (int r = 0; r < 2; r++) {
+        const char *list = cpus_of(r);
+        CHECK(list && strspn(list, "0123456789") == strlen(list)); /* one CPU */
+    }
+    launch((const char *[]){"-n", "2", "--tag", "--bind", "none", "/bin/sh", "-c", show, NULL});
+    CHECK(res.code == 0);
+    char ours[256] = "";
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f);
+    while (fgets(ours, sizeof ours, f) && strncmp(ours, "Cpus_allowed_list:", 18) != 0) {
+    }
+    fclose(f);
+    char mine[128];
+    CHECK(sscanf(ours + 18, "%127s", mine) == 1);
+    CHECK(cpus_of(0) && strcmp(cpus_of(0), mine) == 0 && strcmp(cpus_of(1), mine) == 0);
+    launch((const char *[]){"-n", "2", "--bind", "sometimes", "/bin/true", NULL});
+    CHECK(res.code == 2);
+}
+
 static void test_failure_exit_code(void)
 {
     /* Rank 1 exits 3; the others would sleep 20 s but are terminated after the grace. */
@@ -345,6 +381,7 @@ static const test_case tests[] = {
     {"all_succeed", test_all_succeed, 20},
     {"ipv6_host", test_ipv6_host, 10},
     {"tag", test_tag, 10},
+    {"bind", test_bind, 10},
     {"failure_exit_code", test_failure_exit_code, 15},
     {"sigkill_after_sigterm", test_sigkill_after_sigterm, 10},
     {"killed", test_killed, 10},

@@ -115,6 +115,7 @@ struct cgloo_context {
     uint64_t post_seq, arrival_seq;
     uint32_t eager_max, eager_budget; /* what this side accepts from each peer */
     int spin_us;
+    int64_t yield_after_ns; /* spin this long before yielding between polls */
     /* last error detail */
     int last_status;
     char last_error[512];
