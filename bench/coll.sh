@@ -11,16 +11,18 @@
 #   bench/coll.sh                         full run into docs/ (about 20 minutes)
 #   QUICK=1 bench/coll.sh                 a few sizes, one run, into build/bench-quick/
 #   RUNS=5 MAX_BYTES=16777216 COLLS="allreduce broadcast" RANKS="2 3 4" bench/coll.sh
+#   REPORT_ONLY=1 bench/coll.sh           the report again from the last run's data (DATA)
 #
 # Environment: RUNS (3; QUICK 1), MAX_BYTES (64 MiB; QUICK 1 MiB), FACTOR (size step, 2;
 # QUICK 8), TIME_MS (time per size and run, 200; QUICK 30), RANKS ("2 4"), COLLS (all),
-# P2P (1: include bench/run.sh; QUICK 0), OUT (docs; QUICK build/bench-quick).
+# P2P (1: include bench/run.sh; QUICK 0), OUT (docs; QUICK build/bench-quick), DATA (where the
+# measurements are kept for REPORT_ONLY: build/bench-data; QUICK OUT/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   RUNS=${RUNS:-1} MAX_BYTES=${MAX_BYTES:-1048576} FACTOR=${FACTOR:-8} TIME_MS=${TIME_MS:-30}
-  P2P=${P2P:-0} OUT=${OUT:-build/bench-quick}
+  P2P=${P2P:-0} OUT=${OUT:-build/bench-quick} DATA=${DATA:-build/bench-quick/data}
 fi
 RUNS=${RUNS:-3}
 MAX_BYTES=${MAX_BYTES:-67108864}
@@ -30,69 +32,97 @@ P2P=${P2P:-1}
 OUT=${OUT:-docs}
 RANKS=${RANKS:-"2 4"}
 COLLS=${COLLS:-"allreduce reduce_scatter allgather broadcast reduce gather scatter alltoall barrier"}
+DATA=${DATA:-build/bench-data}
 MIN_BYTES=4 # one float32
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$OUT/bench"
-started=$(date +%s)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$OUT/bench" "$DATA"
 
-until make -s build >"$tmp/build.log" 2>&1; do
-  echo "make build failed (see below); retrying in 60 s" >&2
-  tail -5 "$tmp/build.log" >&2
-  sleep 60
-done
-have_mpi=0
-if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
-  mpicc -O2 -o "$tmp/mpi_coll" bench/mpi_coll.c && have_mpi=1
-else
-  echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): cgloo only" >&2
-fi
-mpi_flags=(--allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo)
-bench_args=(--min-elements $((MIN_BYTES / 4)) --max-elements $((MAX_BYTES / 4)) --factor "$FACTOR"
-  --iteration-time-ms "$TIME_MS" --csv)
+# measure: every sweep into $DATA/raw.csv, with the limits, the point-to-point report and the
+# run's circumstances (meta.sh), so that the report can be made again without measuring.
+measure() {
+  started=$(date +%s)
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-# sweep LIB RANKS COLL: one sweep into raw.csv; a failure is reported and the run goes on.
-sweep() {
-  local cmd
-  if [ "$1" = cgloo ]; then
-    cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet)
+  local tries=0
+  until make -s build >"$tmp/build.log" 2>&1; do
+    tail -5 "$tmp/build.log" >&2
+    tries=$((tries + 1))
+    [ "$tries" -lt 10 ] || { echo "make build failed 10 times" >&2; exit 1; }
+    echo "make build failed (above); retrying in 60 s" >&2
+    sleep 60
+  done
+  have_mpi=0
+  if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
+    mpicc -O2 -o "$tmp/mpi_coll" bench/mpi_coll.c && have_mpi=1
   else
-    cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3")
+    echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): cgloo only" >&2
   fi
-  if ! timeout 900 "${cmd[@]}" "${bench_args[@]}" >"$tmp/sweep.csv" 2>"$tmp/sweep.err"; then
-    echo "FAILED: $1 $3, $2 ranks, run $run: $(tail -2 "$tmp/sweep.err" | tr '\n' ' ')" |
-      tee -a "$tmp/failures.txt" >&2
-  fi
-  grep -v '^mode' "$tmp/sweep.csv" >>"$tmp/raw.csv" || true
-}
+  mpi_flags=(--allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo)
+  bench_args=(--min-elements $((MIN_BYTES / 4)) --max-elements $((MAX_BYTES / 4)) --factor "$FACTOR"
+    --iteration-time-ms "$TIME_MS" --csv)
 
-touch "$tmp/raw.csv" "$tmp/failures.txt"
-for run in $(seq "$RUNS"); do
-  for n in $RANKS; do
-    for coll in $COLLS; do
-      echo "run $run/$RUNS: $coll, $n ranks ($(($(date +%s) - started)) s so far)" >&2
-      # alternate which library goes first, so that slow drifts in the machine's load even out
-      if [ $((run % 2)) = 1 ] || [ "$have_mpi" = 0 ]; then order="cgloo mpi"; else order="mpi cgloo"; fi
-      for lib in $order; do
-        [ "$lib" = mpi ] && [ "$have_mpi" = 0 ] && continue
-        sweep "$lib" "$n" "$coll"
+  # sweep LIB RANKS COLL: one sweep into raw.csv; a failure is reported and the run goes on.
+  sweep() {
+    local cmd
+    if [ "$1" = cgloo ]; then
+      cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet)
+    else
+      cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3")
+    fi
+    if ! timeout 900 "${cmd[@]}" "${bench_args[@]}" >"$tmp/sweep.csv" 2>"$tmp/sweep.err"; then
+      echo "FAILED: $1 $3, $2 ranks, run $run: $(tail -2 "$tmp/sweep.err" | tr '\n' ' ')" |
+        tee -a "$DATA/failures.txt" >&2
+    fi
+    grep -v '^mode' "$tmp/sweep.csv" >>"$DATA/raw.csv" || true
+  }
+
+  # what was measured: HEAD, and whether the working tree's library differs from it
+  commit="$(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+  [ -z "$(git status --porcelain -- src include 2>/dev/null)" ] || commit="$commit with uncommitted changes in src/"
+  rm -f "$DATA/raw.csv" "$DATA/failures.txt" "$DATA/limits.txt" "$DATA/p2p.md"
+  touch "$DATA/raw.csv" "$DATA/failures.txt"
+  for run in $(seq "$RUNS"); do
+    for n in $RANKS; do
+      for coll in $COLLS; do
+        echo "run $run/$RUNS: $coll, $n ranks ($(($(date +%s) - started)) s so far)" >&2
+        # alternate which library goes first, so that slow drifts in the machine's load even out
+        if [ $((run % 2)) = 1 ] || [ "$have_mpi" = 0 ]; then order="cgloo mpi"; else order="mpi cgloo"; fi
+        for lib in $order; do
+          [ "$lib" = mpi ] && [ "$have_mpi" = 0 ] && continue
+          sweep "$lib" "$n" "$coll"
+        done
       done
     done
   done
-done
 
-limits=../shared/tools/limits/run.sh
-if [ -x "$limits" ]; then
-  echo "measuring the machine's TCP limits" >&2
-  "$limits" tcp >"$tmp/limits.txt" 2>&1 || true
+  limits=../shared/tools/limits/run.sh
+  if [ -x "$limits" ]; then
+    echo "measuring the machine's TCP limits" >&2
+    "$limits" tcp >"$DATA/limits.txt" 2>&1 || true
+  fi
+  if [ "$P2P" = 1 ]; then
+    echo "point-to-point: bench/run.sh" >&2
+    LIMITS=0 RUNS="$RUNS" bench/run.sh >"$DATA/p2p.md" || echo "bench/run.sh failed" >"$DATA/p2p.md"
+  fi
+  {
+    printf 'RUNS=%q MAX_BYTES=%q FACTOR=%q TIME_MS=%q RANKS=%q COLLS=%q\n' "$RUNS" "$MAX_BYTES" \
+      "$FACTOR" "$TIME_MS" "$RANKS" "$COLLS"
+    printf 'when=%q commit=%q mpi=%q system=%q\n' "$(date -u -d "@$started" '+%F %H:%M UTC')" \
+      "$commit" "$(mpirun --version 2>/dev/null | head -1 || echo 'no Open MPI')" \
+      "$(nproc) cores ($(uname -srm))"
+    printf 'load_before=%q load_after=%q elapsed=%q\n' "$load_before" \
+      "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))"
+  } >"$DATA/meta.sh"
+}
+
+if [ "${REPORT_ONLY:-0}" = 1 ]; then
+  [ -f "$DATA/meta.sh" ] || { echo "no measurements in $DATA: run without REPORT_ONLY" >&2; exit 1; }
+else
+  measure
 fi
-if [ "$P2P" = 1 ]; then
-  echo "point-to-point: bench/run.sh" >&2
-  LIMITS=0 RUNS="$RUNS" bench/run.sh >"$tmp/p2p.md" || echo "bench/run.sh failed" >"$tmp/p2p.md"
-fi
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-cp "$tmp/raw.csv" "$tmp/raw-all.csv"
+# shellcheck source=/dev/null
+. "$DATA/meta.sh"
 
 # ---- medians and ratios --------------------------------------------------------------------
 # collectives.csv: mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw,mpi_busbw,
@@ -104,11 +134,19 @@ awk -F, -v colls="$COLLS" -v out="$tmp/medians.unsorted" '
     if (n == 0) return ""
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
+  # the bus bandwidth factors of tools/cgloo-bench.c, so that busbw keeps its precision
+  function factor(m, n) {
+    if (m == "allreduce") return 2 * (n - 1) / n
+    if (m == "broadcast" || m == "reduce") return 1
+    return m == "barrier" ? 0 : (n - 1) / n
+  }
   BEGIN { n = split(colls, c, " "); for (i = 1; i <= n; i++) order[c[i]] = i }
+  !($1 in order) { next }
   {
     lib = $2 == "mpi" ? "mpi" : "cgloo"; key = $1 "," $3 "," $4
     if (!(key in seen)) { seen[key] = 1; printf "%d,%s,%s,%s\n", order[$1], $1, $3, $4 > "/dev/stderr" }
-    t[lib, key] = t[lib, key] " " $7; g[lib, key] = g[lib, key] " " $11
+    t[lib, key] = t[lib, key] " " $7
+    g[lib, key] = g[lib, key] " " ($7 > 0 ? sprintf("%.6g", $4 * factor($1, $3) / $7 / 1e3) : 0)
   }
   END {
     for (key in seen) {
@@ -116,9 +154,11 @@ awk -F, -v colls="$COLLS" -v out="$tmp/medians.unsorted" '
       cg = median(g["cgloo", key]); mg = median(g["mpi", key])
       tr = ct != "" && mt != "" && mt > 0 ? sprintf("%.3f", ct / mt) : ""
       br = cg != "" && mg != "" && mg > 0 ? sprintf("%.3f", cg / mg) : ""
+      if (cg != "") cg = sprintf("%.4g", cg)
+      if (mg != "") mg = sprintf("%.4g", mg)
       print key "," ct "," mt "," tr "," cg "," mg "," br > out
     }
-  }' "$tmp/raw.csv" 2>"$tmp/keys.csv"
+  }' "$DATA/raw.csv" 2>"$tmp/keys.csv"
 # order: the COLLS order, then ranks, then bytes
 sort -t, -k1,1n -k3,3n -k4,4n "$tmp/keys.csv" | cut -d, -f2- >"$tmp/keys.sorted"
 {
@@ -150,11 +190,13 @@ set multiplot layout 1,2 title '$coll over TCP loopback: medians of $RUNS runs'
 set logscale x 2
 set xtics ('4 B' 4, '64 B' 64, '1 KiB' 1024, '16 KiB' 16384, '256 KiB' 262144, '4 MiB' 4194304, '64 MiB' 67108864, '1 GiB' 1073741824)
 set xlabel 'message size (bytes, per nccl-tests)'
+set offsets graph 0.02, graph 0.02, 0, 0
 set key top left
 set grid
 set ylabel 'bus bandwidth (GB/s)'
 plot ${plots_bw%,}
 set logscale y 10
+set format y '%g'
 set ylabel 'p50 time (us)'
 plot ${plots_t%,}
 unset multiplot
@@ -172,16 +214,15 @@ csv="$OUT/bench/collectives.csv"
   echo
   echo "## Results"
   echo
-  echo "Run of $(date -u '+%F %H:%M UTC') on $(nproc) cores ($(uname -srm)), cgloo $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
-  echo "$(mpirun --version 2>/dev/null | head -1 || echo 'no Open MPI'); $RUNS runs of every configuration, $TIME_MS ms of timed"
-  echo "calls per size and run, sizes $MIN_BYTES B to $MAX_BYTES B by a factor of $FACTOR; load average"
-  echo "$load_before before and $load_after after; $(($(date +%s) - started)) s in all. Command:"
-  echo "\`RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
-  if [ -s "$tmp/failures.txt" ]; then
+  echo "Run of $when on $system, cgloo $commit, $mpi; $RUNS runs of every"
+  echo "configuration, $TIME_MS ms of timed calls per size and run, sizes $MIN_BYTES B to $MAX_BYTES B by a"
+  echo "factor of $FACTOR; load average $load_before before and $load_after after; $elapsed s in all."
+  echo "Command: \`RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
+  if [ -s "$DATA/failures.txt" ]; then
     echo
     echo "Failures in this run:"
     echo
-    sed 's/^/- /' "$tmp/failures.txt"
+    sed 's/^/- /' "$DATA/failures.txt"
   fi
   echo
   echo "### Summary: cgloo against Open MPI"
@@ -208,7 +249,7 @@ csv="$OUT/bench/collectives.csv"
           ng[k] ? sprintf("%.2f", exp(lg[k] / ng[k])) : "-", worst[k] == "" ? "-" : worst[k] " (" wb[k] ")"
       }
     }' "$csv"
-  if [ -f "$tmp/limits.txt" ]; then
+  if [ -f "$DATA/limits.txt" ]; then
     echo
     echo "### The machine's TCP limits, measured in the same run"
     echo
@@ -216,7 +257,7 @@ csv="$OUT/bench/collectives.csv"
     echo "allreduce cannot beat one 8-byte round trip, nor a bus bandwidth above the one-way stream."
     echo
     echo '```'
-    cat "$tmp/limits.txt"
+    cat "$DATA/limits.txt"
     echo '```'
   fi
   for coll in $COLLS; do
@@ -233,9 +274,9 @@ csv="$OUT/bench/collectives.csv"
         $1 == m && $2 == r { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $3, f($4), f($5), f($6), f($7), f($8), f($9) }' "$csv"
     done
   done
-  if [ -f "$tmp/p2p.md" ]; then
+  if [ -f "$DATA/p2p.md" ]; then
     echo
-    sed 's/^## /### /' "$tmp/p2p.md"
+    sed 's/^## /### /' "$DATA/p2p.md"
   fi
 } >"$md"
 echo "wrote $md, $csv and$(for c in $charts; do printf ' %s' "$OUT/bench/$c.png"; done)" >&2
