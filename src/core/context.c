@@ -75,7 +75,12 @@ static int ctx_read_tuning(cgloo_context *ctx)
     ctx->spin_us = (int)spin;
     cpu_set_t cpus;
     bool pinned = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) == 1;
-    ctx->yield_after_ns = pinned ? PINNED_YIELD_AFTER_NS : 0;
+    long yield_after;
+    if (cgloo__env_int("CGLOO_YIELD_AFTER_US", -1, 1000000, -1, &yield_after))
+        return CGLOO_EINVAL;
+    ctx->yield_after_ns = yield_after >= 0 ? yield_after * 1000
+                          : pinned         ? PINNED_YIELD_AFTER_NS
+                                           : 0;
     ctx->eager_max = (uint32_t)emax;
     ctx->eager_budget = (uint32_t)CGLOO_MAX(budget, emax);
     return CGLOO_OK;
