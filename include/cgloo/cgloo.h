@@ -336,8 +336,9 @@ typedef struct cgloo_completion {
 } cgloo_completion;
 
 /* cgloo_isend starts sending len bytes of buf to rank `dst` with `tag`. Never blocks. The buffer
- * must stay untouched until the request completes. Errors: EINVAL, ENOMEM, EPEER (the
- * connection to dst already failed), EABORTED. */
+ * must stay untouched until the request completes. Errors: EINVAL, ENOMEM, ESTATE (not
+ * connected), EABORTED, or the status the connection to dst failed with earlier (EPEER, EPROTO,
+ * ...). cgloo_irecv and cgloo_irecv_any fail the same way. */
 CGLOO_API int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                           cgloo_request **req);
 
@@ -347,12 +348,15 @@ CGLOO_API int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, ui
                           cgloo_request **req);
 
 /* cgloo_irecv_any is cgloo_irecv from whichever of srcs[0..nsrcs) sends first (the earliest
- * arrival wins). A failure of any connection in the set fails the request. */
+ * arrival wins). A connection in the set that breaks (a crash, a reset, a protocol error, an
+ * abort) fails the request at once; a member that closes its context normally only fails it
+ * once no member of the set is left. */
 CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs,
                               size_t nsrcs, uint64_t tag, cgloo_request **req);
 
-/* cgloo_wait drives progress until req completes or timeout_ms passes. On completion (success
- * or error) the request is freed and *done (may be NULL) filled. On ETIMEDOUT the request stays
+/* cgloo_wait drives progress until req completes or timeout_ms passes (0: the context's
+ * default). On completion (success or error, EABORTED included) the request is freed and *done
+ * (may be NULL) filled. On ETIMEDOUT the request stays
  * pending: wait again or cancel it. Errors: the request's own status, ETIMEDOUT, EABORTED. */
 CGLOO_API int cgloo_wait(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
@@ -394,11 +398,11 @@ typedef void (*cgloo_reduce_fn)(void *inout, const void *in, size_t count, cgloo
 
 /* Options of one collective call; NULL or all-zero means every default. */
 typedef struct cgloo_coll_opts {
-    int timeout_ms;        /* 0: the context default */
-    uint64_t tag;          /* tells apart collectives running at once on one context, e.g.
-                              from several threads; below 2^47 */
-    const char *algorithm; /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM) */
-    int radix;             /* bcube group size (default 2) */
+    int timeout_ms;            /* 0: the context default */
+    uint64_t tag;              /* tells apart collectives running at once on one context, e.g.
+                                  from several threads; below 2^47 */
+    const char *algorithm;     /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM) */
+    int radix;                 /* bcube group size (default 2) */
     cgloo_reduce_fn reduce_fn; /* replaces op when set */
     void *reduce_user;
 } cgloo_coll_opts;

@@ -20,12 +20,20 @@
 /* coll_kind: a number per collective name (its tag space). */
 static uint64_t coll_kind(const char *name)
 {
-    static const char *const kinds[] = {"allreduce", "reduce_scatter", "allgather",
-                                        "broadcast", "reduce",         "gather",
-                                        "scatter",   "alltoall",       "barrier"};
+    /* A v variant shares its collective's space: one caller never runs both at once. */
+    static const char *const kinds[][2] = {{"allreduce", NULL},
+                                           {"reduce_scatter", "reduce_scatterv"},
+                                           {"allgather", "allgatherv"},
+                                           {"broadcast", NULL},
+                                           {"reduce", NULL},
+                                           {"gather", "gatherv"},
+                                           {"scatter", "scatterv"},
+                                           {"alltoall", "alltoallv"},
+                                           {"barrier", NULL}};
     for (size_t i = 0; i < CGLOO_ARRAY_LEN(kinds); i++)
-        if (strncmp(name, kinds[i], strlen(kinds[i])) == 0)
-            return i + 1; /* "allgatherv" shares "allgather"'s space: they never run at once */
+        for (int v = 0; v < 2; v++)
+            if (kinds[i][v] && strcmp(name, kinds[i][v]) == 0)
+                return i + 1;
     return (cgloo__hash64(name, strlen(name)) % 200) + 32;
 }
 
@@ -49,16 +57,21 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     if (!ctx)
         return CGLOO_EINVAL;
     *c = (coll){.ctx = ctx, .name = name, .rank = ctx->rank, .size = ctx->size, .dtype = dtype};
-    if (!ctx->connected)
+    /* abort and set_timeout may change these from other threads */
+    pthread_mutex_lock(&ctx->lock);
+    bool connected = ctx->connected, aborted = ctx->aborted;
+    int ctx_timeout = ctx->timeout_ms;
+    pthread_mutex_unlock(&ctx->lock);
+    if (!connected)
         return cgloo__coll_error(c, CGLOO_ESTATE, "the context is not connected");
-    if (ctx->aborted)
+    if (aborted)
         return cgloo__coll_error(c, CGLOO_EABORTED, "the context was aborted");
     c->esize = cgloo_dtype_size(dtype);
     if (c->esize == 0)
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid dtype %d", (int)dtype);
     if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
-    int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx->timeout_ms;
+    int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
     c->deadline_ms = cgloo__now_ms() + timeout;
     c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | (opts ? opts->tag : 0) << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;

@@ -354,6 +354,13 @@ int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
     pthread_mutex_lock(&ctx->lock);
     int t = timeout_ms > 0 ? timeout_ms : ctx->timeout_ms;
     int rc = r->done ? CGLOO_OK : cgloo__progress(ctx, r, cgloo__deadline(t, t));
+    if (rc == CGLOO_EABORTED) {
+        /* Abort fails every pair, which completes every queued request; finish this one too in
+         * case it sat nowhere, so that an aborted wait always frees its request. */
+        if (!r->done)
+            cgloo__complete(r, CGLOO_EABORTED, 0, -1);
+        rc = CGLOO_OK;
+    }
     if (rc == CGLOO_ETIMEDOUT)
         timeout_error(ctx, r, t);
     else if (rc == CGLOO_OK)

@@ -117,12 +117,19 @@ int cgloo__allreduce_bcube(coll *c, void *buf, size_t count)
     bcube b = {.c = c, .buf = buf};
     bcube_factor(&b, c->size, c->radix);
     int gmax = 2;
-    for (int d = 0; d < b.dims; d++)
+    size_t scratch = 0, range = count;
+    for (int d = 0; d < b.dims; d++) {
+        /* level d keeps at most ceil(range / g) elements and receives g-1 such parts */
+        size_t keep = range / (size_t)b.group[d] + 1;
+        scratch = CGLOO_MAX(scratch, keep * (size_t)(b.group[d] - 1));
         gmax = CGLOO_MAX(gmax, b.group[d]);
+        range = keep;
+    }
+    if (scratch > SIZE_MAX / c->esize)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "count %zu overflows the scratch", count);
     b.lo[0] = 0;
     b.hi[0] = count;
-    /* each level keeps at most ceil(range / g) elements; g-1 of those arrive per level */
-    b.tmp = malloc((count / 2 + 1) * (size_t)(gmax - 1) * c->esize);
+    b.tmp = malloc(scratch * c->esize);
     b.reqs = calloc(2 * (size_t)gmax, sizeof *b.reqs);
     int rc = b.tmp && b.reqs ? CGLOO_OK : CGLOO_ENOMEM;
     for (int d = 0; rc == CGLOO_OK && d < b.dims; d++)

@@ -31,6 +31,9 @@ static int direct_post(coll *c, const void *buf, uint8_t *all, size_t bytes, cgl
 int cgloo__allreduce_direct(coll *c, void *buf, size_t count)
 {
     size_t bytes = count * c->esize;
+    if (bytes > SIZE_MAX / (size_t)c->size)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "%zu bytes from each of %d ranks overflow", bytes,
+                                 c->size);
     uint8_t *all = malloc(bytes * (size_t)c->size);
     cgloo_request **reqs = calloc(2 * (size_t)c->size, sizeof *reqs);
     int rc = all && reqs ? CGLOO_OK : CGLOO_ENOMEM;

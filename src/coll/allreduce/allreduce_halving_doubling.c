@@ -15,6 +15,7 @@
  * for powers of two, for medium vectors where ring's 2(P-1) steps cost more than they save.
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/pattern/pow2.h"
 #include "coll/pattern/ring.h"
 
 #include <stdlib.h>
@@ -77,14 +78,6 @@ static int hd_double(hd *h, int lo, int hi)
         hi = lo + 2 * width;
     }
     return CGLOO_OK;
-}
-
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n)
-        p *= 2;
-    return p;
 }
 
 int cgloo__allreduce_halving_doubling(coll *c, void *buf, size_t count)

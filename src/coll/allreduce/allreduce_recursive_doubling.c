@@ -12,20 +12,13 @@
  * Results are identical on every rank when the op is commutative (all built-in ops are).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/pattern/pow2.h"
 
 #include <stdlib.h>
 
 #define STEP_FOLD_IN 1
 #define STEP_FOLD_OUT 2
 #define STEP_EXCHANGE 3 /* + k */
-
-static int pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n)
-        p *= 2;
-    return p;
-}
 
 /* rd_core: the doubling among ranks 0 .. p2-1. */
 static int rd_core(coll *c, void *buf, void *tmp, size_t count, int p2)

@@ -30,6 +30,7 @@
  * folded partner's, else half of it); out of place, a copy of the input as well.
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
+#include "coll/pattern/pow2.h"
 
 #include <stdlib.h>
 
@@ -41,14 +42,6 @@ typedef struct hd {
     int me; /* new rank, or -1 while folded away */
     unsigned step;
 } hd;
-
-static int hd_pow2_floor(int n)
-{
-    int p = 1;
-    while (p * 2 <= n)
-        p *= 2;
-    return p;
-}
 
 /* hd_old_rank: the rank that plays new rank i in the halving. */
 static int hd_old_rank(const hd *h, int i)
@@ -144,8 +137,7 @@ static size_t hd_scratch_elems(const hd *h)
 int cgloo__reduce_scatter_halving_doubling_inplace(coll *c, void *buf, const size_t *offsets,
                                                    unsigned step_base)
 {
-    hd h = {
-        .c = c, .buf = buf, .offsets = offsets, .p2 = hd_pow2_floor(c->size), .step = step_base};
+    hd h = {.c = c, .buf = buf, .offsets = offsets, .p2 = pow2_floor(c->size), .step = step_base};
     h.rem = c->size - h.p2;
     h.me = c->rank < 2 * h.rem ? (c->rank % 2 ? c->rank / 2 : -1) : c->rank - h.rem;
     size_t scratch = hd_scratch_elems(&h) * c->esize;
