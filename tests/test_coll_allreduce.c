@@ -39,6 +39,12 @@ static void one_case(cgloo_context *ctx, const char *algo, int radix, cgloo_dtyp
         }
         CHECK_OK(rc);
         CHECK(check_reduced(in_place ? in : out, count, t, op, size, 0));
+        if (!in_place) { /* the input is only read */
+            uint8_t *again = malloc(count * es + 1);
+            fill_input(again, count, t, op, rank);
+            CHECK(memcmp(again, in, count * es) == 0);
+            free(again);
+        }
     }
     free(in);
     free(out);

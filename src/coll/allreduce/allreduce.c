@@ -45,15 +45,30 @@ static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t c
     return CGLOO_OK;
 }
 
-static int allreduce_run(coll *c, void *buf, size_t count, const cgloo_coll_opts *opts)
+/* apart: the two buffers of count elements do not overlap at all. */
+static bool apart(const coll *c, const void *a, const void *b, size_t count)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b, n = count * c->esize;
+    return x + n <= y || y + n <= x;
+}
+
+/* allreduce_run picks the algorithm and runs it. Out of place, the ring reads the input where
+ * it is (saving a copy of the whole vector); the others start from a copy in recvbuf. */
+static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t count,
+                         const cgloo_coll_opts *opts)
 {
     const coll_algorithm *a = cgloo__coll_find(c, cgloo__allreduce_algorithms, ALGO_COUNT, opts,
                                                allreduce_select(c, count * c->esize));
     if (!a)
         return CGLOO_ENOTSUP;
+    bool ring = (allreduce_fn)a->fn == cgloo__allreduce_ring;
+    if (c->size > 1 && count && ring && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count))
+        return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
+    if (sendbuf != recvbuf && count)
+        memmove(recvbuf, sendbuf, count * c->esize);
     if (c->size == 1 || count == 0)
         return CGLOO_OK;
-    return ((allreduce_fn)a->fn)(c, buf, count);
+    return ((allreduce_fn)a->fn)(c, recvbuf, count);
 }
 
 int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
@@ -67,9 +82,7 @@ int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size
         rc = allreduce_check(&c, sendbuf, recvbuf, count);
     if (rc != CGLOO_OK)
         return rc;
-    if (sendbuf != recvbuf && count)
-        memmove(recvbuf, sendbuf, count * c.esize);
-    return allreduce_run(&c, recvbuf, count, opts);
+    return allreduce_run(&c, sendbuf, recvbuf, count, opts);
 }
 
 static int multi_check(coll *c, const void *const *sendbufs, size_t nsend, void *const *recvbufs,
@@ -115,7 +128,7 @@ int cgloo_allreduce_multi(cgloo_context *ctx, const void *const *sendbufs, size_
         return rc;
     void *out = recvbufs[0];
     multi_local_reduce(&c, sendbufs, nsend, out, count);
-    rc = allreduce_run(&c, out, count, opts);
+    rc = allreduce_run(&c, out, out, count, opts);
     for (size_t i = 1; rc == CGLOO_OK && i < nrecv; i++)
         if (recvbufs[i] != out)
             memcpy(recvbufs[i], out, count * c.esize);

@@ -16,7 +16,9 @@
 
 #include <stdlib.h>
 
-int cgloo__allreduce_ring(coll *c, void *buf, size_t count)
+/* ring_run: the reduce-scatter from sendbuf (in place when it is recvbuf), leaving this rank's
+ * block reduced in recvbuf, then the allgather of the blocks in recvbuf. */
+static int ring_run(coll *c, const void *sendbuf, void *recvbuf, size_t count)
 {
     size_t n = (size_t)c->size + 1;
     size_t *elems = malloc(n * sizeof *elems), *bytes = malloc(n * sizeof *bytes);
@@ -25,11 +27,23 @@ int cgloo__allreduce_ring(coll *c, void *buf, size_t count)
         elems[r] = block_offset(count, c->size, r);
         bytes[r] = elems[r] * c->esize;
     }
+    if (rc == CGLOO_OK && sendbuf == recvbuf)
+        rc = cgloo__reduce_scatter_ring_inplace(c, recvbuf, elems, 0);
+    else if (rc == CGLOO_OK)
+        rc = cgloo__reduce_scatter_ring(c, sendbuf, (uint8_t *)recvbuf + bytes[c->rank], elems, 0);
     if (rc == CGLOO_OK)
-        rc = cgloo__reduce_scatter_ring_inplace(c, buf, elems, 0);
-    if (rc == CGLOO_OK)
-        rc = cgloo__allgather_ring(c, buf, bytes);
+        rc = cgloo__allgather_ring(c, recvbuf, bytes);
     free(elems);
     free(bytes);
     return rc;
+}
+
+int cgloo__allreduce_ring(coll *c, void *buf, size_t count)
+{
+    return ring_run(c, buf, buf, count);
+}
+
+int cgloo__allreduce_ring_out_of_place(coll *c, const void *sendbuf, void *recvbuf, size_t count)
+{
+    return ring_run(c, sendbuf, recvbuf, count);
 }
