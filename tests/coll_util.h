@@ -12,12 +12,11 @@
 #include <stdint.h>
 #include <string.h>
 
-static const cgloo_dtype all_dtypes[] = {CGLOO_INT8,    CGLOO_UINT8,    CGLOO_INT32,
-                                         CGLOO_UINT32,  CGLOO_INT64,    CGLOO_UINT64,
-                                         CGLOO_FLOAT16, CGLOO_BFLOAT16, CGLOO_FLOAT32,
-                                         CGLOO_FLOAT64};
-static const cgloo_op all_ops[] = {CGLOO_SUM, CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
-                                   CGLOO_BAND, CGLOO_BOR, CGLOO_BXOR};
+static const cgloo_dtype all_dtypes[] = {CGLOO_INT8,    CGLOO_UINT8,  CGLOO_INT32,   CGLOO_UINT32,
+                                         CGLOO_INT64,   CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16,
+                                         CGLOO_FLOAT32, CGLOO_FLOAT64};
+static const cgloo_op all_ops[] = {CGLOO_SUM,  CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
+                                   CGLOO_BAND, CGLOO_BOR,     CGLOO_BXOR};
 
 static inline int dtype_is_float(cgloo_dtype t)
 {
@@ -73,34 +72,66 @@ static inline double test_from_bf16(uint16_t b)
 static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
 {
     switch (t) {
-    case CGLOO_INT8: ((int8_t *)buf)[i] = (int8_t)(int64_t)v; break;
-    case CGLOO_UINT8: ((uint8_t *)buf)[i] = (uint8_t)(int64_t)v; break;
-    case CGLOO_INT32: ((int32_t *)buf)[i] = (int32_t)(int64_t)v; break;
-    case CGLOO_UINT32: ((uint32_t *)buf)[i] = (uint32_t)(int64_t)v; break;
-    case CGLOO_INT64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    case CGLOO_UINT64: ((uint64_t *)buf)[i] = (uint64_t)(int64_t)v; break;
-    case CGLOO_FLOAT16: ((uint16_t *)buf)[i] = test_to_half(v); break;
-    case CGLOO_BFLOAT16: ((uint16_t *)buf)[i] = test_to_bf16(v); break;
-    case CGLOO_FLOAT32: ((float *)buf)[i] = (float)v; break;
-    case CGLOO_FLOAT64: ((double *)buf)[i] = v; break;
-    default: break;
+    case CGLOO_INT8:
+        ((int8_t *)buf)[i] = (int8_t)(int64_t)v;
+        break;
+    case CGLOO_UINT8:
+        ((uint8_t *)buf)[i] = (uint8_t)(int64_t)v;
+        break;
+    case CGLOO_INT32:
+        ((int32_t *)buf)[i] = (int32_t)(int64_t)v;
+        break;
+    case CGLOO_UINT32:
+        ((uint32_t *)buf)[i] = (uint32_t)(int64_t)v;
+        break;
+    case CGLOO_INT64:
+        ((int64_t *)buf)[i] = (int64_t)v;
+        break;
+    case CGLOO_UINT64:
+        ((uint64_t *)buf)[i] = (uint64_t)(int64_t)v;
+        break;
+    case CGLOO_FLOAT16:
+        ((uint16_t *)buf)[i] = test_to_half(v);
+        break;
+    case CGLOO_BFLOAT16:
+        ((uint16_t *)buf)[i] = test_to_bf16(v);
+        break;
+    case CGLOO_FLOAT32:
+        ((float *)buf)[i] = (float)v;
+        break;
+    case CGLOO_FLOAT64:
+        ((double *)buf)[i] = v;
+        break;
+    default:
+        break;
     }
 }
 
 static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
 {
     switch (t) {
-    case CGLOO_INT8: return ((const int8_t *)buf)[i];
-    case CGLOO_UINT8: return ((const uint8_t *)buf)[i];
-    case CGLOO_INT32: return ((const int32_t *)buf)[i];
-    case CGLOO_UINT32: return ((const uint32_t *)buf)[i];
-    case CGLOO_INT64: return (double)((const int64_t *)buf)[i];
-    case CGLOO_UINT64: return (double)((const uint64_t *)buf)[i];
-    case CGLOO_FLOAT16: return test_from_half(((const uint16_t *)buf)[i]);
-    case CGLOO_BFLOAT16: return test_from_bf16(((const uint16_t *)buf)[i]);
-    case CGLOO_FLOAT32: return ((const float *)buf)[i];
-    case CGLOO_FLOAT64: return ((const double *)buf)[i];
-    default: return 0;
+    case CGLOO_INT8:
+        return ((const int8_t *)buf)[i];
+    case CGLOO_UINT8:
+        return ((const uint8_t *)buf)[i];
+    case CGLOO_INT32:
+        return ((const int32_t *)buf)[i];
+    case CGLOO_UINT32:
+        return ((const uint32_t *)buf)[i];
+    case CGLOO_INT64:
+        return (double)((const int64_t *)buf)[i];
+    case CGLOO_UINT64:
+        return (double)((const uint64_t *)buf)[i];
+    case CGLOO_FLOAT16:
+        return test_from_half(((const uint16_t *)buf)[i]);
+    case CGLOO_BFLOAT16:
+        return test_from_bf16(((const uint16_t *)buf)[i]);
+    case CGLOO_FLOAT32:
+        return ((const float *)buf)[i];
+    case CGLOO_FLOAT64:
+        return ((const double *)buf)[i];
+    default:
+        return 0;
     }
 }
 
@@ -131,22 +162,37 @@ static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_
     for (int r = 1; r < size; r++) {
         int64_t v = (int64_t)input_value(op, t, r, i);
         switch (op) {
-        case CGLOO_SUM: acc += v; break;
-        case CGLOO_PRODUCT: acc *= v; break;
-        case CGLOO_MIN: acc = v < acc ? v : acc; break;
-        case CGLOO_MAX: acc = v > acc ? v : acc; break;
-        case CGLOO_BAND: acc &= v; break;
-        case CGLOO_BOR: acc |= v; break;
-        case CGLOO_BXOR: acc ^= v; break;
-        default: break;
+        case CGLOO_SUM:
+            acc += v;
+            break;
+        case CGLOO_PRODUCT:
+            acc *= v;
+            break;
+        case CGLOO_MIN:
+            acc = v < acc ? v : acc;
+            break;
+        case CGLOO_MAX:
+            acc = v > acc ? v : acc;
+            break;
+        case CGLOO_BAND:
+            acc &= v;
+            break;
+        case CGLOO_BOR:
+            acc |= v;
+            break;
+        case CGLOO_BXOR:
+            acc ^= v;
+            break;
+        default:
+            break;
         }
     }
     return (double)acc;
 }
 
 /* check_reduced compares buf[0..count) with the reference of elements first..first+count. */
-static inline int check_reduced(const void *buf, size_t count, cgloo_dtype t, cgloo_op op,
-                                int size, size_t first)
+static inline int check_reduced(const void *buf, size_t count, cgloo_dtype t, cgloo_op op, int size,
+                                size_t first)
 {
     uint64_t tmp[1];
     for (size_t i = 0; i < count; i++) {

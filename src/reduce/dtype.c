@@ -13,8 +13,8 @@ static const struct {
 };
 
 static const char *const op_names[CGLOO_OP_COUNT] = {
-    [CGLOO_SUM] = "sum", [CGLOO_PRODUCT] = "product", [CGLOO_MIN] = "min", [CGLOO_MAX] = "max",
-    [CGLOO_BAND] = "band", [CGLOO_BOR] = "bor", [CGLOO_BXOR] = "bxor",
+    [CGLOO_SUM] = "sum",   [CGLOO_PRODUCT] = "product", [CGLOO_MIN] = "min",   [CGLOO_MAX] = "max",
+    [CGLOO_BAND] = "band", [CGLOO_BOR] = "bor",         [CGLOO_BXOR] = "bxor",
 };
 
 size_t cgloo_dtype_size(cgloo_dtype dtype)
