@@ -68,18 +68,6 @@ static int ring_post_recv(coll *c, const ring_xfer *x, size_t k, unsigned step, 
                              req);
 }
 
-/* ring_post_send sends segment k once the send two segments back (same slot) is done. */
-static int ring_post_send(coll *c, const ring_xfer *x, size_t k, unsigned step,
-                          cgloo_request **slot)
-{
-    int rc = cgloo__coll_wait(c, slot);
-    if (rc != CGLOO_OK)
-        return rc;
-    size_t n = ring_seg_count(x->scount, x->seg, k);
-    return cgloo__coll_isend(c, ring_next(c->rank, c->size), cgloo__elem(c, x->send, k * x->seg),
-                             n * c->esize, step, slot);
-}
-
 static void ring_reduce_segment(const coll *c, const ring_xfer *x, size_t k)
 {
     uint8_t *dst = cgloo__elem(c, x->target, k * x->seg);
@@ -98,27 +86,44 @@ static void ring_cancel(cgloo_request **reqs, int n)
     }
 }
 
-/* ring_step runs one step segment by segment: send k, post receive k+1, wait receive k, reduce
- * k. The sends are waited for before returning, so the next step may reuse every buffer. */
+/* ring_post_sends posts every segment of the step's send at once: the block is complete before
+ * the step starts, and the peer takes the segments in order as it posts its receives, so the
+ * next segment is already on its way while this rank reduces the current one. */
+static int ring_post_sends(coll *c, const ring_xfer *x, size_t ns, unsigned step,
+                           cgloo_request **sreq)
+{
+    int rc = CGLOO_OK;
+    for (size_t k = 0; rc == CGLOO_OK && k < ns; k++) {
+        size_t n = ring_seg_count(x->scount, x->seg, k);
+        rc = cgloo__coll_isend(c, ring_next(c->rank, c->size), cgloo__elem(c, x->send, k * x->seg),
+                               n * c->esize, step, &sreq[k]);
+    }
+    return rc;
+}
+
+/* ring_step runs one step: all sends posted, then segment by segment post receive k+1, wait
+ * receive k, reduce k. The sends are waited for before returning, so the next step may reuse
+ * every buffer. */
 static int ring_step(coll *c, const ring_xfer *x, unsigned step)
 {
     size_t ns = ring_nseg(x->scount, x->seg), nr = ring_nseg(x->rcount, x->seg);
-    cgloo_request *sreq[2] = {NULL, NULL}, *rreq[2] = {NULL, NULL};
-    int rc = nr > 0 ? ring_post_recv(c, x, 0, step, &rreq[0]) : CGLOO_OK;
-    for (size_t k = 0; rc == CGLOO_OK && k < CGLOO_MAX(ns, nr); k++) {
-        if (k < ns)
-            rc = ring_post_send(c, x, k, step, &sreq[k % 2]);
-        if (rc == CGLOO_OK && k + 1 < nr)
+    cgloo_request **sreq = calloc(ns ? ns : 1, sizeof *sreq), *rreq[2] = {NULL, NULL};
+    if (!sreq)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %zu requests", ns);
+    int rc = ring_post_sends(c, x, ns, step, sreq);
+    if (rc == CGLOO_OK && nr > 0)
+        rc = ring_post_recv(c, x, 0, step, &rreq[0]);
+    for (size_t k = 0; rc == CGLOO_OK && k < nr; k++) {
+        if (k + 1 < nr)
             rc = ring_post_recv(c, x, k + 1, step, &rreq[(k + 1) % 2]);
-        if (rc == CGLOO_OK && k < nr)
+        if (rc == CGLOO_OK)
             rc = cgloo__coll_wait(c, &rreq[k % 2]);
-        if (rc == CGLOO_OK && k < nr)
+        if (rc == CGLOO_OK)
             ring_reduce_segment(c, x, k);
     }
-    if (rc == CGLOO_OK)
-        rc = cgloo__coll_waitall(c, sreq, 2);
-    ring_cancel(sreq, 2);
+    rc = cgloo__coll_finish(c, sreq, (int)ns, rc);
     ring_cancel(rreq, 2);
+    free(sreq);
     return rc;
 }
 
