@@ -357,7 +357,9 @@ CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const i
 /* cgloo_wait drives progress until req completes or timeout_ms passes (0: the context's
  * default). On completion (success or error, EABORTED included) the request is freed and *done
  * (may be NULL) filled. On ETIMEDOUT the request stays
- * pending: wait again or cancel it. Errors: the request's own status, ETIMEDOUT, EABORTED. */
+ * pending: wait again or cancel it (a completed request never
+ * reports ETIMEDOUT: a connection that timed out in the kernel fails with EPEER). Errors: the
+ * request's own status, ETIMEDOUT, EABORTED. */
 CGLOO_API int cgloo_wait(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
 /* cgloo_test drives progress once without blocking. If the request completed, frees it, sets

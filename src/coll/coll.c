@@ -134,9 +134,7 @@ int cgloo__coll_wait(coll *c, cgloo_request **req)
     size_t expected = r->len;
     int left = cgloo__remaining_ms(c->deadline_ms);
     cgloo_completion done;
-    int rc = cgloo_wait(r, left > 0 ? left : 1, &done);
-    if (rc == CGLOO_ETIMEDOUT)
-        cgloo_cancel(r);
+    int rc = cgloo__wait_or_cancel(r, left > 0 ? left : 1, &done);
     *req = NULL;
     if (rc != CGLOO_OK)
         return coll_post_error(c, rc, is_recv ? "receive from" : "send to", peer, step);

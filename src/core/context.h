@@ -142,6 +142,9 @@ cgloo_request *cgloo__match_posted(cgloo_context *ctx, cgloo_pair *p, uint64_t t
 /* cgloo__deliver_eager hands a whole unexpected eager message to a posted receive, or queues it.
  * Takes ownership of msg. */
 void cgloo__deliver_eager(cgloo_pair *p, unexpected_msg *msg);
+/* cgloo__wait_or_cancel is cgloo_wait that cancels the request when its wait ends without it
+ * completing (a timeout), so that the request never outlives the call either way. */
+int cgloo__wait_or_cancel(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 /* cgloo__fail_set_receives fails every receive from a set that includes p->rank. */
 void cgloo__fail_set_receives(cgloo_context *ctx, cgloo_pair *p);
 

@@ -346,8 +346,12 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
         cgloo__pair_error(p);
 }
 
-int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
+/* request_wait is cgloo_wait that also says whether the request is still pending (its wait
+ * timed out) or was freed: a completed request may carry any status, ETIMEDOUT included (a
+ * connection that timed out in the kernel), so the status alone cannot tell. */
+static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done, bool *pending)
 {
+    *pending = false;
     if (!r || timeout_ms < 0)
         return CGLOO_EINVAL;
     cgloo_context *ctx = r->ctx;
@@ -366,11 +370,28 @@ int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
     else if (rc == CGLOO_OK)
         request_error(ctx, r);
     pthread_mutex_unlock(&ctx->lock);
-    if (rc != CGLOO_OK)
+    if (rc != CGLOO_OK) {
+        *pending = true;
         return rc;
+    }
     rc = r->status;
     fill_completion(r, done);
     request_free(r);
+    return rc;
+}
+
+int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
+{
+    bool pending;
+    return request_wait(r, timeout_ms, done, &pending);
+}
+
+int cgloo__wait_or_cancel(cgloo_request *r, int timeout_ms, cgloo_completion *done)
+{
+    bool pending;
+    int rc = request_wait(r, timeout_ms, done, &pending);
+    if (pending)
+        cgloo_cancel(r);
     return rc;
 }
 
@@ -420,21 +441,12 @@ void cgloo_cancel(cgloo_request *r)
     pthread_mutex_unlock(&ctx->lock);
 }
 
-/* wait_or_cancel waits for a request a blocking call made, and withdraws it on timeout. */
-static int wait_or_cancel(cgloo_request *r, int timeout_ms, cgloo_completion *done)
-{
-    int rc = cgloo_wait(r, timeout_ms, done);
-    if (rc == CGLOO_ETIMEDOUT)
-        cgloo_cancel(r);
-    return rc;
-}
-
 int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                int timeout_ms)
 {
     cgloo_request *r;
     int rc = cgloo_isend(ctx, buf, len, dst, tag, &r);
-    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, NULL);
+    return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, NULL);
 }
 
 int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag, int timeout_ms,
@@ -442,7 +454,7 @@ int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
 {
     cgloo_request *r;
     int rc = cgloo_irecv(ctx, buf, len, src, tag, &r);
-    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, done);
+    return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, done);
 }
 
 int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
@@ -450,5 +462,5 @@ int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, s
 {
     cgloo_request *r;
     int rc = cgloo_irecv_any(ctx, buf, len, srcs, nsrcs, tag, &r);
-    return rc != CGLOO_OK ? rc : wait_or_cancel(r, timeout_ms, done);
+    return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, done);
 }

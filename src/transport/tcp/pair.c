@@ -120,6 +120,15 @@ void cgloo__pair_fail(cgloo_pair *p, int status, const char *why, int err)
     cgloo__fail_set_receives(ctx, p);
 }
 
+/* pair_io_status turns a socket error into the connection's sticky status. A connection the
+ * kernel timed out means the peer is gone: EPEER, never ETIMEDOUT, which a wait reserves for
+ * "still pending, you may wait again". */
+static int pair_io_status(int err)
+{
+    int status = cgloo__status_from_errno(err);
+    return status == CGLOO_ETIMEDOUT ? CGLOO_EPEER : status;
+}
+
 static void pair_protocol_error(cgloo_pair *p, const char *why)
 {
     CGLOO_LOG(CGLOO_LOG_ERROR, p->ctx->rank, p->ctx->size, "peer %d (%s): protocol error: %s",
@@ -192,7 +201,7 @@ static void pair_flush(cgloo_pair *p)
             pair_want_out(p, true);
             return;
         } else if (errno != EINTR) {
-            cgloo__pair_fail(p, cgloo__status_from_errno(errno), "send failed", errno);
+            cgloo__pair_fail(p, pair_io_status(errno), "send failed", errno);
             return;
         }
     }
@@ -505,7 +514,7 @@ static void pair_read(cgloo_pair *p)
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                cgloo__pair_fail(p, cgloo__status_from_errno(errno), "receive failed", errno);
+                cgloo__pair_fail(p, pair_io_status(errno), "receive failed", errno);
             return;
         }
         /* A short read drained the socket; epoll reports the next arrival. */
