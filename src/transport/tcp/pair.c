@@ -5,6 +5,12 @@
  *
  * Receiving goes through a staging buffer so that one recv() usually brings a header and a
  * small payload together; a large payload is read straight into the receive buffer.
+ *
+ * Turns: one readiness event moves at most IO_TURN_BYTES each way, then the connection waits
+ * for its next event. Without the cap a rank copying a 32 MiB payload out of the socket in one
+ * call sends nothing meanwhile, so the peer's receive side runs dry; taking turns keeps both
+ * directions (and every peer) moving. Measured on loopback with a 64 MiB two-rank allreduce:
+ * uncapped 1.67 GB/s, 1 MiB turns 1.9, 512 KiB 2.2 to 2.5, 256 KiB 2.0.
  */
 #include "core/context.h"
 
@@ -16,6 +22,7 @@
 
 #define RBUF_SIZE (64 * 1024)
 #define SEND_IOV_MAX 64
+#define IO_TURN_BYTES (512 * 1024)
 /* Unexpected messages one peer may leave queued before it is judged to be flooding. */
 #define UNEXPECTED_MAX (1u << 20)
 
@@ -173,30 +180,42 @@ static void pair_advance(cgloo_pair *p, size_t written)
     }
 }
 
-static int pair_fill_iov(cgloo_pair *p, struct iovec *iov)
+/* pair_fill_iov gathers the head of the send queue, at most `budget` bytes of it. */
+static int pair_fill_iov(cgloo_pair *p, struct iovec *iov, size_t budget)
 {
     int n = 0;
     cgloo__list *it;
-    for (it = p->sendq.next; it != &p->sendq && n < SEND_IOV_MAX - 1; it = it->next) {
+    for (it = p->sendq.next; it != &p->sendq && n < SEND_IOV_MAX - 1 && budget > 0; it = it->next) {
         cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->hdr_off < MSG_HDR_LEN)
+        if (r->hdr_off < MSG_HDR_LEN) {
             iov[n++] = (struct iovec){r->hdr + r->hdr_off, MSG_HDR_LEN - r->hdr_off};
-        if (r->data_off < r->data_len)
-            iov[n++] =
-                (struct iovec){(void *)(send_payload(r) + r->data_off), r->data_len - r->data_off};
+            budget -= CGLOO_MIN(budget, MSG_HDR_LEN - r->hdr_off);
+        }
+        size_t len = CGLOO_MIN(r->data_len - r->data_off, budget);
+        if (len > 0) {
+            iov[n++] = (struct iovec){(void *)(send_payload(r) + r->data_off), len};
+            budget -= len;
+        }
     }
     return n;
 }
 
-/* pair_flush writes as much of the send queue as the socket takes, in one writev per batch. */
+/* pair_flush writes the send queue, one sendmsg per batch, until the socket is full or this
+ * turn's IO_TURN_BYTES are written; what is left waits for the next EPOLLOUT. */
 static void pair_flush(cgloo_pair *p)
 {
+    size_t turn = IO_TURN_BYTES;
     while (p->fd >= 0 && !cgloo__list_empty(&p->sendq)) {
+        if (turn == 0) {
+            pair_want_out(p, true);
+            return;
+        }
         struct iovec iov[SEND_IOV_MAX];
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)pair_fill_iov(p, iov)};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)pair_fill_iov(p, iov, turn)};
         ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL);
         if (n >= 0) {
             pair_advance(p, (size_t)n);
+            turn -= CGLOO_MIN(turn, (size_t)n);
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             pair_want_out(p, true);
             return;
@@ -475,12 +494,13 @@ static void pair_on_eof(cgloo_pair *p)
                      0);
 }
 
-/* pair_read_direct reads a large payload straight into its destination. Returns bytes read,
- * 0 for EOF, -1 for errno. */
-static ssize_t pair_read_direct(cgloo_pair *p)
+/* pair_read_direct reads up to `want` bytes of a large payload straight into its destination.
+ * Returns bytes read, 0 for EOF, -1 for errno. */
+static ssize_t pair_read_direct(cgloo_pair *p, size_t want)
 {
     uint8_t *dst = p->rx_dst ? p->rx_dst : p->rbuf;
-    size_t want = p->rx_dst ? p->rx_left : CGLOO_MIN(p->rx_left, (size_t)RBUF_SIZE);
+    if (!p->rx_dst)
+        want = CGLOO_MIN(want, (size_t)RBUF_SIZE);
     ssize_t n = recv(p->fd, dst, want, 0);
     if (n > 0) {
         if (p->rx_dst)
@@ -492,14 +512,15 @@ static ssize_t pair_read_direct(cgloo_pair *p)
     return n;
 }
 
+/* pair_read reads until the socket is drained or this turn's IO_TURN_BYTES are read. */
 static void pair_read(cgloo_pair *p)
 {
-    while (p->fd >= 0) {
+    for (size_t turn = IO_TURN_BYTES; p->fd >= 0 && turn > 0;) {
         ssize_t n;
         size_t want;
         if (p->rx_state == RX_PAYLOAD && p->rstart == p->rend && p->rx_left >= RBUF_SIZE / 2) {
-            want = p->rx_left;
-            n = pair_read_direct(p);
+            want = CGLOO_MIN(p->rx_left, turn);
+            n = pair_read_direct(p, want);
         } else {
             want = RBUF_SIZE - p->rend;
             n = recv(p->fd, p->rbuf + p->rend, want, 0);
@@ -520,6 +541,7 @@ static void pair_read(cgloo_pair *p)
         /* A short read drained the socket; epoll reports the next arrival. */
         if ((size_t)n < want)
             return;
+        turn -= CGLOO_MIN(turn, (size_t)n);
     }
 }
 
