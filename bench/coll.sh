@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Collective benchmark: cgloo-bench beside Open MPI (bench/mpi_coll.c, when mpicc and mpirun
-# are present) for every collective at 2 and 4 ranks over TCP loopback, plus the point-to-point
-# comparison (bench/run.sh) and the machine's TCP limits (../shared/tools/limits/run.sh, when
-# present), all in one run. Every configuration runs RUNS times; the tables give the median of
-# the runs' p50 times and of their bus bandwidths, and the ratios cgloo / Open MPI (time: below
-# 1 is faster; bandwidth: above 1 is). Writes OUT/BENCHMARKS.md (the method from
-# bench/BENCHMARKS.head.md, then the results), OUT/bench/collectives.csv (the medians) and
-# OUT/bench/<collective>.png (bus bandwidth and latency against size, with gnuplot).
+# are present) and Facebook's Gloo (bench/gloo_coll.cc, when g++ and libgloo-dev are present;
+# allreduce as the best of Gloo's four algorithms at each size) for every collective at 2 and 4
+# ranks over TCP loopback, plus the point-to-point comparison (bench/run.sh) and the machine's
+# TCP limits (../shared/tools/limits/run.sh, when present), all in one run. Every configuration
+# runs RUNS times; the tables give the median of the runs' p50 times and of their bus
+# bandwidths, and the ratios cgloo / Open MPI and cgloo / Gloo (time: below 1 is faster;
+# bandwidth: above 1 is). Writes OUT/BENCHMARKS.md (the method from bench/BENCHMARKS.head.md,
+# then the results), OUT/bench/collectives.csv (the medians) and OUT/bench/<collective>.png (bus
+# bandwidth and latency against size, with gnuplot).
 #
-#   bench/coll.sh                         full run into docs/ (about 20 minutes)
+#   bench/coll.sh                         full run into docs/ (roughly 40 minutes)
 #   QUICK=1 bench/coll.sh                 a few sizes, one run, into build/bench-quick/
 #   RUNS=5 MAX_BYTES=16777216 COLLS="allreduce broadcast" RANKS="2 3 4" bench/coll.sh
 #   REPORT_ONLY=1 bench/coll.sh           the report again from the last run's data (DATA)
@@ -56,7 +58,13 @@ measure() {
   if command -v mpicc >/dev/null && command -v mpirun >/dev/null; then
     mpicc -O2 -o "$tmp/mpi_coll" bench/mpi_coll.c && have_mpi=1
   else
-    echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): cgloo only" >&2
+    echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): no Open MPI column" >&2
+  fi
+  have_gloo=0
+  if command -v g++ >/dev/null && [ -f /usr/include/gloo/allreduce_ring.h ]; then
+    g++ -O2 -std=c++17 -o "$tmp/gloo_coll" bench/gloo_coll.cc -lgloo -pthread && have_gloo=1
+  else
+    echo "Gloo not found (apt-get install g++ libgloo-dev): no Gloo column" >&2
   fi
   mpi_flags=(--allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo)
   bench_args=(--min-elements $((MIN_BYTES / 4)) --max-elements $((MAX_BYTES / 4)) --factor "$FACTOR"
@@ -65,11 +73,14 @@ measure() {
   # sweep LIB RANKS COLL: one sweep into raw.csv; a failure is reported and the run goes on.
   sweep() {
     local cmd
-    if [ "$1" = cgloo ]; then
-      cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet)
-    else
-      cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3")
-    fi
+    case $1 in
+      cgloo) cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet) ;;
+      mpi) cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3") ;;
+      # cgloo-run only starts the processes: Gloo meets through its own FileStore
+      gloo) cmd=(./build/tools/cgloo-run -n "$2" "$tmp/gloo_coll" --mode "$3"
+          --store-dir "$tmp/gloo-store")
+        if [ "$3" = allreduce ]; then cmd+=(--algorithm best); fi ;;
+    esac
     if ! timeout 900 "${cmd[@]}" "${bench_args[@]}" >"$tmp/sweep.csv" 2>"$tmp/sweep.err"; then
       echo "FAILED: $1 $3, $2 ranks, run $run: $(tail -2 "$tmp/sweep.err" | tr '\n' ' ')" |
         tee -a "$DATA/failures.txt" >&2
@@ -82,14 +93,18 @@ measure() {
   [ -z "$(git status --porcelain -- src include 2>/dev/null)" ] || commit="$commit with uncommitted changes in src/"
   rm -f "$DATA/raw.csv" "$DATA/failures.txt" "$DATA/limits.txt" "$DATA/p2p.md"
   touch "$DATA/raw.csv" "$DATA/failures.txt"
+  libs="cgloo"
+  [ "$have_mpi" = 0 ] || libs="$libs mpi"
+  [ "$have_gloo" = 0 ] || libs="$libs gloo"
   for run in $(seq "$RUNS"); do
     for n in $RANKS; do
       for coll in $COLLS; do
         echo "run $run/$RUNS: $coll, $n ranks ($(($(date +%s) - started)) s so far)" >&2
-        # alternate which library goes first, so that slow drifts in the machine's load even out
-        if [ $((run % 2)) = 1 ] || [ "$have_mpi" = 0 ]; then order="cgloo mpi"; else order="mpi cgloo"; fi
+        # reverse the libraries' order every other run, so that slow drifts in the machine's
+        # load even out
+        order=$libs
+        [ $((run % 2)) = 1 ] || order=$(echo "$libs" | tr ' ' '\n' | tac | tr '\n' ' ')
         for lib in $order; do
-          [ "$lib" = mpi ] && [ "$have_mpi" = 0 ] && continue
           sweep "$lib" "$n" "$coll"
         done
       done
@@ -111,6 +126,9 @@ measure() {
     printf 'when=%q commit=%q mpi=%q system=%q\n' "$(date -u -d "@$started" '+%F %H:%M UTC')" \
       "$commit" "$(mpirun --version 2>/dev/null | head -1 || echo 'no Open MPI')" \
       "$(nproc) cores ($(uname -srm))"
+    if [ "$have_gloo" = 1 ]; then
+      printf 'gloo=%q\n' "Gloo $(dpkg-query -W -f='${Version}' libgloo-dev 2>/dev/null || echo '(version unknown)')"
+    fi
     printf 'load_before=%q load_after=%q elapsed=%q\n' "$load_before" \
       "$(cut -d' ' -f1-3 /proc/loadavg)" "$(($(date +%s) - started))"
   } >"$DATA/meta.sh"
@@ -126,7 +144,11 @@ fi
 
 # ---- medians and ratios --------------------------------------------------------------------
 # collectives.csv: mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw,mpi_busbw,
-# bw_ratio, where each figure is the median over the runs (empty when a side has no data).
+# bw_ratio,gloo_p50_us,gloo_busbw,time_ratio_gloo,bw_ratio_gloo,gloo_algorithm, where each
+# figure is the median over the runs (empty when a side has no data), time_ratio and bw_ratio
+# are cgloo / Open MPI, the _gloo ratios cgloo / Gloo, and gloo_algorithm names the algorithms
+# Gloo's rows came from (allreduce: the winners of its runs, joined by "/"). The library is the
+# CSV's algorithm column: "mpi", "gloo:NAME", or anything else for cgloo.
 awk -F, -v colls="$COLLS" -v out="$tmp/medians.unsorted" '
   function median(list,   a, n, i, j, t) {
     n = split(list, a, " ")
@@ -143,26 +165,27 @@ awk -F, -v colls="$COLLS" -v out="$tmp/medians.unsorted" '
   BEGIN { n = split(colls, c, " "); for (i = 1; i <= n; i++) order[c[i]] = i }
   !($1 in order) { next }
   {
-    lib = $2 == "mpi" ? "mpi" : "cgloo"; key = $1 "," $3 "," $4
+    lib = $2 == "mpi" ? "mpi" : $2 ~ /^gloo/ ? "gloo" : "cgloo"; key = $1 "," $3 "," $4
     if (!(key in seen)) { seen[key] = 1; printf "%d,%s,%s,%s\n", order[$1], $1, $3, $4 > "/dev/stderr" }
+    if (lib == "gloo" && index("/" algs[key] "/", "/" substr($2, 6) "/") == 0)
+      algs[key] = algs[key] (algs[key] == "" ? "" : "/") substr($2, 6)
     t[lib, key] = t[lib, key] " " $7
     g[lib, key] = g[lib, key] " " ($7 > 0 ? sprintf("%.6g", $4 * factor($1, $3) / $7 / 1e3) : 0)
   }
+  function ratio(a, b) { return a != "" && b != "" && b > 0 ? sprintf("%.3f", a / b) : "" }
+  function bw(x) { return x == "" ? "" : sprintf("%.4g", x) }
   END {
     for (key in seen) {
-      ct = median(t["cgloo", key]); mt = median(t["mpi", key])
-      cg = median(g["cgloo", key]); mg = median(g["mpi", key])
-      tr = ct != "" && mt != "" && mt > 0 ? sprintf("%.3f", ct / mt) : ""
-      br = cg != "" && mg != "" && mg > 0 ? sprintf("%.3f", cg / mg) : ""
-      if (cg != "") cg = sprintf("%.4g", cg)
-      if (mg != "") mg = sprintf("%.4g", mg)
-      print key "," ct "," mt "," tr "," cg "," mg "," br > out
+      ct = median(t["cgloo", key]); mt = median(t["mpi", key]); gt = median(t["gloo", key])
+      cg = median(g["cgloo", key]); mg = median(g["mpi", key]); gg = median(g["gloo", key])
+      print key "," ct "," mt "," ratio(ct, mt) "," bw(cg) "," bw(mg) "," ratio(cg, mg) "," \
+        gt "," bw(gg) "," ratio(ct, gt) "," ratio(cg, gg) "," algs[key] > out
     }
   }' "$DATA/raw.csv" 2>"$tmp/keys.csv"
 # order: the COLLS order, then ranks, then bytes
 sort -t, -k1,1n -k3,3n -k4,4n "$tmp/keys.csv" | cut -d, -f2- >"$tmp/keys.sorted"
 {
-  echo "mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw_gbps,mpi_busbw_gbps,bw_ratio"
+  echo "mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw_gbps,mpi_busbw_gbps,bw_ratio,gloo_p50_us,gloo_busbw_gbps,time_ratio_gloo,bw_ratio_gloo,gloo_algorithm"
   awk -F, 'NR == FNR { row[$1 "," $2 "," $3] = $0; next } { print row[$0] }' \
     "$tmp/medians.unsorted" "$tmp/keys.sorted"
 } >"$OUT/bench/collectives.csv"
@@ -177,9 +200,16 @@ if command -v gnuplot >/dev/null; then
       awk -F, -v m="$coll" -v r="$n" '$1 == m && $2 == r' "$OUT/bench/collectives.csv" >"$tmp/$coll.$n.dat"
       [ -s "$tmp/$coll.$n.dat" ] || continue
       plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:7 with linespoints title 'cgloo, $n ranks',"
-      plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:(\$8 > 0 ? \$8 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
       plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:4 with linespoints title 'cgloo, $n ranks',"
-      plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:(\$5 > 0 ? \$5 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
+      # a library without data gets no curve (gnuplot would warn about it)
+      if awk -F, '$5 != "" { f = 1 } END { exit !f }' "$tmp/$coll.$n.dat"; then
+        plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:(\$8 > 0 ? \$8 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
+        plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:(\$5 > 0 ? \$5 : 1/0) with linespoints dashtype 2 title 'Open MPI, $n ranks',"
+      fi
+      if awk -F, '$10 != "" { f = 1 } END { exit !f }' "$tmp/$coll.$n.dat"; then
+        plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:(\$11 > 0 ? \$11 : 1/0) with linespoints dashtype 3 title 'Gloo, $n ranks',"
+        plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:(\$10 > 0 ? \$10 : 1/0) with linespoints dashtype 3 title 'Gloo, $n ranks',"
+      fi
     done
     [ -n "$plots_bw" ] || continue
     gnuplot <<EOF && charts="$charts $coll"
@@ -209,12 +239,43 @@ fi
 # ---- the report --------------------------------------------------------------------------------
 md="$OUT/BENCHMARKS.md"
 csv="$OUT/bench/collectives.csv"
+
+# summary NAME TIME_COL BW_COL: the table of cgloo against one library, from its ratio columns
+# in collectives.csv.
+summary() {
+  echo
+  echo "### Summary: cgloo against $1"
+  echo
+  echo "Ratios cgloo / $1 of the medians. Time: below 1 means cgloo is faster. Bus bandwidth:"
+  echo "above 1 means cgloo is faster. \"smallest\" is the smallest size the collective has at that"
+  echo "rank count, \"largest\" the largest; \"worst time\" is the largest time ratio over all sizes."
+  echo
+  echo "| collective | ranks | time, smallest | time, 1 MiB | busbw, 1 MiB | busbw, largest | geomean time ratio | worst time ratio (bytes) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  awk -F, -v tc="$2" -v bc="$3" 'NR > 1 {
+      k = $1 "," $2; tr = $tc; br = $bc
+      if (!(k in first)) { first[k] = tr; keys[++nk] = k }
+      if ($3 == 1048576) { t1m[k] = tr; b1m[k] = br }
+      lastb[k] = br; lastbytes[k] = $3
+      if (tr != "") { lg[k] += log(tr); ng[k]++; if (tr + 0 > worst[k] + 0) { worst[k] = tr; wb[k] = $3 } }
+    }
+    function f(x) { return x == "" ? "-" : x }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = keys[i]; split(k, p, ",")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], f(first[k]), f(t1m[k]),
+          f(b1m[k]), p[1] == "barrier" || lastb[k] == "" ? "-" : lastb[k] " (" lastbytes[k] " B)",
+          ng[k] ? sprintf("%.2f", exp(lg[k] / ng[k])) : "-", worst[k] == "" ? "-" : worst[k] " (" wb[k] ")"
+      }
+    }' "$csv"
+}
+
 {
   cat bench/BENCHMARKS.head.md
   echo
   echo "## Results"
   echo
-  echo "Run of $when on $system, cgloo $commit, $mpi; $RUNS runs of every"
+  echo "Run of $when on $system, cgloo $commit, $mpi, ${gloo:-no Gloo}; $RUNS runs of every"
   echo "configuration, $TIME_MS ms of timed calls per size and run, sizes $MIN_BYTES B to $MAX_BYTES B by a"
   echo "factor of $FACTOR; load average $load_before before and $load_after after; $elapsed s in all."
   echo "Command: \`RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
@@ -224,31 +285,8 @@ csv="$OUT/bench/collectives.csv"
     echo
     sed 's/^/- /' "$DATA/failures.txt"
   fi
-  echo
-  echo "### Summary: cgloo against Open MPI"
-  echo
-  echo "Ratios cgloo / Open MPI of the medians. Time: below 1 means cgloo is faster. Bus bandwidth:"
-  echo "above 1 means cgloo is faster. \"smallest\" is the smallest size the collective has at that"
-  echo "rank count, \"largest\" the largest; \"worst time\" is the largest time ratio over all sizes."
-  echo
-  echo "| collective | ranks | time, smallest | time, 1 MiB | busbw, 1 MiB | busbw, largest | geomean time ratio | worst time ratio (bytes) |"
-  echo "|---|---|---|---|---|---|---|---|"
-  awk -F, 'NR > 1 {
-      k = $1 "," $2
-      if (!(k in first)) { first[k] = $6; keys[++nk] = k }
-      if ($3 == 1048576) { t1m[k] = $6; b1m[k] = $9 }
-      lastb[k] = $9; lastbytes[k] = $3
-      if ($6 != "") { lg[k] += log($6); ng[k]++; if ($6 + 0 > worst[k] + 0) { worst[k] = $6; wb[k] = $3 } }
-    }
-    function f(x) { return x == "" ? "-" : x }
-    END {
-      for (i = 1; i <= nk; i++) {
-        k = keys[i]; split(k, p, ",")
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], f(first[k]), f(t1m[k]),
-          f(b1m[k]), p[1] == "barrier" ? "-" : f(lastb[k]) " (" lastbytes[k] " B)",
-          ng[k] ? sprintf("%.2f", exp(lg[k] / ng[k])) : "-", worst[k] == "" ? "-" : worst[k] " (" wb[k] ")"
-      }
-    }' "$csv"
+  summary "Open MPI" 6 9
+  summary Gloo 12 13
   if [ -f "$DATA/limits.txt" ]; then
     echo
     echo "### The machine's TCP limits, measured in the same run"
@@ -268,10 +306,11 @@ csv="$OUT/bench/collectives.csv"
       echo
       echo "$coll, $n ranks:"
       echo
-      echo "| bytes | cgloo p50 us | Open MPI p50 us | time ratio | cgloo busbw GB/s | Open MPI busbw GB/s | bandwidth ratio |"
-      echo "|---|---|---|---|---|---|---|"
+      echo "| bytes | cgloo p50 us | Open MPI p50 us | Gloo p50 us | time ratio, MPI | time ratio, Gloo | cgloo busbw GB/s | Open MPI busbw GB/s | Gloo busbw GB/s | busbw ratio, MPI | busbw ratio, Gloo | Gloo algorithm |"
+      echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
       awk -F, -v m="$coll" -v r="$n" 'function f(x) { return x == "" ? "-" : x }
-        $1 == m && $2 == r { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $3, f($4), f($5), f($6), f($7), f($8), f($9) }' "$csv"
+        $1 == m && $2 == r { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $3, f($4), f($5),
+          f($10), f($6), f($12), f($7), f($8), f($11), f($9), f($13), f($14) }' "$csv"
     done
   done
   if [ -f "$DATA/p2p.md" ]; then
