@@ -329,7 +329,7 @@ static void test_allgatherv(void)
 
 /* ---- broadcast ----------------------------------------------------------------------------- */
 
-static const char *const broadcast_algs[] = {NULL, "binomial", "pipeline"};
+static const char *const broadcast_algs[] = {NULL, "binomial", "pipeline", "flat"};
 
 static void run_broadcast(tcase *t)
 {
@@ -605,17 +605,20 @@ static void test_alltoall(void)
 /* ---- barrier ------------------------------------------------------------------------------- */
 
 typedef struct barrier_arg {
-    int entered; /* ranks that have entered the current round (atomic) */
+    const char *alg; /* NULL: the selector's choice */
+    int entered;     /* ranks that have entered the current round (atomic) */
     int sleeper;
     long long enter_ms; /* when the sleeper entered (atomic) */
 } barrier_arg;
+
+static const char *const barrier_algs[] = {NULL, "dissemination", "all_to_one"};
 
 /* In each round every rank counts itself in, then enters the barrier; nobody may leave before
  * the whole round has counted itself in. */
 static void barrier_body(rank_env *e, int rank, int size, void *arg)
 {
     barrier_arg *b = arg;
-    cgloo_coll_opts o = {.algorithm = rank % 2 ? "dissemination" : NULL};
+    cgloo_coll_opts o = {.algorithm = b->alg};
     for (int round = 1; round <= 30; round++) {
         if (round % 10 == 0 && rank == round % size)
             test_sleep_ms(20); /* a late rank now and then */
@@ -631,7 +634,8 @@ static void barrier_body(rank_env *e, int rank, int size, void *arg)
 static void barrier_delay_body(rank_env *e, int rank, int size, void *arg)
 {
     barrier_arg *b = arg;
-    CHECK_OK(cgloo_barrier(e->ctx, NULL));
+    cgloo_coll_opts o = {.algorithm = b->alg};
+    CHECK_OK(cgloo_barrier(e->ctx, &o));
     if (rank == b->sleeper) {
         long long t0 = test_now_ms();
         test_sleep_ms(100);
@@ -639,7 +643,7 @@ static void barrier_delay_body(rank_env *e, int rank, int size, void *arg)
         CHECK(now - t0 >= 100);
         __atomic_store_n(&b->enter_ms, now, __ATOMIC_SEQ_CST);
     }
-    CHECK_OK(cgloo_barrier(e->ctx, NULL));
+    CHECK_OK(cgloo_barrier(e->ctx, &o));
     long long left = test_now_ms(), entered = __atomic_load_n(&b->enter_ms, __ATOMIC_SEQ_CST);
     if (entered == 0 || left < entered) {
         char detail[128];
@@ -651,15 +655,17 @@ static void barrier_delay_body(rank_env *e, int rank, int size, void *arg)
 
 static void test_barrier(void)
 {
-    for (size_t i = 0; i < NWORLDS; i++) {
-        int size = world_sizes[i];
-        barrier_arg b = {0};
-        in_world(size, barrier_body, &b);
-        for (int s = 0; s < 2; s++) {
-            barrier_arg d = {.sleeper = s ? size - 1 : size / 2};
-            in_world(size, barrier_delay_body, &d);
+    for (size_t a = 0; a < sizeof barrier_algs / sizeof barrier_algs[0]; a++)
+        for (size_t i = 0; i < NWORLDS; i++) {
+            int size = world_sizes[i];
+            barrier_arg b = {.alg = barrier_algs[a]};
+            in_world(size, barrier_body, &b);
+            /* sleepers: rank 0 (the all-to-one root), a middle rank and the last */
+            for (int s = 0; s < 3; s++) {
+                barrier_arg d = {.alg = barrier_algs[a], .sleeper = (size - 1) * s / 2};
+                in_world(size, barrier_delay_body, &d);
+            }
         }
-    }
 }
 
 /* ---- algorithm names, unknown names, the environment --------------------------------------- */
@@ -678,14 +684,14 @@ static void test_algorithm_names(void)
 {
     names_match("allgather", (const char *const[]){"ring", "recursive_doubling", NULL});
     names_match("allgatherv", (const char *const[]){"ring", "recursive_doubling", NULL});
-    names_match("broadcast", (const char *const[]){"binomial", "pipeline", NULL});
+    names_match("broadcast", (const char *const[]){"binomial", "pipeline", "flat", NULL});
     names_match("gather", (const char *const[]){"direct", "binomial", NULL});
     names_match("gatherv", (const char *const[]){"direct", "binomial", NULL});
     names_match("scatter", (const char *const[]){"direct", "binomial", NULL});
     names_match("scatterv", (const char *const[]){"direct", "binomial", NULL});
     names_match("alltoall", (const char *const[]){"pairwise", NULL});
     names_match("alltoallv", (const char *const[]){"pairwise", NULL});
-    names_match("barrier", (const char *const[]){"dissemination", NULL});
+    names_match("barrier", (const char *const[]){"dissemination", "all_to_one", NULL});
 }
 
 static void expect_unsupported(cgloo_context *ctx, int rc)
@@ -768,7 +774,7 @@ static void test_env_selects(void)
     CHECK(setenv("CGLOO_BROADCAST_ALGORITHM", "binomial", 1) == 0);
     in_world(2, mismatch_body, (void *)"binomial");
     CHECK(unsetenv("CGLOO_BROADCAST_ALGORITHM") == 0);
-    in_world(2, mismatch_body, (void *)"binomial"); /* the selector's choice for 10 bytes */
+    in_world(2, mismatch_body, (void *)"flat"); /* the selector's choice for 10 bytes */
 }
 
 /* ---- bad arguments ------------------------------------------------------------------------- */

@@ -444,8 +444,8 @@ CGLOO_API int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t s
                                void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                                const cgloo_coll_opts *opts);
 
-/* cgloo_broadcast: root's buf is copied to every rank's buf. Algorithms: "binomial",
- * "pipeline" (a chain in segments, for large messages). */
+/* cgloo_broadcast: root's buf is copied to every rank's buf. Algorithms: "flat" (the root
+ * sends to every rank), "binomial", "pipeline" (a chain in segments, for large messages). */
 CGLOO_API int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype,
                               int root, const cgloo_coll_opts *opts);
 
@@ -485,7 +485,8 @@ CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const siz
                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                               const cgloo_coll_opts *opts);
 
-/* cgloo_barrier returns once every rank has entered it. Algorithm: "dissemination". */
+/* cgloo_barrier returns once every rank has entered it. Algorithms: "dissemination",
+ * "all_to_one" (in to rank 0 and back out). */
 CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
 
 /* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
