@@ -35,7 +35,7 @@ typedef int (*cgloo__reduce_scatter_fn)(coll *c, const void *sendbuf, void *recv
 /* cgloo__reduce_scatter_ring_inplace: ring reduce-scatter in place. On entry buf holds this
  * rank's contribution to every block; on return block c->rank of buf holds that block reduced
  * over all ranks, and the other blocks are scratch (partial sums: unspecified). Scratch: two
- * segments of at most 1 MiB each, allocated inside. Uses steps step_base .. step_base +
+ * segments of at most 512 KiB each, allocated inside. Uses steps step_base .. step_base +
  * size - 2. size 1: returns at once. */
 int cgloo__reduce_scatter_ring_inplace(coll *c, void *buf, const size_t *offsets,
                                        unsigned step_base);
