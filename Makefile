@@ -4,7 +4,7 @@
 #   make check-asan  the tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan  the tests again under ThreadSanitizer
 #   make bench       build, then run the point-to-point benchmark against the machine's limits
-#   make bench-coll  build, then every collective beside Open MPI into docs/BENCHMARKS.md (~20 min;
+#   make bench-coll  build, then every collective beside Open MPI and Gloo into docs/BENCHMARKS.md (~40 min;
 #                    QUICK=1 make bench-coll checks the script in a minute or two)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
