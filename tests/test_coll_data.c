@@ -20,6 +20,8 @@
 
 #define TIMEOUT_MS 60000
 #define NWORLDS (sizeof world_sizes / sizeof world_sizes[0])
+/* How many entries an algorithm list (NULL for the selector, then names) has. */
+#define NALGS(list) (sizeof(list) / sizeof(list)[0])
 
 static const int world_sizes[] = {1, 2, 3, 4, 5, 7, 8, 16};
 /* Data movement depends on the element size only: one dtype of each size. */
@@ -264,7 +266,7 @@ static void allgather_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     size_t counts[8];
     int nc = small_counts(size, counts);
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(allgather_algs); a++)
         for (int c = 0; c < nc; c++)
             for (size_t d = 0; d < 4; d++)
                 for (int ip = 0; ip < 2; ip++) {
@@ -274,7 +276,7 @@ static void allgather_body(rank_env *e, int rank, int size, void *arg)
                     t.inplace = ip;
                     run_allgather(&t);
                 }
-    for (size_t a = 0; a < 3; a++) { /* about a million elements gathered */
+    for (size_t a = 0; a < NALGS(allgather_algs); a++) { /* about a million elements gathered */
         tcase t = case_new(e, "allgather", allgather_algs[a], rank, size, &salt);
         case_dtype(&t, a == 1 ? CGLOO_INT32 : CGLOO_UINT8);
         t.count = 1000003 / (size_t)size + 1;
@@ -310,7 +312,7 @@ static void run_allgatherv(tcase *t)
 static void allgatherv_body(rank_env *e, int rank, int size, void *arg)
 {
     uint32_t salt = 1;
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(allgather_algs); a++)
         for (int k = 0; k < NKINDS; k++)
             for (size_t d = 0; d < 4; d += (k == NKINDS - 1 ? 3 : 1))
                 for (int ip = 0; ip < 2; ip++) {
@@ -348,7 +350,7 @@ static void broadcast_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(broadcast_algs); a++)
         for (int c = 0; c < nc; c++)
             for (int r = 0; r < nr; r++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
@@ -360,7 +362,7 @@ static void broadcast_body(rank_env *e, int rank, int size, void *arg)
                 }
     /* large: a million bytes (the last segment shorter) from the first rank and 4 MiB of int32
      * (whole segments) from the last, with each algorithm; 8 MB of float64 down the chain */
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(broadcast_algs); a++)
         for (int r = 0; r < 2; r++) {
             tcase t = case_new(e, "broadcast", broadcast_algs[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
@@ -415,7 +417,7 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(rooted_algs); a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
@@ -436,7 +438,7 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
                 run_gather(&t);
             }
         }
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(rooted_algs); a++)
         for (int r = 0; r < 2; r++) { /* large: a million elements, and large uneven gatherv */
             tcase t = case_new(e, "gather", rooted_algs[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
@@ -491,7 +493,7 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(rooted_algs); a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
@@ -512,7 +514,7 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
                 run_scatter(&t);
             }
         }
-    for (size_t a = 0; a < 3; a++)
+    for (size_t a = 0; a < NALGS(rooted_algs); a++)
         for (int r = 0; r < 2; r++) {
             tcase t = case_new(e, "scatter", rooted_algs[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
@@ -569,7 +571,7 @@ static void alltoall_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     size_t counts[8];
     int nc = small_counts(size, counts);
-    for (size_t a = 0; a < 2; a++) {
+    for (size_t a = 0; a < NALGS(alltoall_algs); a++) {
         for (int c = 0; c < nc; c++)
             for (size_t d = 0; d < 4; d++)
                 for (int ip = 0; ip < 2; ip++) {
@@ -655,7 +657,7 @@ static void barrier_delay_body(rank_env *e, int rank, int size, void *arg)
 
 static void test_barrier(void)
 {
-    for (size_t a = 0; a < sizeof barrier_algs / sizeof barrier_algs[0]; a++)
+    for (size_t a = 0; a < NALGS(barrier_algs); a++)
         for (size_t i = 0; i < NWORLDS; i++) {
             int size = world_sizes[i];
             barrier_arg b = {.alg = barrier_algs[a]};

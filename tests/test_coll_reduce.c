@@ -518,11 +518,11 @@ static void run_inplace(cgloo_context *ctx, int rank, int size, inplace_fn fn, c
 static void rank_inplace(int rank, int size, void *arg)
 {
     rank_env e = mesh_connect(store, rank, size, 60000);
-    /* Uneven blocks: empty ones, tiny ones, and one spanning several 256 KiB segments with a
-     * partial last one (float32: 65536 elements a segment). */
+    /* Uneven blocks: empty ones, tiny ones, and one spanning several 512 KiB ring segments with
+     * a partial last one (float32: 131072 elements a segment). */
     size_t counts[16], off[17] = {0};
     for (int r = 0; r < size; r++)
-        counts[r] = r % 3 == 1 ? 0 : r == 2 ? 3 * 65536 + 1234 : 7 + (size_t)r * 11;
+        counts[r] = r % 3 == 1 ? 0 : r == 2 ? 3 * 131072 + 1234 : 7 + (size_t)r * 11;
     for (int r = 0; r < size; r++)
         off[r + 1] = off[r] + counts[r];
     struct {

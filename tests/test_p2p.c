@@ -177,6 +177,54 @@ static void test_ordering(void)
     with_store(rank_ordering, 2, NULL);
 }
 
+/* ---- sizes around the transport's turn and buffer boundaries, both ways at once ---- */
+
+/* Both ranks post every send at once, then every receive (the first half late, so that part
+ * arrives unexpected): many small messages queue behind large ones, so writes batch dozens of
+ * messages, stop inside a header when the socket fills and stop at the turn's budget mid
+ * payload, while the reverse direction does the same. */
+static void rank_turns(int rank, int size, void *arg)
+{
+    rank_env e = mesh_connect(store, rank, size, 30000);
+    static const size_t sizes[] = {
+        0,     1,      31,          32,     33,     65535,          65536,
+        65537, 524272, 524288 - 32, 524288, 524289, (1u << 20) + 7, (3u << 20) + 5};
+    enum { NSIZES = sizeof sizes / sizeof sizes[0], N = 5 * NSIZES };
+    uint8_t *out[N], *in[N];
+    cgloo_request *sreq[N], *rreq[N];
+    int peer = 1 - rank;
+    for (int i = 0; i < N; i++) {
+        size_t n = sizes[(i * 7) % NSIZES];
+        out[i] = malloc(n + 1);
+        in[i] = malloc(n + 1);
+        CHECK(out[i] && in[i]);
+        fill_pattern(out[i], n, (uint32_t)(i * 2 + rank));
+        in[i][n] = 0xee;
+        CHECK_OK(cgloo_isend(e.ctx, out[i], n, peer, 5, &sreq[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2)
+            test_sleep_ms(20);
+        CHECK_OK(cgloo_irecv(e.ctx, in[i], sizes[(i * 7) % NSIZES], peer, 5, &rreq[i]));
+    }
+    for (int i = 0; i < N; i++) {
+        size_t n = sizes[(i * 7) % NSIZES];
+        cgloo_completion c;
+        CHECK_OK(cgloo_wait(rreq[i], 0, &c));
+        CHECK(c.bytes == n && check_pattern(in[i], n, (uint32_t)(i * 2 + peer)));
+        CHECK(in[i][n] == 0xee);
+        CHECK_OK(cgloo_wait(sreq[i], 0, NULL));
+        free(out[i]);
+        free(in[i]);
+    }
+    mesh_close(e);
+}
+
+static void test_turns(void)
+{
+    with_store(rank_turns, 2, NULL);
+}
+
 /* ---- receive from a set ---- */
 
 static void rank_any_source(int rank, int size, void *arg)
@@ -453,6 +501,7 @@ static const test_case tests[] = {
     {"sizes", test_sizes, 60},
     {"256mib", test_256mib, 60},
     {"ordering", test_ordering, 30},
+    {"turns", test_turns, 60},
     {"any_source", test_any_source, 30},
     {"truncate", test_truncate, 30},
     {"timeout_cancel", test_timeout_cancel, 30},
