@@ -68,9 +68,8 @@ typedef struct cgloo_pair {
     const char *fail_why;
     int fail_err;
     char addr[CGLOO_ADDR_TEXT_MAX];
-    bool want_out;   /* EPOLLOUT registered */
-    size_t out_turn; /* payload bytes written in this turn (see pair.c, "Turns") */
-    bool peer_left;  /* the peer said BYE: its close is a normal departure */
+    bool want_out;  /* EPOLLOUT registered */
+    bool peer_left; /* the peer said BYE: its close is a normal departure */
     /* eager flow control */
     uint32_t peer_eager_max;
     int64_t credits;      /* eager bytes this side may still send */
