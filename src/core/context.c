@@ -1,20 +1,20 @@
 /*
  * Contexts: lifecycle, error detail, abort, and the progress loop.
  *
- * Progress is driven by the thread that waits. It polls the context's epoll set without
+ * Progress is driven by the thread that waits. It polls the context's poller without
  * sleeping for a short spin (CGLOO_SPIN_US, default 500 µs; yielding the core between polls so
- * that ranks outnumbering cores still run), then sleeps in epoll_wait until the deadline. One
+ * that ranks outnumbering cores still run), then sleeps in the poller until the deadline. One
  * thread at a time drives; other waiters sleep on a condition variable and are woken after
- * each round. A message therefore costs no thread hand-off: the waiting thread reads it off
- * the socket and completes its own request (see docs/ARCHITECTURE.md for the measurements).
+ * each round. A message therefore costs no thread hand-off: the waiting thread reads it from
+ * the transport and completes its own request (docs/ARCHITECTURE.md, "Threads and progress", has
+ * the measurements behind the spin and the yield).
  */
 #include "core/context.h"
 #include "store/store.h"
+#include "transport/transport.h"
 
 #include <sched.h>
 #include <stdio.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,7 +22,6 @@
 #define DEFAULT_SPIN_US 500
 #define DEFAULT_EAGER_MAX (64u * 1024)
 #define DEFAULT_EAGER_BUDGET (4u * 1024 * 1024)
-#define EPOLL_BATCH 64
 /* A waiter pinned to one CPU polls without yielding this long first: a yield in every poll
  * makes the arrival of a message wait for the scheduler (measured: two pinned ranks left a
  * barrier 4 µs apart instead of 0.5 µs). An unpinned waiter yields from the first empty poll:
@@ -46,7 +45,7 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...)
     return status;
 }
 
-/* ctx_init_sync makes the lock, condition variable, epoll set and wake-up eventfd. */
+/* ctx_init_sync makes the lock, the condition variable and the poller. */
 static int ctx_init_sync(cgloo_context *ctx)
 {
     pthread_condattr_t ca;
@@ -55,14 +54,7 @@ static int ctx_init_sync(cgloo_context *ctx)
     pthread_cond_init(&ctx->progress_done, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&ctx->lock, NULL);
-    ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
-    ctx->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (ctx->epfd < 0 || ctx->wakefd < 0)
-        return cgloo__status_from_errno(errno);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ctx->wakefd};
-    if (epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->wakefd, &ev) != 0)
-        return cgloo__status_from_errno(errno);
-    return CGLOO_OK;
+    return cgloo__poller_init(&ctx->poller);
 }
 
 static int ctx_read_tuning(cgloo_context *ctx)
@@ -103,15 +95,15 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         return CGLOO_ENOMEM;
     ctx->rank = rank;
     ctx->size = size;
-    ctx->epfd = ctx->wakefd = -1;
+    ctx->poller.epfd = ctx->poller.wakefd = -1;
     ctx->timeout_ms = attr && attr->timeout_ms ? attr->timeout_ms : DEFAULT_TIMEOUT_MS;
     ctx->name = cgloo__strdup(attr && attr->name && *attr->name ? attr->name : "cgloo");
-    ctx->pairs = calloc((size_t)size, sizeof *ctx->pairs);
+    ctx->peers = calloc((size_t)size, sizeof *ctx->peers);
     cgloo__list_init(&ctx->any_posted);
-    for (int i = 0; ctx->pairs && i < size; i++)
-        cgloo__pair_init(&ctx->pairs[i], ctx, i);
+    for (int i = 0; ctx->peers && i < size; i++)
+        cgloo__peer_init(&ctx->peers[i], ctx, i);
     int rc = ctx_init_sync(ctx);
-    if (rc == CGLOO_OK && (!ctx->name || !ctx->pairs))
+    if (rc == CGLOO_OK && (!ctx->name || !ctx->peers))
         rc = CGLOO_ENOMEM;
     if (rc == CGLOO_OK)
         rc = ctx_read_tuning(ctx);
@@ -129,38 +121,22 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
 
 void cgloo__ctx_wake(cgloo_context *ctx)
 {
-    uint64_t one = 1;
-    ssize_t n = write(ctx->wakefd, &one, sizeof one);
-    (void)n; /* a full counter already means "wake up" */
+    cgloo__poller_wake(&ctx->poller);
 }
 
-static void ctx_dispatch(cgloo_context *ctx, struct epoll_event *evs, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == &ctx->wakefd) {
-            uint64_t v;
-            ssize_t r = read(ctx->wakefd, &v, sizeof v);
-            (void)r;
-            continue;
-        }
-        cgloo__pair_on_event(evs[i].data.ptr, evs[i].events);
-    }
-}
-
-/* ctx_poll_once waits in epoll for at most timeout_ms with the lock released, then handles
- * what arrived with the lock held again. */
+/* ctx_poll_once waits in the poller for at most timeout_ms with the lock released, then
+ * dispatches what fired with the lock held again. */
 static void ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
 {
-    struct epoll_event evs[EPOLL_BATCH];
+    cgloo__poll_events evs;
     ctx->progressing = true;
     pthread_mutex_unlock(&ctx->lock);
-    int n = epoll_wait(ctx->epfd, evs, EPOLL_BATCH, timeout_ms);
+    int n = cgloo__poller_wait(&ctx->poller, timeout_ms, &evs);
     if (n == 0 && yield)
         sched_yield(); /* let another rank (or the kernel's network work) on this core run */
     pthread_mutex_lock(&ctx->lock);
     ctx->progressing = false;
-    if (n > 0)
-        ctx_dispatch(ctx, evs, n);
+    cgloo__poller_dispatch(&evs);
     if (ctx->waiters)
         pthread_cond_broadcast(&ctx->progress_done);
 }
@@ -251,7 +227,7 @@ void cgloo_context_abort(cgloo_context *ctx)
     if (!ctx->aborted) {
         ctx->aborted = true;
         for (int i = 0; i < ctx->size; i++)
-            cgloo__pair_fail(&ctx->pairs[i], CGLOO_EABORTED, "context aborted", 0);
+            cgloo__p2p_peer_fail(&ctx->peers[i], CGLOO_EABORTED, "context aborted", 0);
         cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: context aborted", ctx->rank);
         cgloo__ctx_wake(ctx);
         pthread_cond_broadcast(&ctx->progress_done);
@@ -261,76 +237,45 @@ void cgloo_context_abort(cgloo_context *ctx)
 
 /* ---- teardown -------------------------------------------------------------------------------- */
 
-static bool ctx_sends_pending(cgloo_context *ctx)
-{
-    for (int i = 0; i < ctx->size; i++) {
-        cgloo_pair *p = &ctx->pairs[i];
-        if (p->fd >= 0 && (!cgloo__list_empty(&p->sendq) || !cgloo__list_empty(&p->awaiting)))
-            return true;
-    }
-    return false;
-}
-
-/* ctx_flush keeps driving the sockets while sends are still queued (cancelled sends the peer
- * already heard of, credit returns), until they are out or the deadline passes. */
-static void ctx_flush(cgloo_context *ctx, int64_t deadline_ms)
-{
-    pthread_mutex_lock(&ctx->lock);
-    while (ctx_sends_pending(ctx) && cgloo__remaining_ms(deadline_ms) > 0)
-        ctx_poll_once(ctx, CGLOO_MIN(cgloo__remaining_ms(deadline_ms), 10), false);
-    pthread_mutex_unlock(&ctx->lock);
-}
-
-/* ctx_linger half-closes every connection and reads until each peer closes too, or a short
- * deadline passes, so that bytes this rank sent last are not lost to a reset caused by bytes
- * it never read. */
+/* ctx_linger closes every connection normally: each transport tells its peer this rank is
+ * leaving, writes what is still queued (cancelled sends the peer already heard of, credit
+ * returns), half-closes and reads until the peer closes too, so that bytes this rank sent last
+ * are not lost to a reset caused by bytes it never read. The context polls until every peer is
+ * done or a short deadline passes. */
 static void ctx_linger(cgloo_context *ctx)
 {
     int64_t deadline = cgloo__now_ms() + CGLOO_MIN(ctx->timeout_ms, LINGER_MS);
     pthread_mutex_lock(&ctx->lock);
     for (int i = 0; i < ctx->size; i++)
-        cgloo__pair_say_bye(&ctx->pairs[i]);
-    pthread_mutex_unlock(&ctx->lock);
-    ctx_flush(ctx, deadline);
-    int open = 0;
-    for (int i = 0; i < ctx->size; i++)
-        if (ctx->pairs[i].fd >= 0 && shutdown(ctx->pairs[i].fd, SHUT_WR) == 0)
-            open++;
-    char sink[4096];
-    while (open > 0 && cgloo__remaining_ms(deadline) > 0) {
-        struct epoll_event evs[EPOLL_BATCH];
-        int n =
-            epoll_wait(ctx->epfd, evs, EPOLL_BATCH, CGLOO_MIN(cgloo__remaining_ms(deadline), 50));
-        for (int i = 0; i < n; i++) {
-            cgloo_pair *p = evs[i].data.ptr;
-            if (evs[i].data.ptr == &ctx->wakefd || p->fd < 0)
-                continue;
-            ssize_t r = recv(p->fd, sink, sizeof sink, 0);
-            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-                epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-                close(p->fd);
-                p->fd = -1;
-                open--;
-            }
+        if (ctx->peers[i].transport)
+            ctx->peers[i].transport->close_begin(&ctx->peers[i]);
+    for (;;) {
+        bool open = false;
+        for (int i = 0; i < ctx->size; i++) {
+            cgloo_peer *p = &ctx->peers[i];
+            if (p->transport && !p->transport->close_step(p))
+                open = true;
         }
+        int left = cgloo__remaining_ms(deadline);
+        if (!open || left == 0)
+            break;
+        ctx_poll_once(ctx, CGLOO_MIN(left, 10), false);
     }
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 void cgloo_context_destroy(cgloo_context *ctx)
 {
     if (!ctx)
         return;
-    if (ctx->pairs) {
-        if (ctx->epfd >= 0)
+    if (ctx->peers) {
+        if (ctx->poller.epfd >= 0)
             ctx_linger(ctx);
         for (int i = 0; i < ctx->size; i++)
-            cgloo__pair_fini(&ctx->pairs[i]);
-        free(ctx->pairs);
+            cgloo__peer_fini(&ctx->peers[i]);
+        free(ctx->peers);
     }
-    if (ctx->epfd >= 0)
-        close(ctx->epfd);
-    if (ctx->wakefd >= 0)
-        close(ctx->wakefd);
+    cgloo__poller_fini(&ctx->poller);
     pthread_cond_destroy(&ctx->progress_done);
     pthread_mutex_destroy(&ctx->lock);
     cgloo_device_destroy(ctx->owned_device);

@@ -1,108 +1,13 @@
 /*
- * The point-to-point engine: tagged sends and receives, matched in FIFO order per (source,
- * tag), with receives from one rank or from a set of ranks. The transport (pair.c) moves the
- * bytes; this file decides which receive each arriving message belongs to.
- *
- * Matching rule: an arriving message goes to the earliest-posted receive that accepts its
- * source and tag, whether that receive named one rank or a set. A posted receive takes the
- * earliest-arrived unexpected message it accepts.
+ * The point-to-point engine's public side: posting tagged sends and receives (to one rank, or
+ * from a set of ranks), waiting, testing and cancelling. A posted receive takes the
+ * earliest-arrived unexpected message it accepts; arrivals are matched in match.c. The peer's
+ * transport moves the bytes.
  */
 #include "core/context.h"
+#include "transport/transport.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-/* ---- completion and matching (lock held) -------------------------------------------------- */
-
-void cgloo__complete(cgloo_request *r, int status, size_t bytes, int source)
-{
-    cgloo__list_remove(&r->link);
-    if (r->detached) {
-        free(r->owned);
-        free(r);
-        return;
-    }
-    r->status = status;
-    r->bytes = bytes;
-    r->source = source;
-    r->done = true;
-}
-
-static bool mask_has(const uint64_t *mask, int rank)
-{
-    return (mask[rank / 64] >> (rank % 64)) & 1;
-}
-
-static cgloo_request *first_posted(cgloo__list *list, uint64_t tag, int rank)
-{
-    cgloo__list *it;
-    for (it = list->next; it != list; it = it->next) {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->tag == tag && (!r->src_mask || mask_has(r->src_mask, rank)))
-            return r;
-    }
-    return NULL;
-}
-
-cgloo_request *cgloo__match_posted(cgloo_context *ctx, cgloo_pair *p, uint64_t tag)
-{
-    cgloo_request *one = first_posted(&p->posted, tag, p->rank);
-    cgloo_request *any =
-        cgloo__list_empty(&ctx->any_posted) ? NULL : first_posted(&ctx->any_posted, tag, p->rank);
-    cgloo_request *r = !any ? one : !one ? any : one->seq < any->seq ? one : any;
-    if (r) {
-        cgloo__list_remove(&r->link);
-        r->source = p->rank;
-    }
-    return r;
-}
-
-/* take_eager copies a held eager message into a receive and completes it. */
-static void take_eager(cgloo_pair *p, cgloo_request *r, unexpected_msg *m)
-{
-    bool trunc = m->len > r->len;
-    if (!trunc && m->len)
-        memcpy(r->buf, m->data, m->len);
-    cgloo__pair_eager_consumed(p, m->len);
-    cgloo__complete(r, trunc ? CGLOO_ETRUNC : CGLOO_OK, trunc ? 0 : m->len, p->rank);
-    free(m->data);
-    free(m);
-}
-
-void cgloo__deliver_eager(cgloo_pair *p, unexpected_msg *m)
-{
-    m->arrival = ++p->ctx->arrival_seq;
-    cgloo_request *r = cgloo__match_posted(p->ctx, p, m->tag);
-    if (r)
-        return take_eager(p, r, m);
-    cgloo__list_push_back(&p->unexpected, &m->link);
-    p->n_unexpected++;
-}
-
-/* set_all_gone: every rank of a set receive's set has failed or left. */
-static bool set_all_gone(const cgloo_context *ctx, const uint64_t *mask)
-{
-    for (int rank = 0; rank < ctx->size; rank++)
-        if (mask_has(mask, rank) && ctx->pairs[rank].status == CGLOO_OK)
-            return false;
-    return true;
-}
-
-/* A peer that crashed fails every set receive that includes it: the set's sender may have
- * been that peer. A peer that left normally (it said BYE) fails them only when no member of
- * the set is left to send. */
-void cgloo__fail_set_receives(cgloo_context *ctx, cgloo_pair *p)
-{
-    cgloo__list *it, *tmp;
-    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->any_posted)
-    {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (mask_has(r->src_mask, p->rank) && (!p->peer_left || set_all_gone(ctx, r->src_mask)))
-            cgloo__complete(r, p->status, 0, p->rank);
-    }
-}
-
-static unexpected_msg *first_unexpected(cgloo_pair *p, uint64_t tag)
+static unexpected_msg *first_unexpected(cgloo_peer *p, uint64_t tag)
 {
     cgloo__list *it;
     for (it = p->unexpected.next; it != &p->unexpected; it = it->next) {
@@ -114,17 +19,17 @@ static unexpected_msg *first_unexpected(cgloo_pair *p, uint64_t tag)
 }
 
 /* take_unexpected hands an unexpected message to a new receive. */
-static void take_unexpected(cgloo_pair *p, cgloo_request *r, unexpected_msg *m)
+static void take_unexpected(cgloo_peer *p, cgloo_request *r, unexpected_msg *m)
 {
     cgloo__list_remove(&m->link);
     p->n_unexpected--;
     r->source = p->rank;
-    if (m->type == MSG_EAGER)
-        return take_eager(p, r, m);
-    uint32_t send_id = m->send_id;
+    if (m->kind == MSG_HELD_EAGER)
+        return cgloo__p2p_take_eager(p, r, m);
+    uint64_t cookie = m->cookie;
     size_t len = m->len;
     free(m);
-    cgloo__pair_start_large_recv(p, r, send_id, len);
+    cgloo__tp_start_large_recv(p, r, cookie, len);
 }
 
 /* ---- posting (lock held) ------------------------------------------------------------------ */
@@ -139,34 +44,28 @@ static void wake_others(cgloo_context *ctx)
 
 static int post_send(cgloo_context *ctx, cgloo_request *r)
 {
-    cgloo_pair *p = &ctx->pairs[r->peer];
+    cgloo_peer *p = &ctx->peers[r->peer];
     if (r->peer != ctx->rank) {
         if (p->status != CGLOO_OK)
             return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s)",
                                     ctx->rank, p->rank, p->addr);
-        cgloo__pair_post_send(p, r);
+        cgloo__tp_post_send(p, r);
         return CGLOO_OK;
     }
     /* To oneself: the message is copied and delivered at once. */
-    unexpected_msg *m = calloc(1, sizeof *m);
-    uint8_t *data = malloc(r->len ? r->len : 1);
-    if (!m || !data) {
-        free(m);
-        free(data);
+    unexpected_msg *m;
+    if (cgloo__p2p_hold_eager(p, r->tag, r->len, &m) != CGLOO_OK)
         return CGLOO_ENOMEM;
-    }
     if (r->len)
-        memcpy(data, r->buf, r->len);
-    *m = (unexpected_msg){.type = MSG_EAGER, .tag = r->tag, .len = r->len, .data = data};
-    cgloo__list_init(&m->link);
-    cgloo__deliver_eager(p, m);
-    cgloo__complete(r, CGLOO_OK, r->len, ctx->rank);
+        memcpy(m->data, r->buf, r->len);
+    cgloo__p2p_deliver_eager(p, m);
+    cgloo__p2p_complete(r, CGLOO_OK, r->len, ctx->rank);
     return CGLOO_OK;
 }
 
 static int post_recv_one(cgloo_context *ctx, cgloo_request *r)
 {
-    cgloo_pair *p = &ctx->pairs[r->peer];
+    cgloo_peer *p = &ctx->peers[r->peer];
     unexpected_msg *m = first_unexpected(p, r->tag);
     if (m) {
         take_unexpected(p, r, m);
@@ -181,12 +80,12 @@ static int post_recv_one(cgloo_context *ctx, cgloo_request *r)
 
 static int post_recv_set(cgloo_context *ctx, cgloo_request *r)
 {
-    cgloo_pair *best = NULL, *failed = NULL;
+    cgloo_peer *best = NULL, *failed = NULL;
     unexpected_msg *best_m = NULL;
     for (int rank = 0; rank < ctx->size; rank++) {
-        if (!mask_has(r->src_mask, rank))
+        if (!cgloo__p2p_mask_has(r->src_mask, rank))
             continue;
-        cgloo_pair *p = &ctx->pairs[rank];
+        cgloo_peer *p = &ctx->peers[rank];
         unexpected_msg *m = first_unexpected(p, r->tag);
         if (m && (!best_m || m->arrival < best_m->arrival)) {
             best = p;
@@ -195,10 +94,10 @@ static int post_recv_set(cgloo_context *ctx, cgloo_request *r)
         if (p->status != CGLOO_OK && !p->peer_left && !failed)
             failed = p; /* a crashed member */
     }
-    if (!best_m && !failed && set_all_gone(ctx, r->src_mask)) {
+    if (!best_m && !failed && cgloo__p2p_set_all_gone(ctx, r->src_mask)) {
         for (int rank = 0; rank < ctx->size && !failed; rank++)
-            if (mask_has(r->src_mask, rank))
-                failed = &ctx->pairs[rank];
+            if (cgloo__p2p_mask_has(r->src_mask, rank))
+                failed = &ctx->peers[rank];
     }
     if (best_m) {
         take_unexpected(best, r, best_m);
@@ -341,9 +240,9 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
     int peer = r->peer >= 0 ? r->peer : r->source;
     if (r->status == CGLOO_OK || peer < 0 || peer == ctx->rank)
         return;
-    cgloo_pair *p = &ctx->pairs[peer];
+    cgloo_peer *p = &ctx->peers[peer];
     if (p->status == r->status)
-        cgloo__pair_error(p);
+        cgloo__peer_error(p);
 }
 
 /* request_wait is cgloo_wait that also says whether the request is still pending (its wait
@@ -362,7 +261,7 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
         /* Abort fails every pair, which completes every queued request; finish this one too in
          * case it sat nowhere, so that an aborted wait always frees its request. */
         if (!r->done)
-            cgloo__complete(r, CGLOO_EABORTED, 0, -1);
+            cgloo__p2p_complete(r, CGLOO_EABORTED, 0, -1);
         rc = CGLOO_OK;
     }
     if (rc == CGLOO_ETIMEDOUT)
@@ -423,21 +322,14 @@ void cgloo_cancel(cgloo_request *r)
         return;
     cgloo_context *ctx = r->ctx;
     pthread_mutex_lock(&ctx->lock);
-    if (r->done) {
-        request_free(r);
-    } else if (r->kind == REQ_SEND) {
-        cgloo__pair_cancel(&ctx->pairs[r->peer], r);
-    } else {
-        /* The receive may be filling from any pair it matched; let that pair drop the bytes. */
-        cgloo_pair *owner = r->peer >= 0 ? &ctx->pairs[r->peer] : NULL;
-        for (int i = 0; i < ctx->size && !owner; i++)
-            if (ctx->pairs[i].rx_req == r)
-                owner = &ctx->pairs[i];
-        if (owner)
-            cgloo__pair_cancel(owner, r);
-        else
-            request_free((cgloo__list_remove(&r->link), r));
+    if (r->tp) {
+        /* The transport holds it: a send queued or in flight, or a receive it matched and is
+         * filling (from r->source, when the receive named a set). */
+        int peer = r->kind == REQ_SEND || r->peer >= 0 ? r->peer : r->source;
+        cgloo__tp_cancel(&ctx->peers[peer], r);
     }
+    cgloo__list_remove(&r->link); /* a receive still posted with the engine */
+    request_free(r);
     pthread_mutex_unlock(&ctx->lock);
 }
 

@@ -1,6 +1,11 @@
-/* The TCP device: address choice, the listening socket, and routing of incoming hellos. */
-#include "cgloo_impl.h"
-#include "transport/tcp/device.h"
+/*
+ * The TCP device: address choice, the listening socket, and routing of incoming hellos. One
+ * device is shared by any number of contexts. Connections arrive with a hello naming the
+ * context and rank they are for; the device reads it and files the socket under the matching
+ * registration, which the connecting context then claims. There is no device thread: whichever
+ * connecting thread polls the device serves everyone's arrivals.
+ */
+#include "transport/tcp/tcp.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -12,7 +17,8 @@
 /* Connections whose hello has not arrived yet; more are closed at once (a flood, not peers). */
 #define PENDING_MAX 1024
 
-struct cgloo_device {
+typedef struct tcp_device {
+    cgloo_device base;
     int listen_fd;
     cgloo__addr addr;
     char addr_text[CGLOO_ADDR_TEXT_MAX];
@@ -21,7 +27,12 @@ struct cgloo_device {
     device_inbound *pending; /* hellos still arriving */
     int npending;
     device_reg *regs; /* contexts that are connecting */
-};
+} tcp_device;
+
+static tcp_device *tcp_device_of(cgloo_device *dev)
+{
+    return CGLOO_CONTAINER_OF(dev, tcp_device, base);
+}
 
 static int device_pick_address(const cgloo_tcp_attr *attr, cgloo__addr *addr)
 {
@@ -43,9 +54,10 @@ int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
                           attr->port_max > 65535)))
         return CGLOO_EINVAL;
     cgloo__log_init_from_env();
-    cgloo_device *dev = calloc(1, sizeof *dev);
+    tcp_device *dev = calloc(1, sizeof *dev);
     if (!dev)
         return CGLOO_ENOMEM;
+    dev->base.transport = &cgloo__tcp_transport;
     int rc = device_pick_address(attr, &dev->addr);
     if (rc == CGLOO_OK)
         rc = cgloo__listen(&dev->addr, attr ? attr->port_min : 0, attr ? attr->port_max : 0,
@@ -57,22 +69,16 @@ int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
     }
     cgloo__addr_format(&dev->addr, dev->addr_text, sizeof dev->addr_text);
     pthread_mutex_init(&dev->lock, NULL);
-    *out = dev;
+    *out = &dev->base;
     return CGLOO_OK;
 }
 
-int cgloo_device_address(const cgloo_device *dev, char *buf, size_t len)
+int cgloo__tcp_device_address(const cgloo_device *base, char *buf, size_t len)
 {
-    if (!dev || !buf || len == 0)
-        return CGLOO_EINVAL;
+    const tcp_device *dev = CGLOO_CONTAINER_OF(base, const tcp_device, base);
     if ((size_t)snprintf(buf, len, "%s", dev->addr_text) >= len)
         return CGLOO_EINVAL;
     return CGLOO_OK;
-}
-
-const char *cgloo__device_address_text(const cgloo_device *dev)
-{
-    return dev->addr_text;
 }
 
 static void inbound_close_all(device_inbound *in)
@@ -85,18 +91,18 @@ static void inbound_close_all(device_inbound *in)
     }
 }
 
-void cgloo_device_destroy(cgloo_device *dev)
+void cgloo__tcp_device_destroy(cgloo_device *base)
 {
-    if (!dev)
-        return;
+    tcp_device *dev = tcp_device_of(base);
     close(dev->listen_fd);
     inbound_close_all(dev->pending);
     pthread_mutex_destroy(&dev->lock);
     free(dev);
 }
 
-void cgloo__device_register(cgloo_device *dev, device_reg *reg)
+void cgloo__tcp_device_register(cgloo_device *base, device_reg *reg)
 {
+    tcp_device *dev = tcp_device_of(base);
     pthread_mutex_lock(&dev->lock);
     reg->arrived = NULL;
     reg->next = dev->regs;
@@ -104,8 +110,9 @@ void cgloo__device_register(cgloo_device *dev, device_reg *reg)
     pthread_mutex_unlock(&dev->lock);
 }
 
-void cgloo__device_unregister(cgloo_device *dev, device_reg *reg)
+void cgloo__tcp_device_unregister(cgloo_device *base, device_reg *reg)
 {
+    tcp_device *dev = tcp_device_of(base);
     pthread_mutex_lock(&dev->lock);
     for (device_reg **pp = &dev->regs; *pp; pp = &(*pp)->next) {
         if (*pp == reg) {
@@ -118,8 +125,9 @@ void cgloo__device_unregister(cgloo_device *dev, device_reg *reg)
     pthread_mutex_unlock(&dev->lock);
 }
 
-device_inbound *cgloo__device_take(cgloo_device *dev, device_reg *reg)
+device_inbound *cgloo__tcp_device_take(cgloo_device *base, device_reg *reg)
 {
+    tcp_device *dev = tcp_device_of(base);
     pthread_mutex_lock(&dev->lock);
     device_inbound *got = reg->arrived;
     reg->arrived = NULL;
@@ -135,7 +143,7 @@ static void inbound_reject(device_inbound *in, const char *why)
 }
 
 /* device_route files a complete, well-formed hello under its registration (lock held). */
-static void device_route(cgloo_device *dev, device_inbound *in)
+static void device_route(tcp_device *dev, device_inbound *in)
 {
     const char *why = wire_hello_decode(in->hello, &in->decoded);
     if (!why && in->decoded.type != HELLO_TYPE_HELLO)
@@ -159,7 +167,7 @@ static void device_route(cgloo_device *dev, device_inbound *in)
     inbound_reject(in, "no connecting context matches its context id and rank");
 }
 
-static void device_accept(cgloo_device *dev)
+static void device_accept(tcp_device *dev)
 {
     for (;;) {
         cgloo__addr peer = {.len = sizeof peer.ss};
@@ -184,7 +192,7 @@ static void device_accept(cgloo_device *dev)
 }
 
 /* device_read_hellos reads what arrived on unfinished hellos; routes complete ones. */
-static void device_read_hellos(cgloo_device *dev)
+static void device_read_hellos(tcp_device *dev)
 {
     int64_t now = cgloo__now_ms();
     device_inbound **pp = &dev->pending;
@@ -208,8 +216,9 @@ static void device_read_hellos(cgloo_device *dev)
     }
 }
 
-void cgloo__device_poll(cgloo_device *dev, struct pollfd *fds, int nfds, int timeout_ms)
+void cgloo__tcp_device_poll(cgloo_device *base, struct pollfd *fds, int nfds, int timeout_ms)
 {
+    tcp_device *dev = tcp_device_of(base);
     struct pollfd all[POLL_MAX];
     int n = CGLOO_MIN(nfds, POLL_MAX / 2);
     memcpy(all, fds, (size_t)n * sizeof *fds);

@@ -10,16 +10,13 @@
  * along, so a 512 KiB segment and its header go in one sendmsg) and a read event reads at most
  * IO_TURN_BYTES; the rest waits for the next event. Without turns a rank copying a 32 MiB
  * payload out of the socket in one call sends nothing meanwhile, so the peer's receive side
- * runs dry; taking turns keeps both directions (and every peer) moving. Measured on loopback
- * with a 64 MiB two-rank allreduce in one session: no turns 1.6 GB/s, 1 MiB turns 1.9,
- * 512 KiB 2.2 to 2.9, 256 KiB 2.0. A flush is one turn wherever it starts (EPOLLOUT, a posted
- * message, a READY just read): one write budget shared by all of an event's flushes was
- * 10-20% slower at 16 and 64 MiB.
+ * runs dry; taking turns keeps both directions (and every peer) moving. The measurements that
+ * chose 512 KiB, and why a flush is one turn wherever it starts, are in docs/ARCHITECTURE.md
+ * ("Turns").
  */
-#include "core/context.h"
+#include "transport/tcp/tcp.h"
 
 #include <stdio.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -27,108 +24,114 @@
 #define RBUF_SIZE (64 * 1024)
 #define SEND_IOV_MAX 64
 #define IO_TURN_BYTES (512 * 1024)
-/* Unexpected messages one peer may leave queued before it is judged to be flooding. */
-#define UNEXPECTED_MAX (1u << 20)
 
-void cgloo__pair_init(cgloo_pair *p, cgloo_context *ctx, int rank)
+static void pair_on_event(cgloo__pollable *io, unsigned events);
+
+void cgloo__tcp_peer_init(cgloo_peer *p)
 {
-    memset(p, 0, sizeof *p);
-    p->ctx = ctx;
-    p->rank = rank;
-    p->fd = -1;
-    cgloo__list_init(&p->sendq);
-    cgloo__list_init(&p->awaiting);
-    cgloo__list_init(&p->posted);
-    cgloo__list_init(&p->unexpected);
-    cgloo__list_init(&p->large_recvs);
-    p->next_send_id = 1;
-    p->next_recv_id = 1; /* 0 stays free: a READY with recv id 0 means "discard" */
+    tcp_pair *t = tcp_pair_of(p);
+    t->peer = p;
+    t->io.on_event = pair_on_event;
+    t->fd = -1;
+    cgloo__list_init(&t->sendq);
+    cgloo__list_init(&t->awaiting);
+    cgloo__list_init(&t->large_recvs);
+    t->next_send_id = 1;
+    t->next_recv_id = 1; /* 0 stays free: a READY with recv id 0 means "discard" */
 }
 
-int cgloo__pair_attach(cgloo_pair *p, int fd, const wire_hello *peer_hello, const char *addr)
+int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, const char *addr)
 {
-    p->rbuf = malloc(RBUF_SIZE);
-    if (!p->rbuf)
+    tcp_pair *t = tcp_pair_of(p);
+    t->rbuf = malloc(RBUF_SIZE);
+    if (!t->rbuf)
         return CGLOO_ENOMEM;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = p};
-    if (epoll_ctl(p->ctx->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        int rc = cgloo__status_from_errno(errno);
-        free(p->rbuf);
-        p->rbuf = NULL;
+    int rc = cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN, &t->io);
+    if (rc != CGLOO_OK) {
+        free(t->rbuf);
+        t->rbuf = NULL;
         return rc;
     }
     cgloo__sock_tune(fd);
-    p->fd = fd;
-    p->peer_eager_max = peer_hello->eager_max;
-    p->credits = peer_hello->eager_budget;
+    t->fd = fd;
+    t->peer_eager_max = peer_hello->eager_max;
+    t->credits = peer_hello->eager_budget;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
     return CGLOO_OK;
 }
 
-static void pair_want_out(cgloo_pair *p, bool on)
+bool cgloo__tcp_pair_connected(cgloo_peer *p)
 {
-    if (p->want_out == on || p->fd < 0)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = p};
-    if (epoll_ctl(p->ctx->epfd, EPOLL_CTL_MOD, p->fd, &ev) == 0)
-        p->want_out = on;
+    return tcp_pair_of(p)->fd >= 0;
 }
 
-/* ---- failure ---------------------------------------------------------------------------- */
+static void pair_want_out(tcp_pair *t, bool on)
+{
+    if (t->want_out == on || t->fd < 0)
+        return;
+    unsigned events = CGLOO_POLL_IN | (on ? CGLOO_POLL_OUT : 0);
+    if (cgloo__poller_mod(&t->peer->ctx->poller, t->fd, events, &t->io) == CGLOO_OK)
+        t->want_out = on;
+}
 
-static void fail_list(cgloo__list *list, int status, int peer)
+static void pair_close_fd(tcp_pair *t)
+{
+    if (t->fd < 0)
+        return;
+    cgloo__poller_del(&t->peer->ctx->poller, t->fd);
+    close(t->fd);
+    t->fd = -1;
+}
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+static void op_free(tcp_op *op)
+{
+    cgloo__list_remove(&op->link);
+    free(op->owned);
+    free(op);
+}
+
+/* op_finish completes the request an op carries (if any) and frees the op. */
+static void op_finish(tcp_op *op, int status, size_t bytes, int source)
+{
+    if (op->req)
+        cgloo__p2p_complete(op->req, status, bytes, source);
+    op_free(op);
+}
+
+/* ops_fail completes every request in a list of ops with status; forget only frees the ops. */
+static void ops_fail(cgloo__list *list, int status, int peer, bool forget)
 {
     cgloo__list *it, *tmp;
     CGLOO_LIST_FOR_EACH_SAFE(it, tmp, list)
     {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->kind == REQ_CTL) {
-            cgloo__list_remove(&r->link);
-            free(r);
-        } else {
-            cgloo__complete(r, status, 0, peer);
-        }
+        tcp_op *op = CGLOO_CONTAINER_OF(it, tcp_op, link);
+        if (forget && op->req)
+            op->req->tp = NULL;
+        if (forget)
+            op_free(op);
+        else
+            op_finish(op, status, 0, peer);
     }
 }
 
-int cgloo__pair_error(cgloo_pair *p)
-{
-    cgloo_context *ctx = p->ctx;
-    return cgloo__ctx_error(ctx, p->status, "rank %d: peer %d (%s): %s%s%s", ctx->rank, p->rank,
-                            p->addr[0] ? p->addr : "not connected", p->fail_why,
-                            p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
-}
+/* ---- failure ------------------------------------------------------------------------------ */
 
-void cgloo__pair_fail(cgloo_pair *p, int status, const char *why, int err)
+void cgloo__tcp_fail(cgloo_peer *p, int status)
 {
-    if (p->status != CGLOO_OK)
-        return;
-    cgloo_context *ctx = p->ctx;
-    p->status = status;
-    p->fail_why = why;
-    p->fail_err = err;
-    if (p->rank != ctx->rank)
-        cgloo__pair_error(p);
-    if (p->fd >= 0) {
-        epoll_ctl(ctx->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-        close(p->fd);
-        p->fd = -1;
+    tcp_pair *t = tcp_pair_of(p);
+    pair_close_fd(t);
+    ops_fail(&t->sendq, status, p->rank, false);
+    ops_fail(&t->awaiting, status, p->rank, false);
+    ops_fail(&t->large_recvs, status, p->rank, false);
+    if (t->rx_req) {
+        cgloo_request *r = t->rx_req;
+        t->rx_req = NULL;
+        cgloo__p2p_complete(r, status, 0, p->rank);
     }
-    fail_list(&p->sendq, status, p->rank);
-    fail_list(&p->awaiting, status, p->rank);
-    fail_list(&p->posted, status, p->rank);
-    fail_list(&p->large_recvs, status, p->rank);
-    if (p->rx_req) {
-        cgloo_request *r = p->rx_req;
-        p->rx_req = NULL;
-        cgloo__complete(r, status, 0, p->rank);
-    }
-    if (p->rx_msg) {
-        free(p->rx_msg->data);
-        free(p->rx_msg);
-        p->rx_msg = NULL;
-    }
-    cgloo__fail_set_receives(ctx, p);
+    cgloo__p2p_msg_free(t->rx_msg);
+    t->rx_msg = NULL;
 }
 
 /* pair_io_status turns a socket error into the connection's sticky status. A connection the
@@ -140,64 +143,58 @@ static int pair_io_status(int err)
     return status == CGLOO_ETIMEDOUT ? CGLOO_EPEER : status;
 }
 
-static void pair_protocol_error(cgloo_pair *p, const char *why)
+static void pair_protocol_error(tcp_pair *t, const char *why)
 {
+    cgloo_peer *p = t->peer;
     CGLOO_LOG(CGLOO_LOG_ERROR, p->ctx->rank, p->ctx->size, "peer %d (%s): protocol error: %s",
               p->rank, p->addr, why);
-    cgloo__pair_fail(p, CGLOO_EPROTO, why, 0);
+    cgloo__p2p_peer_fail(p, CGLOO_EPROTO, why, 0);
 }
 
-/* ---- sending ---------------------------------------------------------------------------- */
+/* ---- sending ------------------------------------------------------------------------------ */
 
-static const uint8_t *send_payload(const cgloo_request *r)
+/* pair_sent moves an op on once all its bytes of the current phase are written. */
+static void pair_sent(tcp_pair *t, tcp_op *op)
 {
-    return r->owned ? r->owned : r->buf;
-}
-
-/* pair_sent moves a request on once all its bytes of the current phase are written. */
-static void pair_sent(cgloo_pair *p, cgloo_request *r)
-{
-    cgloo__list_remove(&r->link);
-    if (r->kind == REQ_CTL) {
-        free(r);
-    } else if (r->phase == SEND_RTS) {
-        r->phase = SEND_AWAIT_READY;
-        cgloo__list_push_back(&p->awaiting, &r->link);
-    } else {
-        cgloo__complete(r, CGLOO_OK, r->len, p->ctx->rank);
+    if (op->phase == SEND_RTS) {
+        cgloo__list_remove(&op->link);
+        op->phase = SEND_AWAIT_READY;
+        cgloo__list_push_back(&t->awaiting, &op->link);
+        return;
     }
+    op_finish(op, CGLOO_OK, op->len, t->peer->ctx->rank);
 }
 
-static void pair_advance(cgloo_pair *p, size_t written)
+static void pair_advance(tcp_pair *t, size_t written)
 {
-    while (!cgloo__list_empty(&p->sendq)) {
-        cgloo_request *r = CGLOO_CONTAINER_OF(p->sendq.next, cgloo_request, link);
-        size_t h = CGLOO_MIN(written, MSG_HDR_LEN - r->hdr_off);
-        r->hdr_off += h;
+    while (!cgloo__list_empty(&t->sendq)) {
+        tcp_op *op = CGLOO_CONTAINER_OF(t->sendq.next, tcp_op, link);
+        size_t h = CGLOO_MIN(written, MSG_HDR_LEN - op->hdr_off);
+        op->hdr_off += h;
         written -= h;
-        size_t d = CGLOO_MIN(written, r->data_len - r->data_off);
-        r->data_off += d;
+        size_t d = CGLOO_MIN(written, op->data_len - op->data_off);
+        op->data_off += d;
         written -= d;
-        if (r->hdr_off < MSG_HDR_LEN || r->data_off < r->data_len)
+        if (op->hdr_off < MSG_HDR_LEN || op->data_off < op->data_len)
             break;
-        pair_sent(p, r);
+        pair_sent(t, op);
     }
 }
 
 /* pair_fill_iov gathers the head of the send queue, at most `budget` bytes of it. */
-static int pair_fill_iov(cgloo_pair *p, struct iovec *iov, size_t budget)
+static int pair_fill_iov(tcp_pair *t, struct iovec *iov, size_t budget)
 {
     int n = 0;
     cgloo__list *it;
-    for (it = p->sendq.next; it != &p->sendq && n < SEND_IOV_MAX - 1 && budget > 0; it = it->next) {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->hdr_off < MSG_HDR_LEN) {
-            iov[n++] = (struct iovec){r->hdr + r->hdr_off, MSG_HDR_LEN - r->hdr_off};
-            budget -= CGLOO_MIN(budget, MSG_HDR_LEN - r->hdr_off);
+    for (it = t->sendq.next; it != &t->sendq && n < SEND_IOV_MAX - 1 && budget > 0; it = it->next) {
+        tcp_op *op = CGLOO_CONTAINER_OF(it, tcp_op, link);
+        if (op->hdr_off < MSG_HDR_LEN) {
+            iov[n++] = (struct iovec){op->hdr + op->hdr_off, MSG_HDR_LEN - op->hdr_off};
+            budget -= CGLOO_MIN(budget, MSG_HDR_LEN - op->hdr_off);
         }
-        size_t len = CGLOO_MIN(r->data_len - r->data_off, budget);
+        size_t len = CGLOO_MIN(op->data_len - op->data_off, budget);
         if (len > 0) {
-            iov[n++] = (struct iovec){(void *)(send_payload(r) + r->data_off), len};
+            iov[n++] = (struct iovec){(void *)(op->data + op->data_off), len};
             budget -= len;
         }
     }
@@ -205,444 +202,479 @@ static int pair_fill_iov(cgloo_pair *p, struct iovec *iov, size_t budget)
 }
 
 /* pair_flush writes the send queue, one sendmsg per batch, until the socket is full or one
- * turn of payload is written; what is left waits for the next EPOLLOUT. */
-static void pair_flush(cgloo_pair *p)
+ * turn of payload is written; what is left waits for the next POLL_OUT. */
+static void pair_flush(tcp_pair *t)
 {
-    for (size_t turn = 0; p->fd >= 0 && !cgloo__list_empty(&p->sendq);) {
+    for (size_t turn = 0; t->fd >= 0 && !cgloo__list_empty(&t->sendq);) {
         if (turn >= IO_TURN_BYTES) {
-            pair_want_out(p, true);
+            pair_want_out(t, true);
             return;
         }
         struct iovec iov[SEND_IOV_MAX];
         struct msghdr mh = {.msg_iov = iov,
-                            .msg_iovlen = (size_t)pair_fill_iov(p, iov, IO_TURN_BYTES)};
-        ssize_t n = sendmsg(p->fd, &mh, MSG_NOSIGNAL);
+                            .msg_iovlen = (size_t)pair_fill_iov(t, iov, IO_TURN_BYTES)};
+        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
         if (n >= 0) {
-            pair_advance(p, (size_t)n);
+            pair_advance(t, (size_t)n);
             turn += (size_t)n;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            pair_want_out(p, true);
+            pair_want_out(t, true);
             return;
         } else if (errno != EINTR) {
-            cgloo__pair_fail(p, pair_io_status(errno), "send failed", errno);
+            cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), "send failed", errno);
             return;
         }
     }
-    pair_want_out(p, false);
+    pair_want_out(t, false);
 }
 
-static void req_set_header(cgloo_request *r, const wire_msg *m, size_t data_len)
+static void op_set_header(tcp_op *op, const wire_msg *m, size_t data_len)
 {
-    wire_msg_encode(m, r->hdr);
-    r->hdr_off = 0;
-    r->data_len = data_len;
-    r->data_off = 0;
+    wire_msg_encode(m, op->hdr);
+    op->hdr_off = 0;
+    op->data_len = data_len;
+    op->data_off = 0;
 }
 
-void cgloo__pair_post_send(cgloo_pair *p, cgloo_request *r)
+static tcp_op *op_new(cgloo_request *req, uint8_t phase)
 {
-    if (r->len <= p->peer_eager_max && (int64_t)r->len <= p->credits) {
-        p->credits -= (int64_t)r->len;
-        r->phase = SEND_EAGER;
-        req_set_header(r, &(wire_msg){.type = MSG_EAGER, .tag = r->tag, .len = r->len}, r->len);
-    } else {
-        r->id = p->next_send_id++;
-        r->phase = SEND_RTS;
-        req_set_header(
-            r, &(wire_msg){.type = MSG_RTS, .send_id = r->id, .tag = r->tag, .len = r->len}, 0);
+    tcp_op *op = calloc(1, sizeof *op);
+    if (!op)
+        return NULL;
+    cgloo__list_init(&op->link);
+    op->req = req;
+    op->phase = phase;
+    if (req) {
+        op->data = req->buf;
+        op->len = req->len;
+        req->tp = op;
     }
-    cgloo__list_push_back(&p->sendq, &r->link);
-    pair_flush(p);
+    return op;
 }
 
-/* pair_queue_control queues a header-only message (READY, CREDIT). */
-static void pair_queue_control(cgloo_pair *p, const wire_msg *m)
+void cgloo__tcp_post_send(cgloo_peer *p, cgloo_request *r)
 {
-    cgloo_request *r = calloc(1, sizeof *r);
-    if (!r) {
-        /* Dropping a control message would stall the peer forever; closing is honest. */
-        cgloo__pair_fail(p, CGLOO_ENOMEM, "out of memory for a control message", 0);
+    tcp_pair *t = tcp_pair_of(p);
+    bool eager = r->len <= t->peer_eager_max && (int64_t)r->len <= t->credits;
+    tcp_op *op = op_new(r, eager ? SEND_EAGER : SEND_RTS);
+    if (!op) {
+        cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, p->ctx->rank);
         return;
     }
-    cgloo__list_init(&r->link);
-    r->ctx = p->ctx;
-    r->kind = REQ_CTL;
-    req_set_header(r, m, 0);
-    cgloo__list_push_back(&p->sendq, &r->link);
-    pair_flush(p);
+    if (eager) {
+        t->credits -= (int64_t)r->len;
+        op_set_header(op, &(wire_msg){.type = MSG_EAGER, .tag = r->tag, .len = r->len}, r->len);
+    } else {
+        op->id = t->next_send_id++;
+        op_set_header(
+            op, &(wire_msg){.type = MSG_RTS, .send_id = op->id, .tag = r->tag, .len = r->len}, 0);
+    }
+    cgloo__list_push_back(&t->sendq, &op->link);
+    pair_flush(t);
 }
 
-void cgloo__pair_start_large_recv(cgloo_pair *p, cgloo_request *r, uint32_t send_id, size_t len)
+/* pair_queue_control queues a header-only message of the transport's own (READY, CREDIT, BYE). */
+static void pair_queue_control(tcp_pair *t, const wire_msg *m)
 {
+    tcp_op *op = op_new(NULL, SEND_CONTROL);
+    if (!op) {
+        /* Dropping a control message would stall the peer forever; closing is honest. */
+        cgloo__p2p_peer_fail(t->peer, CGLOO_ENOMEM, "out of memory for a control message", 0);
+        return;
+    }
+    op_set_header(op, m, 0);
+    cgloo__list_push_back(&t->sendq, &op->link);
+    pair_flush(t);
+}
+
+/* pair_expect_data files a matched receive under a fresh receive id until its DATA arrives;
+ * returns the id, or 0 (discard) when out of memory, with the receive completed. */
+static uint32_t pair_expect_data(tcp_pair *t, cgloo_request *r, size_t len)
+{
+    tcp_op *op = op_new(r, RECV_AWAIT_DATA);
+    if (!op) {
+        cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, t->peer->rank);
+        return 0;
+    }
+    op->id = t->next_recv_id++;
+    if (t->next_recv_id == 0)
+        t->next_recv_id = 1;
+    op->len = len; /* expected, checked against the DATA header */
+    r->source = t->peer->rank;
+    cgloo__list_push_back(&t->large_recvs, &op->link);
+    return op->id;
+}
+
+void cgloo__tcp_start_large_recv(cgloo_peer *p, cgloo_request *r, uint64_t cookie, size_t len)
+{
+    tcp_pair *t = tcp_pair_of(p);
     if (p->status != CGLOO_OK) {
-        cgloo__complete(r, p->status, 0, p->rank);
+        cgloo__p2p_complete(r, p->status, 0, p->rank);
         return;
     }
     uint32_t recv_id = 0; /* 0: the DATA that follows is discarded */
-    if (len > r->len) {
-        cgloo__complete(r, CGLOO_ETRUNC, 0, p->rank);
-    } else {
-        recv_id = p->next_recv_id++;
-        if (p->next_recv_id == 0)
-            p->next_recv_id = 1;
-        r->id = recv_id;
-        r->bytes = len; /* expected, checked against the DATA header */
-        r->source = p->rank;
-        cgloo__list_push_back(&p->large_recvs, &r->link);
-    }
-    pair_queue_control(p, &(wire_msg){.type = MSG_READY, .send_id = send_id, .recv_id = recv_id});
+    if (len > r->len)
+        cgloo__p2p_complete(r, CGLOO_ETRUNC, 0, p->rank);
+    else
+        recv_id = pair_expect_data(t, r, len);
+    pair_queue_control(
+        t, &(wire_msg){.type = MSG_READY, .send_id = (uint32_t)cookie, .recv_id = recv_id});
 }
 
-void cgloo__pair_eager_consumed(cgloo_pair *p, size_t n)
+void cgloo__tcp_eager_released(cgloo_peer *p, size_t n)
 {
-    if (p->fd < 0)
+    tcp_pair *t = tcp_pair_of(p);
+    if (t->fd < 0)
         return;
-    p->credit_owed += n;
+    t->credit_owed += n;
     /* Return credit in batches: one CREDIT message per quarter of the budget. */
-    if (p->credit_owed < p->ctx->eager_budget / 4 + 1)
+    if (t->credit_owed < p->ctx->eager_budget / 4 + 1)
         return;
-    uint64_t give = p->credit_owed;
-    p->credit_owed = 0;
-    p->eager_held -= give;
-    pair_queue_control(p, &(wire_msg){.type = MSG_CREDIT, .len = give});
+    uint64_t give = t->credit_owed;
+    t->credit_owed = 0;
+    t->eager_held -= give;
+    pair_queue_control(t, &(wire_msg){.type = MSG_CREDIT, .len = give});
 }
 
-/* ---- receiving -------------------------------------------------------------------------- */
+/* ---- receiving ---------------------------------------------------------------------------- */
 
-static void pair_payload_done(cgloo_pair *p)
+static void pair_payload_done(tcp_pair *t)
 {
-    p->rx_state = RX_HEADER;
-    cgloo_request *r = p->rx_req;
-    unexpected_msg *msg = p->rx_msg;
-    size_t len = (size_t)p->rx.len;
-    p->rx_req = NULL;
-    p->rx_msg = NULL;
-    if (p->rx.type == MSG_DATA) {
+    cgloo_peer *p = t->peer;
+    t->rx_state = RX_HEADER;
+    cgloo_request *r = t->rx_req;
+    unexpected_msg *msg = t->rx_msg;
+    size_t len = (size_t)t->rx.len;
+    t->rx_req = NULL;
+    t->rx_msg = NULL;
+    if (t->rx.type == MSG_DATA) {
         if (r)
-            cgloo__complete(r, CGLOO_OK, len, p->rank);
+            cgloo__p2p_complete(r, CGLOO_OK, len, p->rank);
         return;
     }
     if (msg) {
-        cgloo__deliver_eager(p, msg); /* returns the credit when the application takes it */
+        cgloo__p2p_deliver_eager(p, msg); /* returns the credit when the application takes it */
         return;
     }
-    cgloo__pair_eager_consumed(p, len);
+    cgloo__tcp_eager_released(p, len);
     if (r)
-        cgloo__complete(r, p->rx_trunc ? CGLOO_ETRUNC : CGLOO_OK, p->rx_trunc ? 0 : len, p->rank);
+        cgloo__p2p_complete(r, t->rx_trunc ? CGLOO_ETRUNC : CGLOO_OK, t->rx_trunc ? 0 : len,
+                            p->rank);
 }
 
-static void pair_begin_payload(cgloo_pair *p, uint8_t *dst)
+static void pair_begin_payload(tcp_pair *t, uint8_t *dst)
 {
-    p->rx_dst = dst;
-    p->rx_left = (size_t)p->rx.len;
-    p->rx_state = RX_PAYLOAD;
-    if (p->rx_left == 0)
-        pair_payload_done(p);
+    t->rx_dst = dst;
+    t->rx_left = (size_t)t->rx.len;
+    t->rx_state = RX_PAYLOAD;
+    if (t->rx_left == 0)
+        pair_payload_done(t);
 }
 
-static void pair_on_eager(cgloo_pair *p)
+/* pair_fill_request makes r the receive the payload now arriving completes. While it fills,
+ * r->tp points at the pair, which is how cancel finds it. */
+static void pair_fill_request(tcp_pair *t, cgloo_request *r, bool trunc)
 {
-    cgloo_context *ctx = p->ctx;
-    uint64_t len = p->rx.len;
-    if (len > ctx->eager_max)
-        return pair_protocol_error(p, "eager message longer than the agreed limit");
-    if (p->eager_held + len > ctx->eager_budget)
-        return pair_protocol_error(p, "eager messages beyond the granted credit");
-    p->eager_held += len;
-    cgloo_request *r = cgloo__match_posted(ctx, p, p->rx.tag);
-    if (r) {
-        p->rx_req = r;
-        p->rx_trunc = len > r->len;
-        return pair_begin_payload(p, p->rx_trunc ? NULL : r->buf);
-    }
-    if (p->n_unexpected >= UNEXPECTED_MAX)
-        return pair_protocol_error(p, "too many unexpected messages");
-    unexpected_msg *m = calloc(1, sizeof *m);
-    uint8_t *data = malloc(len ? len : 1);
-    if (!m || !data) {
-        free(m);
-        free(data);
-        return cgloo__pair_fail(p, CGLOO_ENOMEM, "out of memory for an unexpected message", 0);
-    }
-    *m = (unexpected_msg){.type = MSG_EAGER, .tag = p->rx.tag, .len = len, .data = data};
-    cgloo__list_init(&m->link);
-    p->rx_msg = m;
-    pair_begin_payload(p, data);
+    t->rx_req = r;
+    t->rx_trunc = trunc;
+    r->tp = t;
+    pair_begin_payload(t, trunc ? NULL : r->buf);
 }
 
-static void pair_on_rts(cgloo_pair *p)
+static void pair_on_eager(tcp_pair *t)
 {
-    if (p->rx.len > SIZE_MAX)
-        return pair_protocol_error(p, "message length does not fit in memory");
-    cgloo_request *r = cgloo__match_posted(p->ctx, p, p->rx.tag);
+    cgloo_peer *p = t->peer;
+    uint64_t len = t->rx.len;
+    if (len > p->ctx->eager_max)
+        return pair_protocol_error(t, "eager message longer than the agreed limit");
+    if (t->eager_held + len > p->ctx->eager_budget)
+        return pair_protocol_error(t, "eager messages beyond the granted credit");
+    t->eager_held += len;
+    cgloo_request *r = cgloo__p2p_match(p, t->rx.tag);
     if (r)
-        return cgloo__pair_start_large_recv(p, r, p->rx.send_id, (size_t)p->rx.len);
-    if (p->n_unexpected >= UNEXPECTED_MAX)
-        return pair_protocol_error(p, "too many unexpected messages");
-    unexpected_msg *m = calloc(1, sizeof *m);
-    if (!m)
-        return cgloo__pair_fail(p, CGLOO_ENOMEM, "out of memory for an unexpected message", 0);
-    *m = (unexpected_msg){
-        .type = MSG_RTS, .send_id = p->rx.send_id, .tag = p->rx.tag, .len = (size_t)p->rx.len};
-    cgloo__list_init(&m->link);
-    m->arrival = ++p->ctx->arrival_seq;
-    cgloo__list_push_back(&p->unexpected, &m->link);
-    p->n_unexpected++;
+        return pair_fill_request(t, r, len > r->len);
+    int rc = cgloo__p2p_hold_eager(p, t->rx.tag, (size_t)len, &t->rx_msg);
+    if (rc == CGLOO_EPROTO)
+        return pair_protocol_error(t, "too many unexpected messages");
+    if (rc != CGLOO_OK)
+        return cgloo__p2p_peer_fail(p, rc, "out of memory for an unexpected message", 0);
+    pair_begin_payload(t, t->rx_msg->data);
 }
 
-static void pair_on_ready(cgloo_pair *p)
+static void pair_on_rts(tcp_pair *t)
 {
-    cgloo__list *it, *tmp;
-    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &p->awaiting)
-    {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->id != p->rx.send_id)
+    if (t->rx.len > SIZE_MAX)
+        return pair_protocol_error(t, "message length does not fit in memory");
+    int rc = cgloo__p2p_announce_large(t->peer, t->rx.tag, (size_t)t->rx.len, t->rx.send_id);
+    if (rc == CGLOO_EPROTO)
+        return pair_protocol_error(t, "too many unexpected messages");
+    if (rc != CGLOO_OK)
+        cgloo__p2p_peer_fail(t->peer, rc, "out of memory for an unexpected message", 0);
+}
+
+static void pair_on_ready(tcp_pair *t)
+{
+    cgloo__list *it;
+    for (it = t->awaiting.next; it != &t->awaiting; it = it->next) {
+        tcp_op *op = CGLOO_CONTAINER_OF(it, tcp_op, link);
+        if (op->id != t->rx.send_id)
             continue;
-        cgloo__list_remove(&r->link);
-        r->phase = SEND_DATA;
-        req_set_header(r, &(wire_msg){.type = MSG_DATA, .recv_id = p->rx.recv_id, .len = r->len},
-                       r->len);
-        cgloo__list_push_back(&p->sendq, &r->link);
-        pair_flush(p);
+        cgloo__list_remove(&op->link);
+        op->phase = SEND_DATA;
+        op_set_header(op, &(wire_msg){.type = MSG_DATA, .recv_id = t->rx.recv_id, .len = op->len},
+                      op->len);
+        cgloo__list_push_back(&t->sendq, &op->link);
+        pair_flush(t);
         return;
     }
-    pair_protocol_error(p, "READY for a message that was never announced");
+    pair_protocol_error(t, "READY for a message that was never announced");
 }
 
-static void pair_on_data(cgloo_pair *p)
+static void pair_on_data(tcp_pair *t)
 {
-    cgloo__list *it, *tmp;
-    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &p->large_recvs)
-    {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        if (r->id != p->rx.recv_id || p->rx.recv_id == 0)
+    cgloo__list *it;
+    for (it = t->large_recvs.next; it != &t->large_recvs; it = it->next) {
+        tcp_op *op = CGLOO_CONTAINER_OF(it, tcp_op, link);
+        if (op->id != t->rx.recv_id || t->rx.recv_id == 0)
             continue;
-        if (p->rx.len != r->bytes)
-            return pair_protocol_error(p, "DATA length differs from the announced length");
-        cgloo__list_remove(&r->link);
-        p->rx_req = r;
-        p->rx_trunc = false;
-        return pair_begin_payload(p, r->buf);
+        if (t->rx.len != op->len)
+            return pair_protocol_error(t, "DATA length differs from the announced length");
+        cgloo_request *r = op->req;
+        op_free(op);
+        return pair_fill_request(t, r, false);
     }
     /* A receive that was cancelled or truncated: the bytes still arrive and are dropped. */
-    pair_begin_payload(p, NULL);
+    pair_begin_payload(t, NULL);
 }
 
-static void pair_on_credit(cgloo_pair *p)
+static void pair_on_credit(tcp_pair *t)
 {
-    if (p->rx.len > (uint64_t)INT64_MAX - (uint64_t)p->credits)
-        return pair_protocol_error(p, "credit overflow");
-    p->credits += (int64_t)p->rx.len;
+    if (t->rx.len > (uint64_t)INT64_MAX - (uint64_t)t->credits)
+        return pair_protocol_error(t, "credit overflow");
+    t->credits += (int64_t)t->rx.len;
 }
 
-static void pair_on_header(cgloo_pair *p, const uint8_t *bytes)
+static void pair_on_header(tcp_pair *t, const uint8_t *bytes)
 {
-    const char *why = wire_msg_decode(bytes, &p->rx);
+    const char *why = wire_msg_decode(bytes, &t->rx);
     if (why)
-        return pair_protocol_error(p, why);
-    switch (p->rx.type) {
+        return pair_protocol_error(t, why);
+    switch (t->rx.type) {
     case MSG_EAGER:
-        return pair_on_eager(p);
+        return pair_on_eager(t);
     case MSG_RTS:
-        return pair_on_rts(p);
+        return pair_on_rts(t);
     case MSG_READY:
-        return pair_on_ready(p);
+        return pair_on_ready(t);
     case MSG_DATA:
-        return pair_on_data(p);
+        return pair_on_data(t);
     case MSG_CREDIT:
-        return pair_on_credit(p);
+        return pair_on_credit(t);
     case MSG_BYE:
-        p->peer_left = true;
-        return;
+        return cgloo__p2p_peer_left(t->peer);
     }
 }
 
 /* pair_parse consumes the staging buffer: headers, and payload bytes that came with them. */
-static void pair_parse(cgloo_pair *p)
+static void pair_parse(tcp_pair *t)
 {
-    while (p->fd >= 0 && p->rstart < p->rend) {
-        size_t avail = p->rend - p->rstart;
-        if (p->rx_state == RX_HEADER) {
+    while (t->fd >= 0 && t->rstart < t->rend) {
+        size_t avail = t->rend - t->rstart;
+        if (t->rx_state == RX_HEADER) {
             if (avail < MSG_HDR_LEN)
                 break;
-            p->rstart += MSG_HDR_LEN;
-            pair_on_header(p, p->rbuf + p->rstart - MSG_HDR_LEN);
+            t->rstart += MSG_HDR_LEN;
+            pair_on_header(t, t->rbuf + t->rstart - MSG_HDR_LEN);
             continue;
         }
-        size_t n = CGLOO_MIN(avail, p->rx_left);
-        if (p->rx_dst) {
-            memcpy(p->rx_dst, p->rbuf + p->rstart, n);
-            p->rx_dst += n;
+        size_t n = CGLOO_MIN(avail, t->rx_left);
+        if (t->rx_dst) {
+            memcpy(t->rx_dst, t->rbuf + t->rstart, n);
+            t->rx_dst += n;
         }
-        p->rstart += n;
-        p->rx_left -= n;
-        if (p->rx_left == 0)
-            pair_payload_done(p);
+        t->rstart += n;
+        t->rx_left -= n;
+        if (t->rx_left == 0)
+            pair_payload_done(t);
     }
-    if (p->rstart == p->rend) {
-        p->rstart = p->rend = 0;
-    } else if (p->rstart > 0 && p->rend == RBUF_SIZE) {
-        memmove(p->rbuf, p->rbuf + p->rstart, p->rend - p->rstart);
-        p->rend -= p->rstart;
-        p->rstart = 0;
+    if (t->rstart == t->rend) {
+        t->rstart = t->rend = 0;
+    } else if (t->rstart > 0 && t->rend == RBUF_SIZE) {
+        memmove(t->rbuf, t->rbuf + t->rstart, t->rend - t->rstart);
+        t->rend -= t->rstart;
+        t->rstart = 0;
     }
 }
 
-static void pair_on_eof(cgloo_pair *p)
+static void pair_on_eof(tcp_pair *t)
 {
-    bool mid = p->rx_state == RX_PAYLOAD || p->rstart < p->rend;
-    cgloo__pair_fail(p, CGLOO_EPEER,
-                     mid            ? "connection closed in the middle of a message"
-                     : p->peer_left ? "the peer closed its context"
-                                    : "connection closed by the peer",
-                     0);
+    bool mid = t->rx_state == RX_PAYLOAD || t->rstart < t->rend;
+    cgloo__p2p_peer_fail(t->peer, CGLOO_EPEER,
+                         mid                  ? "connection closed in the middle of a message"
+                         : t->peer->peer_left ? "the peer closed its context"
+                                              : "connection closed by the peer",
+                         0);
 }
 
 /* pair_read_direct reads `want` bytes at most of a large payload straight into its destination
  * (the staging buffer for bytes being dropped). Returns bytes read, 0 for EOF, -1 for errno. */
-static ssize_t pair_read_direct(cgloo_pair *p, size_t want)
+static ssize_t pair_read_direct(tcp_pair *t, size_t want)
 {
-    uint8_t *dst = p->rx_dst ? p->rx_dst : p->rbuf;
-    ssize_t n = recv(p->fd, dst, want, 0);
+    uint8_t *dst = t->rx_dst ? t->rx_dst : t->rbuf;
+    ssize_t n = recv(t->fd, dst, want, 0);
     if (n > 0) {
-        if (p->rx_dst)
-            p->rx_dst += n;
-        p->rx_left -= (size_t)n;
-        if (p->rx_left == 0)
-            pair_payload_done(p);
+        if (t->rx_dst)
+            t->rx_dst += n;
+        t->rx_left -= (size_t)n;
+        if (t->rx_left == 0)
+            pair_payload_done(t);
+    }
+    return n;
+}
+
+/* pair_read_once makes one recv: straight into a large payload's destination when the staging
+ * buffer is empty, else into the staging buffer, which is then parsed. */
+static ssize_t pair_read_once(tcp_pair *t, size_t turn_left, size_t *want)
+{
+    if (t->rx_state == RX_PAYLOAD && t->rstart == t->rend && t->rx_left >= RBUF_SIZE / 2) {
+        *want = CGLOO_MIN(t->rx_left, turn_left);
+        if (!t->rx_dst)
+            *want = CGLOO_MIN(*want, (size_t)RBUF_SIZE);
+        return pair_read_direct(t, *want);
+    }
+    *want = RBUF_SIZE - t->rend;
+    ssize_t n = recv(t->fd, t->rbuf + t->rend, *want, 0);
+    if (n > 0) {
+        t->rend += (size_t)n;
+        pair_parse(t);
     }
     return n;
 }
 
 /* pair_read reads until the socket is drained or the turn is used up. */
-static void pair_read(cgloo_pair *p)
+static void pair_read(tcp_pair *t)
 {
-    for (size_t turn = 0; p->fd >= 0 && turn < IO_TURN_BYTES;) {
-        ssize_t n;
+    for (size_t turn = 0; t->fd >= 0 && turn < IO_TURN_BYTES;) {
         size_t want;
-        if (p->rx_state == RX_PAYLOAD && p->rstart == p->rend && p->rx_left >= RBUF_SIZE / 2) {
-            want = CGLOO_MIN(p->rx_left, IO_TURN_BYTES - turn);
-            if (!p->rx_dst)
-                want = CGLOO_MIN(want, (size_t)RBUF_SIZE);
-            n = pair_read_direct(p, want);
-        } else {
-            want = RBUF_SIZE - p->rend;
-            n = recv(p->fd, p->rbuf + p->rend, want, 0);
-            if (n > 0) {
-                p->rend += (size_t)n;
-                pair_parse(p);
-            }
-        }
+        ssize_t n = pair_read_once(t, IO_TURN_BYTES - turn, &want);
         if (n == 0)
-            return pair_on_eof(p);
+            return pair_on_eof(t);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
-                cgloo__pair_fail(p, pair_io_status(errno), "receive failed", errno);
+                cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), "receive failed", errno);
             return;
         }
-        /* A short read drained the socket; epoll reports the next arrival. */
+        /* A short read drained the socket; the poller reports the next arrival. */
         if ((size_t)n < want)
             return;
         turn += (size_t)n;
     }
 }
 
-void cgloo__pair_on_event(cgloo_pair *p, uint32_t events)
+/* pair_drain reads and drops what arrives after this side half-closed, until the peer closes
+ * too (or the connection breaks), then closes the socket. */
+static void pair_drain(tcp_pair *t)
 {
-    if ((events & EPOLLOUT) && p->fd >= 0)
-        pair_flush(p);
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        pair_read(p);
+    char sink[4096];
+    ssize_t r = recv(t->fd, sink, sizeof sink, 0);
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+        pair_close_fd(t);
 }
 
-void cgloo__pair_say_bye(cgloo_pair *p)
+static void pair_on_event(cgloo__pollable *io, unsigned events)
 {
-    if (p->fd >= 0)
-        pair_queue_control(p, &(wire_msg){.type = MSG_BYE});
+    tcp_pair *t = CGLOO_CONTAINER_OF(io, tcp_pair, io);
+    if (t->fd < 0)
+        return;
+    if (t->shut)
+        return pair_drain(t);
+    if (events & CGLOO_POLL_OUT)
+        pair_flush(t);
+    if (events & (CGLOO_POLL_IN | CGLOO_POLL_ERR))
+        pair_read(t);
 }
 
-/* ---- cancellation and teardown ---------------------------------------------------------- */
+/* ---- normal close ------------------------------------------------------------------------- */
 
-static int detach_send(cgloo_pair *p, cgloo_request *r)
+void cgloo__tcp_close_begin(cgloo_peer *p)
 {
-    void *copy = malloc(r->len ? r->len : 1);
-    if (!copy)
-        return CGLOO_ENOMEM;
-    if (r->len)
-        memcpy(copy, r->buf, r->len);
-    r->owned = copy;
-    r->detached = true;
-    return CGLOO_OK;
+    tcp_pair *t = tcp_pair_of(p);
+    if (t->fd < 0 || t->closing)
+        return;
+    t->closing = true;
+    pair_queue_control(t, &(wire_msg){.type = MSG_BYE});
 }
 
-static void cancel_send(cgloo_pair *p, cgloo_request *r)
+bool cgloo__tcp_close_step(cgloo_peer *p)
 {
-    bool untouched = r->hdr_off == 0 && (r->phase == SEND_EAGER || r->phase == SEND_RTS);
+    tcp_pair *t = tcp_pair_of(p);
+    if (t->fd < 0)
+        return true;
+    /* Half-close once nothing is left to write: queued bytes, and cancelled large sends the
+     * peer already heard of (they wait for its READY). */
+    if (!t->shut && cgloo__list_empty(&t->sendq) && cgloo__list_empty(&t->awaiting)) {
+        t->shut = true;
+        if (shutdown(t->fd, SHUT_WR) != 0)
+            pair_close_fd(t);
+    }
+    return t->fd < 0;
+}
+
+/* ---- cancellation and teardown ------------------------------------------------------------ */
+
+static void cancel_send(tcp_pair *t, tcp_op *op)
+{
+    bool untouched = op->hdr_off == 0 && (op->phase == SEND_EAGER || op->phase == SEND_RTS);
+    op->req->tp = NULL;
+    op->req = NULL;
     if (untouched) {
-        if (r->phase == SEND_EAGER)
-            p->credits += (int64_t)r->len;
-        cgloo__list_remove(&r->link);
-        free(r);
+        if (op->phase == SEND_EAGER)
+            t->credits += (int64_t)op->len;
+        op_free(op);
         return;
     }
     /* The peer already knows of this message: finish it from a private copy. */
-    if (detach_send(p, r) != CGLOO_OK) {
-        cgloo__list_remove(&r->link);
-        free(r);
-        cgloo__pair_fail(p, CGLOO_ENOMEM, "out of memory cancelling a send", 0);
+    op->owned = malloc(op->len ? op->len : 1);
+    if (!op->owned) {
+        op_free(op);
+        cgloo__p2p_peer_fail(t->peer, CGLOO_ENOMEM, "out of memory cancelling a send", 0);
+        return;
     }
+    if (op->len)
+        memcpy(op->owned, op->data, op->len);
+    op->data = op->owned;
 }
 
-void cgloo__pair_cancel(cgloo_pair *p, cgloo_request *r)
+void cgloo__tcp_cancel(cgloo_peer *p, cgloo_request *r)
 {
+    tcp_pair *t = tcp_pair_of(p);
+    if (t->rx_req == r) {
+        t->rx_req = NULL;
+        t->rx_dst = NULL; /* the rest of its payload is read and dropped */
+        r->tp = NULL;
+        return;
+    }
+    tcp_op *op = r->tp;
     if (r->kind == REQ_SEND)
-        return cancel_send(p, r);
-    if (p->rx_req == r) {
-        p->rx_req = NULL;
-        p->rx_dst = NULL; /* the rest of its payload is read and dropped */
-    }
-    cgloo__list_remove(&r->link);
-    free(r->src_mask);
-    free(r);
+        return cancel_send(t, op);
+    r->tp = NULL;
+    op_free(op); /* a large receive waiting for DATA: the DATA will be dropped */
 }
 
-static void free_list(cgloo__list *list)
+void cgloo__tcp_peer_fini(cgloo_peer *p)
 {
-    cgloo__list *it, *tmp;
-    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, list)
-    {
-        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
-        cgloo__list_remove(&r->link);
-        if (r->kind == REQ_CTL || r->detached) {
-            free(r->owned);
-            free(r);
-        }
-    }
-}
-
-void cgloo__pair_fini(cgloo_pair *p)
-{
-    if (p->fd >= 0) {
-        close(p->fd);
-        p->fd = -1;
-    }
-    free_list(&p->sendq);
-    free_list(&p->awaiting);
-    cgloo__list *it, *tmp;
-    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &p->unexpected)
-    {
-        unexpected_msg *m = CGLOO_CONTAINER_OF(it, unexpected_msg, link);
-        free(m->data);
-        free(m);
-    }
-    cgloo__list_init(&p->unexpected);
-    if (p->rx_msg) {
-        free(p->rx_msg->data);
-        free(p->rx_msg);
-        p->rx_msg = NULL;
-    }
-    free(p->rbuf);
-    p->rbuf = NULL;
+    tcp_pair *t = tcp_pair_of(p);
+    pair_close_fd(t);
+    ops_fail(&t->sendq, 0, p->rank, true);
+    ops_fail(&t->awaiting, 0, p->rank, true);
+    ops_fail(&t->large_recvs, 0, p->rank, true);
+    if (t->rx_req)
+        t->rx_req->tp = NULL;
+    t->rx_req = NULL;
+    cgloo__p2p_msg_free(t->rx_msg);
+    t->rx_msg = NULL;
+    free(t->rbuf);
+    t->rbuf = NULL;
 }

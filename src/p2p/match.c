@@ -1,0 +1,215 @@
+/*
+ * The engine's side of arrivals: peers, matching, completion, and the calls a transport makes
+ * upward (declared in p2p.h).
+ *
+ * Matching rule: an arriving message goes to the earliest-posted receive that accepts its
+ * source and tag, whether that receive named one rank or a set. A posted receive takes the
+ * earliest-arrived unexpected message it accepts (p2p.c).
+ */
+#include "core/context.h"
+#include "transport/transport.h"
+
+#include <stdio.h>
+
+/* Unexpected messages one peer may leave queued before it is judged to be flooding. */
+#define UNEXPECTED_MAX (1u << 20)
+
+/* ---- peers ----------------------------------------------------------------------------------- */
+
+void cgloo__peer_init(cgloo_peer *p, cgloo_context *ctx, int rank)
+{
+    memset(p, 0, sizeof *p);
+    p->ctx = ctx;
+    p->rank = rank;
+    cgloo__list_init(&p->posted);
+    cgloo__list_init(&p->unexpected);
+}
+
+int cgloo__peer_bind(cgloo_peer *p, const cgloo_transport *t)
+{
+    void *state = calloc(1, t->peer_size);
+    if (!state)
+        return CGLOO_ENOMEM;
+    p->transport = t;
+    p->tp = state;
+    t->peer_init(p);
+    return CGLOO_OK;
+}
+
+void cgloo__p2p_msg_free(unexpected_msg *m)
+{
+    if (m) {
+        free(m->data);
+        free(m);
+    }
+}
+
+void cgloo__peer_fini(cgloo_peer *p)
+{
+    if (p->transport) {
+        p->transport->peer_fini(p);
+        free(p->tp);
+    }
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &p->unexpected)
+    {
+        cgloo__p2p_msg_free(CGLOO_CONTAINER_OF(it, unexpected_msg, link));
+    }
+    cgloo__peer_init(p, p->ctx, p->rank);
+}
+
+int cgloo__peer_error(cgloo_peer *p)
+{
+    cgloo_context *ctx = p->ctx;
+    return cgloo__ctx_error(ctx, p->status, "rank %d: peer %d (%s): %s%s%s", ctx->rank, p->rank,
+                            p->addr[0] ? p->addr : "not connected", p->fail_why,
+                            p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
+}
+
+/* ---- completion and matching ------------------------------------------------------------------
+ */
+
+void cgloo__p2p_complete(cgloo_request *r, int status, size_t bytes, int source)
+{
+    cgloo__list_remove(&r->link);
+    r->tp = NULL;
+    r->status = status;
+    r->bytes = bytes;
+    r->source = source;
+    r->done = true;
+}
+
+static cgloo_request *first_posted(cgloo__list *list, uint64_t tag, int rank)
+{
+    cgloo__list *it;
+    for (it = list->next; it != list; it = it->next) {
+        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
+        if (r->tag == tag && (!r->src_mask || cgloo__p2p_mask_has(r->src_mask, rank)))
+            return r;
+    }
+    return NULL;
+}
+
+cgloo_request *cgloo__p2p_match(cgloo_peer *p, uint64_t tag)
+{
+    cgloo_context *ctx = p->ctx;
+    cgloo_request *one = first_posted(&p->posted, tag, p->rank);
+    cgloo_request *any =
+        cgloo__list_empty(&ctx->any_posted) ? NULL : first_posted(&ctx->any_posted, tag, p->rank);
+    cgloo_request *r = !any ? one : !one ? any : one->seq < any->seq ? one : any;
+    if (r) {
+        cgloo__list_remove(&r->link);
+        r->source = p->rank;
+    }
+    return r;
+}
+
+void cgloo__p2p_take_eager(cgloo_peer *p, cgloo_request *r, unexpected_msg *m)
+{
+    bool trunc = m->len > r->len;
+    if (!trunc && m->len)
+        memcpy(r->buf, m->data, m->len);
+    cgloo__tp_eager_released(p, m->len);
+    cgloo__p2p_complete(r, trunc ? CGLOO_ETRUNC : CGLOO_OK, trunc ? 0 : m->len, p->rank);
+    cgloo__p2p_msg_free(m);
+}
+
+static void queue_unexpected(cgloo_peer *p, unexpected_msg *m)
+{
+    m->arrival = ++p->ctx->arrival_seq;
+    cgloo__list_push_back(&p->unexpected, &m->link);
+    p->n_unexpected++;
+}
+
+int cgloo__p2p_hold_eager(cgloo_peer *p, uint64_t tag, size_t len, unexpected_msg **out)
+{
+    if (p->n_unexpected >= UNEXPECTED_MAX)
+        return CGLOO_EPROTO;
+    unexpected_msg *m = calloc(1, sizeof *m);
+    uint8_t *data = malloc(len ? len : 1);
+    if (!m || !data) {
+        free(m);
+        free(data);
+        return CGLOO_ENOMEM;
+    }
+    *m = (unexpected_msg){.kind = MSG_HELD_EAGER, .tag = tag, .len = len, .data = data};
+    cgloo__list_init(&m->link);
+    *out = m;
+    return CGLOO_OK;
+}
+
+void cgloo__p2p_deliver_eager(cgloo_peer *p, unexpected_msg *m)
+{
+    cgloo_request *r = cgloo__p2p_match(p, m->tag);
+    if (r)
+        return cgloo__p2p_take_eager(p, r, m);
+    queue_unexpected(p, m);
+}
+
+int cgloo__p2p_announce_large(cgloo_peer *p, uint64_t tag, size_t len, uint64_t cookie)
+{
+    cgloo_request *r = cgloo__p2p_match(p, tag);
+    if (r) {
+        cgloo__tp_start_large_recv(p, r, cookie, len);
+        return CGLOO_OK;
+    }
+    if (p->n_unexpected >= UNEXPECTED_MAX)
+        return CGLOO_EPROTO;
+    unexpected_msg *m = calloc(1, sizeof *m);
+    if (!m)
+        return CGLOO_ENOMEM;
+    *m = (unexpected_msg){.kind = MSG_HELD_LARGE, .cookie = cookie, .tag = tag, .len = len};
+    cgloo__list_init(&m->link);
+    queue_unexpected(p, m);
+    return CGLOO_OK;
+}
+
+/* ---- failure --------------------------------------------------------------------------------- */
+
+void cgloo__p2p_peer_left(cgloo_peer *p)
+{
+    p->peer_left = true;
+}
+
+bool cgloo__p2p_set_all_gone(const cgloo_context *ctx, const uint64_t *mask)
+{
+    for (int rank = 0; rank < ctx->size; rank++)
+        if (cgloo__p2p_mask_has(mask, rank) && ctx->peers[rank].status == CGLOO_OK)
+            return false;
+    return true;
+}
+
+/* A peer that crashed fails every set receive that includes it: the set's sender may have
+ * been that peer. A peer that left normally (it said so) fails them only when no member of
+ * the set is left to send. */
+static void fail_set_receives(cgloo_context *ctx, cgloo_peer *p)
+{
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->any_posted)
+    {
+        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, link);
+        if (cgloo__p2p_mask_has(r->src_mask, p->rank) &&
+            (!p->peer_left || cgloo__p2p_set_all_gone(ctx, r->src_mask)))
+            cgloo__p2p_complete(r, p->status, 0, p->rank);
+    }
+}
+
+void cgloo__p2p_peer_fail(cgloo_peer *p, int status, const char *why, int err)
+{
+    if (p->status != CGLOO_OK)
+        return;
+    cgloo_context *ctx = p->ctx;
+    p->status = status;
+    p->fail_why = why;
+    p->fail_err = err;
+    if (p->rank != ctx->rank)
+        cgloo__peer_error(p);
+    if (p->transport)
+        p->transport->fail(p, status);
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &p->posted)
+    {
+        cgloo__p2p_complete(CGLOO_CONTAINER_OF(it, cgloo_request, link), status, 0, p->rank);
+    }
+    fail_set_receives(ctx, p);
+}

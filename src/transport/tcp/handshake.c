@@ -1,0 +1,307 @@
+/*
+ * The TCP connect op: connections to every peer, each proven to belong to this run.
+ *
+ * A rank dials every lower rank and accepts every higher one, so two ranks never dial each
+ * other at once. The dialler sends a hello naming the context, both ranks, the world size and
+ * both nonces; the accepting side answers with an acknowledgement of the same shape (the byte
+ * layout is in wire.h). The nonces come from this run's store records, so a process left from
+ * an earlier run, or a stranger, cannot pass for a peer. Refused connections are retried with
+ * backoff until the deadline; at most DIAL_WINDOW dials are in flight at once.
+ */
+#include "transport/tcp/tcp.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+#define DIAL_WINDOW 64 /* dials in flight at once */
+#define BACKOFF_MIN_MS 10
+#define BACKOFF_MAX_MS 500
+
+enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
+
+typedef struct peer_info {
+    cgloo__addr addr;
+    char addr_text[CGLOO_ADDR_TEXT_MAX];
+    uint64_t nonce;
+    bool used; /* a peer this transport connects */
+    /* dialling state (lower ranks only) */
+    int state, fd, backoff_ms, last_err;
+    int64_t retry_at_ms;
+    uint8_t ack[HELLO_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
+    size_t ack_got;
+} peer_info;
+
+struct cgloo__connector {
+    cgloo_context *ctx;
+    cgloo_device *dev;
+    device_reg reg;
+    peer_info *peers;
+    int64_t deadline;
+    int remaining; /* connections still to make */
+};
+typedef cgloo__connector handshake;
+
+/* ---- dialling lower ranks ------------------------------------------------------------------ */
+
+static void hello_for(const handshake *m, int peer, uint8_t type, uint8_t *out)
+{
+    const cgloo_context *ctx = m->ctx;
+    wire_hello h = {.type = type,
+                    .ctx_id = ctx->ctx_id,
+                    .src_rank = (uint32_t)ctx->rank,
+                    .dst_rank = (uint32_t)peer,
+                    .size = (uint32_t)ctx->size,
+                    .eager_max = ctx->eager_max,
+                    .eager_budget = ctx->eager_budget,
+                    .src_nonce = ctx->nonce,
+                    .dst_nonce = m->peers[peer].nonce};
+    wire_hello_encode(&h, out);
+}
+
+static void dial_retry(peer_info *p, int err)
+{
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
+    p->state = DIAL_IDLE;
+    p->last_err = err;
+    p->retry_at_ms = cgloo__now_ms() + p->backoff_ms;
+    p->backoff_ms = CGLOO_MIN(p->backoff_ms * 2, BACKOFF_MAX_MS);
+}
+
+static void dial_start(peer_info *p)
+{
+    int rc = cgloo__connect_start(&p->addr, &p->fd);
+    if (rc != CGLOO_OK)
+        return dial_retry(p, errno);
+    p->state = DIAL_CONNECTING;
+}
+
+static void dial_on_writable(handshake *m, int peer)
+{
+    peer_info *p = &m->peers[peer];
+    int err = 0;
+    if (cgloo__connect_result(p->fd, &err) != CGLOO_OK)
+        return dial_retry(p, err);
+    uint8_t hello[HELLO_LEN];
+    hello_for(m, peer, HELLO_TYPE_HELLO, hello);
+    if (cgloo__write_full(p->fd, hello, sizeof hello, m->deadline) != CGLOO_OK)
+        return dial_retry(p, errno);
+    p->state = DIAL_AWAIT_ACK;
+    p->ack_got = 0;
+}
+
+static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes, wire_hello *h)
+{
+    const char *why = wire_hello_decode(bytes, h);
+    if (why)
+        return why;
+    if (h->type != HELLO_TYPE_ACK || h->ctx_id != m->ctx->ctx_id)
+        return "not an acknowledgement for this context";
+    if (h->src_rank != (uint32_t)peer || h->dst_rank != (uint32_t)m->ctx->rank)
+        return "ranks do not match";
+    if (h->size != (uint32_t)m->ctx->size)
+        return "world size differs";
+    if (h->src_nonce != m->peers[peer].nonce || h->dst_nonce != m->ctx->nonce)
+        return "nonces do not match this run";
+    return NULL;
+}
+
+static int dial_on_readable(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[peer];
+    wire_hello h;
+    /* Read what is there without waiting: a peer that sends half an acknowledgement must not
+     * hold up the other connections. */
+    ssize_t n = recv(p->fd, p->ack + p->ack_got, sizeof p->ack - p->ack_got, 0);
+    if (n > 0)
+        p->ack_got += (size_t)n;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return CGLOO_OK;
+    if (n > 0 && p->ack_got < sizeof p->ack)
+        return CGLOO_OK;
+    int rc = n == 0 ? CGLOO_EPEER : n < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
+    if (rc == CGLOO_EPEER)
+        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
+                                "rank %d: rank %d at %s closed the connection during the "
+                                "handshake (it rejected this rank's hello)",
+                                ctx->rank, peer, p->addr_text);
+    const char *why = rc == CGLOO_OK ? check_ack(m, peer, p->ack, &h) : cgloo_strerror(rc);
+    if (why)
+        return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
+                                "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
+                                p->addr_text, why);
+    rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, &h, p->addr_text);
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, rc, "rank %d: setting up the connection to rank %d failed",
+                                ctx->rank, peer);
+    p->fd = -1;
+    p->state = DIAL_DONE;
+    m->remaining--;
+    return CGLOO_OK;
+}
+
+/* ---- accepting higher ranks --------------------------------------------------------------- */
+
+static int accept_one(handshake *m, device_inbound *in)
+{
+    cgloo_context *ctx = m->ctx;
+    int src = (int)in->decoded.src_rank;
+    peer_info *p = &m->peers[src];
+    const char *why = !p->used ? "this rank does not reach that peer over TCP"
+                      : cgloo__tcp_pair_connected(&ctx->peers[src])
+                          ? "a second connection from this rank"
+                      : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
+                                                          : NULL;
+    uint8_t ack[HELLO_LEN];
+    hello_for(m, src, HELLO_TYPE_ACK, ack);
+    if (!why && cgloo__write_full(in->fd, ack, sizeof ack, m->deadline) != CGLOO_OK)
+        why = "could not send the acknowledgement";
+    if (!why &&
+        cgloo__tcp_pair_attach(&ctx->peers[src], in->fd, &in->decoded, p->addr_text) != CGLOO_OK)
+        why = "could not set up the connection";
+    if (why) {
+        CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
+                  src, in->addr, why);
+        close(in->fd);
+    } else {
+        m->remaining--;
+    }
+    free(in);
+    return CGLOO_OK;
+}
+
+static void hs_accept(handshake *m)
+{
+    device_inbound *in = cgloo__tcp_device_take(m->dev, &m->reg);
+    while (in) {
+        device_inbound *next = in->next;
+        accept_one(m, in);
+        in = next;
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static int hs_timeout_error(handshake *m)
+{
+    cgloo_context *ctx = m->ctx;
+    for (int r = 0; r < ctx->size; r++) {
+        peer_info *p = &m->peers[r];
+        if (!p->used || cgloo__tcp_pair_connected(&ctx->peers[r]))
+            continue;
+        if (r > ctx->rank)
+            return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                                    "rank %d: rank %d (at %s) did not connect within %d ms",
+                                    ctx->rank, r, p->addr_text, ctx->timeout_ms);
+        int status = p->last_err == ECONNREFUSED ? CGLOO_ECONNREFUSED : CGLOO_ETIMEDOUT;
+        return cgloo__ctx_error(ctx, status,
+                                "rank %d: could not connect to rank %d at %s within %d ms%s%s",
+                                ctx->rank, r, p->addr_text, ctx->timeout_ms,
+                                p->last_err ? ": " : "", p->last_err ? strerror(p->last_err) : "");
+    }
+    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
+}
+
+/* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count. */
+static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
+{
+    int n = 0;
+    int64_t now = cgloo__now_ms();
+    for (int r = 0; r < m->ctx->rank && n < DIAL_WINDOW; r++) {
+        peer_info *p = &m->peers[r];
+        if (!p->used)
+            continue;
+        if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
+            dial_start(p);
+        if (p->state != DIAL_CONNECTING && p->state != DIAL_AWAIT_ACK)
+            continue;
+        fds[n] =
+            (struct pollfd){.fd = p->fd, .events = p->state == DIAL_CONNECTING ? POLLOUT : POLLIN};
+        who[n++] = r;
+    }
+    return n;
+}
+
+static int hs_run(handshake *m)
+{
+    struct pollfd fds[DIAL_WINDOW];
+    int who[DIAL_WINDOW];
+    while (m->remaining > 0) {
+        int left = cgloo__remaining_ms(m->deadline);
+        if (left == 0)
+            return hs_timeout_error(m);
+        int n = hs_poll_dials(m, fds, who);
+        cgloo__tcp_device_poll(m->dev, fds, n, CGLOO_MIN(left, BACKOFF_MIN_MS));
+        for (int i = 0; i < n; i++) {
+            peer_info *p = &m->peers[who[i]];
+            if (!fds[i].revents)
+                continue;
+            if (p->state == DIAL_CONNECTING)
+                dial_on_writable(m, who[i]);
+            else if (dial_on_readable(m, who[i]) != CGLOO_OK)
+                return m->ctx->last_status;
+        }
+        hs_accept(m);
+    }
+    return CGLOO_OK;
+}
+
+/* hs_load_peers takes the peers' records: every address must parse. */
+static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
+{
+    cgloo_context *ctx = m->ctx;
+    for (int r = 0; r < ctx->size; r++) {
+        peer_info *p = &m->peers[r];
+        if (r == ctx->rank || ctx->peers[r].transport != &cgloo__tcp_transport)
+            continue;
+        if (cgloo__addr_parse(recs[r].address, &p->addr) != CGLOO_OK)
+            return cgloo__ctx_error(ctx, CGLOO_ESTORE,
+                                    "rank %d: rank %d published '%s', which is no TCP address",
+                                    ctx->rank, r, recs[r].address);
+        snprintf(p->addr_text, sizeof p->addr_text, "%s", recs[r].address);
+        p->nonce = recs[r].nonce;
+        p->used = true;
+        m->remaining++;
+    }
+    return CGLOO_OK;
+}
+
+int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out)
+{
+    handshake *m = calloc(1, sizeof *m);
+    peer_info *peers = calloc((size_t)ctx->size, sizeof *peers);
+    if (!m || !peers) {
+        free(m);
+        free(peers);
+        return CGLOO_ENOMEM;
+    }
+    *m = (handshake){.ctx = ctx, .dev = dev, .peers = peers};
+    for (int r = 0; r < ctx->size; r++)
+        peers[r] = (peer_info){.fd = -1, .backoff_ms = BACKOFF_MIN_MS};
+    m->reg = (device_reg){.ctx_id = ctx->ctx_id,
+                          .nonce = ctx->nonce,
+                          .rank = (uint32_t)ctx->rank,
+                          .size = (uint32_t)ctx->size};
+    cgloo__tcp_device_register(dev, &m->reg);
+    *out = m;
+    return CGLOO_OK;
+}
+
+int cgloo__tcp_connect(cgloo__connector *m, const cgloo__peer_record *peers, int64_t deadline_ms)
+{
+    m->deadline = deadline_ms;
+    int rc = hs_load_peers(m, peers);
+    return rc == CGLOO_OK ? hs_run(m) : rc;
+}
+
+void cgloo__tcp_connect_end(cgloo__connector *m)
+{
+    cgloo__tcp_device_unregister(m->dev, &m->reg);
+    for (int r = 0; r < m->ctx->size; r++)
+        if (m->peers[r].fd >= 0)
+            close(m->peers[r].fd); /* dials still in flight */
+    free(m->peers);
+    free(m);
+}

@@ -1,0 +1,139 @@
+/*
+ * What a transport provides: a const ops table per transport, and the device every transport's
+ * devices begin with.
+ *
+ * A transport moves the bytes of point-to-point messages between this rank and its peers and
+ * makes the connections the rendezvous asks for. It is a folder under src/transport/ with one
+ * table; the core (context, point-to-point engine, collectives, rendezvous) calls it only
+ * through the wrappers below and never sees its connections or its wire format. The engine's
+ * semantics, which every transport keeps: small messages go eagerly (bounded by the receiver's
+ * eager limit and credit), large ones are announced and sent once the receiver has a buffer;
+ * between two ranks, messages are delivered in the order they were posted.
+ *
+ * Rules for every op:
+ * - It runs with the context lock held and must not block: anything that waits registers with
+ *   the context's poller (src/loop/poller.h) and continues from its callback. The exceptions
+ *   are connect, which runs before the context is in use, and the device ops.
+ * - It may call back up only through the calls declared in src/p2p/p2p.h.
+ * - A request handed to a transport is the transport's until it completes it with
+ *   cgloo__p2p_complete or gives it back through cancel; while it holds it, req->tp is
+ *   non-NULL (the transport's own record). The caller's buffer stays the caller's: the
+ *   transport keeps no pointer to it after completing or giving back the request.
+ * - A connection failure goes up through cgloo__p2p_peer_fail, never as a return value of a
+ *   send or receive op: those return nothing and complete requests instead.
+ * Models: nng's src/sp/transport.h.
+ */
+#ifndef CGLOO_TRANSPORT_H
+#define CGLOO_TRANSPORT_H
+
+#include "p2p/p2p.h"
+
+/* The longest address text a transport publishes, NUL included. */
+#define CGLOO_TRANSPORT_ADDR_MAX 64
+
+/* Every device begins with this; a transport's device embeds it as its first member. */
+struct cgloo_device {
+    const cgloo_transport *transport;
+};
+
+/* A transport's state while a context connects through a device (opaque to the core). */
+typedef struct cgloo__connector cgloo__connector;
+
+/* What the rendezvous learned of one peer from the store. */
+typedef struct cgloo__peer_record {
+    char address[CGLOO_TRANSPORT_ADDR_MAX]; /* as the peer's device published it */
+    uint64_t nonce;                         /* the peer context's identity in this run */
+} cgloo__peer_record;
+
+struct cgloo_transport {
+    const char *name; /* "tcp": lowercase, for logs and variables */
+    size_t peer_size; /* bytes of private state per peer (cgloo_peer.tp), zeroed before init */
+
+    /* ---- device ---- */
+    /* device_address writes the address peers reach this device at, as text the same
+     * transport's connect parses (at most CGLOO_TRANSPORT_ADDR_MAX bytes with the NUL). Does
+     * not block. EINVAL when buf is too small. */
+    int (*device_address)(const cgloo_device *dev, char *buf, size_t len);
+    /* device_destroy closes the device and frees it. Contexts that used it must be connected
+     * or destroyed already. */
+    void (*device_destroy)(cgloo_device *dev);
+
+    /* ---- connection set-up ---- */
+    /* connect_begin makes ctx reachable through dev, before the rendezvous publishes its
+     * address: connections peers start from then on are kept for connect. Returns the
+     * transport's connector in *out. Does not block. ENOMEM. */
+    int (*connect_begin)(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out);
+    /* connect connects ctx to every peer bound to this transport, given their records
+     * (indexed by rank; the entry of ctx's own rank and of peers of other transports unused).
+     * Blocks until every connection is made and proven to belong to this run (the context id,
+     * both ranks, the world size and both nonces), or deadline_ms passes. Two ranks end with
+     * exactly one connection. On failure it records the detail naming the peer and its
+     * address (cgloo__ctx_error) and returns ETIMEDOUT, ECONNREFUSED, EPROTO, ESTORE (an
+     * address it cannot parse) or ENOMEM; what it connected stays bound to the peers, for the
+     * caller to release with peer_fini. */
+    int (*connect)(cgloo__connector *conn, const cgloo__peer_record *peers, int64_t deadline_ms);
+    /* connect_end makes ctx unreachable through dev again (connections still arriving are
+     * closed) and frees the connector. */
+    void (*connect_end)(cgloo__connector *conn);
+
+    /* ---- one peer ---- */
+    /* peer_init sets up the private state of an unconnected peer. Does not fail. */
+    void (*peer_init)(cgloo_peer *p);
+    /* peer_fini closes the connection at once (no linger) and frees everything the transport
+     * holds for p, requests excepted: a request it still holds is only forgotten. */
+    void (*peer_fini)(cgloo_peer *p);
+    /* post_send takes a send request (eager or announced, the transport's choice within the
+     * peer's eager limit and credit) and starts writing it. The peer has not failed. Completes
+     * it when the bytes are out (or at once). */
+    void (*post_send)(cgloo_peer *p, cgloo_request *req);
+    /* start_large_recv receives the announced message `cookie` of len bytes into req, which the
+     * engine matched to it. len larger than req's capacity completes req with ETRUNC (and the
+     * transport discards the message). A failed peer completes req with its status. */
+    void (*start_large_recv)(cgloo_peer *p, cgloo_request *req, uint64_t cookie, size_t len);
+    /* eager_released says n bytes of eager payload p sent were taken by the application, so
+     * that the transport can return them to the sender as credit. May be NULL. */
+    void (*eager_released)(cgloo_peer *p, size_t n);
+    /* cancel gives back a request the transport holds (req->tp non-NULL) without completing
+     * it. A send the peer has already heard of is finished from a private copy; bytes still
+     * arriving for a receive are dropped. The transport keeps no pointer to req afterwards. */
+    void (*cancel)(cgloo_peer *p, cgloo_request *req);
+    /* fail closes the connection at once and completes every request the transport holds with
+     * status. Called only by cgloo__p2p_peer_fail, once per peer. */
+    void (*fail)(cgloo_peer *p, int status);
+    /* close_begin starts a normal close: it tells the peer this rank is leaving and writes
+     * what is queued. close_step advances it (flushes, half-closes once nothing is queued,
+     * drains what the peer still sends) and returns true once the peer's side is closed too or
+     * the connection is gone; the context polls between steps until every peer is done or its
+     * linger deadline passes. */
+    void (*close_begin)(cgloo_peer *p);
+    bool (*close_step)(cgloo_peer *p);
+};
+
+/* ---- how the core calls a peer's transport (the peer must be bound) ---- */
+
+static inline void cgloo__tp_post_send(cgloo_peer *p, cgloo_request *req)
+{
+    p->transport->post_send(p, req);
+}
+
+static inline void cgloo__tp_start_large_recv(cgloo_peer *p, cgloo_request *req, uint64_t cookie,
+                                              size_t len)
+{
+    p->transport->start_large_recv(p, req, cookie, len);
+}
+
+static inline void cgloo__tp_eager_released(cgloo_peer *p, size_t n)
+{
+    if (p->transport && p->transport->eager_released)
+        p->transport->eager_released(p, n);
+}
+
+static inline void cgloo__tp_cancel(cgloo_peer *p, cgloo_request *req)
+{
+    p->transport->cancel(p, req);
+}
+
+/* The transports built in (one registration each). */
+extern const cgloo_transport cgloo__tcp_transport;
+
+#endif
