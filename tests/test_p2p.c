@@ -494,6 +494,38 @@ static void test_bad_args(void)
     cgloo_cancel(NULL);
 }
 
+/* ---- tags with the top bit set belong to the collectives: refused, never matched ---- */
+
+static void rank_reserved_tags(int rank, int size, void *arg)
+{
+    rank_env e = mesh_connect(store, rank, size, 10000);
+    int peer = 1 - rank, v = rank, got = -1, srcs[] = {peer};
+    uint64_t reserved[] = {1ull << 63, UINT64_MAX, (1ull << 63) | 7};
+    cgloo_request *r = NULL;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        CHECK_STATUS(cgloo_isend(e.ctx, &v, sizeof v, peer, reserved[i], &r), CGLOO_EINVAL);
+        CHECK_STATUS(cgloo_irecv(e.ctx, &got, sizeof got, peer, reserved[i], &r), CGLOO_EINVAL);
+        CHECK_STATUS(cgloo_irecv_any(e.ctx, &got, sizeof got, srcs, 1, reserved[i], &r),
+                     CGLOO_EINVAL);
+        CHECK_STATUS(cgloo_send(e.ctx, &v, sizeof v, peer, reserved[i], 0), CGLOO_EINVAL);
+        CHECK_STATUS(cgloo_recv(e.ctx, &got, sizeof got, peer, reserved[i], 0, NULL), CGLOO_EINVAL);
+    }
+    CHECK(r == NULL);
+    /* The largest user tag works, and a collective running beside it does not take its
+     * message. */
+    CHECK_OK(cgloo_isend(e.ctx, &v, sizeof v, peer, CGLOO_TAG_MAX, &r));
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    CHECK_OK(cgloo_recv(e.ctx, &got, sizeof got, peer, CGLOO_TAG_MAX, 0, NULL));
+    CHECK_OK(cgloo_wait(r, 0, NULL));
+    CHECK(got == peer);
+    mesh_close(e);
+}
+
+static void test_reserved_tags(void)
+{
+    with_store(rank_reserved_tags, 2, NULL);
+}
+
 static const test_case tests[] = {
     {"single_rank", test_single_rank, 10},
     {"bad_args", test_bad_args, 10},
@@ -508,5 +540,6 @@ static const test_case tests[] = {
     {"many_threads", test_many_threads, 60},
     {"nonblocking", test_nonblocking, 30},
     {"departures", test_departures, 30},
+    {"reserved_tags", test_reserved_tags, 30},
 };
 TEST_MAIN(tests)

@@ -323,10 +323,12 @@ CGLOO_API int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len
 CGLOO_API void cgloo_context_abort(cgloo_context *ctx);
 
 /* ---------------------------------------------------------------------------------------------
- * Point-to-point messages. A message is a byte range with a 64-bit tag. Receives match sends in
- * FIFO order per (source rank, tag). A receive may name one source or a set of them. Sending to
- * or receiving from one's own rank works.
+ * Point-to-point messages. A message is a byte range with a tag from 0 to CGLOO_TAG_MAX (tags
+ * with the top bit set are the collectives'; the calls below refuse them with EINVAL). Receives
+ * match sends in FIFO order per (source rank, tag). A receive may name one source or a set of
+ * them. Sending to or receiving from one's own rank works.
  */
+#define CGLOO_TAG_MAX ((uint64_t)INT64_MAX)
 typedef struct cgloo_request cgloo_request;
 
 /* What a completed operation reports. */
@@ -336,7 +338,8 @@ typedef struct cgloo_completion {
 } cgloo_completion;
 
 /* cgloo_isend starts sending len bytes of buf to rank `dst` with `tag`. Never blocks. The buffer
- * must stay untouched until the request completes. Errors: EINVAL, ENOMEM, ESTATE (not
+ * must stay untouched until the request completes. Errors: EINVAL (a NULL buffer with a length,
+ * a rank out of range, a tag above CGLOO_TAG_MAX), ENOMEM, ESTATE (not
  * connected), EABORTED, or the status the connection to dst failed with earlier (EPEER, EPROTO,
  * ...). cgloo_irecv and cgloo_irecv_any fail the same way. */
 CGLOO_API int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,

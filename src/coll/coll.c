@@ -111,14 +111,14 @@ static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned
 int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
                       cgloo_request **out)
 {
-    int rc = cgloo_isend(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
+    int rc = cgloo__p2p_isend(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
     return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "send to", peer, step);
 }
 
 int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
                       cgloo_request **out)
 {
-    int rc = cgloo_irecv(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
+    int rc = cgloo__p2p_irecv(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
     return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "receive from", peer, step);
 }
 

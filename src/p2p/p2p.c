@@ -165,8 +165,8 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
     return CGLOO_OK;
 }
 
-int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
-                cgloo_request **out)
+int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                     cgloo_request **out)
 {
     if (!ctx || !out || (len && !buf) || dst < 0 || dst >= ctx->size)
         return CGLOO_EINVAL;
@@ -176,8 +176,8 @@ int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64
     return post(ctx, r, post_send, out);
 }
 
-int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
-                cgloo_request **out)
+int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                     cgloo_request **out)
 {
     if (!ctx || !out || (len && !buf) || src < 0 || src >= ctx->size)
         return CGLOO_EINVAL;
@@ -187,10 +187,26 @@ int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag
     return post(ctx, r, post_recv_one, out);
 }
 
+int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                cgloo_request **out)
+{
+    if (tag > CGLOO_TAG_MAX)
+        return CGLOO_EINVAL;
+    return cgloo__p2p_isend(ctx, buf, len, dst, tag, out);
+}
+
+int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                cgloo_request **out)
+{
+    if (tag > CGLOO_TAG_MAX)
+        return CGLOO_EINVAL;
+    return cgloo__p2p_irecv(ctx, buf, len, src, tag, out);
+}
+
 int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
                     uint64_t tag, cgloo_request **out)
 {
-    if (!ctx || !out || (len && !buf) || !srcs || nsrcs == 0)
+    if (!ctx || !out || (len && !buf) || !srcs || nsrcs == 0 || tag > CGLOO_TAG_MAX)
         return CGLOO_EINVAL;
     for (size_t i = 0; i < nsrcs; i++)
         if (srcs[i] < 0 || srcs[i] >= ctx->size)

@@ -79,6 +79,12 @@ int cgloo__peer_bind(cgloo_peer *p, const cgloo_transport *t);
 void cgloo__peer_fini(cgloo_peer *p);
 /* cgloo__peer_error records the failure of p as the context's last error; returns its status. */
 int cgloo__peer_error(cgloo_peer *p);
+/* cgloo__p2p_isend and cgloo__p2p_irecv are cgloo_isend and cgloo_irecv without the check
+ * that keeps user tags below the collectives' (for the collectives). */
+int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                     cgloo_request **out);
+int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                     cgloo_request **out);
 /* cgloo__wait_or_cancel is cgloo_wait that cancels the request when its wait ends without it
  * completing (a timeout), so that the request never outlives the call either way. */
 int cgloo__wait_or_cancel(cgloo_request *req, int timeout_ms, cgloo_completion *done);
