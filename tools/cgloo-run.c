@@ -12,8 +12,8 @@
  * Binding: with --bind auto (the default), when the ranks are no more than the CPUs we may run
  * on, rank r is pinned to the r-th of those CPUs, as Open MPI does; more ranks than CPUs run
  * unpinned. --bind core pins round-robin always, --bind none never. Pinned ranks that spin on
- * their sockets keep to their own core: measured, two pinned ranks leave a barrier 0.1 µs
- * apart and take 3.4 µs for a 4-byte allreduce, against 4 µs and 9 µs unpinned.
+ * their sockets keep to their own core and answer sooner (docs/ARCHITECTURE.md, "Why the yield
+ * depends on pinning", has the measurements).
  *
  * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank. When a rank fails (a non-zero
  * exit or a signal) the others get --grace-ms (default 2000) to finish, then SIGTERM, then

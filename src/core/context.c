@@ -23,10 +23,9 @@
 #define DEFAULT_EAGER_MAX (64u * 1024)
 #define DEFAULT_EAGER_BUDGET (4u * 1024 * 1024)
 /* A waiter pinned to one CPU polls without yielding this long first: a yield in every poll
- * makes the arrival of a message wait for the scheduler (measured: two pinned ranks left a
- * barrier 4 µs apart instead of 0.5 µs). An unpinned waiter yields from the first empty poll:
- * there, polling without yielding starved the kernel's network work and other ranks (skews of
- * 24 µs and worse). */
+ * makes the arrival of a message wait for the scheduler. An unpinned waiter yields from the
+ * first empty poll: there, polling without yielding starved the kernel's network work and
+ * other ranks. docs/ARCHITECTURE.md ("Why the yield depends on pinning") has the figures. */
 #define PINNED_YIELD_AFTER_NS 20000
 /* How long destroy waits for queued sends to leave and for the peers to close in turn. */
 #define LINGER_MS 2000
@@ -66,8 +65,8 @@ static int ctx_read_tuning(cgloo_context *ctx)
         return CGLOO_EINVAL;
     ctx->spin_us = (int)spin;
     /* Pinned, and not sharing cores with other ranks of this host (when the launcher says how
-     * many there are): measured, two pinned ranks per core that poll before yielding took
-     * 57 µs for a 4-byte broadcast instead of 19 µs. */
+     * many there are): pinned ranks that share a core and poll before yielding make each other
+     * wait (docs/ARCHITECTURE.md, "Why the yield depends on pinning"). */
     cpu_set_t cpus;
     long local_size;
     if (cgloo__env_int("CGLOO_LOCAL_SIZE", 1, 1L << 24, 1, &local_size))

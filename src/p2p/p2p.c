@@ -262,8 +262,9 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
 }
 
 /* request_wait is cgloo_wait that also says whether the request is still pending (its wait
- * timed out) or was freed: a completed request may carry any status, ETIMEDOUT included (a
- * connection that timed out in the kernel), so the status alone cannot tell. */
+ * timed out) or was freed. A completed request never carries ETIMEDOUT (a connection the kernel
+ * timed out fails with EPEER), but the flag tells without relying on every transport keeping
+ * that rule. */
 static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done, bool *pending)
 {
     *pending = false;
