@@ -6,13 +6,14 @@
  * contiguous range of the buffer, so each exchange is one message each way; after lg p steps
  * it holds every block.
  *
- * Non-power-of-two p: fold. Let p' be the largest power of two below p and q = p - p'. Among the
- * first 2q ranks, each even rank first sends its block to the odd rank above it and sits out;
- * the p' remaining ranks (the odd ones among the first 2q, and every rank from 2q on) run the
- * power-of-two algorithm, where the odd rank stands for both. Each stand-in covers a contiguous
- * pair of blocks, so every exchange is still one contiguous range. At the end each odd rank
- * sends the even rank below it every block but that rank's own (two messages: the blocks before
- * it and the blocks after it).
+ * Non-power-of-two p: the fold of pattern/fold.h. Let p' be the largest power of two below p and
+ * q = p - p'. Among the first 2q ranks, each even rank first sends its block to the odd rank
+ * above it and sits out; the p' remaining ranks (the odd ones among the first 2q, and every
+ * rank from 2q on) run the power-of-two algorithm on their virtual ranks, where the odd rank
+ * stands for both. Each stand-in covers a contiguous pair of blocks, so every exchange (the
+ * doubling ranges of pattern/halving.h, mapped to real blocks) is still one contiguous range.
+ * At the end each odd rank sends the even rank below it every block but that rank's own (two
+ * messages: the blocks before it and the blocks after it).
  * Uneven blocks (allgatherv) work unchanged.
  *
  * Preconditions: none.
@@ -25,86 +26,63 @@
  * Meant for small messages, where the steps count and the bytes do not.
  */
 #include "coll/allgather/allgather.h"
+#include "coll/pattern/fold.h"
+#include "coll/pattern/halving.h"
 
-typedef struct rd_plan {
-    int rem;   /* q: ranks folded out */
-    int pof2;  /* p': ranks in the doubling */
-    int vrank; /* this rank's place in the doubling, -1 if folded out */
-} rd_plan;
+#define STEP_FOLD 0
+#define STEP_EXCHANGE 1 /* + k */
+#define STEP_UNFOLD 64  /* the blocks before the folded rank's; + 1 for those after it */
 
-static rd_plan rd_make_plan(int rank, int size)
+/* rd_fold: the rank that folds away sends its block to its partner. */
+static int rd_fold(coll *c, const fold_plan *f, uint8_t *buf, const size_t *off)
 {
-    rd_plan p = {.pof2 = 1};
-    while (p.pof2 * 2 <= size)
-        p.pof2 *= 2;
-    p.rem = size - p.pof2;
-    if (rank < 2 * p.rem)
-        p.vrank = rank % 2 ? rank / 2 : -1;
-    else
-        p.vrank = rank - p.rem;
-    return p;
+    int away = fold_pair_away(f);
+    size_t bytes = off[away + 1] - off[away];
+    if (fold_away(f))
+        return cgloo__coll_send(c, f->partner, buf + off[away], bytes, STEP_FOLD);
+    return cgloo__coll_recv(c, f->partner, buf + off[away], bytes, STEP_FOLD);
 }
 
-/* The first real rank a virtual rank stands for (v == pof2 gives size). */
-static int rd_first_real(const rd_plan *p, int v)
-{
-    return v < p->rem ? 2 * v : v + p->rem;
-}
-
-/* The real rank that runs virtual rank v's part. */
-static int rd_runner(const rd_plan *p, int v)
-{
-    return v < p->rem ? 2 * v + 1 : v + p->rem;
-}
-
-/* rd_exchange swaps the ranges held by vrank and vrank ^ mask. */
-static int rd_exchange(coll *c, const rd_plan *p, uint8_t *buf, const size_t *off, int mask,
+/* rd_exchange: doubling step k, which swaps the ranges of blocks this rank and its peer hold. */
+static int rd_exchange(coll *c, const fold_plan *f, uint8_t *buf, const size_t *off, int k,
                        unsigned step)
 {
-    int mine = p->vrank & ~(mask - 1), theirs = (p->vrank ^ mask) & ~(mask - 1);
-    int lo = rd_first_real(p, mine), hi = rd_first_real(p, mine + mask);
-    int plo = rd_first_real(p, theirs), phi = rd_first_real(p, theirs + mask);
-    int peer = rd_runner(p, p->vrank ^ mask);
+    halving_step x = doubling_step_at(f->vrank, k);
+    int lo = fold_first(f, x.lo), hi = fold_first(f, x.hi);
+    int plo = fold_first(f, x.peer_lo), phi = fold_first(f, x.peer_hi);
+    int peer = fold_real(f, x.peer);
     return cgloo__coll_sendrecv(c, peer, buf + off[lo], off[hi] - off[lo], peer, buf + off[plo],
                                 off[phi] - off[plo], step);
 }
 
-/* rd_unfold: the odd rank of a folded pair sends the even one every block but its own. */
-static int rd_unfold(coll *c, const rd_plan *p, uint8_t *buf, const size_t *off)
+/* rd_unfold: the survivor of a pair sends the rank that folded into it every block but its
+ * own, as the blocks before it and the blocks after it. */
+static int rd_unfold(coll *c, const fold_plan *f, uint8_t *buf, const size_t *off)
 {
-    int r = c->rank, size = c->size;
+    int away = fold_pair_away(f);
+    size_t before = off[away], after = off[c->size] - off[away + 1];
+    uint8_t *rest = buf + off[away + 1];
     cgloo_request *reqs[2] = {NULL, NULL};
     int rc;
-    if (p->vrank < 0) {
-        rc = cgloo__coll_irecv(c, r + 1, buf, off[r], 64, &reqs[0]);
+    if (fold_away(f)) {
+        rc = cgloo__coll_irecv(c, f->partner, buf, before, STEP_UNFOLD, &reqs[0]);
         if (rc == CGLOO_OK)
-            rc =
-                cgloo__coll_irecv(c, r + 1, buf + off[r + 1], off[size] - off[r + 1], 65, &reqs[1]);
+            rc = cgloo__coll_irecv(c, f->partner, rest, after, STEP_UNFOLD + 1, &reqs[1]);
     } else {
-        rc = cgloo__coll_isend(c, r - 1, buf, off[r - 1], 64, &reqs[0]);
+        rc = cgloo__coll_isend(c, f->partner, buf, before, STEP_UNFOLD, &reqs[0]);
         if (rc == CGLOO_OK)
-            rc = cgloo__coll_isend(c, r - 1, buf + off[r], off[size] - off[r], 65, &reqs[1]);
+            rc = cgloo__coll_isend(c, f->partner, rest, after, STEP_UNFOLD + 1, &reqs[1]);
     }
-    if (rc != CGLOO_OK) {
-        cgloo_cancel(reqs[0]);
-        return rc;
-    }
-    return cgloo__coll_waitall(c, reqs, 2);
+    return cgloo__coll_finish(c, reqs, 2, rc);
 }
 
 int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *off)
 {
-    uint8_t *buf = recvbuf;
-    int r = c->rank;
-    rd_plan p = rd_make_plan(r, c->size);
-    int rc = CGLOO_OK;
-    if (r < 2 * p.rem) /* fold: the even rank's block goes to the odd one */
-        rc = p.vrank < 0 ? cgloo__coll_send(c, r + 1, buf + off[r], off[r + 1] - off[r], 0)
-                         : cgloo__coll_recv(c, r - 1, buf + off[r - 1], off[r] - off[r - 1], 0);
-    unsigned step = 1;
-    for (int mask = 1; rc == CGLOO_OK && p.vrank >= 0 && mask < p.pof2; mask *= 2)
-        rc = rd_exchange(c, &p, buf, off, mask, step++);
-    if (rc == CGLOO_OK && r < 2 * p.rem)
-        rc = rd_unfold(c, &p, buf, off);
+    fold_plan f = fold_plan_make(c->rank, c->size);
+    int rc = f.partner >= 0 ? rd_fold(c, &f, recvbuf, off) : CGLOO_OK;
+    for (int k = 0; rc == CGLOO_OK && !fold_away(&f) && k < f.steps; k++)
+        rc = rd_exchange(c, &f, recvbuf, off, k, STEP_EXCHANGE + (unsigned)k);
+    if (rc == CGLOO_OK && f.partner >= 0)
+        rc = rd_unfold(c, &f, recvbuf, off);
     return rc;
 }

@@ -18,4 +18,17 @@ int cgloo__allreduce_bcube(coll *c, void *buf, size_t count);
 int cgloo__allreduce_recursive_doubling(coll *c, void *buf, size_t count);
 int cgloo__allreduce_direct(coll *c, void *buf, size_t count);
 
+/* The recursive algorithms' core: an allreduce among the P' survivors of the non-power-of-two
+ * fold (pattern/fold.h), run by rank f->rank on its virtual rank, with tmp a scratch buffer of
+ * count elements. */
+struct fold_plan;
+typedef int (*allreduce_core_fn)(coll *c, const struct fold_plan *f, void *buf, void *tmp,
+                                 size_t count);
+
+/* cgloo__allreduce_folded runs `core` on any P: a folded-away rank sends its vector to its
+ * partner and receives the result; the partner reduces it in first and sends the result back
+ * after the core. Blocks until done; returns ENOMEM (recorded) for the scratch or the errors of
+ * the coll helpers and of core. */
+int cgloo__allreduce_folded(coll *c, void *buf, size_t count, allreduce_core_fn core);
+
 #endif

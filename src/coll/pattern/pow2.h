@@ -1,5 +1,5 @@
 /* Power-of-two rank arithmetic with no I/O, for the recursive algorithms' non-power-of-two
- * folds. */
+ * fold (fold.h). */
 #ifndef CGLOO_PATTERN_POW2_H
 #define CGLOO_PATTERN_POW2_H
 
@@ -10,6 +10,15 @@ static inline int pow2_floor(int n)
     while (p <= n / 2)
         p *= 2;
     return p;
+}
+
+/* pow2_log2: k such that 2^k is the largest power of two not above n (n >= 1). */
+static inline int pow2_log2(int n)
+{
+    int k = 0;
+    while (n >> (k + 1))
+        k++;
+    return k;
 }
 
 #endif

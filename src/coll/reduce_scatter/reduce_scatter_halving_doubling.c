@@ -1,23 +1,22 @@
 /*
  * Reduce-scatter, recursive halving (the reduce-scatter half of Rabenseifner's allreduce).
  *
- * Let P' be the largest power of two <= P and R = P - P'.
+ * Let P' be the largest power of two <= P and q = P - P'.
  *
- * Fold (non-power-of-two P): ranks below 2R pair up as (2i, 2i+1); the even rank sends its
- * whole vector to the odd one, which reduces it, and then waits for the end. The P' ranks left
- * are renumbered: 2i+1 becomes i (i < R), and r >= 2R becomes r - R. New block j is old blocks
- * 2j and 2j+1 for j < R and old block j + R otherwise, so new blocks are contiguous and in
- * order.
+ * Fold (non-power-of-two P), the plan of pattern/fold.h: ranks below 2q pair up as (2i, 2i+1);
+ * the even rank sends its whole vector to the odd one, which reduces it, and then waits for the
+ * end. The P' ranks left play virtual ranks: 2i+1 is virtual rank i (i < q), and r >= 2q is
+ * r - q. Virtual block v is the real blocks virtual rank v stands for: blocks 2v and 2v+1 for
+ * v < q and block v + q otherwise, so virtual blocks are contiguous and in order.
  *
- * Halving: for bit = P'/2, P'/4, .., 1 a rank exchanges with new rank (me ^ bit). Its current
- * range of new blocks splits in two; the rank whose bit is clear keeps the lower half. It
- * sends the half it gives up and reduces the half it keeps with the partner's. The block order:
- * recursive halving naturally leaves a rank with its bit-reversed block when it pairs at
- * distance 1 first (Gloo's order, which then needs a reordering pass); taking the bits from the
- * highest down instead makes the kept half always the one holding the rank's own block, so new
- * rank i ends with exactly new block i and no reordering is needed.
+ * Halving, the ranges of pattern/halving.h: for bit = P'/2, P'/4, .., 1 a rank exchanges with
+ * virtual rank (v ^ bit). Its current range of virtual blocks splits in two and it keeps the half
+ * holding its own block; it sends the half it gives up and reduces the half it keeps with the
+ * peer's. Recursive halving pairing at distance 1 first (Gloo's order) leaves a rank with its
+ * bit-reversed block and needs a reordering pass; taking the bits from the highest down leaves
+ * virtual rank v with exactly virtual block v.
  *
- * Unfold: odd rank 2i+1 holds old blocks 2i and 2i+1 reduced and sends block 2i to rank 2i.
+ * Unfold: odd rank 2i+1 holds real blocks 2i and 2i+1 reduced and sends block 2i to rank 2i.
  *
  * Blocks of any size (the v variant, empty blocks) work unchanged: the halves are ranges of
  * blocks, so uneven blocks only unbalance the steps. Empty messages are skipped on both sides.
@@ -30,29 +29,23 @@
  * folded partner's, else half of it); out of place, a copy of the input as well.
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
-#include "coll/pattern/pow2.h"
+#include "coll/pattern/fold.h"
+#include "coll/pattern/halving.h"
 
 #include <stdlib.h>
 
 typedef struct hd {
     coll *c;
+    fold_plan f;
     uint8_t *buf, *tmp;
     const size_t *offsets;
-    int p2, rem;
-    int me; /* new rank, or -1 while folded away */
     unsigned step;
 } hd;
 
-/* hd_old_rank: the rank that plays new rank i in the halving. */
-static int hd_old_rank(const hd *h, int i)
+/* hd_off: the element offset where virtual block v starts (v == P' gives the end). */
+static size_t hd_off(const hd *h, int v)
 {
-    return i < h->rem ? 2 * i + 1 : i + h->rem;
-}
-
-/* hd_off: the element offset where new block j starts (j == P' gives the end). */
-static size_t hd_off(const hd *h, int j)
-{
-    return h->offsets[j < h->rem ? 2 * j : j + h->rem];
+    return h->offsets[fold_first(&h->f, v)];
 }
 
 static uint8_t *hd_at(const hd *h, size_t elem)
@@ -75,77 +68,71 @@ static int hd_exchange(hd *h, int peer, size_t slo, size_t shi, size_t klo, size
     return rc;
 }
 
-/* hd_fold: the even rank of a folded pair hands its vector to the odd one. */
+/* hd_fold: the rank that folds away hands its vector to its partner. */
 static int hd_fold(hd *h)
 {
-    int rank = h->c->rank;
     size_t all = h->offsets[h->c->size];
-    if (rank >= 2 * h->rem)
+    if (h->f.partner < 0)
         return CGLOO_OK;
-    if (rank % 2 == 0)
-        return hd_exchange(h, rank + 1, 0, all, 0, 0);
-    return hd_exchange(h, rank - 1, 0, 0, 0, all);
+    if (fold_away(&h->f))
+        return hd_exchange(h, h->f.partner, 0, all, 0, 0);
+    return hd_exchange(h, h->f.partner, 0, 0, 0, all);
 }
 
 static int hd_halve(hd *h)
 {
-    int lo = 0, hi = h->p2;
-    for (int bit = h->p2 / 2; bit >= 1; bit /= 2) {
-        int mid = lo + bit;
-        bool upper = h->me & bit;
-        int klo = upper ? mid : lo, khi = upper ? hi : mid;
-        int slo = upper ? lo : mid, shi = upper ? mid : hi;
+    for (int k = 0; k < h->f.steps; k++) {
+        halving_step x = halving_step_at(h->f.vrank, h->f.p2, k);
         h->step++;
-        int rc = hd_exchange(h, hd_old_rank(h, h->me ^ bit), hd_off(h, slo), hd_off(h, shi),
-                             hd_off(h, klo), hd_off(h, khi));
+        int rc = hd_exchange(h, fold_real(&h->f, x.peer), hd_off(h, x.peer_lo),
+                             hd_off(h, x.peer_hi), hd_off(h, x.lo), hd_off(h, x.hi));
         if (rc != CGLOO_OK)
             return rc;
-        lo = klo;
-        hi = khi;
     }
     return CGLOO_OK;
 }
 
-/* hd_unfold: the odd rank of a folded pair returns the even rank's block. */
+/* hd_unfold: the survivor of a pair returns the block of the rank that folded into it. */
 static int hd_unfold(hd *h)
 {
-    int rank = h->c->rank;
-    const size_t *off = h->offsets;
-    if (rank >= 2 * h->rem)
+    const fold_plan *f = &h->f;
+    if (f->partner < 0)
         return CGLOO_OK;
-    int even = rank & ~1;
-    size_t bytes = (off[even + 1] - off[even]) * h->c->esize;
+    int away = fold_pair_away(f);
+    size_t lo = h->offsets[away], bytes = (h->offsets[away + 1] - lo) * h->c->esize;
     if (bytes == 0)
         return CGLOO_OK;
-    if (rank % 2 == 1)
-        return cgloo__coll_send(h->c, even, hd_at(h, off[even]), bytes, h->step);
-    return cgloo__coll_recv(h->c, rank + 1, hd_at(h, off[even]), bytes, h->step);
+    if (fold_away(f))
+        return cgloo__coll_recv(h->c, f->partner, hd_at(h, lo), bytes, h->step);
+    return cgloo__coll_send(h->c, f->partner, hd_at(h, lo), bytes, h->step);
 }
 
-/* hd_scratch_elems: the most this rank receives in one message. */
+/* hd_scratch_elems: the most this rank receives in one message: a folded partner's vector, or
+ * the half it keeps in the first halving step (the kept ranges only shrink after it). */
 static size_t hd_scratch_elems(const hd *h)
 {
-    int rank = h->c->rank;
-    if (rank < 2 * h->rem && rank % 2 == 1)
+    if (h->f.partner >= 0 && !fold_away(&h->f))
         return h->offsets[h->c->size];
-    if (h->me < 0 || h->p2 == 1)
+    if (fold_away(&h->f) || h->f.steps == 0)
         return 0;
-    int half = h->p2 / 2;
-    return h->me < half ? hd_off(h, half) - hd_off(h, 0) : hd_off(h, h->p2) - hd_off(h, half);
+    halving_step x = halving_step_at(h->f.vrank, h->f.p2, 0);
+    return hd_off(h, x.hi) - hd_off(h, x.lo);
 }
 
 int cgloo__reduce_scatter_halving_doubling_inplace(coll *c, void *buf, const size_t *offsets,
                                                    unsigned step_base)
 {
-    hd h = {.c = c, .buf = buf, .offsets = offsets, .p2 = pow2_floor(c->size), .step = step_base};
-    h.rem = c->size - h.p2;
-    h.me = c->rank < 2 * h.rem ? (c->rank % 2 ? c->rank / 2 : -1) : c->rank - h.rem;
+    hd h = {.c = c,
+            .f = fold_plan_make(c->rank, c->size),
+            .buf = buf,
+            .offsets = offsets,
+            .step = step_base};
     size_t scratch = hd_scratch_elems(&h) * c->esize;
     h.tmp = malloc(CGLOO_MAX(scratch, 1));
     if (!h.tmp)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %zu bytes of scratch", scratch);
     int rc = hd_fold(&h);
-    if (rc == CGLOO_OK && h.me >= 0)
+    if (rc == CGLOO_OK && !fold_away(&h.f))
         rc = hd_halve(&h);
     h.step = step_base + cgloo__reduce_scatter_halving_doubling_steps(c->size) - 1;
     if (rc == CGLOO_OK)
