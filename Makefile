@@ -3,6 +3,7 @@
 #   make check       build, then run every test
 #   make check-asan  the tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan  the tests again under ThreadSanitizer
+#   make format-check  fail when a source file differs from what clang-format makes of it
 #   make bench       build, then run the point-to-point benchmark against the machine's limits
 #   make bench-coll  build, then every collective beside Open MPI and Gloo into docs/BENCHMARKS.md (~40 min;
 #                    QUICK=1 make bench-coll checks the script in a minute or two)
@@ -10,7 +11,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all build demo check check-asan check-tsan bench bench-coll format clean
+.PHONY: all build demo check check-asan check-tsan bench bench-coll format format-check clean
 
 all: build
 
@@ -40,8 +41,13 @@ bench: build
 bench-coll: build
 	./bench/coll.sh
 
+FORMATTED = $$(git ls-files '*.c' '*.h' '*.cc')
+
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(FORMATTED)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMATTED)
 
 clean:
 	rm -rf build build-asan build-tsan
