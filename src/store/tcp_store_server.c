@@ -9,6 +9,7 @@
  * See tcp_store_proto.h for the wire format.
  */
 #include "store/store.h"
+#include "store/kvtable.h"
 #include "store/tcp_store_proto.h"
 
 #include <netdb.h>
@@ -26,22 +27,6 @@
 #define SERVER_BODY_STEP (64u * 1024) /* request bodies grow by at least this much */
 #define SERVER_BODY_KEEP (64u * 1024) /* a body buffer up to this size is kept for reuse */
 #define SERVER_ACCEPT_PAUSE_MS 100    /* after EMFILE, stop accepting for a moment */
-
-/* One key/value pair. The key is kept with its length; it holds no NUL. */
-typedef struct srv_entry {
-    struct srv_entry *next;
-    uint64_t hash;
-    uint8_t *value;
-    size_t vlen;
-    size_t klen;
-    uint8_t key[];
-} srv_entry;
-
-typedef struct srv_table {
-    srv_entry **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t count;
-} srv_table;
 
 typedef enum conn_state {
     CONN_HELLO,   /* reading the client's hello */
@@ -79,103 +64,12 @@ struct cgloo_store_server {
     int wake_fd; /* eventfd written by cgloo_store_server_stop */
     int port;
     int64_t accept_paused_until;
-    srv_table table;
+    cgloo__kvtable table;
     srv_conn **conns;
     size_t nconns, conns_cap;
     struct pollfd *pfds;
     size_t pfds_cap;
 };
-
-/* ---- the key/value table ---- */
-
-static int table_init(srv_table *t)
-{
-    t->nbuckets = 64;
-    t->count = 0;
-    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
-    return t->buckets ? CGLOO_OK : CGLOO_ENOMEM;
-}
-
-static void table_fini(srv_table *t)
-{
-    for (size_t b = 0; t->buckets && b < t->nbuckets; b++) {
-        while (t->buckets[b]) {
-            srv_entry *e = t->buckets[b];
-            t->buckets[b] = e->next;
-            free(e->value);
-            free(e);
-        }
-    }
-    free(t->buckets);
-    t->buckets = NULL;
-}
-
-static srv_entry **table_slot(srv_table *t, const uint8_t *key, size_t klen, uint64_t hash)
-{
-    srv_entry **pp = &t->buckets[hash & (t->nbuckets - 1)];
-    while (*pp && !((*pp)->hash == hash && (*pp)->klen == klen && !memcmp((*pp)->key, key, klen)))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static srv_entry *table_find(srv_table *t, const uint8_t *key, size_t klen)
-{
-    return *table_slot(t, key, klen, cgloo__hash64(key, klen));
-}
-
-/* table_grow doubles the bucket array; on failure the table just stays denser. */
-static void table_grow(srv_table *t)
-{
-    size_t n = t->nbuckets * 2;
-    srv_entry **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return;
-    for (size_t b = 0; b < t->nbuckets; b++) {
-        while (t->buckets[b]) {
-            srv_entry *e = t->buckets[b];
-            t->buckets[b] = e->next;
-            e->next = nb[e->hash & (n - 1)];
-            nb[e->hash & (n - 1)] = e;
-        }
-    }
-    free(t->buckets);
-    t->buckets = nb;
-    t->nbuckets = n;
-}
-
-/* table_put stores value (taking ownership on success) under key. */
-static int table_put(srv_table *t, const uint8_t *key, size_t klen, uint8_t *value, size_t vlen)
-{
-    uint64_t hash = cgloo__hash64(key, klen);
-    srv_entry **pp = table_slot(t, key, klen, hash);
-    if (*pp) {
-        free((*pp)->value);
-        (*pp)->value = value;
-        (*pp)->vlen = vlen;
-        return CGLOO_OK;
-    }
-    srv_entry *e = malloc(sizeof *e + klen);
-    if (!e)
-        return CGLOO_ENOMEM;
-    *e = (srv_entry){.next = NULL, .hash = hash, .value = value, .vlen = vlen, .klen = klen};
-    memcpy(e->key, key, klen);
-    *pp = e;
-    if (++t->count > t->nbuckets)
-        table_grow(t);
-    return CGLOO_OK;
-}
-
-static void table_del(srv_table *t, const uint8_t *key, size_t klen)
-{
-    srv_entry **pp = table_slot(t, key, klen, cgloo__hash64(key, klen));
-    srv_entry *e = *pp;
-    if (!e)
-        return;
-    *pp = e->next;
-    free(e->value);
-    free(e);
-    t->count--;
-}
 
 /* ---- connections: close, respond, flush ---- */
 
@@ -273,10 +167,10 @@ static void conn_violation(srv_conn *c, const char *what)
 
 /* ---- requests ---- */
 
-static int keys_present(srv_table *t, const srv_key *keys, size_t nkeys)
+static int keys_present(const cgloo__kvtable *t, const srv_key *keys, size_t nkeys)
 {
     for (size_t i = 0; i < nkeys; i++)
-        if (!table_find(t, keys[i].p, keys[i].len))
+        if (!cgloo__kvtable_has(t, keys[i].p, keys[i].len))
             return 0;
     return 1;
 }
@@ -310,8 +204,11 @@ static int read_key_list(tcp_store_reader *r, srv_key **out, size_t *nout)
 static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
 {
     uint64_t total = 0;
-    for (size_t i = 0; i < c->nkeys; i++)
-        total += 4 + (uint64_t)table_find(&s->table, c->keys[i].p, c->keys[i].len)->vlen;
+    size_t vlen;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        cgloo__kvtable_get(&s->table, c->keys[i].p, c->keys[i].len, NULL, &vlen);
+        total += 4 + (uint64_t)vlen;
+    }
     if (total > TCP_STORE_FRAME_MAX) {
         conn_respond_status(c, TCP_STORE_ST_TOO_LARGE);
         return;
@@ -323,11 +220,12 @@ static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
     }
     uint8_t *p = frame + TCP_STORE_HEADER_LEN;
     for (size_t i = 0; i < c->nkeys; i++) {
-        srv_entry *e = table_find(&s->table, c->keys[i].p, c->keys[i].len);
-        cgloo__put_u32(p, (uint32_t)e->vlen);
-        if (e->vlen)
-            memcpy(p + 4, e->value, e->vlen);
-        p += 4 + e->vlen;
+        const void *value;
+        cgloo__kvtable_get(&s->table, c->keys[i].p, c->keys[i].len, &value, &vlen);
+        cgloo__put_u32(p, (uint32_t)vlen);
+        if (vlen)
+            memcpy(p + 4, value, vlen);
+        p += 4 + vlen;
     }
     conn_respond_with(c, TCP_STORE_ST_OK, frame, (size_t)total);
 }
@@ -336,8 +234,10 @@ static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
 static void answer_wait(cgloo_store_server *s, srv_conn *c)
 {
     if (c->op == TCP_STORE_OP_GET) {
-        srv_entry *e = table_find(&s->table, c->keys[0].p, c->keys[0].len);
-        conn_respond(c, TCP_STORE_ST_OK, e->value, e->vlen);
+        const void *value;
+        size_t vlen;
+        cgloo__kvtable_get(&s->table, c->keys[0].p, c->keys[0].len, &value, &vlen);
+        conn_respond(c, TCP_STORE_ST_OK, value, vlen);
     } else if (c->op == TCP_STORE_OP_MULTI_GET) {
         answer_multi_get(s, c);
     } else {
@@ -421,39 +321,14 @@ static void do_set(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
     }
     size_t vlen = r->left;
     tcp_store_read_bytes(r, vlen, &value);
-    uint8_t *copy = malloc(vlen ? vlen : 1);
-    if (!copy || table_put(&s->table, key, klen, copy, vlen) != CGLOO_OK) {
+    void *copy = cgloo__memdup_z(value, vlen);
+    if (!copy || cgloo__kvtable_set(&s->table, key, klen, copy, vlen) != CGLOO_OK) {
         free(copy);
         conn_respond_status(c, TCP_STORE_ST_NOMEM);
         return;
     }
-    if (vlen)
-        memcpy(copy, value, vlen);
     conn_respond_status(c, TCP_STORE_ST_OK);
     wake_parked(s);
-}
-
-/* counter_add applies delta to the counter under key; returns a TCP_STORE_ST_* status. */
-static uint32_t counter_add(cgloo_store_server *s, const uint8_t *key, size_t klen, int64_t delta,
-                            int64_t *result)
-{
-    srv_entry *e = table_find(&s->table, key, klen);
-    int64_t v = 0;
-    if (e && cgloo__store_counter_parse(e->value, e->vlen, &v) != CGLOO_OK)
-        return TCP_STORE_ST_NOT_COUNTER;
-    v = (int64_t)((uint64_t)v + (uint64_t)delta); /* wraps like the other backends */
-    char text[24];
-    size_t n = cgloo__store_counter_format(v, text);
-    uint8_t *copy = malloc(n);
-    if (!copy)
-        return TCP_STORE_ST_NOMEM;
-    memcpy(copy, text, n);
-    if (table_put(&s->table, key, klen, copy, n) != CGLOO_OK) {
-        free(copy);
-        return TCP_STORE_ST_NOMEM;
-    }
-    *result = v;
-    return TCP_STORE_ST_OK;
 }
 
 static void do_add(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
@@ -466,9 +341,9 @@ static void do_add(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
         return;
     }
     int64_t v = 0;
-    uint32_t st = counter_add(s, key, klen, (int64_t)delta, &v);
-    if (st != TCP_STORE_ST_OK) {
-        conn_respond_status(c, st);
+    int rc = cgloo__kvtable_add(&s->table, key, klen, (int64_t)delta, &v);
+    if (rc != CGLOO_OK) {
+        conn_respond_status(c, rc == CGLOO_ESTORE ? TCP_STORE_ST_NOT_COUNTER : TCP_STORE_ST_NOMEM);
         return;
     }
     uint8_t body[8];
@@ -501,7 +376,7 @@ static void do_delete(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
         conn_violation(c, "malformed DELETE request");
         return;
     }
-    table_del(&s->table, key, klen);
+    cgloo__kvtable_delete(&s->table, key, klen);
     conn_respond_status(c, TCP_STORE_ST_OK);
 }
 
@@ -891,7 +766,7 @@ static void server_free(cgloo_store_server *s)
     }
     free(s->conns);
     free(s->pfds);
-    table_fini(&s->table);
+    cgloo__kvtable_fini(&s->table);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     if (s->wake_fd >= 0)
@@ -908,8 +783,9 @@ int cgloo_store_server_start(const char *host, int port, cgloo_store_server **ou
     if (!s)
         return CGLOO_ENOMEM;
     s->listen_fd = -1;
+    cgloo__kvtable_init(&s->table);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : table_init(&s->table);
+    int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
     if (rc == CGLOO_OK)
         rc = server_listen(s, host ? host : "127.0.0.1", port);
     if (rc == CGLOO_OK)
