@@ -11,14 +11,11 @@
 #include "store/store.h"
 #include "store/kvtable.h"
 #include "store/tcp_store_proto.h"
+#include "net/net.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -55,7 +52,7 @@ typedef struct srv_conn {
     int64_t deadline; /* of a parked request, monotonic ms */
     uint8_t *out;
     size_t out_len, out_sent;
-    char peer[80]; /* "addr:port", for log lines */
+    char peer[CGLOO_ADDR_TEXT_MAX]; /* "addr:port", for log lines */
 } srv_conn;
 
 struct cgloo_store_server {
@@ -530,24 +527,11 @@ static void conn_on_readable(cgloo_store_server *s, srv_conn *c)
 
 /* ---- the loop ---- */
 
-static void peer_name(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t size)
-{
-    char host[64], port[8];
-    if (getnameinfo((const struct sockaddr *)ss, len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(buf, size, "?");
-    else if (ss->ss_family == AF_INET6)
-        snprintf(buf, size, "[%s]:%s", host, port);
-    else
-        snprintf(buf, size, "%s:%s", host, port);
-}
-
 /* server_add_conn takes an accepted socket into the table (or closes it). */
-static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr_storage *ss,
-                            socklen_t len)
+static void server_add_conn(cgloo_store_server *s, int fd, const cgloo__addr *from)
 {
-    char peer[80];
-    peer_name(ss, len, peer, sizeof peer);
+    char peer[CGLOO_ADDR_TEXT_MAX];
+    cgloo__addr_format(from, peer, sizeof peer);
     if (s->nconns >= SERVER_CONNS_MAX) {
         CGLOO_WARN("tcp store server: refusing %s: %d connections already", peer, SERVER_CONNS_MAX);
         close(fd);
@@ -568,8 +552,7 @@ static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    cgloo__sock_tune(fd);
     c->fd = fd;
     c->state = CONN_HELLO;
     memcpy(c->peer, peer, sizeof peer);
@@ -580,11 +563,11 @@ static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr
 static void server_accept(cgloo_store_server *s)
 {
     for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        cgloo__addr from = {.len = sizeof from.ss};
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&from.ss, &from.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            server_add_conn(s, fd, &ss, len);
+            server_add_conn(s, fd, &from);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -694,55 +677,24 @@ static void *server_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static int listen_on(const struct addrinfo *ai, int *out)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return errno == EAFNOSUPPORT ? CGLOO_EADDR : cgloo__status_from_errno(errno);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int err = errno;
-        close(fd);
-        return err == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(err);
-    }
-    *out = fd;
-    return CGLOO_OK;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-/* server_listen binds the first address of host that works. */
+/* server_listen binds the first address of host that works (a name may give several). */
 static int server_listen(cgloo_store_server *s, const char *host, int port)
 {
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai != 0) {
-        CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, gai_strerror(gai));
-        return CGLOO_EADDR;
+    cgloo__addr addrs[CGLOO_ADDRS_MAX];
+    size_t n = 0;
+    int rc = cgloo__addr_resolve_all(host, 0, addrs, CGLOO_ADDRS_MAX, &n);
+    if (rc != CGLOO_OK) {
+        CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, cgloo_strerror(rc));
+        return rc;
     }
-    int rc = CGLOO_EADDR;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        if ((rc = listen_on(ai, &s->listen_fd)) == CGLOO_OK)
+    rc = CGLOO_EADDR;
+    size_t i = 0;
+    for (; i < n; i++)
+        if ((rc = cgloo__listen(&addrs[i], port, port, &s->listen_fd)) == CGLOO_OK)
             break;
-    freeaddrinfo(res);
     if (rc != CGLOO_OK)
         return rc == CGLOO_EINVAL ? CGLOO_EADDR : rc;
-    s->port = local_port(s->listen_fd);
+    s->port = cgloo__addr_port(&addrs[i]);
     return s->port > 0 ? CGLOO_OK : CGLOO_EIO;
 }
 
