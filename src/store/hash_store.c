@@ -7,7 +7,6 @@
 #include "store/kvtable.h"
 
 #include <pthread.h>
-#include <time.h>
 
 typedef struct hash_store {
     cgloo_store base;
@@ -44,14 +43,7 @@ static int hash_all_present(hash_store *h, const char *const *keys, size_t nkeys
 /* hash_wait_locked waits on the condition variable until all keys exist or the deadline. */
 static int hash_wait_locked(hash_store *h, const char *const *keys, size_t nkeys, int timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = cgloo__timespec_after_ms(timeout_ms);
     while (!hash_all_present(h, keys, nkeys))
         if (pthread_cond_timedwait(&h->changed, &h->lock, &until) == ETIMEDOUT)
             return hash_all_present(h, keys, nkeys) ? CGLOO_OK : CGLOO_ETIMEDOUT;
@@ -146,11 +138,10 @@ int cgloo_store_hash_create(cgloo_store **out)
     hash_store *h = calloc(1, sizeof *h);
     if (!h)
         return CGLOO_ENOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->changed, &ca);
-    pthread_condattr_destroy(&ca);
+    if (cgloo__cond_init_monotonic(&h->changed) != CGLOO_OK) {
+        free(h);
+        return CGLOO_ENOMEM;
+    }
     pthread_mutex_init(&h->lock, NULL);
     cgloo__kvtable_init(&h->table);
     h->base.ops = &hash_ops;

@@ -12,7 +12,6 @@
 
 #include <pthread.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A waiting request may take this long beyond its own timeout (the server answers at the
@@ -143,17 +142,10 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
 
 /* ---- taking turns on the handle ---- */
 
-static void abs_time(int64_t deadline_ms, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(deadline_ms / 1000);
-    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000;
-}
-
 /* acquire waits until deadline for the handle to be free and takes it. */
 static int acquire(tcp_store *t, int64_t deadline)
 {
-    struct timespec until;
-    abs_time(deadline, &until);
+    struct timespec until = cgloo__timespec_at_ms(deadline);
     int rc = CGLOO_OK;
     pthread_mutex_lock(&t->lock);
     while (t->busy && rc == CGLOO_OK)
@@ -523,11 +515,11 @@ static tcp_store *tcp_store_new(const char *host, int port, int fd)
         free(t);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->idle, &ca);
-    pthread_condattr_destroy(&ca);
+    if (cgloo__cond_init_monotonic(&t->idle) != CGLOO_OK) {
+        free(t->host);
+        free(t);
+        return NULL;
+    }
     pthread_mutex_init(&t->lock, NULL);
     t->base.ops = &tcp_ops;
     t->port = port;
