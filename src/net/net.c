@@ -17,7 +17,7 @@ static int family_to_af(int family)
     return family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
 }
 
-int cgloo__addr_resolve_all(const char *host, int family, cgloo__addr *addrs, size_t max,
+int cgloo__addr_resolve_all(const char *host, int family, int port, cgloo__addr *addrs, size_t max,
                             size_t *n_out)
 {
     struct addrinfo hints = {.ai_family = family_to_af(family), .ai_socktype = SOCK_STREAM};
@@ -33,7 +33,8 @@ int cgloo__addr_resolve_all(const char *host, int family, cgloo__addr *addrs, si
             continue;
         memset(&addrs[n], 0, sizeof addrs[n]);
         memcpy(&addrs[n].ss, ai->ai_addr, ai->ai_addrlen);
-        addrs[n++].len = ai->ai_addrlen;
+        addrs[n].len = ai->ai_addrlen;
+        cgloo__addr_set_port(&addrs[n++], port);
     }
     freeaddrinfo(res);
     *n_out = n;
@@ -43,7 +44,7 @@ int cgloo__addr_resolve_all(const char *host, int family, cgloo__addr *addrs, si
 int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr)
 {
     size_t n;
-    return cgloo__addr_resolve_all(host, family, addr, 1, &n);
+    return cgloo__addr_resolve_all(host, family, 0, addr, 1, &n);
 }
 
 static int iface_pick(struct ifaddrs *list, const char *iface, int af, cgloo__addr *addr)

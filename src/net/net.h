@@ -26,9 +26,9 @@ typedef struct cgloo__addr {
 int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr);
 /* cgloo__addr_resolve_all is cgloo__addr_resolve for every address of host, in the resolver's
  * order, for a caller that tries each until one works (a name such as "localhost" may give
- * ::1 before 127.0.0.1). Fills addrs[0..*n_out) with at most max addresses, port 0. Blocks in
- * the resolver. Errors: EADDR, ENOMEM. */
-int cgloo__addr_resolve_all(const char *host, int family, cgloo__addr *addrs, size_t max,
+ * ::1 before 127.0.0.1). Fills addrs[0..*n_out) with at most max addresses, each with `port`.
+ * Blocks in the resolver. Errors: EADDR, ENOMEM. */
+int cgloo__addr_resolve_all(const char *host, int family, int port, cgloo__addr *addrs, size_t max,
                             size_t *n_out);
 /* cgloo__addr_from_iface takes the first address of `family` (0: IPv4 first) on interface. */
 int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr);

@@ -119,13 +119,11 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
 {
     cgloo__addr addrs[CGLOO_ADDRS_MAX];
     size_t n = 0;
-    int rc = cgloo__addr_resolve_all(host, 0, addrs, CGLOO_ADDRS_MAX, &n);
+    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     if (rc != CGLOO_OK) {
         CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, cgloo_strerror(rc));
         return rc;
     }
-    for (size_t i = 0; i < n; i++)
-        cgloo__addr_set_port(&addrs[i], port);
     int pause = TCP_STORE_BACKOFF_MIN_MS;
     for (;;) {
         rc = dial_once(addrs, n, deadline, out);

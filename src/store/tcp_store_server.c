@@ -682,7 +682,7 @@ static int server_listen(cgloo_store_server *s, const char *host, int port)
 {
     cgloo__addr addrs[CGLOO_ADDRS_MAX];
     size_t n = 0;
-    int rc = cgloo__addr_resolve_all(host, 0, addrs, CGLOO_ADDRS_MAX, &n);
+    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     if (rc != CGLOO_OK) {
         CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, cgloo_strerror(rc));
         return rc;
