@@ -13,12 +13,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Assertions are for our own bugs only; anything from outside is a status code. */
 #define CGLOO_ASSERT(cond) assert(cond)
@@ -68,6 +70,18 @@ int64_t cgloo__deadline(int timeout_ms, int fallback_ms);
 int cgloo__remaining_ms(int64_t deadline_ms);
 /* cgloo__sleep_ms sleeps for ms milliseconds (EINTR restarts). */
 void cgloo__sleep_ms(int ms);
+
+/* ---- condition variables on the monotonic clock (src/core/sync.c) ---- */
+/* cgloo__cond_init_monotonic initialises *cond so that pthread_cond_timedwait takes its time on
+ * CLOCK_MONOTONIC, the clock of every deadline here. The caller owns *cond and destroys it with
+ * pthread_cond_destroy. Does not block. Errors: ENOMEM (memory or other resources), EINVAL. */
+int cgloo__cond_init_monotonic(pthread_cond_t *cond);
+/* cgloo__timespec_after_ms is the CLOCK_MONOTONIC time ms (>= 0) from now, for a timed wait on a
+ * condition variable made by cgloo__cond_init_monotonic. */
+struct timespec cgloo__timespec_after_ms(int ms);
+/* cgloo__timespec_at_ms is a monotonic deadline in ms (as cgloo__deadline gives) as a timespec,
+ * for the same kind of wait. */
+struct timespec cgloo__timespec_at_ms(int64_t deadline_ms);
 
 /* ---- small string helpers (src/core/util.c) ---- */
 /* cgloo__strdup duplicates s with malloc (NULL on failure or NULL input). */

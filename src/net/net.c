@@ -17,19 +17,34 @@ static int family_to_af(int family)
     return family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
 }
 
-int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr)
+int cgloo__addr_resolve_all(const char *host, int family, int port, cgloo__addr *addrs, size_t max,
+                            size_t *n_out)
 {
     struct addrinfo hints = {.ai_family = family_to_af(family), .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
-    if (!host || !*host)
+    if (!host || !*host || max == 0)
         return CGLOO_EADDR;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
-        return CGLOO_EADDR;
-    memset(addr, 0, sizeof *addr);
-    memcpy(&addr->ss, res->ai_addr, res->ai_addrlen);
-    addr->len = res->ai_addrlen;
+    int gai = getaddrinfo(host, NULL, &hints, &res);
+    if (gai != 0 || !res)
+        return gai == EAI_MEMORY ? CGLOO_ENOMEM : CGLOO_EADDR;
+    size_t n = 0;
+    for (const struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof addrs[n].ss)
+            continue;
+        memset(&addrs[n], 0, sizeof addrs[n]);
+        memcpy(&addrs[n].ss, ai->ai_addr, ai->ai_addrlen);
+        addrs[n].len = ai->ai_addrlen;
+        cgloo__addr_set_port(&addrs[n++], port);
+    }
     freeaddrinfo(res);
-    return CGLOO_OK;
+    *n_out = n;
+    return n ? CGLOO_OK : CGLOO_EADDR;
+}
+
+int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr)
+{
+    size_t n;
+    return cgloo__addr_resolve_all(host, family, 0, addr, 1, &n);
 }
 
 static int iface_pick(struct ifaddrs *list, const char *iface, int af, cgloo__addr *addr)
@@ -132,8 +147,10 @@ static int listen_on(cgloo__addr *addr, int port, int *fd_out)
     int one = 1;
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     cgloo__addr_set_port(addr, port);
-    if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 || listen(fd, 1024) != 0) {
-        int rc = cgloo__status_from_errno(errno);
+    if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 || listen(fd, SOMAXCONN) != 0) {
+        /* A port we may not bind (below 1024 without privilege) is an address we cannot have,
+         * like one in use: another port of the range may do. */
+        int rc = errno == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(errno);
         close(fd);
         return rc;
     }
@@ -161,7 +178,9 @@ int cgloo__connect_start(const cgloo__addr *addr, int *fd_out)
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return cgloo__status_from_errno(errno);
-    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno != EINPROGRESS) {
+    /* EINTR, like EINPROGRESS, leaves the connect going on in the background. */
+    if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno != EINPROGRESS &&
+        errno != EINTR) {
         int rc = cgloo__status_from_errno(errno);
         close(fd);
         return rc;
@@ -195,15 +214,46 @@ static int poll_one(int fd, short events, int64_t deadline_ms)
     }
 }
 
-int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms)
+int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+    int fd, err;
+    int rc = cgloo__connect_start(addr, &fd);
+    if (rc != CGLOO_OK)
+        return rc;
+    rc = poll_one(fd, POLLOUT, deadline_ms);
+    if (rc == CGLOO_OK)
+        rc = cgloo__connect_result(fd, &err);
+    if (rc != CGLOO_OK) {
+        close(fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return CGLOO_OK;
+}
+
+/* iov_advance steps *iov and *iovcnt past done bytes that went out. */
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t done)
+{
+    while (*iovcnt > 0 && done >= (*iov)->iov_len) {
+        done -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + done;
+        (*iov)->iov_len -= done;
+    }
+}
+
+int cgloo__writev_full(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ms)
+{
+    iov_advance(&iov, &iovcnt, 0); /* empty pieces ahead of any data: nothing to send for them */
+    while (iovcnt > 0) {
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n >= 0) {
+            iov_advance(&iov, &iovcnt, (size_t)n);
+        } else if (errno == EAGAIN || errno == EINTR) {
             int rc = poll_one(fd, POLLOUT, deadline_ms);
             if (rc != CGLOO_OK)
                 return rc;
@@ -212,6 +262,12 @@ int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms)
         }
     }
     return CGLOO_OK;
+}
+
+int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms)
+{
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    return cgloo__writev_full(fd, &iov, 1, deadline_ms);
 }
 
 int cgloo__read_full(int fd, void *buf, size_t len, int64_t deadline_ms)

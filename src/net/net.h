@@ -8,6 +8,7 @@
 #include "cgloo_impl.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 typedef struct cgloo__addr {
     struct sockaddr_storage ss;
@@ -17,8 +18,18 @@ typedef struct cgloo__addr {
 /* The longest "host:port" text: "[" + IPv6 text + "]:" + port. */
 #define CGLOO_ADDR_TEXT_MAX 64
 
-/* cgloo__addr_resolve fills addr from a numeric IP or a host name (family 0, 4 or 6), port 0. */
+/* How many addresses of one name a caller that tries them in turn keeps. */
+#define CGLOO_ADDRS_MAX 8
+
+/* cgloo__addr_resolve fills addr from a numeric IP or a host name (family 0, 4 or 6), port 0:
+ * the resolver's first choice. Errors: EADDR (unknown, or none of that family), ENOMEM. */
 int cgloo__addr_resolve(const char *host, int family, cgloo__addr *addr);
+/* cgloo__addr_resolve_all is cgloo__addr_resolve for every address of host, in the resolver's
+ * order, for a caller that tries each until one works (a name such as "localhost" may give
+ * ::1 before 127.0.0.1). Fills addrs[0..*n_out) with at most max addresses, each with `port`.
+ * Blocks in the resolver. Errors: EADDR, ENOMEM. */
+int cgloo__addr_resolve_all(const char *host, int family, int port, cgloo__addr *addrs, size_t max,
+                            size_t *n_out);
 /* cgloo__addr_from_iface takes the first address of `family` (0: IPv4 first) on interface. */
 int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr);
 /* cgloo__addr_parse parses "host:port" or "[v6]:port" (host resolved as above). */
@@ -32,15 +43,24 @@ int cgloo__sock_nonblock(int fd);
 /* cgloo__sock_tune sets TCP_NODELAY and large buffers on a connected stream socket. */
 void cgloo__sock_tune(int fd);
 /* cgloo__listen binds a non-blocking listener to addr on the first free port of [lo, hi]
- * (0..0: ephemeral). On success addr holds the bound port. */
+ * (0..0: ephemeral). On success addr holds the bound port. A port in use or not ours to bind
+ * is EADDR (the next port is tried); other errors stop at once. */
 int cgloo__listen(cgloo__addr *addr, int port_lo, int port_hi, int *fd_out);
 /* cgloo__connect_start begins a non-blocking connect; *fd_out is set even while in progress. */
 int cgloo__connect_start(const cgloo__addr *addr, int *fd_out);
 /* cgloo__connect_result reads the outcome of a connect once the socket polls writable. */
 int cgloo__connect_result(int fd, int *err_out);
+/* cgloo__connect connects to addr, blocking in poll until the connection is made or the
+ * deadline (monotonic ms) passes. On success *fd_out is a connected non-blocking socket the
+ * caller owns; on failure nothing is left open. Errors: ETIMEDOUT, ECONNREFUSED, EPEER, EADDR,
+ * ENOMEM, EIO. */
+int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out);
 
 /* cgloo__write_full writes len bytes to a non-blocking socket, polling until deadline. */
 int cgloo__write_full(int fd, const void *buf, size_t len, int64_t deadline_ms);
+/* cgloo__writev_full is cgloo__write_full for the iovcnt pieces of iov, sent without copying
+ * them together; it advances iov (the caller's array) as bytes go out. */
+int cgloo__writev_full(int fd, struct iovec *iov, int iovcnt, int64_t deadline_ms);
 /* cgloo__read_full reads exactly len bytes, polling until deadline. EOF gives CGLOO_EPEER. */
 int cgloo__read_full(int fd, void *buf, size_t len, int64_t deadline_ms);
 

@@ -1,68 +1,29 @@
 /*
- * The in-process store: a hash table under one mutex, with a condition variable that wakes
- * waiters whenever a key is set. For ranks that are threads of one process.
+ * The in-process store: the stores' key/value table (kvtable.h) under one mutex, with a
+ * condition variable that wakes waiters whenever a key is set. For ranks that are threads of
+ * one process.
  */
 #include "store/store.h"
+#include "store/kvtable.h"
 
 #include <pthread.h>
-#include <time.h>
-
-typedef struct hash_entry {
-    struct hash_entry *next;
-    char *key;
-    void *value;
-    size_t len;
-} hash_entry;
-
-#define HASH_BUCKETS 256
 
 typedef struct hash_store {
     cgloo_store base;
-    pthread_mutex_t lock;
+    pthread_mutex_t lock; /* guards table */
     pthread_cond_t changed;
-    hash_entry *buckets[HASH_BUCKETS];
+    cgloo__kvtable table;
 } hash_store;
-
-static hash_entry **hash_slot(hash_store *h, const char *key)
-{
-    hash_entry **pp = &h->buckets[cgloo__hash64(key, strlen(key)) % HASH_BUCKETS];
-    while (*pp && strcmp((*pp)->key, key) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
-/* hash_put stores value (taking ownership) under key; the lock is held. */
-static int hash_put(hash_store *h, const char *key, void *value, size_t len)
-{
-    hash_entry **pp = hash_slot(h, key);
-    if (*pp) {
-        free((*pp)->value);
-        (*pp)->value = value;
-        (*pp)->len = len;
-        return CGLOO_OK;
-    }
-    hash_entry *e = calloc(1, sizeof *e);
-    char *k = cgloo__strdup(key);
-    if (!e || !k) {
-        free(e);
-        free(k);
-        return CGLOO_ENOMEM;
-    }
-    e->key = k;
-    e->value = value;
-    e->len = len;
-    *pp = e;
-    return CGLOO_OK;
-}
 
 static int hash_set(cgloo_store *s, const char *key, const void *value, size_t len)
 {
     hash_store *h = (hash_store *)s;
+    /* Copied before taking the lock, so a large value does not hold up the other ranks. */
     void *copy = cgloo__memdup_z(value, len);
     if (!copy)
         return CGLOO_ENOMEM;
     pthread_mutex_lock(&h->lock);
-    int rc = hash_put(h, key, copy, len);
+    int rc = cgloo__kvtable_set(&h->table, key, strlen(key), copy, len);
     if (rc == CGLOO_OK)
         pthread_cond_broadcast(&h->changed);
     pthread_mutex_unlock(&h->lock);
@@ -74,7 +35,7 @@ static int hash_set(cgloo_store *s, const char *key, const void *value, size_t l
 static int hash_all_present(hash_store *h, const char *const *keys, size_t nkeys)
 {
     for (size_t i = 0; i < nkeys; i++)
-        if (!*hash_slot(h, keys[i]))
+        if (!cgloo__kvtable_has(&h->table, keys[i], strlen(keys[i])))
             return 0;
     return 1;
 }
@@ -82,14 +43,7 @@ static int hash_all_present(hash_store *h, const char *const *keys, size_t nkeys
 /* hash_wait_locked waits on the condition variable until all keys exist or the deadline. */
 static int hash_wait_locked(hash_store *h, const char *const *keys, size_t nkeys, int timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = cgloo__timespec_after_ms(timeout_ms);
     while (!hash_all_present(h, keys, nkeys))
         if (pthread_cond_timedwait(&h->changed, &h->lock, &until) == ETIMEDOUT)
             return hash_all_present(h, keys, nkeys) ? CGLOO_OK : CGLOO_ETIMEDOUT;
@@ -102,11 +56,13 @@ static int hash_get(cgloo_store *s, const char *key, int timeout_ms, void **valu
     pthread_mutex_lock(&h->lock);
     int rc = hash_wait_locked(h, &key, 1, timeout_ms);
     if (rc == CGLOO_OK) {
-        hash_entry *e = *hash_slot(h, key);
-        void *copy = cgloo__memdup_z(e->value, e->len);
+        const void *v;
+        size_t n;
+        cgloo__kvtable_get(&h->table, key, strlen(key), &v, &n);
+        void *copy = cgloo__memdup_z(v, n);
         if (copy) {
             *value = copy;
-            *len = e->len;
+            *len = n;
         } else {
             rc = CGLOO_ENOMEM;
         }
@@ -136,23 +92,10 @@ static int hash_check(cgloo_store *s, const char *const *keys, size_t nkeys, int
 static int hash_add(cgloo_store *s, const char *key, int64_t delta, int64_t *result)
 {
     hash_store *h = (hash_store *)s;
-    char text[24];
     pthread_mutex_lock(&h->lock);
-    hash_entry *e = *hash_slot(h, key);
-    int64_t v = 0;
-    int rc = e ? cgloo__store_counter_parse(e->value, e->len, &v) : CGLOO_OK;
-    if (rc == CGLOO_OK) {
-        v = (int64_t)((uint64_t)v + (uint64_t)delta); /* wraps like the other backends */
-        size_t n = cgloo__store_counter_format(v, text);
-        void *copy = cgloo__memdup_z(text, n);
-        rc = copy ? hash_put(h, key, copy, n) : CGLOO_ENOMEM;
-        if (rc != CGLOO_OK)
-            free(copy);
-    }
-    if (rc == CGLOO_OK) {
-        *result = v;
+    int rc = cgloo__kvtable_add(&h->table, key, strlen(key), delta, result);
+    if (rc == CGLOO_OK)
         pthread_cond_broadcast(&h->changed);
-    }
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
@@ -161,14 +104,7 @@ static int hash_del(cgloo_store *s, const char *key)
 {
     hash_store *h = (hash_store *)s;
     pthread_mutex_lock(&h->lock);
-    hash_entry **pp = hash_slot(h, key);
-    hash_entry *e = *pp;
-    if (e) {
-        *pp = e->next;
-        free(e->key);
-        free(e->value);
-        free(e);
-    }
+    cgloo__kvtable_delete(&h->table, key, strlen(key));
     pthread_mutex_unlock(&h->lock);
     return CGLOO_OK;
 }
@@ -176,15 +112,7 @@ static int hash_del(cgloo_store *s, const char *key)
 static void hash_destroy(cgloo_store *s)
 {
     hash_store *h = (hash_store *)s;
-    for (size_t b = 0; b < HASH_BUCKETS; b++) {
-        while (h->buckets[b]) {
-            hash_entry *e = h->buckets[b];
-            h->buckets[b] = e->next;
-            free(e->key);
-            free(e->value);
-            free(e);
-        }
-    }
+    cgloo__kvtable_fini(&h->table);
     pthread_cond_destroy(&h->changed);
     pthread_mutex_destroy(&h->lock);
     free(h);
@@ -210,12 +138,12 @@ int cgloo_store_hash_create(cgloo_store **out)
     hash_store *h = calloc(1, sizeof *h);
     if (!h)
         return CGLOO_ENOMEM;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&h->changed, &ca);
-    pthread_condattr_destroy(&ca);
+    if (cgloo__cond_init_monotonic(&h->changed) != CGLOO_OK) {
+        free(h);
+        return CGLOO_ENOMEM;
+    }
     pthread_mutex_init(&h->lock, NULL);
+    cgloo__kvtable_init(&h->table);
     h->base.ops = &hash_ops;
     *out = &h->base;
     return CGLOO_OK;

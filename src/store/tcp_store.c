@@ -8,16 +8,10 @@
  */
 #include "store/store.h"
 #include "store/tcp_store_proto.h"
+#include "net/net.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
-#include <stdio.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 /* A waiting request may take this long beyond its own timeout (the server answers at the
@@ -45,113 +39,27 @@ typedef struct tcp_frame {
 
 /* ---- deadline-bounded socket I/O ---- */
 
-/* wait_fd polls fd for events until deadline. Returns CGLOO_OK, ETIMEDOUT or EIO. */
-static int wait_fd(int fd, short events, int64_t deadline)
+/* io_status keeps the client's word for a broken exchange: whatever the socket said (reset, end
+ * of stream, ...), the connection is out of step and the caller sees EIO; only a timeout is told
+ * apart. */
+static int io_status(int rc)
 {
-    for (;;) {
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, cgloo__remaining_ms(deadline));
-        if (n > 0)
-            return CGLOO_OK; /* errors and hang-ups surface from the next send or recv */
-        if (n == 0)
-            return CGLOO_ETIMEDOUT;
-        if (errno != EINTR)
-            return CGLOO_EIO;
-    }
+    return rc == CGLOO_OK || rc == CGLOO_ETIMEDOUT ? rc : CGLOO_EIO;
 }
 
 /* send_all sends every byte of iov[0..iovcnt) before deadline. */
 static int send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    while (iovcnt > 0) {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLOUT, deadline);
-            if (rc != CGLOO_OK)
-                return rc;
-            continue;
-        }
-        if (n < 0)
-            return CGLOO_EIO;
-        size_t done = (size_t)n;
-        while (iovcnt > 0 && done >= iov->iov_len) {
-            done -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + done;
-            iov->iov_len -= done;
-        }
-    }
-    return CGLOO_OK;
+    return io_status(cgloo__writev_full(fd, iov, iovcnt, deadline));
 }
 
-/* recv_all fills buf with len bytes before deadline; the end of the stream is EIO. */
+/* recv_all fills buf with len bytes before deadline. */
 static int recv_all(int fd, void *buf, size_t len, int64_t deadline)
 {
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, MSG_DONTWAIT);
-        if (n > 0) {
-            got += (size_t)n;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int rc = wait_fd(fd, POLLIN, deadline);
-            if (rc != CGLOO_OK)
-                return rc;
-        } else {
-            return CGLOO_EIO;
-        }
-    }
-    return CGLOO_OK;
+    return io_status(cgloo__read_full(fd, buf, len, deadline));
 }
 
 /* ---- dialling ---- */
-
-static int resolve(const char *host, int port, struct addrinfo **res)
-{
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    int gai = getaddrinfo(host, service, &hints, res);
-    if (gai == 0)
-        return CGLOO_OK;
-    CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, gai_strerror(gai));
-    return gai == EAI_MEMORY ? CGLOO_ENOMEM : CGLOO_EADDR;
-}
-
-/* dial_addr makes one non-blocking connect attempt to ai before deadline. */
-static int dial_addr(const struct addrinfo *ai, int64_t deadline, int *out)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return errno == EAFNOSUPPORT ? CGLOO_EADDR : cgloo__status_from_errno(errno);
-    int err = 0;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        err = errno;
-        if (err == EINPROGRESS || err == EINTR) {
-            int rc = wait_fd(fd, POLLOUT, deadline);
-            socklen_t len = sizeof err;
-            err = rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : 0;
-            if (rc == CGLOO_OK && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                err = errno;
-        }
-    }
-    if (err != 0) {
-        close(fd);
-        return cgloo__status_from_errno(err);
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *out = fd;
-    return CGLOO_OK;
-}
 
 /* hello exchanges hellos on a fresh connection. */
 static int hello(int fd, int64_t deadline)
@@ -169,19 +77,31 @@ static int hello(int fd, int64_t deadline)
     return rc;
 }
 
-/* dial_once tries each address of host once; returns the last address's error. */
-static int dial_once(const struct addrinfo *res, int64_t deadline, int *out)
+/* dial_addr connects to one address before deadline and says hello. *out is set only on
+ * success: a caller's fd field never holds a socket that was closed here. */
+static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out)
+{
+    int fd;
+    int rc = cgloo__connect(addr, deadline, &fd);
+    if (rc != CGLOO_OK)
+        return rc;
+    cgloo__sock_tune(fd);
+    rc = hello(fd, deadline);
+    if (rc != CGLOO_OK) {
+        close(fd);
+        return rc;
+    }
+    *out = fd;
+    return CGLOO_OK;
+}
+
+/* dial_once tries each address once; returns the last address's error. */
+static int dial_once(const cgloo__addr *addrs, size_t n, int64_t deadline, int *out)
 {
     int rc = CGLOO_EADDR;
-    for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        rc = dial_addr(ai, deadline, out);
-        if (rc == CGLOO_OK) {
-            rc = hello(*out, deadline);
-            if (rc == CGLOO_OK)
-                return CGLOO_OK;
-            close(*out);
-        }
-        if (rc == CGLOO_ETIMEDOUT)
+    for (size_t i = 0; i < n; i++) {
+        rc = dial_addr(&addrs[i], deadline, out);
+        if (rc == CGLOO_OK || rc == CGLOO_ETIMEDOUT)
             break;
     }
     return rc;
@@ -192,17 +112,21 @@ static int retryable(int rc)
     return rc == CGLOO_ECONNREFUSED || rc == CGLOO_EPEER || rc == CGLOO_EIO;
 }
 
-/* dial connects and says hello before deadline. With `retry`, refused (and reset) attempts are
- * repeated with a growing pause until the deadline, for a server that is still starting. */
+/* dial connects and says hello before deadline, trying every address of host. With `retry`,
+ * refused (and reset) attempts are repeated with a growing pause until the deadline, for a
+ * server that is still starting. */
 static int dial(const char *host, int port, int64_t deadline, int retry, int *out)
 {
-    struct addrinfo *res = NULL;
-    int rc = resolve(host, port, &res);
-    if (rc != CGLOO_OK)
+    cgloo__addr addrs[CGLOO_ADDRS_MAX];
+    size_t n = 0;
+    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
+    if (rc != CGLOO_OK) {
+        CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, cgloo_strerror(rc));
         return rc;
+    }
     int pause = TCP_STORE_BACKOFF_MIN_MS;
     for (;;) {
-        rc = dial_once(res, deadline, out);
+        rc = dial_once(addrs, n, deadline, out);
         if (rc == CGLOO_OK || !retry || !retryable(rc))
             break;
         int left = cgloo__remaining_ms(deadline);
@@ -211,23 +135,15 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
         cgloo__sleep_ms(CGLOO_MIN(pause, left));
         pause = CGLOO_MIN(pause * 2, TCP_STORE_BACKOFF_MAX_MS);
     }
-    freeaddrinfo(res);
     return rc;
 }
 
 /* ---- taking turns on the handle ---- */
 
-static void abs_time(int64_t deadline_ms, struct timespec *ts)
-{
-    ts->tv_sec = (time_t)(deadline_ms / 1000);
-    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000;
-}
-
 /* acquire waits until deadline for the handle to be free and takes it. */
 static int acquire(tcp_store *t, int64_t deadline)
 {
-    struct timespec until;
-    abs_time(deadline, &until);
+    struct timespec until = cgloo__timespec_at_ms(deadline);
     int rc = CGLOO_OK;
     pthread_mutex_lock(&t->lock);
     while (t->busy && rc == CGLOO_OK)
@@ -597,11 +513,11 @@ static tcp_store *tcp_store_new(const char *host, int port, int fd)
         free(t);
         return NULL;
     }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->idle, &ca);
-    pthread_condattr_destroy(&ca);
+    if (cgloo__cond_init_monotonic(&t->idle) != CGLOO_OK) {
+        free(t->host);
+        free(t);
+        return NULL;
+    }
     pthread_mutex_init(&t->lock, NULL);
     t->base.ops = &tcp_ops;
     t->port = port;

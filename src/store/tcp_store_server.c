@@ -9,15 +9,13 @@
  * See tcp_store_proto.h for the wire format.
  */
 #include "store/store.h"
+#include "store/kvtable.h"
 #include "store/tcp_store_proto.h"
+#include "net/net.h"
 
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -26,22 +24,6 @@
 #define SERVER_BODY_STEP (64u * 1024) /* request bodies grow by at least this much */
 #define SERVER_BODY_KEEP (64u * 1024) /* a body buffer up to this size is kept for reuse */
 #define SERVER_ACCEPT_PAUSE_MS 100    /* after EMFILE, stop accepting for a moment */
-
-/* One key/value pair. The key is kept with its length; it holds no NUL. */
-typedef struct srv_entry {
-    struct srv_entry *next;
-    uint64_t hash;
-    uint8_t *value;
-    size_t vlen;
-    size_t klen;
-    uint8_t key[];
-} srv_entry;
-
-typedef struct srv_table {
-    srv_entry **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t count;
-} srv_table;
 
 typedef enum conn_state {
     CONN_HELLO,   /* reading the client's hello */
@@ -70,7 +52,7 @@ typedef struct srv_conn {
     int64_t deadline; /* of a parked request, monotonic ms */
     uint8_t *out;
     size_t out_len, out_sent;
-    char peer[80]; /* "addr:port", for log lines */
+    char peer[CGLOO_ADDR_TEXT_MAX]; /* "addr:port", for log lines */
 } srv_conn;
 
 struct cgloo_store_server {
@@ -79,103 +61,12 @@ struct cgloo_store_server {
     int wake_fd; /* eventfd written by cgloo_store_server_stop */
     int port;
     int64_t accept_paused_until;
-    srv_table table;
+    cgloo__kvtable table;
     srv_conn **conns;
     size_t nconns, conns_cap;
     struct pollfd *pfds;
     size_t pfds_cap;
 };
-
-/* ---- the key/value table ---- */
-
-static int table_init(srv_table *t)
-{
-    t->nbuckets = 64;
-    t->count = 0;
-    t->buckets = calloc(t->nbuckets, sizeof *t->buckets);
-    return t->buckets ? CGLOO_OK : CGLOO_ENOMEM;
-}
-
-static void table_fini(srv_table *t)
-{
-    for (size_t b = 0; t->buckets && b < t->nbuckets; b++) {
-        while (t->buckets[b]) {
-            srv_entry *e = t->buckets[b];
-            t->buckets[b] = e->next;
-            free(e->value);
-            free(e);
-        }
-    }
-    free(t->buckets);
-    t->buckets = NULL;
-}
-
-static srv_entry **table_slot(srv_table *t, const uint8_t *key, size_t klen, uint64_t hash)
-{
-    srv_entry **pp = &t->buckets[hash & (t->nbuckets - 1)];
-    while (*pp && !((*pp)->hash == hash && (*pp)->klen == klen && !memcmp((*pp)->key, key, klen)))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static srv_entry *table_find(srv_table *t, const uint8_t *key, size_t klen)
-{
-    return *table_slot(t, key, klen, cgloo__hash64(key, klen));
-}
-
-/* table_grow doubles the bucket array; on failure the table just stays denser. */
-static void table_grow(srv_table *t)
-{
-    size_t n = t->nbuckets * 2;
-    srv_entry **nb = calloc(n, sizeof *nb);
-    if (!nb)
-        return;
-    for (size_t b = 0; b < t->nbuckets; b++) {
-        while (t->buckets[b]) {
-            srv_entry *e = t->buckets[b];
-            t->buckets[b] = e->next;
-            e->next = nb[e->hash & (n - 1)];
-            nb[e->hash & (n - 1)] = e;
-        }
-    }
-    free(t->buckets);
-    t->buckets = nb;
-    t->nbuckets = n;
-}
-
-/* table_put stores value (taking ownership on success) under key. */
-static int table_put(srv_table *t, const uint8_t *key, size_t klen, uint8_t *value, size_t vlen)
-{
-    uint64_t hash = cgloo__hash64(key, klen);
-    srv_entry **pp = table_slot(t, key, klen, hash);
-    if (*pp) {
-        free((*pp)->value);
-        (*pp)->value = value;
-        (*pp)->vlen = vlen;
-        return CGLOO_OK;
-    }
-    srv_entry *e = malloc(sizeof *e + klen);
-    if (!e)
-        return CGLOO_ENOMEM;
-    *e = (srv_entry){.next = NULL, .hash = hash, .value = value, .vlen = vlen, .klen = klen};
-    memcpy(e->key, key, klen);
-    *pp = e;
-    if (++t->count > t->nbuckets)
-        table_grow(t);
-    return CGLOO_OK;
-}
-
-static void table_del(srv_table *t, const uint8_t *key, size_t klen)
-{
-    srv_entry **pp = table_slot(t, key, klen, cgloo__hash64(key, klen));
-    srv_entry *e = *pp;
-    if (!e)
-        return;
-    *pp = e->next;
-    free(e->value);
-    free(e);
-    t->count--;
-}
 
 /* ---- connections: close, respond, flush ---- */
 
@@ -273,10 +164,10 @@ static void conn_violation(srv_conn *c, const char *what)
 
 /* ---- requests ---- */
 
-static int keys_present(srv_table *t, const srv_key *keys, size_t nkeys)
+static int keys_present(const cgloo__kvtable *t, const srv_key *keys, size_t nkeys)
 {
     for (size_t i = 0; i < nkeys; i++)
-        if (!table_find(t, keys[i].p, keys[i].len))
+        if (!cgloo__kvtable_has(t, keys[i].p, keys[i].len))
             return 0;
     return 1;
 }
@@ -310,8 +201,11 @@ static int read_key_list(tcp_store_reader *r, srv_key **out, size_t *nout)
 static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
 {
     uint64_t total = 0;
-    for (size_t i = 0; i < c->nkeys; i++)
-        total += 4 + (uint64_t)table_find(&s->table, c->keys[i].p, c->keys[i].len)->vlen;
+    size_t vlen;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        cgloo__kvtable_get(&s->table, c->keys[i].p, c->keys[i].len, NULL, &vlen);
+        total += 4 + (uint64_t)vlen;
+    }
     if (total > TCP_STORE_FRAME_MAX) {
         conn_respond_status(c, TCP_STORE_ST_TOO_LARGE);
         return;
@@ -323,11 +217,12 @@ static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
     }
     uint8_t *p = frame + TCP_STORE_HEADER_LEN;
     for (size_t i = 0; i < c->nkeys; i++) {
-        srv_entry *e = table_find(&s->table, c->keys[i].p, c->keys[i].len);
-        cgloo__put_u32(p, (uint32_t)e->vlen);
-        if (e->vlen)
-            memcpy(p + 4, e->value, e->vlen);
-        p += 4 + e->vlen;
+        const void *value;
+        cgloo__kvtable_get(&s->table, c->keys[i].p, c->keys[i].len, &value, &vlen);
+        cgloo__put_u32(p, (uint32_t)vlen);
+        if (vlen)
+            memcpy(p + 4, value, vlen);
+        p += 4 + vlen;
     }
     conn_respond_with(c, TCP_STORE_ST_OK, frame, (size_t)total);
 }
@@ -336,8 +231,10 @@ static void answer_multi_get(cgloo_store_server *s, srv_conn *c)
 static void answer_wait(cgloo_store_server *s, srv_conn *c)
 {
     if (c->op == TCP_STORE_OP_GET) {
-        srv_entry *e = table_find(&s->table, c->keys[0].p, c->keys[0].len);
-        conn_respond(c, TCP_STORE_ST_OK, e->value, e->vlen);
+        const void *value;
+        size_t vlen;
+        cgloo__kvtable_get(&s->table, c->keys[0].p, c->keys[0].len, &value, &vlen);
+        conn_respond(c, TCP_STORE_ST_OK, value, vlen);
     } else if (c->op == TCP_STORE_OP_MULTI_GET) {
         answer_multi_get(s, c);
     } else {
@@ -421,39 +318,14 @@ static void do_set(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
     }
     size_t vlen = r->left;
     tcp_store_read_bytes(r, vlen, &value);
-    uint8_t *copy = malloc(vlen ? vlen : 1);
-    if (!copy || table_put(&s->table, key, klen, copy, vlen) != CGLOO_OK) {
+    void *copy = cgloo__memdup_z(value, vlen);
+    if (!copy || cgloo__kvtable_set(&s->table, key, klen, copy, vlen) != CGLOO_OK) {
         free(copy);
         conn_respond_status(c, TCP_STORE_ST_NOMEM);
         return;
     }
-    if (vlen)
-        memcpy(copy, value, vlen);
     conn_respond_status(c, TCP_STORE_ST_OK);
     wake_parked(s);
-}
-
-/* counter_add applies delta to the counter under key; returns a TCP_STORE_ST_* status. */
-static uint32_t counter_add(cgloo_store_server *s, const uint8_t *key, size_t klen, int64_t delta,
-                            int64_t *result)
-{
-    srv_entry *e = table_find(&s->table, key, klen);
-    int64_t v = 0;
-    if (e && cgloo__store_counter_parse(e->value, e->vlen, &v) != CGLOO_OK)
-        return TCP_STORE_ST_NOT_COUNTER;
-    v = (int64_t)((uint64_t)v + (uint64_t)delta); /* wraps like the other backends */
-    char text[24];
-    size_t n = cgloo__store_counter_format(v, text);
-    uint8_t *copy = malloc(n);
-    if (!copy)
-        return TCP_STORE_ST_NOMEM;
-    memcpy(copy, text, n);
-    if (table_put(&s->table, key, klen, copy, n) != CGLOO_OK) {
-        free(copy);
-        return TCP_STORE_ST_NOMEM;
-    }
-    *result = v;
-    return TCP_STORE_ST_OK;
 }
 
 static void do_add(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
@@ -466,9 +338,9 @@ static void do_add(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
         return;
     }
     int64_t v = 0;
-    uint32_t st = counter_add(s, key, klen, (int64_t)delta, &v);
-    if (st != TCP_STORE_ST_OK) {
-        conn_respond_status(c, st);
+    int rc = cgloo__kvtable_add(&s->table, key, klen, (int64_t)delta, &v);
+    if (rc != CGLOO_OK) {
+        conn_respond_status(c, rc == CGLOO_ESTORE ? TCP_STORE_ST_NOT_COUNTER : TCP_STORE_ST_NOMEM);
         return;
     }
     uint8_t body[8];
@@ -501,7 +373,7 @@ static void do_delete(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
         conn_violation(c, "malformed DELETE request");
         return;
     }
-    table_del(&s->table, key, klen);
+    cgloo__kvtable_delete(&s->table, key, klen);
     conn_respond_status(c, TCP_STORE_ST_OK);
 }
 
@@ -655,24 +527,11 @@ static void conn_on_readable(cgloo_store_server *s, srv_conn *c)
 
 /* ---- the loop ---- */
 
-static void peer_name(const struct sockaddr_storage *ss, socklen_t len, char *buf, size_t size)
-{
-    char host[64], port[8];
-    if (getnameinfo((const struct sockaddr *)ss, len, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-        snprintf(buf, size, "?");
-    else if (ss->ss_family == AF_INET6)
-        snprintf(buf, size, "[%s]:%s", host, port);
-    else
-        snprintf(buf, size, "%s:%s", host, port);
-}
-
 /* server_add_conn takes an accepted socket into the table (or closes it). */
-static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr_storage *ss,
-                            socklen_t len)
+static void server_add_conn(cgloo_store_server *s, int fd, const cgloo__addr *from)
 {
-    char peer[80];
-    peer_name(ss, len, peer, sizeof peer);
+    char peer[CGLOO_ADDR_TEXT_MAX];
+    cgloo__addr_format(from, peer, sizeof peer);
     if (s->nconns >= SERVER_CONNS_MAX) {
         CGLOO_WARN("tcp store server: refusing %s: %d connections already", peer, SERVER_CONNS_MAX);
         close(fd);
@@ -693,8 +552,7 @@ static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr
         close(fd);
         return;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    cgloo__sock_tune(fd);
     c->fd = fd;
     c->state = CONN_HELLO;
     memcpy(c->peer, peer, sizeof peer);
@@ -705,11 +563,11 @@ static void server_add_conn(cgloo_store_server *s, int fd, const struct sockaddr
 static void server_accept(cgloo_store_server *s)
 {
     for (;;) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int fd = accept4(s->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        cgloo__addr from = {.len = sizeof from.ss};
+        int fd = accept4(s->listen_fd, (struct sockaddr *)&from.ss, &from.len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            server_add_conn(s, fd, &ss, len);
+            server_add_conn(s, fd, &from);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -819,55 +677,24 @@ static void *server_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static int listen_on(const struct addrinfo *ai, int *out)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return errno == EAFNOSUPPORT ? CGLOO_EADDR : cgloo__status_from_errno(errno);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        int err = errno;
-        close(fd);
-        return err == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(err);
-    }
-    *out = fd;
-    return CGLOO_OK;
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
-        return -1;
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-/* server_listen binds the first address of host that works. */
+/* server_listen binds the first address of host that works (a name may give several). */
 static int server_listen(cgloo_store_server *s, const char *host, int port)
 {
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host, service, &hints, &res);
-    if (gai != 0) {
-        CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, gai_strerror(gai));
-        return CGLOO_EADDR;
+    cgloo__addr addrs[CGLOO_ADDRS_MAX];
+    size_t n = 0;
+    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
+    if (rc != CGLOO_OK) {
+        CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, cgloo_strerror(rc));
+        return rc;
     }
-    int rc = CGLOO_EADDR;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        if ((rc = listen_on(ai, &s->listen_fd)) == CGLOO_OK)
+    rc = CGLOO_EADDR;
+    size_t i = 0;
+    for (; i < n; i++)
+        if ((rc = cgloo__listen(&addrs[i], port, port, &s->listen_fd)) == CGLOO_OK)
             break;
-    freeaddrinfo(res);
     if (rc != CGLOO_OK)
         return rc == CGLOO_EINVAL ? CGLOO_EADDR : rc;
-    s->port = local_port(s->listen_fd);
+    s->port = cgloo__addr_port(&addrs[i]);
     return s->port > 0 ? CGLOO_OK : CGLOO_EIO;
 }
 
@@ -891,7 +718,7 @@ static void server_free(cgloo_store_server *s)
     }
     free(s->conns);
     free(s->pfds);
-    table_fini(&s->table);
+    cgloo__kvtable_fini(&s->table);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     if (s->wake_fd >= 0)
@@ -908,8 +735,9 @@ int cgloo_store_server_start(const char *host, int port, cgloo_store_server **ou
     if (!s)
         return CGLOO_ENOMEM;
     s->listen_fd = -1;
+    cgloo__kvtable_init(&s->table);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : table_init(&s->table);
+    int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
     if (rc == CGLOO_OK)
         rc = server_listen(s, host ? host : "127.0.0.1", port);
     if (rc == CGLOO_OK)
