@@ -47,13 +47,9 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...)
 /* ctx_init_sync makes the lock, the condition variable and the poller. */
 static int ctx_init_sync(cgloo_context *ctx)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctx->progress_done, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_mutex_init(&ctx->lock, NULL);
-    return cgloo__poller_init(&ctx->poller);
+    int rc = cgloo__cond_init_monotonic(&ctx->progress_done);
+    return rc == CGLOO_OK ? cgloo__poller_init(&ctx->poller) : rc;
 }
 
 static int ctx_read_tuning(cgloo_context *ctx)
@@ -142,14 +138,7 @@ static void ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
 
 static void ctx_sleep_on_driver(cgloo_context *ctx, int timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int ms = CGLOO_MIN(timeout_ms, 10);
-    until.tv_nsec += (long)ms * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = cgloo__timespec_after_ms(CGLOO_MIN(timeout_ms, 10));
     ctx->waiters++;
     pthread_cond_timedwait(&ctx->progress_done, &ctx->lock, &until);
     ctx->waiters--;
