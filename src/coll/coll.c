@@ -226,23 +226,22 @@ static const char *coll_env_choice(const coll *c)
     return v && *v ? v : NULL;
 }
 
-const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
-                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback)
+int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
+                     int fallback)
 {
     const char *want = opts && opts->algorithm ? opts->algorithm : coll_env_choice(c);
-    const coll_algorithm *found = want ? NULL : fallback;
-    for (size_t i = 0; want && i < n && !found; i++)
+    int found = want ? -1 : fallback;
+    for (int i = 0; want && i < n && found < 0; i++)
         if (strcmp(table[i].name, want) == 0)
-            found = &table[i];
-    if (!found) {
+            found = i;
+    if (found < 0) {
         char names[256] = "";
-        for (size_t i = 0; i < n; i++)
+        for (int i = 0; i < n; i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
                      table[i].name);
-        cgloo__coll_error(c, CGLOO_ENOTSUP, "no algorithm named '%s' (there are: %s)",
-                          want ? want : "(none)", names);
-        return NULL;
+        return cgloo__coll_error(c, CGLOO_ENOTSUP, "no algorithm named '%s' (there are: %s)",
+                                 want ? want : "(none)", names);
     }
-    c->algorithm = found->name;
+    c->algorithm = table[found].name;
     return found;
 }

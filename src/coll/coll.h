@@ -84,19 +84,20 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
  * NULL. Errors: ENOMEM, EINVAL when the total overflows. Free *out with free(). */
 int cgloo__coll_blocks(coll *c, const size_t *counts, size_t count, size_t **out);
 
-/* Algorithm tables: each collective keeps one, {name, description, function}. The function is
- * stored as a generic function pointer and cast back to the collective's own type. */
-typedef void (*coll_fn)(void);
+/* Algorithm tables. Each collective's top file names its algorithms by an enum, and keeps two
+ * arrays indexed by it with designated initialisers: a table of coll_algorithm (name and
+ * description; one more entry, all NULL, ends it for cgloo_algorithm_names) and an array of
+ * the collective's own function type. The enum's order is the order the names are listed in. */
 typedef struct coll_algorithm {
     const char *name;
     const char *description;
-    coll_fn fn;
 } coll_algorithm;
 
-/* cgloo__coll_find picks the algorithm named by opts->algorithm or by the environment
- * variable CGLOO_<COLL>_ALGORITHM, else returns `fallback` (the selector's choice). NULL with
- * ENOTSUP recorded when a name is unknown. */
-const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
-                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback);
+/* cgloo__coll_find returns the index in table (n entries) of the algorithm named by
+ * opts->algorithm, else by the environment variable CGLOO_<NAME>_ALGORITHM (NAME being c->name),
+ * else `fallback` (the selector's choice), and sets c->algorithm to its name. An unknown name
+ * returns CGLOO_ENOTSUP (negative) with the names there are recorded. Never blocks. */
+int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
+                     int fallback);
 
 #endif

@@ -6,15 +6,23 @@
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"
 
-const coll_algorithm cgloo__gather_algorithms[] = {
-    {"direct", "every rank sends straight to the root; large blocks",
-     (coll_fn)cgloo__gather_direct},
-    {"binomial", "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks",
-     (coll_fn)cgloo__gather_binomial},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("gather") lists them. */
+typedef enum gather_algorithm {
+    GATHER_DIRECT,
+    GATHER_BINOMIAL,
+    GATHER_ALGORITHM_COUNT
+} gather_algorithm;
+
+const coll_algorithm cgloo__gather_algorithms[GATHER_ALGORITHM_COUNT + 1] = {
+    [GATHER_DIRECT] = {"direct", "every rank sends straight to the root; large blocks"},
+    [GATHER_BINOMIAL] = {"binomial",
+                         "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__gather_algorithms) - 1)
+static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
+    [GATHER_DIRECT] = cgloo__gather_direct,
+    [GATHER_BINOMIAL] = cgloo__gather_binomial,
+};
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
  * message handlings for lg p; direct otherwise. Measured over loopback TCP (2 cores, 4 to 16
@@ -22,11 +30,11 @@ const coll_algorithm cgloo__gather_algorithms[] = {
  * where the tree's extra copies and hops cost more than the root's receives. */
 #define GATHER_SMALL_BYTES 4096
 
-static const coll_algorithm *gather_select(const coll *c, size_t bytes)
+static gather_algorithm gather_select(const coll *c, size_t bytes)
 {
     if (bytes <= GATHER_SMALL_BYTES && c->size > 4)
-        return &cgloo__gather_algorithms[1];
-    return &cgloo__gather_algorithms[0];
+        return GATHER_BINOMIAL;
+    return GATHER_DIRECT;
 }
 
 /* gather_run checks the buffers against the layout, puts the root's block in place and runs
@@ -39,16 +47,16 @@ static int gather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t 
         return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf for %zu bytes", own);
     if (c->rank == root && off[c->size] > 0 && !recvbuf)
         return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf at the root");
-    const coll_algorithm *a = cgloo__coll_find(c, cgloo__gather_algorithms, ALGO_COUNT, opts,
-                                               gather_select(c, off[c->size]));
-    if (!a)
-        return CGLOO_ENOTSUP;
+    int a = cgloo__coll_find(c, cgloo__gather_algorithms, GATHER_ALGORITHM_COUNT, opts,
+                             gather_select(c, off[c->size]));
+    if (a < 0)
+        return a;
     uint8_t *mine = c->rank == root && own ? (uint8_t *)recvbuf + off[root] : NULL;
     if (mine && sendbuf != mine)
         memmove(mine, sendbuf, own);
     if (c->size == 1 || off[c->size] == 0)
         return CGLOO_OK;
-    return ((gather_fn)a->fn)(c, sendbuf, recvbuf, off, root);
+    return gather_fns[a](c, sendbuf, recvbuf, off, root);
 }
 
 static int gather_call(cgloo_context *ctx, const char *name, const void *sendbuf, size_t sendcount,
