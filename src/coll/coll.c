@@ -17,23 +17,26 @@
 #define COLL_KIND_SHIFT 55
 #define COLL_USER_TAG_MAX (1ull << 47)
 
-/* coll_kind: a number per collective name (its tag space). */
+/* Kinds 1 to 31 are the listed collectives'; a name outside the list hashes to 32 and up. */
+#define COLL_KIND_CHECK(name, table, kind)                                                         \
+    _Static_assert((kind) >= 1 && (kind) < 32, #name ": kind out of range");
+CGLOO_COLLECTIVES(COLL_KIND_CHECK)
+#undef COLL_KIND_CHECK
+
+/* coll_kind: the number of a collective's tag space (collectives.h). */
 static uint64_t coll_kind(const char *name)
 {
-    /* A v variant shares its collective's space: one caller never runs both at once. */
-    static const char *const kinds[][2] = {{"allreduce", NULL},
-                                           {"reduce_scatter", "reduce_scatterv"},
-                                           {"allgather", "allgatherv"},
-                                           {"broadcast", NULL},
-                                           {"reduce", NULL},
-                                           {"gather", "gatherv"},
-                                           {"scatter", "scatterv"},
-                                           {"alltoall", "alltoallv"},
-                                           {"barrier", NULL}};
+    static const struct {
+        const char *name;
+        uint64_t kind;
+    } kinds[] = {
+#define COLL_KIND(name, table, kind) {#name, kind},
+        CGLOO_COLLECTIVES(COLL_KIND)
+#undef COLL_KIND
+    };
     for (size_t i = 0; i < CGLOO_ARRAY_LEN(kinds); i++)
-        for (int v = 0; v < 2; v++)
-            if (kinds[i][v] && strcmp(name, kinds[i][v]) == 0)
-                return i + 1;
+        if (strcmp(name, kinds[i].name) == 0)
+            return kinds[i].kind;
     return (cgloo__hash64(name, strlen(name)) % 200) + 32;
 }
 

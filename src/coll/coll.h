@@ -14,6 +14,7 @@
 #define CGLOO_COLL_H
 
 #include "cgloo_impl.h"
+#include "coll/collectives.h"
 #include "reduce/reduce_kernel.h"
 
 typedef struct coll {
@@ -99,5 +100,12 @@ typedef struct coll_algorithm {
  * returns CGLOO_ENOTSUP (negative) with the names there are recorded. Never blocks. */
 int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
                      int fallback);
+
+/* The tables, one per row of collectives.h. A v variant's row declares its collective's table
+ * again, which C allows. */
+#define COLL_TABLE_DECLARE(name, table, kind)                                                      \
+    extern const coll_algorithm cgloo__##table##_algorithms[];
+CGLOO_COLLECTIVES(COLL_TABLE_DECLARE)
+#undef COLL_TABLE_DECLARE
 
 #endif
