@@ -96,6 +96,57 @@ int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts)
     return CGLOO_OK;
 }
 
+/* ---- gather and scatter, plain and v: the checks they share --------------------------------- */
+
+/* rooted_check: the root is a rank, and the v form has counts that agree with this rank's own
+ * count. Errors name the arguments as the call does (gatherv: recvcounts and sendcount). */
+static int rooted_check(coll *c, const coll_rooted *r)
+{
+    const char *counts = r->to_root ? "recvcounts" : "sendcounts";
+    const char *own = r->to_root ? "sendcount" : "recvcount";
+    if (r->v && !r->counts)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "%s is NULL", counts);
+    if (r->root < 0 || r->root >= c->size)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "root %d is not a rank of %d", r->root, c->size);
+    if (r->v && r->count != r->counts[c->rank])
+        return cgloo__coll_error(c, CGLOO_EINVAL, "%s %zu differs from %s[%d] %zu", own, r->count,
+                                 counts, c->rank, r->counts[c->rank]);
+    return CGLOO_OK;
+}
+
+/* rooted_buffers: this rank's block and, on the root, the buffer of all blocks are there. */
+static int rooted_buffers(coll *c, const coll_rooted *r, const size_t *off)
+{
+    const void *ownbuf = r->to_root ? r->sendbuf : r->recvbuf;
+    const void *rootbuf = r->to_root ? r->recvbuf : r->sendbuf;
+    size_t own = blocks_bytes(off, c->rank);
+    if (own > 0 && !ownbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL %s for %zu bytes",
+                                 r->to_root ? "sendbuf" : "recvbuf", own);
+    if (c->rank == r->root && off[c->size] > 0 && !rootbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL %s at the root",
+                                 r->to_root ? "recvbuf" : "sendbuf");
+    return CGLOO_OK;
+}
+
+int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                             const cgloo_coll_opts *opts, const coll_rooted *r, size_t **off)
+{
+    *off = NULL;
+    int rc = cgloo__coll_begin(c, ctx, name, dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = rooted_check(c, r);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_blocks(c, r->v ? r->counts : NULL, r->count, off);
+    if (rc == CGLOO_OK)
+        rc = rooted_buffers(c, r, *off);
+    if (rc != CGLOO_OK) {
+        free(*off);
+        *off = NULL;
+    }
+    return rc;
+}
+
 /* ---- point-to-point within a collective ---------------------------------------------------- */
 
 static uint64_t coll_tag(const coll *c, unsigned step)

@@ -85,6 +85,27 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
  * NULL. Errors: ENOMEM, EINVAL when the total overflows. Free *out with free(). */
 int cgloo__coll_blocks(coll *c, const size_t *counts, size_t count, size_t **out);
 
+/* The arguments of a rooted call whose blocks sit back to back on the root: gather and scatter,
+ * plain and v. The plain form leaves counts NULL and gives every rank's count in `count`; the v
+ * form (v true) gives counts (per rank, on the root's side; NULL is an error) and this rank's
+ * own count in `count`, which must equal counts[rank]. to_root: the blocks go to the root's
+ * recvbuf (gather), else they come from its sendbuf (scatter); errors name the buffers by it. */
+typedef struct coll_rooted {
+    const void *sendbuf;
+    void *recvbuf;
+    const size_t *counts;
+    size_t count;
+    int root;
+    bool v, to_root;
+} coll_rooted;
+
+/* cgloo__coll_begin_rooted is cgloo__coll_begin for a rooted call, then the checks its forms
+ * share (counts, root, the buffers the blocks need), and the layout of the root's blocks in
+ * *off (size + 1 byte offsets, see pattern/blocks.h; free() it; NULL on failure). Sends
+ * nothing. Errors: those of cgloo__coll_begin, EINVAL (detail recorded), ENOMEM. */
+int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                             const cgloo_coll_opts *opts, const coll_rooted *r, size_t **off);
+
 /* Algorithm tables. Each collective's top file names its algorithms by an enum, and keeps two
  * arrays indexed by it with designated initialisers: a table of coll_algorithm (name and
  * description; one more entry, all NULL, ends it for cgloo_algorithm_names) and an array of

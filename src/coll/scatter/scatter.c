@@ -1,7 +1,8 @@
 /*
- * cgloo_scatter and cgloo_scatterv: argument checks, the algorithm table and the selector.
- * Both lay the root's send buffer out as a table of per-rank blocks (pattern/blocks.h). The
- * root may scatter in place: recvbuf == sendbuf + its block's offset.
+ * cgloo_scatter and cgloo_scatterv: one call path, the algorithm table and the selector; the
+ * argument checks, shared with gather, are cgloo__coll_begin_rooted's. Both lay the root's send
+ * buffer out as a table of per-rank blocks (pattern/blocks.h). The root may scatter in place:
+ * recvbuf == sendbuf + its block's offset.
  */
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
@@ -37,45 +38,33 @@ static scatter_algorithm scatter_select(const coll *c, size_t bytes)
     return SCATTER_DIRECT;
 }
 
-/* scatter_run checks the buffers against the layout, copies the root's own block and runs the
- * chosen algorithm. */
-static int scatter_run(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root,
+/* scatter_run copies the root's own block and runs the chosen algorithm. */
+static int scatter_run(coll *c, const coll_rooted *r, const size_t *off,
                        const cgloo_coll_opts *opts)
 {
-    size_t own = blocks_bytes(off, c->rank);
-    if (own > 0 && !recvbuf)
-        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", own);
-    if (c->rank == root && off[c->size] > 0 && !sendbuf)
-        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf at the root");
     int a = cgloo__coll_find(c, cgloo__scatter_algorithms, SCATTER_ALGORITHM_COUNT, opts,
                              scatter_select(c, off[c->size]));
     if (a < 0)
         return a;
-    const uint8_t *mine = c->rank == root && own ? (const uint8_t *)sendbuf + off[root] : NULL;
-    if (mine && recvbuf != mine)
-        memmove(recvbuf, mine, own);
+    size_t own = blocks_bytes(off, c->rank);
+    const uint8_t *mine =
+        c->rank == r->root && own ? (const uint8_t *)r->sendbuf + off[r->root] : NULL;
+    if (mine && r->recvbuf != mine)
+        memmove(r->recvbuf, mine, own);
     if (c->size == 1 || off[c->size] == 0)
         return CGLOO_OK;
-    return scatter_fns[a](c, sendbuf, off, recvbuf, root);
+    return scatter_fns[a](c, r->sendbuf, off, r->recvbuf, r->root);
 }
 
-static int scatter_call(cgloo_context *ctx, const char *name, const void *sendbuf,
-                        const size_t *sendcounts, void *recvbuf, size_t recvcount,
-                        cgloo_dtype dtype, int root, const cgloo_coll_opts *opts)
+/* scatter_call is both calls: r says which form it is. */
+static int scatter_call(cgloo_context *ctx, const char *name, const coll_rooted *r,
+                        cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
     coll c;
-    size_t *off = NULL;
-    int rc = cgloo__coll_begin(&c, ctx, name, dtype, opts);
-    if (rc != CGLOO_OK)
-        return rc;
-    if (root < 0 || root >= c.size)
-        return cgloo__coll_error(&c, CGLOO_EINVAL, "root %d is not a rank of %d", root, c.size);
-    if (sendcounts && recvcount != sendcounts[c.rank])
-        return cgloo__coll_error(&c, CGLOO_EINVAL, "recvcount %zu differs from sendcounts[%d] %zu",
-                                 recvcount, c.rank, sendcounts[c.rank]);
-    rc = cgloo__coll_blocks(&c, sendcounts, recvcount, &off);
+    size_t *off;
+    int rc = cgloo__coll_begin_rooted(&c, ctx, name, dtype, opts, r, &off);
     if (rc == CGLOO_OK)
-        rc = scatter_run(&c, sendbuf, off, recvbuf, root, opts);
+        rc = scatter_run(&c, r, off, opts);
     free(off);
     return rc;
 }
@@ -83,17 +72,18 @@ static int scatter_call(cgloo_context *ctx, const char *name, const void *sendbu
 int cgloo_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                   cgloo_dtype dtype, int root, const cgloo_coll_opts *opts)
 {
-    return scatter_call(ctx, "scatter", sendbuf, NULL, recvbuf, count, dtype, root, opts);
+    coll_rooted r = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .root = root};
+    return scatter_call(ctx, "scatter", &r, dtype, opts);
 }
 
 int cgloo_scatterv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts, void *recvbuf,
                    size_t recvcount, cgloo_dtype dtype, int root, const cgloo_coll_opts *opts)
 {
-    if (!sendcounts) {
-        coll c;
-        int rc = cgloo__coll_begin(&c, ctx, "scatterv", dtype, opts);
-        return rc != CGLOO_OK ? rc : cgloo__coll_error(&c, CGLOO_EINVAL, "sendcounts is NULL");
-    }
-    return scatter_call(ctx, "scatterv", sendbuf, sendcounts, recvbuf, recvcount, dtype, root,
-                        opts);
+    coll_rooted r = {.sendbuf = sendbuf,
+                     .recvbuf = recvbuf,
+                     .counts = sendcounts,
+                     .count = recvcount,
+                     .root = root,
+                     .v = true};
+    return scatter_call(ctx, "scatterv", &r, dtype, opts);
 }
