@@ -4,7 +4,9 @@
  * sizes, values, warm-up, iteration agreement (rank 0 decides and broadcasts), barrier before
  * each timed call, slowest-rank timing (a max-allreduce of the per-call times after the timed
  * loop), bandwidth definitions and CSV columns as tools/cgloo-bench.c, whose opening comment
- * defines them. The algorithm column reads "gloo:NAME", NAME being Gloo's algorithm.
+ * defines them. The algorithm column reads "gloo:NAME", NAME being Gloo's algorithm. The
+ * collectives, sizes, values and expected results are bench_check.h's, which all three
+ * benchmarks include.
  *
  * Build: g++ -O2 -std=c++17 -o gloo_coll gloo_coll.cc -lgloo -pthread
  * Run:   cgloo-run -n 4 ./gloo_coll --mode allreduce [--algorithm best]
@@ -48,6 +50,8 @@
  * of those functions does. Gloo's tcp transport adds a device thread per process, which shares
  * the rank's CPU when cgloo-run pins it.
  */
+#include "bench_check.h"
+
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/allreduce_bcube.h>
@@ -87,39 +91,33 @@ constexpr long kMaxSamples = 200000;
 constexpr long kMinIters = 5;
 constexpr std::chrono::milliseconds kTimeout{60000};
 
-enum Mode {
-    ALLREDUCE,
-    REDUCE_SCATTER,
-    ALLGATHER,
-    BROADCAST,
-    REDUCE,
-    GATHER,
-    SCATTER,
-    ALLTOALL,
-    BARRIER
-};
-
-/* blocked: the count is elements / ranks. reduces: outputs are sums. algo: Gloo's algorithm. */
-const struct {
-    const char *name;
-    bool blocked, reduces;
-    const char *algo;
-} modes[] = {
-    {"allreduce", false, true, ""},
-    {"reduce_scatter", true, true, "halving_doubling"},
-    {"allgather", true, false, "ring"},
-    {"broadcast", false, false, "binomial"},
-    {"reduce", false, true, "ring"},
-    {"gather", true, false, "direct"},
-    {"scatter", true, false, "direct"},
-    {"alltoall", true, false, "pairwise"},
-    {"barrier", false, false, "dissemination"},
-};
+/* Gloo's algorithm for each collective (allreduce: --algorithm chooses). */
+const char *gloo_algorithm(bench_coll m)
+{
+    switch (m) {
+    case BENCH_REDUCE_SCATTER:
+        return "halving_doubling";
+    case BENCH_ALLGATHER:
+    case BENCH_REDUCE:
+        return "ring";
+    case BENCH_BROADCAST:
+        return "binomial";
+    case BENCH_GATHER:
+    case BENCH_SCATTER:
+        return "direct";
+    case BENCH_ALLTOALL:
+        return "pairwise";
+    case BENCH_BARRIER:
+        return "dissemination";
+    default:
+        return "";
+    }
+}
 const char *const dtypes[] = {"float32", "float64", "int32", "int64"};
 const char *const allreduce_algos[] = {"ring", "ring_chunked", "halving_doubling", "bcube"};
 
 struct Options {
-    int mode = ALLREDUCE, dtype = 0, factor = 2, iteration_time_ms = 500, iteration_count = 0;
+    int mode = BENCH_ALLREDUCE, dtype = 0, factor = 2, iteration_time_ms = 500, iteration_count = 0;
     int warmup = 20;
     bool no_barrier = false, verify = false, csv = false;
     size_t min_elems = 1, max_elems = 1u << 20;
@@ -131,11 +129,9 @@ using Ctx = std::shared_ptr<gloo::Context>;
 template <typename T> struct Bench {
     const Options &o;
     Ctx ctx;
-    int rank, size;
+    bench_case k; /* the collective, rank, size and the size being measured */
     std::vector<T> send{}, recv{};
     std::vector<double> t{};
-    size_t elements = 0, count = 0;
-    long modulus = 1;                       /* verification values lie in [0, modulus) */
     std::unique_ptr<gloo::Algorithm> alg{}; /* allreduce, reduce_scatter: the classic class */
 };
 
@@ -160,10 +156,10 @@ template <size_t N> int lookup(const char *v, const char *const (&names)[N])
 
 int lookup_mode(const char *v)
 {
-    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
-        if (strcmp(v, modes[i].name) == 0)
-            return (int)i;
-    usage();
+    int m = bench_coll_find(v);
+    if (m < 0)
+        usage();
+    return m;
 }
 
 void parse_valued(Options &o, const std::string &a, const char *v)
@@ -289,7 +285,7 @@ template <typename T>
 std::unique_ptr<gloo::Algorithm> make_allreduce(Bench<T> &b, const std::string &name)
 {
     std::vector<T *> ptrs{b.recv.data()};
-    int n = (int)b.count;
+    int n = (int)b.k.count;
     if (name == "ring")
         return std::make_unique<gloo::AllreduceRing<T>>(b.ctx, ptrs, n);
     if (name == "ring_chunked")
@@ -301,22 +297,22 @@ std::unique_ptr<gloo::Algorithm> make_allreduce(Bench<T> &b, const std::string &
 
 template <typename T> std::unique_ptr<gloo::Algorithm> make_reduce_scatter(Bench<T> &b)
 {
-    std::vector<int> counts(b.size, (int)b.count);
+    std::vector<int> counts(b.k.size, (int)b.k.count);
     std::vector<T *> ptrs{b.recv.data()};
-    return std::make_unique<gloo::ReduceScatterHalvingDoubling<T>>(b.ctx, ptrs, (int)b.elements,
+    return std::make_unique<gloo::ReduceScatterHalvingDoubling<T>>(b.ctx, ptrs, (int)b.k.elements,
                                                                    counts);
 }
 
 template <typename T> void run_rooted(Bench<T> &b)
 {
     T *s = b.send.data(), *r = b.recv.data();
-    size_t n = b.count;
-    if (b.o.mode == BROADCAST) {
+    size_t n = b.k.count;
+    if (b.k.coll == BENCH_BROADCAST) {
         auto opts = with_timeout(gloo::BroadcastOptions(b.ctx));
         opts.setOutput(r, n);
         opts.setRoot(0);
         gloo::broadcast(opts);
-    } else if (b.o.mode == REDUCE) {
+    } else if (b.k.coll == BENCH_REDUCE) {
         auto opts = with_timeout(gloo::ReduceOptions(b.ctx));
         opts.setInput(s, n);
         opts.setOutput(r, n);
@@ -324,18 +320,18 @@ template <typename T> void run_rooted(Bench<T> &b)
         opts.setReduceFunction(
             static_cast<void (*)(void *, const void *, const void *, size_t)>(&gloo::sum<T>));
         gloo::reduce(opts);
-    } else if (b.o.mode == GATHER) {
+    } else if (b.k.coll == BENCH_GATHER) {
         auto opts = with_timeout(gloo::GatherOptions(b.ctx));
         opts.setInput(s, n);
-        if (b.rank == 0)
-            opts.setOutput(r, b.elements);
+        if (b.k.rank == 0)
+            opts.setOutput(r, b.k.elements);
         opts.setRoot(0);
         gloo::gather(opts);
     } else {
         auto opts = with_timeout(gloo::ScatterOptions(b.ctx));
-        if (b.rank == 0) {
+        if (b.k.rank == 0) {
             std::vector<T *> blocks; /* one input per rank, all in the send buffer */
-            for (int q = 0; q < b.size; q++)
+            for (int q = 0; q < b.k.size; q++)
                 blocks.push_back(s + q * n);
             opts.setInputs(blocks, n);
         }
@@ -348,26 +344,26 @@ template <typename T> void run_rooted(Bench<T> &b)
 template <typename T> void run_coll(Bench<T> &b)
 {
     T *s = b.send.data(), *r = b.recv.data();
-    switch (b.o.mode) {
-    case ALLREDUCE:
-    case REDUCE_SCATTER:
+    switch (b.k.coll) {
+    case BENCH_ALLREDUCE:
+    case BENCH_REDUCE_SCATTER:
         b.alg->run();
         break;
-    case ALLGATHER: {
+    case BENCH_ALLGATHER: {
         auto opts = with_timeout(gloo::AllgatherOptions(b.ctx));
-        opts.setInput(s, b.count);
-        opts.setOutput(r, b.elements);
+        opts.setInput(s, b.k.count);
+        opts.setOutput(r, b.k.elements);
         gloo::allgather(opts);
         break;
     }
-    case ALLTOALL: {
+    case BENCH_ALLTOALL: {
         auto opts = with_timeout(gloo::AlltoallOptions(b.ctx));
-        opts.setInput(s, b.elements);
-        opts.setOutput(r, b.elements);
+        opts.setInput(s, b.k.elements);
+        opts.setOutput(r, b.k.elements);
         gloo::alltoall(opts);
         break;
     }
-    case BARRIER:
+    case BENCH_BARRIER:
         barrier(b.ctx);
         break;
     default:
@@ -379,85 +375,29 @@ template <typename T> void run_coll(Bench<T> &b)
 /* The in-place classes overwrite their input: give every call the same one, untimed. */
 template <typename T> void restore_input(Bench<T> &b)
 {
-    if (b.o.mode == ALLREDUCE || b.o.mode == REDUCE_SCATTER)
-        std::copy_n(b.send.begin(), b.o.mode == ALLREDUCE ? b.count : b.elements, b.recv.begin());
+    if (b.k.coll == BENCH_ALLREDUCE || b.k.coll == BENCH_REDUCE_SCATTER)
+        std::copy_n(b.send.begin(), b.k.coll == BENCH_ALLREDUCE ? b.k.count : b.k.elements,
+                    b.recv.begin());
 }
 
-/* ---- values and verification, as in cgloo-bench ----------------------------------------- */
-
-template <typename T> long value(const Bench<T> &b, long src, size_t i)
-{
-    long m = b.modulus;
-    return ((long)(i % (size_t)m) * 7 + (src % m) * 13) % m;
-}
-
-template <typename T> void fill(Bench<T> &b, T *buf, long src, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        buf[i] = (T)value(b, src, i);
-}
+/* ---- values and verification: bench_check.h's, in this program's dtypes ------------------ */
 
 template <typename T> void fill_inputs(Bench<T> &b)
 {
-    int m = b.o.mode;
-    if (m == BROADCAST || m == SCATTER) {
-        if (b.rank == 0)
-            fill(b, m == BROADCAST ? b.recv.data() : b.send.data(), 0, b.elements);
-    } else {
-        fill(b, b.send.data(), b.rank, m == REDUCE_SCATTER || m == ALLTOALL ? b.elements : b.count);
-    }
-}
-
-template <typename T> long sum_over(const Bench<T> &b, size_t i)
-{
-    long s = 0;
-    for (long q = 0; q < b.size; q++)
-        s += value(b, q, i);
-    return s;
-}
-
-/* The expected output element i on this rank; -1 where there is nothing to check. */
-template <typename T> long expected(const Bench<T> &b, size_t i)
-{
-    size_t c = b.count;
-    switch (b.o.mode) {
-    case ALLREDUCE:
-        return sum_over(b, i);
-    case REDUCE_SCATTER:
-        return sum_over(b, (size_t)b.rank * c + i);
-    case ALLGATHER:
-        return value(b, (long)(i / c), i % c);
-    case BROADCAST:
-        return value(b, 0, i);
-    case REDUCE:
-        return b.rank == 0 ? sum_over(b, i) : -1;
-    case GATHER:
-        return b.rank == 0 ? value(b, (long)(i / c), i % c) : -1;
-    case SCATTER:
-        return value(b, 0, (size_t)b.rank * c + i);
-    case ALLTOALL:
-        return value(b, (long)(i / c), (size_t)b.rank * c + i % c);
-    default:
-        return -1;
-    }
-}
-
-template <typename T> size_t output_len(const Bench<T> &b)
-{
-    int m = b.o.mode;
-    if (m == ALLGATHER || m == GATHER || m == ALLTOALL)
-        return b.elements;
-    return m == BARRIER ? 0 : b.count;
+    T *buf = b.k.coll == BENCH_BROADCAST ? b.recv.data() : b.send.data();
+    long src = bench_input_source(&b.k, 0);
+    for (size_t i = 0; i < bench_input_len(&b.k); i++)
+        buf[i] = (T)bench_value(&b.k, src, i);
 }
 
 template <typename T> int64_t check_outputs(const Bench<T> &b, const char *algo)
 {
     int64_t bad = 0;
-    for (size_t i = 0; i < output_len(b); i++) {
-        long v = expected(b, i);
+    for (size_t i = 0; i < bench_output_len(&b.k); i++) {
+        long v = bench_expected(&b.k, i);
         if (v >= 0 && b.recv[i] != (T)v && bad++ < 5)
             fprintf(stderr, "gloo_coll: rank %d: %s (%s): element %zu is wrong (expected %ld)\n",
-                    b.rank, modes[b.o.mode].name, algo, i, v);
+                    b.k.rank, bench_colls[b.k.coll].name, algo, i, v);
     }
     return bad;
 }
@@ -466,9 +406,9 @@ template <typename T> int64_t check_outputs(const Bench<T> &b, const char *algo)
 template <typename T> void verify(Bench<T> &b, bool first, const char *algo)
 {
     if (first) {
-        if (!(b.o.mode == BROADCAST && b.rank == 0))
-            std::fill_n(reinterpret_cast<unsigned char *>(b.recv.data()), output_len(b) * sizeof(T),
-                        0xff);
+        if (!bench_output_is_input(&b.k))
+            std::fill_n(reinterpret_cast<unsigned char *>(b.recv.data()),
+                        bench_output_len(&b.k) * sizeof(T), 0xff);
         restore_input(b);
         run_coll(b);
     }
@@ -476,9 +416,9 @@ template <typename T> void verify(Bench<T> &b, bool first, const char *algo)
     allreduce_with(b.ctx, &bad, 1, &gloo::sum<int64_t>);
     if (bad == 0)
         return;
-    if (b.rank == 0)
+    if (b.k.rank == 0)
         fprintf(stderr, "gloo_coll: %s (%s), %zu elements: %lld wrong output elements\n",
-                modes[b.o.mode].name, algo, b.elements, (long long)bad);
+                bench_colls[b.k.coll].name, algo, b.k.elements, (long long)bad);
     exit(1);
 }
 
@@ -519,14 +459,14 @@ template <typename T> long warm_up(Bench<T> &b)
 {
     double first = timed_wall(b);
     long warm = 0, iters = 0;
-    if (b.rank == 0) {
+    if (b.k.rank == 0) {
         double cap = b.o.iteration_time_ms * 1000.0 / 4 / std::max(first, 1.0);
         warm = cap < 1 ? 1 : cap < b.o.warmup ? (long)cap : b.o.warmup;
     }
     broadcast_long(b.ctx, &warm);
     for (long i = 0; i < warm; i++)
         b.t[i] = timed_wall(b);
-    if (b.rank == 0) {
+    if (b.k.rank == 0) {
         std::sort(b.t.begin(), b.t.begin() + warm);
         iters = iterations_for(b.o, b.t[warm / 2]);
     }
@@ -552,25 +492,17 @@ template <typename T> std::vector<double> measure(Bench<T> &b, const char *algo)
     return t;
 }
 
-double bus_factor(int m, int n)
-{
-    if (m == ALLREDUCE)
-        return 2.0 * (n - 1) / n;
-    if (m == BROADCAST || m == REDUCE)
-        return 1;
-    return m == BARRIER ? 0 : (double)(n - 1) / n;
-}
-
 template <typename T>
 void report(const Bench<T> &b, const std::vector<double> &t, const std::string &algo)
 {
-    size_t bytes = b.elements * sizeof(T), iters = t.size();
+    size_t bytes = b.k.elements * sizeof(T), iters = t.size();
     double p50 = t[iters / 2];
-    double algbw = p50 > 0 ? bytes / p50 / 1e3 : 0, busbw = algbw * bus_factor(b.o.mode, b.size);
+    double algbw = p50 > 0 ? bytes / p50 / 1e3 : 0;
+    double busbw = algbw * bench_bus_factor(b.k.coll, b.k.size);
     const char *fmt = b.o.csv ? "%s,gloo:%s,%d,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f,%zu\n"
                               : "%s gloo:%s %d ranks %12zu B %11zu el  min %.2f p50 %.2f p99 "
                                 "%.2f max %.2f us  algbw %.3f busbw %.3f GB/s  %zu samples\n";
-    printf(fmt, modes[b.o.mode].name, algo.c_str(), b.size, bytes, b.elements, t[0], p50,
+    printf(fmt, bench_colls[b.k.coll].name, algo.c_str(), b.k.size, bytes, b.k.elements, t[0], p50,
            t[(size_t)(iters * 0.99)], t[iters - 1], algbw, busbw, iters);
     fflush(stdout);
 }
@@ -578,11 +510,11 @@ void report(const Bench<T> &b, const std::vector<double> &t, const std::string &
 /* The algorithms to measure at this size: all four for allreduce --algorithm best. */
 template <typename T> std::vector<std::string> candidates(const Bench<T> &b)
 {
-    if (b.o.mode != ALLREDUCE)
-        return {modes[b.o.mode].algo};
+    if (b.k.coll != BENCH_ALLREDUCE)
+        return {gloo_algorithm(b.k.coll)};
     if (b.o.algorithm != "best")
         return {b.o.algorithm};
-    bool pow2 = (b.size & (b.size - 1)) == 0;
+    bool pow2 = (b.k.size & (b.k.size - 1)) == 0;
     std::vector<std::string> all;
     for (const char *a : allreduce_algos)
         if (pow2 || strcmp(a, "bcube") != 0)
@@ -592,16 +524,14 @@ template <typename T> std::vector<std::string> candidates(const Bench<T> &b)
 
 template <typename T> void bench_size(Bench<T> &b)
 {
-    long sources = modes[b.o.mode].reduces ? b.size : 1;
-    long m = (1l << 24) / sources; /* every dtype holds sums below 2^24 exactly */
-    b.modulus = m > 1021 ? 1021 : m < 1 ? 1 : m;
+    bench_set_modulus(&b.k, 1l << 24); /* every dtype holds sums below 2^24 exactly */
     fill_inputs(b);
     std::vector<double> best;
     std::string best_algo;
     for (const auto &algo : candidates(b)) {
-        if (b.o.mode == ALLREDUCE)
+        if (b.k.coll == BENCH_ALLREDUCE)
             b.alg = make_allreduce(b, algo);
-        else if (b.o.mode == REDUCE_SCATTER)
+        else if (b.k.coll == BENCH_REDUCE_SCATTER)
             b.alg = make_reduce_scatter(b);
         auto t = measure(b, algo.c_str());
         barrier(b.ctx); /* no rank frees its algorithm's buffers while a peer still uses them */
@@ -609,38 +539,25 @@ template <typename T> void bench_size(Bench<T> &b)
         if (best.empty() || t[t.size() / 2] < best[best.size() / 2])
             best = std::move(t), best_algo = algo;
     }
-    if (b.rank == 0)
+    if (b.k.rank == 0)
         report(b, best, best_algo);
-}
-
-/* set_size: as cgloo-bench, blocked collectives take elements / ranks per block. */
-template <typename T> bool set_size(Bench<T> &b, size_t elements)
-{
-    int m = b.o.mode;
-    if (m == BARRIER) {
-        b.elements = b.count = 0;
-        return true;
-    }
-    b.count = modes[m].blocked ? elements / (size_t)b.size : elements;
-    b.elements = modes[m].blocked ? b.count * (size_t)b.size : elements;
-    return b.count > 0;
 }
 
 template <typename T> void run(const Options &o, const Ctx &ctx)
 {
-    Bench<T> b{o, ctx, ctx->rank, ctx->size};
+    Bench<T> b{o, ctx, bench_case_make((bench_coll)o.mode, ctx->rank, ctx->size, 1)};
     b.send.resize(o.max_elems);
     b.recv.resize(o.max_elems);
     b.t.resize(kMaxSamples);
-    if (o.mode == ALLREDUCE && o.algorithm == "bcube" && (b.size & (b.size - 1)) != 0)
+    if (o.mode == BENCH_ALLREDUCE && o.algorithm == "bcube" && (b.k.size & (b.k.size - 1)) != 0)
         throw std::runtime_error("bcube needs a power-of-two number of ranks");
-    if (b.rank == 0 && o.csv)
+    if (b.k.rank == 0 && o.csv)
         printf("mode,algorithm,ranks,bytes,elements,min_us,p50_us,p99_us,max_us,algbw_gbps,"
                "busbw_gbps,samples\n");
     for (size_t n = o.min_elems;; n *= (size_t)o.factor) {
-        if (set_size(b, n))
+        if (bench_set_size(&b.k, n))
             bench_size(b);
-        if (o.mode == BARRIER || n > o.max_elems / (size_t)o.factor)
+        if (o.mode == BENCH_BARRIER || n > o.max_elems / (size_t)o.factor)
             break;
     }
     barrier(ctx); /* nobody closes its connections while a peer still waits on them */

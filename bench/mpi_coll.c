@@ -4,7 +4,8 @@
  * warm-up, iteration agreement (rank 0 decides and broadcasts), barrier before each timed call,
  * slowest-rank timing (a max-allreduce of the per-call times after the timed loop), bandwidth
  * definitions and CSV columns as tools/cgloo-bench.c, whose opening comment defines them; the
- * algorithm column reads "mpi" (Open MPI's tuned component chooses).
+ * algorithm column reads "mpi" (Open MPI's tuned component chooses). The collectives, sizes,
+ * values and expected results are bench_check.h's, which all three benchmarks include.
  *
  * Build: mpicc -O2 -o mpi_coll mpi_coll.c
  * Run:   mpirun -np 4 --mca btl tcp,self --mca btl_tcp_if_include lo ./mpi_coll --mode allreduce
@@ -12,6 +13,8 @@
  *            [--dtype float32|float64|int32|int64] [--iteration-time-ms MS]
  *            [--iteration-count N] [--warmup N] [--no-barrier] [--verify] [--csv]
  */
+#include "bench_check.h"
+
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,27 +23,6 @@
 
 #define MAX_SAMPLES 200000
 #define MIN_ITERS 5
-
-enum {
-    ALLREDUCE,
-    REDUCE_SCATTER,
-    ALLGATHER,
-    BROADCAST,
-    REDUCE,
-    GATHER,
-    SCATTER,
-    ALLTOALL,
-    BARRIER
-};
-
-static const struct {
-    const char *name;
-    int blocked, reduces;
-} modes[] = {
-    {"allreduce", 0, 1}, {"reduce_scatter", 1, 1}, {"allgather", 1, 0},
-    {"broadcast", 0, 0}, {"reduce", 0, 1},         {"gather", 1, 0},
-    {"scatter", 1, 0},   {"alltoall", 1, 0},       {"barrier", 0, 0},
-};
 
 /* The MPI handles themselves are set in main: they are not constants in every MPI. */
 static const struct {
@@ -62,10 +44,9 @@ typedef struct options {
 
 typedef struct bench {
     const options *o;
-    int rank, size;
+    bench_case k; /* the collective, rank, size and the size being measured */
     MPI_Datatype type;
-    size_t esize, elements, count;
-    long modulus;
+    size_t esize;
     char *send, *recv;
     double *t;
 } bench;
@@ -86,10 +67,10 @@ static void usage(void)
     MPI_Abort(MPI_COMM_WORLD, 2);
 }
 
-static int lookup(const char *v, int n, int is_mode)
+static int lookup_dtype(const char *v)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(v, is_mode ? modes[i].name : dtypes_init[i].name) == 0)
+    for (int i = 0; i < (int)(sizeof dtypes_init / sizeof dtypes_init[0]); i++)
+        if (strcmp(v, dtypes_init[i].name) == 0)
             return i;
     usage();
     return 0;
@@ -98,9 +79,9 @@ static int lookup(const char *v, int n, int is_mode)
 static void parse_valued(options *o, const char *a, const char *v)
 {
     if (strcmp(a, "--mode") == 0)
-        o->mode = lookup(v, 9, 1);
+        o->mode = bench_coll_find(v);
     else if (strcmp(a, "--dtype") == 0)
-        o->dtype = lookup(v, 4, 0);
+        o->dtype = lookup_dtype(v);
     else if (strcmp(a, "--elements") == 0)
         o->min_elems = o->max_elems = strtoull(v, NULL, 10);
     else if (strcmp(a, "--min-elements") == 0)
@@ -135,9 +116,9 @@ static void parse_args(int argc, char **argv, options *o)
         else
             usage();
     }
-    if (o->factor < 2 || o->warmup < 1 || o->warmup > MAX_SAMPLES || o->iteration_time_ms < 1 ||
-        o->min_elems < 1 || o->max_elems < o->min_elems || o->iteration_count < 0 ||
-        o->iteration_count > MAX_SAMPLES)
+    if (o->mode < 0 || o->factor < 2 || o->warmup < 1 || o->warmup > MAX_SAMPLES ||
+        o->iteration_time_ms < 1 || o->min_elems < 1 || o->max_elems < o->min_elems ||
+        o->iteration_count < 0 || o->iteration_count > MAX_SAMPLES)
         usage();
 }
 
@@ -145,31 +126,31 @@ static void parse_args(int argc, char **argv, options *o)
 
 static void run_coll(bench *b)
 {
-    int n = (int)b->count;
+    int n = (int)b->k.count;
     MPI_Comm w = MPI_COMM_WORLD;
-    switch (b->o->mode) {
-    case ALLREDUCE:
+    switch (b->k.coll) {
+    case BENCH_ALLREDUCE:
         MPI_Allreduce(b->send, b->recv, n, b->type, MPI_SUM, w);
         break;
-    case REDUCE_SCATTER:
+    case BENCH_REDUCE_SCATTER:
         MPI_Reduce_scatter_block(b->send, b->recv, n, b->type, MPI_SUM, w);
         break;
-    case ALLGATHER:
+    case BENCH_ALLGATHER:
         MPI_Allgather(b->send, n, b->type, b->recv, n, b->type, w);
         break;
-    case BROADCAST:
+    case BENCH_BROADCAST:
         MPI_Bcast(b->recv, n, b->type, 0, w);
         break;
-    case REDUCE:
+    case BENCH_REDUCE:
         MPI_Reduce(b->send, b->recv, n, b->type, MPI_SUM, 0, w);
         break;
-    case GATHER:
+    case BENCH_GATHER:
         MPI_Gather(b->send, n, b->type, b->recv, n, b->type, 0, w);
         break;
-    case SCATTER:
+    case BENCH_SCATTER:
         MPI_Scatter(b->send, n, b->type, b->recv, n, b->type, 0, w);
         break;
-    case ALLTOALL:
+    case BENCH_ALLTOALL:
         MPI_Alltoall(b->send, n, b->type, b->recv, n, b->type, w);
         break;
     default:
@@ -178,13 +159,7 @@ static void run_coll(bench *b)
     }
 }
 
-/* ---- values and verification, as in cgloo-bench ----------------------------------------- */
-
-static long value(const bench *b, long src, size_t i)
-{
-    long m = b->modulus;
-    return ((long)(i % (size_t)m) * 7 + (src % m) * 13) % m;
-}
+/* ---- values and verification: bench_check.h's, in this program's dtypes ------------------ */
 
 static void put_value(const bench *b, void *p, long v)
 {
@@ -215,73 +190,28 @@ static void put_value(const bench *b, void *p, long v)
 static void fill(const bench *b, char *buf, long src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        put_value(b, buf + i * b->esize, value(b, src, i));
+        put_value(b, buf + i * b->esize, bench_value(&b->k, src, i));
 }
 
+/* fill_inputs writes this rank's input for this size (root 0 for broadcast and scatter). */
 static void fill_inputs(bench *b)
 {
-    int m = b->o->mode;
-    if (m == BROADCAST || m == SCATTER) {
-        if (b->rank == 0)
-            fill(b, m == BROADCAST ? b->recv : b->send, 0, b->elements);
-    } else {
-        fill(b, b->send, b->rank, m == REDUCE_SCATTER || m == ALLTOALL ? b->elements : b->count);
-    }
-}
-
-static long sum_over(const bench *b, size_t i)
-{
-    long s = 0;
-    for (long q = 0; q < b->size; q++)
-        s += value(b, q, i);
-    return s;
-}
-
-static long expected(const bench *b, size_t i)
-{
-    size_t c = b->count;
-    switch (b->o->mode) {
-    case ALLREDUCE:
-        return sum_over(b, i);
-    case REDUCE_SCATTER:
-        return sum_over(b, (size_t)b->rank * c + i);
-    case ALLGATHER:
-        return value(b, (long)(i / c), i % c);
-    case BROADCAST:
-        return value(b, 0, i);
-    case REDUCE:
-        return b->rank == 0 ? sum_over(b, i) : -1;
-    case GATHER:
-        return b->rank == 0 ? value(b, (long)(i / c), i % c) : -1;
-    case SCATTER:
-        return value(b, 0, (size_t)b->rank * c + i);
-    case ALLTOALL:
-        return value(b, (long)(i / c), (size_t)b->rank * c + i % c);
-    default:
-        return -1;
-    }
-}
-
-static size_t output_len(const bench *b)
-{
-    int m = b->o->mode;
-    if (m == ALLGATHER || m == GATHER || m == ALLTOALL)
-        return b->elements;
-    return m == BARRIER ? 0 : b->count;
+    fill(b, b->k.coll == BENCH_BROADCAST ? b->recv : b->send, bench_input_source(&b->k, 0),
+         bench_input_len(&b->k));
 }
 
 static long check_outputs(const bench *b)
 {
     char want[8];
     long bad = 0;
-    for (size_t i = 0; i < output_len(b); i++) {
-        long v = expected(b, i);
+    for (size_t i = 0; i < bench_output_len(&b->k); i++) {
+        long v = bench_expected(&b->k, i);
         if (v < 0)
             continue;
         put_value(b, want, v);
         if (memcmp(b->recv + i * b->esize, want, b->esize) != 0 && bad++ < 5)
-            fprintf(stderr, "mpi_coll: rank %d: %s: element %zu is wrong (expected %ld)\n", b->rank,
-                    modes[b->o->mode].name, i, v);
+            fprintf(stderr, "mpi_coll: rank %d: %s: element %zu is wrong (expected %ld)\n",
+                    b->k.rank, bench_colls[b->k.coll].name, i, v);
     }
     return bad;
 }
@@ -289,17 +219,17 @@ static long check_outputs(const bench *b)
 static void verify(bench *b, int first)
 {
     if (first) {
-        if (!(b->o->mode == BROADCAST && b->rank == 0))
-            memset(b->recv, 0xff, output_len(b) * b->esize);
+        if (!bench_output_is_input(&b->k))
+            memset(b->recv, 0xff, bench_output_len(&b->k) * b->esize);
         run_coll(b);
     }
     long bad = check_outputs(b), total = 0;
     MPI_Allreduce(&bad, &total, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
     if (total == 0)
         return;
-    if (b->rank == 0)
+    if (b->k.rank == 0)
         fprintf(stderr, "mpi_coll: %s, %zu elements: %ld wrong output elements\n",
-                modes[b->o->mode].name, b->elements, total);
+                bench_colls[b->k.coll].name, b->k.elements, total);
     MPI_Finalize();
     exit(1);
 }
@@ -335,14 +265,14 @@ static long warm_up(bench *b)
 {
     double first = timed_wall(b);
     long warm = 0, iters = 0;
-    if (b->rank == 0) {
+    if (b->k.rank == 0) {
         double cap = b->o->iteration_time_ms * 1000.0 / 4 / (first > 1 ? first : 1);
         warm = cap < 1 ? 1 : cap < b->o->warmup ? (long)cap : b->o->warmup;
     }
     MPI_Bcast(&warm, 1, MPI_LONG, 0, MPI_COMM_WORLD);
     for (long i = 0; i < warm; i++)
         b->t[i] = timed_wall(b);
-    if (b->rank == 0) {
+    if (b->k.rank == 0) {
         qsort(b->t, (size_t)warm, sizeof *b->t, cmp_double);
         iters = iterations_for(b->o, b->t[warm / 2]);
     }
@@ -350,35 +280,25 @@ static long warm_up(bench *b)
     return iters;
 }
 
-static double bus_factor(int m, int n)
-{
-    if (m == ALLREDUCE)
-        return 2.0 * (n - 1) / n;
-    if (m == BROADCAST || m == REDUCE)
-        return 1;
-    return m == BARRIER ? 0 : (double)(n - 1) / n;
-}
-
 static void report(bench *b, long iters)
 {
     double *t = b->t;
     qsort(t, (size_t)iters, sizeof *t, cmp_double);
-    size_t bytes = b->elements * b->esize;
+    size_t bytes = b->k.elements * b->esize;
     double p50 = t[iters / 2];
-    double algbw = p50 > 0 ? bytes / p50 / 1e3 : 0, busbw = algbw * bus_factor(b->o->mode, b->size);
+    double algbw = p50 > 0 ? bytes / p50 / 1e3 : 0;
+    double busbw = algbw * bench_bus_factor(b->k.coll, b->k.size);
     const char *fmt = b->o->csv ? "%s,mpi,%d,%zu,%zu,%.2f,%.2f,%.2f,%.2f,%.3f,%.3f,%ld\n"
                                 : "%s mpi %d ranks %12zu B %11zu el  min %.2f p50 %.2f p99 %.2f "
                                   "max %.2f us  algbw %.3f busbw %.3f GB/s  %ld samples\n";
-    printf(fmt, modes[b->o->mode].name, b->size, bytes, b->elements, t[0], p50,
+    printf(fmt, bench_colls[b->k.coll].name, b->k.size, bytes, b->k.elements, t[0], p50,
            t[(long)(iters * 0.99)], t[iters - 1], algbw, busbw, iters);
     fflush(stdout);
 }
 
 static void bench_size(bench *b)
 {
-    long sources = modes[b->o->mode].reduces ? b->size : 1;
-    long m = dtypes_init[b->o->dtype].exact / sources;
-    b->modulus = m > 1021 ? 1021 : m < 1 ? 1 : m;
+    bench_set_modulus(&b->k, dtypes_init[b->o->dtype].exact);
     fill_inputs(b);
     if (b->o->verify)
         verify(b, 1);
@@ -389,21 +309,14 @@ static void bench_size(bench *b)
     MPI_Allreduce(MPI_IN_PLACE, b->t, (int)iters, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
     if (b->o->verify)
         verify(b, 0);
-    if (b->rank == 0)
+    if (b->k.rank == 0)
         report(b, iters);
 }
 
-/* set_size: as cgloo-bench, blocked collectives take elements / ranks per block. */
+/* set_size: bench_check.h's, for sizes whose count fits MPI's int. */
 static int set_size(bench *b, size_t elements)
 {
-    int m = b->o->mode;
-    if (m == BARRIER) {
-        b->elements = b->count = 0;
-        return 1;
-    }
-    b->count = modes[m].blocked ? elements / (size_t)b->size : elements;
-    b->elements = modes[m].blocked ? b->count * (size_t)b->size : elements;
-    return b->count > 0 && b->count <= 0x7fffffff;
+    return bench_set_size(&b->k, elements) && b->k.count <= 0x7fffffff;
 }
 
 int main(int argc, char **argv)
@@ -412,21 +325,23 @@ int main(int argc, char **argv)
     options o;
     parse_args(argc, argv, &o);
     MPI_Datatype types[] = {MPI_FLOAT, MPI_DOUBLE, MPI_INT32_T, MPI_INT64_T};
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
     bench b = {.o = &o, .type = types[o.dtype], .esize = dtypes_init[o.dtype].size};
-    MPI_Comm_rank(MPI_COMM_WORLD, &b.rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &b.size);
+    b.k = bench_case_make((bench_coll)o.mode, rank, size, 1);
     b.send = calloc(1, o.max_elems * b.esize);
     b.recv = calloc(1, o.max_elems * b.esize);
     b.t = malloc(MAX_SAMPLES * sizeof *b.t);
     if (!b.send || !b.recv || !b.t)
         MPI_Abort(MPI_COMM_WORLD, 1);
-    if (b.rank == 0 && o.csv)
+    if (b.k.rank == 0 && o.csv)
         printf("mode,algorithm,ranks,bytes,elements,min_us,p50_us,p99_us,max_us,algbw_gbps,"
                "busbw_gbps,samples\n");
     for (size_t n = o.min_elems;; n *= (size_t)o.factor) {
         if (set_size(&b, n))
             bench_size(&b);
-        if (o.mode == BARRIER || n > o.max_elems / (size_t)o.factor)
+        if (o.mode == BENCH_BARRIER || n > o.max_elems / (size_t)o.factor)
             break;
     }
     free(b.send);

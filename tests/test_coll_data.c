@@ -20,8 +20,6 @@
 
 #define TIMEOUT_MS 60000
 #define NWORLDS (sizeof world_sizes / sizeof world_sizes[0])
-/* How many entries an algorithm list (NULL for the selector, then names) has. */
-#define NALGS(list) (sizeof(list) / sizeof(list)[0])
 
 static const int world_sizes[] = {1, 2, 3, 4, 5, 7, 8, 16};
 /* Data movement depends on the element size only: one dtype of each size. */
@@ -241,9 +239,24 @@ static void case_dtype(tcase *t, cgloo_dtype d)
     t->esize = cgloo_dtype_size(d);
 }
 
-/* ---- allgather and allgatherv -------------------------------------------------------------- */
+/* The algorithms a collective's cases run: NULL (the selector's choice), then every name the
+ * registry lists, so that an algorithm added to a table is tested here without a change. */
+typedef struct alg_list {
+    const char *at[16];
+    size_t n;
+} alg_list;
 
-static const char *const allgather_algs[] = {NULL, "ring", "recursive_doubling"};
+static alg_list algs_of(const char *coll)
+{
+    const char *const *names = cgloo_algorithm_names(coll);
+    alg_list l = {.at = {NULL}, .n = 1};
+    CHECK(names != NULL);
+    for (size_t i = 0; names[i] && l.n < sizeof l.at / sizeof l.at[0]; i++)
+        l.at[l.n++] = names[i];
+    return l;
+}
+
+/* ---- allgather and allgatherv -------------------------------------------------------------- */
 
 static void run_allgather(tcase *t)
 {
@@ -263,21 +276,22 @@ static void run_allgather(tcase *t)
 
 static void allgather_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("allgather");
     uint32_t salt = 1;
     size_t counts[8];
     int nc = small_counts(size, counts);
-    for (size_t a = 0; a < NALGS(allgather_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int c = 0; c < nc; c++)
             for (size_t d = 0; d < 4; d++)
                 for (int ip = 0; ip < 2; ip++) {
-                    tcase t = case_new(e, "allgather", allgather_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "allgather", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.count = counts[c];
                     t.inplace = ip;
                     run_allgather(&t);
                 }
-    for (size_t a = 0; a < NALGS(allgather_algs); a++) { /* about a million elements gathered */
-        tcase t = case_new(e, "allgather", allgather_algs[a], rank, size, &salt);
+    for (size_t a = 0; a < algs.n; a++) { /* about a million elements gathered */
+        tcase t = case_new(e, "allgather", algs.at[a], rank, size, &salt);
         case_dtype(&t, a == 1 ? CGLOO_INT32 : CGLOO_UINT8);
         t.count = 1000003 / (size_t)size + 1;
         t.inplace = (int)a % 2;
@@ -311,12 +325,13 @@ static void run_allgatherv(tcase *t)
 
 static void allgatherv_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("allgather");
     uint32_t salt = 1;
-    for (size_t a = 0; a < NALGS(allgather_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int k = 0; k < NKINDS; k++)
             for (size_t d = 0; d < 4; d += (k == NKINDS - 1 ? 3 : 1))
                 for (int ip = 0; ip < 2; ip++) {
-                    tcase t = case_new(e, "allgatherv", allgather_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "allgatherv", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = k;
                     t.inplace = ip;
@@ -330,8 +345,6 @@ static void test_allgatherv(void)
 }
 
 /* ---- broadcast ----------------------------------------------------------------------------- */
-
-static const char *const broadcast_algs[] = {NULL, "binomial", "pipeline", "flat"};
 
 static void run_broadcast(tcase *t)
 {
@@ -347,14 +360,15 @@ static void run_broadcast(tcase *t)
 
 static void broadcast_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("broadcast");
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < NALGS(broadcast_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int c = 0; c < nc; c++)
             for (int r = 0; r < nr; r++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
-                    tcase t = case_new(e, "broadcast", broadcast_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "broadcast", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.count = counts[c];
                     t.root = roots[r];
@@ -362,9 +376,9 @@ static void broadcast_body(rank_env *e, int rank, int size, void *arg)
                 }
     /* large: a million bytes (the last segment shorter) from the first rank and 4 MiB of int32
      * (whole segments) from the last, with each algorithm; 8 MB of float64 down the chain */
-    for (size_t a = 0; a < NALGS(broadcast_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < 2; r++) {
-            tcase t = case_new(e, "broadcast", broadcast_algs[a], rank, size, &salt);
+            tcase t = case_new(e, "broadcast", algs.at[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
             t.count = r ? 1 << 20 : 1000003;
             t.root = r ? size - 1 : 0;
@@ -383,8 +397,6 @@ static void test_broadcast(void)
 }
 
 /* ---- gather and gatherv -------------------------------------------------------------------- */
-
-static const char *const rooted_algs[] = {NULL, "direct", "binomial"};
 
 /* run_gather: t->kind < 0 is gather of t->count each, else gatherv of that kind. */
 static void run_gather(tcase *t)
@@ -414,14 +426,15 @@ static void run_gather(tcase *t)
 
 static void gather_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("gather");
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < NALGS(rooted_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
-                    tcase t = case_new(e, "gather", rooted_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "gather", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = -1;
                     t.count = counts[c];
@@ -430,7 +443,7 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
                     run_gather(&t);
                 }
             for (int k = 0; k < NKINDS - 1; k++) {
-                tcase t = case_new(e, "gatherv", rooted_algs[a], rank, size, &salt);
+                tcase t = case_new(e, "gatherv", algs.at[a], rank, size, &salt);
                 case_dtype(&t, sized_dtypes[(k + r) % 4]);
                 t.kind = k;
                 t.root = roots[r];
@@ -438,16 +451,16 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
                 run_gather(&t);
             }
         }
-    for (size_t a = 0; a < NALGS(rooted_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < 2; r++) { /* large: a million elements, and large uneven gatherv */
-            tcase t = case_new(e, "gather", rooted_algs[a], rank, size, &salt);
+            tcase t = case_new(e, "gather", algs.at[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
             t.kind = -1;
             t.count = 1000003 / (size_t)size + 1;
             t.root = r ? size / 2 : 0;
             t.inplace = r;
             run_gather(&t);
-            t = case_new(e, "gatherv", rooted_algs[a], rank, size, &salt);
+            t = case_new(e, "gatherv", algs.at[a], rank, size, &salt);
             case_dtype(&t, CGLOO_INT32);
             t.kind = NKINDS - 1;
             t.root = r ? size - 1 : 0;
@@ -490,14 +503,15 @@ static void run_scatter(tcase *t)
 
 static void scatter_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("scatter");
     uint32_t salt = 1;
     size_t counts[8];
     int roots[16], nc = small_counts(size, counts), nr = roots_of(size, roots);
-    for (size_t a = 0; a < NALGS(rooted_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
                 for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
-                    tcase t = case_new(e, "scatter", rooted_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "scatter", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = -1;
                     t.count = counts[c];
@@ -506,7 +520,7 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
                     run_scatter(&t);
                 }
             for (int k = 0; k < NKINDS - 1; k++) {
-                tcase t = case_new(e, "scatterv", rooted_algs[a], rank, size, &salt);
+                tcase t = case_new(e, "scatterv", algs.at[a], rank, size, &salt);
                 case_dtype(&t, sized_dtypes[(k + r) % 4]);
                 t.kind = k;
                 t.root = roots[r];
@@ -514,16 +528,16 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
                 run_scatter(&t);
             }
         }
-    for (size_t a = 0; a < NALGS(rooted_algs); a++)
+    for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < 2; r++) {
-            tcase t = case_new(e, "scatter", rooted_algs[a], rank, size, &salt);
+            tcase t = case_new(e, "scatter", algs.at[a], rank, size, &salt);
             case_dtype(&t, r ? CGLOO_INT32 : CGLOO_UINT8);
             t.kind = -1;
             t.count = 1000003 / (size_t)size + 1;
             t.root = r ? size / 2 : 0;
             t.inplace = r;
             run_scatter(&t);
-            t = case_new(e, "scatterv", rooted_algs[a], rank, size, &salt);
+            t = case_new(e, "scatterv", algs.at[a], rank, size, &salt);
             case_dtype(&t, CGLOO_INT32);
             t.kind = NKINDS - 1;
             t.root = r ? size - 1 : 0;
@@ -537,8 +551,6 @@ static void test_scatter(void)
 }
 
 /* ---- alltoall and alltoallv ---------------------------------------------------------------- */
-
-static const char *const alltoall_algs[] = {NULL, "pairwise"};
 
 /* run_alltoall: t->kind < 0 is alltoall of t->count per block, else alltoallv of that kind.
  * Element k of the block rank i sends rank j is elem(salt, i, j << 32 | k). */
@@ -568,14 +580,15 @@ static void run_alltoall(tcase *t)
 
 static void alltoall_body(rank_env *e, int rank, int size, void *arg)
 {
+    const alg_list algs = algs_of("alltoall");
     uint32_t salt = 1;
     size_t counts[8];
     int nc = small_counts(size, counts);
-    for (size_t a = 0; a < NALGS(alltoall_algs); a++) {
+    for (size_t a = 0; a < algs.n; a++) {
         for (int c = 0; c < nc; c++)
             for (size_t d = 0; d < 4; d++)
                 for (int ip = 0; ip < 2; ip++) {
-                    tcase t = case_new(e, "alltoall", alltoall_algs[a], rank, size, &salt);
+                    tcase t = case_new(e, "alltoall", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = -1;
                     t.count = counts[c];
@@ -584,13 +597,13 @@ static void alltoall_body(rank_env *e, int rank, int size, void *arg)
                 }
         for (int k = 0; k < NKINDS; k++)
             for (int ip = 0; ip < 2; ip++) {
-                tcase t = case_new(e, "alltoallv", alltoall_algs[a], rank, size, &salt);
+                tcase t = case_new(e, "alltoallv", algs.at[a], rank, size, &salt);
                 case_dtype(&t, sized_dtypes[(k + ip) % 4]);
                 t.kind = k;
                 t.inplace = ip;
                 run_alltoall(&t);
             }
-        tcase t = case_new(e, "alltoall", alltoall_algs[a], rank, size, &salt);
+        tcase t = case_new(e, "alltoall", algs.at[a], rank, size, &salt);
         case_dtype(&t, CGLOO_UINT8); /* each rank sends about a million elements */
         t.kind = -1;
         t.count = 1000003 / (size_t)size + 1;
@@ -612,8 +625,6 @@ typedef struct barrier_arg {
     int sleeper;
     long long enter_ms; /* when the sleeper entered (atomic) */
 } barrier_arg;
-
-static const char *const barrier_algs[] = {NULL, "dissemination", "all_to_one"};
 
 /* In each round every rank counts itself in, then enters the barrier; nobody may leave before
  * the whole round has counted itself in. */
@@ -657,14 +668,15 @@ static void barrier_delay_body(rank_env *e, int rank, int size, void *arg)
 
 static void test_barrier(void)
 {
-    for (size_t a = 0; a < NALGS(barrier_algs); a++)
+    const alg_list algs = algs_of("barrier");
+    for (size_t a = 0; a < algs.n; a++)
         for (size_t i = 0; i < NWORLDS; i++) {
             int size = world_sizes[i];
-            barrier_arg b = {.alg = barrier_algs[a]};
+            barrier_arg b = {.alg = algs.at[a]};
             in_world(size, barrier_body, &b);
             /* sleepers: rank 0 (the all-to-one root), a middle rank and the last */
             for (int s = 0; s < 3; s++) {
-                barrier_arg d = {.alg = barrier_algs[a], .sleeper = (size - 1) * s / 2};
+                barrier_arg d = {.alg = algs.at[a], .sleeper = (size - 1) * s / 2};
                 in_world(size, barrier_delay_body, &d);
             }
         }

@@ -45,9 +45,13 @@
  *
  * --verify fills the inputs with small integers that every dtype holds exactly, even summed
  * over all ranks (and all inputs), checks every output element on every rank after the first
- * call and again after the timed loop, and exits with status 1 on any mismatch.
+ * call and again after the timed loop, and exits with status 1 on any mismatch. The
+ * collectives, the sizes, the values and the expected outputs are bench/bench_check.h's, which
+ * the Open MPI and Gloo counterparts (bench/mpi_coll.c, bench/gloo_coll.cc) include too.
  */
 #include <cgloo/cgloo.h>
+
+#include "bench_check.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -62,36 +66,19 @@
 #define MIN_ITERS 5
 #define MAX_INPUTS 64
 
-typedef enum mode_kind {
-    MODE_PINGPONG,
-    MODE_STREAM,
-    MODE_ALLREDUCE,
-    MODE_REDUCE_SCATTER,
-    MODE_ALLGATHER,
-    MODE_BROADCAST,
-    MODE_REDUCE,
-    MODE_GATHER,
-    MODE_SCATTER,
-    MODE_ALLTOALL,
-    MODE_BARRIER,
-    MODE_COUNT
-} mode_kind;
+/* The modes: the collectives of bench/bench_check.h (BENCH_ALLREDUCE, ...), shared with the
+ * Open MPI and Gloo benchmarks, then two of point-to-point. */
+enum { MODE_PINGPONG = BENCH_COLL_COUNT, MODE_STREAM, MODE_COUNT };
 
-/* blocked: the collective's count is elements / ranks. reduces: the outputs are sums. */
-static const struct mode_info {
-    const char *name;
-    int blocked, reduces;
-} modes[MODE_COUNT] = {
-    [MODE_PINGPONG] = {"pingpong", 0, 0},   [MODE_STREAM] = {"stream", 0, 0},
-    [MODE_ALLREDUCE] = {"allreduce", 0, 1}, [MODE_REDUCE_SCATTER] = {"reduce_scatter", 1, 1},
-    [MODE_ALLGATHER] = {"allgather", 1, 0}, [MODE_BROADCAST] = {"broadcast", 0, 0},
-    [MODE_REDUCE] = {"reduce", 0, 1},       [MODE_GATHER] = {"gather", 1, 0},
-    [MODE_SCATTER] = {"scatter", 1, 0},     [MODE_ALLTOALL] = {"alltoall", 1, 0},
-    [MODE_BARRIER] = {"barrier", 0, 0},
-};
+static const char *mode_name(int m)
+{
+    if (m < BENCH_COLL_COUNT)
+        return bench_colls[m].name;
+    return m == MODE_PINGPONG ? "pingpong" : "stream";
+}
 
 typedef struct options {
-    mode_kind mode;
+    int mode; /* a bench_coll or a MODE_ */
     const char *algorithm;
     cgloo_dtype dtype;
     size_t min_bytes, max_bytes;     /* pingpong and stream */
@@ -106,14 +93,11 @@ typedef struct options {
 typedef struct bench {
     cgloo_context *ctx;
     const options *o;
-    int rank, size;
+    bench_case k; /* the collective, rank, size and the size being measured */
     size_t esize;
     cgloo_coll_opts copts;
     void *send[MAX_INPUTS], *recv[MAX_INPUTS];
     double *t;
-    size_t elements; /* the size being measured, per the table above */
-    size_t count;    /* the collective's count argument */
-    long modulus;    /* verification values lie in [0, modulus) */
 } bench;
 
 static double now_us(void)
@@ -143,9 +127,9 @@ static void usage(void)
     exit(2);
 }
 
-static int is_coll(mode_kind m)
+static int is_coll(int m)
 {
-    return m != MODE_PINGPONG && m != MODE_STREAM;
+    return m < BENCH_COLL_COUNT;
 }
 
 static size_t parse_size(const char *v)
@@ -157,11 +141,11 @@ static size_t parse_size(const char *v)
     return (size_t)n;
 }
 
-static mode_kind parse_mode(const char *v)
+static int parse_mode(const char *v)
 {
     for (int m = 0; m < MODE_COUNT; m++)
-        if (strcmp(v, modes[m].name) == 0)
-            return (mode_kind)m;
+        if (strcmp(v, mode_name(m)) == 0)
+            return m;
     usage();
     return MODE_COUNT;
 }
@@ -224,11 +208,11 @@ static void parse_valued(options *o, const char *a, const char *v)
 
 static int algorithm_known(const options *o)
 {
-    const char *const *names = cgloo_algorithm_names(modes[o->mode].name);
+    const char *const *names = cgloo_algorithm_names(mode_name(o->mode));
     for (size_t i = 0; names && names[i]; i++)
         if (strcmp(names[i], o->algorithm) == 0)
             return 1;
-    fprintf(stderr, "cgloo-bench: %s has no algorithm \"%s\"; it has:", modes[o->mode].name,
+    fprintf(stderr, "cgloo-bench: %s has no algorithm \"%s\"; it has:", mode_name(o->mode),
             o->algorithm);
     for (size_t i = 0; names && names[i]; i++)
         fprintf(stderr, " %s", names[i]);
@@ -245,7 +229,7 @@ static void check_options(options *o)
         o->iteration_count < 0 || o->iteration_count > MAX_SAMPLES || o->max_bytes < o->min_bytes ||
         (o->csv && o->json))
         usage();
-    if ((o->inputs > 1 && o->mode != MODE_ALLREDUCE) || (p2p && o->algorithm))
+    if ((o->inputs > 1 && o->mode != BENCH_ALLREDUCE) || (p2p && o->algorithm))
         usage();
     if (o->algorithm && !algorithm_known(o))
         exit(2);
@@ -328,10 +312,10 @@ static void print_header(const options *o, const char *algorithm, int ranks)
     }
     if (is_coll(o->mode))
         printf("# cgloo-bench %s: algorithm %s, %d ranks, dtype %s, inputs %d%s\n",
-               modes[o->mode].name, algorithm, ranks, cgloo_dtype_name(o->dtype), o->inputs,
+               mode_name(o->mode), algorithm, ranks, cgloo_dtype_name(o->dtype), o->inputs,
                o->no_barrier ? ", calls back to back" : ", a barrier before each call");
     else
-        printf("# cgloo-bench %s: ranks 0 and 1 of %d\n", modes[o->mode].name, ranks);
+        printf("# cgloo-bench %s: ranks 0 and 1 of %d\n", mode_name(o->mode), ranks);
     printf("%12s %11s %10s %10s %10s %10s %9s %9s %8s\n", "bytes", "elements", "min(us)", "p50(us)",
            "p99(us)", "max(us)", "algbw", "busbw", "samples");
     printf("%12s %11s %10s %10s %10s %10s %9s %9s %8s\n", "", "", "", "", "", "", "(GB/s)",
@@ -451,7 +435,7 @@ static void p2p_size(cgloo_context *ctx, const options *o, void *buf, size_t n, 
         t[i] = p2p_once(ctx, o, buf, n);
     if (cgloo_context_rank(ctx) != 0)
         return;
-    row r = {modes[o->mode].name, "", "bytes", cgloo_context_size(ctx), n, -1, t, iters, 0, 0};
+    row r = {mode_name(o->mode), "", "bytes", cgloo_context_size(ctx), n, -1, t, iters, 0, 0};
     qsort(t, (size_t)iters, sizeof *t, cmp_double);
     /* pingpong reports the round trip; bandwidth is one way, half a round trip per message */
     double p50 = t[iters / 2], one_way = o->mode == MODE_PINGPONG ? p50 / 2 : p50;
@@ -492,10 +476,10 @@ static void run_coll(bench *b)
     cgloo_context *ctx = b->ctx;
     const cgloo_coll_opts *co = &b->copts;
     cgloo_dtype dt = b->o->dtype;
-    size_t n = b->count;
-    const char *name = modes[b->o->mode].name;
-    switch (b->o->mode) {
-    case MODE_ALLREDUCE:
+    size_t n = b->k.count;
+    const char *name = mode_name(b->o->mode);
+    switch (b->k.coll) {
+    case BENCH_ALLREDUCE:
         if (b->o->inputs == 1)
             CHECK_RC(ctx, name, cgloo_allreduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
         else
@@ -503,26 +487,26 @@ static void run_coll(bench *b)
                      cgloo_allreduce_multi(ctx, (const void *const *)b->send, (size_t)b->o->inputs,
                                            b->recv, (size_t)b->o->inputs, n, dt, CGLOO_SUM, co));
         break;
-    case MODE_REDUCE_SCATTER:
+    case BENCH_REDUCE_SCATTER:
         CHECK_RC(ctx, name,
                  cgloo_reduce_scatter(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
         break;
-    case MODE_ALLGATHER:
+    case BENCH_ALLGATHER:
         CHECK_RC(ctx, name, cgloo_allgather(ctx, b->send[0], b->recv[0], n, dt, co));
         break;
-    case MODE_BROADCAST:
+    case BENCH_BROADCAST:
         CHECK_RC(ctx, name, cgloo_broadcast(ctx, b->recv[0], n, dt, 0, co));
         break;
-    case MODE_REDUCE:
+    case BENCH_REDUCE:
         CHECK_RC(ctx, name, cgloo_reduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, 0, co));
         break;
-    case MODE_GATHER:
+    case BENCH_GATHER:
         CHECK_RC(ctx, name, cgloo_gather(ctx, b->send[0], b->recv[0], n, dt, 0, co));
         break;
-    case MODE_SCATTER:
+    case BENCH_SCATTER:
         CHECK_RC(ctx, name, cgloo_scatter(ctx, b->send[0], b->recv[0], n, dt, 0, co));
         break;
-    case MODE_ALLTOALL:
+    case BENCH_ALLTOALL:
         CHECK_RC(ctx, name, cgloo_alltoall(ctx, b->send[0], b->recv[0], n, dt, co));
         break;
     default:
@@ -547,21 +531,6 @@ static long dtype_exact_limit(cgloo_dtype d)
     default:
         return 1l << 24;
     }
-}
-
-/* bench_modulus: values lie in [0, m) so that a sum over every source stays exact. */
-static long bench_modulus(const bench *b)
-{
-    long sources = modes[b->o->mode].reduces ? (long)b->size * b->o->inputs : 1;
-    long m = dtype_exact_limit(b->o->dtype) / sources;
-    return m > 1021 ? 1021 : m < 1 ? 1 : m;
-}
-
-/* value: what source `src` (a rank, or rank x inputs + input) holds at element i. */
-static long value(const bench *b, long src, size_t i)
-{
-    long m = b->modulus;
-    return ((long)(i % (size_t)m) * 7 + (src % m) * 13) % m;
 }
 
 static uint16_t half_bits(long v)
@@ -608,108 +577,51 @@ static void put_value(cgloo_dtype d, void *p, long v)
     }
 }
 
-static void fill(const bench *b, void *buf, long src, size_t first, size_t n)
+static void fill(const bench *b, void *buf, long src, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        put_value(b->o->dtype, (uint8_t *)buf + i * b->esize, value(b, src, first + i));
+        put_value(b->o->dtype, (uint8_t *)buf + i * b->esize, bench_value(&b->k, src, i));
 }
 
-/* fill_inputs writes every rank's input for this size (root 0 for broadcast and scatter). */
+/* fill_inputs writes this rank's inputs for this size (bench_check.h says which). */
 static void fill_inputs(bench *b)
 {
-    switch (b->o->mode) {
-    case MODE_ALLREDUCE:
-        for (int k = 0; k < b->o->inputs; k++)
-            fill(b, b->send[k], (long)b->rank * b->o->inputs + k, 0, b->count);
-        break;
-    case MODE_BROADCAST:
-        if (b->rank == 0)
-            fill(b, b->recv[0], 0, 0, b->count);
-        break;
-    case MODE_SCATTER:
-        if (b->rank == 0)
-            fill(b, b->send[0], 0, 0, b->elements);
-        break;
-    case MODE_REDUCE_SCATTER:
-    case MODE_ALLTOALL:
-        fill(b, b->send[0], b->rank, 0, b->elements);
-        break;
-    default:
-        fill(b, b->send[0], b->rank, 0, b->count);
-        break;
-    }
+    size_t n = bench_input_len(&b->k);
+    for (int j = 0; n > 0 && j < b->k.inputs; j++)
+        fill(b, b->k.coll == BENCH_BROADCAST ? b->recv[j] : b->send[j],
+             bench_input_source(&b->k, j), n);
 }
 
-static long sum_over(const bench *b, long sources, size_t i)
+/* outputs: how many output buffers a call fills (allreduce: one per input). */
+static int outputs(const bench *b)
 {
-    long s = 0;
-    for (long q = 0; q < sources; q++)
-        s += value(b, q, i);
-    return s;
-}
-
-/* expected: output element i of this rank; -1 where the output is not defined (not root). */
-static long expected(const bench *b, size_t i)
-{
-    size_t c = b->count;
-    switch (b->o->mode) {
-    case MODE_ALLREDUCE:
-        return sum_over(b, (long)b->size * b->o->inputs, i);
-    case MODE_REDUCE_SCATTER:
-        return sum_over(b, b->size, (size_t)b->rank * c + i);
-    case MODE_ALLGATHER:
-        return value(b, (long)(i / c), i % c);
-    case MODE_BROADCAST:
-        return value(b, 0, i);
-    case MODE_REDUCE:
-        return b->rank == 0 ? sum_over(b, b->size, i) : -1;
-    case MODE_GATHER:
-        return b->rank == 0 ? value(b, (long)(i / c), i % c) : -1;
-    case MODE_SCATTER:
-        return value(b, 0, (size_t)b->rank * c + i);
-    case MODE_ALLTOALL:
-        return value(b, (long)(i / c), (size_t)b->rank * c + i % c);
-    default:
-        return -1;
-    }
-}
-
-/* output_len: elements of this rank's output buffers (all `inputs` of them for allreduce). */
-static size_t output_len(const bench *b)
-{
-    mode_kind m = b->o->mode;
-    if (m == MODE_ALLGATHER || m == MODE_GATHER || m == MODE_ALLTOALL)
-        return b->elements;
-    return m == MODE_BARRIER ? 0 : b->count;
+    return b->k.coll == BENCH_ALLREDUCE ? b->k.inputs : 1;
 }
 
 /* clear_outputs fills the outputs with bytes no expected value has (NaN, -1, the maximum). */
 static void clear_outputs(bench *b)
 {
-    int outputs = b->o->mode == MODE_ALLREDUCE ? b->o->inputs : 1;
-    for (int k = 0; k < outputs; k++)
-        if (!(b->o->mode == MODE_BROADCAST && b->rank == 0))
-            memset(b->recv[k], 0xff, output_len(b) * b->esize);
+    for (int k = 0; k < outputs(b) && !bench_output_is_input(&b->k); k++)
+        memset(b->recv[k], 0xff, bench_output_len(&b->k) * b->esize);
 }
 
 static long check_outputs(const bench *b)
 {
-    int outputs = b->o->mode == MODE_ALLREDUCE ? b->o->inputs : 1;
     uint8_t want[8];
     long bad = 0;
-    for (size_t i = 0; i < output_len(b); i++) {
-        long v = expected(b, i);
+    for (size_t i = 0; i < bench_output_len(&b->k); i++) {
+        long v = bench_expected(&b->k, i);
         if (v < 0)
             continue;
         put_value(b->o->dtype, want, v);
-        for (int k = 0; k < outputs; k++) {
+        for (int k = 0; k < outputs(b); k++) {
             if (memcmp((uint8_t *)b->recv[k] + i * b->esize, want, b->esize) == 0)
                 continue;
             if (bad++ < 5)
                 fprintf(stderr,
                         "cgloo-bench: rank %d: %s %zu elements: output %d element %zu "
                         "is wrong (expected %ld)\n",
-                        b->rank, modes[b->o->mode].name, b->elements, k, i, v);
+                        b->k.rank, mode_name(b->o->mode), b->k.elements, k, i, v);
         }
     }
     return bad;
@@ -723,9 +635,9 @@ static void verify_agree(bench *b, long local_bad, const char *when)
              cgloo_allreduce(b->ctx, &bad, &bad, 1, CGLOO_INT64, CGLOO_SUM, NULL));
     if (bad == 0)
         return;
-    if (b->rank == 0)
+    if (b->k.rank == 0)
         fprintf(stderr, "cgloo-bench: %s, %zu elements: %lld wrong output elements %s\n",
-                modes[b->o->mode].name, b->elements, (long long)bad, when);
+                mode_name(b->o->mode), b->k.elements, (long long)bad, when);
     cgloo_context_destroy(b->ctx);
     exit(1);
 }
@@ -763,7 +675,7 @@ static int warm_up(bench *b)
 {
     double first = timed_wall(b);
     int64_t warm = 0;
-    if (b->rank == 0) {
+    if (b->k.rank == 0) {
         double cap = b->o->iteration_time_ms * 1000.0 / 4 / (first > 1 ? first : 1);
         warm = cap < 1 ? 1 : cap < b->o->warmup ? (int64_t)cap : b->o->warmup;
     }
@@ -771,39 +683,24 @@ static int warm_up(bench *b)
     for (int64_t i = 0; i < warm; i++)
         b->t[i] = timed_wall(b);
     int64_t iters = 0;
-    if (b->rank == 0) {
+    if (b->k.rank == 0) {
         qsort(b->t, (size_t)warm, sizeof *b->t, cmp_double);
         iters = iterations_for(b->o, b->t[warm / 2]);
     }
     return (int)bcast_i64(b, iters);
 }
 
-static double bus_factor(mode_kind m, int n)
-{
-    switch (m) {
-    case MODE_ALLREDUCE:
-        return 2.0 * (n - 1) / n;
-    case MODE_BROADCAST:
-    case MODE_REDUCE:
-        return 1;
-    case MODE_BARRIER:
-        return 0;
-    default:
-        return (double)(n - 1) / n;
-    }
-}
-
 /* report prints rank 0's row: the samples are already the slowest rank's. */
 static void report(bench *b, const char *algorithm, int iters)
 {
     const options *o = b->o;
-    size_t bytes = b->elements * b->esize;
-    row r = {modes[o->mode].name,
+    size_t bytes = b->k.elements * b->esize;
+    row r = {mode_name(o->mode),
              algorithm,
              cgloo_dtype_name(o->dtype),
-             b->size,
+             b->k.size,
              bytes,
-             (long long)b->elements,
+             (long long)b->k.elements,
              b->t,
              iters,
              0,
@@ -811,13 +708,13 @@ static void report(bench *b, const char *algorithm, int iters)
     qsort(b->t, (size_t)iters, sizeof *b->t, cmp_double);
     double p50 = b->t[iters / 2];
     r.algbw = p50 > 0 ? bytes / p50 / 1e3 : 0;
-    r.busbw = r.algbw * bus_factor(o->mode, b->size);
+    r.busbw = r.algbw * bench_bus_factor(b->k.coll, b->k.size);
     print_row(o, &r);
 }
 
 static void bench_size(bench *b, const char *algorithm)
 {
-    b->modulus = bench_modulus(b);
+    bench_set_modulus(&b->k, dtype_exact_limit(b->o->dtype));
     fill_inputs(b);
     if (b->o->verify) {
         clear_outputs(b);
@@ -833,24 +730,11 @@ static void bench_size(bench *b, const char *algorithm)
              cgloo_allreduce(b->ctx, b->t, b->t, (size_t)iters, CGLOO_FLOAT64, CGLOO_MAX, NULL));
     if (b->o->verify)
         verify_agree(b, check_outputs(b), "after the timed calls");
-    if (b->rank == 0)
+    if (b->k.rank == 0)
         report(b, algorithm, iters);
 }
 
 /* ---- collective modes: set-up and sweep ------------------------------------------------- */
-
-/* set_size picks this size's count; 0 when the size is too small for the ranks (skipped). */
-static int set_size(bench *b, size_t elements)
-{
-    mode_kind m = b->o->mode;
-    if (m == MODE_BARRIER) {
-        b->elements = b->count = 0;
-        return 1;
-    }
-    b->count = modes[m].blocked ? elements / (size_t)b->size : elements;
-    b->elements = modes[m].blocked ? b->count * (size_t)b->size : elements;
-    return b->count > 0;
-}
 
 static void bench_alloc(bench *b)
 {
@@ -882,7 +766,7 @@ static const char *algorithm_label(const options *o)
         return o->algorithm;
     char var[64] = "CGLOO_";
     size_t len = strlen(var);
-    for (const char *p = modes[o->mode].name; *p && len + 1 < sizeof var - 10; p++)
+    for (const char *p = mode_name(o->mode); *p && len + 1 < sizeof var - 10; p++)
         var[len++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
     snprintf(var + len, sizeof var - len, "_ALGORITHM");
     const char *env = getenv(var);
@@ -891,21 +775,22 @@ static const char *algorithm_label(const options *o)
 
 static void run_colls(cgloo_context *ctx, const options *o)
 {
-    bench b = {.ctx = ctx, .o = o, .rank = cgloo_context_rank(ctx)};
-    b.size = cgloo_context_size(ctx);
+    bench b = {.ctx = ctx, .o = o};
+    b.k = bench_case_make((bench_coll)o->mode, cgloo_context_rank(ctx), cgloo_context_size(ctx),
+                          o->inputs);
     b.esize = cgloo_dtype_size(o->dtype);
     b.copts.algorithm = o->algorithm;
     const char *label = algorithm_label(o);
     bench_alloc(&b);
     for (size_t n = o->min_elems;; n *= (size_t)o->factor) {
-        if (b.rank == 0)
+        if (b.k.rank == 0)
             progress(o, "cgloo-bench: %zu of %zu elements", n, o->max_elems);
-        if (set_size(&b, n))
+        if (bench_set_size(&b.k, n))
             bench_size(&b, label);
-        if (o->mode == MODE_BARRIER || n > o->max_elems / (size_t)o->factor)
+        if (o->mode == BENCH_BARRIER || n > o->max_elems / (size_t)o->factor)
             break;
     }
-    if (b.rank == 0)
+    if (b.k.rank == 0)
         progress(o, "", 0, 0);
     CHECK_RC(ctx, "barrier", cgloo_barrier(ctx, NULL));
     bench_free(&b);
@@ -923,7 +808,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (!is_coll(o.mode) && cgloo_context_size(ctx) < 2) {
-        fprintf(stderr, "cgloo-bench: %s needs at least 2 ranks\n", modes[o.mode].name);
+        fprintf(stderr, "cgloo-bench: %s needs at least 2 ranks\n", mode_name(o.mode));
         return 2;
     }
     if (cgloo_context_rank(ctx) == 0)

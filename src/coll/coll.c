@@ -17,23 +17,26 @@
 #define COLL_KIND_SHIFT 55
 #define COLL_USER_TAG_MAX (1ull << 47)
 
-/* coll_kind: a number per collective name (its tag space). */
+/* Kinds 1 to 31 are the listed collectives'; a name outside the list hashes to 32 and up. */
+#define COLL_KIND_CHECK(name, table, kind)                                                         \
+    _Static_assert((kind) >= 1 && (kind) < 32, #name ": kind out of range");
+CGLOO_COLLECTIVES(COLL_KIND_CHECK)
+#undef COLL_KIND_CHECK
+
+/* coll_kind: the number of a collective's tag space (collectives.h). */
 static uint64_t coll_kind(const char *name)
 {
-    /* A v variant shares its collective's space: one caller never runs both at once. */
-    static const char *const kinds[][2] = {{"allreduce", NULL},
-                                           {"reduce_scatter", "reduce_scatterv"},
-                                           {"allgather", "allgatherv"},
-                                           {"broadcast", NULL},
-                                           {"reduce", NULL},
-                                           {"gather", "gatherv"},
-                                           {"scatter", "scatterv"},
-                                           {"alltoall", "alltoallv"},
-                                           {"barrier", NULL}};
+    static const struct {
+        const char *name;
+        uint64_t kind;
+    } kinds[] = {
+#define COLL_KIND(name, table, kind) {#name, kind},
+        CGLOO_COLLECTIVES(COLL_KIND)
+#undef COLL_KIND
+    };
     for (size_t i = 0; i < CGLOO_ARRAY_LEN(kinds); i++)
-        for (int v = 0; v < 2; v++)
-            if (kinds[i][v] && strcmp(name, kinds[i][v]) == 0)
-                return i + 1;
+        if (strcmp(name, kinds[i].name) == 0)
+            return kinds[i].kind;
     return (cgloo__hash64(name, strlen(name)) % 200) + 32;
 }
 
@@ -91,6 +94,57 @@ int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts)
                                  cgloo_op_name(op) ? cgloo_op_name(op) : "(invalid)",
                                  cgloo_dtype_name(c->dtype));
     return CGLOO_OK;
+}
+
+/* ---- gather and scatter, plain and v: the checks they share --------------------------------- */
+
+/* rooted_check: the root is a rank, and the v form has counts that agree with this rank's own
+ * count. Errors name the arguments as the call does (gatherv: recvcounts and sendcount). */
+static int rooted_check(coll *c, const coll_rooted *r)
+{
+    const char *counts = r->to_root ? "recvcounts" : "sendcounts";
+    const char *own = r->to_root ? "sendcount" : "recvcount";
+    if (r->v && !r->counts)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "%s is NULL", counts);
+    if (r->root < 0 || r->root >= c->size)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "root %d is not a rank of %d", r->root, c->size);
+    if (r->v && r->count != r->counts[c->rank])
+        return cgloo__coll_error(c, CGLOO_EINVAL, "%s %zu differs from %s[%d] %zu", own, r->count,
+                                 counts, c->rank, r->counts[c->rank]);
+    return CGLOO_OK;
+}
+
+/* rooted_buffers: this rank's block and, on the root, the buffer of all blocks are there. */
+static int rooted_buffers(coll *c, const coll_rooted *r, const size_t *off)
+{
+    const void *ownbuf = r->to_root ? r->sendbuf : r->recvbuf;
+    const void *rootbuf = r->to_root ? r->recvbuf : r->sendbuf;
+    size_t own = blocks_bytes(off, c->rank);
+    if (own > 0 && !ownbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL %s for %zu bytes",
+                                 r->to_root ? "sendbuf" : "recvbuf", own);
+    if (c->rank == r->root && off[c->size] > 0 && !rootbuf)
+        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL %s at the root",
+                                 r->to_root ? "recvbuf" : "sendbuf");
+    return CGLOO_OK;
+}
+
+int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                             const cgloo_coll_opts *opts, const coll_rooted *r, size_t **off)
+{
+    *off = NULL;
+    int rc = cgloo__coll_begin(c, ctx, name, dtype, opts);
+    if (rc == CGLOO_OK)
+        rc = rooted_check(c, r);
+    if (rc == CGLOO_OK)
+        rc = cgloo__coll_blocks(c, r->v ? r->counts : NULL, r->count, off);
+    if (rc == CGLOO_OK)
+        rc = rooted_buffers(c, r, *off);
+    if (rc != CGLOO_OK) {
+        free(*off);
+        *off = NULL;
+    }
+    return rc;
 }
 
 /* ---- point-to-point within a collective ---------------------------------------------------- */
@@ -226,23 +280,22 @@ static const char *coll_env_choice(const coll *c)
     return v && *v ? v : NULL;
 }
 
-const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
-                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback)
+int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
+                     int fallback)
 {
     const char *want = opts && opts->algorithm ? opts->algorithm : coll_env_choice(c);
-    const coll_algorithm *found = want ? NULL : fallback;
-    for (size_t i = 0; want && i < n && !found; i++)
+    int found = want ? -1 : fallback;
+    for (int i = 0; want && i < n && found < 0; i++)
         if (strcmp(table[i].name, want) == 0)
-            found = &table[i];
-    if (!found) {
+            found = i;
+    if (found < 0) {
         char names[256] = "";
-        for (size_t i = 0; i < n; i++)
+        for (int i = 0; i < n; i++)
             snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
                      table[i].name);
-        cgloo__coll_error(c, CGLOO_ENOTSUP, "no algorithm named '%s' (there are: %s)",
-                          want ? want : "(none)", names);
-        return NULL;
+        return cgloo__coll_error(c, CGLOO_ENOTSUP, "no algorithm named '%s' (there are: %s)",
+                                 want ? want : "(none)", names);
     }
-    c->algorithm = found->name;
+    c->algorithm = table[found].name;
     return found;
 }

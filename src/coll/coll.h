@@ -14,6 +14,7 @@
 #define CGLOO_COLL_H
 
 #include "cgloo_impl.h"
+#include "coll/collectives.h"
 #include "reduce/reduce_kernel.h"
 
 typedef struct coll {
@@ -84,19 +85,48 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
  * NULL. Errors: ENOMEM, EINVAL when the total overflows. Free *out with free(). */
 int cgloo__coll_blocks(coll *c, const size_t *counts, size_t count, size_t **out);
 
-/* Algorithm tables: each collective keeps one, {name, description, function}. The function is
- * stored as a generic function pointer and cast back to the collective's own type. */
-typedef void (*coll_fn)(void);
+/* The arguments of a rooted call whose blocks sit back to back on the root: gather and scatter,
+ * plain and v. The plain form leaves counts NULL and gives every rank's count in `count`; the v
+ * form (v true) gives counts (per rank, on the root's side; NULL is an error) and this rank's
+ * own count in `count`, which must equal counts[rank]. to_root: the blocks go to the root's
+ * recvbuf (gather), else they come from its sendbuf (scatter); errors name the buffers by it. */
+typedef struct coll_rooted {
+    const void *sendbuf;
+    void *recvbuf;
+    const size_t *counts;
+    size_t count;
+    int root;
+    bool v, to_root;
+} coll_rooted;
+
+/* cgloo__coll_begin_rooted is cgloo__coll_begin for a rooted call, then the checks its forms
+ * share (counts, root, the buffers the blocks need), and the layout of the root's blocks in
+ * *off (size + 1 byte offsets, see pattern/blocks.h; free() it; NULL on failure). Sends
+ * nothing. Errors: those of cgloo__coll_begin, EINVAL (detail recorded), ENOMEM. */
+int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
+                             const cgloo_coll_opts *opts, const coll_rooted *r, size_t **off);
+
+/* Algorithm tables. Each collective's top file names its algorithms by an enum, and keeps two
+ * arrays indexed by it with designated initialisers: a table of coll_algorithm (name and
+ * description; one more entry, all NULL, ends it for cgloo_algorithm_names) and an array of
+ * the collective's own function type. The enum's order is the order the names are listed in. */
 typedef struct coll_algorithm {
     const char *name;
     const char *description;
-    coll_fn fn;
 } coll_algorithm;
 
-/* cgloo__coll_find picks the algorithm named by opts->algorithm or by the environment
- * variable CGLOO_<COLL>_ALGORITHM, else returns `fallback` (the selector's choice). NULL with
- * ENOTSUP recorded when a name is unknown. */
-const coll_algorithm *cgloo__coll_find(coll *c, const coll_algorithm *table, size_t n,
-                                       const cgloo_coll_opts *opts, const coll_algorithm *fallback);
+/* cgloo__coll_find returns the index in table (n entries) of the algorithm named by
+ * opts->algorithm, else by the environment variable CGLOO_<NAME>_ALGORITHM (NAME being c->name),
+ * else `fallback` (the selector's choice), and sets c->algorithm to its name. An unknown name
+ * returns CGLOO_ENOTSUP (negative) with the names there are recorded. Never blocks. */
+int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
+                     int fallback);
+
+/* The tables, one per row of collectives.h. A v variant's row declares its collective's table
+ * again, which C allows. */
+#define COLL_TABLE_DECLARE(name, table, kind)                                                      \
+    extern const coll_algorithm cgloo__##table##_algorithms[];
+CGLOO_COLLECTIVES(COLL_TABLE_DECLARE)
+#undef COLL_TABLE_DECLARE
 
 #endif

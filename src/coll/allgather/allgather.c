@@ -6,15 +6,25 @@
 #include "coll/allgather/allgather.h"
 #include "coll/pattern/blocks.h"
 
-const coll_algorithm cgloo__allgather_algorithms[] = {
-    {"ring", "p-1 steps passing blocks to the right neighbour; bandwidth-optimal",
-     (coll_fn)cgloo__allgather_ring},
-    {"recursive_doubling", "lg p exchanges of doubling ranges (non-powers of two fold); small data",
-     (coll_fn)cgloo__allgather_recursive_doubling},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("allgather") lists them. */
+typedef enum allgather_algorithm {
+    ALLGATHER_RING,
+    ALLGATHER_RECURSIVE_DOUBLING,
+    ALLGATHER_ALGORITHM_COUNT
+} allgather_algorithm;
+
+const coll_algorithm cgloo__allgather_algorithms[ALLGATHER_ALGORITHM_COUNT + 1] = {
+    [ALLGATHER_RING] = {"ring",
+                        "p-1 steps passing blocks to the right neighbour; bandwidth-optimal"},
+    [ALLGATHER_RECURSIVE_DOUBLING] =
+        {"recursive_doubling",
+         "lg p exchanges of doubling ranges (non-powers of two fold); small data"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__allgather_algorithms) - 1)
+static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
+    [ALLGATHER_RING] = cgloo__allgather_ring,
+    [ALLGATHER_RECURSIVE_DOUBLING] = cgloo__allgather_recursive_doubling,
+};
 
 /* Up to this many gathered bytes, recursive doubling. Measured over loopback TCP (2 cores, 3 to
  * 16 ranks as threads): it beats the ring up to 64 KiB at every world size, by 1.2x (3 or 4
@@ -24,28 +34,28 @@ const coll_algorithm cgloo__allgather_algorithms[] = {
 
 /* allgather_select: recursive doubling for small data (fewer steps), the ring for large (every
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
-static const coll_algorithm *allgather_select(const coll *c, size_t bytes)
+static allgather_algorithm allgather_select(const coll *c, size_t bytes)
 {
     if (bytes <= ALLGATHER_SMALL_BYTES && c->size > 2)
-        return &cgloo__allgather_algorithms[1];
-    return &cgloo__allgather_algorithms[0];
+        return ALLGATHER_RECURSIVE_DOUBLING;
+    return ALLGATHER_RING;
 }
 
 /* allgather_run puts this rank's block in place and runs the chosen algorithm. */
 static int allgather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
-                         const cgloo_coll_opts *opts, const coll_algorithm *fallback)
+                         const cgloo_coll_opts *opts, allgather_algorithm fallback)
 {
-    const coll_algorithm *a =
-        cgloo__coll_find(c, cgloo__allgather_algorithms, ALGO_COUNT, opts, fallback);
-    if (!a)
-        return CGLOO_ENOTSUP;
+    int a =
+        cgloo__coll_find(c, cgloo__allgather_algorithms, ALLGATHER_ALGORITHM_COUNT, opts, fallback);
+    if (a < 0)
+        return a;
     size_t own = blocks_bytes(off, c->rank);
     uint8_t *mine = own ? (uint8_t *)recvbuf + off[c->rank] : NULL;
     if (mine && sendbuf != mine)
         memmove(mine, sendbuf, own);
     if (c->size == 1 || off[c->size] == 0)
         return CGLOO_OK;
-    return ((allgather_fn)a->fn)(c, recvbuf, off);
+    return allgather_fns[a](c, recvbuf, off);
 }
 
 int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
@@ -93,7 +103,7 @@ int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, 
     if (off[c.size] > 0 && !recvbuf)
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", off[c.size]);
     else /* uneven blocks: the ring keeps every link busy whatever the sizes */
-        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, &cgloo__allgather_algorithms[0]);
+        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, ALLGATHER_RING);
     free(off);
     return rc;
 }

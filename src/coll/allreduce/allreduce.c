@@ -5,35 +5,48 @@
  */
 #include "coll/allreduce/allreduce.h"
 
-const coll_algorithm cgloo__allreduce_algorithms[] = {
-    {"ring", "reduce-scatter then allgather around a ring, segmented and pipelined",
-     (coll_fn)cgloo__allreduce_ring},
-    {"halving_doubling", "recursive halving reduce-scatter, recursive doubling allgather",
-     (coll_fn)cgloo__allreduce_halving_doubling},
-    {"bcube",
-     "reduce-scatter and allgather within groups of `radix` ranks, one dimension at a "
-     "time",
-     (coll_fn)cgloo__allreduce_bcube},
-    {"recursive_doubling", "log2(P) exchanges of the whole vector, for tiny messages",
-     (coll_fn)cgloo__allreduce_recursive_doubling},
-    {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)",
-     (coll_fn)cgloo__allreduce_direct},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
+typedef enum allreduce_algorithm {
+    ALLREDUCE_RING,
+    ALLREDUCE_HALVING_DOUBLING,
+    ALLREDUCE_BCUBE,
+    ALLREDUCE_RECURSIVE_DOUBLING,
+    ALLREDUCE_DIRECT,
+    ALLREDUCE_ALGORITHM_COUNT
+} allreduce_algorithm;
+
+const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] = {
+    [ALLREDUCE_RING] = {"ring",
+                        "reduce-scatter then allgather around a ring, segmented and pipelined"},
+    [ALLREDUCE_HALVING_DOUBLING] =
+        {"halving_doubling", "recursive halving reduce-scatter, recursive doubling allgather"},
+    [ALLREDUCE_BCUBE] =
+        {"bcube",
+         "reduce-scatter and allgather within groups of `radix` ranks, one dimension at a time"},
+    [ALLREDUCE_RECURSIVE_DOUBLING] = {"recursive_doubling",
+                                      "log2(P) exchanges of the whole vector, for tiny messages"},
+    [ALLREDUCE_DIRECT] =
+        {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__allreduce_algorithms) - 1)
+static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
+    [ALLREDUCE_RING] = cgloo__allreduce_ring,
+    [ALLREDUCE_HALVING_DOUBLING] = cgloo__allreduce_halving_doubling,
+    [ALLREDUCE_BCUBE] = cgloo__allreduce_bcube,
+    [ALLREDUCE_RECURSIVE_DOUBLING] = cgloo__allreduce_recursive_doubling,
+    [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
+};
 
 /* allreduce_select: the measured choice by message size and world size. */
-static const coll_algorithm *allreduce_select(const coll *c, size_t bytes)
+static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {
-    const coll_algorithm *t = cgloo__allreduce_algorithms;
     if (c->size == 2 && bytes <= 64 * 1024)
-        return &t[4]; /* direct: one exchange */
+        return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)
-        return &t[3]; /* recursive doubling: log2(P) latency steps */
+        return ALLREDUCE_RECURSIVE_DOUBLING; /* log2(P) latency steps */
     if (bytes <= 256 * 1024)
-        return &t[1]; /* halving-doubling: 2 log2(P) steps, 2 (P-1)/P of the bytes */
-    return &t[0];     /* ring: bandwidth-optimal and pipelined */
+        return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
+    return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)
@@ -57,18 +70,18 @@ static bool apart(const coll *c, const void *a, const void *b, size_t count)
 static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t count,
                          const cgloo_coll_opts *opts)
 {
-    const coll_algorithm *a = cgloo__coll_find(c, cgloo__allreduce_algorithms, ALGO_COUNT, opts,
-                                               allreduce_select(c, count * c->esize));
-    if (!a)
-        return CGLOO_ENOTSUP;
-    bool ring = (allreduce_fn)a->fn == cgloo__allreduce_ring;
+    int a = cgloo__coll_find(c, cgloo__allreduce_algorithms, ALLREDUCE_ALGORITHM_COUNT, opts,
+                             allreduce_select(c, count * c->esize));
+    if (a < 0)
+        return a;
+    bool ring = a == ALLREDUCE_RING;
     if (c->size > 1 && count && ring && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count))
         return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
     if (sendbuf != recvbuf && count)
         memmove(recvbuf, sendbuf, count * c->esize);
     if (c->size == 1 || count == 0)
         return CGLOO_OK;
-    return ((allreduce_fn)a->fn)(c, recvbuf, count);
+    return allreduce_fns[a](c, recvbuf, count);
 }
 
 int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,

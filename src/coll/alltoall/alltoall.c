@@ -6,13 +6,17 @@
 #include "coll/alltoall/alltoall.h"
 #include "coll/pattern/blocks.h"
 
-const coll_algorithm cgloo__alltoall_algorithms[] = {
-    {"pairwise", "step k sends to rank+k and receives from rank-k, a bounded window in flight",
-     (coll_fn)cgloo__alltoall_pairwise},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("alltoall") lists them. */
+typedef enum alltoall_algorithm { ALLTOALL_PAIRWISE, ALLTOALL_ALGORITHM_COUNT } alltoall_algorithm;
+
+const coll_algorithm cgloo__alltoall_algorithms[ALLTOALL_ALGORITHM_COUNT + 1] = {
+    [ALLTOALL_PAIRWISE] =
+        {"pairwise", "step k sends to rank+k and receives from rank-k, a bounded window in flight"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__alltoall_algorithms) - 1)
+static const alltoall_fn alltoall_fns[ALLTOALL_ALGORITHM_COUNT] = {
+    [ALLTOALL_PAIRWISE] = cgloo__alltoall_pairwise,
+};
 
 /* Stands in for a NULL buffer that has no bytes, so offsets can be added to it. */
 static uint8_t alltoall_empty;
@@ -70,18 +74,19 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
     int rc = a2a_layout(&x, scounts, rcounts, count);
     if (rc == CGLOO_OK)
         rc = a2a_buffers(&x, sendbuf, recvbuf);
-    const coll_algorithm *a = NULL;
+    int a = -1;
     if (rc == CGLOO_OK) {
-        a = cgloo__coll_find(c, cgloo__alltoall_algorithms, ALGO_COUNT, opts,
-                             &cgloo__alltoall_algorithms[0]);
-        rc = a ? CGLOO_OK : CGLOO_ENOTSUP;
+        /* one algorithm: the selector has nothing to choose from */
+        a = cgloo__coll_find(c, cgloo__alltoall_algorithms, ALLTOALL_ALGORITHM_COUNT, opts,
+                             ALLTOALL_PAIRWISE);
+        rc = a < 0 ? a : CGLOO_OK;
     }
     if (rc == CGLOO_OK) {
         size_t own = blocks_bytes(x.roff, c->rank);
         if (own)
             memcpy(x.recvbuf + x.roff[c->rank], x.sendbuf + x.soff[c->rank], own);
         if (c->size > 1 && !empty)
-            rc = ((alltoall_fn)a->fn)(c, x.sendbuf, x.soff, x.recvbuf, x.roff);
+            rc = alltoall_fns[a](c, x.sendbuf, x.soff, x.recvbuf, x.roff);
     }
     free(x.copy);
     free(x.soff);

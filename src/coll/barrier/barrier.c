@@ -3,15 +3,24 @@
  */
 #include "coll/barrier/barrier.h"
 
-const coll_algorithm cgloo__barrier_algorithms[] = {
-    {"dissemination", "ceil(lg p) rounds of empty messages to rank + 2^k, any p",
-     (coll_fn)cgloo__barrier_dissemination},
-    {"all_to_one", "empty messages in to rank 0 and back out, two steps; few ranks",
-     (coll_fn)cgloo__barrier_all_to_one},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("barrier") lists them. */
+typedef enum barrier_algorithm {
+    BARRIER_DISSEMINATION,
+    BARRIER_ALL_TO_ONE,
+    BARRIER_ALGORITHM_COUNT
+} barrier_algorithm;
+
+const coll_algorithm cgloo__barrier_algorithms[BARRIER_ALGORITHM_COUNT + 1] = {
+    [BARRIER_DISSEMINATION] = {"dissemination",
+                               "ceil(lg p) rounds of empty messages to rank + 2^k, any p"},
+    [BARRIER_ALL_TO_ONE] = {"all_to_one",
+                            "empty messages in to rank 0 and back out, two steps; few ranks"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__barrier_algorithms) - 1)
+static const barrier_fn barrier_fns[BARRIER_ALGORITHM_COUNT] = {
+    [BARRIER_DISSEMINATION] = cgloo__barrier_dissemination,
+    [BARRIER_ALL_TO_ONE] = cgloo__barrier_all_to_one,
+};
 
 /* All to one from 3 to this many ranks: two hops whatever the size, where dissemination needs
  * every rank to run in each of its lg p rounds. Measured with ranks outnumbering the 2 cores:
@@ -20,11 +29,11 @@ const coll_algorithm cgloo__barrier_algorithms[] = {
  * messages in a row. */
 #define ALL_TO_ONE_MAX_RANKS 8
 
-static const coll_algorithm *barrier_select(const coll *c)
+static barrier_algorithm barrier_select(const coll *c)
 {
     if (c->size > 2 && c->size <= ALL_TO_ONE_MAX_RANKS)
-        return &cgloo__barrier_algorithms[1];
-    return &cgloo__barrier_algorithms[0];
+        return BARRIER_ALL_TO_ONE;
+    return BARRIER_DISSEMINATION;
 }
 
 int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts)
@@ -33,9 +42,9 @@ int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts)
     int rc = cgloo__coll_begin(&c, ctx, "barrier", CGLOO_UINT8, opts);
     if (rc != CGLOO_OK)
         return rc;
-    const coll_algorithm *a =
-        cgloo__coll_find(&c, cgloo__barrier_algorithms, ALGO_COUNT, opts, barrier_select(&c));
-    if (!a)
-        return CGLOO_ENOTSUP;
-    return c.size == 1 ? CGLOO_OK : ((barrier_fn)a->fn)(&c);
+    int a = cgloo__coll_find(&c, cgloo__barrier_algorithms, BARRIER_ALGORITHM_COUNT, opts,
+                             barrier_select(&c));
+    if (a < 0)
+        return a;
+    return c.size == 1 ? CGLOO_OK : barrier_fns[a](&c);
 }

@@ -3,17 +3,28 @@
  */
 #include "coll/broadcast/broadcast.h"
 
-const coll_algorithm cgloo__broadcast_algorithms[] = {
-    {"binomial", "binomial tree from the root, ceil(lg p) steps; small messages",
-     (coll_fn)cgloo__broadcast_binomial},
-    {"pipeline", "segmented chain from the root, sends and receives overlap; large messages",
-     (coll_fn)cgloo__broadcast_pipeline},
-    {"flat", "the root sends to every rank at once, one step; small messages over few ranks",
-     (coll_fn)cgloo__broadcast_flat},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
+typedef enum broadcast_algorithm {
+    BROADCAST_BINOMIAL,
+    BROADCAST_PIPELINE,
+    BROADCAST_FLAT,
+    BROADCAST_ALGORITHM_COUNT
+} broadcast_algorithm;
+
+const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] = {
+    [BROADCAST_BINOMIAL] = {"binomial",
+                            "binomial tree from the root, ceil(lg p) steps; small messages"},
+    [BROADCAST_PIPELINE] =
+        {"pipeline", "segmented chain from the root, sends and receives overlap; large messages"},
+    [BROADCAST_FLAT] =
+        {"flat", "the root sends to every rank at once, one step; small messages over few ranks"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__broadcast_algorithms) - 1)
+static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
+    [BROADCAST_BINOMIAL] = cgloo__broadcast_binomial,
+    [BROADCAST_PIPELINE] = cgloo__broadcast_pipeline,
+    [BROADCAST_FLAT] = cgloo__broadcast_flat,
+};
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
  * is lg p of them. On the 2-core development machine (loopback TCP, 3 to 16 ranks as threads,
@@ -31,14 +42,14 @@ const coll_algorithm cgloo__broadcast_algorithms[] = {
 
 /* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
  * and for two ranks (where every algorithm is one send), the chain for large ones. */
-static const coll_algorithm *broadcast_select(const coll *c, size_t bytes)
+static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
 {
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))
-        return &cgloo__broadcast_algorithms[2];
+        return BROADCAST_FLAT;
     if (bytes < BROADCAST_LARGE_BYTES || c->size <= 2)
-        return &cgloo__broadcast_algorithms[0];
-    return &cgloo__broadcast_algorithms[1];
+        return BROADCAST_BINOMIAL;
+    return BROADCAST_PIPELINE;
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,
@@ -55,11 +66,11 @@ int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dty
     if (count > SIZE_MAX / c.esize)
         return cgloo__coll_error(&c, CGLOO_EINVAL, "count %zu overflows", count);
     size_t bytes = count * c.esize;
-    const coll_algorithm *a = cgloo__coll_find(&c, cgloo__broadcast_algorithms, ALGO_COUNT, opts,
-                                               broadcast_select(&c, bytes));
-    if (!a)
-        return CGLOO_ENOTSUP;
+    int a = cgloo__coll_find(&c, cgloo__broadcast_algorithms, BROADCAST_ALGORITHM_COUNT, opts,
+                             broadcast_select(&c, bytes));
+    if (a < 0)
+        return a;
     if (c.size == 1 || bytes == 0)
         return CGLOO_OK;
-    return ((broadcast_fn)a->fn)(&c, buf, bytes, root);
+    return broadcast_fns[a](&c, buf, bytes, root);
 }

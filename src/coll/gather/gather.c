@@ -1,20 +1,29 @@
 /*
- * cgloo_gather and cgloo_gatherv: argument checks, the algorithm table and the selector. Both
- * lay the root's receive buffer out as a table of per-rank blocks (pattern/blocks.h). The root
- * may gather in place: sendbuf == recvbuf + its block's offset.
+ * cgloo_gather and cgloo_gatherv: one call path, the algorithm table and the selector; the
+ * argument checks, shared with scatter, are cgloo__coll_begin_rooted's. Both lay the root's
+ * receive buffer out as a table of per-rank blocks (pattern/blocks.h). The root may gather in
+ * place: sendbuf == recvbuf + its block's offset.
  */
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"
 
-const coll_algorithm cgloo__gather_algorithms[] = {
-    {"direct", "every rank sends straight to the root; large blocks",
-     (coll_fn)cgloo__gather_direct},
-    {"binomial", "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks",
-     (coll_fn)cgloo__gather_binomial},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("gather") lists them. */
+typedef enum gather_algorithm {
+    GATHER_DIRECT,
+    GATHER_BINOMIAL,
+    GATHER_ALGORITHM_COUNT
+} gather_algorithm;
+
+const coll_algorithm cgloo__gather_algorithms[GATHER_ALGORITHM_COUNT + 1] = {
+    [GATHER_DIRECT] = {"direct", "every rank sends straight to the root; large blocks"},
+    [GATHER_BINOMIAL] = {"binomial",
+                         "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks"},
 };
 
-#define ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__gather_algorithms) - 1)
+static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
+    [GATHER_DIRECT] = cgloo__gather_direct,
+    [GATHER_BINOMIAL] = cgloo__gather_binomial,
+};
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
  * message handlings for lg p; direct otherwise. Measured over loopback TCP (2 cores, 4 to 16
@@ -22,52 +31,38 @@ const coll_algorithm cgloo__gather_algorithms[] = {
  * where the tree's extra copies and hops cost more than the root's receives. */
 #define GATHER_SMALL_BYTES 4096
 
-static const coll_algorithm *gather_select(const coll *c, size_t bytes)
+static gather_algorithm gather_select(const coll *c, size_t bytes)
 {
     if (bytes <= GATHER_SMALL_BYTES && c->size > 4)
-        return &cgloo__gather_algorithms[1];
-    return &cgloo__gather_algorithms[0];
+        return GATHER_BINOMIAL;
+    return GATHER_DIRECT;
 }
 
-/* gather_run checks the buffers against the layout, puts the root's block in place and runs
- * the chosen algorithm. */
-static int gather_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root,
-                      const cgloo_coll_opts *opts)
+/* gather_run puts the root's own block in place and runs the chosen algorithm. */
+static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cgloo_coll_opts *opts)
 {
+    int a = cgloo__coll_find(c, cgloo__gather_algorithms, GATHER_ALGORITHM_COUNT, opts,
+                             gather_select(c, off[c->size]));
+    if (a < 0)
+        return a;
     size_t own = blocks_bytes(off, c->rank);
-    if (own > 0 && !sendbuf)
-        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf for %zu bytes", own);
-    if (c->rank == root && off[c->size] > 0 && !recvbuf)
-        return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf at the root");
-    const coll_algorithm *a = cgloo__coll_find(c, cgloo__gather_algorithms, ALGO_COUNT, opts,
-                                               gather_select(c, off[c->size]));
-    if (!a)
-        return CGLOO_ENOTSUP;
-    uint8_t *mine = c->rank == root && own ? (uint8_t *)recvbuf + off[root] : NULL;
-    if (mine && sendbuf != mine)
-        memmove(mine, sendbuf, own);
+    uint8_t *mine = c->rank == r->root && own ? (uint8_t *)r->recvbuf + off[r->root] : NULL;
+    if (mine && r->sendbuf != mine)
+        memmove(mine, r->sendbuf, own);
     if (c->size == 1 || off[c->size] == 0)
         return CGLOO_OK;
-    return ((gather_fn)a->fn)(c, sendbuf, recvbuf, off, root);
+    return gather_fns[a](c, r->sendbuf, r->recvbuf, off, r->root);
 }
 
-static int gather_call(cgloo_context *ctx, const char *name, const void *sendbuf, size_t sendcount,
-                       void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype, int root,
-                       const cgloo_coll_opts *opts)
+/* gather_call is both calls: r says which form it is. */
+static int gather_call(cgloo_context *ctx, const char *name, const coll_rooted *r,
+                       cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
     coll c;
-    size_t *off = NULL;
-    int rc = cgloo__coll_begin(&c, ctx, name, dtype, opts);
-    if (rc != CGLOO_OK)
-        return rc;
-    if (root < 0 || root >= c.size)
-        return cgloo__coll_error(&c, CGLOO_EINVAL, "root %d is not a rank of %d", root, c.size);
-    if (recvcounts && sendcount != recvcounts[c.rank])
-        return cgloo__coll_error(&c, CGLOO_EINVAL, "sendcount %zu differs from recvcounts[%d] %zu",
-                                 sendcount, c.rank, recvcounts[c.rank]);
-    rc = cgloo__coll_blocks(&c, recvcounts, sendcount, &off);
+    size_t *off;
+    int rc = cgloo__coll_begin_rooted(&c, ctx, name, dtype, opts, r, &off);
     if (rc == CGLOO_OK)
-        rc = gather_run(&c, sendbuf, recvbuf, off, root, opts);
+        rc = gather_run(&c, r, off, opts);
     free(off);
     return rc;
 }
@@ -75,17 +70,21 @@ static int gather_call(cgloo_context *ctx, const char *name, const void *sendbuf
 int cgloo_gather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                  cgloo_dtype dtype, int root, const cgloo_coll_opts *opts)
 {
-    return gather_call(ctx, "gather", sendbuf, count, recvbuf, NULL, dtype, root, opts);
+    coll_rooted r = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .root = root, .to_root = true};
+    return gather_call(ctx, "gather", &r, dtype, opts);
 }
 
 int cgloo_gatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, void *recvbuf,
                   const size_t *recvcounts, cgloo_dtype dtype, int root,
                   const cgloo_coll_opts *opts)
 {
-    if (!recvcounts) {
-        coll c;
-        int rc = cgloo__coll_begin(&c, ctx, "gatherv", dtype, opts);
-        return rc != CGLOO_OK ? rc : cgloo__coll_error(&c, CGLOO_EINVAL, "recvcounts is NULL");
-    }
-    return gather_call(ctx, "gatherv", sendbuf, sendcount, recvbuf, recvcounts, dtype, root, opts);
+    coll_rooted r = {.sendbuf = sendbuf,
+                     .recvbuf = recvbuf,
+                     .counts = recvcounts,
+                     .count = sendcount,
+                     .root = root,
+                     .v = true,
+                     .to_root = true};
+    return gather_call(ctx, "gatherv", &r, dtype, opts);
 }

@@ -3,17 +3,26 @@
  */
 #include "coll/reduce/reduce.h"
 
-const coll_algorithm cgloo__reduce_algorithms[] = {
-    {"binomial", "binomial tree toward the root, ceil(log2 P) steps: for small vectors",
-     (coll_fn)cgloo__reduce_binomial},
-    {"reduce_scatter_gather",
-     "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
-     "vectors",
-     (coll_fn)cgloo__reduce_rsg},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("reduce") lists them. */
+typedef enum reduce_algorithm {
+    REDUCE_BINOMIAL,
+    REDUCE_REDUCE_SCATTER_GATHER,
+    REDUCE_ALGORITHM_COUNT
+} reduce_algorithm;
+
+const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
+    [REDUCE_BINOMIAL] = {"binomial",
+                         "binomial tree toward the root, ceil(log2 P) steps: for small vectors"},
+    [REDUCE_REDUCE_SCATTER_GATHER] =
+        {"reduce_scatter_gather",
+         "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
+         "vectors"},
 };
 
-#define REDUCE_ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__reduce_algorithms) - 1)
+static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
+    [REDUCE_BINOMIAL] = cgloo__reduce_binomial,
+    [REDUCE_REDUCE_SCATTER_GATHER] = cgloo__reduce_rsg,
+};
 
 /* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
  * steps (cgloo-bench over loopback TCP, 2 cores: even at 256 KiB, reduce_scatter_gather ahead
@@ -21,12 +30,11 @@ const coll_algorithm cgloo__reduce_algorithms[] = {
 #define REDUCE_RSG_MIN_BYTES (256u * 1024)
 
 /* reduce_select: binomial for small vectors, reduce-scatter + gather for large ones. */
-static const coll_algorithm *reduce_select(const coll *c, size_t count)
+static reduce_algorithm reduce_select(const coll *c, size_t count)
 {
-    const coll_algorithm *t = cgloo__reduce_algorithms;
     if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
-        return &t[1];
-    return &t[0];
+        return REDUCE_REDUCE_SCATTER_GATHER;
+    return REDUCE_BINOMIAL;
 }
 
 static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_t count, int root)
@@ -53,11 +61,11 @@ int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t 
         rc = reduce_check(&c, sendbuf, recvbuf, count, root);
     if (rc != CGLOO_OK)
         return rc;
-    const coll_algorithm *a = cgloo__coll_find(&c, cgloo__reduce_algorithms, REDUCE_ALGO_COUNT,
-                                               opts, reduce_select(&c, count));
-    if (!a)
-        return CGLOO_ENOTSUP;
+    int a = cgloo__coll_find(&c, cgloo__reduce_algorithms, REDUCE_ALGORITHM_COUNT, opts,
+                             reduce_select(&c, count));
+    if (a < 0)
+        return a;
     if (count == 0)
         return CGLOO_OK;
-    return ((reduce_fn)a->fn)(&c, sendbuf, c.rank == root ? recvbuf : NULL, count, root);
+    return reduce_fns[a](&c, sendbuf, c.rank == root ? recvbuf : NULL, count, root);
 }

@@ -13,15 +13,25 @@
 
 #include <stdlib.h>
 
-const coll_algorithm cgloo__reduce_scatter_algorithms[] = {
-    {"ring", "P-1 steps around a ring, segmented and pipelined: bandwidth-optimal",
-     (coll_fn)cgloo__reduce_scatter_ring},
-    {"halving_doubling", "recursive halving in log2(P) steps; other P fold into a power of two",
-     (coll_fn)cgloo__reduce_scatter_halving_doubling},
-    {NULL, NULL, NULL},
+/* The algorithms, in the order cgloo_algorithm_names("reduce_scatter") lists them. */
+typedef enum reduce_scatter_algorithm {
+    REDUCE_SCATTER_RING,
+    REDUCE_SCATTER_HALVING_DOUBLING,
+    REDUCE_SCATTER_ALGORITHM_COUNT
+} reduce_scatter_algorithm;
+
+const coll_algorithm cgloo__reduce_scatter_algorithms[REDUCE_SCATTER_ALGORITHM_COUNT + 1] = {
+    [REDUCE_SCATTER_RING] = {"ring",
+                             "P-1 steps around a ring, segmented and pipelined: bandwidth-optimal"},
+    [REDUCE_SCATTER_HALVING_DOUBLING] =
+        {"halving_doubling",
+         "recursive halving in log2(P) steps; other P fold into a power of two"},
 };
 
-#define RS_ALGO_COUNT (CGLOO_ARRAY_LEN(cgloo__reduce_scatter_algorithms) - 1)
+static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITHM_COUNT] = {
+    [REDUCE_SCATTER_RING] = cgloo__reduce_scatter_ring,
+    [REDUCE_SCATTER_HALVING_DOUBLING] = cgloo__reduce_scatter_halving_doubling,
+};
 
 /* Up to this many bytes in all, latency dominates and log2(P) steps beat the ring's P-1.
  * Measured with cgloo-bench over loopback TCP on the 2-core machine class: halving-doubling is
@@ -29,12 +39,11 @@ const coll_algorithm cgloo__reduce_scatter_algorithms[] = {
 #define RS_HALVING_DOUBLING_MAX_BYTES (32u * 1024)
 
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
-static const coll_algorithm *rs_select(const coll *c, size_t total_bytes)
+static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
 {
-    const coll_algorithm *t = cgloo__reduce_scatter_algorithms;
     if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
-        return &t[1];
-    return &t[0];
+        return REDUCE_SCATTER_HALVING_DOUBLING;
+    return REDUCE_SCATTER_RING;
 }
 
 static bool rs_in_place(const coll *c, const void *sendbuf, const void *recvbuf, const size_t *off)
@@ -66,13 +75,13 @@ static int rs_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off
     int rc = rs_check(c, sendbuf, recvbuf, off);
     if (rc != CGLOO_OK)
         return rc;
-    const coll_algorithm *a = cgloo__coll_find(c, cgloo__reduce_scatter_algorithms, RS_ALGO_COUNT,
-                                               opts, rs_select(c, off[c->size] * c->esize));
-    if (!a)
-        return CGLOO_ENOTSUP;
+    int a = cgloo__coll_find(c, cgloo__reduce_scatter_algorithms, REDUCE_SCATTER_ALGORITHM_COUNT,
+                             opts, rs_select(c, off[c->size] * c->esize));
+    if (a < 0)
+        return a;
     if (off[c->size] == 0)
         return CGLOO_OK;
-    cgloo__reduce_scatter_fn fn = (cgloo__reduce_scatter_fn)a->fn;
+    cgloo__reduce_scatter_fn fn = reduce_scatter_fns[a];
     uint8_t *mine = cgloo__elem(c, sendbuf, off[c->rank]);
     if (recvbuf != sendbuf || recvbuf == mine)
         return fn(c, sendbuf, recvbuf, off, 0);
