@@ -40,7 +40,8 @@ int cgloo__addr_port(const cgloo__addr *addr);
 void cgloo__addr_format(const cgloo__addr *addr, char *buf, size_t len);
 
 int cgloo__sock_nonblock(int fd);
-/* cgloo__sock_tune sets TCP_NODELAY and large buffers on a connected stream socket. */
+/* cgloo__sock_tune sets TCP_NODELAY on a connected stream socket (the kernel's buffer
+ * autotuning is left alone). */
 void cgloo__sock_tune(int fd);
 /* cgloo__listen binds a non-blocking listener to addr on the first free port of [lo, hi]
  * (0..0: ephemeral). On success addr holds the bound port. A port in use or not ours to bind

@@ -24,7 +24,7 @@
 
 #include <stdlib.h>
 
-/* One segment per transport turn (512 KiB, see src/transport/tcp/pair.c). Measured at two ranks
+/* One segment per TCP turn (512 KiB, docs/ARCHITECTURE.md "Turns"). Measured at two ranks
  * against 1 MiB: 4 MiB allreduce 1.10-1.20 ms against 1.38-1.41, 16 MiB 5.0-5.7 ms against
  * 6.2-6.4, 64 MiB level; 2 MiB segments were 30% slower at 64 MiB. */
 #define RING_SEGMENT_BYTES (512u * 1024)
