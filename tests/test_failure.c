@@ -603,6 +603,95 @@ static void test_abort(void)
     cgloo_store_destroy(abort_store);
 }
 
+/* ---- abort from another thread while connect waits for a peer ---------------------------- */
+
+static void *abort_later(void *p)
+{
+    test_sleep_ms(200);
+    cgloo_context_abort(p);
+    return NULL;
+}
+
+/* connect_then_abort connects `rank` of 2 whose peer's record exists but who never shows up
+ * (rank 0 waits to accept; rank 1 dials a port that refuses), aborts from another thread, and
+ * expects EABORTED long before the 10 s timeout, with the context still safe to destroy. */
+static void connect_then_abort(int rank)
+{
+    cgloo_store *s;
+    cgloo_device *dev, *absent;
+    CHECK_OK(cgloo_store_hash_create(&s));
+    CHECK_OK(cgloo_device_tcp_create(NULL, &dev));
+    CHECK_OK(cgloo_device_tcp_create(NULL, &absent));
+    char addr[64], rec[128], key[32];
+    CHECK_OK(cgloo_device_address(absent, addr, sizeof addr));
+    if (rank == 1)
+        cgloo_device_destroy(absent); /* its port now refuses: rank 1 keeps redialling */
+    int n = snprintf(rec, sizeof rec, "cgloo1 %s 00000000000000aa", addr);
+    snprintf(key, sizeof key, "test/addr/%d", 1 - rank);
+    CHECK_OK(cgloo_store_set(s, key, rec, (size_t)n));
+    cgloo_context *ctx;
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "test"};
+    CHECK_OK(cgloo_context_create(rank, 2, &attr, &ctx));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, abort_later, ctx) == 0);
+    long long t0 = test_now_ms();
+    CHECK_STATUS(cgloo_context_connect(ctx, s, dev), CGLOO_EABORTED);
+    CHECK(test_now_ms() - t0 < 2000);
+    pthread_join(th, NULL);
+    char detail[512];
+    CHECK_STATUS(cgloo_context_last_error(ctx, detail, sizeof detail), CGLOO_EABORTED);
+    CHECK_STATUS(cgloo_send(ctx, "x", 1, 1 - rank, 1, 100), CGLOO_ESTATE);
+    cgloo_context_destroy(ctx);
+    if (rank == 0)
+        cgloo_device_destroy(absent);
+    cgloo_device_destroy(dev);
+    cgloo_store_destroy(s);
+}
+
+static void test_abort_during_connect(void)
+{
+    connect_then_abort(0);
+    connect_then_abort(1);
+}
+
+/* ---- a peer's store record that is not what a rank publishes: ESTORE at once, naming it --- */
+
+static void test_malformed_records(void)
+{
+    static const char *const bad[] = {
+        "cgloo1 127.0.0.1:1",                           /* no nonce */
+        "cgloo1  00000000000000aa",                     /* no address */
+        "cgloo1 127.0.0.1:1 0000000000000AA",           /* nonce too short, not lowercase */
+        "cgloo1 127.0.0.1 :1 00000000000000aa",         /* a space in the address */
+        "cgloo2 127.0.0.1:1 00000000000000aa",          /* another record version */
+        "cgloo1 127.0.0.1:1 00000000000000aa trailing", /* bytes after the nonce */
+        "cgloo1 no-such-host-or-port 00000000000000aa", /* no TCP address */
+        "cgloo1 127.0.0.1:1 00000000000000aa\n",
+        "cgloo1 "
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1 "
+        "00000000000000aa", /* address too long */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cgloo_store *s;
+        cgloo_device *dev;
+        cgloo_context *ctx;
+        CHECK_OK(cgloo_store_hash_create(&s));
+        CHECK_OK(cgloo_device_tcp_create(NULL, &dev));
+        CHECK_OK(cgloo_store_set(s, "test/addr/0", bad[i], strlen(bad[i])));
+        cgloo_context_attr attr = {.timeout_ms = 5000, .name = "test"};
+        CHECK_OK(cgloo_context_create(1, 2, &attr, &ctx));
+        long long t0 = test_now_ms();
+        CHECK_STATUS(cgloo_context_connect(ctx, s, dev), CGLOO_ESTORE);
+        CHECK(test_now_ms() - t0 < 2000);
+        char detail[512];
+        cgloo_context_last_error(ctx, detail, sizeof detail);
+        CHECK(strstr(detail, "rank 0") != NULL);
+        cgloo_context_destroy(ctx);
+        cgloo_device_destroy(dev);
+        cgloo_store_destroy(s);
+    }
+}
+
 static const test_case tests[] = {
     {"kill_blocked_on_dead", test_kill_blocked_on_dead, 30},
     {"kill_blocked_on_alive", test_kill_blocked_on_alive, 30},
@@ -611,5 +700,7 @@ static const test_case tests[] = {
     {"destroy_dead_and_busy", test_destroy_dead_and_busy, 30},
     {"connect_missing_rank", test_connect_missing_rank, 30},
     {"abort", test_abort, 30},
+    {"abort_during_connect", test_abort_during_connect, 30},
+    {"malformed_records", test_malformed_records, 30},
 };
 TEST_MAIN(tests)

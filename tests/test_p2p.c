@@ -75,6 +75,24 @@ static void test_single_rank(void)
     cgloo_context_destroy(ctx);
 }
 
+/* ---- messages to oneself are bounded by memory only, not by a peer's flood limit (2^20) ---- */
+
+static void test_self_many(void)
+{
+    cgloo_context *ctx;
+    CHECK_OK(cgloo_context_create(0, 1, NULL, &ctx));
+    CHECK_OK(cgloo_context_connect(ctx, NULL, NULL));
+    const uint32_t n = (1u << 20) + 16;
+    for (uint32_t i = 0; i < n; i++)
+        CHECK_OK(cgloo_send(ctx, &i, sizeof i, 0, 9, 100));
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t got = ~0u;
+        CHECK_OK(cgloo_recv(ctx, &got, sizeof got, 0, 9, 100, NULL));
+        CHECK(got == i);
+    }
+    cgloo_context_destroy(ctx);
+}
+
 /* ---- sizes from 0 bytes to 64 MiB, both directions, both paths ---- */
 
 static const size_t msg_sizes[] = {0,     1,      7,       4096,          65535,    65536,
@@ -528,6 +546,7 @@ static void test_reserved_tags(void)
 
 static const test_case tests[] = {
     {"single_rank", test_single_rank, 10},
+    {"self_many", test_self_many, 60},
     {"bad_args", test_bad_args, 10},
     {"world_sizes", test_world_sizes, 60},
     {"sizes", test_sizes, 60},

@@ -37,9 +37,10 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    /* Callers hold ctx->lock, except during connect, when only the connecting thread uses it. */
+    pthread_mutex_lock(&ctx->err_lock);
     ctx->last_status = status;
     memcpy(ctx->last_error, detail, sizeof detail);
+    pthread_mutex_unlock(&ctx->err_lock);
     CGLOO_LOG(CGLOO_LOG_DEBUG, ctx->rank, ctx->size, "%s (%s)", detail, cgloo_status_name(status));
     return status;
 }
@@ -48,6 +49,7 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...)
 static int ctx_init_sync(cgloo_context *ctx)
 {
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_init(&ctx->err_lock, NULL);
     int rc = cgloo__cond_init_monotonic(&ctx->progress_done);
     return rc == CGLOO_OK ? cgloo__poller_init(&ctx->poller) : rc;
 }
@@ -199,12 +201,20 @@ int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len)
 {
     if (!ctx)
         return CGLOO_EINVAL;
-    pthread_mutex_lock(&ctx->lock);
+    pthread_mutex_lock(&ctx->err_lock);
     int status = ctx->last_status;
     if (buf && len)
         snprintf(buf, len, "%s", ctx->last_error);
-    pthread_mutex_unlock(&ctx->lock);
+    pthread_mutex_unlock(&ctx->err_lock);
     return status;
+}
+
+bool cgloo__ctx_aborted(cgloo_context *ctx)
+{
+    pthread_mutex_lock(&ctx->lock);
+    bool aborted = ctx->aborted;
+    pthread_mutex_unlock(&ctx->lock);
+    return aborted;
 }
 
 void cgloo_context_abort(cgloo_context *ctx)
@@ -225,11 +235,10 @@ void cgloo_context_abort(cgloo_context *ctx)
 
 /* ---- teardown -------------------------------------------------------------------------------- */
 
-/* ctx_linger closes every connection normally: each transport tells its peer this rank is
- * leaving, writes what is still queued (cancelled sends the peer already heard of, credit
- * returns), half-closes and reads until the peer closes too, so that bytes this rank sent last
- * are not lost to a reset caused by bytes it never read. The context polls until every peer is
- * done or a short deadline passes. */
+/* ctx_linger closes every peer normally: each transport tells its peer this rank is leaving
+ * and finishes what it still has to write, then waits for the peer's side to close (for TCP,
+ * so that the last bytes are not lost to a reset). The context polls until every peer is done
+ * or a short deadline passes. */
 static void ctx_linger(cgloo_context *ctx)
 {
     int64_t deadline = cgloo__now_ms() + CGLOO_MIN(ctx->timeout_ms, LINGER_MS);
@@ -266,6 +275,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
     cgloo__poller_fini(&ctx->poller);
     pthread_cond_destroy(&ctx->progress_done);
     pthread_mutex_destroy(&ctx->lock);
+    pthread_mutex_destroy(&ctx->err_lock);
     cgloo_device_destroy(ctx->owned_device);
     cgloo_store_destroy(ctx->owned_store);
     free(ctx->name);

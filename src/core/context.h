@@ -32,7 +32,9 @@ struct cgloo_context {
     uint32_t eager_max, eager_budget; /* what this side accepts from each peer */
     int spin_us;
     int64_t yield_after_ns; /* spin this long before yielding between polls */
-    /* last error detail */
+    /* last error detail, under err_lock (taken inside `lock` or alone, never around it), so
+     * that connect, which runs mostly without `lock`, and abort can both record one */
+    pthread_mutex_t err_lock;
     int last_status;
     char last_error[512];
     /* owned by contexts made from the environment */
@@ -40,12 +42,16 @@ struct cgloo_context {
     cgloo_device *owned_device;
 };
 
-/* cgloo__ctx_error records the detail of an error on the context and logs it; returns status. */
+/* cgloo__ctx_error records the detail of an error on the context and logs it; returns status.
+ * Callable with or without ctx->lock. */
 int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...) CGLOO_PRINTF(3, 4);
 /* cgloo__progress drives the transports until req is done, the deadline passes or the context
  * is aborted. ctx->lock is held on entry and on return. Returns OK when done, else ETIMEDOUT or
  * EABORTED. deadline_ms 0 means poll once without waiting. */
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms);
+/* cgloo__ctx_aborted says whether the context was aborted (takes ctx->lock: for threads that
+ * do not hold it, such as a connecting one). */
+bool cgloo__ctx_aborted(cgloo_context *ctx);
 /* cgloo__ctx_wake interrupts a thread sleeping in the poller (lock held). */
 void cgloo__ctx_wake(cgloo_context *ctx);
 

@@ -2,7 +2,7 @@
  * The context's poller: one epoll set that every transport registers its descriptors with, and
  * an eventfd that wakes a thread sleeping in it. Each registrant embeds a cgloo__pollable whose
  * callback the poller calls with the events that fired, so the poller knows nothing of what a
- * descriptor is (a TCP socket today; an eventfd or a futex wake of another transport later).
+ * descriptor is (a TCP socket today; another transport's eventfd later).
  *
  * The poller has no lock of its own: the context's lock guards registration and dispatch, and
  * only the wait itself runs with that lock released (see cgloo__progress in core/context.c).

@@ -30,9 +30,9 @@ int cgloo__peer_bind(cgloo_peer *p, const cgloo_transport *t)
     void *state = calloc(1, t->peer_size);
     if (!state)
         return CGLOO_ENOMEM;
-    p->transport = t;
     p->tp = state;
     t->peer_init(p);
+    p->transport = t; /* last: a bound peer has initialised state */
     return CGLOO_OK;
 }
 
@@ -121,21 +121,26 @@ static void queue_unexpected(cgloo_peer *p, unexpected_msg *m)
     p->n_unexpected++;
 }
 
-int cgloo__p2p_hold_eager(cgloo_peer *p, uint64_t tag, size_t len, unexpected_msg **out)
+unexpected_msg *cgloo__p2p_msg_new(uint64_t tag, size_t len)
 {
-    if (p->n_unexpected >= UNEXPECTED_MAX)
-        return CGLOO_EPROTO;
     unexpected_msg *m = calloc(1, sizeof *m);
     uint8_t *data = malloc(len ? len : 1);
     if (!m || !data) {
         free(m);
         free(data);
-        return CGLOO_ENOMEM;
+        return NULL;
     }
     *m = (unexpected_msg){.kind = MSG_HELD_EAGER, .tag = tag, .len = len, .data = data};
     cgloo__list_init(&m->link);
-    *out = m;
-    return CGLOO_OK;
+    return m;
+}
+
+int cgloo__p2p_hold_eager(cgloo_peer *p, uint64_t tag, size_t len, unexpected_msg **out)
+{
+    if (p->n_unexpected >= UNEXPECTED_MAX)
+        return CGLOO_EPROTO;
+    *out = cgloo__p2p_msg_new(tag, len);
+    return *out ? CGLOO_OK : CGLOO_ENOMEM;
 }
 
 void cgloo__p2p_deliver_eager(cgloo_peer *p, unexpected_msg *m)

@@ -52,10 +52,13 @@ static int post_send(cgloo_context *ctx, cgloo_request *r)
         cgloo__tp_post_send(p, r);
         return CGLOO_OK;
     }
-    /* To oneself: the message is copied and delivered at once. */
-    unexpected_msg *m;
-    if (cgloo__p2p_hold_eager(p, r->tag, r->len, &m) != CGLOO_OK)
-        return CGLOO_ENOMEM;
+    /* To oneself: the message is copied and delivered at once. No flood limit: the sender is
+     * this rank, and only memory bounds what it leaves for itself. */
+    unexpected_msg *m = cgloo__p2p_msg_new(r->tag, r->len);
+    if (!m)
+        return cgloo__ctx_error(ctx, CGLOO_ENOMEM,
+                                "rank %d: no memory for a %zu-byte send to itself", ctx->rank,
+                                r->len);
     if (r->len)
         memcpy(m->data, r->buf, r->len);
     cgloo__p2p_deliver_eager(p, m);
@@ -262,9 +265,8 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
 }
 
 /* request_wait is cgloo_wait that also says whether the request is still pending (its wait
- * timed out) or was freed. A completed request never carries ETIMEDOUT (a connection the kernel
- * timed out fails with EPEER), but the flag tells without relying on every transport keeping
- * that rule. */
+ * timed out) or was freed. Transports fail a broken connection with EPEER, never ETIMEDOUT,
+ * but the flag tells without relying on every transport keeping that rule. */
 static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done, bool *pending)
 {
     *pending = false;
@@ -343,6 +345,7 @@ void cgloo_cancel(cgloo_request *r)
         /* The transport holds it: a send queued or in flight, or a receive it matched and is
          * filling (from r->source, when the receive named a set). */
         int peer = r->kind == REQ_SEND || r->peer >= 0 ? r->peer : r->source;
+        CGLOO_ASSERT(peer >= 0 && peer < ctx->size);
         cgloo__tp_cancel(&ctx->peers[peer], r);
     }
     cgloo__list_remove(&r->link); /* a receive still posted with the engine */

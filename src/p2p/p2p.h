@@ -8,7 +8,7 @@
  * bytes move: its connection, its wire format, its own records of what is in flight.
  *
  * Every function here runs with the context lock held, on the thread that drives progress or
- * posts an operation.
+ * posts an operation, except where its comment says otherwise.
  */
 #ifndef CGLOO_P2P_H
 #define CGLOO_P2P_H
@@ -17,6 +17,9 @@
 #include "core/list.h"
 
 typedef struct cgloo_transport cgloo_transport;
+
+/* The longest address text a transport publishes for its peers, NUL included. */
+#define CGLOO_TRANSPORT_ADDR_MAX 64
 
 enum req_kind { REQ_SEND, REQ_RECV };
 
@@ -33,7 +36,7 @@ struct cgloo_request {
     size_t len;   /* send: payload length; recv: capacity */
     size_t bytes; /* bytes moved, reported at completion */
     int source;   /* recv: the rank it matched, once matched */
-    uint64_t seq; /* recv: posting order, so FIFO holds across single and set receives */
+    uint64_t seq; /* posting order: for receives, FIFO holds across single and set receives */
     /* Non-NULL while a transport holds the request (queued to send, or matched and filling);
      * the transport's own record, opaque to the engine. */
     void *tp;
@@ -59,17 +62,17 @@ typedef struct cgloo_peer {
     /* why it failed (static text) and the errno, for error details */
     const char *fail_why;
     int fail_err;
-    bool peer_left;     /* the peer closed its context normally: its close is a departure */
-    char addr[64];      /* where the peer is, as its transport describes it, for error details */
-    cgloo__list posted; /* receives from this rank only */
-    cgloo__list unexpected; /* unexpected_msg */
+    bool peer_left; /* the peer closed its context normally: its close is a departure */
+    char addr[CGLOO_TRANSPORT_ADDR_MAX]; /* where the peer is, as its transport says, for errors */
+    cgloo__list posted;                  /* receives from this rank only */
+    cgloo__list unexpected;              /* unexpected_msg */
     size_t n_unexpected;
     const cgloo_transport *transport; /* NULL for self, or before connect */
     void *tp;                         /* the transport's private state, transport->peer_size */
 } cgloo_peer;
 
 /* ---- engine calls for the core (p2p.c, match.c) ---- */
-/* cgloo__peer_init prepares an unconnected peer. */
+/* cgloo__peer_init prepares an unconnected peer (context creation: no lock needed). */
 void cgloo__peer_init(cgloo_peer *p, cgloo_context *ctx, int rank);
 /* cgloo__peer_bind gives p a transport and zeroed private state of its size, initialised by
  * the transport. ENOMEM on failure, with p left unbound. */
@@ -80,19 +83,23 @@ void cgloo__peer_fini(cgloo_peer *p);
 /* cgloo__peer_error records the failure of p as the context's last error; returns its status. */
 int cgloo__peer_error(cgloo_peer *p);
 /* cgloo__p2p_isend and cgloo__p2p_irecv are cgloo_isend and cgloo_irecv without the check
- * that keeps user tags below the collectives' (for the collectives). */
+ * that keeps user tags below the collectives' (for the collectives). They take the lock: call
+ * them without it. */
 int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                      cgloo_request **out);
 int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
                      cgloo_request **out);
 /* cgloo__wait_or_cancel is cgloo_wait that cancels the request when its wait ends without it
- * completing (a timeout), so that the request never outlives the call either way. */
+ * completing (a timeout), so that the request never outlives the call either way. Takes the
+ * lock: call it without. */
 int cgloo__wait_or_cancel(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
 /* ---- between the engine's files (match.c, for p2p.c) ---- */
 /* cgloo__p2p_take_eager copies a held eager message into receive r, completes r, returns the
- * bytes as credit and frees the message. */
+ * bytes as credit (the transport may fail the peer doing so) and frees the message. */
 void cgloo__p2p_take_eager(cgloo_peer *p, cgloo_request *r, unexpected_msg *msg);
+/* cgloo__p2p_msg_new allocates a held eager message with room for len bytes (NULL: no memory). */
+unexpected_msg *cgloo__p2p_msg_new(uint64_t tag, size_t len);
 /* cgloo__p2p_set_all_gone: every rank of a set receive's set (a bitmap) has failed or left. */
 bool cgloo__p2p_set_all_gone(const cgloo_context *ctx, const uint64_t *mask);
 /* cgloo__p2p_mask_has: rank is in the bitmap. */
@@ -114,8 +121,8 @@ cgloo_request *cgloo__p2p_match(cgloo_peer *p, uint64_t tag);
  * first. EPROTO when p already has too many messages waiting (a flood), ENOMEM. */
 int cgloo__p2p_hold_eager(cgloo_peer *p, uint64_t tag, size_t len, unexpected_msg **out);
 /* cgloo__p2p_deliver_eager hands a whole held eager message to the earliest receive that
- * accepts it (calling the transport's eager_released when it is taken), or queues it. Takes
- * ownership of msg. */
+ * accepts it (calling the transport's eager_released when it is taken, which may fail the
+ * peer), or queues it. Takes ownership of msg. */
 void cgloo__p2p_deliver_eager(cgloo_peer *p, unexpected_msg *msg);
 /* cgloo__p2p_announce_large reports a large message of len bytes that p is ready to send,
  * named by the transport's cookie: a posted receive that accepts it is handed to the

@@ -16,6 +16,11 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#define RECORD_PREFIX "cgloo1 "
+#define NONCE_DIGITS 16
+/* The longest record: prefix, address, a space, the nonce. */
+#define RECORD_MAX (sizeof RECORD_PREFIX - 1 + CGLOO_TRANSPORT_ADDR_MAX - 1 + 1 + NONCE_DIGITS)
+
 static void addr_key(const cgloo_context *ctx, int rank, char *key, size_t len)
 {
     snprintf(key, len, "%s/addr/%d", ctx->name, rank);
@@ -23,13 +28,13 @@ static void addr_key(const cgloo_context *ctx, int rank, char *key, size_t len)
 
 static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
 {
-    char key[CGLOO_STORE_KEY_MAX + 1], addr[CGLOO_TRANSPORT_ADDR_MAX], val[128];
+    char key[CGLOO_STORE_KEY_MAX + 1], addr[CGLOO_TRANSPORT_ADDR_MAX], val[RECORD_MAX + 1];
     addr_key(ctx, ctx->rank, key, sizeof key);
     int rc = dev->transport->device_address(dev, addr, sizeof addr);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: the device has no address to publish",
                                 ctx->rank);
-    int n = snprintf(val, sizeof val, "cgloo1 %s %016" PRIx64, addr, ctx->nonce);
+    int n = snprintf(val, sizeof val, RECORD_PREFIX "%s %016" PRIx64, addr, ctx->nonce);
     rc = cgloo_store_set(store, key, val, (size_t)n);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: publishing its address under '%s' failed: %s",
@@ -37,18 +42,30 @@ static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     return CGLOO_OK;
 }
 
-/* parse_record reads "cgloo1 <address> <16 hex digits>" from the store, checking its shape;
- * the transport checks the address itself. */
+static bool all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("0123456789abcdef", s[i]) || !s[i])
+            return false;
+    return true;
+}
+
+/* parse_record reads "cgloo1 <address> <16 hex digits>" from the store, checking its shape
+ * (an address of printable characters without spaces); the transport checks the address. */
 static int parse_record(const char *val, size_t len, cgloo__peer_record *rec)
 {
-    char nonce[17];
-    int end = -1;
-    if (len > 120 || strlen(val) != len)
+    const size_t pre = sizeof RECORD_PREFIX - 1, tail = 1 + NONCE_DIGITS;
+    if (len > RECORD_MAX || len < pre + 1 + tail || strlen(val) != len ||
+        memcmp(val, RECORD_PREFIX, pre) != 0 || val[len - tail] != ' ' ||
+        !all_hex(val + len - NONCE_DIGITS, NONCE_DIGITS))
         return CGLOO_ESTORE;
-    if (sscanf(val, "cgloo1 %63s %16[0-9a-f]%n", rec->address, nonce, &end) != 2 ||
-        end != (int)len || strlen(nonce) != 16)
-        return CGLOO_ESTORE;
-    rec->nonce = strtoull(nonce, NULL, 16);
+    size_t alen = len - pre - tail;
+    for (size_t i = 0; i < alen; i++)
+        if (val[pre + i] <= ' ' || val[pre + i] > '~')
+            return CGLOO_ESTORE;
+    memcpy(rec->address, val + pre, alen);
+    rec->address[alen] = '\0';
+    rec->nonce = strtoull(val + len - NONCE_DIGITS, NULL, 16);
     return CGLOO_OK;
 }
 
@@ -121,21 +138,27 @@ static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadl
     return rc;
 }
 
-/* mesh_bind gives every peer but this rank the device's transport. */
+/* mesh_bind gives every peer but this rank the device's transport. Under the lock: an abort
+ * from another thread may be failing the peers meanwhile. */
 static int mesh_bind(cgloo_context *ctx, const cgloo_transport *t)
 {
-    for (int r = 0; r < ctx->size; r++)
-        if (r != ctx->rank && cgloo__peer_bind(&ctx->peers[r], t) != CGLOO_OK)
-            return CGLOO_ENOMEM;
-    return CGLOO_OK;
+    int rc = CGLOO_OK;
+    pthread_mutex_lock(&ctx->lock);
+    for (int r = 0; r < ctx->size && rc == CGLOO_OK; r++)
+        if (r != ctx->rank)
+            rc = cgloo__peer_bind(&ctx->peers[r], t);
+    pthread_mutex_unlock(&ctx->lock);
+    return rc;
 }
 
 /* mesh_undo releases whatever a failed connect bound and opened, so that connect may be tried
- * again. */
+ * again (an aborted context stays aborted). */
 static void mesh_undo(cgloo_context *ctx)
 {
+    pthread_mutex_lock(&ctx->lock);
     for (int r = 0; r < ctx->size; r++)
         cgloo__peer_fini(&ctx->peers[r]);
+    pthread_mutex_unlock(&ctx->lock);
 }
 
 static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
@@ -176,7 +199,9 @@ int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *
     if (rc == CGLOO_OK) {
         CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "connected full mesh over %s",
                   ctx->size > 1 ? dev->transport->name : "nothing (one rank)");
+        pthread_mutex_lock(&ctx->lock);
         ctx->connected = true;
+        pthread_mutex_unlock(&ctx->lock);
     }
     return rc;
 }

@@ -11,16 +11,29 @@
  * between two ranks, messages are delivered in the order they were posted.
  *
  * Rules for every op:
- * - It runs with the context lock held and must not block: anything that waits registers with
- *   the context's poller (src/loop/poller.h) and continues from its callback. The exceptions
- *   are connect, which runs before the context is in use, and the device ops.
- * - It may call back up only through the calls declared in src/p2p/p2p.h.
+ * - The per-peer ops that move bytes (post_send to close_step) run with the context lock held
+ *   and must not block: anything that waits registers with the context's poller
+ *   (src/loop/poller.h) and continues from its callback, which also runs under the lock.
+ *   peer_init and peer_fini run under the lock too, or on a thread that alone uses the context
+ *   (destroy). The device ops and connect_begin, connect and connect_end run on the connecting
+ *   thread without the lock; connect takes it whenever it touches a peer (an abort from another
+ *   thread may be failing the peers meanwhile) and returns EABORTED once the context is
+ *   aborted.
+ * - Upward, it may call only what src/p2p/p2p.h declares. From the core it may also use: the
+ *   context's rank, size, ctx_id, nonce, timeout_ms, eager_max and eager_budget (read only),
+ *   its poller (cgloo__poller_*), cgloo__ctx_error for connect's failures, and of a peer its
+ *   rank, status and peer_left (read only) and addr (written once, at connect, for errors).
  * - A request handed to a transport is the transport's until it completes it with
  *   cgloo__p2p_complete or gives it back through cancel; while it holds it, req->tp is
  *   non-NULL (the transport's own record). The caller's buffer stays the caller's: the
  *   transport keeps no pointer to it after completing or giving back the request.
  * - A connection failure goes up through cgloo__p2p_peer_fail, never as a return value of a
- *   send or receive op: those return nothing and complete requests instead.
+ *   send or receive op: those return nothing and complete requests instead. Any op that
+ *   writes (post_send, start_large_recv, eager_released, cancel, close_begin) may find the
+ *   connection broken and fail the peer before it returns, which calls the transport's own
+ *   fail and completes every other request of that peer: callers must expect that.
+ * - After fail, the engine may still call start_large_recv (which completes the request with
+ *   the peer's status), eager_released, close_begin, close_step and peer_fini; they do no harm.
  * Models: nng's src/sp/transport.h.
  */
 #ifndef CGLOO_TRANSPORT_H
@@ -28,15 +41,13 @@
 
 #include "p2p/p2p.h"
 
-/* The longest address text a transport publishes, NUL included. */
-#define CGLOO_TRANSPORT_ADDR_MAX 64
-
 /* Every device begins with this; a transport's device embeds it as its first member. */
 struct cgloo_device {
     const cgloo_transport *transport;
 };
 
-/* A transport's state while a context connects through a device (opaque to the core). */
+/* A transport's state while a context connects through a device (opaque to the core; each
+ * transport defines the struct in its own files). */
 typedef struct cgloo__connector cgloo__connector;
 
 /* What the rendezvous learned of one peer from the store. */
@@ -69,8 +80,8 @@ struct cgloo_transport {
      * both ranks, the world size and both nonces), or deadline_ms passes. Two ranks end with
      * exactly one connection. On failure it records the detail naming the peer and its
      * address (cgloo__ctx_error) and returns ETIMEDOUT, ECONNREFUSED, EPROTO, ESTORE (an
-     * address it cannot parse) or ENOMEM; what it connected stays bound to the peers, for the
-     * caller to release with peer_fini. */
+     * address it cannot parse), EABORTED, ENOMEM or the status of a system error; what it
+     * connected stays bound to the peers, for the caller to release with peer_fini. */
     int (*connect)(cgloo__connector *conn, const cgloo__peer_record *peers, int64_t deadline_ms);
     /* connect_end makes ctx unreachable through dev again (connections still arriving are
      * closed) and frees the connector. */
@@ -84,11 +95,12 @@ struct cgloo_transport {
     void (*peer_fini)(cgloo_peer *p);
     /* post_send takes a send request (eager or announced, the transport's choice within the
      * peer's eager limit and credit) and starts writing it. The peer has not failed. Completes
-     * it when the bytes are out (or at once). */
+     * it when the bytes are out (or at once), or with ENOMEM. */
     void (*post_send)(cgloo_peer *p, cgloo_request *req);
     /* start_large_recv receives the announced message `cookie` of len bytes into req, which the
      * engine matched to it. len larger than req's capacity completes req with ETRUNC (and the
-     * transport discards the message). A failed peer completes req with its status. */
+     * transport discards the message). A failed peer completes req with its status; no memory
+     * for the transport's record completes it with ENOMEM. */
     void (*start_large_recv)(cgloo_peer *p, cgloo_request *req, uint64_t cookie, size_t len);
     /* eager_released says n bytes of eager payload p sent were taken by the application, so
      * that the transport can return them to the sender as credit. May be NULL. */

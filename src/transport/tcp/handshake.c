@@ -224,28 +224,49 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
     return n;
 }
 
+/* hs_handle acts on what the poll found: dials that connected or were answered, and hellos
+ * the device filed for this context. Runs under the context lock, since it attaches
+ * connections to peers that an abort from another thread may be failing. */
+static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int n)
+{
+    cgloo_context *ctx = m->ctx;
+    if (ctx->aborted)
+        return cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: connect aborted", ctx->rank);
+    for (int i = 0; i < n; i++) {
+        peer_info *p = &m->peers[who[i]];
+        if (!fds[i].revents)
+            continue;
+        if (p->state == DIAL_CONNECTING)
+            dial_on_writable(m, who[i]);
+        else if (p->state == DIAL_AWAIT_ACK) {
+            int rc = dial_on_readable(m, who[i]);
+            if (rc != CGLOO_OK)
+                return rc;
+        }
+    }
+    hs_accept(m);
+    if (m->remaining > 0 && cgloo__remaining_ms(m->deadline) == 0)
+        return hs_timeout_error(m);
+    return CGLOO_OK;
+}
+
+/* hs_run polls the dials in flight and the device, without the lock, and handles what it
+ * found with it, until every peer is connected, the deadline passes or the context is
+ * aborted. */
 static int hs_run(handshake *m)
 {
     struct pollfd fds[DIAL_WINDOW];
     int who[DIAL_WINDOW];
-    while (m->remaining > 0) {
-        int left = cgloo__remaining_ms(m->deadline);
-        if (left == 0)
-            return hs_timeout_error(m);
+    int rc = CGLOO_OK;
+    while (rc == CGLOO_OK && m->remaining > 0) {
         int n = hs_poll_dials(m, fds, who);
+        int left = cgloo__remaining_ms(m->deadline);
         cgloo__tcp_device_poll(m->dev, fds, n, CGLOO_MIN(left, BACKOFF_MIN_MS));
-        for (int i = 0; i < n; i++) {
-            peer_info *p = &m->peers[who[i]];
-            if (!fds[i].revents)
-                continue;
-            if (p->state == DIAL_CONNECTING)
-                dial_on_writable(m, who[i]);
-            else if (dial_on_readable(m, who[i]) != CGLOO_OK)
-                return m->ctx->last_status;
-        }
-        hs_accept(m);
+        pthread_mutex_lock(&m->ctx->lock);
+        rc = hs_handle(m, fds, who, n);
+        pthread_mutex_unlock(&m->ctx->lock);
     }
-    return CGLOO_OK;
+    return rc;
 }
 
 /* hs_load_peers takes the peers' records: every address must parse. */

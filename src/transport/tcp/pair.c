@@ -372,7 +372,7 @@ static void pair_begin_payload(tcp_pair *t, uint8_t *dst)
 }
 
 /* pair_fill_request makes r the receive the payload now arriving completes. While it fills,
- * r->tp points at the pair, which is how cancel finds it. */
+ * r->tp points at the pair itself rather than at a tcp_op (cancel tells the two apart). */
 static void pair_fill_request(tcp_pair *t, cgloo_request *r, bool trunc)
 {
     t->rx_req = r;
@@ -650,7 +650,8 @@ static void cancel_send(tcp_pair *t, tcp_op *op)
 void cgloo__tcp_cancel(cgloo_peer *p, cgloo_request *r)
 {
     tcp_pair *t = tcp_pair_of(p);
-    if (t->rx_req == r) {
+    if (r->tp == t) {
+        CGLOO_ASSERT(t->rx_req == r);
         t->rx_req = NULL;
         t->rx_dst = NULL; /* the rest of its payload is read and dropped */
         r->tp = NULL;

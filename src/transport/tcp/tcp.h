@@ -63,7 +63,8 @@ enum tcp_send_phase {
 };
 
 /* The transport's record of one outgoing message, or of one large receive waiting for its
- * DATA. A request the transport holds points at its record through req->tp. */
+ * DATA. A request the transport holds points at its record through req->tp, except a receive
+ * whose payload is being read, which points at the tcp_pair (its rx_req). */
 typedef struct tcp_op {
     cgloo__list link; /* in sendq, awaiting or large_recvs */
     cgloo_request
