@@ -692,6 +692,83 @@ static void test_malformed_records(void)
     }
 }
 
+/* ---- an interrupt check ends long waits with EINTR, as a binding's Ctrl-C needs ----------- */
+
+typedef struct interrupt_state {
+    long long start_ms, fire_after_ms;
+    int calls;
+} interrupt_state;
+
+static int interrupt_after(void *user)
+{
+    interrupt_state *s = user;
+    s->calls++;
+    return test_now_ms() - s->start_ms >= s->fire_after_ms;
+}
+
+static void interrupt_arm(interrupt_state *s, cgloo_context *ctx, long long after_ms)
+{
+    *s = (interrupt_state){.start_ms = test_now_ms(), .fire_after_ms = after_ms};
+    CHECK_OK(cgloo_context_set_interrupt_check(ctx, interrupt_after, s));
+}
+
+static void rank_interrupt(int rank, int size, void *arg)
+{
+    cgloo_store *s = arg;
+    rank_env e = mesh_connect(s, rank, size, 10000);
+    interrupt_state st;
+    int v = 0;
+    if (rank == 0) {
+        /* A wait that nothing will satisfy ends within a check period of the interrupt, and the
+         * request stays pending: it completes once the peer sends after all. */
+        cgloo_request *r;
+        CHECK_OK(cgloo_irecv(e.ctx, &v, sizeof v, 1, 5, &r));
+        interrupt_arm(&st, e.ctx, 300);
+        CHECK_STATUS(cgloo_wait(r, 0, NULL), CGLOO_EINTR);
+        CHECK(test_now_ms() - st.start_ms < 300 + 3 * CGLOO_INTERRUPT_CHECK_MS);
+        CHECK(st.calls >= 2);
+        CHECK_OK(cgloo_context_set_interrupt_check(e.ctx, NULL, NULL));
+        CHECK_OK(cgloo_send(e.ctx, &v, sizeof v, 1, 6, 0)); /* "now send" */
+        CHECK_OK(cgloo_wait(r, 0, NULL));
+        CHECK(v == 42);
+        /* A collective the peer never joins stops the same way. */
+        interrupt_arm(&st, e.ctx, 200);
+        CHECK_STATUS(cgloo_barrier(e.ctx, NULL), CGLOO_EINTR);
+        char detail[512];
+        CHECK_STATUS(cgloo_context_last_error(e.ctx, detail, sizeof detail), CGLOO_EINTR);
+        CHECK(strstr(detail, "barrier") != NULL);
+        CHECK_OK(cgloo_send(e.ctx, &v, sizeof v, 1, 7, 0)); /* "done" */
+    } else {
+        CHECK_OK(cgloo_recv(e.ctx, &v, sizeof v, 0, 6, 0, NULL));
+        v = 42;
+        CHECK_OK(cgloo_send(e.ctx, &v, sizeof v, 0, 5, 0));
+        CHECK_OK(cgloo_recv(e.ctx, &v, sizeof v, 0, 7, 0, NULL));
+    }
+    mesh_close(e);
+}
+
+static void test_interrupt_check(void)
+{
+    cgloo_store *s;
+    CHECK_OK(cgloo_store_hash_create(&s));
+    run_ranks(2, rank_interrupt, s);
+    cgloo_store_destroy(s);
+    /* A connect waiting for a rank that never publishes stops too. */
+    CHECK_OK(cgloo_store_hash_create(&s));
+    cgloo_device *dev;
+    cgloo_context *ctx;
+    CHECK_OK(cgloo_device_tcp_create(NULL, &dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "test"};
+    CHECK_OK(cgloo_context_create(0, 2, &attr, &ctx));
+    interrupt_state st;
+    interrupt_arm(&st, ctx, 200);
+    CHECK_STATUS(cgloo_context_connect(ctx, s, dev), CGLOO_EINTR);
+    CHECK(test_now_ms() - st.start_ms < 200 + 3 * CGLOO_INTERRUPT_CHECK_MS);
+    cgloo_context_destroy(ctx);
+    cgloo_device_destroy(dev);
+    cgloo_store_destroy(s);
+}
+
 static const test_case tests[] = {
     {"kill_blocked_on_dead", test_kill_blocked_on_dead, 30},
     {"kill_blocked_on_alive", test_kill_blocked_on_alive, 30},
@@ -702,5 +779,6 @@ static const test_case tests[] = {
     {"abort", test_abort, 30},
     {"abort_during_connect", test_abort_during_connect, 30},
     {"malformed_records", test_malformed_records, 30},
+    {"interrupt_check", test_interrupt_check, 30},
 };
 TEST_MAIN(tests)

@@ -66,7 +66,8 @@ CGLOO_API const char *cgloo_version_string(void);
     X(ESTORE, -12, "store error")                                                                  \
     X(ENOTSUP, -13, "not supported")                                                               \
     X(EBUSY, -14, "resource busy")                                                                 \
-    X(ESTATE, -15, "operation not valid in the current state")
+    X(ESTATE, -15, "operation not valid in the current state")                                     \
+    X(EINTR, -16, "interrupted")
 
 typedef enum cgloo_status {
 #define CGLOO_STATUS_ENUM_(name, value, text) CGLOO_##name = value,
@@ -321,6 +322,22 @@ CGLOO_API int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len
 /* cgloo_context_abort makes every waiter on the context return EABORTED now, and every later
  * blocking call too. Safe from any thread (not from a signal handler). */
 CGLOO_API void cgloo_context_abort(cgloo_context *ctx);
+
+/* An interrupt check: returns nonzero when the wait that called it should end. */
+typedef int (*cgloo_interrupt_fn)(void *user);
+/* How often a waiting thread calls the interrupt check, in ms. */
+#define CGLOO_INTERRUPT_CHECK_MS 100
+
+/* cgloo_context_set_interrupt_check installs fn (NULL removes it), for bindings whose
+ * interpreter must see signals such as Ctrl-C while a call waits. A thread whose wait on the
+ * context (cgloo_wait, a blocking call, a collective, connect) has lasted CGLOO_INTERRUPT_CHECK_MS
+ * calls fn(user) then and every CGLOO_INTERRUPT_CHECK_MS after, without the context lock held;
+ * a nonzero return ends the wait with CGLOO_EINTR, which behaves as a timeout: cgloo_wait leaves
+ * the request pending, the blocking calls cancel it, and a collective or connect stops (the
+ * context is then unfit for collectives, as after any failure). fn must not call cgloo with this
+ * context. Install it before other threads use the context. Errors: EINVAL. */
+CGLOO_API int cgloo_context_set_interrupt_check(cgloo_context *ctx, cgloo_interrupt_fn fn,
+                                                void *user);
 
 /* ---------------------------------------------------------------------------------------------
  * Point-to-point messages. A message is a byte range with a tag from 0 to CGLOO_TAG_MAX (tags

@@ -146,27 +146,51 @@ static void ctx_sleep_on_driver(cgloo_context *ctx, int timeout_ms)
     ctx->waiters--;
 }
 
+bool cgloo__ctx_interrupted(cgloo_context *ctx)
+{
+    return ctx->interrupt_fn && ctx->interrupt_fn(ctx->interrupt_user) != 0;
+}
+
+/* ctx_check_interrupt calls the interrupt check without the lock once the wait has reached
+ * *next_ns, and schedules the next call. */
+static bool ctx_check_interrupt(cgloo_context *ctx, int64_t *next_ns)
+{
+    int64_t now = cgloo__now_ns();
+    if (now < *next_ns)
+        return false;
+    *next_ns = now + CGLOO_INTERRUPT_CHECK_MS * 1000000LL;
+    pthread_mutex_unlock(&ctx->lock);
+    bool stop = cgloo__ctx_interrupted(ctx);
+    pthread_mutex_lock(&ctx->lock);
+    return stop;
+}
+
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
 {
     int64_t start = cgloo__now_ns();
     int64_t spin_until = start + (int64_t)ctx->spin_us * 1000;
+    int64_t next_check = start + CGLOO_INTERRUPT_CHECK_MS * 1000000LL;
     for (;;) {
         if (req->done)
             return CGLOO_OK;
         if (ctx->aborted)
             return CGLOO_EABORTED;
         int left = deadline_ms ? cgloo__remaining_ms(deadline_ms) : 0;
+        /* With an interrupt check, sleep no longer than the time between its calls. */
+        int sleep = ctx->interrupt_fn ? CGLOO_MIN(left, CGLOO_INTERRUPT_CHECK_MS) : left;
         int64_t now = cgloo__now_ns();
         bool spinning = deadline_ms && now < spin_until;
-        int timeout = spinning || left == 0 ? 0 : left;
+        int timeout = spinning || left == 0 ? 0 : sleep;
         if (!ctx->progressing)
             ctx_poll_once(ctx, timeout, timeout == 0 && now - start >= ctx->yield_after_ns);
         else if (left > 0)
-            ctx_sleep_on_driver(ctx, left);
+            ctx_sleep_on_driver(ctx, sleep);
         if (req->done)
             return CGLOO_OK;
         if (left == 0)
             return CGLOO_ETIMEDOUT;
+        if (ctx->interrupt_fn && ctx_check_interrupt(ctx, &next_check))
+            return req->done ? CGLOO_OK : CGLOO_EINTR;
     }
 }
 
@@ -207,6 +231,17 @@ int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len)
         snprintf(buf, len, "%s", ctx->last_error);
     pthread_mutex_unlock(&ctx->err_lock);
     return status;
+}
+
+int cgloo_context_set_interrupt_check(cgloo_context *ctx, cgloo_interrupt_fn fn, void *user)
+{
+    if (!ctx)
+        return CGLOO_EINVAL;
+    pthread_mutex_lock(&ctx->lock);
+    ctx->interrupt_fn = fn;
+    ctx->interrupt_user = user;
+    pthread_mutex_unlock(&ctx->lock);
+    return CGLOO_OK;
 }
 
 bool cgloo__ctx_aborted(cgloo_context *ctx)

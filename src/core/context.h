@@ -31,7 +31,9 @@ struct cgloo_context {
     uint64_t post_seq, arrival_seq;
     uint32_t eager_max, eager_budget; /* what this side accepts from each peer */
     int spin_us;
-    int64_t yield_after_ns; /* spin this long before yielding between polls */
+    int64_t yield_after_ns;          /* spin this long before yielding between polls */
+    cgloo_interrupt_fn interrupt_fn; /* see cgloo_context_set_interrupt_check */
+    void *interrupt_user;
     /* last error detail, under err_lock (taken inside `lock` or alone, never around it), so
      * that connect, which runs mostly without `lock`, and abort can both record one */
     pthread_mutex_t err_lock;
@@ -49,6 +51,9 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...) CGLOO
  * is aborted. ctx->lock is held on entry and on return. Returns OK when done, else ETIMEDOUT or
  * EABORTED. deadline_ms 0 means poll once without waiting. */
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms);
+/* cgloo__ctx_interrupted calls the interrupt check, if any (lock not held), and says whether
+ * the wait should end with EINTR. */
+bool cgloo__ctx_interrupted(cgloo_context *ctx);
 /* cgloo__ctx_aborted says whether the context was aborted (takes ctx->lock: for threads that
  * do not hold it, such as a connecting one). */
 bool cgloo__ctx_aborted(cgloo_context *ctx);

@@ -285,6 +285,9 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
     }
     if (rc == CGLOO_ETIMEDOUT)
         timeout_error(ctx, r, t);
+    else if (rc == CGLOO_EINTR)
+        cgloo__ctx_error(ctx, rc, "rank %d: a wait was interrupted (the interrupt check asked)",
+                         ctx->rank);
     else if (rc == CGLOO_OK)
         request_error(ctx, r);
     pthread_mutex_unlock(&ctx->lock);

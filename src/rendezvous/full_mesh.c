@@ -104,6 +104,22 @@ static int peer_keys(const cgloo_context *ctx, char (**keys)[CGLOO_STORE_KEY_MAX
     return CGLOO_OK;
 }
 
+/* mesh_multi_get waits for the peers' records until the deadline, in slices between which it
+ * calls the context's interrupt check, if it has one. */
+static int mesh_multi_get(cgloo_context *ctx, cgloo_store *store, const char **keys, size_t n,
+                          int64_t deadline, void **vals, size_t *lens)
+{
+    for (;;) {
+        int left = CGLOO_MAX(cgloo__remaining_ms(deadline), 1);
+        int slice = ctx->interrupt_fn ? CGLOO_MIN(left, CGLOO_INTERRUPT_CHECK_MS) : left;
+        int rc = cgloo_store_multi_get(store, keys, n, slice, vals, lens);
+        if (rc != CGLOO_ETIMEDOUT || cgloo__remaining_ms(deadline) == 0)
+            return rc;
+        if (cgloo__ctx_interrupted(ctx))
+            return cgloo__ctx_error(ctx, CGLOO_EINTR, "rank %d: connect interrupted", ctx->rank);
+    }
+}
+
 /* mesh_read_peers fills recs (indexed by rank) from the peers' store records. */
 static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadline,
                            cgloo__peer_record *recs)
@@ -117,9 +133,8 @@ static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadl
     if (rc == CGLOO_OK && (!vals || !lens))
         rc = CGLOO_ENOMEM;
     if (rc == CGLOO_OK)
-        rc = cgloo_store_multi_get(store, kp, n, CGLOO_MAX(cgloo__remaining_ms(deadline), 1), vals,
-                                   lens);
-    if (rc != CGLOO_OK && rc != CGLOO_ENOMEM)
+        rc = mesh_multi_get(ctx, store, kp, n, deadline, vals, lens);
+    if (rc != CGLOO_OK && rc != CGLOO_ENOMEM && rc != CGLOO_EINTR)
         rc = missing_error(ctx, store, rc);
     for (int r = 0, i = 0; r < ctx->size && vals && lens; r++) {
         if (r == ctx->rank)

@@ -258,7 +258,14 @@ static int hs_run(handshake *m)
     struct pollfd fds[DIAL_WINDOW];
     int who[DIAL_WINDOW];
     int rc = CGLOO_OK;
+    int64_t next_check = cgloo__now_ms() + CGLOO_INTERRUPT_CHECK_MS;
     while (rc == CGLOO_OK && m->remaining > 0) {
+        if (cgloo__now_ms() >= next_check) {
+            next_check += CGLOO_INTERRUPT_CHECK_MS;
+            if (cgloo__ctx_interrupted(m->ctx))
+                return cgloo__ctx_error(m->ctx, CGLOO_EINTR, "rank %d: connect interrupted",
+                                        m->ctx->rank);
+        }
         int n = hs_poll_dials(m, fds, who);
         int left = cgloo__remaining_ms(m->deadline);
         cgloo__tcp_device_poll(m->dev, fds, n, CGLOO_MIN(left, BACKOFF_MIN_MS));
