@@ -24,6 +24,8 @@
 #define RBUF_SIZE (64 * 1024)
 #define SEND_IOV_MAX 64
 #define IO_TURN_BYTES (512 * 1024)
+/* Records kept for reuse per pair: enough for the sends a collective step has in flight. */
+#define SPARE_OPS 16
 
 static void pair_on_event(cgloo__pollable *io, unsigned events);
 
@@ -36,6 +38,7 @@ void cgloo__tcp_peer_init(cgloo_peer *p)
     cgloo__list_init(&t->sendq);
     cgloo__list_init(&t->awaiting);
     cgloo__list_init(&t->large_recvs);
+    cgloo__list_init(&t->spare);
     t->next_send_id = 1;
     t->next_recv_id = 1; /* 0 stays free: a READY with recv id 0 means "discard" */
 }
@@ -85,23 +88,31 @@ static void pair_close_fd(tcp_pair *t)
 
 /* ---- records ------------------------------------------------------------------------------ */
 
-static void op_free(tcp_op *op)
+/* op_free releases an op, keeping up to SPARE_OPS of them on the pair for the next messages:
+ * a small message then costs no allocation. */
+static void op_free(tcp_pair *t, tcp_op *op)
 {
     cgloo__list_remove(&op->link);
     free(op->owned);
-    free(op);
+    op->owned = NULL;
+    if (t->n_spare < SPARE_OPS) {
+        cgloo__list_push_back(&t->spare, &op->link);
+        t->n_spare++;
+    } else {
+        free(op);
+    }
 }
 
 /* op_finish completes the request an op carries (if any) and frees the op. */
-static void op_finish(tcp_op *op, int status, size_t bytes, int source)
+static void op_finish(tcp_pair *t, tcp_op *op, int status, size_t bytes, int source)
 {
     if (op->req)
         cgloo__p2p_complete(op->req, status, bytes, source);
-    op_free(op);
+    op_free(t, op);
 }
 
 /* ops_fail completes every request in a list of ops with status; forget only frees the ops. */
-static void ops_fail(cgloo__list *list, int status, int peer, bool forget)
+static void ops_fail(tcp_pair *t, cgloo__list *list, int status, bool forget)
 {
     cgloo__list *it, *tmp;
     CGLOO_LIST_FOR_EACH_SAFE(it, tmp, list)
@@ -110,9 +121,9 @@ static void ops_fail(cgloo__list *list, int status, int peer, bool forget)
         if (forget && op->req)
             op->req->tp = NULL;
         if (forget)
-            op_free(op);
+            op_free(t, op);
         else
-            op_finish(op, status, 0, peer);
+            op_finish(t, op, status, 0, t->peer->rank);
     }
 }
 
@@ -122,9 +133,9 @@ void cgloo__tcp_fail(cgloo_peer *p, int status)
 {
     tcp_pair *t = tcp_pair_of(p);
     pair_close_fd(t);
-    ops_fail(&t->sendq, status, p->rank, false);
-    ops_fail(&t->awaiting, status, p->rank, false);
-    ops_fail(&t->large_recvs, status, p->rank, false);
+    ops_fail(t, &t->sendq, status, false);
+    ops_fail(t, &t->awaiting, status, false);
+    ops_fail(t, &t->large_recvs, status, false);
     if (t->rx_req) {
         cgloo_request *r = t->rx_req;
         t->rx_req = NULL;
@@ -162,7 +173,7 @@ static void pair_sent(tcp_pair *t, tcp_op *op)
         cgloo__list_push_back(&t->awaiting, &op->link);
         return;
     }
-    op_finish(op, CGLOO_OK, op->len, t->peer->ctx->rank);
+    op_finish(t, op, CGLOO_OK, op->len, t->peer->ctx->rank);
 }
 
 static void pair_advance(tcp_pair *t, size_t written)
@@ -236,11 +247,17 @@ static void op_set_header(tcp_op *op, const wire_msg *m, size_t data_len)
     op->data_off = 0;
 }
 
-static tcp_op *op_new(cgloo_request *req, uint8_t phase)
+static tcp_op *op_new(tcp_pair *t, cgloo_request *req, uint8_t phase)
 {
-    tcp_op *op = calloc(1, sizeof *op);
-    if (!op)
+    tcp_op *op;
+    if (t->n_spare > 0) {
+        op = CGLOO_CONTAINER_OF(t->spare.next, tcp_op, link);
+        cgloo__list_remove(&op->link);
+        t->n_spare--;
+        memset(op, 0, sizeof *op);
+    } else if (!(op = calloc(1, sizeof *op))) {
         return NULL;
+    }
     cgloo__list_init(&op->link);
     op->req = req;
     op->phase = phase;
@@ -256,7 +273,7 @@ void cgloo__tcp_post_send(cgloo_peer *p, cgloo_request *r)
 {
     tcp_pair *t = tcp_pair_of(p);
     bool eager = r->len <= t->peer_eager_max && (int64_t)r->len <= t->credits;
-    tcp_op *op = op_new(r, eager ? SEND_EAGER : SEND_RTS);
+    tcp_op *op = op_new(t, r, eager ? SEND_EAGER : SEND_RTS);
     if (!op) {
         cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, p->ctx->rank);
         return;
@@ -276,7 +293,7 @@ void cgloo__tcp_post_send(cgloo_peer *p, cgloo_request *r)
 /* pair_queue_control queues a header-only message of the transport's own (READY, CREDIT, BYE). */
 static void pair_queue_control(tcp_pair *t, const wire_msg *m)
 {
-    tcp_op *op = op_new(NULL, SEND_CONTROL);
+    tcp_op *op = op_new(t, NULL, SEND_CONTROL);
     if (!op) {
         /* Dropping a control message would stall the peer forever; closing is honest. */
         cgloo__p2p_peer_fail(t->peer, CGLOO_ENOMEM, "out of memory for a control message", 0);
@@ -291,7 +308,7 @@ static void pair_queue_control(tcp_pair *t, const wire_msg *m)
  * returns the id, or 0 (discard) when out of memory, with the receive completed. */
 static uint32_t pair_expect_data(tcp_pair *t, cgloo_request *r, size_t len)
 {
-    tcp_op *op = op_new(r, RECV_AWAIT_DATA);
+    tcp_op *op = op_new(t, r, RECV_AWAIT_DATA);
     if (!op) {
         cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, t->peer->rank);
         return 0;
@@ -440,7 +457,7 @@ static void pair_on_data(tcp_pair *t)
         if (t->rx.len != op->len)
             return pair_protocol_error(t, "DATA length differs from the announced length");
         cgloo_request *r = op->req;
-        op_free(op);
+        op_free(t, op);
         return pair_fill_request(t, r, false);
     }
     /* A receive that was cancelled or truncated: the bytes still arrive and are dropped. */
@@ -632,13 +649,13 @@ static void cancel_send(tcp_pair *t, tcp_op *op)
     if (untouched) {
         if (op->phase == SEND_EAGER)
             t->credits += (int64_t)op->len;
-        op_free(op);
+        op_free(t, op);
         return;
     }
     /* The peer already knows of this message: finish it from a private copy. */
     op->owned = malloc(op->len ? op->len : 1);
     if (!op->owned) {
-        op_free(op);
+        op_free(t, op);
         cgloo__p2p_peer_fail(t->peer, CGLOO_ENOMEM, "out of memory cancelling a send", 0);
         return;
     }
@@ -661,16 +678,16 @@ void cgloo__tcp_cancel(cgloo_peer *p, cgloo_request *r)
     if (r->kind == REQ_SEND)
         return cancel_send(t, op);
     r->tp = NULL;
-    op_free(op); /* a large receive waiting for DATA: the DATA will be dropped */
+    op_free(t, op); /* a large receive waiting for DATA: the DATA will be dropped */
 }
 
 void cgloo__tcp_peer_fini(cgloo_peer *p)
 {
     tcp_pair *t = tcp_pair_of(p);
     pair_close_fd(t);
-    ops_fail(&t->sendq, 0, p->rank, true);
-    ops_fail(&t->awaiting, 0, p->rank, true);
-    ops_fail(&t->large_recvs, 0, p->rank, true);
+    ops_fail(t, &t->sendq, 0, true);
+    ops_fail(t, &t->awaiting, 0, true);
+    ops_fail(t, &t->large_recvs, 0, true);
     if (t->rx_req)
         t->rx_req->tp = NULL;
     t->rx_req = NULL;
@@ -678,4 +695,11 @@ void cgloo__tcp_peer_fini(cgloo_peer *p)
     t->rx_msg = NULL;
     free(t->rbuf);
     t->rbuf = NULL;
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &t->spare)
+    {
+        free(CGLOO_CONTAINER_OF(it, tcp_op, link));
+    }
+    cgloo__list_init(&t->spare);
+    t->n_spare = 0;
 }

@@ -97,6 +97,8 @@ typedef struct tcp_pair {
     cgloo__list sendq;       /* tcp_op whose bytes are being written, in order */
     cgloo__list awaiting;    /* announced sends waiting for READY */
     cgloo__list large_recvs; /* receives waiting for DATA */
+    cgloo__list spare;       /* freed records kept for reuse */
+    int n_spare;
     uint32_t next_send_id, next_recv_id;
     /* receive side: a staging buffer, and the message being parsed */
     uint8_t *rbuf;
