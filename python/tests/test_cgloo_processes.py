@@ -1,0 +1,132 @@
+"""cgloo across real processes: every collective on 2, 3 and 4 ranks started by cgloo-run and
+by multiprocessing (over a StoreServer's TCPStore and a FileStore), a peer killed mid-run,
+Ctrl-C in a blocked receive, and the package without numpy."""
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import cgloo
+import cgloo_testlib
+
+RUN = cgloo_testlib.cgloo_run_path()
+
+
+@pytest.mark.skipif(RUN is None, reason="cgloo-run not built (CGLOO_RUN_PATH)")
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_every_collective_under_cgloo_run(n):
+    p = subprocess.run([RUN, "-n", str(n), "--tag", sys.executable,
+                        cgloo_testlib.RANK_PROGRAM, "all"],
+                       env=cgloo_testlib.child_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def _mp_rank(rank, size, where, queue):
+    """A multiprocessing rank: a context over a TCPStore (where = url) or a FileStore."""
+    try:
+        if where.startswith("tcp://"):
+            store = cgloo.open_store(where)
+        else:
+            store = cgloo.FileStore(where)
+        with store, cgloo.Context(rank, size, store, timeout=30) as ctx:
+            queue.put((rank, cgloo_testlib.check_all(ctx)))
+    except BaseException as e:
+        queue.put((rank, repr(e)))
+
+
+def _run_mp(size, where):
+    mp = multiprocessing.get_context("spawn")
+    queue = mp.Queue()
+    procs = [mp.Process(target=_mp_rank, args=(r, size, where, queue)) for r in range(size)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    assert results == {r: "ok" for r in range(size)}, results
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_every_collective_under_multiprocessing_tcp_store(n):
+    with cgloo.StoreServer() as server:
+        _run_mp(n, server.url)
+
+
+def test_every_collective_under_multiprocessing_file_store(tmp_path):
+    _run_mp(3, str(tmp_path / "store"))
+
+
+@pytest.mark.skipif(RUN is None, reason="cgloo-run not built (CGLOO_RUN_PATH)")
+def test_dead_peer_is_named():
+    p = subprocess.run([RUN, "-n", "2", "--grace-ms", "20000", sys.executable,
+                        cgloo_testlib.RANK_PROGRAM, "dead"],
+                       env=cgloo_testlib.child_env(), capture_output=True, text=True, timeout=60)
+    # Rank 1 was killed (the launcher reports that); rank 0 saw PeerError naming rank 1.
+    assert "PeerError rank=1 code=EPEER" in p.stdout, p.stdout + p.stderr
+
+
+BLOCKED = """
+import sys, time, cgloo
+ctx = cgloo.Context(0, 1, timeout=30)
+print("ready", flush=True)
+t0 = time.monotonic()
+try:
+    {call}
+except KeyboardInterrupt:
+    print("interrupted %.3f" % (time.monotonic() - t0), flush=True)
+    sys.exit(0)
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("call", [
+    "ctx.recv(bytearray(4), 0)",
+    "ctx.barrier(); ctx.allreduce(bytearray(4)); ctx.recv(bytearray(4), 0, tag=5)",
+    "cgloo.HashStore().get('never', timeout=30)",
+])
+def test_ctrl_c_ends_a_blocked_call(call):
+    p = subprocess.Popen([sys.executable, "-c", BLOCKED.format(call=call)],
+                         env=cgloo_testlib.child_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # let it block: what is measured is the time after the signal
+        sent = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        out = p.stdout.read()
+        p.wait(10)
+        assert p.returncode == 0 and out.startswith("interrupted"), out
+        assert time.monotonic() - sent < 1.0
+    finally:
+        p.kill()
+        p.wait()
+
+
+NO_NUMPY = """
+import sys
+sys.modules['numpy'] = None
+import array, cgloo
+with cgloo.Context(0, 1) as ctx:
+    a = array.array('i', [1, 2, 3])
+    ctx.allreduce(a)
+    out = array.array('d', [0.0] * 3)
+    ctx.allreduce(array.array('d', [1.5, 2.5, 3.5]), out)
+    def fn(x, y):
+        assert isinstance(x, memoryview) and x.format == 'i', x.format
+        for i in range(len(x)):
+            x[i] = max(x[i], y[i])
+    ctx.allreduce(a, reduce_fn=fn)
+    b = bytearray(b'xyz')
+    ctx.broadcast(b)
+    print(list(a), list(out), bytes(b))
+"""
+
+
+def test_works_without_numpy():
+    p = cgloo_testlib.run_python(NO_NUMPY)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[1, 2, 3] [1.5, 2.5, 3.5] b'xyz'"
