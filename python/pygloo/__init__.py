@@ -116,9 +116,11 @@ _NOT_CONNECTED = "the context is not connected: call context.connectFullMesh(sto
 def _datatype(datatype):
     """(ctypes type, cgloo dtype) of a glooDataType_t, or a clear error for anything else."""
     try:
-        return _DTYPES[datatype]
+        found = _DTYPES[datatype]
     except (KeyError, TypeError):
-        pass
+        found = None
+    if found is not None and type(datatype) is not _cgloo.DType:
+        return found
     if isinstance(datatype, _cgloo.DType):
         raise TypeError(
             f"datatype {datatype!r} is a cgloo.DType; pygloo calls take a "
