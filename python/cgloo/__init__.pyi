@@ -1,1 +1,306 @@
+"""Type hints of the cgloo package (the reference for its API; python/API.md is the summary)."""
 
+import builtins
+import enum
+from types import TracebackType
+from typing import Any, Callable, Protocol, Sequence, TypeVar, overload
+
+from typing_extensions import Buffer, Self
+
+__version__: str
+
+class DType(enum.IntEnum):
+    """Element types, with the C library's values."""
+    INT8 = 0
+    UINT8 = 1
+    INT32 = 2
+    UINT32 = 3
+    INT64 = 4
+    UINT64 = 5
+    FLOAT16 = 6
+    BFLOAT16 = 7
+    FLOAT32 = 8
+    FLOAT64 = 9
+
+class Op(enum.IntEnum):
+    """Reduction operations, with the C library's values."""
+    SUM = 0
+    PRODUCT = 1
+    MIN = 2
+    MAX = 3
+    BAND = 4
+    BOR = 5
+    BXOR = 6
+
+int8: DType
+uint8: DType
+int32: DType
+uint32: DType
+int64: DType
+uint64: DType
+float16: DType
+bfloat16: DType
+float32: DType
+float64: DType
+SUM: Op
+PRODUCT: Op
+MIN: Op
+MAX: Op
+BAND: Op
+BOR: Op
+BXOR: Op
+
+class Error(Exception):
+    """A cgloo failure."""
+    status: int | None
+    """The C status code (negative)."""
+    code: str | None
+    """The status's name, e.g. "ETIMEDOUT"."""
+    detail: str
+    """The library's detail text (operation, rank, peer, address, system error)."""
+    rank: int | None
+    """The peer rank the detail names, or None."""
+    def __init__(self, message: str, status: int | None = ..., detail: str = ...) -> None: ...
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """ETIMEDOUT."""
+class PeerError(Error):
+    """EPEER: a peer failed or closed the connection; .rank names it."""
+class ProtocolError(PeerError):
+    """EPROTO."""
+class AbortedError(Error):
+    """EABORTED: the context was aborted or closed, or the request cancelled."""
+class StoreError(Error):
+    """ESTORE, ENOTFOUND."""
+class InvalidArgumentError(Error, ValueError):
+    """EINVAL."""
+class TruncatedError(Error):
+    """ETRUNC: a message longer than the receive buffer."""
+class NotSupportedError(Error):
+    """ENOTSUP: e.g. no such algorithm."""
+class ConnectionError(Error, builtins.ConnectionError):
+    """ECONNREFUSED, EADDR, EIO."""
+
+_B = TypeVar("_B", bound=Buffer)
+_O = TypeVar("_O", bound=Buffer)
+_L = TypeVar("_L", bound=Sequence[Any])
+_ReduceFn = Callable[[Any, Any], object]
+"""reduce_fn(inout, in_): two blocks as numpy arrays of the dtype (memoryviews without
+numpy); writes inout op in_ into inout. Associative and commutative."""
+
+class Store:
+    """A key/value store the ranks meet through. Timeouts are seconds (None: 30). Keys are str
+    or bytes. A context manager that closes it."""
+    @property
+    def closed(self) -> bool: ...
+    def set(self, key: str | bytes, value: Buffer) -> None:
+        """Store a copy of value under key."""
+    def get(self, key: str | bytes, timeout: float | None = None) -> bytes:
+        """Wait for key, return its value; cgloo.TimeoutError if it never appears."""
+    def wait(self, keys: Sequence[str | bytes] | str, timeout: float | None = None) -> None:
+        """Wait until every key exists."""
+    def check(self, keys: Sequence[str | bytes] | str) -> bool:
+        """True if every key exists now."""
+    def add(self, key: str | bytes, delta: int) -> int:
+        """Add delta to the counter under key (absent: 0); the new value."""
+    def delete(self, key: str | bytes) -> None:
+        """Remove key (absent is fine)."""
+    def multi_get(self, keys: Sequence[str | bytes], timeout: float | None = None) -> list[bytes]:
+        """Wait for every key, return their values."""
+    def close(self) -> None:
+        """Release the store (deferred while a call, a PrefixStore or a connect uses it)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class HashStore(Store):
+    """An in-process store (ranks as threads)."""
+    def __init__(self) -> None: ...
+
+class FileStore(Store):
+    """A store in a directory shared by the ranks; run_id (default CGLOO_RUN_ID) scopes keys."""
+    def __init__(self, path: str | bytes, run_id: str | None = None) -> None: ...
+
+class PrefixStore(Store):
+    """store with every key under "<prefix>/"."""
+    def __init__(self, prefix: str, store: Store) -> None: ...
+
+class TCPStore(Store):
+    """A client of a TCP store server, retrying refused connections for timeout seconds."""
+    def __init__(self, host: str, port: int, timeout: float | None = 30.0) -> None: ...
+
+class _CustomBackend(Protocol):
+    def set(self, key: str, value: bytes) -> object: ...
+    def get(self, key: str, timeout: float) -> bytes | None: ...
+    def wait(self, keys: list[str], timeout: float) -> bool | None: ...
+    def add(self, key: str, delta: int) -> int: ...
+
+class CustomStore(Store):
+    """A store over obj's methods, called from any thread with the GIL: set(key, value),
+    get(key, timeout) -> bytes (KeyError, TimeoutError or None while absent),
+    wait(keys, timeout) (TimeoutError or False if not all appear), add(key, delta) -> int,
+    optional check(keys) -> bool and delete(key). Other exceptions become StoreError with
+    the original as __cause__."""
+    def __init__(self, obj: _CustomBackend) -> None: ...
+
+def open_store(url: str, timeout: float | None = 30.0) -> Store:
+    """A store from "tcp://host:port", "file:///dir" or "hash:"."""
+
+class StoreServer:
+    """A TCP store server on a background thread (host None: 127.0.0.1; port 0: a free one)."""
+    def __init__(self, host: str | None = None, port: int = 0) -> None: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def url(self) -> str:
+        """"tcp://host:port"."""
+    def stop(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class Device:
+    """A TCP endpoint: hostname (default CGLOO_HOSTNAME, else 127.0.0.1) or iface, a port
+    range (0: ephemeral), family 4 or 6 (0: any)."""
+    hostname: str | None
+    iface: str | None
+    port_min: int
+    port_max: int
+    family: int
+    def __init__(self, hostname: str | None = None, iface: str | None = None, port_min: int = 0,
+                 port_max: int = 0, family: int = 0) -> None: ...
+    @property
+    def address(self) -> str:
+        """"host:port" peers reach it at."""
+    def close(self) -> None:
+        """Close the socket once no context uses the device."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class Request:
+    """An isend/irecv/irecv_any in flight; holds its buffer until it completes or is
+    cancelled; dropped while pending, it is cancelled."""
+    @property
+    def done(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> tuple[int, int]:
+        """(source, nbytes) once complete; on TimeoutError it stays pending."""
+    def test(self) -> bool:
+        """Progress once without blocking; True when complete (raises its error)."""
+    def cancel(self) -> None:
+        """Withdraw it; a later wait raises AbortedError."""
+
+class Context:
+    """One communicator of size ranks, connected through store (needed when size > 1) on
+    device (None: a default one it owns). Timeouts are seconds; None is the context's default.
+    Every call releases the GIL; Ctrl-C ends a long wait with KeyboardInterrupt. A context
+    manager that closes it."""
+    rank: int
+    size: int
+    timeout: float
+    """The default timeout of every blocking call, in seconds (settable)."""
+    def __init__(self, rank: int, size: int, store: Store | None = None,
+                 device: Device | None = None, timeout: float | None = None,
+                 name: str | None = None) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    def last_error(self) -> str:
+        """The detail of the latest error on the context."""
+    def abort(self) -> None:
+        """Make every waiting and later call raise AbortedError."""
+    def close(self) -> None:
+        """Free the context: pending requests are cancelled, other threads' calls aborted."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    # Point-to-point (tags 0 to 2**63 - 1).
+    def send(self, buf: Buffer, dst: int, tag: int = 0, timeout: float | None = None) -> None:
+        """Send buf's bytes to rank dst."""
+    def recv(self, buf: Buffer, src: int, tag: int = 0, timeout: float | None = None) -> int:
+        """Receive from src into buf; the message's length in bytes."""
+    def recv_any(self, buf: Buffer, srcs: Sequence[int], tag: int = 0,
+                 timeout: float | None = None) -> tuple[int, int]:
+        """Receive from whichever of srcs sends first: (source, nbytes)."""
+    def isend(self, buf: Buffer, dst: int, tag: int = 0) -> Request: ...
+    def irecv(self, buf: Buffer, src: int, tag: int = 0) -> Request: ...
+    def irecv_any(self, buf: Buffer, srcs: Sequence[int], tag: int = 0) -> Request: ...
+
+    # Collectives: options keyword-only; tag below 2**47; dtype overrides the buffers'.
+    @overload
+    def allreduce(self, sendbuf: _B, recvbuf: None = None, op: Op | int = ..., *,
+                  algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+                  dtype: DType | int | None = None, reduce_fn: _ReduceFn | None = None,
+                  radix: int = 0) -> _B: ...
+    @overload
+    def allreduce(self, sendbuf: Buffer, recvbuf: _O, op: Op | int = ..., *,
+                  algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+                  dtype: DType | int | None = None, reduce_fn: _ReduceFn | None = None,
+                  radix: int = 0) -> _O:
+        """Reduce over all ranks into recvbuf (None: in place); returns the output."""
+    def allreduce_multi(self, sendbufs: Sequence[Buffer], recvbufs: _L | None = None,
+                        op: Op | int = ..., *, algorithm: str | None = None, tag: int = 0,
+                        timeout: float | None = None, dtype: DType | int | None = None,
+                        reduce_fn: _ReduceFn | None = None, radix: int = 0) -> Any:
+        """Reduce several buffers locally and across ranks into every output."""
+    def reduce_scatter(self, sendbuf: Buffer, recvbuf: _O, op: Op | int = ..., *,
+                       algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+                       dtype: DType | int | None = None,
+                       reduce_fn: _ReduceFn | None = None) -> _O:
+        """Rank r gets block r of the reduction (recvbuf may be sendbuf)."""
+    def reduce_scatterv(self, sendbuf: Buffer, recvbuf: _O, recvcounts: Sequence[int],
+                        op: Op | int = ..., *, algorithm: str | None = None, tag: int = 0,
+                        timeout: float | None = None, dtype: DType | int | None = None,
+                        reduce_fn: _ReduceFn | None = None) -> _O: ...
+    def allgather(self, sendbuf: Buffer, recvbuf: _O, *, algorithm: str | None = None,
+                  tag: int = 0, timeout: float | None = None,
+                  dtype: DType | int | None = None) -> _O:
+        """Every rank's sendbuf, in rank order, into recvbuf."""
+    def allgatherv(self, sendbuf: Buffer, recvbuf: _O, recvcounts: Sequence[int], *,
+                   algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+                   dtype: DType | int | None = None) -> _O: ...
+    def broadcast(self, buf: _B, root: int = 0, *, algorithm: str | None = None, tag: int = 0,
+                  timeout: float | None = None, dtype: DType | int | None = None) -> _B:
+        """root's buf into every rank's buf."""
+    def reduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: Op | int = ...,
+               root: int = 0, *, algorithm: str | None = None, tag: int = 0,
+               timeout: float | None = None, dtype: DType | int | None = None,
+               reduce_fn: _ReduceFn | None = None) -> Any:
+        """The reduction into root's recvbuf (None: into sendbuf)."""
+    def gather(self, sendbuf: Buffer, recvbuf: _O | None = None, root: int = 0, *,
+               algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+               dtype: DType | int | None = None) -> _O | None:
+        """Every rank's sendbuf into root's recvbuf (needed on the root only)."""
+    def gatherv(self, sendbuf: Buffer, recvbuf: _O | None, recvcounts: Sequence[int],
+                root: int = 0, *, algorithm: str | None = None, tag: int = 0,
+                timeout: float | None = None, dtype: DType | int | None = None) -> _O | None: ...
+    def scatter(self, sendbuf: Buffer | None, recvbuf: _O, root: int = 0, *,
+                algorithm: str | None = None, tag: int = 0, timeout: float | None = None,
+                dtype: DType | int | None = None) -> _O:
+        """Block r of root's sendbuf into rank r's recvbuf."""
+    def scatterv(self, sendbuf: Buffer | None, sendcounts: Sequence[int], recvbuf: _O,
+                 root: int = 0, *, algorithm: str | None = None, tag: int = 0,
+                 timeout: float | None = None, dtype: DType | int | None = None) -> _O: ...
+    def alltoall(self, sendbuf: Buffer, recvbuf: _O, *, algorithm: str | None = None,
+                 tag: int = 0, timeout: float | None = None,
+                 dtype: DType | int | None = None) -> _O:
+        """Block j of rank i's sendbuf into block i of rank j's recvbuf."""
+    def alltoallv(self, sendbuf: Buffer, sendcounts: Sequence[int], recvbuf: _O,
+                  recvcounts: Sequence[int], *, algorithm: str | None = None, tag: int = 0,
+                  timeout: float | None = None, dtype: DType | int | None = None) -> _O: ...
+    def barrier(self, *, algorithm: str | None = None, tag: int = 0,
+                timeout: float | None = None) -> None:
+        """Return once every rank has entered."""
+
+def init_from_env() -> Context:
+    """A connected Context from CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE, CGLOO_TIMEOUT_MS,
+    CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME (set by cgloo-run)."""
+
+def algorithm_names(collective: str) -> list[str]:
+    """The algorithm names of a collective ("allreduce", ...)."""
+
+def reduce_local(inout: _B, in_: Buffer, op: Op | int = ..., *,
+                 dtype: DType | int | None = None) -> _B:
+    """inout[i] = inout[i] op in_[i], with the library's kernels."""
+
+def set_log_level(level: str | int) -> None:
+    """"off", "error", "warn", "info", "debug", "trace" or 0-5."""
