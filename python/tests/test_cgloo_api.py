@@ -194,7 +194,7 @@ def test_abort_wakes_a_waiter():
                 err.append(e)
         t = threading.Thread(target=wait)
         t.start()
-        time.sleep(0.1)
+        time.sleep(0.1)  # not for correctness: an abort before the call fails it too
         ctx.abort()
         t.join(5)
         assert isinstance(err[0], cgloo.AbortedError)
@@ -203,13 +203,21 @@ def test_abort_wakes_a_waiter():
 def test_close_while_a_thread_waits():
     ctx = cgloo.Context(0, 1, timeout=10)
     err = []
-    t = threading.Thread(target=lambda: err.append(pytest.raises(cgloo.AbortedError,
-                                                                 ctx.recv, bytearray(4), 0)))
+    started = threading.Event()
+
+    def wait():
+        started.set()
+        try:
+            ctx.recv(bytearray(4), 0)
+        except (cgloo.AbortedError, ValueError) as e:      # aborted inside, or closed before
+            err.append(e)
+    t = threading.Thread(target=wait)
     t.start()
-    time.sleep(0.1)
+    started.wait()
+    time.sleep(0.1)  # not for correctness: so that close() usually finds the call waiting
     ctx.close()
     t.join(5)
-    assert err and ctx.closed
+    assert err and ctx.closed and not t.is_alive()
     with pytest.raises(ValueError, match="the context is closed"):
         ctx.barrier()
 

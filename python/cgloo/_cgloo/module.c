@@ -74,18 +74,19 @@ static PyObject *mod_reduce_local(PyObject *m, PyObject *const *args, Py_ssize_t
         cgpy_buf_release(&io);
         return NULL;
     }
-    if (cgpy_same_dtype(&in, "in_", io.dtype, "inout") < 0)
-        rc = 1;
-    else if (in.count != io.count)
-        rc = !PyErr_Format(PyExc_ValueError, "in_ has %zu elements but inout has %zu", in.count,
-                           io.count);
-    else if (io.view.len >= REDUCE_LOCAL_NOGIL_BYTES)
+    int bad = cgpy_same_dtype(&in, "in_", io.dtype, "inout") < 0;
+    if (!bad && in.count != io.count) {
+        PyErr_Format(PyExc_ValueError, "in_ has %zu elements but inout has %zu", in.count,
+                     io.count);
+        bad = 1;
+    }
+    if (!bad && io.view.len >= REDUCE_LOCAL_NOGIL_BYTES)
         CGPY_NOGIL(rc = cgloo_reduce_local(io.view.buf, in.view.buf, io.count, io.dtype, op));
-    else
+    else if (!bad)
         rc = cgloo_reduce_local(io.view.buf, in.view.buf, io.count, io.dtype, (cgloo_op)op);
     cgpy_buf_release(&io);
     cgpy_buf_release(&in);
-    if (rc == 1)
+    if (bad)
         return NULL;
     if (rc != CGLOO_OK)
         return cgpy_raise(rc, "reduce_local: a bitwise op on a floating-point dtype, or a bad op");
