@@ -160,12 +160,34 @@ def _ctx(context):
     return ctx
 
 
+# Views made for recent (address, count, ctype): programs call collectives on the same arrays
+# again and again, and a dictionary hit costs half of making the ctypes array anew. A view holds
+# no memory, only the address, so a cached one is exactly what a new one would be. The cache is
+# emptied when it fills.
+_VIEWS = {}
+_VIEWS_MAX = 256
+
+
 def _view(address, count, ctype):
     """A writable ctypes array of count elements at a raw address, without copying.
 
     The caller owns the memory, as in pygloo: it must hold count elements and stay alive for
     the call. Address 0 is refused unless count is 0.
     """
+    key = (address, count, ctype)
+    view = _VIEWS.get(key)
+    if view is None:
+        view = _new_view(address, count, ctype)
+        if len(_VIEWS) >= _VIEWS_MAX:
+            _VIEWS.clear()
+        _VIEWS[key] = view
+    return view
+
+
+def _new_view(address, count, ctype):
+    """_view's work when the cache misses: check the address and make the ctypes array."""
+    if not isinstance(address, int) or isinstance(address, bool):
+        raise TypeError(f"buffer address must be an int (ndarray.ctypes.data), not {address!r}")
     if address <= 0 and count:
         raise ValueError(f"buffer address {address!r} is not a valid pointer")
     return (ctype * count).from_address(address)

@@ -348,6 +348,8 @@ def test_argument_errors():
         pygloo.allreduce(ctx, p, p, 4, pygloo.glooFloat32, pygloo.ReduceOp.BAND)
     with pytest.raises(ValueError, match="address"):
         pygloo.allreduce(ctx, 0, p, 4, pygloo.glooFloat32)
+    with pytest.raises(TypeError, match="address"):
+        pygloo.allreduce(ctx, float(p), p, 4, pygloo.glooFloat32)
     with pytest.raises(ValueError, match="recvElems"):
         pygloo.reduce_scatter(ctx, p, p, 4, [3], pygloo.glooFloat32)
     with pytest.raises(ValueError, match="addresses"):
