@@ -349,7 +349,7 @@ def test_argument_errors():
     with pytest.raises(ValueError, match="address"):
         pygloo.allreduce(ctx, 0, p, 4, pygloo.glooFloat32)
     with pytest.raises(TypeError, match="address"):
-        pygloo.allreduce(ctx, float(p), p, 4, pygloo.glooFloat32)
+        pygloo.allreduce(ctx, str(p), p, 4, pygloo.glooFloat32)
     with pytest.raises(ValueError, match="recvElems"):
         pygloo.reduce_scatter(ctx, p, p, 4, [3], pygloo.glooFloat32)
     with pytest.raises(ValueError, match="addresses"):
