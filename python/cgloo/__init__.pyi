@@ -85,8 +85,9 @@ _B = TypeVar("_B", bound=Buffer)
 _O = TypeVar("_O", bound=Buffer)
 _L = TypeVar("_L", bound=Sequence[Any])
 _ReduceFn = Callable[[Any, Any], object]
-"""reduce_fn(inout, in_): two blocks as numpy arrays of the dtype (memoryviews without
-numpy); writes inout op in_ into inout. Associative and commutative."""
+"""reduce_fn(inout, in_): two blocks as numpy arrays of the dtype (bfloat16 as uint16;
+memoryviews without numpy); writes inout op in_ into inout. Associative and commutative. Called
+with the GIL on whichever thread runs the collective; it must not call cgloo."""
 
 class Store:
     """A key/value store the ranks meet through. Timeouts are seconds (None: 30). Keys are str

@@ -801,9 +801,9 @@ static PyObject *ctx_barrier(cgpy_Context *self, PyObject *const *args, Py_ssize
     "collectives running at once on one context (below 2**47); timeout in seconds (None: the "     \
     "context's); dtype overrides the buffers' (e.g. cgloo.bfloat16 over uint16 data)."
 #define REDUCE_OPTS                                                                                \
-    " reduce_fn(inout, in_) replaces op: it gets two blocks as arrays of the dtype (memoryviews "  \
-    "without numpy) and must write inout op in_ into inout; it must be associative and "           \
-    "commutative; its exception is raised after the collective."
+    " reduce_fn(inout, in_) replaces op: it gets two blocks as arrays of the dtype (bfloat16 as "  \
+    "uint16; memoryviews without numpy) and must write inout op in_ into inout; it must be "       \
+    "associative and commutative; its exception is raised after the collective."
 
 PyMethodDef cgpy_coll_methods[] = {
     COLL(allreduce,

@@ -166,8 +166,7 @@ PyMODINIT_FUNC PyInit__cgloo(void)
         add_type(m, &cgpy_StoreServerType, "StoreServer") < 0 ||
         add_type(m, &cgpy_DeviceType, "Device") < 0 ||
         add_type(m, &cgpy_ContextType, "Context") < 0 ||
-        add_type(m, &cgpy_RequestType, "Request") < 0 ||
-        PyModule_AddIntConstant(m, "TAG_MAX_COLL", (long)((1LL << 47) - 1)) < 0) {
+        add_type(m, &cgpy_RequestType, "Request") < 0) {
         Py_DECREF(m);
         return NULL;
     }
