@@ -11,8 +11,8 @@ Prints CSV rows with cgloo-bench's columns (mode,algorithm,ranks,bytes,elements,
 p99_us,max_us,algbw_gbps,busbw_gbps,samples), so that bench/py_bench.sh can set them beside the
 C benchmark's. Modes: "allreduce" is cgloo.Context.allreduce on numpy float32 arrays, out of
 place, summing; "pygloo_allreduce" the same call through the pygloo module (raw addresses,
-allreduceAlgorithm.SUM so that cgloo picks the algorithm as it does for the C benchmark);
-"pingpong" ranks 0 and 1 bouncing a message with send and recv.
+pygloo's default algorithm, with which cgloo picks the algorithm as it does for the C
+benchmark); "pingpong" ranks 0 and 1 bouncing a message with send and recv.
 
 Timing is tools/cgloo-bench.c's. Collectives: one call, then a warm-up of up to --warmup calls
 (fewer if a quarter of --iteration-time-ms would not hold them), then rank 0 turns the median
@@ -172,7 +172,6 @@ def bench_pygloo(ctx, args):
     """pygloo.allreduce on addresses of float32 numpy arrays, out of place."""
     pygloo, context = pygloo_context(ctx)
     allreduce, f32, op = pygloo.allreduce, pygloo.glooFloat32, pygloo.ReduceOp.SUM
-    auto = pygloo.allreduceAlgorithm.SUM
 
     def barrier():
         pygloo.barrier(context)
@@ -182,7 +181,7 @@ def bench_pygloo(ctx, args):
         recv = np.zeros(n, np.float32)
         s, r = send.ctypes.data, recv.ctypes.data
         bench_collective(
-            ctx, args, "pygloo_allreduce", n, barrier, lambda: allreduce(context, s, r, n, f32, op, auto)
+            ctx, args, "pygloo_allreduce", n, barrier, lambda: allreduce(context, s, r, n, f32, op)
         )
     context.closeConnections()
 
@@ -236,7 +235,11 @@ def bench_pingpong(ctx, args):
     ctx.barrier(timeout=600)
 
 
-MODES = {"allreduce": bench_allreduce, "pygloo_allreduce": bench_pygloo, "pingpong": bench_pingpong}
+MODES = {
+    "allreduce": bench_allreduce,
+    "pygloo_allreduce": bench_pygloo,
+    "pingpong": bench_pingpong,
+}
 
 
 def main(argv):

@@ -1,7 +1,8 @@
 """Data-parallel training in numpy over cgloo: logistic regression, gradients averaged with
 allreduce.
 
-    PYTHONPATH=build/python build/tools/cgloo-run -n 4 /usr/bin/python3 examples/data_parallel_numpy.py
+    PYTHONPATH=build/python \
+        build/tools/cgloo-run -n 4 /usr/bin/python3 examples/data_parallel_numpy.py
 
 Every rank makes the same synthetic data set (same seed) and trains on its own shard of it:
 each step it computes the gradient of the log loss on its shard, the ranks sum their gradients

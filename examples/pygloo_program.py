@@ -44,7 +44,8 @@ def run_rank(rank, world_size, fileStore_path):
 
     # broadcast from rank 0
     message = np.arange(4, dtype=np.float64) if rank == 0 else np.zeros(4, dtype=np.float64)
-    pygloo.broadcast(context, message.ctypes.data, message.ctypes.data, 4, pygloo.glooFloat64, root=0)
+    pygloo.broadcast(context, message.ctypes.data, message.ctypes.data, 4, pygloo.glooFloat64,
+                     root=0)
     assert list(message) == [0, 1, 2, 3], message
 
     # reduce_scatter with one element for rank 0, two for rank 1, ...

@@ -55,7 +55,8 @@ glooFloat64: glooDataType_t
 _Context = rendezvous.Context
 
 def allreduce(context: _Context, sendbuf: int, recvbuf: int, size: int, datatype: glooDataType_t,
-              reduceop: ReduceOp = ..., algorithm: allreduceAlgorithm = ..., tag: int = ...) -> None: ...
+              reduceop: ReduceOp = ..., algorithm: allreduceAlgorithm = ...,
+              tag: int = ...) -> None: ...
 def allgather(context: _Context, sendbuf: int, recvbuf: int, size: int, datatype: glooDataType_t,
               tag: int = ...) -> None: ...
 def allgatherv(context: _Context, sendbuf: int, recvbuf: int, size: Union[int, Sequence[int]],

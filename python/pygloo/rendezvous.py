@@ -136,7 +136,8 @@ class RedisStore(Store):
         try:
             return _cgloo.open_store(f"redis://{auth}{host}:{self._port}")
         except (_cgloo.InvalidArgumentError, _cgloo.NotSupportedError) as e:
-            raise NotImplementedError(f"pygloo.rendezvous.RedisStore: {_REDIS_MISSING} ({e})") from e
+            message = f"pygloo.rendezvous.RedisStore: {_REDIS_MISSING} ({e})"
+            raise NotImplementedError(message) from e
 
     def authorize(self, password):
         """authorize reconnects with password (Redis AUTH)."""

@@ -140,7 +140,8 @@ def check_scatter(ctx):
             if datatype % 2:
                 addresses = [b.ctypes.data for b in blocks]
             else:
-                addresses = [packed.ctypes.data + r * packed.itemsize * count for r in range(ctx.size)]
+                block = packed.itemsize * count
+                addresses = [packed.ctypes.data + r * block for r in range(ctx.size)]
             sendbuf = addresses if ctx.rank == root else []
             recv = np.zeros(count, dt)
             pygloo.scatter(ctx, sendbuf, recv.ctypes.data, count, datatype, root)

@@ -1,4 +1,6 @@
-"""One rank of the pygloo checks, started by cgloo-run: pygloo_rank_program.py STORE_DIR [CHECK ...].
+"""One rank of the pygloo checks, started by cgloo-run:
+
+    pygloo_rank_program.py STORE_DIR [CHECK ...]
 
 The rank and world size come from cgloo-run's CGLOO_RANK and CGLOO_SIZE; the ranks meet in a
 pygloo FileStore in STORE_DIR, as a pygloo program would. Runs the named checks of

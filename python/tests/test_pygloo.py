@@ -8,6 +8,7 @@ Run with the packages on the path, e.g.
 """
 
 import datetime
+import importlib
 import multiprocessing
 import os
 import subprocess
@@ -27,7 +28,7 @@ def _add_package_paths():
     """Make cgloo (built) and pygloo (pure Python, in python/) importable when PYTHONPATH does
     not already, so that a plain `pytest python/tests` works from the repository."""
     try:
-        import cgloo  # noqa: F401
+        importlib.import_module("cgloo")
     except ImportError:
         builds = sorted(REPO.glob("build*/python/cgloo"), key=lambda p: p.stat().st_mtime)
         if builds:

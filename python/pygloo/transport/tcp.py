@@ -38,6 +38,7 @@ def CreateDevice(attr):
         family = _FAMILIES[attr.ai_family]
     except KeyError:
         raise ValueError(
-            f"CreateDevice: ai_family must be AF_UNSPEC, AF_INET or AF_INET6, not {attr.ai_family!r}"
+            "CreateDevice: ai_family must be AF_UNSPEC, AF_INET or AF_INET6, "
+            f"not {attr.ai_family!r}"
         ) from None
     return _cgloo.Device(hostname=attr.hostname or None, iface=attr.iface or None, family=family)
