@@ -606,7 +606,9 @@ static void *msg_real_rank(void *arg)
     CHECK_OK(cgloo_store_set(store, "posted", "1", 1));
     long long t0 = test_now_ms();
     CHECK_STATUS(cgloo_wait(r, 0, NULL), current->want);
-    CHECK(test_now_ms() - t0 < 5000);
+    /* Failed by the bad bytes, not by the 10 s timeout. The flood case alone takes a few
+     * seconds under ThreadSanitizer beside another test on two cores. */
+    CHECK(test_now_ms() - t0 < 9000);
     char detail[512];
     CHECK(cgloo_context_last_error(e.ctx, detail, sizeof detail) == current->want);
     if (!strstr(detail, "peer 1"))
