@@ -163,7 +163,11 @@ int cgpy_str(PyObject *o, const char *name, const char **s)
     return *s ? 0 : -1;
 }
 
-int *cgpy_ints(PyObject *o, const char *name, Py_ssize_t want, Py_ssize_t *n)
+/* seq_alloc turns o into a fast sequence of `want` entries (any number when want < 0) and
+ * allocates a zeroed array of one more than that many elements of `size` bytes. NULL with the
+ * exception set on a bad argument or no memory. */
+static PyObject *seq_alloc(PyObject *o, const char *name, Py_ssize_t want, size_t size,
+                           void **array)
 {
     PyObject *seq = o && o != Py_None ? PySequence_Fast(o, "") : NULL;
     if (!seq) {
@@ -172,18 +176,29 @@ int *cgpy_ints(PyObject *o, const char *name, Py_ssize_t want, Py_ssize_t *n)
         return NULL;
     }
     Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
-    int *v = NULL;
     if (want >= 0 && len != want)
         PyErr_Format(PyExc_ValueError, "%s must have %zd entries, not %zd", name, want, len);
-    else if (!(v = PyMem_Calloc((size_t)len + 1, sizeof *v)))
+    else if (!(*array = PyMem_Calloc((size_t)len + 1, size)))
         PyErr_NoMemory();
-    for (Py_ssize_t i = 0; v && i < len; i++)
+    else
+        return seq;
+    Py_DECREF(seq);
+    return NULL;
+}
+
+int *cgpy_ints(PyObject *o, const char *name, Py_ssize_t want, Py_ssize_t *n)
+{
+    int *v = NULL;
+    PyObject *seq = seq_alloc(o, name, want, sizeof *v, (void **)&v);
+    if (!seq)
+        return NULL;
+    *n = PySequence_Fast_GET_SIZE(seq);
+    for (Py_ssize_t i = 0; v && i < *n; i++)
         if (cgpy_int(PySequence_Fast_GET_ITEM(seq, i), name, 0, &v[i]) < 0) {
             PyMem_Free(v);
             v = NULL;
         }
     Py_DECREF(seq);
-    *n = len;
     return v;
 }
 
@@ -206,18 +221,11 @@ static int count_at(PyObject *seq, Py_ssize_t i, const char *name, size_t *c)
 
 size_t *cgpy_counts(PyObject *o, const char *name, Py_ssize_t want, size_t *sum)
 {
-    PyObject *seq = o && o != Py_None ? PySequence_Fast(o, "") : NULL;
-    if (!seq) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s must be a sequence of ints", name);
-        return NULL;
-    }
-    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
     size_t *c = NULL;
-    if (want >= 0 && len != want)
-        PyErr_Format(PyExc_ValueError, "%s must have %zd entries, not %zd", name, want, len);
-    else if (!(c = PyMem_Calloc((size_t)len + 1, sizeof *c)))
-        PyErr_NoMemory();
+    PyObject *seq = seq_alloc(o, name, want, sizeof *c, (void **)&c);
+    if (!seq)
+        return NULL;
+    Py_ssize_t len = PySequence_Fast_GET_SIZE(seq);
     *sum = 0;
     for (Py_ssize_t i = 0; c && i < len; i++) {
         if (count_at(seq, i, name, &c[i]) < 0) {
