@@ -250,6 +250,46 @@ static void test_kill_blocked_on_dead(void)
     cgloo_store_destroy(s);
 }
 
+/* ---- a rank killed during non-blocking collectives ------------------------------------------ */
+
+/* Every survivor has an alltoall (which needs the dead rank directly) and an allreduce queued
+ * behind it when rank 3 dies: the first fails naming rank 3, the second fails too, and no wait
+ * outlasts the timeout. */
+static void nonblocking_survivor(world *w, int rank)
+{
+    cgloo_store *s;
+    rank_env e = rank_start(w, rank, &s, 20000);
+    CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
+    size_t n = 1u << 18; /* floats per block: large messages */
+    float *in = calloc(n * 4, sizeof *in), *out = calloc(n * 4, sizeof *out);
+    cgloo_request *a2a, *ar;
+    long long t0 = test_now_ms();
+    CHECK_OK(cgloo_ialltoall(e.ctx, in, out, n, CGLOO_FLOAT32, NULL, &a2a));
+    CHECK_OK(cgloo_iallreduce(e.ctx, in, in, n, CGLOO_FLOAT32, CGLOO_SUM, NULL, &ar));
+    EXPECT_FAILURE(e.ctx, cgloo_wait(a2a, 0, NULL), CGLOO_EPEER, "rank 3");
+    CHECK(cgloo_wait(ar, 0, NULL) != CGLOO_OK);
+    EXPECT_WITHIN(t0, 8000);
+    free(in);
+    free(out);
+    rank_finish(e, s, 3000);
+}
+
+static void test_kill_during_nonblocking(void)
+{
+    world w;
+    world_init(&w, 4);
+    for (int r = 0; r < 3; r++)
+        spawn(&w, r, nonblocking_survivor);
+    spawn(&w, 3, victim);
+    cgloo_store *s = world_store(&w);
+    wait_ready(&w, s, 4);
+    test_sleep_ms(300); /* let the survivors start their collectives */
+    kill(w.pid[3], SIGKILL);
+    reap(&w, 3, 5000);
+    expect_ranks_ok(&w, 3, 15000);
+    cgloo_store_destroy(s);
+}
+
 /* Rank 2 answers rank 0's large message with READY, then stops reading and is killed while
  * rank 0 is still writing the DATA; rank 1 waits on rank 2 meanwhile. */
 #define MID_LEN (64u << 20)
@@ -773,6 +813,7 @@ static const test_case tests[] = {
     {"kill_blocked_on_dead", test_kill_blocked_on_dead, 30},
     {"kill_blocked_on_alive", test_kill_blocked_on_alive, 30},
     {"kill_mid_transfer", test_kill_mid_transfer, 30},
+    {"kill_during_nonblocking", test_kill_during_nonblocking, 30},
     {"stall", test_stall, 30},
     {"destroy_dead_and_busy", test_destroy_dead_and_busy, 30},
     {"connect_missing_rank", test_connect_missing_rank, 30},

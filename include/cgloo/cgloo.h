@@ -282,6 +282,11 @@ typedef struct cgloo_context_attr {
      * communicator must agree on it; two communicators sharing a store and a device must
      * differ (default "cgloo"). Copied. */
     const char *name;
+    /* Nonzero: start the context's progress thread when it connects, so that large
+     * point-to-point transfers move while the caller computes before any non-blocking
+     * collective starts it (CGLOO_PROGRESS_THREAD=1 for contexts made from the environment).
+     * Zero: it starts with the first non-blocking collective. */
+    int progress_thread;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
@@ -508,6 +513,81 @@ CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const siz
 /* cgloo_barrier returns once every rank has entered it. Algorithms: "dissemination",
  * "all_to_one" (in to rank 0 and back out). */
 CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
+
+/* ---------------------------------------------------------------------------------------------
+ * Non-blocking collectives. cgloo_i<name> takes the arguments of cgloo_<name> plus a request,
+ * starts the collective and returns at once; cgloo_wait or cgloo_test completes the request
+ * with the status (and context error detail) the blocking call would have returned.
+ *
+ * - Progress: the first non-blocking call starts one progress thread per context (or
+ *   cgloo_context_attr.progress_thread does at connect). It runs the queued collectives one at
+ *   a time, in the order they were issued on the context, with the blocking algorithms, so
+ *   they complete in that order and never mix their messages. While it exists, it also moves
+ *   large point-to-point transfers (cgloo_isend / cgloo_irecv above the eager size) that no
+ *   thread is waiting for.
+ * - Buffers, counts and options: buffers must stay untouched (receive buffers unread) until the
+ *   request completes; count arrays, option structs and the algorithm name are copied, so they
+ *   may be freed at once. A caller's reduce_fn runs on the progress thread.
+ * - Order with blocking collectives: a blocking collective called on the context while earlier
+ *   non-blocking ones are unfinished waits for them first (within its own timeout), so a
+ *   program's collectives run in program order on every rank.
+ * - Timeouts: a collective's own timeout (opts->timeout_ms, else the context default) counts
+ *   from when it starts running; cgloo_wait's timeout bounds only that wait, and on ETIMEDOUT
+ *   the request stays pending.
+ * - Errors: bad arguments give EINVAL from the call where they can be seen at once (NULL
+ *   context or request, a bad dtype, missing count arrays) and otherwise from the wait, as the
+ *   blocking call would have. A failure (timeout, dead peer, abort) completes the request with
+ *   the blocking call's status; cgloo_wait records its detail as the context's last error.
+ * - cgloo_cancel: a collective still queued is withdrawn (it sends nothing); one that has
+ *   started is stopped at once (its messages withdrawn, its buffers no longer touched when
+ *   cancel returns), which leaves the ranks at different steps: the context is then unfit for
+ *   collectives, as after any failure.
+ * - cgloo_context_destroy with non-blocking collectives unfinished aborts them (peers see this
+ *   rank go), joins the progress thread and frees their requests: the handles are then invalid.
+ * Errors of the calls themselves: EINVAL, ENOMEM, ESTATE (not connected), EABORTED, EIO (the
+ * thread could not be started). Never blocks.
+ */
+CGLOO_API int cgloo_iallreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                               cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts,
+                               cgloo_request **req);
+CGLOO_API int cgloo_iallreduce_multi(cgloo_context *ctx, const void *const *sendbufs, size_t nsend,
+                                     void *const *recvbufs, size_t nrecv, size_t count,
+                                     cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts,
+                                     cgloo_request **req);
+CGLOO_API int cgloo_ireduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
+                                    size_t count, cgloo_dtype dtype, cgloo_op op,
+                                    const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ireduce_scatterv(cgloo_context *ctx, const void *sendbuf, void *recvbuf,
+                                     const size_t *recvcounts, cgloo_dtype dtype, cgloo_op op,
+                                     const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_iallgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                               cgloo_dtype dtype, const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_iallgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount,
+                                void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
+                                const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ibroadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype,
+                               int root, const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ireduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                            cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts,
+                            cgloo_request **req);
+CGLOO_API int cgloo_igather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                            cgloo_dtype dtype, int root, const cgloo_coll_opts *opts,
+                            cgloo_request **req);
+CGLOO_API int cgloo_igatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount,
+                             void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype, int root,
+                             const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_iscatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                             cgloo_dtype dtype, int root, const cgloo_coll_opts *opts,
+                             cgloo_request **req);
+CGLOO_API int cgloo_iscatterv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
+                              void *recvbuf, size_t recvcount, cgloo_dtype dtype, int root,
+                              const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ialltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
+                              cgloo_dtype dtype, const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ialltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
+                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
+                               const cgloo_coll_opts *opts, cgloo_request **req);
+CGLOO_API int cgloo_ibarrier(cgloo_context *ctx, const cgloo_coll_opts *opts, cgloo_request **req);
 
 /* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
  * Integers wrap on overflow. float16 and bfloat16 are computed in float32 and rounded to

@@ -54,6 +54,19 @@ int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
     return status;
 }
 
+/* wait_turn lets the non-blocking collectives of the same tag issued before this call finish
+ * first, so that collectives run in program order on every rank. */
+static int wait_turn(coll *c, uint64_t tag)
+{
+    pthread_mutex_lock(&c->ctx->lock);
+    int rc = cgloo__pt_wait_turn(c->ctx, tag, c->deadline_ms);
+    pthread_mutex_unlock(&c->ctx->lock);
+    if (rc != CGLOO_OK)
+        return cgloo__coll_error(c, rc, "waiting for the earlier non-blocking collectives: %s",
+                                 cgloo_strerror(rc));
+    return CGLOO_OK;
+}
+
 int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
                       const cgloo_coll_opts *opts)
 {
@@ -76,6 +89,9 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
     c->deadline_ms = cgloo__now_ms() + timeout;
+    int rc = wait_turn(c, opts ? opts->tag : 0);
+    if (rc != CGLOO_OK)
+        return rc;
     c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | (opts ? opts->tag : 0) << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;
     return CGLOO_OK;

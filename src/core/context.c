@@ -50,18 +50,27 @@ static int ctx_init_sync(cgloo_context *ctx)
 {
     pthread_mutex_init(&ctx->lock, NULL);
     pthread_mutex_init(&ctx->err_lock, NULL);
+    cgloo__list_init(&ctx->jobs_queued);
+    cgloo__list_init(&ctx->jobs_running);
+    cgloo__list_init(&ctx->jobs_all);
     int rc = cgloo__cond_init_monotonic(&ctx->progress_done);
+    if (rc == CGLOO_OK)
+        rc = cgloo__cond_init_monotonic(&ctx->job_done);
+    if (rc == CGLOO_OK)
+        rc = cgloo__cond_init_monotonic(&ctx->pt_wake);
     return rc == CGLOO_OK ? cgloo__poller_init(&ctx->poller) : rc;
 }
 
 static int ctx_read_tuning(cgloo_context *ctx)
 {
-    long spin, emax, budget;
+    long spin, emax, budget, pt;
     if (cgloo__env_int("CGLOO_SPIN_US", 0, 1000000, DEFAULT_SPIN_US, &spin) ||
+        cgloo__env_int("CGLOO_PROGRESS_THREAD", 0, 1, 0, &pt) ||
         cgloo__env_int("CGLOO_EAGER_MAX", 0, 64L * 1024 * 1024, DEFAULT_EAGER_MAX, &emax) ||
         cgloo__env_int("CGLOO_EAGER_BUDGET", 0, 1L << 30, DEFAULT_EAGER_BUDGET, &budget))
         return CGLOO_EINVAL;
     ctx->spin_us = (int)spin;
+    ctx->pt_wanted = ctx->pt_wanted || pt;
     /* Pinned, and not sharing cores with other ranks of this host (when the launcher says how
      * many there are): pinned ranks that share a core and poll before yielding make each other
      * wait (docs/ARCHITECTURE.md, "Why the yield depends on pinning"). */
@@ -95,6 +104,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
     ctx->poller.epfd = ctx->poller.wakefd = -1;
     ctx->timeout_ms = attr && attr->timeout_ms ? attr->timeout_ms : DEFAULT_TIMEOUT_MS;
     ctx->name = cgloo__strdup(attr && attr->name && *attr->name ? attr->name : "cgloo");
+    ctx->pt_wanted = attr && attr->progress_thread;
     ctx->peers = calloc((size_t)size, sizeof *ctx->peers);
     cgloo__list_init(&ctx->any_posted);
     for (int i = 0; ctx->peers && i < size; i++)
@@ -121,9 +131,7 @@ void cgloo__ctx_wake(cgloo_context *ctx)
     cgloo__poller_wake(&ctx->poller);
 }
 
-/* ctx_poll_once waits in the poller for at most timeout_ms with the lock released, then
- * dispatches what fired with the lock held again. */
-static void ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
+void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
 {
     cgloo__poll_events evs;
     ctx->progressing = true;
@@ -165,7 +173,14 @@ static bool ctx_check_interrupt(cgloo_context *ctx, int64_t *next_ns)
     return stop;
 }
 
-int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
+/* stop_requested: the thread is a progress thread and cgloo_cancel wants its collective to
+ * stop. */
+static bool stop_requested(const cgloo_context *ctx)
+{
+    return cgloo__pt_self == ctx && cgloo__pt_job && cgloo__pt_job->cancel;
+}
+
+static int progress_loop(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
 {
     int64_t start = cgloo__now_ns();
     int64_t spin_until = start + (int64_t)ctx->spin_us * 1000;
@@ -175,6 +190,8 @@ int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
             return CGLOO_OK;
         if (ctx->aborted)
             return CGLOO_EABORTED;
+        if (stop_requested(ctx))
+            return CGLOO_EINTR;
         int left = deadline_ms ? cgloo__remaining_ms(deadline_ms) : 0;
         /* With an interrupt check, sleep no longer than the time between its calls. */
         int sleep = ctx->interrupt_fn ? CGLOO_MIN(left, CGLOO_INTERRUPT_CHECK_MS) : left;
@@ -182,7 +199,7 @@ int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
         bool spinning = deadline_ms && now < spin_until;
         int timeout = spinning || left == 0 ? 0 : sleep;
         if (!ctx->progressing)
-            ctx_poll_once(ctx, timeout, timeout == 0 && now - start >= ctx->yield_after_ns);
+            cgloo__ctx_poll_once(ctx, timeout, timeout == 0 && now - start >= ctx->yield_after_ns);
         else if (left > 0)
             ctx_sleep_on_driver(ctx, sleep);
         if (req->done)
@@ -192,6 +209,16 @@ int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
         if (ctx->interrupt_fn && ctx_check_interrupt(ctx, &next_check))
             return req->done ? CGLOO_OK : CGLOO_EINTR;
     }
+}
+
+int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
+{
+    if (ctx->pt_count == 0 || cgloo__pt_self == ctx)
+        return progress_loop(ctx, req, deadline_ms);
+    cgloo__pt_user_enter(ctx);
+    int rc = progress_loop(ctx, req, deadline_ms);
+    cgloo__pt_user_leave(ctx);
+    return rc;
 }
 
 /* ---- accessors ------------------------------------------------------------------------------ */
@@ -291,7 +318,7 @@ static void ctx_linger(cgloo_context *ctx)
         int left = cgloo__remaining_ms(deadline);
         if (!open || left == 0)
             break;
-        ctx_poll_once(ctx, CGLOO_MIN(left, 10), false);
+        cgloo__ctx_poll_once(ctx, CGLOO_MIN(left, 10), false);
     }
     pthread_mutex_unlock(&ctx->lock);
 }
@@ -300,6 +327,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
 {
     if (!ctx)
         return;
+    cgloo__pt_stop(ctx);
     if (ctx->peers) {
         if (ctx->poller.epfd >= 0)
             ctx_linger(ctx);
@@ -309,6 +337,8 @@ void cgloo_context_destroy(cgloo_context *ctx)
     }
     cgloo__poller_fini(&ctx->poller);
     pthread_cond_destroy(&ctx->progress_done);
+    pthread_cond_destroy(&ctx->job_done);
+    pthread_cond_destroy(&ctx->pt_wake);
     pthread_mutex_destroy(&ctx->lock);
     pthread_mutex_destroy(&ctx->err_lock);
     cgloo_device_destroy(ctx->owned_device);

@@ -13,6 +13,27 @@
 
 #include <pthread.h>
 
+/* A non-blocking collective: what the progress thread runs for a request. coll/nonblocking.c
+ * allocates it in one block with its copied arguments after it; progress_thread.c queues,
+ * runs, completes and frees it. */
+/* At most this many progress threads per context: one per tag with collectives running at
+ * once (a program that runs more tags at once than this, in different orders on different
+ * ranks, waits on itself until its timeouts). */
+#define CGLOO_PT_MAX 16
+
+typedef struct cgloo_job cgloo_job;
+struct cgloo_job {
+    cgloo__list queue_link; /* in ctx->jobs_queued until it starts running */
+    cgloo__list all_link;   /* in ctx->jobs_all until its request is freed */
+    cgloo_request *req;
+    /* runs the blocking collective on the progress thread; returns its status */
+    int (*run)(cgloo_context *ctx, cgloo_job *job);
+    uint64_t tag;     /* the caller's tag: jobs of one tag run one at a time, in issue order */
+    uint64_t seq;     /* issue order on the context */
+    bool cancel;      /* cgloo_cancel asks it to stop */
+    char detail[512]; /* the context's error detail when it failed */
+};
+
 struct cgloo_context {
     int rank, size;
     int timeout_ms;
@@ -39,6 +60,22 @@ struct cgloo_context {
     pthread_mutex_t err_lock;
     int last_status;
     char last_error[512];
+    /* The progress threads and the non-blocking collectives (core/progress_thread.c). */
+    bool pt_wanted;  /* start one at connect (attribute or CGLOO_PROGRESS_THREAD) */
+    bool pt_stop;    /* destroy asks them to end */
+    int pt_count;    /* threads started (until destroy joins them) */
+    int pt_idle;     /* of which not running a job */
+    int pt_sleeping; /* of which asleep on pt_wake */
+    bool pt_driving; /* one of them drives the transports for the caller's transfers */
+    pthread_t pt_threads[CGLOO_PT_MAX];
+    pthread_cond_t pt_wake;   /* idle progress threads sleep here */
+    pthread_cond_t job_done;  /* threads waiting for a non-blocking collective sleep here */
+    cgloo__list jobs_queued;  /* cgloo_job not yet running, in issue order */
+    cgloo__list jobs_running; /* cgloo_job running, at most one per tag */
+    cgloo__list jobs_all;     /* every job whose request is not freed yet */
+    uint64_t jobs_issued;     /* seq of the latest job */
+    int user_waits;           /* threads other than the progress thread inside cgloo__progress */
+    int large_open; /* point-to-point requests above eager_max that the caller has not waited for */
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;
@@ -59,5 +96,39 @@ bool cgloo__ctx_interrupted(cgloo_context *ctx);
 bool cgloo__ctx_aborted(cgloo_context *ctx);
 /* cgloo__ctx_wake interrupts a thread sleeping in the poller (lock held). */
 void cgloo__ctx_wake(cgloo_context *ctx);
+/* cgloo__ctx_poll_once drives the transports once: waits in the poller for at most timeout_ms
+ * with the lock released (yielding the core after an empty poll when asked), then dispatches
+ * what fired and wakes the threads waiting for that round. Lock held on entry and return. */
+void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield);
+
+/* ---- the progress thread (progress_thread.c) ---- */
+/* The context whose progress thread the calling thread is, if any, and the job it runs. */
+extern _Thread_local cgloo_context *cgloo__pt_self;
+extern _Thread_local cgloo_job *cgloo__pt_job;
+/* cgloo__pt_submit queues job (its run set) behind the context's earlier ones, starting the
+ * thread if needed, and hands out its request. Takes the lock. Errors: ESTATE, EABORTED,
+ * ENOMEM, EIO (no thread); job is freed on error. */
+int cgloo__pt_submit(cgloo_context *ctx, cgloo_job *job, cgloo_request **out);
+/* cgloo__pt_start starts a progress thread if none runs (lock held). EIO when it cannot. */
+int cgloo__pt_start(cgloo_context *ctx);
+/* cgloo__pt_wait_turn waits until every non-blocking collective of the caller's tag issued
+ * before the call has finished, so that a blocking collective keeps program order (lock held;
+ * returns at once on a progress thread). ETIMEDOUT at deadline_ms, EABORTED, EINTR. */
+int cgloo__pt_wait_turn(cgloo_context *ctx, uint64_t tag, int64_t deadline_ms);
+/* cgloo__pt_stop ends the thread before destroy: unfinished jobs are aborted (the context with
+ * them), the thread joined, and every job's request freed. Takes the lock. */
+void cgloo__pt_stop(cgloo_context *ctx);
+/* A thread other than the progress thread enters or leaves cgloo__progress (lock held): the
+ * progress thread leaves the driving of the transports to it meanwhile. */
+void cgloo__pt_user_enter(cgloo_context *ctx);
+void cgloo__pt_user_leave(cgloo_context *ctx);
+/* cgloo__pt_large_opened: a caller's point-to-point request that needs progress to move (a
+ * large one) was posted: the progress thread, if any, moves it while nobody waits (lock held). */
+void cgloo__pt_large_opened(cgloo_context *ctx);
+/* For requests of non-blocking collectives (kind REQ_COLL): cgloo_wait, cgloo_test and
+ * cgloo_cancel. Take the lock. */
+int cgloo__job_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done);
+int cgloo__job_test(cgloo_request *r, int *completed, cgloo_completion *done);
+void cgloo__job_cancel(cgloo_request *r);
 
 #endif

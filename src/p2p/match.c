@@ -69,9 +69,18 @@ int cgloo__peer_error(cgloo_peer *p)
 /* ---- completion and matching ------------------------------------------------------------------
  */
 
+void cgloo__p2p_uncount_large(cgloo_request *r)
+{
+    if (r->large_open) {
+        r->large_open = false;
+        r->ctx->large_open--;
+    }
+}
+
 void cgloo__p2p_complete(cgloo_request *r, int status, size_t bytes, int source)
 {
     cgloo__list_remove(&r->link);
+    cgloo__p2p_uncount_large(r);
     r->tp = NULL;
     r->status = status;
     r->bytes = bytes;

@@ -147,9 +147,21 @@ static void request_free(cgloo_request *r)
     free(r);
 }
 
-/* post locks the context, posts r with fn, and hands it out or frees it. */
+/* count_large: a caller's request that needs progress to move while nobody waits for it
+ * (larger than an eager message, not yet done) is counted for the progress thread. */
+static void count_large(cgloo_context *ctx, cgloo_request *r)
+{
+    if (r->done || r->len <= ctx->eager_max)
+        return;
+    r->large_open = true;
+    ctx->large_open++;
+    cgloo__pt_large_opened(ctx);
+}
+
+/* post locks the context, posts r with fn, and hands it out or frees it. A caller's request
+ * (not a collective's) may be moved by the progress thread. */
 static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *, cgloo_request *),
-                cgloo_request **out)
+                bool caller, cgloo_request **out)
 {
     pthread_mutex_lock(&ctx->lock);
     int rc = check_ready(ctx);
@@ -157,6 +169,8 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
         r->seq = ++ctx->post_seq;
         rc = fn(ctx, r);
     }
+    if (rc == CGLOO_OK && caller)
+        count_large(ctx, r);
     if (rc == CGLOO_OK)
         wake_others(ctx);
     pthread_mutex_unlock(&ctx->lock);
@@ -168,26 +182,38 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
     return CGLOO_OK;
 }
 
-int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
-                     cgloo_request **out)
+static int isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                 bool caller, cgloo_request **out)
 {
     if (!ctx || !out || (len && !buf) || dst < 0 || dst >= ctx->size)
         return CGLOO_EINVAL;
     cgloo_request *r = request_new(ctx, REQ_SEND, (void *)buf, len, dst, tag);
     if (!r)
         return CGLOO_ENOMEM;
-    return post(ctx, r, post_send, out);
+    return post(ctx, r, post_send, caller, out);
 }
 
-int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
-                     cgloo_request **out)
+static int irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag, bool caller,
+                 cgloo_request **out)
 {
     if (!ctx || !out || (len && !buf) || src < 0 || src >= ctx->size)
         return CGLOO_EINVAL;
     cgloo_request *r = request_new(ctx, REQ_RECV, buf, len, src, tag);
     if (!r)
         return CGLOO_ENOMEM;
-    return post(ctx, r, post_recv_one, out);
+    return post(ctx, r, post_recv_one, caller, out);
+}
+
+int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
+                     cgloo_request **out)
+{
+    return isend(ctx, buf, len, dst, tag, false, out);
+}
+
+int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
+                     cgloo_request **out)
+{
+    return irecv(ctx, buf, len, src, tag, false, out);
 }
 
 int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
@@ -195,7 +221,7 @@ int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64
 {
     if (tag > CGLOO_TAG_MAX)
         return CGLOO_EINVAL;
-    return cgloo__p2p_isend(ctx, buf, len, dst, tag, out);
+    return isend(ctx, buf, len, dst, tag, true, out);
 }
 
 int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
@@ -203,7 +229,7 @@ int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag
 {
     if (tag > CGLOO_TAG_MAX)
         return CGLOO_EINVAL;
-    return cgloo__p2p_irecv(ctx, buf, len, src, tag, out);
+    return irecv(ctx, buf, len, src, tag, true, out);
 }
 
 int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
@@ -224,7 +250,7 @@ int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, 
     for (size_t i = 0; i < nsrcs; i++)
         mask[srcs[i] / 64] |= 1ull << (srcs[i] % 64);
     r->src_mask = mask;
-    return post(ctx, r, post_recv_set, out);
+    return post(ctx, r, post_recv_set, true, out);
 }
 
 static void fill_completion(const cgloo_request *r, cgloo_completion *done)
@@ -303,6 +329,8 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
 
 int cgloo_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
 {
+    if (r && r->kind == REQ_COLL && timeout_ms >= 0)
+        return cgloo__job_wait(r, timeout_ms, done);
     bool pending;
     return request_wait(r, timeout_ms, done, &pending);
 }
@@ -320,6 +348,8 @@ int cgloo_test(cgloo_request *r, int *completed, cgloo_completion *done)
 {
     if (!r || !completed)
         return CGLOO_EINVAL;
+    if (r->kind == REQ_COLL)
+        return cgloo__job_test(r, completed, done);
     cgloo_context *ctx = r->ctx;
     pthread_mutex_lock(&ctx->lock);
     if (!r->done)
@@ -342,8 +372,11 @@ void cgloo_cancel(cgloo_request *r)
 {
     if (!r)
         return;
+    if (r->kind == REQ_COLL)
+        return cgloo__job_cancel(r);
     cgloo_context *ctx = r->ctx;
     pthread_mutex_lock(&ctx->lock);
+    cgloo__p2p_uncount_large(r);
     if (r->tp) {
         /* The transport holds it: a send queued or in flight, or a receive it matched and is
          * filling (from r->source, when the receive named a set). */

@@ -21,7 +21,9 @@ typedef struct cgloo_transport cgloo_transport;
 /* The longest address text a transport publishes for its peers, NUL included. */
 #define CGLOO_TRANSPORT_ADDR_MAX 64
 
-enum req_kind { REQ_SEND, REQ_RECV };
+/* REQ_COLL: a non-blocking collective's handle (core/progress_thread.c); only ctx, kind,
+ * done, status and job are used. */
+enum req_kind { REQ_SEND, REQ_RECV, REQ_COLL };
 
 struct cgloo_request {
     cgloo__list link; /* in the engine's posted queues, while the engine holds it */
@@ -40,6 +42,8 @@ struct cgloo_request {
     /* Non-NULL while a transport holds the request (queued to send, or matched and filling);
      * the transport's own record, opaque to the engine. */
     void *tp;
+    bool large_open;       /* counted in ctx->large_open until it completes or is cancelled */
+    struct cgloo_job *job; /* REQ_COLL: the collective (owned) */
 };
 
 /* A message that arrived before its receive was posted. */
@@ -102,6 +106,8 @@ void cgloo__p2p_take_eager(cgloo_peer *p, cgloo_request *r, unexpected_msg *msg)
 unexpected_msg *cgloo__p2p_msg_new(uint64_t tag, size_t len);
 /* cgloo__p2p_set_all_gone: every rank of a set receive's set (a bitmap) has failed or left. */
 bool cgloo__p2p_set_all_gone(const cgloo_context *ctx, const uint64_t *mask);
+/* cgloo__p2p_uncount_large: a request counted in ctx->large_open completed or was cancelled. */
+void cgloo__p2p_uncount_large(cgloo_request *r);
 /* cgloo__p2p_mask_has: rank is in the bitmap. */
 static inline bool cgloo__p2p_mask_has(const uint64_t *mask, int rank)
 {

@@ -216,6 +216,8 @@ int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *
                   ctx->size > 1 ? dev->transport->name : "nothing (one rank)");
         pthread_mutex_lock(&ctx->lock);
         ctx->connected = true;
+        if (ctx->pt_wanted)
+            rc = cgloo__pt_start(ctx);
         pthread_mutex_unlock(&ctx->lock);
     }
     return rc;
