@@ -379,7 +379,9 @@ CGLOO_API int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, ui
 CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs,
                               size_t nsrcs, uint64_t tag, cgloo_request **req);
 
-/* cgloo_wait drives progress until req completes or timeout_ms passes (0: the context's
+/* cgloo_wait, cgloo_test and cgloo_cancel take the requests of point-to-point calls and of
+ * non-blocking collectives (see there for how those behave).
+ * cgloo_wait drives progress until req completes or timeout_ms passes (0: the context's
  * default). On completion (success or error, EABORTED included) the request is freed and *done
  * (may be NULL) filled. On ETIMEDOUT the request stays
  * pending: wait again or cancel it (a completed request never
@@ -519,17 +521,20 @@ CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
  * starts the collective and returns at once; cgloo_wait or cgloo_test completes the request
  * with the status (and context error detail) the blocking call would have returned.
  *
- * - Progress: the first non-blocking call starts one progress thread per context (or
- *   cgloo_context_attr.progress_thread does at connect). It runs the queued collectives one at
- *   a time, in the order they were issued on the context, with the blocking algorithms, so
- *   they complete in that order and never mix their messages. While it exists, it also moves
+ * - Progress: the first non-blocking call starts the context's progress thread (or
+ *   cgloo_context_attr.progress_thread does at connect). It runs the queued collectives with
+ *   the blocking algorithms. Collectives of one tag (opts->tag) run one at a time in the order
+ *   they were issued on the context, so they complete in that order and never mix their
+ *   messages; collectives of different tags may run at once on further progress threads (up to
+ *   16 per context), as blocking ones may from different threads. Every rank must issue the
+ *   collectives of one tag in the same order. While a progress thread exists it also moves
  *   large point-to-point transfers (cgloo_isend / cgloo_irecv above the eager size) that no
  *   thread is waiting for.
  * - Buffers, counts and options: buffers must stay untouched (receive buffers unread) until the
  *   request completes; count arrays, option structs and the algorithm name are copied, so they
  *   may be freed at once. A caller's reduce_fn runs on the progress thread.
- * - Order with blocking collectives: a blocking collective called on the context while earlier
- *   non-blocking ones are unfinished waits for them first (within its own timeout), so a
+ * - Order with blocking collectives: a blocking collective called while earlier non-blocking
+ *   ones of its tag are unfinished waits for them first (within its own timeout), so a
  *   program's collectives run in program order on every rank.
  * - Timeouts: a collective's own timeout (opts->timeout_ms, else the context default) counts
  *   from when it starts running; cgloo_wait's timeout bounds only that wait, and on ETIMEDOUT
