@@ -96,8 +96,8 @@ static void all_bufs_check(all_bufs *b, int rank, int size)
             CHECK(all_equal(b->ga_out + (size_t)r * N, N, (float)r));
     }
     (void)all;
-    float *bufs[] = {b->ar, b->rs_in, b->ag_out, b->ga_out, b->a2a_in, b->a2a_out, b->agv_out,
-                     b->a2av_in, b->a2av_out};
+    float *bufs[] = {b->ar,      b->rs_in,   b->ag_out,  b->ga_out,  b->a2a_in,
+                     b->a2a_out, b->agv_out, b->a2av_in, b->a2av_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
 }
@@ -122,17 +122,15 @@ static void start_all(cgloo_context *ctx, all_bufs *b, int rank, int size, cgloo
     CHECK_OK(cgloo_igather(ctx, own, b->ga_out, N, CGLOO_FLOAT32, 0, NULL, &reqs[k++]));
     CHECK_OK(cgloo_iscatter(ctx, scatter_src, b->sc_out, N, CGLOO_FLOAT32, 0, NULL, &reqs[k++]));
     CHECK_OK(cgloo_ialltoall(ctx, b->a2a_in, b->a2a_out, N, CGLOO_FLOAT32, NULL, &reqs[k++]));
-    CHECK_OK(cgloo_iallgatherv(ctx, own, N, b->agv_out, b->counts, CGLOO_FLOAT32, NULL,
-                               &reqs[k++]));
+    CHECK_OK(
+        cgloo_iallgatherv(ctx, own, N, b->agv_out, b->counts, CGLOO_FLOAT32, NULL, &reqs[k++]));
     CHECK_OK(cgloo_ialltoallv(ctx, b->a2av_in, b->counts, b->a2av_out, b->counts, CGLOO_FLOAT32,
                               NULL, &reqs[k++]));
-    CHECK_OK(cgloo_ireduce_scatterv(ctx, b->rs_in, b->rs_in, b->counts, CGLOO_FLOAT32,
-                                    CGLOO_SUM, NULL, &reqs[k++]));
-    CHECK_OK(cgloo_iallreduce_multi(ctx, (const void *const *)multi_in, 2,
-                                    (void *const *)multi_in, 2, N, CGLOO_FLOAT32, CGLOO_SUM, NULL,
-                                    &reqs[k++]));
-    CHECK_OK(cgloo_igatherv(ctx, own, N, b->ga_out, b->counts, CGLOO_FLOAT32, 0, NULL,
-                            &reqs[k++]));
+    CHECK_OK(cgloo_ireduce_scatterv(ctx, b->rs_in, b->rs_in, b->counts, CGLOO_FLOAT32, CGLOO_SUM,
+                                    NULL, &reqs[k++]));
+    CHECK_OK(cgloo_iallreduce_multi(ctx, (const void *const *)multi_in, 2, (void *const *)multi_in,
+                                    2, N, CGLOO_FLOAT32, CGLOO_SUM, NULL, &reqs[k++]));
+    CHECK_OK(cgloo_igatherv(ctx, own, N, b->ga_out, b->counts, CGLOO_FLOAT32, 0, NULL, &reqs[k++]));
     CHECK_OK(cgloo_iscatterv(ctx, scatter_src, b->counts, b->sc_out, N, CGLOO_FLOAT32, 0, NULL,
                              &reqs[k++]));
     CHECK_OK(cgloo_ibarrier(ctx, NULL, &reqs[k++]));
@@ -165,7 +163,8 @@ static void test_all_collectives(void)
     }
 }
 
-/* ---- many in flight from several threads ------------------------------------------------------ */
+/* ---- many in flight from several threads ------------------------------------------------------
+ */
 
 enum { THREADS = 3, ROUNDS = 8, BATCH = 6 };
 
@@ -195,8 +194,8 @@ static void *thread_many(void *p)
         for (int i = 0; i < BATCH; i++) {
             size_t n = batch_count(round, i);
             bufs[i] = floats(n, (float)(a->rank + a->t + i));
-            CHECK_OK(cgloo_iallreduce(a->ctx, bufs[i], bufs[i], n, CGLOO_FLOAT32, CGLOO_SUM,
-                                      &opts, &reqs[i]));
+            CHECK_OK(cgloo_iallreduce(a->ctx, bufs[i], bufs[i], n, CGLOO_FLOAT32, CGLOO_SUM, &opts,
+                                      &reqs[i]));
         }
         for (int i = 0; i < BATCH; i++) {
             int completed = 0;
@@ -234,7 +233,8 @@ static void test_many_threads(void)
     cgloo_store_destroy(s);
 }
 
-/* ---- program order against blocking collectives ----------------------------------------------- */
+/* ---- program order against blocking collectives -----------------------------------------------
+ */
 
 /* A non-blocking allreduce, then a blocking one on the same buffer size and tag: the blocking
  * call waits for the first to finish, so each gets its own sum on every rank. */
@@ -264,7 +264,8 @@ static void test_order_with_blocking(void)
     cgloo_store_destroy(s);
 }
 
-/* ---- overlap ------------------------------------------------------------------------------------ */
+/* ---- overlap ------------------------------------------------------------------------------------
+ */
 
 /* compute_ms spins on arithmetic for ms milliseconds (a computation, not a sleep). */
 static double compute_ms(int ms)
@@ -287,8 +288,8 @@ typedef struct overlap_arg {
 } overlap_arg;
 
 /* A 32 MiB allreduce alone, then started before a computation four times as long: by the end
- * of the computation little is left to wait for (less than half the time alone). Then the same for a point-to-point
- * transfer with the progress thread running. */
+ * of the computation little is left to wait for (less than half the time alone). Then the same for
+ * a point-to-point transfer with the progress thread running. */
 static void rank_overlap(int rank, int size, void *arg)
 {
     overlap_result *res = ((overlap_arg *)arg)->res;
@@ -386,9 +387,9 @@ static void test_cancel(void)
     cgloo_store_destroy(s);
 }
 
-/* Rank 1 joins late. A short cgloo_wait times out and leaves the request pending; a collective
- * whose own timeout passes fails with the blocking call's detail (naming the collective and
- * the rank it waited for). */
+/* Rank 1 joins late: cgloo_test says pending meanwhile. A collective whose own timeout passes
+ * fails with the blocking call's detail (naming the collective and the rank it waited for); a
+ * wait whose own timeout passes first stops the collective and ends the request. */
 static void rank_timeouts(int rank, int size, void *arg)
 {
     rank_env e = mesh_connect(arg, rank, size, TIMEOUT_MS);
@@ -396,20 +397,28 @@ static void rank_timeouts(int rank, int size, void *arg)
     if (rank == 0) {
         cgloo_request *r;
         CHECK_OK(cgloo_iallreduce(e.ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &r));
-        long long t0 = test_now_ms();
-        CHECK_STATUS(cgloo_wait(r, 100, NULL), CGLOO_ETIMEDOUT);
-        CHECK(test_now_ms() - t0 < 1000);
+        int completed = 1;
+        test_sleep_ms(50);
+        CHECK_OK(cgloo_test(r, &completed, NULL));
+        CHECK(!completed);
         CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 1, 0)); /* "join now" */
         wait_ok(e.ctx, r);
         CHECK(all_equal(a, 4, 2.0f));
         cgloo_coll_opts quick = {.timeout_ms = 300, .tag = 5};
         CHECK_OK(cgloo_ibarrier(e.ctx, &quick, &r));
-        t0 = test_now_ms();
+        long long t0 = test_now_ms();
         CHECK_STATUS(cgloo_wait(r, 0, NULL), CGLOO_ETIMEDOUT);
         CHECK(test_now_ms() - t0 < 2000);
         char detail[512];
         CHECK(cgloo_context_last_error(e.ctx, detail, sizeof detail) == CGLOO_ETIMEDOUT);
         CHECK(strstr(detail, "barrier") && strstr(detail, "rank 1"));
+        cgloo_coll_opts slow = {.tag = 6};
+        CHECK_OK(cgloo_ibarrier(e.ctx, &slow, &r));
+        t0 = test_now_ms();
+        CHECK_STATUS(cgloo_wait(r, 100, NULL), CGLOO_ETIMEDOUT);
+        CHECK(test_now_ms() - t0 < 1000);
+        CHECK(cgloo_context_last_error(e.ctx, detail, sizeof detail) == CGLOO_ETIMEDOUT);
+        CHECK(strstr(detail, "stopped") != NULL);
         CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 2, 0)); /* "done" */
     } else {
         CHECK_OK(cgloo_recv(e.ctx, a + 1, 1, 0, 1, 0, NULL));
@@ -477,7 +486,8 @@ static void test_abort_and_destroy(void)
     cgloo_store_destroy(s[1]);
 }
 
-/* ---- bad arguments ---------------------------------------------------------------------------- */
+/* ---- bad arguments ----------------------------------------------------------------------------
+ */
 
 static void test_bad_arguments(void)
 {
@@ -485,17 +495,16 @@ static void test_bad_arguments(void)
     cgloo_request *r = NULL;
     float a[4];
     CHECK_OK(cgloo_context_create(0, 2, NULL, &ctx));
-    CHECK_STATUS(cgloo_iallreduce(NULL, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &r),
-                 CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_iallreduce(NULL, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &r), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_iallreduce(ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, NULL),
                  CGLOO_EINVAL);
     CHECK_STATUS(cgloo_iallreduce(ctx, a, a, 4, (cgloo_dtype)99, CGLOO_SUM, NULL, &r),
                  CGLOO_EINVAL);
     CHECK_STATUS(cgloo_iallgatherv(ctx, a, 1, a, NULL, CGLOO_FLOAT32, NULL, &r), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_ialltoallv(ctx, a, NULL, a, NULL, CGLOO_FLOAT32, NULL, &r), CGLOO_EINVAL);
-    CHECK_STATUS(cgloo_iallreduce_multi(ctx, NULL, 2, NULL, 0, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL,
-                                        &r),
-                 CGLOO_EINVAL);
+    CHECK_STATUS(
+        cgloo_iallreduce_multi(ctx, NULL, 2, NULL, 0, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &r),
+        CGLOO_EINVAL);
     /* not connected */
     CHECK_STATUS(cgloo_ibarrier(ctx, NULL, &r), CGLOO_ESTATE);
     CHECK(r == NULL);

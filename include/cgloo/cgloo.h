@@ -537,8 +537,11 @@ CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
  *   ones of its tag are unfinished waits for them first (within its own timeout), so a
  *   program's collectives run in program order on every rank.
  * - Timeouts: a collective's own timeout (opts->timeout_ms, else the context default) counts
- *   from when it starts running; cgloo_wait's timeout bounds only that wait, and on ETIMEDOUT
- *   the request stays pending.
+ *   from when it starts running. cgloo_wait always ends the request: with timeout_ms 0 it waits
+ *   until the collective ends (bounded by its own timeout and those of the collectives before
+ *   it); when a nonzero timeout_ms passes first (or the interrupt check asks), the collective
+ *   is stopped as by cgloo_cancel, the request freed, and ETIMEDOUT (EINTR) returned. Poll
+ *   with cgloo_test to look without ending it.
  * - Errors: bad arguments give EINVAL from the call where they can be seen at once (NULL
  *   context or request, a bad dtype, missing count arrays) and otherwise from the wait, as the
  *   blocking call would have. A failure (timeout, dead peer, abort) completes the request with

@@ -179,16 +179,20 @@ class Device:
     def __exit__(self, *exc: object) -> None: ...
 
 class Request:
-    """An isend/irecv/irecv_any in flight; holds its buffer until it completes or is
-    cancelled; dropped while pending, it is cancelled."""
+    """An isend/irecv/irecv_any, or a non-blocking collective (iallreduce, ...), in flight;
+    holds its buffers until it completes or is cancelled; dropped while pending, it is
+    cancelled."""
     @property
     def done(self) -> bool: ...
-    def wait(self, timeout: float | None = None) -> tuple[int, int]:
-        """(source, nbytes) once complete; on TimeoutError it stays pending."""
+    def wait(self, timeout: float | None = None) -> Any:
+        """Point-to-point: (source, nbytes) once complete; on TimeoutError it stays pending.
+        Collective: what the blocking call returns; a timeout stops the collective (None: wait
+        until it ends, which its own timeout bounds)."""
     def test(self) -> bool:
-        """Progress once without blocking; True when complete (raises its error)."""
+        """Without blocking: True when complete (raises its error)."""
     def cancel(self) -> None:
-        """Withdraw it; a later wait raises AbortedError."""
+        """Withdraw it (a collective already running is stopped); a later wait raises
+        AbortedError."""
 
 class Context:
     """One communicator of size ranks, connected through store (needed when size > 1) on
@@ -291,6 +295,37 @@ class Context:
     def barrier(self, *, algorithm: str | None = None, tag: int = 0,
                 timeout: float | None = None) -> None:
         """Return once every rank has entered."""
+
+    # Non-blocking collectives: the same arguments as the blocking ones; they return a Request
+    # at once, whose wait() returns what the blocking call returns. Collectives of one tag run
+    # in the order issued, on the context's progress thread, with the GIL released; the
+    # buffers must stay untouched until they complete; a reduce_fn runs on that thread.
+    def iallreduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: Op | int = ...,
+                   **options: Any) -> Request: ...
+    def iallreduce_multi(self, sendbufs: Sequence[Buffer], recvbufs: Sequence[Buffer] | None = None,
+                         op: Op | int = ..., **options: Any) -> Request: ...
+    def ireduce_scatter(self, sendbuf: Buffer, recvbuf: Buffer, op: Op | int = ...,
+                        **options: Any) -> Request: ...
+    def ireduce_scatterv(self, sendbuf: Buffer, recvbuf: Buffer, recvcounts: Sequence[int],
+                         op: Op | int = ..., **options: Any) -> Request: ...
+    def iallgather(self, sendbuf: Buffer, recvbuf: Buffer, **options: Any) -> Request: ...
+    def iallgatherv(self, sendbuf: Buffer, recvbuf: Buffer, recvcounts: Sequence[int],
+                    **options: Any) -> Request: ...
+    def ibroadcast(self, buf: Buffer, root: int = 0, **options: Any) -> Request: ...
+    def ireduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: Op | int = ...,
+                root: int = 0, **options: Any) -> Request: ...
+    def igather(self, sendbuf: Buffer, recvbuf: Buffer | None = None, root: int = 0,
+                **options: Any) -> Request: ...
+    def igatherv(self, sendbuf: Buffer, recvbuf: Buffer | None, recvcounts: Sequence[int],
+                 root: int = 0, **options: Any) -> Request: ...
+    def iscatter(self, sendbuf: Buffer | None, recvbuf: Buffer, root: int = 0,
+                 **options: Any) -> Request: ...
+    def iscatterv(self, sendbuf: Buffer | None, sendcounts: Sequence[int], recvbuf: Buffer,
+                  root: int = 0, **options: Any) -> Request: ...
+    def ialltoall(self, sendbuf: Buffer, recvbuf: Buffer, **options: Any) -> Request: ...
+    def ialltoallv(self, sendbuf: Buffer, sendcounts: Sequence[int], recvbuf: Buffer,
+                   recvcounts: Sequence[int], **options: Any) -> Request: ...
+    def ibarrier(self, **options: Any) -> Request: ...
 
 def init_from_env() -> Context:
     """A connected Context from CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE, CGLOO_TIMEOUT_MS,

@@ -10,9 +10,9 @@
 typedef struct coll_args {
     const void *sendbuf;
     void *recvbuf;
-    size_t count;      /* the plain forms' count; the v forms' own send or receive count */
-    size_t *counts;    /* copied: a v form's counts (size entries) */
-    size_t *counts2;   /* copied: alltoallv's recvcounts */
+    size_t count;          /* the plain forms' count; the v forms' own send or receive count */
+    size_t *counts;        /* copied: a v form's counts (size entries) */
+    size_t *counts2;       /* copied: alltoallv's recvcounts */
     const void **sendbufs; /* copied: allreduce_multi's lists */
     void **recvbufs;
     size_t nsend, nrecv;
@@ -73,9 +73,8 @@ static coll_job *job_new(const coll_args *a, const job_arrays *arr,
     size_t counts_bytes = arr->ncounts * sizeof(size_t);
     const char *alg = a->has_opts ? a->opts.algorithm : NULL;
     size_t extra = (arr->counts ? padded(counts_bytes) : 0) +
-                   (arr->counts2 ? padded(counts_bytes) : 0) +
-                   padded(a->nsend * sizeof(void *)) + padded(a->nrecv * sizeof(void *)) +
-                   (alg ? strlen(alg) + 1 : 0);
+                   (arr->counts2 ? padded(counts_bytes) : 0) + padded(a->nsend * sizeof(void *)) +
+                   padded(a->nrecv * sizeof(void *)) + (alg ? strlen(alg) + 1 : 0);
     coll_job *cj = calloc(1, sizeof *cj + extra);
     if (!cj)
         return NULL;
@@ -131,8 +130,7 @@ static int run_allreduce_multi(cgloo_context *ctx, cgloo_job *job)
 static int run_reduce_scatter(cgloo_context *ctx, cgloo_job *job)
 {
     coll_args *a = args_of(job);
-    return cgloo_reduce_scatter(ctx, a->sendbuf, a->recvbuf, a->count, a->dtype, a->op,
-                                opts_of(a));
+    return cgloo_reduce_scatter(ctx, a->sendbuf, a->recvbuf, a->count, a->dtype, a->op, opts_of(a));
 }
 
 static int run_reduce_scatterv(cgloo_context *ctx, cgloo_job *job)
@@ -151,8 +149,7 @@ static int run_allgather(cgloo_context *ctx, cgloo_job *job)
 static int run_allgatherv(cgloo_context *ctx, cgloo_job *job)
 {
     coll_args *a = args_of(job);
-    return cgloo_allgatherv(ctx, a->sendbuf, a->count, a->recvbuf, a->counts, a->dtype,
-                            opts_of(a));
+    return cgloo_allgatherv(ctx, a->sendbuf, a->count, a->recvbuf, a->counts, a->dtype, opts_of(a));
 }
 
 static int run_broadcast(cgloo_context *ctx, cgloo_job *job)
@@ -218,8 +215,8 @@ int cgloo_iallreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, siz
                      cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts,
                      cgloo_request **req)
 {
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype,
-                   .op = op};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype, .op = op};
     return start(ctx, &a, opts, &NO_ARRAYS, run_allreduce, req);
 }
 
@@ -239,8 +236,8 @@ int cgloo_ireduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf
                           cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts,
                           cgloo_request **req)
 {
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype,
-                   .op = op};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype, .op = op};
     return start(ctx, &a, opts, &NO_ARRAYS, run_reduce_scatter, req);
 }
 
@@ -284,16 +281,20 @@ int cgloo_ireduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t
                   cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts,
                   cgloo_request **req)
 {
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype,
-                   .op = op, .root = root};
+    coll_args a = {.sendbuf = sendbuf,
+                   .recvbuf = recvbuf,
+                   .count = count,
+                   .dtype = dtype,
+                   .op = op,
+                   .root = root};
     return start(ctx, &a, opts, &NO_ARRAYS, run_reduce, req);
 }
 
 int cgloo_igather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                   cgloo_dtype dtype, int root, const cgloo_coll_opts *opts, cgloo_request **req)
 {
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype,
-                   .root = root};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype, .root = root};
     return start(ctx, &a, opts, &NO_ARRAYS, run_gather, req);
 }
 
@@ -303,8 +304,8 @@ int cgloo_igatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, vo
 {
     if (!recvcounts)
         return CGLOO_EINVAL;
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = sendcount, .dtype = dtype,
-                   .root = root};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = sendcount, .dtype = dtype, .root = root};
     job_arrays arr = {.counts = recvcounts};
     return start(ctx, &a, opts, &arr, run_gatherv, req);
 }
@@ -312,8 +313,8 @@ int cgloo_igatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, vo
 int cgloo_iscatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                    cgloo_dtype dtype, int root, const cgloo_coll_opts *opts, cgloo_request **req)
 {
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype,
-                   .root = root};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = count, .dtype = dtype, .root = root};
     return start(ctx, &a, opts, &NO_ARRAYS, run_scatter, req);
 }
 
@@ -323,8 +324,8 @@ int cgloo_iscatterv(cgloo_context *ctx, const void *sendbuf, const size_t *sendc
 {
     if (!sendcounts)
         return CGLOO_EINVAL;
-    coll_args a = {.sendbuf = sendbuf, .recvbuf = recvbuf, .count = recvcount, .dtype = dtype,
-                   .root = root};
+    coll_args a = {
+        .sendbuf = sendbuf, .recvbuf = recvbuf, .count = recvcount, .dtype = dtype, .root = root};
     job_arrays arr = {.counts = sendcounts};
     return start(ctx, &a, opts, &arr, run_scatterv, req);
 }

@@ -15,6 +15,7 @@
  */
 #include "core/context.h"
 
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -320,27 +321,66 @@ static int finish(cgloo_context *ctx, cgloo_request *r, cgloo_completion *done)
     return status;
 }
 
+/* job_running: job is running on a progress thread (lock held). */
+static bool job_running(cgloo_context *ctx, const cgloo_job *job)
+{
+    cgloo__list *it;
+    for (it = ctx->jobs_running.next; it != &ctx->jobs_running; it = it->next)
+        if (job_at(it) == job)
+            return true;
+    return false;
+}
+
+/* stop_job withdraws a queued job, or stops a running one and waits until it has returned
+ * (lock held). */
+static void stop_job(cgloo_context *ctx, cgloo_job *job)
+{
+    job->cancel = true;
+    if (!job->req->done && !job_running(ctx, job)) {
+        /* still queued: withdrawn before it sent anything */
+        cgloo__list_remove(&job->queue_link);
+        cgloo__list_init(&job->queue_link);
+        pthread_cond_broadcast(&ctx->job_done); /* blocking calls waiting their turn */
+    }
+    while (!job->req->done && job_running(ctx, job)) {
+        /* its waits end at once (cgloo__progress checks the flag) */
+        cgloo__ctx_wake(ctx);
+        pthread_cond_broadcast(&ctx->progress_done);
+        pthread_cond_wait(&ctx->job_done, &ctx->lock);
+    }
+}
+
+/* wait_ended stops and frees a collective whose wait ended before it did, and records why
+ * (lock held; released on return). */
+static int wait_ended(cgloo_context *ctx, cgloo_request *r, int status, int waited_ms)
+{
+    stop_job(ctx, r->job);
+    job_free(r->job);
+    pthread_mutex_unlock(&ctx->lock);
+    if (status == CGLOO_EINTR)
+        return cgloo__ctx_error(ctx, status,
+                                "rank %d: a wait for a non-blocking collective was interrupted "
+                                "(the interrupt check asked); the collective was stopped",
+                                ctx->rank);
+    return cgloo__ctx_error(ctx, status,
+                            "rank %d: a wait for a non-blocking collective timed out after %d ms; "
+                            "the collective was stopped",
+                            ctx->rank, waited_ms);
+}
+
 int cgloo__job_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
 {
     cgloo_context *ctx = r->ctx;
-    int t = timeout_ms > 0 ? timeout_ms : cgloo_context_timeout(ctx);
+    /* 0: until it ends, which the timeouts of the collectives before it and its own bound */
+    int t = timeout_ms > 0 ? timeout_ms : INT_MAX;
     int64_t deadline = cgloo__deadline(t, t);
     spin_for(ctx, r, deadline);
     pthread_mutex_lock(&ctx->lock);
     while (!r->done) {
-        if (!timed_wait(ctx, &ctx->job_done, deadline)) {
-            pthread_mutex_unlock(&ctx->lock);
-            return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
-                                    "rank %d: a wait for a non-blocking collective timed out "
-                                    "after %d ms (it is still running)",
-                                    ctx->rank, t);
-        }
-        if (!r->done && interrupted(ctx)) {
-            pthread_mutex_unlock(&ctx->lock);
-            return cgloo__ctx_error(ctx, CGLOO_EINTR,
-                                    "rank %d: a wait was interrupted (the interrupt check asked)",
-                                    ctx->rank);
-        }
+        if (!timed_wait(ctx, &ctx->job_done, deadline))
+            return r->done ? finish(ctx, r, done) : wait_ended(ctx, r, CGLOO_ETIMEDOUT, t);
+        if (!r->done && interrupted(ctx))
+            return r->done ? finish(ctx, r, done) : wait_ended(ctx, r, CGLOO_EINTR, t);
     }
     return finish(ctx, r, done);
 }
@@ -356,39 +396,17 @@ int cgloo__job_test(cgloo_request *r, int *completed, cgloo_completion *done)
     return finish(ctx, r, done);
 }
 
-/* job_running: job is running on a progress thread (lock held). */
-static bool job_running(cgloo_context *ctx, const cgloo_job *job)
-{
-    cgloo__list *it;
-    for (it = ctx->jobs_running.next; it != &ctx->jobs_running; it = it->next)
-        if (job_at(it) == job)
-            return true;
-    return false;
-}
-
 void cgloo__job_cancel(cgloo_request *r)
 {
     cgloo_context *ctx = r->ctx;
-    cgloo_job *job = r->job;
     pthread_mutex_lock(&ctx->lock);
-    job->cancel = true;
-    if (!r->done && !job_running(ctx, job)) {
-        /* still queued: withdrawn before it sent anything */
-        cgloo__list_remove(&job->queue_link);
-        cgloo__list_init(&job->queue_link);
-        pthread_cond_broadcast(&ctx->job_done); /* blocking calls waiting their turn */
-    }
-    while (!r->done && job_running(ctx, job)) {
-        /* its waits end at once (cgloo__progress checks the flag) */
-        cgloo__ctx_wake(ctx);
-        pthread_cond_broadcast(&ctx->progress_done);
-        pthread_cond_wait(&ctx->job_done, &ctx->lock);
-    }
-    job_free(job);
+    stop_job(ctx, r->job);
+    job_free(r->job);
     pthread_mutex_unlock(&ctx->lock);
 }
 
-/* ---- the end ---------------------------------------------------------------------------------- */
+/* ---- the end ----------------------------------------------------------------------------------
+ */
 
 void cgloo__pt_stop(cgloo_context *ctx)
 {

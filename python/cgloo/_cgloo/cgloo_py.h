@@ -145,11 +145,14 @@ typedef struct cgpy_Context {
     PyObject *weakrefs;
 } cgpy_Context;
 
-/* Requests (request.c): one isend/irecv in flight; holds the buffer until it completes. */
+/* Requests (request.c): one isend/irecv, or one non-blocking collective, in flight; holds the
+ * buffers until it completes. */
 typedef struct cgpy_Request {
     PyObject_HEAD cgloo_request *req;
     cgpy_Context *ctx; /* strong while pending */
     cgpy_buf buf;
+    struct coll_call *coll; /* a collective's call (its buffers, its reduce_fn), or NULL */
+    PyObject *result;       /* what a collective's wait() returns (strong), or NULL */
     struct cgpy_Request *prev, *next;
     int waiting; /* a thread waits on it with the GIL released */
     int status;  /* once done */
@@ -162,6 +165,17 @@ typedef struct cgpy_Request {
 extern PyTypeObject cgpy_StoreType, cgpy_HashStoreType, cgpy_FileStoreType, cgpy_PrefixStoreType,
     cgpy_TCPStoreType, cgpy_CustomStoreType, cgpy_StoreServerType, cgpy_DeviceType,
     cgpy_ContextType, cgpy_RequestType;
+
+/* A non-blocking collective's call state (coll.c), held by its Request: cgpy_coll_release
+ * releases its buffers; cgpy_coll_raise sets its reduce_fn's exception and returns -1, or
+ * returns 0 when there was none; cgpy_coll_free frees it all (NULL allowed). */
+struct coll_call;
+void cgpy_coll_release(struct coll_call *c);
+int cgpy_coll_raise(struct coll_call *c);
+void cgpy_coll_free(struct coll_call *c);
+/* cgpy_request_new_coll wraps a started collective's request; takes call (freed on error). */
+PyObject *cgpy_request_new_coll(cgpy_Context *ctx, cgloo_request *req, struct coll_call *call,
+                                PyObject *result);
 
 /* Module functions defined outside module.c. */
 PyObject *cgpy_open_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs,

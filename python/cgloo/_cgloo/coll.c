@@ -34,9 +34,16 @@ typedef struct coll_call {
     size_t nsend, nrecv, nheld;
     const void **sps;
     void **rps;
+    int nb;              /* the non-blocking form: start it and hand out a Request */
+    cgloo_request **req; /* where the non-blocking form puts its request */
 } coll_call;
 
 typedef int (*coll_fn)(cgloo_context *ctx, coll_call *c);
+
+/* COLL_CALL(name, args...) is cgloo_i<name>(args..., c->req) for the non-blocking form, else
+ * cgloo_<name>(args...): one run function serves both forms of a method. */
+#define COLL_CALL(name, ...)                                                                       \
+    (c->req ? cgloo_i##name(__VA_ARGS__, c->req) : cgloo_##name(__VA_ARGS__))
 
 /* ---- the custom reduction ---- */
 
@@ -120,11 +127,12 @@ static int coll_op(coll_call *c, PyObject *o)
     return 0;
 }
 
-static void coll_init(coll_call *c, cgpy_Context *self)
+static void coll_init(coll_call *c, cgpy_Context *self, int nb)
 {
     memset(c, 0, sizeof *c);
     c->rank = self->rank;
     c->size = self->size;
+    c->nb = nb;
 }
 
 static void coll_free(coll_call *c)
@@ -138,6 +146,11 @@ static void coll_free(coll_call *c)
     PyMem_Free(c->rps);
     PyMem_Free(c->counts);
     PyMem_Free(c->counts2);
+    c->bufs = NULL;
+    c->sps = NULL;
+    c->rps = NULL;
+    c->counts = c->counts2 = NULL;
+    c->nheld = 0;
 }
 
 /* coll_exec runs fn without the GIL, then raises for a failure (a custom reduction's exception
@@ -161,6 +174,79 @@ static int coll_exec(cgpy_Context *self, coll_call *c, coll_fn fn)
         ret = -1;
     }
     return ret;
+}
+
+/* coll_start is coll_exec for the non-blocking form: the call moves to the heap (the library
+ * keeps pointers to its reduction state), is started without the GIL, and goes to a Request
+ * that holds its buffers and returns `result` from wait(). */
+static PyObject *coll_start(cgpy_Context *self, coll_call *c, coll_fn fn, PyObject *result)
+{
+    coll_call *held = PyMem_Malloc(sizeof *held);
+    if (!held) {
+        coll_free(c);
+        return PyErr_NoMemory();
+    }
+    *held = *c;
+    if (held->popts)
+        held->popts = &held->opts;
+    if (held->ur.fn) {
+        held->opts.reduce_user = &held->ur;
+        Py_INCREF(held->ur.fn); /* the caller's argument may go before the collective runs */
+    }
+    cgloo_request *req = NULL;
+    held->req = &req;
+    char detail[512];
+    int rc;
+    if (cgpy_ctx_enter(self) < 0) {
+        cgpy_coll_free(held);
+        return NULL;
+    }
+    CGPY_NOGIL(rc = fn(self->ctx, held);
+               if (rc != CGLOO_OK) cgpy_ctx_detail(self, rc, detail, sizeof detail));
+    held->req = NULL;
+    if (cgpy_ctx_leave(self, rc, detail) < 0) {
+        cgpy_coll_free(held);
+        return NULL;
+    }
+    return cgpy_request_new_coll(self, req, held, result);
+}
+
+/* coll_run ends every collective method: run the call (or start it, for the i form) and return
+ * `result` (or a Request whose wait() returns it). */
+static PyObject *coll_run(cgpy_Context *self, coll_call *c, coll_fn fn, PyObject *result)
+{
+    if (c->nb)
+        return coll_start(self, c, fn, result);
+    if (coll_exec(self, c, fn) < 0)
+        return NULL;
+    return Py_NewRef(result);
+}
+
+void cgpy_coll_release(coll_call *c)
+{
+    coll_free(c);
+}
+
+int cgpy_coll_raise(coll_call *c)
+{
+    if (!c->ur.failed)
+        return 0;
+    c->ur.failed = 0;
+    PyErr_Restore(c->ur.type, c->ur.value, c->ur.tb);
+    c->ur.type = c->ur.value = c->ur.tb = NULL;
+    return -1;
+}
+
+void cgpy_coll_free(coll_call *c)
+{
+    if (!c)
+        return;
+    coll_free(c);
+    Py_XDECREF(c->ur.fn);
+    Py_XDECREF(c->ur.type);
+    Py_XDECREF(c->ur.value);
+    Py_XDECREF(c->ur.tb);
+    PyMem_Free(c);
 }
 
 /* ---- buffer checks ---- */
@@ -205,11 +291,12 @@ static int get_counts(coll_call *c, PyObject *o, const char *name, size_t **out,
 
 static int run_allreduce(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_allreduce(ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op, c->popts);
+    return COLL_CALL(allreduce, ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op,
+                     c->popts);
 }
 
-static PyObject *ctx_allreduce(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                               PyObject *kwnames)
+static PyObject *allreduce_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "op",        "algorithm", "tag",
                                         "timeout", "dtype",   "reduce_fn", "radix",     NULL};
@@ -218,7 +305,7 @@ static PyObject *ctx_allreduce(cgpy_Context *self, PyObject *const *args, Py_ssi
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     int inplace = !a[1] || a[1] == Py_None;
     if (coll_op(&c, a[2]) < 0 || coll_opts(&c, a + 3, 6) < 0 ||
         cgpy_buf_get(a[0], "sendbuf", inplace ? CGPY_WRITE : CGPY_READ, c.dtype, &c.send) < 0)
@@ -232,9 +319,7 @@ static PyObject *ctx_allreduce(cgpy_Context *self, PyObject *const *args, Py_ssi
             goto fail;
         c.rp = c.recv.view.buf;
     }
-    if (coll_exec(self, &c, run_allreduce) < 0)
-        return NULL;
-    return Py_NewRef(inplace ? a[0] : a[1]);
+    return coll_run(self, &c, run_allreduce, inplace ? a[0] : a[1]);
 fail:
     coll_free(&c);
     return NULL;
@@ -244,8 +329,8 @@ fail:
 
 static int run_allreduce_multi(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_allreduce_multi(ctx, c->sps, c->nsend, c->rps, c->nrecv, c->count,
-                                 c->bufs[0].dtype, (cgloo_op)c->op, c->popts);
+    return COLL_CALL(allreduce_multi, ctx, c->sps, c->nsend, c->rps, c->nrecv, c->count,
+                     c->bufs[0].dtype, (cgloo_op)c->op, c->popts);
 }
 
 /* multi_buf takes buffer i of the lists (inputs first, then outputs; in place the inputs are
@@ -287,8 +372,8 @@ static int multi_bufs(coll_call *c, PyObject *sends, PyObject *recvs, int inplac
     return 0;
 }
 
-static PyObject *ctx_allreduce_multi(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                                     PyObject *kwnames)
+static PyObject *allreduce_multi_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbufs", "recvbufs", "op",        "algorithm", "tag",
                                         "timeout",  "dtype",    "reduce_fn", "radix",     NULL};
@@ -297,7 +382,7 @@ static PyObject *ctx_allreduce_multi(cgpy_Context *self, PyObject *const *args, 
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     int inplace = !a[1] || a[1] == Py_None;
     if (coll_op(&c, a[2]) < 0 || coll_opts(&c, a + 3, 6) < 0 ||
         !(sends = PySequence_Fast(a[0], "sendbufs must be a sequence of buffers")) ||
@@ -313,9 +398,7 @@ static PyObject *ctx_allreduce_multi(cgpy_Context *self, PyObject *const *args, 
         goto fail;
     Py_XDECREF(sends);
     Py_XDECREF(recvs);
-    if (coll_exec(self, &c, run_allreduce_multi) < 0)
-        return NULL;
-    return Py_NewRef(inplace ? a[0] : a[1]);
+    return coll_run(self, &c, run_allreduce_multi, inplace ? a[0] : a[1]);
 fail:
     Py_XDECREF(sends);
     Py_XDECREF(recvs);
@@ -327,14 +410,14 @@ fail:
 
 static int run_reduce_scatter(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_reduce_scatter(ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op,
-                                c->popts);
+    return COLL_CALL(reduce_scatter, ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op,
+                     c->popts);
 }
 
 static int run_reduce_scatterv(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_reduce_scatterv(ctx, c->sp, c->rp, c->counts, c->send.dtype, (cgloo_op)c->op,
-                                 c->popts);
+    return COLL_CALL(reduce_scatterv, ctx, c->sp, c->rp, c->counts, c->send.dtype, (cgloo_op)c->op,
+                     c->popts);
 }
 
 /* send_recv takes sendbuf and recvbuf; the same object given twice is taken once, writable
@@ -357,8 +440,8 @@ static int send_recv(coll_call *c, PyObject *send, PyObject *recv)
     return 0;
 }
 
-static PyObject *ctx_reduce_scatter(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                                    PyObject *kwnames)
+static PyObject *reduce_scatter_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "op",        "algorithm", "tag",
                                         "timeout", "dtype",   "reduce_fn", NULL};
@@ -367,22 +450,20 @@ static PyObject *ctx_reduce_scatter(cgpy_Context *self, PyObject *const *args, P
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_op(&c, a[2]) < 0 || coll_opts(&c, a + 3, 5) < 0 || send_recv(&c, a[0], a[1]) < 0)
         goto fail;
     c.count = a[0] == a[1] ? c.send.count / (size_t)c.size : c.recv.count;
     if (need(&c.send, "sendbuf", c.count * (size_t)c.size, 1, "size blocks of recvbuf's count") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_reduce_scatter) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_reduce_scatter, a[1]);
 fail:
     coll_free(&c);
     return NULL;
 }
 
-static PyObject *ctx_reduce_scatterv(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                                     PyObject *kwnames)
+static PyObject *reduce_scatterv_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                      PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf",   "recvbuf", "recvcounts", "op",
                                         "algorithm", "tag",     "timeout",    "dtype",
@@ -393,15 +474,13 @@ static PyObject *ctx_reduce_scatterv(cgpy_Context *self, PyObject *const *args, 
     size_t sum;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_op(&c, a[3]) < 0 || coll_opts(&c, a + 4, 5) < 0 ||
         get_counts(&c, a[2], "recvcounts", &c.counts, &sum) < 0 || send_recv(&c, a[0], a[1]) < 0 ||
         need(&c.send, "sendbuf", sum, 0, "the sum of recvcounts") < 0 ||
         need(&c.recv, "recvbuf", c.counts[c.rank], 0, "recvcounts[rank]") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_reduce_scatterv) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_reduce_scatterv, a[1]);
 fail:
     coll_free(&c);
     return NULL;
@@ -411,16 +490,16 @@ fail:
 
 static int run_allgather(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_allgather(ctx, c->sp, c->rp, c->count, c->send.dtype, c->popts);
+    return COLL_CALL(allgather, ctx, c->sp, c->rp, c->count, c->send.dtype, c->popts);
 }
 
 static int run_allgatherv(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_allgatherv(ctx, c->sp, c->count, c->rp, c->counts, c->send.dtype, c->popts);
+    return COLL_CALL(allgatherv, ctx, c->sp, c->count, c->rp, c->counts, c->send.dtype, c->popts);
 }
 
-static PyObject *ctx_allgather(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                               PyObject *kwnames)
+static PyObject *allgather_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "algorithm", "tag",
                                         "timeout", "dtype",   NULL};
@@ -429,22 +508,20 @@ static PyObject *ctx_allgather(cgpy_Context *self, PyObject *const *args, Py_ssi
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_opts(&c, a + 2, 4) < 0 || send_recv(&c, a[0], a[1]) < 0)
         goto fail;
     c.count = c.send.count;
     if (need(&c.recv, "recvbuf", c.count * (size_t)c.size, 1, "size times sendbuf's count") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_allgather) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_allgather, a[1]);
 fail:
     coll_free(&c);
     return NULL;
 }
 
-static PyObject *ctx_allgatherv(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                                PyObject *kwnames)
+static PyObject *allgatherv_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "recvcounts", "algorithm",
                                         "tag",     "timeout", "dtype",      NULL};
@@ -454,16 +531,14 @@ static PyObject *ctx_allgatherv(cgpy_Context *self, PyObject *const *args, Py_ss
     size_t sum;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_opts(&c, a + 3, 4) < 0 || get_counts(&c, a[2], "recvcounts", &c.counts, &sum) < 0 ||
         send_recv(&c, a[0], a[1]) < 0 ||
         need(&c.send, "sendbuf", c.counts[c.rank], 1, "recvcounts[rank]") < 0 ||
         need(&c.recv, "recvbuf", sum, 0, "the sum of recvcounts") < 0)
         goto fail;
     c.count = c.send.count;
-    if (coll_exec(self, &c, run_allgatherv) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_allgatherv, a[1]);
 fail:
     coll_free(&c);
     return NULL;
@@ -473,11 +548,11 @@ fail:
 
 static int run_broadcast(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_broadcast(ctx, c->rp, c->count, c->send.dtype, c->root, c->popts);
+    return COLL_CALL(broadcast, ctx, c->rp, c->count, c->send.dtype, c->root, c->popts);
 }
 
-static PyObject *ctx_broadcast(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                               PyObject *kwnames)
+static PyObject *broadcast_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"buf",     "root",  "algorithm", "tag",
                                         "timeout", "dtype", NULL};
@@ -486,16 +561,14 @@ static PyObject *ctx_broadcast(cgpy_Context *self, PyObject *const *args, Py_ssi
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (cgpy_int(a[1], "root", 0, &c.root) < 0 || coll_opts(&c, a + 2, 4) < 0 ||
         get_buf(&c, a[0], "buf", c.root == c.rank ? CGPY_READ : CGPY_WRITE, &c.send, NULL, NULL) <
             0)
         goto fail;
     c.count = c.send.count;
     c.rp = c.send.view.buf; /* the root's buffer is only read */
-    if (coll_exec(self, &c, run_broadcast) < 0)
-        return NULL;
-    return Py_NewRef(a[0]);
+    return coll_run(self, &c, run_broadcast, a[0]);
 fail:
     coll_free(&c);
     return NULL;
@@ -505,12 +578,12 @@ fail:
 
 static int run_reduce(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_reduce(ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op, c->root,
-                        c->popts);
+    return COLL_CALL(reduce, ctx, c->sp, c->rp, c->count, c->send.dtype, (cgloo_op)c->op, c->root,
+                     c->popts);
 }
 
-static PyObject *ctx_reduce(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+static PyObject *reduce_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "op",    "root",      "algorithm",
                                         "tag",     "timeout", "dtype", "reduce_fn", NULL};
@@ -519,7 +592,7 @@ static PyObject *ctx_reduce(cgpy_Context *self, PyObject *const *args, Py_ssize_
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     int inplace = !a[1] || a[1] == Py_None;
     if (coll_op(&c, a[2]) < 0 || cgpy_int(a[3], "root", 0, &c.root) < 0 ||
         coll_opts(&c, a + 4, 5) < 0)
@@ -537,9 +610,7 @@ static PyObject *ctx_reduce(cgpy_Context *self, PyObject *const *args, Py_ssize_
         goto fail;
     }
     c.count = c.send.count;
-    if (coll_exec(self, &c, run_reduce) < 0)
-        return NULL;
-    return Py_NewRef(inplace ? a[0] : a[1]);
+    return coll_run(self, &c, run_reduce, inplace ? a[0] : a[1]);
 fail:
     coll_free(&c);
     return NULL;
@@ -549,12 +620,13 @@ fail:
 
 static int run_gather(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_gather(ctx, c->sp, c->rp, c->count, c->send.dtype, c->root, c->popts);
+    return COLL_CALL(gather, ctx, c->sp, c->rp, c->count, c->send.dtype, c->root, c->popts);
 }
 
 static int run_gatherv(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_gatherv(ctx, c->sp, c->count, c->rp, c->counts, c->send.dtype, c->root, c->popts);
+    return COLL_CALL(gatherv, ctx, c->sp, c->count, c->rp, c->counts, c->send.dtype, c->root,
+                     c->popts);
 }
 
 /* rooted_send_recv takes sendbuf everywhere and recvbuf on the root only (required there). */
@@ -569,8 +641,8 @@ static int rooted_send_recv(coll_call *c, PyObject *send, PyObject *recv)
     return 0;
 }
 
-static PyObject *ctx_gather(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                            PyObject *kwnames)
+static PyObject *gather_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                             PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "root",  "algorithm",
                                         "tag",     "timeout", "dtype", NULL};
@@ -579,7 +651,7 @@ static PyObject *ctx_gather(cgpy_Context *self, PyObject *const *args, Py_ssize_
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (cgpy_int(a[2], "root", 0, &c.root) < 0 || coll_opts(&c, a + 3, 4) < 0 ||
         rooted_send_recv(&c, a[0], a[1]) < 0)
         goto fail;
@@ -587,16 +659,14 @@ static PyObject *ctx_gather(cgpy_Context *self, PyObject *const *args, Py_ssize_
     if (c.rp &&
         need(&c.recv, "recvbuf", c.count * (size_t)c.size, 1, "size times sendbuf's count") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_gather) < 0)
-        return NULL;
-    return Py_NewRef(a[1] ? a[1] : Py_None);
+    return coll_run(self, &c, run_gather, a[1] ? a[1] : Py_None);
 fail:
     coll_free(&c);
     return NULL;
 }
 
-static PyObject *ctx_gatherv(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+static PyObject *gatherv_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "recvcounts", "root", "algorithm",
                                         "tag",     "timeout", "dtype",      NULL};
@@ -606,7 +676,7 @@ static PyObject *ctx_gatherv(cgpy_Context *self, PyObject *const *args, Py_ssize
     size_t sum;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (cgpy_int(a[3], "root", 0, &c.root) < 0 || coll_opts(&c, a + 4, 4) < 0 ||
         get_counts(&c, a[2], "recvcounts", &c.counts, &sum) < 0 ||
         rooted_send_recv(&c, a[0], a[1]) < 0 ||
@@ -614,9 +684,7 @@ static PyObject *ctx_gatherv(cgpy_Context *self, PyObject *const *args, Py_ssize
         (c.rp && need(&c.recv, "recvbuf", sum, 0, "the sum of recvcounts") < 0))
         goto fail;
     c.count = c.send.count;
-    if (coll_exec(self, &c, run_gatherv) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_gatherv, a[1]);
 fail:
     coll_free(&c);
     return NULL;
@@ -626,12 +694,13 @@ fail:
 
 static int run_scatter(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_scatter(ctx, c->sp, c->rp, c->count, c->recv.dtype, c->root, c->popts);
+    return COLL_CALL(scatter, ctx, c->sp, c->rp, c->count, c->recv.dtype, c->root, c->popts);
 }
 
 static int run_scatterv(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_scatterv(ctx, c->sp, c->counts, c->rp, c->count, c->recv.dtype, c->root, c->popts);
+    return COLL_CALL(scatterv, ctx, c->sp, c->counts, c->rp, c->count, c->recv.dtype, c->root,
+                     c->popts);
 }
 
 /* recv_rooted takes recvbuf everywhere and sendbuf on the root only (required there). */
@@ -649,8 +718,8 @@ static int recv_rooted(coll_call *c, PyObject *send, PyObject *recv)
     return 0;
 }
 
-static PyObject *ctx_scatter(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+static PyObject *scatter_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "root",  "algorithm",
                                         "tag",     "timeout", "dtype", NULL};
@@ -659,7 +728,7 @@ static PyObject *ctx_scatter(cgpy_Context *self, PyObject *const *args, Py_ssize
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (cgpy_int(a[2], "root", 0, &c.root) < 0 || coll_opts(&c, a + 3, 4) < 0 ||
         recv_rooted(&c, a[0], a[1]) < 0)
         goto fail;
@@ -667,16 +736,14 @@ static PyObject *ctx_scatter(cgpy_Context *self, PyObject *const *args, Py_ssize
     if (c.sp &&
         need(&c.send, "sendbuf", c.count * (size_t)c.size, 1, "size times recvbuf's count") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_scatter) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_scatter, a[1]);
 fail:
     coll_free(&c);
     return NULL;
 }
 
-static PyObject *ctx_scatterv(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                              PyObject *kwnames)
+static PyObject *scatterv_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "sendcounts", "recvbuf", "root", "algorithm",
                                         "tag",     "timeout",    "dtype",   NULL};
@@ -686,7 +753,7 @@ static PyObject *ctx_scatterv(cgpy_Context *self, PyObject *const *args, Py_ssiz
     size_t sum;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (cgpy_int(a[3], "root", 0, &c.root) < 0 || coll_opts(&c, a + 4, 4) < 0 ||
         get_counts(&c, a[1], "sendcounts", &c.counts, &sum) < 0 ||
         recv_rooted(&c, a[0], a[2]) < 0 ||
@@ -694,9 +761,7 @@ static PyObject *ctx_scatterv(cgpy_Context *self, PyObject *const *args, Py_ssiz
         (c.sp && need(&c.send, "sendbuf", sum, 0, "the sum of sendcounts") < 0))
         goto fail;
     c.count = c.counts[c.rank];
-    if (coll_exec(self, &c, run_scatterv) < 0)
-        return NULL;
-    return Py_NewRef(a[2]);
+    return coll_run(self, &c, run_scatterv, a[2]);
 fail:
     coll_free(&c);
     return NULL;
@@ -706,16 +771,16 @@ fail:
 
 static int run_alltoall(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_alltoall(ctx, c->sp, c->rp, c->count, c->send.dtype, c->popts);
+    return COLL_CALL(alltoall, ctx, c->sp, c->rp, c->count, c->send.dtype, c->popts);
 }
 
 static int run_alltoallv(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_alltoallv(ctx, c->sp, c->counts, c->rp, c->counts2, c->send.dtype, c->popts);
+    return COLL_CALL(alltoallv, ctx, c->sp, c->counts, c->rp, c->counts2, c->send.dtype, c->popts);
 }
 
-static PyObject *ctx_alltoall(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                              PyObject *kwnames)
+static PyObject *alltoall_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf", "recvbuf", "algorithm", "tag",
                                         "timeout", "dtype",   NULL};
@@ -724,7 +789,7 @@ static PyObject *ctx_alltoall(cgpy_Context *self, PyObject *const *args, Py_ssiz
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_opts(&c, a + 2, 4) < 0 || send_recv(&c, a[0], a[1]) < 0 ||
         need(&c.recv, "recvbuf", c.send.count, 1, "as many as sendbuf") < 0)
         goto fail;
@@ -734,16 +799,14 @@ static PyObject *ctx_alltoall(cgpy_Context *self, PyObject *const *args, Py_ssiz
         goto fail;
     }
     c.count = c.send.count / (size_t)c.size;
-    if (coll_exec(self, &c, run_alltoall) < 0)
-        return NULL;
-    return Py_NewRef(a[1]);
+    return coll_run(self, &c, run_alltoall, a[1]);
 fail:
     coll_free(&c);
     return NULL;
 }
 
-static PyObject *ctx_alltoallv(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                               PyObject *kwnames)
+static PyObject *alltoallv_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"sendbuf",    "sendcounts", "recvbuf",
                                         "recvcounts", "algorithm",  "tag",
@@ -754,16 +817,14 @@ static PyObject *ctx_alltoallv(cgpy_Context *self, PyObject *const *args, Py_ssi
     size_t ssum, rsum;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
+    coll_init(&c, self, nb);
     if (coll_opts(&c, a + 4, 4) < 0 || get_counts(&c, a[1], "sendcounts", &c.counts, &ssum) < 0 ||
         get_counts(&c, a[3], "recvcounts", &c.counts2, &rsum) < 0 ||
         send_recv(&c, a[0], a[2]) < 0 ||
         need(&c.send, "sendbuf", ssum, 0, "the sum of sendcounts") < 0 ||
         need(&c.recv, "recvbuf", rsum, 0, "the sum of recvcounts") < 0)
         goto fail;
-    if (coll_exec(self, &c, run_alltoallv) < 0)
-        return NULL;
-    return Py_NewRef(a[2]);
+    return coll_run(self, &c, run_alltoallv, a[2]);
 fail:
     coll_free(&c);
     return NULL;
@@ -773,11 +834,11 @@ fail:
 
 static int run_barrier(cgloo_context *ctx, coll_call *c)
 {
-    return cgloo_barrier(ctx, c->popts);
+    return COLL_CALL(barrier, ctx, c->popts);
 }
 
-static PyObject *ctx_barrier(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
-                             PyObject *kwnames)
+static PyObject *barrier_call(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames, int nb)
 {
     static const char *const names[] = {"algorithm", "tag", "timeout", NULL};
     static cgpy_params params = {"barrier", names, 0, 0, 0, NULL};
@@ -785,16 +846,52 @@ static PyObject *ctx_barrier(cgpy_Context *self, PyObject *const *args, Py_ssize
     coll_call c;
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
-    coll_init(&c, self);
-    if (coll_opts(&c, a, 4) < 0 || coll_exec(self, &c, run_barrier) < 0)
+    coll_init(&c, self, nb);
+    if (coll_opts(&c, a, 4) < 0)
         return NULL;
-    Py_RETURN_NONE;
+    return coll_run(self, &c, run_barrier, Py_None);
 }
 
 /* ---- the method table ---- */
 
+/* ---- the methods: each collective and its non-blocking i form ---- */
+
+#define COLL_METHODS(name)                                                                         \
+    static PyObject *ctx_##name(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,       \
+                                PyObject *kwnames)                                                 \
+    {                                                                                              \
+        return name##_call(self, args, nargs, kwnames, 0);                                         \
+    }                                                                                              \
+    static PyObject *ctx_i##name(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,      \
+                                 PyObject *kwnames)                                                \
+    {                                                                                              \
+        return name##_call(self, args, nargs, kwnames, 1);                                         \
+    }
+COLL_METHODS(allreduce)
+COLL_METHODS(allreduce_multi)
+COLL_METHODS(reduce_scatter)
+COLL_METHODS(reduce_scatterv)
+COLL_METHODS(allgather)
+COLL_METHODS(allgatherv)
+COLL_METHODS(broadcast)
+COLL_METHODS(reduce)
+COLL_METHODS(gather)
+COLL_METHODS(gatherv)
+COLL_METHODS(scatter)
+COLL_METHODS(scatterv)
+COLL_METHODS(alltoall)
+COLL_METHODS(alltoallv)
+COLL_METHODS(barrier)
+
 #define COLL(name, doc)                                                                            \
-    {#name, (PyCFunction)(void (*)(void))ctx_##name, METH_FASTCALL | METH_KEYWORDS, doc},
+    {#name, (PyCFunction)(void (*)(void))ctx_##name, METH_FASTCALL | METH_KEYWORDS, doc},          \
+    {                                                                                              \
+        "i" #name, (PyCFunction)(void (*)(void))ctx_i##name, METH_FASTCALL | METH_KEYWORDS,        \
+            "i" #name "(...)\n--\n\nStart " #name " with the same arguments and return a "         \
+            "cgloo.Request at once; its wait() returns what " #name " returns. The "               \
+            "buffers must stay untouched until then. Non-blocking collectives of one "             \
+            "tag run in the order issued, on the context's progress thread."                       \
+    }
 
 #define OPTS                                                                                       \
     "algorithm names one of algorithm_names(collective) (None: chosen by size); tag tells apart "  \
@@ -810,86 +907,76 @@ PyMethodDef cgpy_coll_methods[] = {
          "allreduce(sendbuf, recvbuf=None, op=SUM, *, algorithm=None, tag=0, timeout=None, "
          "dtype=None, reduce_fn=None, radix=0)\n--\n\nReduce sendbuf over all ranks into recvbuf "
          "(None: in place, into sendbuf) on every rank; returns the output buffer. radix is "
-         "bcube's group size. " OPTS REDUCE_OPTS)
-        COLL(allreduce_multi,
-             "allreduce_multi(sendbufs, recvbufs=None, op=SUM, *, algorithm=None, tag=0, "
-             "timeout=None, dtype=None, reduce_fn=None, radix=0)\n--\n\nReduce several buffers of "
-             "one count and dtype locally and across ranks; every output gets the result "
-             "(None: the inputs). Returns the outputs. " OPTS REDUCE_OPTS)
-            COLL(
-                reduce_scatter,
-                "reduce_scatter(sendbuf, recvbuf, op=SUM, *, algorithm=None, tag=0, timeout=None, "
-                "dtype=None, reduce_fn=None)\n--\n\nsendbuf holds size blocks of len(recvbuf) "
-                "elements; rank r gets block r reduced over all ranks. recvbuf may be sendbuf (the "
-                "result lands at its front). Returns recvbuf. " OPTS
-                    REDUCE_OPTS) COLL(reduce_scatterv,
-                                      "reduce_scatterv(sendbuf, recvbuf, recvcounts, op=SUM, *, "
-                                      "algorithm=None, tag=0, "
-                                      "timeout=None, dtype=None, "
-                                      "reduce_fn=None)\n--\n\nreduce_scatter with recvcounts[r] "
-                                      "elements for rank r. Returns recvbuf. " OPTS REDUCE_OPTS)
-                COLL(allgather,
-                     "allgather(sendbuf, recvbuf, *, algorithm=None, tag=0, timeout=None, "
-                     "dtype=None)\n--\n\nrecvbuf gets every rank's sendbuf in rank order (size "
-                     "times as many elements). Returns recvbuf. " OPTS)
-                    COLL(allgatherv, "allgatherv(sendbuf, recvbuf, recvcounts, *, algorithm=None, "
-                                     "tag=0, timeout=None, "
-                                     "dtype=None)\n--\n\nallgather where rank r sends "
-                                     "recvcounts[r] elements, packed back to "
-                                     "back. Returns recvbuf. " OPTS)
-                        COLL(broadcast,
-                             "broadcast(buf, root=0, *, algorithm=None, tag=0, timeout=None, "
-                             "dtype=None)\n--\n\nCopy root's buf into every rank's buf. Returns "
-                             "buf. " OPTS)
-                            COLL(reduce, "reduce(sendbuf, recvbuf=None, op=SUM, root=0, *, "
-                                         "algorithm=None, tag=0, "
-                                         "timeout=None, dtype=None, reduce_fn=None)\n--\n\nReduce "
-                                         "sendbuf over all ranks "
-                                         "into root's recvbuf (None: into sendbuf); recvbuf is not "
-                                         "used elsewhere. "
-                                         "Returns recvbuf (or sendbuf). " OPTS REDUCE_OPTS)
-                                COLL(gather,
-                                     "gather(sendbuf, recvbuf=None, root=0, *, algorithm=None, "
-                                     "tag=0, timeout=None, "
-                                     "dtype=None)\n--\n\nroot's recvbuf gets every rank's sendbuf "
-                                     "in rank order; "
-                                     "recvbuf is needed on the root only. Returns recvbuf. " OPTS)
-                                    COLL(gatherv, "gatherv(sendbuf, recvbuf, recvcounts, root=0, "
-                                                  "*, algorithm=None, tag=0, "
-                                                  "timeout=None, dtype=None)\n--\n\ngather where "
-                                                  "rank r sends recvcounts[r] "
-                                                  "elements (recvbuf may be None off the root). "
-                                                  "Returns recvbuf. " OPTS)
-                                        COLL(scatter, "scatter(sendbuf, recvbuf, root=0, *, "
-                                                      "algorithm=None, tag=0, timeout=None, "
-                                                      "dtype=None)\n--\n\nRank r gets block r of "
-                                                      "root's sendbuf (sendbuf may be "
-                                                      "None off the root). Returns recvbuf. " OPTS)
-                                            COLL(scatterv,
-                                                 "scatterv(sendbuf, sendcounts, recvbuf, root=0, "
-                                                 "*, algorithm=None, tag=0, "
-                                                 "timeout=None, dtype=None)\n--\n\nscatter where "
-                                                 "rank r gets sendcounts[r] "
-                                                 "elements. Returns recvbuf. " OPTS)
-                                                COLL(alltoall,
-                                                     "alltoall(sendbuf, recvbuf, *, "
-                                                     "algorithm=None, tag=0, timeout=None, "
-                                                     "dtype=None)\n--\n\nBlock j of rank i's "
-                                                     "sendbuf lands as block i of rank j's "
-                                                     "recvbuf (recvbuf may be sendbuf). Returns "
-                                                     "recvbuf. " OPTS)
-                                                    COLL(
-                                                        alltoallv,
-                                                        "alltoallv(sendbuf, sendcounts, recvbuf, "
-                                                        "recvcounts, *, algorithm=None, tag=0, "
-                                                        "timeout=None, dtype=None)\n--\n\nalltoall "
-                                                        "with sendcounts[j] elements to rank j and "
-                                                        "recvcounts[j] from it, packed back to "
-                                                        "back. Returns recvbuf. " OPTS)
-                                                        COLL(barrier,
-                                                             "barrier(*, algorithm=None, tag=0, "
-                                                             "timeout=None)\n--\n\nReturn once "
-                                                             "every rank "
-                                                             "has entered the barrier."){NULL, NULL,
-                                                                                         0, NULL},
+         "bcube's group size. " OPTS REDUCE_OPTS),
+    COLL(allreduce_multi,
+         "allreduce_multi(sendbufs, recvbufs=None, op=SUM, *, algorithm=None, tag=0, "
+         "timeout=None, dtype=None, reduce_fn=None, radix=0)\n--\n\nReduce several buffers of "
+         "one count and dtype locally and across ranks; every output gets the result "
+         "(None: the inputs). Returns the outputs. " OPTS REDUCE_OPTS),
+    COLL(reduce_scatter,
+         "reduce_scatter(sendbuf, recvbuf, op=SUM, *, algorithm=None, tag=0, timeout=None, "
+         "dtype=None, reduce_fn=None)\n--\n\nsendbuf holds size blocks of len(recvbuf) "
+         "elements; rank r gets block r reduced over all ranks. recvbuf may be sendbuf (the "
+         "result lands at its front). Returns recvbuf. " OPTS REDUCE_OPTS),
+    COLL(reduce_scatterv, "reduce_scatterv(sendbuf, recvbuf, recvcounts, op=SUM, *, "
+                          "algorithm=None, tag=0, "
+                          "timeout=None, dtype=None, "
+                          "reduce_fn=None)\n--\n\nreduce_scatter with recvcounts[r] "
+                          "elements for rank r. Returns recvbuf. " OPTS REDUCE_OPTS),
+    COLL(allgather, "allgather(sendbuf, recvbuf, *, algorithm=None, tag=0, timeout=None, "
+                    "dtype=None)\n--\n\nrecvbuf gets every rank's sendbuf in rank order (size "
+                    "times as many elements). Returns recvbuf. " OPTS),
+    COLL(allgatherv, "allgatherv(sendbuf, recvbuf, recvcounts, *, algorithm=None, "
+                     "tag=0, timeout=None, "
+                     "dtype=None)\n--\n\nallgather where rank r sends "
+                     "recvcounts[r] elements, packed back to "
+                     "back. Returns recvbuf. " OPTS),
+    COLL(broadcast, "broadcast(buf, root=0, *, algorithm=None, tag=0, timeout=None, "
+                    "dtype=None)\n--\n\nCopy root's buf into every rank's buf. Returns "
+                    "buf. " OPTS),
+    COLL(reduce, "reduce(sendbuf, recvbuf=None, op=SUM, root=0, *, "
+                 "algorithm=None, tag=0, "
+                 "timeout=None, dtype=None, reduce_fn=None)\n--\n\nReduce "
+                 "sendbuf over all ranks "
+                 "into root's recvbuf (None: into sendbuf); recvbuf is not "
+                 "used elsewhere. "
+                 "Returns recvbuf (or sendbuf). " OPTS REDUCE_OPTS),
+    COLL(gather, "gather(sendbuf, recvbuf=None, root=0, *, algorithm=None, "
+                 "tag=0, timeout=None, "
+                 "dtype=None)\n--\n\nroot's recvbuf gets every rank's sendbuf "
+                 "in rank order; "
+                 "recvbuf is needed on the root only. Returns recvbuf. " OPTS),
+    COLL(gatherv, "gatherv(sendbuf, recvbuf, recvcounts, root=0, "
+                  "*, algorithm=None, tag=0, "
+                  "timeout=None, dtype=None)\n--\n\ngather where "
+                  "rank r sends recvcounts[r] "
+                  "elements (recvbuf may be None off the root). "
+                  "Returns recvbuf. " OPTS),
+    COLL(scatter, "scatter(sendbuf, recvbuf, root=0, *, "
+                  "algorithm=None, tag=0, timeout=None, "
+                  "dtype=None)\n--\n\nRank r gets block r of "
+                  "root's sendbuf (sendbuf may be "
+                  "None off the root). Returns recvbuf. " OPTS),
+    COLL(scatterv, "scatterv(sendbuf, sendcounts, recvbuf, root=0, "
+                   "*, algorithm=None, tag=0, "
+                   "timeout=None, dtype=None)\n--\n\nscatter where "
+                   "rank r gets sendcounts[r] "
+                   "elements. Returns recvbuf. " OPTS),
+    COLL(alltoall, "alltoall(sendbuf, recvbuf, *, "
+                   "algorithm=None, tag=0, timeout=None, "
+                   "dtype=None)\n--\n\nBlock j of rank i's "
+                   "sendbuf lands as block i of rank j's "
+                   "recvbuf (recvbuf may be sendbuf). Returns "
+                   "recvbuf. " OPTS),
+    COLL(alltoallv, "alltoallv(sendbuf, sendcounts, recvbuf, "
+                    "recvcounts, *, algorithm=None, tag=0, "
+                    "timeout=None, dtype=None)\n--\n\nalltoall "
+                    "with sendcounts[j] elements to rank j and "
+                    "recvcounts[j] from it, packed back to "
+                    "back. Returns recvbuf. " OPTS),
+    COLL(barrier, "barrier(*, algorithm=None, tag=0, "
+                  "timeout=None)\n--\n\nReturn once "
+                  "every rank "
+                  "has entered the barrier."),
+    {NULL, NULL, 0, NULL},
 };

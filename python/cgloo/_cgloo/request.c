@@ -1,6 +1,7 @@
 /*
- * Requests: one isend/irecv/irecv_any in flight. The object holds the caller's buffer (its
- * Py_buffer, so the exporter cannot resize or free it) until the request completes or is
+ * Requests: one isend/irecv/irecv_any, or one non-blocking collective, in flight. The object
+ * holds the caller's buffers (their Py_buffers, so the exporter cannot resize or free them,
+ * and a collective's reduce_fn) until the request completes or is
  * cancelled, and cancels in its destructor a request still pending, so the library never
  * writes into memory Python has let go of. Only one thread may wait on a request at a time.
  */
@@ -23,6 +24,8 @@ static void request_finish(cgpy_Request *r, int status, const cgloo_completion *
             memcpy(r->detail, detail, n);
     }
     cgpy_buf_release(&r->buf);
+    if (r->coll)
+        cgpy_coll_release(r->coll);
     if (r->ctx) {
         cgpy_ctx_unlink(r->ctx, r);
         cgpy_Context *ctx = r->ctx;
@@ -47,18 +50,19 @@ void cgpy_request_close_cancel(cgpy_Request *r)
     request_cancel(r, "the context was closed before the request completed");
 }
 
-PyObject *cgpy_request_new(cgpy_Context *ctx, cgloo_request *req, cgpy_buf *buf)
+/* request_alloc makes a pending request object for req and files it with the context. */
+static cgpy_Request *request_alloc(cgpy_Context *ctx, cgloo_request *req)
 {
     cgpy_Request *r = PyObject_New(cgpy_Request, &cgpy_RequestType);
     if (!r) {
         CGPY_NOGIL(cgloo_cancel(req));
-        cgpy_buf_release(buf);
         return NULL;
     }
     r->req = req;
     r->ctx = (cgpy_Context *)Py_NewRef(ctx);
-    r->buf = *buf;
-    buf->held = 0;
+    r->buf.held = 0;
+    r->coll = NULL;
+    r->result = NULL;
     r->waiting = r->done = r->status = r->source = 0;
     r->bytes = 0;
     r->detail = NULL;
@@ -67,16 +71,48 @@ PyObject *cgpy_request_new(cgpy_Context *ctx, cgloo_request *req, cgpy_buf *buf)
     if (ctx->pending)
         ctx->pending->prev = r;
     ctx->pending = r;
+    return r;
+}
+
+PyObject *cgpy_request_new(cgpy_Context *ctx, cgloo_request *req, cgpy_buf *buf)
+{
+    cgpy_Request *r = request_alloc(ctx, req);
+    if (!r) {
+        cgpy_buf_release(buf);
+        return NULL;
+    }
+    r->buf = *buf;
+    buf->held = 0;
     if (ctx->closing)
         cgpy_request_close_cancel(r);
     return (PyObject *)r;
 }
 
-/* request_result returns (source, nbytes) of a completed request, or raises its error. */
+PyObject *cgpy_request_new_coll(cgpy_Context *ctx, cgloo_request *req, struct coll_call *call,
+                                PyObject *result)
+{
+    cgpy_Request *r = request_alloc(ctx, req);
+    if (!r) {
+        cgpy_coll_free(call);
+        return NULL;
+    }
+    r->coll = call;
+    r->result = Py_NewRef(result);
+    if (ctx->closing)
+        cgpy_request_close_cancel(r);
+    return (PyObject *)r;
+}
+
+/* request_result returns (source, nbytes) of a completed request, or a collective's result,
+ * or raises its error (a collective's reduce_fn exception first). */
 static PyObject *request_result(cgpy_Request *r)
 {
+    if (r->coll && cgpy_coll_raise(r->coll) < 0)
+        return NULL;
     if (r->status != CGLOO_OK)
         return cgpy_raise(r->status, r->detail);
+    if (r->result)
+        return Py_NewRef(r->result);
     return Py_BuildValue("(in)", r->source, (Py_ssize_t)r->bytes);
 }
 
@@ -104,8 +140,9 @@ static int request_drive(cgpy_Request *r, int test, int ms)
     CGPY_NOGIL(rc = test ? cgloo_test(r->req, &completed, &c) : cgloo_wait(r->req, ms, &c);
                if (rc != CGLOO_OK) cgpy_ctx_detail(ctx, rc, detail, sizeof detail));
     r->waiting = 0;
-    /* A wait that timed out or was interrupted leaves the request pending. */
-    int pending = test ? !completed : (rc == CGLOO_ETIMEDOUT || rc == CGLOO_EINTR);
+    /* A point-to-point wait that timed out or was interrupted leaves the request pending; a
+     * collective's wait always ends it (the library stops the collective). */
+    int pending = test ? !completed : !r->coll && (rc == CGLOO_ETIMEDOUT || rc == CGLOO_EINTR);
     if (!pending)
         request_finish(r, rc, &c, detail);
     else if (ctx->closing)
@@ -139,7 +176,7 @@ static PyObject *request_test(cgpy_Request *r, PyObject *unused)
         if (got <= 0)
             return got < 0 ? NULL : Py_NewRef(Py_False);
     }
-    if (r->status != CGLOO_OK)
+    if (r->status != CGLOO_OK || (r->coll && cgpy_coll_raise(r->coll) < 0))
         return request_result(r);
     Py_RETURN_TRUE;
 }
@@ -162,6 +199,8 @@ static PyObject *request_repr(cgpy_Request *r)
 {
     if (!r->done)
         return PyUnicode_FromString("<cgloo.Request pending>");
+    if (r->coll && r->status == CGLOO_OK)
+        return PyUnicode_FromString("<cgloo.Request done>");
     if (r->status != CGLOO_OK)
         return PyUnicode_FromFormat("<cgloo.Request failed: %s>", cgloo_status_name(r->status));
     return PyUnicode_FromFormat("<cgloo.Request done: %zu bytes from rank %d>", r->bytes,
@@ -173,6 +212,8 @@ static void request_dealloc(cgpy_Request *r)
     if (!r->done && r->req)
         request_cancel(r, NULL);
     cgpy_buf_release(&r->buf);
+    cgpy_coll_free(r->coll);
+    Py_XDECREF(r->result);
     PyMem_Free(r->detail);
     PyObject_Free(r);
 }
@@ -199,9 +240,10 @@ PyTypeObject cgpy_RequestType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cgloo.Request",
     .tp_basicsize = sizeof(cgpy_Request),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A point-to-point operation in flight (from isend, irecv, irecv_any). It holds "
-              "the buffer until it completes or is cancelled; dropping a pending request "
-              "cancels it.",
+    .tp_doc = "An operation in flight: point-to-point (isend, irecv, irecv_any; wait() returns "
+              "(source, nbytes)) or a non-blocking collective (iallreduce, ...; wait() returns "
+              "what the blocking call returns). It holds the buffers until it completes or is "
+              "cancelled; dropping a pending request cancels it.",
     .tp_dealloc = (destructor)request_dealloc,
     .tp_repr = (reprfunc)request_repr,
     .tp_methods = request_methods,
