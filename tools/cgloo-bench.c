@@ -4,7 +4,7 @@
  *   cgloo-run -n 4 cgloo-bench --mode allreduce [--algorithm NAME] [--dtype float32]
  *       [--elements N | --min-elements N --max-elements N [--factor F]] [--inputs K]
  *       [--iteration-time-ms 500] [--iteration-count N] [--warmup 20] [--verify]
- *       [--csv | --json] [--quiet]
+ *       [--nonblocking] [--csv | --json] [--quiet]
  *   cgloo-run -n 2 cgloo-bench --mode pingpong|stream [--min-bytes 8] [--max-bytes 4194304]
  *       [--window 16] [--iteration-time-ms 500] [--warmup 100] [--csv | --json]
  *
@@ -24,6 +24,8 @@
  *                                    down to a multiple of the ranks and a size with fewer
  *                                    elements than ranks is skipped.
  *   barrier                          no data: one row with bytes 0.
+ * With --nonblocking every call is the non-blocking form followed at once by cgloo_wait, so the
+ * row shows what the hand-off to the progress thread and back costs.
  * With --inputs K (allreduce only) every rank reduces K buffers of `elements` each through
  * cgloo_allreduce_multi, as Gloo's benchmark does; bytes is the size of one of them.
  *
@@ -86,7 +88,8 @@ typedef struct options {
     int bytes_given, factor, inputs; /* factor: the sweep's step */
     int iteration_time_ms, iteration_count, warmup, window;
     int verify, csv, json, quiet;
-    int no_barrier; /* collectives: calls back to back, without a barrier before each */
+    int no_barrier;  /* collectives: calls back to back, without a barrier before each */
+    int nonblocking; /* collectives: cgloo_i<name> then cgloo_wait (the progress thread) */
 } options;
 
 /* One benchmark's state on one rank: buffers sized for the largest size, and this size. */
@@ -120,7 +123,7 @@ static void usage(void)
             "         [--elements N | --min-elements N --max-elements N] [--factor F]\n"
             "         [--min-bytes N] [--max-bytes N] [--inputs K] [--window N]\n"
             "         [--iteration-time-ms MS] [--iteration-count N] [--warmup N]\n"
-            "         [--no-barrier] [--verify] [--csv | --json] [--quiet]\n"
+            "         [--no-barrier] [--nonblocking] [--verify] [--csv | --json] [--quiet]\n"
             "MODE: pingpong stream allreduce reduce_scatter allgather broadcast reduce\n"
             "      gather scatter alltoall barrier\n"
             "TYPE: int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64\n");
@@ -161,12 +164,13 @@ static cgloo_dtype parse_dtype(const char *v)
 
 static int parse_flag(options *o, const char *a)
 {
-    int *flag = strcmp(a, "--csv") == 0          ? &o->csv
-                : strcmp(a, "--json") == 0       ? &o->json
-                : strcmp(a, "--verify") == 0     ? &o->verify
-                : strcmp(a, "--quiet") == 0      ? &o->quiet
-                : strcmp(a, "--no-barrier") == 0 ? &o->no_barrier
-                                                 : NULL;
+    int *flag = strcmp(a, "--csv") == 0           ? &o->csv
+                : strcmp(a, "--json") == 0        ? &o->json
+                : strcmp(a, "--verify") == 0      ? &o->verify
+                : strcmp(a, "--quiet") == 0       ? &o->quiet
+                : strcmp(a, "--no-barrier") == 0  ? &o->no_barrier
+                : strcmp(a, "--nonblocking") == 0 ? &o->nonblocking
+                                                  : NULL;
     if (flag)
         *flag = 1;
     return flag != NULL;
@@ -471,8 +475,21 @@ static void run_p2p(cgloo_context *ctx, const options *o)
 
 /* ---- collective modes: the call --------------------------------------------------------- */
 
+/* wait_started waits for a non-blocking collective that started (rc OK). */
+static int wait_started(int rc, cgloo_request **req)
+{
+    return rc != CGLOO_OK ? rc : cgloo_wait(*req, 0, NULL);
+}
+
+/* CALL(name, args...) runs cgloo_<name>(args...), or with --nonblocking cgloo_i<name>(args...)
+ * and waits for it. */
+#define CALL(name, ...)                                                                            \
+    (b->o->nonblocking ? wait_started(cgloo_i##name(__VA_ARGS__, &req), &req)                       \
+                       : cgloo_##name(__VA_ARGS__))
+
 static void run_coll(bench *b)
 {
+    cgloo_request *req = NULL;
     cgloo_context *ctx = b->ctx;
     const cgloo_coll_opts *co = &b->copts;
     cgloo_dtype dt = b->o->dtype;
@@ -481,36 +498,36 @@ static void run_coll(bench *b)
     switch (b->k.coll) {
     case BENCH_ALLREDUCE:
         if (b->o->inputs == 1)
-            CHECK_RC(ctx, name, cgloo_allreduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
+            CHECK_RC(ctx, name, CALL(allreduce, ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
         else
             CHECK_RC(ctx, name,
-                     cgloo_allreduce_multi(ctx, (const void *const *)b->send, (size_t)b->o->inputs,
-                                           b->recv, (size_t)b->o->inputs, n, dt, CGLOO_SUM, co));
+                     CALL(allreduce_multi, ctx, (const void *const *)b->send, (size_t)b->o->inputs,
+                          b->recv, (size_t)b->o->inputs, n, dt, CGLOO_SUM, co));
         break;
     case BENCH_REDUCE_SCATTER:
         CHECK_RC(ctx, name,
-                 cgloo_reduce_scatter(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
+                 CALL(reduce_scatter, ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, co));
         break;
     case BENCH_ALLGATHER:
-        CHECK_RC(ctx, name, cgloo_allgather(ctx, b->send[0], b->recv[0], n, dt, co));
+        CHECK_RC(ctx, name, CALL(allgather, ctx, b->send[0], b->recv[0], n, dt, co));
         break;
     case BENCH_BROADCAST:
-        CHECK_RC(ctx, name, cgloo_broadcast(ctx, b->recv[0], n, dt, 0, co));
+        CHECK_RC(ctx, name, CALL(broadcast, ctx, b->recv[0], n, dt, 0, co));
         break;
     case BENCH_REDUCE:
-        CHECK_RC(ctx, name, cgloo_reduce(ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, 0, co));
+        CHECK_RC(ctx, name, CALL(reduce, ctx, b->send[0], b->recv[0], n, dt, CGLOO_SUM, 0, co));
         break;
     case BENCH_GATHER:
-        CHECK_RC(ctx, name, cgloo_gather(ctx, b->send[0], b->recv[0], n, dt, 0, co));
+        CHECK_RC(ctx, name, CALL(gather, ctx, b->send[0], b->recv[0], n, dt, 0, co));
         break;
     case BENCH_SCATTER:
-        CHECK_RC(ctx, name, cgloo_scatter(ctx, b->send[0], b->recv[0], n, dt, 0, co));
+        CHECK_RC(ctx, name, CALL(scatter, ctx, b->send[0], b->recv[0], n, dt, 0, co));
         break;
     case BENCH_ALLTOALL:
-        CHECK_RC(ctx, name, cgloo_alltoall(ctx, b->send[0], b->recv[0], n, dt, co));
+        CHECK_RC(ctx, name, CALL(alltoall, ctx, b->send[0], b->recv[0], n, dt, co));
         break;
     default:
-        CHECK_RC(ctx, name, cgloo_barrier(ctx, co));
+        CHECK_RC(ctx, name, CALL(barrier, ctx, co));
         break;
     }
 }
