@@ -174,11 +174,25 @@ int cgloo__pt_start(cgloo_context *ctx)
     return ctx->pt_count > 0 ? CGLOO_OK : add_thread(ctx);
 }
 
-/* wake_thread makes an idle progress thread look at its queue now, or starts one when every
- * thread is busy and job can run beside them (lock held). */
-static int wake_thread(cgloo_context *ctx, cgloo_job *job)
+/* runnable_count: how many queued jobs could start now, one per tag with nothing running. */
+static int runnable_count(cgloo_context *ctx)
 {
-    if (ctx->pt_idle == 0 && ctx->pt_count < CGLOO_PT_MAX && next_runnable(ctx) == job)
+    int n = 0;
+    for (cgloo__list *it = ctx->jobs_queued.next; it != &ctx->jobs_queued; it = it->next) {
+        bool first_of_tag = true;
+        for (cgloo__list *e = ctx->jobs_queued.next; e != it && first_of_tag; e = e->next)
+            first_of_tag = job_at(e)->tag != job_at(it)->tag;
+        n += first_of_tag && !tag_running(ctx, job_at(it)->tag);
+    }
+    return n;
+}
+
+/* wake_thread makes an idle progress thread look at its queue now, or starts one more when the
+ * jobs that could run outnumber the idle threads: a tag whose job waits for a thread may be
+ * the one the other ranks wait for (lock held). */
+static int wake_thread(cgloo_context *ctx)
+{
+    if (runnable_count(ctx) > ctx->pt_idle && ctx->pt_count < CGLOO_PT_MAX)
         return add_thread(ctx);
     if (ctx->pt_sleeping)
         pthread_cond_signal(&ctx->pt_wake);
@@ -208,7 +222,7 @@ int cgloo__pt_submit(cgloo_context *ctx, cgloo_job *job, cgloo_request **out)
     if (rc == CGLOO_OK) {
         job->seq = ++ctx->jobs_issued;
         cgloo__list_push_back(&ctx->jobs_queued, &job->queue_link);
-        rc = wake_thread(ctx, job);
+        rc = wake_thread(ctx);
         if (rc != CGLOO_OK)
             cgloo__list_remove(&job->queue_link);
     }
