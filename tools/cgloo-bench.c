@@ -484,7 +484,7 @@ static int wait_started(int rc, cgloo_request **req)
 /* CALL(name, args...) runs cgloo_<name>(args...), or with --nonblocking cgloo_i<name>(args...)
  * and waits for it. */
 #define CALL(name, ...)                                                                            \
-    (b->o->nonblocking ? wait_started(cgloo_i##name(__VA_ARGS__, &req), &req)                       \
+    (b->o->nonblocking ? wait_started(cgloo_i##name(__VA_ARGS__, &req), &req)                      \
                        : cgloo_##name(__VA_ARGS__))
 
 static void run_coll(bench *b)

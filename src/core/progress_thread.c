@@ -76,12 +76,14 @@ static cgloo_job *next_runnable(cgloo_context *ctx)
     return NULL;
 }
 
-/* run runs job with the lock released. */
-static void run(cgloo_context *ctx, cgloo_job *job)
+/* run_job runs job with the lock released, as this context's progress thread would (its
+ * blocking collective then neither waits its turn nor leaves the driving to others). */
+static void run_job(cgloo_context *ctx, cgloo_job *job)
 {
     cgloo__list_remove(&job->queue_link);
     cgloo__list_push_back(&ctx->jobs_running, &job->queue_link);
-    ctx->pt_idle--;
+    cgloo_context *self = cgloo__pt_self;
+    cgloo__pt_self = ctx;
     cgloo__pt_job = job;
     pthread_mutex_unlock(&ctx->lock);
     int rc = job->run(ctx, job);
@@ -89,8 +91,16 @@ static void run(cgloo_context *ctx, cgloo_job *job)
         cgloo_context_last_error(ctx, job->detail, sizeof job->detail);
     pthread_mutex_lock(&ctx->lock);
     cgloo__pt_job = NULL;
-    ctx->pt_idle++;
+    cgloo__pt_self = self;
     job_complete(ctx, job, rc);
+}
+
+/* run runs job on a progress thread. */
+static void run(cgloo_context *ctx, cgloo_job *job)
+{
+    ctx->pt_idle--;
+    run_job(ctx, job);
+    ctx->pt_idle++;
 }
 
 /* should_drive: a large transfer of the caller's is open and nobody else drives. */
@@ -382,9 +392,33 @@ static int wait_ended(cgloo_context *ctx, cgloo_request *r, int status, int wait
                             ctx->rank, waited_ms);
 }
 
+/* startable: job is queued, first of its tag, and its tag has nothing running (lock held). */
+static bool startable(cgloo_context *ctx, cgloo_job *job)
+{
+    if (job->req->done || job_running(ctx, job) || tag_running(ctx, job->tag))
+        return false;
+    for (cgloo__list *it = ctx->jobs_queued.next; it != &job->queue_link; it = it->next)
+        if (job_at(it)->tag == job->tag)
+            return false;
+    return true;
+}
+
+/* run_here runs a job no progress thread has started on the thread that waits for it (with
+ * no wait timeout of its own): a sleeping thread's wake-up would cost more than a small
+ * collective (lock held). The jobs it unblocks get threads as a submit would give them. */
+static void run_here(cgloo_context *ctx, cgloo_job *job)
+{
+    run_job(ctx, job);
+    wake_thread(ctx);
+}
+
 int cgloo__job_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done)
 {
     cgloo_context *ctx = r->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    if (timeout_ms == 0 && startable(ctx, r->job)) /* a wait timeout could not bound it here */
+        run_here(ctx, r->job);
+    pthread_mutex_unlock(&ctx->lock);
     /* 0: until it ends, which the timeouts of the collectives before it and its own bound */
     int t = timeout_ms > 0 ? timeout_ms : INT_MAX;
     int64_t deadline = cgloo__deadline(t, t);
