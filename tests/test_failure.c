@@ -15,6 +15,8 @@
 
 #define MAX_RANKS 8
 #define RUN_ID "failure"
+/* The expiry field of a store record that stays fresh (see src/rendezvous/full_mesh.c). */
+#define NEVER_EXPIRES "7fffffffffffffff"
 
 typedef struct world {
     char dir[512];
@@ -544,7 +546,7 @@ static void test_connect_missing_rank(void)
     char addr[64], rec[128];
     CHECK_OK(cgloo_device_tcp_create(NULL, &silent));
     CHECK_OK(cgloo_device_address(silent, addr, sizeof addr));
-    int n = snprintf(rec, sizeof rec, "cgloo1 %s 00000000deadbeef", addr);
+    int n = snprintf(rec, sizeof rec, "cgloo2 %s 00000000deadbeef " NEVER_EXPIRES, addr);
     CHECK_OK(cgloo_store_set(s, "test/addr/2", rec, (size_t)n));
     spawn(&w, 0, connect_missing);
     spawn(&w, 1, connect_missing);
@@ -666,7 +668,7 @@ static void connect_then_abort(int rank)
     CHECK_OK(cgloo_device_address(absent, addr, sizeof addr));
     if (rank == 1)
         cgloo_device_destroy(absent); /* its port now refuses: rank 1 keeps redialling */
-    int n = snprintf(rec, sizeof rec, "cgloo1 %s 00000000000000aa", addr);
+    int n = snprintf(rec, sizeof rec, "cgloo2 %s 00000000000000aa " NEVER_EXPIRES, addr);
     snprintf(key, sizeof key, "test/addr/%d", 1 - rank);
     CHECK_OK(cgloo_store_set(s, key, rec, (size_t)n));
     cgloo_context *ctx;
@@ -699,17 +701,19 @@ static void test_abort_during_connect(void)
 static void test_malformed_records(void)
 {
     static const char *const bad[] = {
-        "cgloo1 127.0.0.1:1",                           /* no nonce */
-        "cgloo1  00000000000000aa",                     /* no address */
-        "cgloo1 127.0.0.1:1 0000000000000AA",           /* nonce too short, not lowercase */
-        "cgloo1 127.0.0.1 :1 00000000000000aa",         /* a space in the address */
-        "cgloo2 127.0.0.1:1 00000000000000aa",          /* another record version */
-        "cgloo1 127.0.0.1:1 00000000000000aa trailing", /* bytes after the nonce */
-        "cgloo1 no-such-host-or-port 00000000000000aa", /* no TCP address */
-        "cgloo1 127.0.0.1:1 00000000000000aa\n",
-        "cgloo1 "
+        "cgloo2 127.0.0.1:1 " NEVER_EXPIRES,                       /* no nonce */
+        "cgloo2  00000000000000aa " NEVER_EXPIRES,                 /* no address */
+        "cgloo2 127.0.0.1:1 0000000000000AA " NEVER_EXPIRES,       /* nonce too short, upper case */
+        "cgloo2 127.0.0.1 :1 00000000000000aa " NEVER_EXPIRES,     /* a space in the address */
+        "cgloo1 127.0.0.1:1 00000000000000aa",                     /* an older record version */
+        "cgloo2 127.0.0.1:1 00000000000000aa",                     /* no expiry */
+        "cgloo2 127.0.0.1:1 00000000000000aa 7fffffff",            /* expiry too short */
+        "cgloo2 127.0.0.1:1 00000000000000aa " NEVER_EXPIRES " x", /* bytes after the expiry */
+        "cgloo2 no-such-host-or-port 00000000000000aa " NEVER_EXPIRES, /* no TCP address */
+        "cgloo2 127.0.0.1:1 00000000000000aa " NEVER_EXPIRES "\n",
+        "cgloo2 "
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1 "
-        "00000000000000aa", /* address too long */
+        "00000000000000aa " NEVER_EXPIRES, /* address too long */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cgloo_store *s;

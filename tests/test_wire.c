@@ -176,7 +176,7 @@ static record read_record(int rank)
     size_t len;
     CHECK_OK(cgloo_store_get(store, key, 10000, &val, &len));
     record r = {0};
-    snprintf(fmt, sizeof fmt, "cgloo1 %%63s %%%sx", SCNx64);
+    snprintf(fmt, sizeof fmt, "cgloo2 %%63s %%%sx", SCNx64);
     CHECK(sscanf(val, fmt, r.addr, &r.nonce) == 2);
     cgloo_free(val);
     return r;
@@ -186,7 +186,8 @@ static void publish_record(int rank, const char *addr, uint64_t nonce)
 {
     char key[64], val[128];
     snprintf(key, sizeof key, "%s/addr/%d", NAME, rank);
-    int n = snprintf(val, sizeof val, "cgloo1 %s %016" PRIx64, addr, nonce);
+    /* the record of full_mesh.c, with an expiry far in the future */
+    int n = snprintf(val, sizeof val, "cgloo2 %s %016" PRIx64 " 7fffffffffffffff", addr, nonce);
     CHECK_OK(cgloo_store_set(store, key, val, (size_t)n));
 }
 

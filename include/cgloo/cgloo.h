@@ -296,10 +296,13 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
 
 /* cgloo_context_connect connects the full mesh: publishes this rank's address in the store,
  * reads the peers', connects (higher ranks dial lower ranks; refused connections are retried
- * with backoff) and checks every peer's hello. Blocks up to the context timeout. A size-1
- * context needs neither store nor device (both may be NULL). The device must outlive the
- * context. Errors: ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already
- * connected); the detail names the peer rank and address. */
+ * with backoff) and checks every peer's hello; once connected it removes its record, so that a
+ * later run on the same store namespace never reads it (records of a run that died during its
+ * rendezvous expire and are waited past). Blocks up to the context timeout. A size-1 context
+ * needs neither store nor device (both may be NULL). The device must outlive the context.
+ * Errors: ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY
+ * (another run is in its rendezvous under the same context name on this store right now); the
+ * detail names the peer rank and address. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* cgloo_context_create_from_env builds a connected context from the launcher's environment:
@@ -532,7 +535,9 @@ CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
  *   thread is waiting for.
  * - Buffers, counts and options: buffers must stay untouched (receive buffers unread) until the
  *   request completes; count arrays, option structs and the algorithm name are copied, so they
- *   may be freed at once. A caller's reduce_fn runs on the progress thread.
+ *   may be freed at once. A caller's reduce_fn runs on whichever thread runs the collective: a
+ * progress thread, or the thread that waits with no timeout for a collective no progress thread has
+ *   started (it then runs it itself, which saves waking a sleeping thread).
  * - Order with blocking collectives: a blocking collective called while earlier non-blocking
  *   ones of its tag are unfinished waits for them first (within its own timeout), so a
  *   program's collectives run in program order on every rank.

@@ -299,7 +299,8 @@ class Context:
     # Non-blocking collectives: the same arguments as the blocking ones; they return a Request
     # at once, whose wait() returns what the blocking call returns. Collectives of one tag run
     # in the order issued, on the context's progress thread, with the GIL released; the
-    # buffers must stay untouched until they complete; a reduce_fn runs on that thread.
+    # buffers must stay untouched until they complete; a reduce_fn runs on that thread
+    # (or on the thread that waits, when it runs a collective no progress thread has started).
     def iallreduce(self, sendbuf: Buffer, recvbuf: Buffer | None = None, op: Op | int = ...,
                    **options: Any) -> Request: ...
     def iallreduce_multi(self, sendbufs: Sequence[Buffer], recvbufs: Sequence[Buffer] | None = None,

@@ -2,7 +2,8 @@
 
 Store keys. ``Context.connectFullMesh`` runs cgloo's rendezvous, which writes one key per rank,
 ``cgloo/addr/<rank>`` (under the prefix of a PrefixStore, ``<prefix>/cgloo/addr/<rank>``),
-holding that rank's address. Gloo wrote ``<rank>`` (older versions ``rank_<rank>``) instead,
+holding that rank's address, and removes it once connected (a run that dies during its
+rendezvous leaves it, and cgloo ignores it once it expires). Gloo wrote ``<rank>`` (older versions ``rank_<rank>``) instead,
 and pygloo programs delete those names after a run. So that such a clean-up still cleans, the
 stores' ``delKey``/``delKeys`` also delete cgloo's key wherever they are given one of Gloo's
 names: a key whose last ``/``-separated part is ``<i>`` or ``rank_<i>`` removes

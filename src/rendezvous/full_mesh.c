@@ -1,13 +1,22 @@
 /*
  * Full-mesh connection set-up over a store.
  *
- * Each rank publishes "cgloo1 <address> <nonce>" under "<context name>/addr/<rank>", where the
- * address is whatever its device's transport publishes and the nonce this context's identity
- * in this run, reads every peer's record in one multi-get, binds every peer to the device's
+ * Each rank publishes "cgloo2 <address> <nonce> <expiry>" under "<context name>/addr/<rank>",
+ * where the address is whatever its device's transport publishes, the nonce this context's
+ * identity in this run, and the expiry (Unix ms, hex) the time after which no rank of this run
+ * can still be reading it. It reads every peer's record, binds every peer to the device's
  * transport and asks the transport to connect them all. The transport is made ready to accept
  * before the address is published, so that no peer can dial too early. The transport proves each
  * connection belongs to this run with the nonces; the rendezvous never sees a connection or a wire
  * format.
+ *
+ * Stores outlive runs (a file store's directory, a long-running store server, Redis), so a run
+ * must not read the records of an earlier one. Once connected, every peer has read this rank's
+ * record, so each rank marks its record done and deletes it, and an earlier clean run leaves
+ * nothing. An earlier run that died during its rendezvous leaves records that expire; readers
+ * wait past done and expired records for fresh ones. Each rank also counts itself in
+ * "<name>/joins/<rank>": a second live claimant of one rank (two runs sharing a namespace at
+ * once) fails at once with EBUSY instead of connecting the two runs' ranks to each other.
  */
 #include "core/context.h"
 #include "store/store.h"
@@ -15,15 +24,35 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <time.h>
 
-#define RECORD_PREFIX "cgloo1 "
-#define NONCE_DIGITS 16
-/* The longest record: prefix, address, a space, the nonce. */
-#define RECORD_MAX (sizeof RECORD_PREFIX - 1 + CGLOO_TRANSPORT_ADDR_MAX - 1 + 1 + NONCE_DIGITS)
+#define RECORD_PREFIX "cgloo2 "
+#define RECORD_DONE "cgloo2 done"
+#define HEX_DIGITS 16
+/* The longest record: prefix, address, a space, the nonce, a space, the expiry. */
+#define RECORD_MAX (sizeof RECORD_PREFIX - 1 + CGLOO_TRANSPORT_ADDR_MAX - 1 + 2 * (1 + HEX_DIGITS))
+/* How much later than the rank's own timeout its record expires: clocks of different hosts
+ * disagree by this much at most. */
+#define EXPIRY_SLACK_MS 10000
+/* Polling a record that is there but stale (done or expired) until a fresh one replaces it. */
+#define STALE_POLL_MIN_MS 5
+#define STALE_POLL_MAX_MS 100
 
 static void addr_key(const cgloo_context *ctx, int rank, char *key, size_t len)
 {
     snprintf(key, len, "%s/addr/%d", ctx->name, rank);
+}
+
+static void joins_key(const cgloo_context *ctx, char *key, size_t len)
+{
+    snprintf(key, len, "%s/joins/%d", ctx->name, ctx->rank);
+}
+
+static int64_t unix_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
@@ -34,7 +63,9 @@ static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: the device has no address to publish",
                                 ctx->rank);
-    int n = snprintf(val, sizeof val, RECORD_PREFIX "%s %016" PRIx64, addr, ctx->nonce);
+    uint64_t expiry = (uint64_t)(unix_ms() + ctx->timeout_ms + EXPIRY_SLACK_MS);
+    int n = snprintf(val, sizeof val, RECORD_PREFIX "%s %016" PRIx64 " %016" PRIx64, addr,
+                     ctx->nonce, expiry);
     rc = cgloo_store_set(store, key, val, (size_t)n);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: publishing its address under '%s' failed: %s",
@@ -50,14 +81,16 @@ static bool all_hex(const char *s, size_t n)
     return true;
 }
 
-/* parse_record reads "cgloo1 <address> <16 hex digits>" from the store, checking its shape
- * (an address of printable characters without spaces); the transport checks the address. */
-static int parse_record(const char *val, size_t len, cgloo__peer_record *rec)
+/* parse_record reads "cgloo2 <address> <16 hex digits> <16 hex digits>" from the store,
+ * checking its shape (an address of printable characters without spaces); the transport checks
+ * the address. *expiry gets the record's expiry. */
+static int parse_record(const char *val, size_t len, cgloo__peer_record *rec, int64_t *expiry)
 {
-    const size_t pre = sizeof RECORD_PREFIX - 1, tail = 1 + NONCE_DIGITS;
+    const size_t pre = sizeof RECORD_PREFIX - 1, tail = 2 * (1 + HEX_DIGITS);
     if (len > RECORD_MAX || len < pre + 1 + tail || strlen(val) != len ||
         memcmp(val, RECORD_PREFIX, pre) != 0 || val[len - tail] != ' ' ||
-        !all_hex(val + len - NONCE_DIGITS, NONCE_DIGITS))
+        val[len - HEX_DIGITS - 1] != ' ' || !all_hex(val + len - tail + 1, HEX_DIGITS) ||
+        !all_hex(val + len - HEX_DIGITS, HEX_DIGITS))
         return CGLOO_ESTORE;
     size_t alen = len - pre - tail;
     for (size_t i = 0; i < alen; i++)
@@ -65,8 +98,64 @@ static int parse_record(const char *val, size_t len, cgloo__peer_record *rec)
             return CGLOO_ESTORE;
     memcpy(rec->address, val + pre, alen);
     rec->address[alen] = '\0';
-    rec->nonce = strtoull(val + len - NONCE_DIGITS, NULL, 16);
+    rec->nonce = strtoull(val + len - tail + 1, NULL, 16);
+    *expiry = (int64_t)strtoull(val + len - HEX_DIGITS, NULL, 16);
     return CGLOO_OK;
+}
+
+/* record_state: a fresh record (OK, parsed into rec), one left by an earlier run (done or
+ * expired: ENOTFOUND), or one that is not a record at all (ESTORE). */
+static int record_state(const char *val, size_t len, cgloo__peer_record *rec)
+{
+    int64_t expiry;
+    if (len == sizeof RECORD_DONE - 1 && memcmp(val, RECORD_DONE, len) == 0)
+        return CGLOO_ENOTFOUND;
+    if (parse_record(val, len, rec, &expiry) != CGLOO_OK)
+        return CGLOO_ESTORE;
+    return expiry < unix_ms() ? CGLOO_ENOTFOUND : CGLOO_OK;
+}
+
+/* mesh_claim counts this rank in; a count above one means an earlier claimant, which is live
+ * when its record is there, fresh and not ours: another run in its rendezvous right now. */
+static int mesh_claim(cgloo_context *ctx, cgloo_store *store)
+{
+    char key[CGLOO_STORE_KEY_MAX + 1];
+    int64_t joins = 0;
+    joins_key(ctx, key, sizeof key);
+    int rc = cgloo_store_add(store, key, 1, &joins);
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, rc, "rank %d: counting itself in under '%s' failed: %s",
+                                ctx->rank, key, cgloo_strerror(rc));
+    if (joins == 1)
+        return CGLOO_OK;
+    void *val = NULL;
+    size_t len = 0;
+    cgloo__peer_record rec;
+    addr_key(ctx, ctx->rank, key, sizeof key);
+    rc = cgloo_store_get(store, key, 1, &val, &len);
+    bool live = rc == CGLOO_OK && record_state(val, len, &rec) == CGLOO_OK &&
+                rec.nonce != ctx->nonce; /* not this context's own earlier try */
+    cgloo_free(val);
+    if (!live)
+        return CGLOO_OK; /* what an earlier run left: done, expired, or never published */
+    return cgloo__ctx_error(ctx, CGLOO_EBUSY,
+                            "rank %d: another run is in its rendezvous as rank %d of '%s' on "
+                            "this store (its record '%s' is fresh); runs that share a store at "
+                            "once need different context names (CGLOO_CONTEXT_NAME) or run ids "
+                            "(CGLOO_RUN_ID)",
+                            ctx->rank, ctx->rank, ctx->name, key);
+}
+
+/* mesh_finish marks this rank's record done, then deletes it and its count, once every peer
+ * has read it (a store that cannot delete keeps the done mark). Failures here are harmless. */
+static void mesh_finish(cgloo_context *ctx, cgloo_store *store)
+{
+    char key[CGLOO_STORE_KEY_MAX + 1];
+    addr_key(ctx, ctx->rank, key, sizeof key);
+    cgloo_store_set(store, key, RECORD_DONE, sizeof RECORD_DONE - 1);
+    cgloo_store_delete(store, key);
+    joins_key(ctx, key, sizeof key);
+    cgloo_store_delete(store, key);
 }
 
 static int missing_error(cgloo_context *ctx, cgloo_store *store, int rc)
@@ -120,36 +209,90 @@ static int mesh_multi_get(cgloo_context *ctx, cgloo_store *store, const char **k
     }
 }
 
-/* mesh_read_peers fills recs (indexed by rank) from the peers' store records. */
+/* peer_rank: the rank of entry i of the peers' key list (every rank but this one). */
+static int peer_rank(const cgloo_context *ctx, size_t i)
+{
+    return (int)i < ctx->rank ? (int)i : (int)i + 1;
+}
+
+/* read_round reads the records still missing (fresh[i] false) once, waiting until each is
+ * there; fills recs for the fresh ones and says in *stale how many were left by an earlier
+ * run. */
+static int read_round(cgloo_context *ctx, cgloo_store *store, int64_t deadline, const char **kp,
+                      bool *fresh, cgloo__peer_record *recs, size_t *stale)
+{
+    size_t n = (size_t)ctx->size - 1, m = 0;
+    const char **pending = calloc(n, sizeof *pending);
+    size_t *idx = calloc(n, sizeof *idx), *lens = calloc(n, sizeof *lens);
+    void **vals = calloc(n, sizeof *vals);
+    int rc = pending && idx && lens && vals ? CGLOO_OK : CGLOO_ENOMEM;
+    for (size_t i = 0; rc == CGLOO_OK && i < n; i++)
+        if (!fresh[i]) {
+            idx[m] = i;
+            pending[m++] = kp[i];
+        }
+    if (rc == CGLOO_OK)
+        rc = mesh_multi_get(ctx, store, pending, m, deadline, vals, lens);
+    if (rc != CGLOO_OK && rc != CGLOO_ENOMEM && rc != CGLOO_EINTR)
+        rc = missing_error(ctx, store, rc);
+    *stale = 0;
+    for (size_t j = 0; j < m && vals; j++) {
+        int r = peer_rank(ctx, idx[j]);
+        int state = rc == CGLOO_OK ? record_state(vals[j], lens[j], &recs[r]) : rc;
+        if (state == CGLOO_ESTORE)
+            rc = cgloo__ctx_error(ctx, CGLOO_ESTORE,
+                                  "rank %d: the store record of rank %d ('%s') is malformed",
+                                  ctx->rank, r, pending[j]);
+        fresh[idx[j]] = state == CGLOO_OK;
+        *stale += state == CGLOO_ENOTFOUND;
+        cgloo_free(vals[j]);
+    }
+    free(pending);
+    free(idx);
+    free(lens);
+    free(vals);
+    return rc;
+}
+
+/* stale_error: the deadline passed with a peer's key still holding what an earlier run left. */
+static int stale_error(cgloo_context *ctx, const char **kp, const bool *fresh)
+{
+    size_t i = 0;
+    while (fresh[i])
+        i++;
+    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                            "rank %d: rank %d did not publish its address in this run within %d "
+                            "ms ('%s' holds a record an earlier run left)",
+                            ctx->rank, peer_rank(ctx, i), ctx->timeout_ms, kp[i]);
+}
+
+/* mesh_read_peers fills recs (indexed by rank) from the peers' fresh store records, waiting
+ * past the records an earlier run left (done or expired) until fresh ones replace them. */
 static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadline,
                            cgloo__peer_record *recs)
 {
-    size_t n = (size_t)ctx->size - 1;
     char(*keys)[CGLOO_STORE_KEY_MAX + 1] = NULL;
     const char **kp = NULL;
-    void **vals = calloc(n, sizeof *vals);
-    size_t *lens = calloc(n, sizeof *lens);
-    int rc = peer_keys(ctx, &keys, &kp);
-    if (rc == CGLOO_OK && (!vals || !lens))
-        rc = CGLOO_ENOMEM;
-    if (rc == CGLOO_OK)
-        rc = mesh_multi_get(ctx, store, kp, n, deadline, vals, lens);
-    if (rc != CGLOO_OK && rc != CGLOO_ENOMEM && rc != CGLOO_EINTR)
-        rc = missing_error(ctx, store, rc);
-    for (int r = 0, i = 0; r < ctx->size && vals && lens; r++) {
-        if (r == ctx->rank)
-            continue;
-        if (rc == CGLOO_OK && parse_record(vals[i], lens[i], &recs[r]) != CGLOO_OK)
-            rc = cgloo__ctx_error(ctx, CGLOO_ESTORE,
-                                  "rank %d: the store record of rank %d ('%s') is malformed",
-                                  ctx->rank, r, kp[i]);
-        cgloo_free(vals[i]);
-        i++;
+    bool *fresh = calloc((size_t)ctx->size, sizeof *fresh);
+    int rc = fresh ? peer_keys(ctx, &keys, &kp) : CGLOO_ENOMEM;
+    int poll_ms = STALE_POLL_MIN_MS;
+    size_t stale = 1;
+    while (rc == CGLOO_OK && stale > 0) {
+        rc = read_round(ctx, store, deadline, kp, fresh, recs, &stale);
+        if (rc != CGLOO_OK || stale == 0)
+            break;
+        int left = cgloo__remaining_ms(deadline);
+        if (left == 0)
+            rc = stale_error(ctx, kp, fresh);
+        else if (cgloo__ctx_interrupted(ctx))
+            rc = cgloo__ctx_error(ctx, CGLOO_EINTR, "rank %d: connect interrupted", ctx->rank);
+        else
+            cgloo__sleep_ms(CGLOO_MIN(left, poll_ms));
+        poll_ms = CGLOO_MIN(2 * poll_ms, STALE_POLL_MAX_MS);
     }
     free(keys);
     free(kp);
-    free(vals);
-    free(lens);
+    free(fresh);
     return rc;
 }
 
@@ -184,7 +327,9 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         return CGLOO_ENOMEM;
     const cgloo_transport *t = dev->transport;
     cgloo__connector *conn = NULL;
-    int rc = mesh_bind(ctx, t);
+    int rc = mesh_claim(ctx, store);
+    if (rc == CGLOO_OK)
+        rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
         rc = t->connect_begin(dev, ctx, &conn); /* reachable before the address is published */
     if (rc == CGLOO_OK)
@@ -195,7 +340,9 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         rc = t->connect(conn, recs, deadline);
     if (conn)
         t->connect_end(conn);
-    if (rc != CGLOO_OK)
+    if (rc == CGLOO_OK)
+        mesh_finish(ctx, store);
+    else
         mesh_undo(ctx);
     free(recs);
     return rc;
