@@ -289,7 +289,7 @@ typedef struct overlap_arg {
 
 /* A 32 MiB allreduce alone, then started before a computation four times as long: by the end
  * of the computation little is left to wait for (less than half the time alone). Then the same for
- * a point-to-point transfer with the progress thread running. */
+ * a point-to-point transfer on a context whose progress thread the attribute started. */
 static void rank_overlap(int rank, int size, void *arg)
 {
     overlap_result *res = ((overlap_arg *)arg)->res;
@@ -310,7 +310,13 @@ static void rank_overlap(int rank, int size, void *arg)
     CHECK(all_equal(x, n, (float)(size * size)));
     if (rank == 0)
         res[0] = (overlap_result){alone, waited};
-    /* point to point: rank 0 sends 32 MiB to rank 1 while both compute */
+    mesh_close(e);
+    /* point to point, on a context whose progress thread the attribute started at connect:
+     * each rank sends 32 MiB to the other while both compute */
+    cgloo_context_attr attr = {.timeout_ms = TIMEOUT_MS, .name = "p2p", .progress_thread = 1};
+    CHECK_OK(cgloo_device_tcp_create(NULL, &e.dev));
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, ((overlap_arg *)arg)->store, e.dev));
     CHECK_OK(cgloo_barrier(e.ctx, NULL));
     CHECK_OK(cgloo_irecv(e.ctx, x, n * sizeof *x, 1 - rank, 9, &r));
     cgloo_request *sr;

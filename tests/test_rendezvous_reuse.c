@@ -73,7 +73,8 @@ static void test_consecutive_tcp(void)
     cgloo_store_server_stop(srv);
 }
 
-/* ---- what a run that died during its rendezvous leaves ---------------------------------------- */
+/* ---- what a run that died during its rendezvous leaves ----------------------------------------
+ */
 
 static int64_t unix_ms(void)
 {
@@ -113,7 +114,8 @@ static void test_leftovers_are_ignored(void)
     cgloo_store_destroy(s);
 }
 
-/* ---- overlapping runs -------------------------------------------------------------------------- */
+/* ---- overlapping runs --------------------------------------------------------------------------
+ */
 
 typedef struct overlap {
     const char *url;
