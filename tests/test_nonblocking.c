@@ -288,7 +288,7 @@ typedef struct overlap_arg {
 } overlap_arg;
 
 /* A 32 MiB allreduce alone, then started before a computation four times as long: by the end
- * of the computation little is left to wait for (less than half the time alone). Then the same for
+ * of the computation little is left to wait for (under a quarter of the time alone). Then the same for
  * a point-to-point transfer on a context whose progress thread the attribute started. */
 static void rank_overlap(int rank, int size, void *arg)
 {
@@ -346,7 +346,7 @@ static void test_overlap(void)
         snprintf(what, sizeof what, "%s: alone %lld ms, waited %lld ms after the computation",
                  i ? "isend/irecv" : "iallreduce", arg.res[i].alone_ms, arg.res[i].wait_ms);
         fprintf(stderr, "  overlap %s\n", what);
-        if (arg.res[i].wait_ms * 2 > arg.res[i].alone_ms + 40)
+        if (arg.res[i].wait_ms * 4 > arg.res[i].alone_ms + 40)
             harness_fail(__FILE__, __LINE__, "the transfer did not move during the computation",
                          what);
     }
