@@ -5,6 +5,8 @@
 # per-run p50 times, and B / A (below 1: B is faster).
 #   bench/ab.sh OLD_BUILD_DIR NEW_BUILD_DIR        e.g. bench/ab.sh ../base/build build
 #   RUNS=5 TIME_MS=300 MAX_ELEMENTS=16777216 bench/ab.sh ...
+#   B_FLAGS=--nonblocking bench/ab.sh build build   one build, the allreduces of B with extra
+#                                                   cgloo-bench flags (A_FLAGS likewise)
 set -euo pipefail
 a=$1
 b=$2
@@ -14,25 +16,29 @@ MAX_ELEMENTS=${MAX_ELEMENTS:-16777216}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-measure() { # build label
-  local dir=$1 label=$2
+measure() { # build label flags
+  local dir=$1 label=$2 flags=$3
   "$dir/tools/cgloo-run" -n 2 "$dir/tools/cgloo-bench" --mode pingpong --min-bytes 8 \
     --max-bytes 1048576 --iteration-time-ms "$TIME_MS" --csv | grep -v '^mode' |
     sed "s/^/$label,/" >>"$out/all.csv"
   for n in 2 4; do
     "$dir/tools/cgloo-run" -n "$n" "$dir/tools/cgloo-bench" --mode allreduce --min-elements 1 \
-      --max-elements "$MAX_ELEMENTS" --factor 16 --iteration-time-ms "$TIME_MS" --csv |
+      --max-elements "$MAX_ELEMENTS" --factor 16 --iteration-time-ms "$TIME_MS" --csv $flags |
       grep -v '^mode' | sed "s/^/$label,/" >>"$out/all.csv"
   done
 }
 
 for run in $(seq "$RUNS"); do
   echo "run $run/$RUNS" >&2
-  if [ $((run % 2)) = 1 ]; then measure "$a" A; measure "$b" B; else measure "$b" B; measure "$a" A; fi
+  if [ $((run % 2)) = 1 ]; then
+    measure "$a" A "${A_FLAGS:-}"; measure "$b" B "${B_FLAGS:-}"
+  else
+    measure "$b" B "${B_FLAGS:-}"; measure "$a" A "${A_FLAGS:-}"
+  fi
 done
 
 echo "## A/B, medians of $RUNS runs of p50 ($(date -u +%F), $(nproc) cores)"
-echo "A: $a   B: $b"
+echo "A: $a ${A_FLAGS:-}   B: $b ${B_FLAGS:-}"
 echo
 echo "| mode | ranks | bytes | A p50 us | B p50 us | B / A |"
 echo "|---|---|---|---|---|---|"
