@@ -598,6 +598,40 @@ static void test_invalid(void)
     CHECK(x[0] == 2 && x[1] == 3 && x[2] == 4 && x[3] == 5);
 }
 
+/* Every dtype's size and name, and the values the ABI fixes: dtypes are appended. */
+static void test_names(void)
+{
+    static const struct {
+        cgloo_dtype t;
+        size_t size;
+        const char *name;
+    } want[] = {
+        {CGLOO_INT8, 1, "int8"},
+        {CGLOO_UINT8, 1, "uint8"},
+        {CGLOO_INT32, 4, "int32"},
+        {CGLOO_UINT32, 4, "uint32"},
+        {CGLOO_INT64, 8, "int64"},
+        {CGLOO_UINT64, 8, "uint64"},
+        {CGLOO_FLOAT16, 2, "float16"},
+        {CGLOO_BFLOAT16, 2, "bfloat16"},
+        {CGLOO_FLOAT32, 4, "float32"},
+        {CGLOO_FLOAT64, 8, "float64"},
+        {CGLOO_BOOL, 1, "bool"},
+        {CGLOO_INT16, 2, "int16"},
+        {CGLOO_UINT16, 2, "uint16"},
+        {CGLOO_COMPLEX64, 8, "complex64"},
+        {CGLOO_COMPLEX128, 16, "complex128"},
+    };
+    CHECK(CGLOO_ARRAY_LEN(want) == CGLOO_DTYPE_COUNT);
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(want); i++) {
+        CHECK((size_t)want[i].t == i);
+        CHECK(cgloo_dtype_size(want[i].t) == want[i].size);
+        CHECK(strcmp(cgloo_dtype_name(want[i].t), want[i].name) == 0);
+    }
+    CHECK(cgloo_dtype_size(CGLOO_DTYPE_COUNT) == 0 && cgloo_dtype_name(CGLOO_DTYPE_COUNT) == NULL);
+    CHECK(sizeof(float _Complex) == 8 && sizeof(double _Complex) == 16);
+}
+
 /* Many threads make the first call at once: every one gets the same kernel. */
 static void race_rank(int rank, int size, void *arg)
 {
@@ -629,6 +663,7 @@ static const test_case tests[] = {
     {"half_conversions", test_half_conversions, 60},
     {"bf16_conversions", test_bf16_conversions, 60},
     {"invalid", test_invalid, 10},
+    {"names", test_names, 10},
     {"first_call_race", test_first_call_race, 10},
 };
 

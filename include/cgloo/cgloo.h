@@ -84,7 +84,8 @@ CGLOO_API const char *cgloo_status_name(int status);
 CGLOO_API void cgloo_free(void *ptr);
 
 /* ---------------------------------------------------------------------------------------------
- * Data types and reduction operations (used by the collectives).
+ * Data types and reduction operations (used by the collectives). Elements are in the machine's
+ * byte order. New dtypes are appended before CGLOO_DTYPE_COUNT: the values are part of the ABI.
  */
 typedef enum cgloo_dtype {
     CGLOO_INT8,
@@ -97,6 +98,11 @@ typedef enum cgloo_dtype {
     CGLOO_BFLOAT16,
     CGLOO_FLOAT32,
     CGLOO_FLOAT64,
+    CGLOO_BOOL, /* one byte: 0 is false, any other value true */
+    CGLOO_INT16,
+    CGLOO_UINT16,
+    CGLOO_COMPLEX64,  /* two float32, real then imaginary: C's float _Complex */
+    CGLOO_COMPLEX128, /* two float64, real then imaginary: C's double _Complex */
     CGLOO_DTYPE_COUNT
 } cgloo_dtype;
 
