@@ -12,15 +12,20 @@
 #include <stdint.h>
 #include <string.h>
 
-static const cgloo_dtype all_dtypes[] = {CGLOO_INT8,    CGLOO_UINT8,  CGLOO_INT32,   CGLOO_UINT32,
-                                         CGLOO_INT64,   CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16,
-                                         CGLOO_FLOAT32, CGLOO_FLOAT64};
+static const cgloo_dtype all_dtypes[] = {
+    CGLOO_INT8,  CGLOO_UINT8,  CGLOO_INT16,   CGLOO_UINT16,   CGLOO_INT32,   CGLOO_UINT32,
+    CGLOO_INT64, CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16, CGLOO_FLOAT32, CGLOO_FLOAT64};
 static const cgloo_op all_ops[] = {CGLOO_SUM,  CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
                                    CGLOO_BAND, CGLOO_BOR,     CGLOO_BXOR};
 
 static inline int dtype_is_float(cgloo_dtype t)
 {
     return t == CGLOO_FLOAT16 || t == CGLOO_BFLOAT16 || t == CGLOO_FLOAT32 || t == CGLOO_FLOAT64;
+}
+
+static inline int dtype_is_unsigned(cgloo_dtype t)
+{
+    return t == CGLOO_UINT8 || t == CGLOO_UINT16 || t == CGLOO_UINT32 || t == CGLOO_UINT64;
 }
 
 static inline int op_is_bitwise(cgloo_op op)
@@ -78,6 +83,12 @@ static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
     case CGLOO_UINT8:
         ((uint8_t *)buf)[i] = (uint8_t)(int64_t)v;
         break;
+    case CGLOO_INT16:
+        ((int16_t *)buf)[i] = (int16_t)(int64_t)v;
+        break;
+    case CGLOO_UINT16:
+        ((uint16_t *)buf)[i] = (uint16_t)(int64_t)v;
+        break;
     case CGLOO_INT32:
         ((int32_t *)buf)[i] = (int32_t)(int64_t)v;
         break;
@@ -114,6 +125,10 @@ static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
         return ((const int8_t *)buf)[i];
     case CGLOO_UINT8:
         return ((const uint8_t *)buf)[i];
+    case CGLOO_INT16:
+        return ((const int16_t *)buf)[i];
+    case CGLOO_UINT16:
+        return ((const uint16_t *)buf)[i];
     case CGLOO_INT32:
         return ((const int32_t *)buf)[i];
     case CGLOO_UINT32:
@@ -140,7 +155,7 @@ static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
  * result is exact; unsigned dtypes get non-negative values. */
 static inline double input_value(cgloo_op op, cgloo_dtype t, int rank, size_t i)
 {
-    int unsigned_t = t == CGLOO_UINT8 || t == CGLOO_UINT32 || t == CGLOO_UINT64;
+    int unsigned_t = dtype_is_unsigned(t);
     size_t k = i * 7 + (size_t)rank * 13;
     if (op == CGLOO_PRODUCT)
         return k % 11 == 0 ? 2 : (k % 3 == 0 && !unsigned_t) ? -1 : 1;

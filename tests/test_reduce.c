@@ -132,7 +132,7 @@ static double ref_float(cgloo_op op, cgloo_dtype t, const void *a, const void *b
 
 static int dtype_is_signed(cgloo_dtype t)
 {
-    return t == CGLOO_INT8 || t == CGLOO_INT32 || t == CGLOO_INT64;
+    return t == CGLOO_INT8 || t == CGLOO_INT16 || t == CGLOO_INT32 || t == CGLOO_INT64;
 }
 
 /* ref_int combines element i of a and b as unsigned 64-bit arithmetic (which wraps like the
@@ -374,6 +374,19 @@ static const edge edges[] = {
     {CGLOO_BXOR, CGLOO_UINT64, 0xf0f0f0f0f0f0f0f0, 0xffffffffffffffff, 0x0f0f0f0f0f0f0f0f},
     {CGLOO_BAND, CGLOO_INT8, 0xf0, 0x3c, 0x30},
     {CGLOO_BOR, CGLOO_INT32, 0xf0000000, 0x3c, 0xf000003c},
+    {CGLOO_SUM, CGLOO_INT16, 0x7fff, 1, 0x8000},
+    {CGLOO_SUM, CGLOO_INT16, 0x8000, 0xffff, 0x7fff},
+    {CGLOO_PRODUCT, CGLOO_INT16, 0x8000, 0xffff, 0x8000},
+    {CGLOO_PRODUCT, CGLOO_INT16, 0x100, 0x100, 0},
+    {CGLOO_MIN, CGLOO_INT16, 0x8000, 0x7fff, 0x8000},
+    {CGLOO_MAX, CGLOO_INT16, 0x8000, 0x7fff, 0x7fff},
+    {CGLOO_BXOR, CGLOO_INT16, 0xf0f0, 0xffff, 0x0f0f},
+    {CGLOO_SUM, CGLOO_UINT16, 0xffff, 2, 1},
+    {CGLOO_PRODUCT, CGLOO_UINT16, 0xffff, 0xffff, 1},
+    {CGLOO_MIN, CGLOO_UINT16, 0x8000, 0x7fff, 0x7fff}, /* compared unsigned */
+    {CGLOO_MAX, CGLOO_UINT16, 0xffff, 0, 0xffff},
+    {CGLOO_BAND, CGLOO_UINT16, 0xff00, 0x0ff0, 0x0f00},
+    {CGLOO_BOR, CGLOO_UINT16, 0xff00, 0x00f0, 0xfff0},
     /* float16: ties to even, overflow, subnormals, NaN, signed zeros */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1000, 0x3c00},     /* 1 + 2^-11: tie, down to even */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c01, 0x1000, 0x3c02},     /* 1+2^-10 + 2^-11: tie, up to even */

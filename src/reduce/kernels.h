@@ -26,6 +26,8 @@
 #define CGLOO_REDUCE_DTYPES(X)                                                                     \
     X(INT8, int8_t, uint8_t, int8, INT)                                                            \
     X(UINT8, uint8_t, uint8_t, uint8, INT)                                                         \
+    X(INT16, int16_t, uint16_t, int16, INT)                                                        \
+    X(UINT16, uint16_t, uint16_t, uint16, INT)                                                     \
     X(INT32, int32_t, uint32_t, int32, INT)                                                        \
     X(UINT32, uint32_t, uint32_t, uint32, INT)                                                     \
     X(INT64, int64_t, uint64_t, int64, INT)                                                        \
@@ -68,10 +70,12 @@ typedef enum cgloo__reduce_isa {
 
 /* The element combiners of each kind, as K(op, T, name, expression of x and y). Integers
  * compute in the unsigned type U of the same width so that overflow wraps instead of being
- * undefined. Every kernel file instantiates these, so all instruction sets agree. */
+ * undefined; a product multiplies by 1u first, since uint16_t operands would be promoted to int,
+ * where 65535 * 65535 overflows. Every kernel file instantiates these, so all instruction sets
+ * agree. */
 #define CGLOO_REDUCE_INT_OPS(K, T, U, name)                                                        \
     K(sum, T, name, (T)((U)x + (U)y))                                                              \
-    K(product, T, name, (T)((U)x * (U)y))                                                          \
+    K(product, T, name, (T)(U)(1u * (U)x * (U)y))                                                  \
     K(min, T, name, y < x ? y : x)                                                                 \
     K(max, T, name, y > x ? y : x)                                                                 \
     K(band, T, name, (T)(x & y))                                                                   \
