@@ -13,8 +13,9 @@
 #include <string.h>
 
 static const cgloo_dtype all_dtypes[] = {
-    CGLOO_INT8,  CGLOO_UINT8,  CGLOO_INT16,   CGLOO_UINT16,   CGLOO_INT32,   CGLOO_UINT32,
-    CGLOO_INT64, CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16, CGLOO_FLOAT32, CGLOO_FLOAT64};
+    CGLOO_INT8,    CGLOO_UINT8,   CGLOO_INT16,  CGLOO_UINT16,  CGLOO_INT32,
+    CGLOO_UINT32,  CGLOO_INT64,   CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16,
+    CGLOO_FLOAT32, CGLOO_FLOAT64, CGLOO_BOOL};
 static const cgloo_op all_ops[] = {CGLOO_SUM,  CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
                                    CGLOO_BAND, CGLOO_BOR,     CGLOO_BXOR};
 
@@ -73,7 +74,8 @@ static inline double test_from_bf16(uint16_t b)
     return f;
 }
 
-/* store_value writes v (an integer value) as element i of buf. Integers wrap like C casts. */
+/* store_value writes v (an integer value) as element i of buf. Integers wrap like C casts;
+ * bool stores whether v is non-zero. */
 static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
 {
     switch (t) {
@@ -113,17 +115,23 @@ static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
     case CGLOO_FLOAT64:
         ((double *)buf)[i] = v;
         break;
+    case CGLOO_BOOL:
+        ((uint8_t *)buf)[i] = v != 0;
+        break;
     default:
         break;
     }
 }
 
+/* load_value reads element i of buf; a bool byte as it is, so that a byte other than 0 and 1
+ * differs from every reference. */
 static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
 {
     switch (t) {
     case CGLOO_INT8:
         return ((const int8_t *)buf)[i];
     case CGLOO_UINT8:
+    case CGLOO_BOOL:
         return ((const uint8_t *)buf)[i];
     case CGLOO_INT16:
         return ((const int16_t *)buf)[i];
@@ -150,13 +158,25 @@ static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
     }
 }
 
+/* bool_input: mostly true for the ops that are a logical and, mostly false for those that are
+ * an or, so that neither result is the same everywhere. */
+static inline double bool_input(cgloo_op op, size_t k)
+{
+    int rare = k % 11 == 0;
+    if (op == CGLOO_PRODUCT || op == CGLOO_MIN || op == CGLOO_BAND)
+        return !rare;
+    return op == CGLOO_BXOR ? (double)(k % 2) : rare;
+}
+
 /* input_value: the value rank `rank` contributes at element i for op. Products stay small
  * (factors of 1, -1 and a rare 2), sums of up to 64 ranks stay below 2^10, so every float
- * result is exact; unsigned dtypes get non-negative values. */
+ * result is exact; unsigned dtypes get non-negative values, bool 0 and 1. */
 static inline double input_value(cgloo_op op, cgloo_dtype t, int rank, size_t i)
 {
     int unsigned_t = dtype_is_unsigned(t);
     size_t k = i * 7 + (size_t)rank * 13;
+    if (t == CGLOO_BOOL)
+        return bool_input(op, k);
     if (op == CGLOO_PRODUCT)
         return k % 11 == 0 ? 2 : (k % 3 == 0 && !unsigned_t) ? -1 : 1;
     int v = (int)(k % 17);
@@ -170,7 +190,8 @@ static inline void fill_input(void *buf, size_t count, cgloo_dtype t, cgloo_op o
 }
 
 /* reference_value: element i of the op over ranks 0..size-1, computed in int64 or double and
- * then wrapped into the dtype by store_value/load_value. */
+ * then wrapped into the dtype by store_value/load_value. A bool's inputs are 0 and 1, so every
+ * op but sum already gives its logical result, and a sum is true when it is non-zero. */
 static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_t i)
 {
     int64_t acc = (int64_t)input_value(op, t, 0, i);
@@ -202,7 +223,7 @@ static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_
             break;
         }
     }
-    return (double)acc;
+    return t == CGLOO_BOOL ? acc != 0 : (double)acc;
 }
 
 /* check_reduced compares buf[0..count) with the reference of elements first..first+count. */

@@ -10,6 +10,8 @@
  * NaN semantics checked here: sum and product propagate NaN; min and max are IEEE 754-2019
  * minimum and maximum, so a NaN in either input gives NaN and min(-0, +0) = -0,
  * max(-0, +0) = +0 in either order. NaN payloads are not compared.
+ *
+ * bool takes any non-zero byte as true and writes 0 or 1.
  */
 #include "coll_util.h"
 #include "reduce/kernels.h"
@@ -167,12 +169,32 @@ static uint64_t ref_int(cgloo_op op, cgloo_dtype t, const void *a, const void *b
     }
 }
 
+/* ref_bool combines element i of a and b as truth values: any non-zero byte is true. */
+static uint8_t ref_bool(cgloo_op op, const void *a, const void *b, size_t i)
+{
+    int x = ((const uint8_t *)a)[i] != 0, y = ((const uint8_t *)b)[i] != 0;
+    switch (op) {
+    case CGLOO_PRODUCT:
+    case CGLOO_MIN:
+    case CGLOO_BAND:
+        return x && y;
+    case CGLOO_BXOR:
+        return x != y;
+    default: /* sum, max, bor */
+        return x || y;
+    }
+}
+
 /* ref_apply writes the reference of a (op) b into out, n elements. */
 static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, void *out, size_t n)
 {
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         char *o = (char *)out + i * es;
+        if (t == CGLOO_BOOL) {
+            *o = (char)ref_bool(op, a, b, i);
+            continue;
+        }
         if (!dtype_is_float(t)) {
             uint64_t v = ref_int(op, t, a, b, i);
             memcpy(o, &v, es);
@@ -387,6 +409,24 @@ static const edge edges[] = {
     {CGLOO_MAX, CGLOO_UINT16, 0xffff, 0, 0xffff},
     {CGLOO_BAND, CGLOO_UINT16, 0xff00, 0x0ff0, 0x0f00},
     {CGLOO_BOR, CGLOO_UINT16, 0xff00, 0x00f0, 0xfff0},
+    /* bool: any non-zero byte is true, results are 0 or 1, never the bytes' arithmetic */
+    {CGLOO_SUM, CGLOO_BOOL, 1, 1, 1},
+    {CGLOO_SUM, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_SUM, CGLOO_BOOL, 2, 0, 1},
+    {CGLOO_SUM, CGLOO_BOOL, 0x80, 0x80, 1},
+    {CGLOO_PRODUCT, CGLOO_BOOL, 2, 4, 1},
+    {CGLOO_PRODUCT, CGLOO_BOOL, 0xff, 0, 0},
+    {CGLOO_MIN, CGLOO_BOOL, 2, 1, 1},
+    {CGLOO_MIN, CGLOO_BOOL, 0, 7, 0},
+    {CGLOO_MAX, CGLOO_BOOL, 0, 0x10, 1},
+    {CGLOO_MAX, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_BAND, CGLOO_BOOL, 1, 2, 1},
+    {CGLOO_BAND, CGLOO_BOOL, 0, 0xff, 0},
+    {CGLOO_BOR, CGLOO_BOOL, 0x40, 0, 1},
+    {CGLOO_BOR, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 1, 2, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 3, 3, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 0, 0xfe, 1},
     /* float16: ties to even, overflow, subnormals, NaN, signed zeros */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1000, 0x3c00},     /* 1 + 2^-11: tie, down to even */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c01, 0x1000, 0x3c02},     /* 1+2^-10 + 2^-11: tie, up to even */

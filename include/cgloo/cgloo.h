@@ -515,12 +515,18 @@ CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const siz
  * "all_to_one" (in to rank 0 and back out). */
 CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
 
-/* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
- * Integers wrap on overflow. float16 and bfloat16 are computed in float32 and rounded to
- * nearest even. min and max follow IEEE 754-2019 minimum and maximum: a NaN in either input
- * gives NaN, and -0 is below +0; sum and product propagate NaN. Pointers must be aligned for
- * the dtype. Errors: EINVAL (bad dtype, op, a bitwise op on a floating-point dtype, or a NULL
- * pointer with count > 0). */
+/* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory;
+ * the collectives reduce with the same kernels. Does not block.
+ * - Integers (int8 to uint64) wrap on overflow.
+ * - float16 and bfloat16 are computed in float32 and rounded to nearest even. min and max follow
+ *   IEEE 754-2019 minimum and maximum: a NaN in either input gives NaN, and -0 is below +0; sum
+ *   and product propagate NaN.
+ * - bool: any non-zero byte is true, and every byte written is 0 or 1. sum and max are a
+ *   logical or, product and min a logical and; band, bor and bxor are and, or and xor of the
+ *   truth values (1 band 2 is 1). A collective with one input to reduce (one rank, one
+ *   buffer) copies it, bytes other than 0 and 1 included.
+ * Pointers must be aligned for the dtype. Errors: EINVAL (bad dtype, op, a bitwise op on a
+ * floating-point dtype, or a NULL pointer with count > 0). */
 CGLOO_API int cgloo_reduce_local(void *inout, const void *in, size_t count, cgloo_dtype dtype,
                                  cgloo_op op);
 

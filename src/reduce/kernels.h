@@ -6,6 +6,9 @@
  *
  * Semantics every instruction set agrees on (the tests compare them):
  * - Integers wrap on overflow (two's complement), as unsigned arithmetic of the same width.
+ * - bool takes any non-zero byte as true and writes 0 or 1: sum and max are a logical or,
+ *   product and min a logical and, and band, bor and bxor act on the truth values, not the bits
+ *   (0x01 band 0x02 is 1). That is what PyTorch's backends give for bool tensors.
  * - float16 and bfloat16 are widened to float32, combined, and rounded back to nearest, ties
  *   to even. float32 holds the exact sum or product of two halves or two bfloat16s closely
  *   enough that this one rounding gives the correctly rounded result. Overflow gives infinity,
@@ -21,8 +24,10 @@
 #include "reduce/reduce_kernel.h"
 
 /* Every dtype once: (ENUM, ctype, unsigned type of the same width, name, kind). The kind picks
- * the ops and how elements combine: INT (all seven ops, wrapping), FLOAT (no bitwise ops) and
- * HALF (stored as uint16_t, computed in float32; kernels in half.c). */
+ * the ops and how elements combine: INT (all seven ops, wrapping), FLOAT (no bitwise ops), HALF
+ * (stored as uint16_t, computed in float32; kernels in half.c) and BOOL (all seven, on truth
+ * values). bool's name is bool_ because <stdbool.h> makes `bool` a macro, which would expand
+ * inside these lists. */
 #define CGLOO_REDUCE_DTYPES(X)                                                                     \
     X(INT8, int8_t, uint8_t, int8, INT)                                                            \
     X(UINT8, uint8_t, uint8_t, uint8, INT)                                                         \
@@ -35,7 +40,8 @@
     X(FLOAT16, uint16_t, uint16_t, float16, HALF)                                                  \
     X(BFLOAT16, uint16_t, uint16_t, bfloat16, HALF)                                                \
     X(FLOAT32, float, uint32_t, float32, FLOAT)                                                    \
-    X(FLOAT64, double, uint64_t, float64, FLOAT)
+    X(FLOAT64, double, uint64_t, float64, FLOAT)                                                   \
+    X(BOOL, uint8_t, uint8_t, bool_, BOOL)
 
 /* Every op once: (ENUM, name, bitwise). */
 #define CGLOO_REDUCE_OPS(X)                                                                        \
@@ -87,6 +93,14 @@ typedef enum cgloo__reduce_isa {
     K(min, T, name, cgloo__##name##_min(x, y))                                                     \
     K(max, T, name, cgloo__##name##_max(x, y))
 #define CGLOO_REDUCE_HALF_OPS(K, T, U, name) /* half.c has its own */
+#define CGLOO_REDUCE_BOOL_OPS(K, T, U, name)                                                       \
+    K(sum, T, name, (T)((x | y) != 0))                                                             \
+    K(product, T, name, (T)((x != 0) & (y != 0)))                                                  \
+    K(min, T, name, (T)((x != 0) & (y != 0)))                                                      \
+    K(max, T, name, (T)((x | y) != 0))                                                             \
+    K(band, T, name, (T)((x != 0) & (y != 0)))                                                     \
+    K(bor, T, name, (T)((x | y) != 0))                                                             \
+    K(bxor, T, name, (T)((x != 0) ^ (y != 0)))
 
 /* The loop every kernel runs: whole blocks of 64 bytes, whose fixed trip count the compiler
  * vectorises even at -O2, then the remaining elements one by one. `f(a, b)` combines two
