@@ -29,7 +29,7 @@ static void one_case(cgloo_context *ctx, const char *algo, int radix, cgloo_dtyp
     cgloo_coll_opts o = {.algorithm = algo, .radix = radix};
     int rc = in_place ? cgloo_allreduce(ctx, in, in, count, t, op, &o)
                       : cgloo_allreduce(ctx, in, out, count, t, op, &o);
-    if (dtype_is_float(t) && op_is_bitwise(op)) {
+    if (!op_defined(op, t)) {
         CHECK_STATUS(rc, CGLOO_EINVAL);
     } else {
         if (rc != CGLOO_OK) {
@@ -105,6 +105,9 @@ static void rank_large(int rank, int size, void *arg)
     }
     one_case(e.ctx, "ring", 0, CGLOO_FLOAT16, CGLOO_SUM, 4u << 20, 1);
     one_case(e.ctx, "ring", 0, CGLOO_BFLOAT16, CGLOO_MAX, 3u << 20, 0);
+    /* several 512 KiB ring segments of elements wider than 8 bytes */
+    one_case(e.ctx, "ring", 0, CGLOO_COMPLEX64, CGLOO_PRODUCT, 300007, 1);
+    one_case(e.ctx, "halving_doubling", 0, CGLOO_COMPLEX128, CGLOO_SUM, 300007, 0);
     mesh_close(e);
 }
 
@@ -120,7 +123,7 @@ static void test_large(void)
 /* bool_byte: coll_util's truth value for (op, rank, i), as 0 or one of many non-zero bytes. */
 static uint8_t bool_byte(cgloo_op op, int rank, size_t i)
 {
-    uint8_t truth = input_value(op, CGLOO_BOOL, rank, i) != 0;
+    uint8_t truth = input_value(op, CGLOO_BOOL, rank, i).re != 0;
     return truth ? (uint8_t)(1 + (i * 37 + (size_t)rank * 11) % 255) : 0;
 }
 

@@ -11,19 +11,18 @@
  * minimum and maximum, so a NaN in either input gives NaN and min(-0, +0) = -0,
  * max(-0, +0) = +0 in either order. NaN payloads are not compared.
  *
- * bool takes any non-zero byte as true and writes 0 or 1.
+ * bool takes any non-zero byte as true and writes 0 or 1. complex64 and complex128 multiply as
+ * (a + bi)(c + di) = (ac - bd) + (ad + bc)i with every product and sum rounded to the part's
+ * type (no fused multiply-add); for float32 parts the reference runs each step in double and
+ * rounds it to float, which is the same (53 >= 2 * 24 + 2 again).
  */
 #include "coll_util.h"
 #include "reduce/kernels.h"
 
+#include <complex.h> /* to check complex64's layout against float _Complex */
 #include <pthread.h>
 
 static const size_t counts[] = {0, 1, 3, 17, 1000};
-
-static int pair_valid(cgloo_op op, cgloo_dtype t)
-{
-    return !(dtype_is_float(t) && op_is_bitwise(op));
-}
 
 /* ---- the reference ------------------------------------------------------------------------ */
 
@@ -185,6 +184,35 @@ static uint8_t ref_bool(cgloo_op op, const void *a, const void *b, size_t i)
     }
 }
 
+/* ref_part rounds v to a part of complex dtype t. */
+static double ref_part(cgloo_dtype t, double v)
+{
+    return t == CGLOO_COMPLEX64 ? (double)(float)v : v;
+}
+
+/* ref_part_at reads part k (2 i is element i's real part) of a complex buffer. */
+static double ref_part_at(cgloo_dtype t, const void *p, size_t k)
+{
+    return t == CGLOO_COMPLEX64 ? ((const float *)p)[k] : ((const double *)p)[k];
+}
+
+/* ref_complex writes element i of a (op) b, complex dtype t, to out. */
+static void ref_complex(cgloo_op op, cgloo_dtype t, const void *a, const void *b, size_t i,
+                        void *out)
+{
+    double xr = ref_part_at(t, a, 2 * i), xi = ref_part_at(t, a, 2 * i + 1);
+    double yr = ref_part_at(t, b, 2 * i), yi = ref_part_at(t, b, 2 * i + 1), r[2];
+    if (op == CGLOO_SUM) {
+        r[0] = ref_part(t, xr + yr);
+        r[1] = ref_part(t, xi + yi);
+    } else {
+        r[0] = ref_part(t, ref_part(t, xr * yr) - ref_part(t, xi * yi));
+        r[1] = ref_part(t, ref_part(t, xr * yi) + ref_part(t, xi * yr));
+    }
+    float f[2] = {(float)r[0], (float)r[1]};
+    memcpy(out, t == CGLOO_COMPLEX64 ? (void *)f : (void *)r, cgloo_dtype_size(t));
+}
+
 /* ref_apply writes the reference of a (op) b into out, n elements. */
 static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, void *out, size_t n)
 {
@@ -193,6 +221,10 @@ static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, 
         char *o = (char *)out + i * es;
         if (t == CGLOO_BOOL) {
             *o = (char)ref_bool(op, a, b, i);
+            continue;
+        }
+        if (dtype_is_complex(t)) {
+            ref_complex(op, t, a, b, i, o);
             continue;
         }
         if (!dtype_is_float(t)) {
@@ -230,10 +262,14 @@ static int elem_is_nan(cgloo_dtype t, const void *p)
     }
 }
 
-/* same_result: bit-equal, or both NaN. Prints the first difference. */
+/* same_result: bit-equal, or both NaN. Prints the first difference. Complex elements are
+ * compared part by part (the index printed is a part's). */
 static int same_result(cgloo_op op, cgloo_dtype t, const void *got, const void *want, const void *a,
                        const void *b, size_t n)
 {
+    if (dtype_is_complex(t))
+        return same_result(op, t == CGLOO_COMPLEX64 ? CGLOO_FLOAT32 : CGLOO_FLOAT64, got, want, a,
+                           b, 2 * n);
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         const char *g = (const char *)got + i * es, *w = (const char *)want + i * es;
@@ -273,6 +309,10 @@ static int check_kernel(cgloo__reduce_kernel k, cgloo_op op, cgloo_dtype t, cons
 
 static void fill_random(void *buf, size_t n, cgloo_dtype t)
 {
+    if (dtype_is_complex(t)) { /* random parts: the float patterns below */
+        fill_random(buf, 2 * n, t == CGLOO_COMPLEX64 ? CGLOO_FLOAT32 : CGLOO_FLOAT64);
+        return;
+    }
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         uint64_t v = rng_next();
@@ -305,13 +345,13 @@ static cgloo__reduce_kernel from_isa(cgloo_op op, cgloo_dtype t, void *arg)
 /* check_inputs: coll_util's inputs (two ranks) for every pair, count and offset. */
 static void check_inputs(kernel_source src, void *arg)
 {
-    uint64_t a[1000], b[1000];
+    uint64_t a[2000], b[2000]; /* 1000 elements of up to 16 bytes */
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
             cgloo_op op = all_ops[o];
             cgloo_dtype t = all_dtypes[d];
             cgloo__reduce_kernel k = src(op, t, arg);
-            CHECK((k != NULL) == pair_valid(op, t));
+            CHECK((k != NULL) == op_defined(op, t));
             if (!k)
                 continue;
             fill_input(a, 1000, t, op, 0);
@@ -321,7 +361,7 @@ static void check_inputs(kernel_source src, void *arg)
                     CHECK(check_kernel(k, op, t, a, b, counts[c], off));
                     /* and coll_util's own reference */
                     size_t es = cgloo_dtype_size(t);
-                    uint64_t xbuf[1001]; /* aligned for every dtype */
+                    uint64_t xbuf[2002]; /* aligned for every dtype */
                     char *x = (char *)xbuf;
                     memcpy(x + off * es, a, counts[c] * es);
                     k(x + off * es, b, counts[c]);
@@ -334,7 +374,7 @@ static void check_inputs(kernel_source src, void *arg)
 static void check_random(kernel_source src, void *arg)
 {
     enum { n = 4099 };
-    static uint64_t a[n], b[n];
+    static uint64_t a[2 * n], b[2 * n]; /* up to 16 bytes an element */
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
             cgloo__reduce_kernel k = src(all_ops[o], all_dtypes[d], arg);
@@ -348,8 +388,7 @@ static void check_random(kernel_source src, void *arg)
         }
 }
 
-/* One edge case: a (op) b in dtype t must be `want` (bit patterns, as uint64). Each case runs
- * at every position of a 37-element buffer, so it meets the vector body and the tail. */
+/* One edge case: a (op) b in dtype t must be `want` (bit patterns, as uint64). */
 typedef struct edge {
     cgloo_op op;
     cgloo_dtype t;
@@ -497,24 +536,92 @@ static const float_edge float_edges[] = {
     {CGLOO_MAX, CGLOO_FLOAT64, -0.0, 0.0, 0.0},
 };
 
-static void check_edge(kernel_source src, void *arg, const edge *c)
+/* complex64 and complex128 edge cases, as (real, imaginary) values. */
+typedef struct complex_edge {
+    cgloo_op op;
+    cgloo_dtype t;
+    double a[2], b[2], want[2];
+} complex_edge;
+
+static const complex_edge complex_edges[] = {
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {1, 2}, {3, 4}, {-5, 10}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {0, 1}, {0, 1}, {-1, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {1, -2}, {0.5, 2}, {1.5, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {-0.0, -0.0}, {-0.0, -0.0}, {-0.0, -0.0}},
+    /* ac rounds to bd (and bd to ac below), so the real part is 0; a fused multiply-add that
+     * skips either rounding gives 2^-24 or -2^-24 */
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX64,
+     {1 + 0x1p-12, 1 + 0x1p-11},
+     {1 + 0x1p-12, 1},
+     {0, 2 + 0x1p-10}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX64,
+     {1 + 0x1p-11, 1 + 0x1p-12},
+     {1, 1 + 0x1p-12},
+     {0, 2 + 0x1p-10}},
+    /* no recovery of infinities (C's Annex G): inf * 1 has the imaginary part inf * 0 = NaN */
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {INFINITY, 0}, {1, 0}, {INFINITY, NAN}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {1e30, 1e30}, {1e30, -1e30}, {INFINITY, NAN}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {NAN, 1}, {1, 1}, {NAN, 2}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {1, 2}, {3, 4}, {-5, 10}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {0, -1}, {0, 1}, {1, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX128, {1e308, 1}, {1e308, -1}, {INFINITY, 0}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX128,
+     {1 + 0x1p-27, 1 + 0x1p-26},
+     {1 + 0x1p-27, 1},
+     {0, 2 + 0x1p-25}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX128,
+     {1 + 0x1p-26, 1 + 0x1p-27},
+     {1, 1 + 0x1p-27},
+     {0, 2 + 0x1p-25}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {INFINITY, 0}, {0, 1}, {NAN, INFINITY}},
+};
+
+/* check_case: a (op) b in dtype t must be `want` (one element each). The case runs at every
+ * fifth position of a 37-element buffer, so it meets the vector body and the tail. */
+static void check_case(kernel_source src, void *arg, cgloo_op op, cgloo_dtype t, const void *ea,
+                       const void *eb, const void *ewant)
 {
     enum { n = 37 };
-    size_t es = cgloo_dtype_size(c->t);
-    cgloo__reduce_kernel k = src(c->op, c->t, arg);
+    size_t es = cgloo_dtype_size(t);
+    cgloo__reduce_kernel k = src(op, t, arg);
     CHECK(k != NULL);
     for (size_t pos = 0; pos < n; pos += 5) {
-        uint64_t a[n], b[n], want[n];
-        fill_input(a, n, c->t, c->op, 0); /* ordinary neighbours */
-        fill_input(b, n, c->t, c->op, 1);
-        memcpy((char *)a + pos * es, &c->a, es);
-        memcpy((char *)b + pos * es, &c->b, es);
+        uint64_t a[2 * n], b[2 * n], want[2 * n]; /* up to 16 bytes an element */
+        fill_input(a, n, t, op, 0);               /* ordinary neighbours */
+        fill_input(b, n, t, op, 1);
+        memcpy((char *)a + pos * es, ea, es);
+        memcpy((char *)b + pos * es, eb, es);
         /* the reference must agree with the hand-written answer... */
-        ref_apply(c->op, c->t, a, b, want, n);
-        CHECK(same_result(c->op, c->t, (char *)want + pos * es, &c->want, &c->a, &c->b, 1));
+        ref_apply(op, t, a, b, want, n);
+        CHECK(same_result(op, t, (char *)want + pos * es, ewant, ea, eb, 1));
         /* ...and the kernel with both, at every position */
-        CHECK(check_kernel(k, c->op, c->t, a, b, n, pos & 1));
+        CHECK(check_kernel(k, op, t, a, b, n, pos & 1));
     }
+}
+
+static void check_edge(kernel_source src, void *arg, const edge *c)
+{
+    check_case(src, arg, c->op, c->t, &c->a, &c->b, &c->want); /* the low bytes: little-endian */
+}
+
+/* complex_bytes stores the parts v as one element of complex dtype t. */
+static void complex_bytes(cgloo_dtype t, const double v[2], void *out)
+{
+    float f[2] = {(float)v[0], (float)v[1]};
+    memcpy(out, t == CGLOO_COMPLEX64 ? (const void *)f : (const void *)v, cgloo_dtype_size(t));
+}
+
+static void check_complex_edge(kernel_source src, void *arg, const complex_edge *c)
+{
+    double a[2], b[2], want[2]; /* room for either dtype's element */
+    complex_bytes(c->t, c->a, a);
+    complex_bytes(c->t, c->b, b);
+    complex_bytes(c->t, c->want, want);
+    check_case(src, arg, c->op, c->t, a, b, want);
 }
 
 static uint64_t float_bits(cgloo_dtype t, double v)
@@ -532,6 +639,8 @@ static void check_edges(kernel_source src, void *arg)
                   float_bits(f->t, f->want)};
         check_edge(src, arg, &c);
     }
+    for (size_t e = 0; e < CGLOO_ARRAY_LEN(complex_edges); e++)
+        check_complex_edge(src, arg, &complex_edges[e]);
 }
 
 static void check_all(kernel_source src, void *arg)
@@ -628,7 +737,7 @@ static void test_invalid(void)
     float x[4] = {1, 2, 3, 4}, y[4] = {1, 1, 1, 1};
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
-            int valid = pair_valid(all_ops[o], all_dtypes[d]);
+            int valid = op_defined(all_ops[o], all_dtypes[d]);
             CHECK((cgloo__reduce_kernel_for(all_ops[o], all_dtypes[d]) != NULL) == valid);
             CHECK_STATUS(cgloo_reduce_local(x, y, 0, all_dtypes[d], all_ops[o]),
                          valid ? CGLOO_OK : CGLOO_EINVAL);
@@ -639,8 +748,12 @@ static void test_invalid(void)
     CHECK(cgloo__reduce_kernel_for(CGLOO_SUM, (cgloo_dtype)-1) == NULL);
     CHECK(cgloo__reduce_kernel_isa(CGLOO_SUM, CGLOO_INT32, CGLOO_REDUCE_ISA_COUNT) == NULL);
     CHECK(cgloo__reduce_kernel_isa(CGLOO_BAND, CGLOO_FLOAT16, CGLOO_REDUCE_PORTABLE) == NULL);
+    CHECK(cgloo__reduce_kernel_isa(CGLOO_MAX, CGLOO_COMPLEX128, CGLOO_REDUCE_PORTABLE) == NULL);
     CHECK(cgloo__reduce_isa_name(CGLOO_REDUCE_ISA_COUNT) == NULL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_FLOAT32, CGLOO_BXOR), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_MIN), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_MAX), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_BOR), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_DTYPE_COUNT, CGLOO_SUM), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_FLOAT32, CGLOO_OP_COUNT), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(NULL, y, 4, CGLOO_FLOAT32, CGLOO_SUM), CGLOO_EINVAL);
@@ -685,6 +798,19 @@ static void test_names(void)
     CHECK(sizeof(float _Complex) == 8 && sizeof(double _Complex) == 16);
 }
 
+/* The public call on C's own complex types, whose layout complex64 and complex128 share. */
+static void test_complex_layout(void)
+{
+    float _Complex a[3] = {1 + 2 * I, 3, -1 * I}, b[3] = {3 + 4 * I, 2 * I, -1 * I};
+    CHECK_OK(cgloo_reduce_local(a, b, 3, CGLOO_COMPLEX64, CGLOO_PRODUCT));
+    CHECK(crealf(a[0]) == -5 && cimagf(a[0]) == 10);
+    CHECK(crealf(a[1]) == 0 && cimagf(a[1]) == 6);
+    CHECK(crealf(a[2]) == -1 && cimagf(a[2]) == 0);
+    double _Complex c[2] = {1.5 - 2 * I, 1e300}, d[2] = {0.5 + 2 * I, -1e300};
+    CHECK_OK(cgloo_reduce_local(c, d, 2, CGLOO_COMPLEX128, CGLOO_SUM));
+    CHECK(creal(c[0]) == 2 && cimag(c[0]) == 0 && creal(c[1]) == 0 && cimag(c[1]) == 0);
+}
+
 /* Many threads make the first call at once: every one gets the same kernel. */
 static void race_rank(int rank, int size, void *arg)
 {
@@ -717,6 +843,7 @@ static const test_case tests[] = {
     {"bf16_conversions", test_bf16_conversions, 60},
     {"invalid", test_invalid, 10},
     {"names", test_names, 10},
+    {"complex_layout", test_complex_layout, 10},
     {"first_call_race", test_first_call_race, 10},
 };
 

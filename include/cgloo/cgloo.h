@@ -412,7 +412,8 @@ CGLOO_API int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const in
  * Buffers belong to the caller; the library keeps no pointer to them after the call returns.
  * Passing the same pointer as send and receive buffer works in place where the collective says
  * so. Every call blocks until done, or until its timeout, and returns:
- *   EINVAL  bad arguments (the detail says which), or a bitwise op on a floating-point dtype;
+ *   EINVAL  bad arguments (the detail says which), or an op the dtype lacks (a bitwise op on a
+ *           floating-point dtype; min, max or a bitwise op on a complex one);
  *   ENOTSUP an algorithm name this collective does not have;
  *   ETIMEDOUT, EPEER, EPROTO, EABORTED  as for point-to-point, with the step and peer in the
  *   context's last error. After such a failure the context is not fit for further collectives
@@ -525,8 +526,13 @@ CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
  *   logical or, product and min a logical and; band, bor and bxor are and, or and xor of the
  *   truth values (1 band 2 is 1). A collective with one input to reduce (one rank, one
  *   buffer) copies it, bytes other than 0 and 1 included.
- * Pointers must be aligned for the dtype. Errors: EINVAL (bad dtype, op, a bitwise op on a
- * floating-point dtype, or a NULL pointer with count > 0). */
+ * - complex64 and complex128: sum, and product as (a + bi)(c + di) = (ac - bd) + (ad + bc)i,
+ *   each product and sum rounded to the part's type: the formula numpy and PyTorch use, with
+ *   no fused multiply-add and no recovery of infinities as in C's Annex G ((inf + 0i)(1 + 0i)
+ *   is inf + NaN i). They have no min, max or bitwise ops.
+ * Pointers must be aligned for the dtype (a complex dtype for its part type). Errors: EINVAL (bad
+ * dtype, op, an op the dtype lacks: a bitwise op on a floating-point dtype, min, max or a
+ * bitwise op on a complex one; or a NULL pointer with count > 0). */
 CGLOO_API int cgloo_reduce_local(void *inout, const void *in, size_t count, cgloo_dtype dtype,
                                  cgloo_op op);
 
