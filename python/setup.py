@@ -32,7 +32,7 @@ extension = Extension(
     sources=sorted(glob.glob("cgloo/_cgloo/*.c")) + library_sources(),
     include_dirs=[rel(os.path.join(ROOT, "src")), rel(os.path.join(ROOT, "include"))],
     define_macros=[("_GNU_SOURCE", None)],
-    extra_compile_args=["-std=gnu11", "-pthread", "-fvisibility=hidden"],
+    extra_compile_args=["-std=gnu11", "-pthread", "-fvisibility=hidden", "-ffp-contract=off"],
     extra_link_args=["-pthread"],
 )
 

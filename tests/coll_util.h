@@ -1,7 +1,8 @@
 /*
  * Helpers for collective tests: inputs whose reductions are exact in every dtype (small
  * integers, so float sums do not depend on the order of operations), a serial reference, and
- * comparison. Values live as doubles in the test and are converted to and from each dtype.
+ * comparison. Values live as tvals in the test (integers, or Gaussian integers for the complex
+ * dtypes) and are converted to and from each dtype.
  */
 #ifndef CGLOO_TESTS_COLL_UTIL_H
 #define CGLOO_TESTS_COLL_UTIL_H
@@ -12,9 +13,10 @@
 #include <stdint.h>
 #include <string.h>
 
-static const cgloo_dtype all_dtypes[] = {CGLOO_INT8,    CGLOO_UINT8,  CGLOO_INT32,   CGLOO_UINT32,
-                                         CGLOO_INT64,   CGLOO_UINT64, CGLOO_FLOAT16, CGLOO_BFLOAT16,
-                                         CGLOO_FLOAT32, CGLOO_FLOAT64};
+static const cgloo_dtype all_dtypes[] = {
+    CGLOO_INT8,    CGLOO_UINT8,   CGLOO_INT16,  CGLOO_UINT16,    CGLOO_INT32,
+    CGLOO_UINT32,  CGLOO_INT64,   CGLOO_UINT64, CGLOO_FLOAT16,   CGLOO_BFLOAT16,
+    CGLOO_FLOAT32, CGLOO_FLOAT64, CGLOO_BOOL,   CGLOO_COMPLEX64, CGLOO_COMPLEX128};
 static const cgloo_op all_ops[] = {CGLOO_SUM,  CGLOO_PRODUCT, CGLOO_MIN, CGLOO_MAX,
                                    CGLOO_BAND, CGLOO_BOR,     CGLOO_BXOR};
 
@@ -23,9 +25,43 @@ static inline int dtype_is_float(cgloo_dtype t)
     return t == CGLOO_FLOAT16 || t == CGLOO_BFLOAT16 || t == CGLOO_FLOAT32 || t == CGLOO_FLOAT64;
 }
 
+static inline int dtype_is_complex(cgloo_dtype t)
+{
+    return t == CGLOO_COMPLEX64 || t == CGLOO_COMPLEX128;
+}
+
+static inline int dtype_is_unsigned(cgloo_dtype t)
+{
+    return t == CGLOO_UINT8 || t == CGLOO_UINT16 || t == CGLOO_UINT32 || t == CGLOO_UINT64;
+}
+
 static inline int op_is_bitwise(cgloo_op op)
 {
     return op == CGLOO_BAND || op == CGLOO_BOR || op == CGLOO_BXOR;
+}
+
+/* op_defined: the library has op for t. Floating-point dtypes have no bitwise ops, and complex
+ * numbers no order either, so they have sum and product only. */
+static inline int op_defined(cgloo_op op, cgloo_dtype t)
+{
+    if (dtype_is_complex(t))
+        return op == CGLOO_SUM || op == CGLOO_PRODUCT;
+    return !(dtype_is_float(t) && op_is_bitwise(op));
+}
+
+/* A value of the tests: an integer in re (im 0), or re + im i for the complex dtypes. */
+typedef struct tval {
+    double re, im;
+} tval;
+
+static inline tval tval_of(double re)
+{
+    return (tval){re, 0};
+}
+
+static inline int tval_equal(tval a, tval b)
+{
+    return a.re == b.re && a.im == b.im;
 }
 
 /* Integer-valued half and bfloat16 conversions (exact for |v| <= 2048 and 256). */
@@ -68,15 +104,23 @@ static inline double test_from_bf16(uint16_t b)
     return f;
 }
 
-/* store_value writes v (an integer value) as element i of buf. Integers wrap like C casts. */
-static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
+/* store_value writes x (integer parts) as element i of buf. Integers wrap like C casts;
+ * bool stores whether re is non-zero. */
+static inline void store_value(void *buf, size_t i, cgloo_dtype t, tval x)
 {
+    double v = x.re, im = x.im;
     switch (t) {
     case CGLOO_INT8:
         ((int8_t *)buf)[i] = (int8_t)(int64_t)v;
         break;
     case CGLOO_UINT8:
         ((uint8_t *)buf)[i] = (uint8_t)(int64_t)v;
+        break;
+    case CGLOO_INT16:
+        ((int16_t *)buf)[i] = (int16_t)(int64_t)v;
+        break;
+    case CGLOO_UINT16:
+        ((uint16_t *)buf)[i] = (uint16_t)(int64_t)v;
         break;
     case CGLOO_INT32:
         ((int32_t *)buf)[i] = (int32_t)(int64_t)v;
@@ -102,18 +146,34 @@ static inline void store_value(void *buf, size_t i, cgloo_dtype t, double v)
     case CGLOO_FLOAT64:
         ((double *)buf)[i] = v;
         break;
+    case CGLOO_BOOL:
+        ((uint8_t *)buf)[i] = v != 0;
+        break;
+    case CGLOO_COMPLEX64:
+        ((float *)buf)[2 * i] = (float)v;
+        ((float *)buf)[2 * i + 1] = (float)im;
+        break;
+    case CGLOO_COMPLEX128:
+        ((double *)buf)[2 * i] = v;
+        ((double *)buf)[2 * i + 1] = im;
+        break;
     default:
         break;
     }
 }
 
-static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
+static inline double load_real(const void *buf, size_t i, cgloo_dtype t)
 {
     switch (t) {
     case CGLOO_INT8:
         return ((const int8_t *)buf)[i];
     case CGLOO_UINT8:
+    case CGLOO_BOOL:
         return ((const uint8_t *)buf)[i];
+    case CGLOO_INT16:
+        return ((const int16_t *)buf)[i];
+    case CGLOO_UINT16:
+        return ((const uint16_t *)buf)[i];
     case CGLOO_INT32:
         return ((const int32_t *)buf)[i];
     case CGLOO_UINT32:
@@ -135,17 +195,55 @@ static inline double load_value(const void *buf, size_t i, cgloo_dtype t)
     }
 }
 
-/* input_value: the value rank `rank` contributes at element i for op. Products stay small
- * (factors of 1, -1 and a rare 2), sums of up to 64 ranks stay below 2^10, so every float
- * result is exact; unsigned dtypes get non-negative values. */
-static inline double input_value(cgloo_op op, cgloo_dtype t, int rank, size_t i)
+/* load_value reads element i of buf; a bool byte as it is, so that a byte other than 0 and 1
+ * differs from every reference. */
+static inline tval load_value(const void *buf, size_t i, cgloo_dtype t)
 {
-    int unsigned_t = t == CGLOO_UINT8 || t == CGLOO_UINT32 || t == CGLOO_UINT64;
-    size_t k = i * 7 + (size_t)rank * 13;
+    switch (t) {
+    case CGLOO_COMPLEX64:
+        return (tval){((const float *)buf)[2 * i], ((const float *)buf)[2 * i + 1]};
+    case CGLOO_COMPLEX128:
+        return (tval){((const double *)buf)[2 * i], ((const double *)buf)[2 * i + 1]};
+    default:
+        return tval_of(load_real(buf, i, t));
+    }
+}
+
+/* bool_input: mostly true for the ops that are a logical and, mostly false for those that are
+ * an or, so that neither result is the same everywhere. */
+static inline double bool_input(cgloo_op op, size_t k)
+{
+    int rare = k % 11 == 0;
+    if (op == CGLOO_PRODUCT || op == CGLOO_MIN || op == CGLOO_BAND)
+        return !rare;
+    return op == CGLOO_BXOR ? (double)(k % 2) : rare;
+}
+
+/* complex_input: products of units (1, i, -1, -i) and a rare 1 + i, whose real and imaginary
+ * parts meet in every product; sums of small parts. */
+static inline tval complex_input(cgloo_op op, int rank, size_t i, size_t k)
+{
+    static const double re[4] = {1, 0, -1, 0}, im[4] = {0, 1, 0, -1};
     if (op == CGLOO_PRODUCT)
-        return k % 11 == 0 ? 2 : (k % 3 == 0 && !unsigned_t) ? -1 : 1;
+        return k % 11 == 0 ? (tval){1, 1} : (tval){re[k % 4], im[k % 4]};
+    return (tval){(double)(k % 17) - 8, (double)((i * 3 + (size_t)rank * 5) % 13) - 6};
+}
+
+/* input_value: the value rank `rank` contributes at element i for op. Products stay small
+ * (factors of 1, -1 and a rare 2, or 1 + i), sums of up to 64 ranks stay below 2^10, so every
+ * float result is exact; unsigned dtypes get non-negative values, bool 0 and 1. */
+static inline tval input_value(cgloo_op op, cgloo_dtype t, int rank, size_t i)
+{
+    int unsigned_t = dtype_is_unsigned(t);
+    size_t k = i * 7 + (size_t)rank * 13;
+    if (t == CGLOO_BOOL)
+        return tval_of(bool_input(op, k));
+    if (dtype_is_complex(t))
+        return complex_input(op, rank, i, k);
+    if (op == CGLOO_PRODUCT)
+        return tval_of(k % 11 == 0 ? 2 : (k % 3 == 0 && !unsigned_t) ? -1 : 1);
     int v = (int)(k % 17);
-    return unsigned_t || op_is_bitwise(op) ? v : v - 8;
+    return tval_of(unsigned_t || op_is_bitwise(op) ? v : v - 8);
 }
 
 static inline void fill_input(void *buf, size_t count, cgloo_dtype t, cgloo_op op, int rank)
@@ -154,13 +252,30 @@ static inline void fill_input(void *buf, size_t count, cgloo_dtype t, cgloo_op o
         store_value(buf, i, t, input_value(op, t, rank, i));
 }
 
-/* reference_value: element i of the op over ranks 0..size-1, computed in int64 or double and
- * then wrapped into the dtype by store_value/load_value. */
-static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_t i)
+/* complex_reference: the sum or product over ranks 0..size-1, exact in doubles. */
+static inline tval complex_reference(cgloo_op op, cgloo_dtype t, int size, size_t i)
 {
-    int64_t acc = (int64_t)input_value(op, t, 0, i);
+    tval acc = input_value(op, t, 0, i);
     for (int r = 1; r < size; r++) {
-        int64_t v = (int64_t)input_value(op, t, r, i);
+        tval v = input_value(op, t, r, i);
+        if (op == CGLOO_PRODUCT)
+            acc = (tval){acc.re * v.re - acc.im * v.im, acc.re * v.im + acc.im * v.re};
+        else
+            acc = (tval){acc.re + v.re, acc.im + v.im};
+    }
+    return acc;
+}
+
+/* reference_value: element i of the op over ranks 0..size-1, computed in int64 or double and
+ * then wrapped into the dtype by store_value/load_value. A bool's inputs are 0 and 1, so every
+ * op but sum already gives its logical result, and a sum is true when it is non-zero. */
+static inline tval reference_value(cgloo_op op, cgloo_dtype t, int size, size_t i)
+{
+    if (dtype_is_complex(t))
+        return complex_reference(op, t, size, i);
+    int64_t acc = (int64_t)input_value(op, t, 0, i).re;
+    for (int r = 1; r < size; r++) {
+        int64_t v = (int64_t)input_value(op, t, r, i).re;
         switch (op) {
         case CGLOO_SUM:
             acc += v;
@@ -187,17 +302,17 @@ static inline double reference_value(cgloo_op op, cgloo_dtype t, int size, size_
             break;
         }
     }
-    return (double)acc;
+    return tval_of(t == CGLOO_BOOL ? acc != 0 : (double)acc);
 }
 
 /* check_reduced compares buf[0..count) with the reference of elements first..first+count. */
 static inline int check_reduced(const void *buf, size_t count, cgloo_dtype t, cgloo_op op, int size,
                                 size_t first)
 {
-    uint64_t tmp[1];
+    uint64_t tmp[2]; /* the largest element, complex128 */
     for (size_t i = 0; i < count; i++) {
         store_value(tmp, 0, t, reference_value(op, t, size, first + i)); /* wrap like the dtype */
-        if (load_value(buf, i, t) != load_value(tmp, 0, t))
+        if (!tval_equal(load_value(buf, i, t), load_value(tmp, 0, t)))
             return 0;
     }
     return 1;

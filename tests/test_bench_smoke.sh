@@ -12,6 +12,12 @@ printf '%s\n' "$out"
 printf '%s\n' "$out" | grep -q '^allreduce,auto,3,4000,1000,' || { echo "FAIL: allreduce row"; exit 1; }
 "$run" -n 3 "$bench" --mode allreduce --inputs 2 --dtype float16 --elements 777 --verify \
   --iteration-count 5 --csv
+for dtype in bool int16 uint16 complex64 complex128; do
+  "$run" -n 3 "$bench" --mode allreduce --dtype "$dtype" --elements 1000 --verify \
+    --iteration-count 5 --csv
+done
+"$run" -n 3 "$bench" --mode alltoall --dtype complex128 --elements 999 --verify \
+  --iteration-count 5 --csv
 for mode in reduce_scatter allgather broadcast reduce gather scatter alltoall barrier; do
   "$run" -n 3 "$bench" --mode "$mode" --elements 1000 --verify --iteration-count 5 --json
 done

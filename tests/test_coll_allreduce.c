@@ -2,7 +2,8 @@
  * Allreduce: every algorithm x dtype x op, world sizes 1, 2, 3, 4, 5, 7, 8 and 16 (ranks as
  * threads, one connected mesh per world size), counts 0, 1, fewer than the ranks, not divisible
  * by them, a prime, and a million elements; in place and out of place; several input and output
- * buffers; a caller-supplied reduction; selection by name and by environment.
+ * buffers; bool bytes other than 0 and 1; a caller-supplied reduction; selection by name and by
+ * environment.
  */
 #include "coll_util.h"
 #include "mesh.h"
@@ -28,7 +29,7 @@ static void one_case(cgloo_context *ctx, const char *algo, int radix, cgloo_dtyp
     cgloo_coll_opts o = {.algorithm = algo, .radix = radix};
     int rc = in_place ? cgloo_allreduce(ctx, in, in, count, t, op, &o)
                       : cgloo_allreduce(ctx, in, out, count, t, op, &o);
-    if (dtype_is_float(t) && op_is_bitwise(op)) {
+    if (!op_defined(op, t)) {
         CHECK_STATUS(rc, CGLOO_EINVAL);
     } else {
         if (rc != CGLOO_OK) {
@@ -104,6 +105,10 @@ static void rank_large(int rank, int size, void *arg)
     }
     one_case(e.ctx, "ring", 0, CGLOO_FLOAT16, CGLOO_SUM, 4u << 20, 1);
     one_case(e.ctx, "ring", 0, CGLOO_BFLOAT16, CGLOO_MAX, 3u << 20, 0);
+    /* elements of 8 and 16 bytes over 1 and 2 MiB, several 512 KiB ring segments (a smaller
+     * count than above: sanitizer builds pay for every element checked) */
+    one_case(e.ctx, "ring", 0, CGLOO_COMPLEX64, CGLOO_PRODUCT, 131101, 1);
+    one_case(e.ctx, "halving_doubling", 0, CGLOO_COMPLEX128, CGLOO_SUM, 131101, 0);
     mesh_close(e);
 }
 
@@ -112,6 +117,38 @@ static void test_large(void)
     static const int sizes[] = {2, 3, 4, 5};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         run_world(sizes[i], rank_large);
+}
+
+/* ---- bool: any non-zero byte is true, and every output byte is 0 or 1 ---- */
+
+/* bool_byte: coll_util's truth value for (op, rank, i), as 0 or one of many non-zero bytes. */
+static uint8_t bool_byte(cgloo_op op, int rank, size_t i)
+{
+    uint8_t truth = input_value(op, CGLOO_BOOL, rank, i).re != 0;
+    return truth ? (uint8_t)(1 + (i * 37 + (size_t)rank * 11) % 255) : 0;
+}
+
+static void rank_bool_bytes(int rank, int size, void *arg)
+{
+    rank_env e = mesh_connect(store, rank, size, 30000);
+    enum { n = 300 };
+    uint8_t buf[n];
+    for (size_t a = 0; a < NALGO; a++)
+        for (size_t o = 0; o < sizeof all_ops / sizeof all_ops[0]; o++) {
+            for (size_t i = 0; i < n; i++)
+                buf[i] = bool_byte(all_ops[o], rank, i);
+            cgloo_coll_opts opts = {.algorithm = algorithms[a]};
+            CHECK_OK(cgloo_allreduce(e.ctx, buf, buf, n, CGLOO_BOOL, all_ops[o], &opts));
+            CHECK(check_reduced(buf, n, CGLOO_BOOL, all_ops[o], size, 0));
+        }
+    mesh_close(e);
+}
+
+static void test_bool_bytes(void)
+{
+    static const int sizes[] = {2, 3, 5, 8}; /* one rank reduces nothing: its bytes stay */
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        run_world(sizes[i], rank_bool_bytes);
 }
 
 /* ---- several buffers per rank ---- */
@@ -277,6 +314,7 @@ static const test_case tests[] = {
     {"matrix_7_8", test_matrix_7_8, 120},
     {"matrix_16", test_matrix_16, 180},
     {"large", test_large, 120},
+    {"bool_bytes", test_bool_bytes, 60},
     {"multi", test_multi, 60},
     {"custom_fn", test_custom_fn, 60},
     {"selection", test_selection, 60},

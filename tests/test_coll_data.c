@@ -3,7 +3,7 @@
  * barrier. Every algorithm (forced by name, and the selector's choice) x world sizes 1, 2, 3, 4,
  * 5, 7, 8 and 16 (ranks as threads, one connected mesh per world size reused across cases) x
  * counts 0, 1, fewer than the ranks, not divisible, a prime and about a million elements x
- * 1-, 2-, 4- and 8-byte dtypes x every root (a few for 16 ranks) x in place and out of place;
+ * 1-, 2-, 4-, 8- and 16-byte dtypes x every root (a few for 16 ranks) x in place and out of place;
  * v variants with uneven and zero counts. Every element is checked against a serial reference
  * (bytes that depend on the case, the source rank and the element index), and guard bytes
  * around every buffer must stay untouched. Also: the barrier really waits, unknown algorithm
@@ -23,7 +23,9 @@
 
 static const int world_sizes[] = {1, 2, 3, 4, 5, 7, 8, 16};
 /* Data movement depends on the element size only: one dtype of each size. */
-static const cgloo_dtype sized_dtypes[] = {CGLOO_UINT8, CGLOO_FLOAT16, CGLOO_INT32, CGLOO_FLOAT64};
+static const cgloo_dtype sized_dtypes[] = {CGLOO_UINT8, CGLOO_FLOAT16, CGLOO_INT32, CGLOO_FLOAT64,
+                                           CGLOO_COMPLEX128};
+#define NSIZED (sizeof sized_dtypes / sizeof sized_dtypes[0])
 
 static cgloo_store *store;
 
@@ -69,19 +71,28 @@ static uint64_t elem(uint32_t salt, int rank, uint64_t i)
     return x ^ (x >> 32);
 }
 
+/* elem_bytes: element i's bytes, from one elem() word, or two for a 16-byte element. */
+static void elem_bytes(uint8_t *out, size_t esize, uint32_t salt, int rank, uint64_t i)
+{
+    size_t words = (esize + 7) / 8;
+    for (size_t w = 0; w < words; w++) {
+        uint64_t v = elem(salt, rank, i * words + w);
+        memcpy(out + w * 8, &v, esize - w * 8 < 8 ? esize - w * 8 : 8);
+    }
+}
+
 static void fill(void *buf, size_t n, size_t esize, uint32_t salt, int rank, uint64_t first)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint64_t v = elem(salt, rank, first + i);
-        memcpy((uint8_t *)buf + i * esize, &v, esize);
-    }
+    for (size_t i = 0; i < n; i++)
+        elem_bytes((uint8_t *)buf + i * esize, esize, salt, rank, first + i);
 }
 
 static bool same(const void *buf, size_t n, size_t esize, uint32_t salt, int rank, uint64_t first)
 {
+    uint8_t want[16];
     for (size_t i = 0; i < n; i++) {
-        uint64_t v = elem(salt, rank, first + i);
-        if (memcmp((const uint8_t *)buf + i * esize, &v, esize) != 0)
+        elem_bytes(want, esize, salt, rank, first + i);
+        if (memcmp((const uint8_t *)buf + i * esize, want, esize) != 0)
             return false;
     }
     return true;
@@ -282,7 +293,7 @@ static void allgather_body(rank_env *e, int rank, int size, void *arg)
     int nc = small_counts(size, counts);
     for (size_t a = 0; a < algs.n; a++)
         for (int c = 0; c < nc; c++)
-            for (size_t d = 0; d < 4; d++)
+            for (size_t d = 0; d < NSIZED; d++)
                 for (int ip = 0; ip < 2; ip++) {
                     tcase t = case_new(e, "allgather", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
@@ -329,7 +340,7 @@ static void allgatherv_body(rank_env *e, int rank, int size, void *arg)
     uint32_t salt = 1;
     for (size_t a = 0; a < algs.n; a++)
         for (int k = 0; k < NKINDS; k++)
-            for (size_t d = 0; d < 4; d += (k == NKINDS - 1 ? 3 : 1))
+            for (size_t d = 0; d < NSIZED; d += (k == NKINDS - 1 ? 3 : 1))
                 for (int ip = 0; ip < 2; ip++) {
                     tcase t = case_new(e, "allgatherv", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
@@ -367,7 +378,7 @@ static void broadcast_body(rank_env *e, int rank, int size, void *arg)
     for (size_t a = 0; a < algs.n; a++)
         for (int c = 0; c < nc; c++)
             for (int r = 0; r < nr; r++)
-                for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
+                for (size_t d = (size_t)(c + r) % 2; d < NSIZED; d += 2) {
                     tcase t = case_new(e, "broadcast", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.count = counts[c];
@@ -433,7 +444,7 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
     for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
-                for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
+                for (size_t d = (size_t)(c + r) % 2; d < NSIZED; d += 2) {
                     tcase t = case_new(e, "gather", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = -1;
@@ -444,7 +455,7 @@ static void gather_body(rank_env *e, int rank, int size, void *arg)
                 }
             for (int k = 0; k < NKINDS - 1; k++) {
                 tcase t = case_new(e, "gatherv", algs.at[a], rank, size, &salt);
-                case_dtype(&t, sized_dtypes[(k + r) % 4]);
+                case_dtype(&t, sized_dtypes[(k + r) % NSIZED]);
                 t.kind = k;
                 t.root = roots[r];
                 t.inplace = (k + r) % 2;
@@ -479,7 +490,7 @@ static void test_gather(void)
  * buffer holds elements 0..total of the root's data; rank r gets its range of it. */
 static void run_scatter(tcase *t)
 {
-    size_t counts[16], displs[16], es = t->esize;
+    size_t counts[16] = {0}, displs[16], es = t->esize; /* zeroed: GCC cannot see rank < size */
     for (int r = 0; r < t->size; r++)
         counts[r] = t->kind < 0 ? t->count : vcount(t->kind, r, t->size);
     size_t total = prefix(counts, t->size, displs), mine = counts[t->rank];
@@ -510,7 +521,7 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
     for (size_t a = 0; a < algs.n; a++)
         for (int r = 0; r < nr; r++) {
             for (int c = 0; c < nc; c++)
-                for (size_t d = (size_t)(c + r) % 2; d < 4; d += 2) {
+                for (size_t d = (size_t)(c + r) % 2; d < NSIZED; d += 2) {
                     tcase t = case_new(e, "scatter", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
                     t.kind = -1;
@@ -521,7 +532,7 @@ static void scatter_body(rank_env *e, int rank, int size, void *arg)
                 }
             for (int k = 0; k < NKINDS - 1; k++) {
                 tcase t = case_new(e, "scatterv", algs.at[a], rank, size, &salt);
-                case_dtype(&t, sized_dtypes[(k + r) % 4]);
+                case_dtype(&t, sized_dtypes[(k + r) % NSIZED]);
                 t.kind = k;
                 t.root = roots[r];
                 t.inplace = (k + r) % 2;
@@ -586,7 +597,7 @@ static void alltoall_body(rank_env *e, int rank, int size, void *arg)
     int nc = small_counts(size, counts);
     for (size_t a = 0; a < algs.n; a++) {
         for (int c = 0; c < nc; c++)
-            for (size_t d = 0; d < 4; d++)
+            for (size_t d = 0; d < NSIZED; d++)
                 for (int ip = 0; ip < 2; ip++) {
                     tcase t = case_new(e, "alltoall", algs.at[a], rank, size, &salt);
                     case_dtype(&t, sized_dtypes[d]);
@@ -598,7 +609,7 @@ static void alltoall_body(rank_env *e, int rank, int size, void *arg)
         for (int k = 0; k < NKINDS; k++)
             for (int ip = 0; ip < 2; ip++) {
                 tcase t = case_new(e, "alltoallv", algs.at[a], rank, size, &salt);
-                case_dtype(&t, sized_dtypes[(k + ip) % 4]);
+                case_dtype(&t, sized_dtypes[(k + ip) % NSIZED]);
                 t.kind = k;
                 t.inplace = ip;
                 run_alltoall(&t);

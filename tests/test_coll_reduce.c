@@ -73,16 +73,11 @@ static void case_fail(int line, const char *desc, cgloo_context *ctx, int rc, co
             case_fail(__LINE__, desc, ctx, case_rc_, #expr);                                       \
     } while (0)
 
-static int op_valid(cgloo_dtype t, cgloo_op op)
-{
-    return !(dtype_is_float(t) && op_is_bitwise(op));
-}
-
 static int inputs_intact(const void *buf, size_t count, cgloo_dtype t, cgloo_op op, int rank)
 {
     for (size_t i = 0; i < count; i++) {
         size_t esize = cgloo_dtype_size(t);
-        uint64_t tmp[1];
+        uint64_t tmp[2]; /* the largest element, complex128 */
         store_value(tmp, 0, t, input_value(op, t, rank, i));
         if (memcmp((const uint8_t *)buf + i * esize, tmp, esize) != 0)
             return 0;
@@ -169,7 +164,7 @@ static void run_rs_case(cgloo_context *ctx, int rank, int size, const rs_case *k
     uint8_t *out = k->place == OUT_OF_PLACE     ? recv.p
                    : k->place == IN_PLACE_FRONT ? send.p
                                                 : send.p + first * esize;
-    if (k->fn == NULL && !op_valid(k->t, k->op)) {
+    if (k->fn == NULL && !op_defined(k->op, k->t)) {
         CASE_STATUS(ctx, rs_call(ctx, k, send.p, out), CGLOO_EINVAL, desc);
     } else {
         CASE_STATUS(ctx, rs_call(ctx, k, send.p, out), CGLOO_OK, desc);
@@ -211,7 +206,7 @@ static void run_reduce_case(cgloo_context *ctx, int rank, int size, const reduce
     void *out = root ? (k->in_place ? send.p : recv.p) : k->nonroot_buffer ? recv.p : NULL;
     cgloo_coll_opts opts = {.algorithm = k->alg, .reduce_fn = k->fn, .reduce_user = k->fn_user};
     int rc = cgloo_reduce(ctx, send.p, out, k->count, k->t, k->op, k->root, &opts);
-    if (k->fn == NULL && !op_valid(k->t, k->op)) {
+    if (k->fn == NULL && !op_defined(k->op, k->t)) {
         CASE_STATUS(ctx, rc, CGLOO_EINVAL, desc);
     } else {
         CASE_STATUS(ctx, rc, CGLOO_OK, desc);
@@ -706,6 +701,11 @@ static void test_bad_arguments(void)
     /* bitwise ops on floats, bad op or dtype, unknown algorithms */
     CHECK_STATUS(cgloo_reduce_scatter(ctx, f, f, 1, CGLOO_FLOAT32, CGLOO_BAND, NULL), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce(ctx, f, f, 1, CGLOO_FLOAT64, CGLOO_BXOR, 0, NULL), CGLOO_EINVAL);
+    /* complex numbers have no order */
+    CHECK_STATUS(cgloo_reduce(ctx, f, f, 1, CGLOO_COMPLEX64, CGLOO_MIN, 0, NULL), CGLOO_EINVAL);
+    char why[512];
+    cgloo_context_last_error(ctx, why, sizeof why);
+    CHECK(strstr(why, "op min is not defined for dtype complex64") != NULL);
     CHECK_STATUS(cgloo_reduce(ctx, i, i, 1, CGLOO_INT32, (cgloo_op)99, 0, NULL), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce(ctx, i, i, 1, (cgloo_dtype)99, CGLOO_SUM, 0, NULL), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_scatter(ctx, i, i, 1, CGLOO_INT32, CGLOO_SUM, &nope), CGLOO_ENOTSUP);

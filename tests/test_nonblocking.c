@@ -288,8 +288,8 @@ typedef struct overlap_arg {
 } overlap_arg;
 
 /* A 32 MiB allreduce alone, then started before a computation four times as long: by the end
- * of the computation little is left to wait for (under a quarter of the time alone). Then the same for
- * a point-to-point transfer on a context whose progress thread the attribute started. */
+ * of the computation little is left to wait for (under a quarter of the time alone). Then the same
+ * for a point-to-point transfer on a context whose progress thread the attribute started. */
 static void rank_overlap(int rank, int size, void *arg)
 {
     overlap_result *res = ((overlap_arg *)arg)->res;

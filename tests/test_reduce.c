@@ -10,18 +10,19 @@
  * NaN semantics checked here: sum and product propagate NaN; min and max are IEEE 754-2019
  * minimum and maximum, so a NaN in either input gives NaN and min(-0, +0) = -0,
  * max(-0, +0) = +0 in either order. NaN payloads are not compared.
+ *
+ * bool takes any non-zero byte as true and writes 0 or 1. complex64 and complex128 multiply as
+ * (a + bi)(c + di) = (ac - bd) + (ad + bc)i with every product and sum rounded to the part's
+ * type (no fused multiply-add); for float32 parts the reference runs each step in double and
+ * rounds it to float, which is the same (53 >= 2 * 24 + 2 again).
  */
 #include "coll_util.h"
 #include "reduce/kernels.h"
 
+#include <complex.h> /* to check complex64's layout against float _Complex */
 #include <pthread.h>
 
 static const size_t counts[] = {0, 1, 3, 17, 1000};
-
-static int pair_valid(cgloo_op op, cgloo_dtype t)
-{
-    return !(dtype_is_float(t) && op_is_bitwise(op));
-}
 
 /* ---- the reference ------------------------------------------------------------------------ */
 
@@ -132,7 +133,7 @@ static double ref_float(cgloo_op op, cgloo_dtype t, const void *a, const void *b
 
 static int dtype_is_signed(cgloo_dtype t)
 {
-    return t == CGLOO_INT8 || t == CGLOO_INT32 || t == CGLOO_INT64;
+    return t == CGLOO_INT8 || t == CGLOO_INT16 || t == CGLOO_INT32 || t == CGLOO_INT64;
 }
 
 /* ref_int combines element i of a and b as unsigned 64-bit arithmetic (which wraps like the
@@ -167,12 +168,65 @@ static uint64_t ref_int(cgloo_op op, cgloo_dtype t, const void *a, const void *b
     }
 }
 
+/* ref_bool combines element i of a and b as truth values: any non-zero byte is true. */
+static uint8_t ref_bool(cgloo_op op, const void *a, const void *b, size_t i)
+{
+    int x = ((const uint8_t *)a)[i] != 0, y = ((const uint8_t *)b)[i] != 0;
+    switch (op) {
+    case CGLOO_PRODUCT:
+    case CGLOO_MIN:
+    case CGLOO_BAND:
+        return x && y;
+    case CGLOO_BXOR:
+        return x != y;
+    default: /* sum, max, bor */
+        return x || y;
+    }
+}
+
+/* ref_part rounds v to a part of complex dtype t. */
+static double ref_part(cgloo_dtype t, double v)
+{
+    return t == CGLOO_COMPLEX64 ? (double)(float)v : v;
+}
+
+/* ref_part_at reads part k (2 i is element i's real part) of a complex buffer. */
+static double ref_part_at(cgloo_dtype t, const void *p, size_t k)
+{
+    return t == CGLOO_COMPLEX64 ? ((const float *)p)[k] : ((const double *)p)[k];
+}
+
+/* ref_complex writes element i of a (op) b, complex dtype t, to out. */
+static void ref_complex(cgloo_op op, cgloo_dtype t, const void *a, const void *b, size_t i,
+                        void *out)
+{
+    double xr = ref_part_at(t, a, 2 * i), xi = ref_part_at(t, a, 2 * i + 1);
+    double yr = ref_part_at(t, b, 2 * i), yi = ref_part_at(t, b, 2 * i + 1), r[2];
+    if (op == CGLOO_SUM) {
+        r[0] = ref_part(t, xr + yr);
+        r[1] = ref_part(t, xi + yi);
+    } else {
+        r[0] = ref_part(t, ref_part(t, xr * yr) - ref_part(t, xi * yi));
+        r[1] = ref_part(t, ref_part(t, xr * yi) + ref_part(t, xi * yr));
+    }
+    float f[2] = {(float)r[0], (float)r[1]};
+    memcpy(out, t == CGLOO_COMPLEX64 ? (void *)f : (void *)r, cgloo_dtype_size(t));
+}
+
 /* ref_apply writes the reference of a (op) b into out, n elements. */
 static void ref_apply(cgloo_op op, cgloo_dtype t, const void *a, const void *b, void *out, size_t n)
 {
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         char *o = (char *)out + i * es;
+        if (t == CGLOO_BOOL) {
+            *o = (char)ref_bool(op, a, b, i);
+            continue;
+        }
+        if (dtype_is_complex(t)) {
+            ref_complex(op, t, a, b, i, o);
+            continue;
+        }
         if (!dtype_is_float(t)) {
             uint64_t v = ref_int(op, t, a, b, i);
             memcpy(o, &v, es);
@@ -208,10 +262,14 @@ static int elem_is_nan(cgloo_dtype t, const void *p)
     }
 }
 
-/* same_result: bit-equal, or both NaN. Prints the first difference. */
+/* same_result: bit-equal, or both NaN. Prints the first difference. Complex elements are
+ * compared part by part (the index printed is a part's). */
 static int same_result(cgloo_op op, cgloo_dtype t, const void *got, const void *want, const void *a,
                        const void *b, size_t n)
 {
+    if (dtype_is_complex(t))
+        return same_result(op, t == CGLOO_COMPLEX64 ? CGLOO_FLOAT32 : CGLOO_FLOAT64, got, want, a,
+                           b, 2 * n);
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         const char *g = (const char *)got + i * es, *w = (const char *)want + i * es;
@@ -251,6 +309,10 @@ static int check_kernel(cgloo__reduce_kernel k, cgloo_op op, cgloo_dtype t, cons
 
 static void fill_random(void *buf, size_t n, cgloo_dtype t)
 {
+    if (dtype_is_complex(t)) { /* random parts: the float patterns below */
+        fill_random(buf, 2 * n, t == CGLOO_COMPLEX64 ? CGLOO_FLOAT32 : CGLOO_FLOAT64);
+        return;
+    }
     size_t es = cgloo_dtype_size(t);
     for (size_t i = 0; i < n; i++) {
         uint64_t v = rng_next();
@@ -283,13 +345,13 @@ static cgloo__reduce_kernel from_isa(cgloo_op op, cgloo_dtype t, void *arg)
 /* check_inputs: coll_util's inputs (two ranks) for every pair, count and offset. */
 static void check_inputs(kernel_source src, void *arg)
 {
-    uint64_t a[1000], b[1000];
+    uint64_t a[2000], b[2000]; /* 1000 elements of up to 16 bytes */
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
             cgloo_op op = all_ops[o];
             cgloo_dtype t = all_dtypes[d];
             cgloo__reduce_kernel k = src(op, t, arg);
-            CHECK((k != NULL) == pair_valid(op, t));
+            CHECK((k != NULL) == op_defined(op, t));
             if (!k)
                 continue;
             fill_input(a, 1000, t, op, 0);
@@ -299,7 +361,7 @@ static void check_inputs(kernel_source src, void *arg)
                     CHECK(check_kernel(k, op, t, a, b, counts[c], off));
                     /* and coll_util's own reference */
                     size_t es = cgloo_dtype_size(t);
-                    uint64_t xbuf[1001]; /* aligned for every dtype */
+                    uint64_t xbuf[2002]; /* aligned for every dtype */
                     char *x = (char *)xbuf;
                     memcpy(x + off * es, a, counts[c] * es);
                     k(x + off * es, b, counts[c]);
@@ -312,7 +374,7 @@ static void check_inputs(kernel_source src, void *arg)
 static void check_random(kernel_source src, void *arg)
 {
     enum { n = 4099 };
-    static uint64_t a[n], b[n];
+    static uint64_t a[2 * n], b[2 * n]; /* up to 16 bytes an element */
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
             cgloo__reduce_kernel k = src(all_ops[o], all_dtypes[d], arg);
@@ -326,8 +388,7 @@ static void check_random(kernel_source src, void *arg)
         }
 }
 
-/* One edge case: a (op) b in dtype t must be `want` (bit patterns, as uint64). Each case runs
- * at every position of a 37-element buffer, so it meets the vector body and the tail. */
+/* One edge case: a (op) b in dtype t must be `want` (bit patterns, as uint64). */
 typedef struct edge {
     cgloo_op op;
     cgloo_dtype t;
@@ -374,6 +435,37 @@ static const edge edges[] = {
     {CGLOO_BXOR, CGLOO_UINT64, 0xf0f0f0f0f0f0f0f0, 0xffffffffffffffff, 0x0f0f0f0f0f0f0f0f},
     {CGLOO_BAND, CGLOO_INT8, 0xf0, 0x3c, 0x30},
     {CGLOO_BOR, CGLOO_INT32, 0xf0000000, 0x3c, 0xf000003c},
+    {CGLOO_SUM, CGLOO_INT16, 0x7fff, 1, 0x8000},
+    {CGLOO_SUM, CGLOO_INT16, 0x8000, 0xffff, 0x7fff},
+    {CGLOO_PRODUCT, CGLOO_INT16, 0x8000, 0xffff, 0x8000},
+    {CGLOO_PRODUCT, CGLOO_INT16, 0x100, 0x100, 0},
+    {CGLOO_MIN, CGLOO_INT16, 0x8000, 0x7fff, 0x8000},
+    {CGLOO_MAX, CGLOO_INT16, 0x8000, 0x7fff, 0x7fff},
+    {CGLOO_BXOR, CGLOO_INT16, 0xf0f0, 0xffff, 0x0f0f},
+    {CGLOO_SUM, CGLOO_UINT16, 0xffff, 2, 1},
+    {CGLOO_PRODUCT, CGLOO_UINT16, 0xffff, 0xffff, 1},
+    {CGLOO_MIN, CGLOO_UINT16, 0x8000, 0x7fff, 0x7fff}, /* compared unsigned */
+    {CGLOO_MAX, CGLOO_UINT16, 0xffff, 0, 0xffff},
+    {CGLOO_BAND, CGLOO_UINT16, 0xff00, 0x0ff0, 0x0f00},
+    {CGLOO_BOR, CGLOO_UINT16, 0xff00, 0x00f0, 0xfff0},
+    /* bool: any non-zero byte is true, results are 0 or 1, never the bytes' arithmetic */
+    {CGLOO_SUM, CGLOO_BOOL, 1, 1, 1},
+    {CGLOO_SUM, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_SUM, CGLOO_BOOL, 2, 0, 1},
+    {CGLOO_SUM, CGLOO_BOOL, 0x80, 0x80, 1},
+    {CGLOO_PRODUCT, CGLOO_BOOL, 2, 4, 1},
+    {CGLOO_PRODUCT, CGLOO_BOOL, 0xff, 0, 0},
+    {CGLOO_MIN, CGLOO_BOOL, 2, 1, 1},
+    {CGLOO_MIN, CGLOO_BOOL, 0, 7, 0},
+    {CGLOO_MAX, CGLOO_BOOL, 0, 0x10, 1},
+    {CGLOO_MAX, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_BAND, CGLOO_BOOL, 1, 2, 1},
+    {CGLOO_BAND, CGLOO_BOOL, 0, 0xff, 0},
+    {CGLOO_BOR, CGLOO_BOOL, 0x40, 0, 1},
+    {CGLOO_BOR, CGLOO_BOOL, 0, 0, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 1, 2, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 3, 3, 0},
+    {CGLOO_BXOR, CGLOO_BOOL, 0, 0xfe, 1},
     /* float16: ties to even, overflow, subnormals, NaN, signed zeros */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c00, 0x1000, 0x3c00},     /* 1 + 2^-11: tie, down to even */
     {CGLOO_SUM, CGLOO_FLOAT16, 0x3c01, 0x1000, 0x3c02},     /* 1+2^-10 + 2^-11: tie, up to even */
@@ -444,24 +536,92 @@ static const float_edge float_edges[] = {
     {CGLOO_MAX, CGLOO_FLOAT64, -0.0, 0.0, 0.0},
 };
 
-static void check_edge(kernel_source src, void *arg, const edge *c)
+/* complex64 and complex128 edge cases, as (real, imaginary) values. */
+typedef struct complex_edge {
+    cgloo_op op;
+    cgloo_dtype t;
+    double a[2], b[2], want[2];
+} complex_edge;
+
+static const complex_edge complex_edges[] = {
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {1, 2}, {3, 4}, {-5, 10}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {0, 1}, {0, 1}, {-1, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {1, -2}, {0.5, 2}, {1.5, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {-0.0, -0.0}, {-0.0, -0.0}, {-0.0, -0.0}},
+    /* ac rounds to bd (and bd to ac below), so the real part is 0; a fused multiply-add that
+     * skips either rounding gives 2^-24 or -2^-24 */
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX64,
+     {1 + 0x1p-12, 1 + 0x1p-11},
+     {1 + 0x1p-12, 1},
+     {0, 2 + 0x1p-10}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX64,
+     {1 + 0x1p-11, 1 + 0x1p-12},
+     {1, 1 + 0x1p-12},
+     {0, 2 + 0x1p-10}},
+    /* no recovery of infinities (C's Annex G): inf * 1 has the imaginary part inf * 0 = NaN */
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {INFINITY, 0}, {1, 0}, {INFINITY, NAN}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX64, {1e30, 1e30}, {1e30, -1e30}, {INFINITY, NAN}},
+    {CGLOO_SUM, CGLOO_COMPLEX64, {NAN, 1}, {1, 1}, {NAN, 2}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {1, 2}, {3, 4}, {-5, 10}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {0, -1}, {0, 1}, {1, 0}},
+    {CGLOO_SUM, CGLOO_COMPLEX128, {1e308, 1}, {1e308, -1}, {INFINITY, 0}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX128,
+     {1 + 0x1p-27, 1 + 0x1p-26},
+     {1 + 0x1p-27, 1},
+     {0, 2 + 0x1p-25}},
+    {CGLOO_PRODUCT,
+     CGLOO_COMPLEX128,
+     {1 + 0x1p-26, 1 + 0x1p-27},
+     {1, 1 + 0x1p-27},
+     {0, 2 + 0x1p-25}},
+    {CGLOO_PRODUCT, CGLOO_COMPLEX128, {INFINITY, 0}, {0, 1}, {NAN, INFINITY}},
+};
+
+/* check_case: a (op) b in dtype t must be `want` (one element each). The case runs at every
+ * fifth position of a 37-element buffer, so it meets the vector body and the tail. */
+static void check_case(kernel_source src, void *arg, cgloo_op op, cgloo_dtype t, const void *ea,
+                       const void *eb, const void *ewant)
 {
     enum { n = 37 };
-    size_t es = cgloo_dtype_size(c->t);
-    cgloo__reduce_kernel k = src(c->op, c->t, arg);
+    size_t es = cgloo_dtype_size(t);
+    cgloo__reduce_kernel k = src(op, t, arg);
     CHECK(k != NULL);
     for (size_t pos = 0; pos < n; pos += 5) {
-        uint64_t a[n], b[n], want[n];
-        fill_input(a, n, c->t, c->op, 0); /* ordinary neighbours */
-        fill_input(b, n, c->t, c->op, 1);
-        memcpy((char *)a + pos * es, &c->a, es);
-        memcpy((char *)b + pos * es, &c->b, es);
+        uint64_t a[2 * n], b[2 * n], want[2 * n]; /* up to 16 bytes an element */
+        fill_input(a, n, t, op, 0);               /* ordinary neighbours */
+        fill_input(b, n, t, op, 1);
+        memcpy((char *)a + pos * es, ea, es);
+        memcpy((char *)b + pos * es, eb, es);
         /* the reference must agree with the hand-written answer... */
-        ref_apply(c->op, c->t, a, b, want, n);
-        CHECK(same_result(c->op, c->t, (char *)want + pos * es, &c->want, &c->a, &c->b, 1));
+        ref_apply(op, t, a, b, want, n);
+        CHECK(same_result(op, t, (char *)want + pos * es, ewant, ea, eb, 1));
         /* ...and the kernel with both, at every position */
-        CHECK(check_kernel(k, c->op, c->t, a, b, n, pos & 1));
+        CHECK(check_kernel(k, op, t, a, b, n, pos & 1));
     }
+}
+
+static void check_edge(kernel_source src, void *arg, const edge *c)
+{
+    check_case(src, arg, c->op, c->t, &c->a, &c->b, &c->want); /* the low bytes: little-endian */
+}
+
+/* complex_bytes stores the parts v as one element of complex dtype t. */
+static void complex_bytes(cgloo_dtype t, const double v[2], void *out)
+{
+    float f[2] = {(float)v[0], (float)v[1]};
+    memcpy(out, t == CGLOO_COMPLEX64 ? (const void *)f : (const void *)v, cgloo_dtype_size(t));
+}
+
+static void check_complex_edge(kernel_source src, void *arg, const complex_edge *c)
+{
+    double a[2], b[2], want[2]; /* room for either dtype's element */
+    complex_bytes(c->t, c->a, a);
+    complex_bytes(c->t, c->b, b);
+    complex_bytes(c->t, c->want, want);
+    check_case(src, arg, c->op, c->t, a, b, want);
 }
 
 static uint64_t float_bits(cgloo_dtype t, double v)
@@ -479,6 +639,8 @@ static void check_edges(kernel_source src, void *arg)
                   float_bits(f->t, f->want)};
         check_edge(src, arg, &c);
     }
+    for (size_t e = 0; e < CGLOO_ARRAY_LEN(complex_edges); e++)
+        check_complex_edge(src, arg, &complex_edges[e]);
 }
 
 static void check_all(kernel_source src, void *arg)
@@ -575,7 +737,7 @@ static void test_invalid(void)
     float x[4] = {1, 2, 3, 4}, y[4] = {1, 1, 1, 1};
     for (size_t o = 0; o < CGLOO_ARRAY_LEN(all_ops); o++)
         for (size_t d = 0; d < CGLOO_ARRAY_LEN(all_dtypes); d++) {
-            int valid = pair_valid(all_ops[o], all_dtypes[d]);
+            int valid = op_defined(all_ops[o], all_dtypes[d]);
             CHECK((cgloo__reduce_kernel_for(all_ops[o], all_dtypes[d]) != NULL) == valid);
             CHECK_STATUS(cgloo_reduce_local(x, y, 0, all_dtypes[d], all_ops[o]),
                          valid ? CGLOO_OK : CGLOO_EINVAL);
@@ -586,8 +748,12 @@ static void test_invalid(void)
     CHECK(cgloo__reduce_kernel_for(CGLOO_SUM, (cgloo_dtype)-1) == NULL);
     CHECK(cgloo__reduce_kernel_isa(CGLOO_SUM, CGLOO_INT32, CGLOO_REDUCE_ISA_COUNT) == NULL);
     CHECK(cgloo__reduce_kernel_isa(CGLOO_BAND, CGLOO_FLOAT16, CGLOO_REDUCE_PORTABLE) == NULL);
+    CHECK(cgloo__reduce_kernel_isa(CGLOO_MAX, CGLOO_COMPLEX128, CGLOO_REDUCE_PORTABLE) == NULL);
     CHECK(cgloo__reduce_isa_name(CGLOO_REDUCE_ISA_COUNT) == NULL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_FLOAT32, CGLOO_BXOR), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_MIN), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_MAX), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_reduce_local(x, y, 2, CGLOO_COMPLEX64, CGLOO_BOR), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_DTYPE_COUNT, CGLOO_SUM), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(x, y, 4, CGLOO_FLOAT32, CGLOO_OP_COUNT), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_reduce_local(NULL, y, 4, CGLOO_FLOAT32, CGLOO_SUM), CGLOO_EINVAL);
@@ -596,6 +762,53 @@ static void test_invalid(void)
     CHECK(x[0] == 1 && x[3] == 4); /* failed calls wrote nothing */
     CHECK_OK(cgloo_reduce_local(x, y, 4, CGLOO_FLOAT32, CGLOO_SUM));
     CHECK(x[0] == 2 && x[1] == 3 && x[2] == 4 && x[3] == 5);
+}
+
+/* Every dtype's size and name, and the values the ABI fixes: dtypes are appended. */
+static void test_names(void)
+{
+    static const struct {
+        cgloo_dtype t;
+        size_t size;
+        const char *name;
+    } want[] = {
+        {CGLOO_INT8, 1, "int8"},
+        {CGLOO_UINT8, 1, "uint8"},
+        {CGLOO_INT32, 4, "int32"},
+        {CGLOO_UINT32, 4, "uint32"},
+        {CGLOO_INT64, 8, "int64"},
+        {CGLOO_UINT64, 8, "uint64"},
+        {CGLOO_FLOAT16, 2, "float16"},
+        {CGLOO_BFLOAT16, 2, "bfloat16"},
+        {CGLOO_FLOAT32, 4, "float32"},
+        {CGLOO_FLOAT64, 8, "float64"},
+        {CGLOO_BOOL, 1, "bool"},
+        {CGLOO_INT16, 2, "int16"},
+        {CGLOO_UINT16, 2, "uint16"},
+        {CGLOO_COMPLEX64, 8, "complex64"},
+        {CGLOO_COMPLEX128, 16, "complex128"},
+    };
+    CHECK(CGLOO_ARRAY_LEN(want) == CGLOO_DTYPE_COUNT);
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(want); i++) {
+        CHECK((size_t)want[i].t == i);
+        CHECK(cgloo_dtype_size(want[i].t) == want[i].size);
+        CHECK(strcmp(cgloo_dtype_name(want[i].t), want[i].name) == 0);
+    }
+    CHECK(cgloo_dtype_size(CGLOO_DTYPE_COUNT) == 0 && cgloo_dtype_name(CGLOO_DTYPE_COUNT) == NULL);
+    CHECK(sizeof(float _Complex) == 8 && sizeof(double _Complex) == 16);
+}
+
+/* The public call on C's own complex types, whose layout complex64 and complex128 share. */
+static void test_complex_layout(void)
+{
+    float _Complex a[3] = {1 + 2 * I, 3, -1 * I}, b[3] = {3 + 4 * I, 2 * I, -1 * I};
+    CHECK_OK(cgloo_reduce_local(a, b, 3, CGLOO_COMPLEX64, CGLOO_PRODUCT));
+    CHECK(crealf(a[0]) == -5 && cimagf(a[0]) == 10);
+    CHECK(crealf(a[1]) == 0 && cimagf(a[1]) == 6);
+    CHECK(crealf(a[2]) == -1 && cimagf(a[2]) == 0);
+    double _Complex c[2] = {1.5 - 2 * I, 1e300}, d[2] = {0.5 + 2 * I, -1e300};
+    CHECK_OK(cgloo_reduce_local(c, d, 2, CGLOO_COMPLEX128, CGLOO_SUM));
+    CHECK(creal(c[0]) == 2 && cimag(c[0]) == 0 && creal(c[1]) == 0 && cimag(c[1]) == 0);
 }
 
 /* Many threads make the first call at once: every one gets the same kernel. */
@@ -629,6 +842,8 @@ static const test_case tests[] = {
     {"half_conversions", test_half_conversions, 60},
     {"bf16_conversions", test_bf16_conversions, 60},
     {"invalid", test_invalid, 10},
+    {"names", test_names, 10},
+    {"complex_layout", test_complex_layout, 10},
     {"first_call_race", test_first_call_race, 10},
 };
 

@@ -47,7 +47,9 @@
  *
  * --verify fills the inputs with small integers that every dtype holds exactly, even summed
  * over all ranks (and all inputs), checks every output element on every rank after the first
- * call and again after the timed loop, and exits with status 1 on any mismatch. The
+ * call and again after the timed loop, and exits with status 1 on any mismatch. A complex
+ * element holds v - vi; bool holds v mod 2, and a sum of bools is checked as their or (it is
+ * true when the integer sum is non-zero). The
  * collectives, the sizes, the values and the expected outputs are bench/bench_check.h's, which
  * the Open MPI and Gloo counterparts (bench/mpi_coll.c, bench/gloo_coll.cc) include too.
  */
@@ -126,7 +128,8 @@ static void usage(void)
             "         [--no-barrier] [--nonblocking] [--verify] [--csv | --json] [--quiet]\n"
             "MODE: pingpong stream allreduce reduce_scatter allgather broadcast reduce\n"
             "      gather scatter alltoall barrier\n"
-            "TYPE: int8 uint8 int32 uint32 int64 uint64 float16 bfloat16 float32 float64\n");
+            "TYPE: int8 uint8 int16 uint16 int32 uint32 int64 uint64 float16 bfloat16\n"
+            "      float32 float64 bool complex64 complex128\n");
     exit(2);
 }
 
@@ -545,7 +548,11 @@ static long dtype_exact_limit(cgloo_dtype d)
         return 255;
     case CGLOO_FLOAT16:
         return 2048;
-    default:
+    case CGLOO_INT16:
+        return 32767;
+    case CGLOO_UINT16:
+        return 65535;
+    default: /* float32 and complex64's parts; the wider types hold more */
         return 1l << 24;
     }
 }
@@ -560,6 +567,17 @@ static uint16_t half_bits(long v)
     return (uint16_t)(((e + 15) << 10) | ((v << (10 - e)) & 0x3ff));
 }
 
+/* put_complex stores v - vi: a part dropped or swapped shows, and sums stay exact. */
+static void put_complex(cgloo_dtype d, void *p, long v)
+{
+    float f[2] = {(float)v, -(float)v};
+    double x[2] = {(double)v, -(double)v};
+    if (d == CGLOO_COMPLEX64)
+        memcpy(p, f, sizeof f);
+    else
+        memcpy(p, x, sizeof x);
+}
+
 /* put_value stores the small non-negative integer v as one element of dtype d. */
 static void put_value(cgloo_dtype d, void *p, long v)
 {
@@ -569,6 +587,13 @@ static void put_value(cgloo_dtype d, void *p, long v)
     case CGLOO_INT8:
     case CGLOO_UINT8:
         *(uint8_t *)p = (uint8_t)v;
+        break;
+    case CGLOO_BOOL:
+        *(uint8_t *)p = v != 0;
+        break;
+    case CGLOO_INT16:
+    case CGLOO_UINT16:
+        *(uint16_t *)p = (uint16_t)v;
         break;
     case CGLOO_INT32:
     case CGLOO_UINT32:
@@ -588,8 +613,11 @@ static void put_value(cgloo_dtype d, void *p, long v)
     case CGLOO_FLOAT32:
         memcpy(p, &f, sizeof f);
         break;
-    default:
+    case CGLOO_FLOAT64:
         *(double *)p = (double)v;
+        break;
+    default:
+        put_complex(d, p, v);
         break;
     }
 }
@@ -624,7 +652,7 @@ static void clear_outputs(bench *b)
 
 static long check_outputs(const bench *b)
 {
-    uint8_t want[8];
+    uint8_t want[16]; /* the widest element, complex128 */
     long bad = 0;
     for (size_t i = 0; i < bench_output_len(&b->k); i++) {
         long v = bench_expected(&b->k, i);
@@ -732,6 +760,8 @@ static void report(bench *b, const char *algorithm, int iters)
 static void bench_size(bench *b, const char *algorithm)
 {
     bench_set_modulus(&b->k, dtype_exact_limit(b->o->dtype));
+    if (b->o->dtype == CGLOO_BOOL) /* values 0 and 1 in turn, not almost always true */
+        b->k.modulus = 2;
     fill_inputs(b);
     if (b->o->verify) {
         clear_outputs(b);

@@ -84,7 +84,8 @@ CGLOO_API const char *cgloo_status_name(int status);
 CGLOO_API void cgloo_free(void *ptr);
 
 /* ---------------------------------------------------------------------------------------------
- * Data types and reduction operations (used by the collectives).
+ * Data types and reduction operations (used by the collectives). Elements are in the machine's
+ * byte order. New dtypes are appended before CGLOO_DTYPE_COUNT: the values are part of the ABI.
  */
 typedef enum cgloo_dtype {
     CGLOO_INT8,
@@ -97,6 +98,11 @@ typedef enum cgloo_dtype {
     CGLOO_BFLOAT16,
     CGLOO_FLOAT32,
     CGLOO_FLOAT64,
+    CGLOO_BOOL, /* one byte: 0 is false, any other value true */
+    CGLOO_INT16,
+    CGLOO_UINT16,
+    CGLOO_COMPLEX64,  /* two float32, real then imaginary: C's float _Complex */
+    CGLOO_COMPLEX128, /* two float64, real then imaginary: C's double _Complex */
     CGLOO_DTYPE_COUNT
 } cgloo_dtype;
 
@@ -416,7 +422,8 @@ CGLOO_API int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const in
  * Buffers belong to the caller; the library keeps no pointer to them after the call returns.
  * Passing the same pointer as send and receive buffer works in place where the collective says
  * so. Every call blocks until done, or until its timeout, and returns:
- *   EINVAL  bad arguments (the detail says which), or a bitwise op on a floating-point dtype;
+ *   EINVAL  bad arguments (the detail says which), or an op the dtype lacks (a bitwise op on a
+ *           floating-point dtype; min, max or a bitwise op on a complex one);
  *   ENOTSUP an algorithm name this collective does not have;
  *   ETIMEDOUT, EPEER, EPROTO, EABORTED  as for point-to-point, with the step and peer in the
  *   context's last error. After such a failure the context is not fit for further collectives
@@ -602,12 +609,23 @@ CGLOO_API int cgloo_ialltoallv(cgloo_context *ctx, const void *sendbuf, const si
                                const cgloo_coll_opts *opts, cgloo_request **req);
 CGLOO_API int cgloo_ibarrier(cgloo_context *ctx, const cgloo_coll_opts *opts, cgloo_request **req);
 
-/* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory.
- * Integers wrap on overflow. float16 and bfloat16 are computed in float32 and rounded to
- * nearest even. min and max follow IEEE 754-2019 minimum and maximum: a NaN in either input
- * gives NaN, and -0 is below +0; sum and product propagate NaN. Pointers must be aligned for
- * the dtype. Errors: EINVAL (bad dtype, op, a bitwise op on a floating-point dtype, or a NULL
- * pointer with count > 0). */
+/* cgloo_reduce_local: inout[i] = inout[i] (op) in[i], the library's kernels on local memory;
+ * the collectives reduce with the same kernels. Does not block.
+ * - Integers (int8 to uint64) wrap on overflow.
+ * - float16 and bfloat16 are computed in float32 and rounded to nearest even. min and max follow
+ *   IEEE 754-2019 minimum and maximum: a NaN in either input gives NaN, and -0 is below +0; sum
+ *   and product propagate NaN.
+ * - bool: any non-zero byte is true, and every byte written is 0 or 1. sum and max are a
+ *   logical or, product and min a logical and; band, bor and bxor are and, or and xor of the
+ *   truth values (1 band 2 is 1). A collective with one input to reduce (one rank, one
+ *   buffer) copies it, bytes other than 0 and 1 included.
+ * - complex64 and complex128: sum, and product as (a + bi)(c + di) = (ac - bd) + (ad + bc)i,
+ *   each product and sum rounded to the part's type: the formula numpy and PyTorch use, with
+ *   no fused multiply-add and no recovery of infinities as in C's Annex G ((inf + 0i)(1 + 0i)
+ *   is inf + NaN i). They have no min, max or bitwise ops.
+ * Pointers must be aligned for the dtype (a complex dtype for its part type). Errors: EINVAL (bad
+ * dtype, op, an op the dtype lacks: a bitwise op on a floating-point dtype, min, max or a
+ * bitwise op on a complex one; or a NULL pointer with count > 0). */
 CGLOO_API int cgloo_reduce_local(void *inout, const void *in, size_t count, cgloo_dtype dtype,
                                  cgloo_op op);
 

@@ -39,7 +39,11 @@ __version__ = _cgloo.version_string()
 
 
 class DType(_enum.IntEnum):
-    """Element types, with the C library's values."""
+    """Element types, with the C library's values. A buffer's format gives its dtype: numpy's
+    int8 to uint64, float16, float32, float64, bool, complex64 and complex128 are the members
+    of those names; bfloat16 needs dtype=. BOOL reduces as logic: any non-zero byte is true,
+    SUM and MAX are or, PRODUCT and MIN and, every result 0 or 1. COMPLEX64 and COMPLEX128 have
+    SUM and PRODUCT only (MIN, MAX and the bitwise ops raise InvalidArgumentError)."""
 
     INT8 = 0
     UINT8 = 1
@@ -51,6 +55,11 @@ class DType(_enum.IntEnum):
     BFLOAT16 = 7
     FLOAT32 = 8
     FLOAT64 = 9
+    BOOL = 10
+    INT16 = 11
+    UINT16 = 12
+    COMPLEX64 = 13
+    COMPLEX128 = 14
 
 
 class Op(_enum.IntEnum):
@@ -69,6 +78,9 @@ int8, uint8, int32, uint32, int64, uint64 = (DType.INT8, DType.UINT8, DType.INT3
                                              DType.UINT32, DType.INT64, DType.UINT64)
 float16, bfloat16, float32, float64 = (DType.FLOAT16, DType.BFLOAT16, DType.FLOAT32,
                                        DType.FLOAT64)
+# bool_ as numpy spells it: a module-level `bool` would hide the builtin in this module.
+bool_, int16, uint16, complex64, complex128 = (DType.BOOL, DType.INT16, DType.UINT16,
+                                               DType.COMPLEX64, DType.COMPLEX128)
 SUM, PRODUCT, MIN, MAX, BAND, BOR, BXOR = (Op.SUM, Op.PRODUCT, Op.MIN, Op.MAX, Op.BAND, Op.BOR,
                                            Op.BXOR)
 
@@ -204,6 +216,7 @@ __all__ = [
     "Device", "Error", "FileStore", "HashStore", "InvalidArgumentError", "MAX", "MIN",
     "NotSupportedError", "Op", "PRODUCT", "PeerError", "PrefixStore", "ProtocolError", "Request",
     "SUM", "Store", "StoreError", "StoreServer", "TCPStore", "TimeoutError", "TruncatedError",
-    "algorithm_names", "bfloat16", "float16", "float32", "float64", "init_from_env", "int32",
-    "int64", "int8", "open_store", "reduce_local", "set_log_level", "uint32", "uint64", "uint8",
+    "algorithm_names", "bfloat16", "bool_", "complex128", "complex64", "float16", "float32",
+    "float64", "init_from_env", "int16", "int32", "int64", "int8", "open_store", "reduce_local",
+    "set_log_level", "uint16", "uint32", "uint64", "uint8",
 ]

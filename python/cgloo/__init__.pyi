@@ -10,7 +10,11 @@ from typing_extensions import Buffer, Self
 __version__: str
 
 class DType(enum.IntEnum):
-    """Element types, with the C library's values."""
+    """Element types, with the C library's values. A buffer's format gives its dtype: numpy's
+    int8 to uint64, float16, float32, float64, bool, complex64 and complex128 are the members
+    of those names; bfloat16 needs dtype=. BOOL reduces as logic: any non-zero byte is true,
+    SUM and MAX are or, PRODUCT and MIN and, every result 0 or 1. COMPLEX64 and COMPLEX128 have
+    SUM and PRODUCT only (MIN, MAX and the bitwise ops raise InvalidArgumentError)."""
     INT8 = 0
     UINT8 = 1
     INT32 = 2
@@ -21,6 +25,11 @@ class DType(enum.IntEnum):
     BFLOAT16 = 7
     FLOAT32 = 8
     FLOAT64 = 9
+    BOOL = 10
+    INT16 = 11
+    UINT16 = 12
+    COMPLEX64 = 13
+    COMPLEX128 = 14
 
 class Op(enum.IntEnum):
     """Reduction operations, with the C library's values."""
@@ -42,6 +51,11 @@ float16: DType
 bfloat16: DType
 float32: DType
 float64: DType
+bool_: DType
+int16: DType
+uint16: DType
+complex64: DType
+complex128: DType
 SUM: Op
 PRODUCT: Op
 MIN: Op
@@ -86,8 +100,9 @@ _O = TypeVar("_O", bound=Buffer)
 _L = TypeVar("_L", bound=Sequence[Any])
 _ReduceFn = Callable[[Any, Any], object]
 """reduce_fn(inout, in_): two blocks as numpy arrays of the dtype (bfloat16 as uint16;
-memoryviews without numpy); writes inout op in_ into inout. Associative and commutative. Called
-with the GIL on whichever thread runs the collective; it must not call cgloo."""
+memoryviews without numpy, a complex block as its float parts, real and imaginary in turn);
+writes inout op in_ into inout. Associative and commutative. Called with the GIL on whichever
+thread runs the collective; it must not call cgloo."""
 
 class Store:
     """A key/value store the ranks meet through. Timeouts are seconds (None: 30). Keys are str

@@ -14,8 +14,9 @@ import cgloo
 HERE = os.path.dirname(os.path.abspath(__file__))
 RANK_PROGRAM = os.path.join(HERE, "cgloo_rank_program.py")
 
-INT_DTYPES = [np.int8, np.uint8, np.int32, np.uint32, np.int64, np.uint64]
+INT_DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 FLOAT_DTYPES = [np.float16, np.float32, np.float64]
+COMPLEX_DTYPES = [np.complex64, np.complex128]
 
 
 def cgloo_run_path():
@@ -126,6 +127,66 @@ def check_allreduce(ctx):
         expect(o, want, "allreduce_multi")
 
 
+def cdata(rank, count, dtype):
+    """Complex values with small integer parts that differ, so products mix them."""
+    return (data(rank, count, np.float64) - 4 + 1j * data(rank, count, np.float64, 3)).astype(dtype)
+
+
+def bools(rank, count, op):
+    """Truth values for op, as bytes 0 and 1..255 (any non-zero byte is true): mostly true
+    for the ops that are an and, mostly false for those that are an or."""
+    i = np.arange(count)
+    true = (i * 7 + rank * 13) % 5 != 0
+    if op in (cgloo.SUM, cgloo.MAX, cgloo.BOR):
+        true = ~true
+    elif op == cgloo.BXOR:
+        true = (i + rank) % 3 == 0
+    return np.where(true, (i * 37 + rank * 11) % 255 + 1, 0).astype(np.uint8).view(np.bool_)
+
+
+def check_bool_and_complex(ctx):
+    """bool reduces as logic, complex64 and complex128 sum and multiply, and all three move
+    through the data collectives."""
+    p, r = ctx.size, ctx.rank
+    logic = {cgloo.SUM: np.logical_or, cgloo.MAX: np.logical_or, cgloo.BOR: np.logical_or,
+             cgloo.PRODUCT: np.logical_and, cgloo.MIN: np.logical_and,
+             cgloo.BAND: np.logical_and, cgloo.BXOR: np.logical_xor}
+    for op, fold in logic.items():
+        x = bools(r, 50, op)
+        ctx.allreduce(x, op=op)
+        want = fold.reduce(np.stack([bools(q, 50, op) != 0 for q in range(p)]), axis=0)
+        # on one rank nothing is reduced: the bytes stay as they were
+        got = x.view(np.uint8) if p > 1 else (x.view(np.uint8) != 0)
+        expect(got, want.astype(np.uint8), f"allreduce bool {op!r}")
+    for dt in COMPLEX_DTYPES:
+        every = np.stack([cdata(q, 40, dt) for q in range(p)])
+        for op, ref in ((cgloo.SUM, np.sum), (cgloo.PRODUCT, np.prod)):
+            x = cdata(r, 40, dt)
+            ctx.allreduce(x, op=op)
+            expect(x, ref(every, axis=0).astype(dt), f"allreduce {dt.__name__} {op!r}")
+        for op in (cgloo.MIN, cgloo.MAX, cgloo.BXOR):
+            try:
+                ctx.allreduce(cdata(r, 4, dt), op=op)
+            except cgloo.InvalidArgumentError as e:
+                assert f"is not defined for dtype {dt.__name__}" in e.detail, e.detail
+            else:
+                raise AssertionError(f"allreduce {dt.__name__} {op!r} was not refused")
+        buf = cdata(0, 9, dt) if r == 0 else np.zeros(9, dt)
+        ctx.broadcast(buf, root=0)
+        expect(buf, cdata(0, 9, dt), f"broadcast {dt.__name__}")
+        out = np.zeros(5 * p, dt)
+        ctx.allgather(cdata(r, 5, dt), out)
+        expect(out, np.concatenate([cdata(q, 5, dt) for q in range(p)]), f"allgather {dt}")
+        send = np.concatenate([cdata(10 * r + j, 3, dt) for j in range(p)])
+        out = np.zeros(3 * p, dt)
+        ctx.alltoall(send, out)
+        expect(out, np.concatenate([cdata(10 * q + r, 3, dt) for q in range(p)]),
+               f"alltoall {dt.__name__}")
+    out = np.zeros(4 * p, np.bool_)
+    ctx.allgather(bools(r, 4, cgloo.BXOR) != 0, out)
+    expect(out, np.concatenate([bools(q, 4, cgloo.BXOR) != 0 for q in range(p)]), "allgather bool")
+
+
 def check_reduce_scatter(ctx):
     p, r = ctx.size, ctx.rank
     every = sum(data(q, 4 * p, np.float32) for q in range(p))
@@ -230,6 +291,7 @@ def check_p2p(ctx):
 def check_all(ctx):
     """Every collective and point-to-point form; raises AssertionError on a wrong result."""
     check_allreduce(ctx)
+    check_bool_and_complex(ctx)
     check_reduce_scatter(ctx)
     check_gathers(ctx)
     check_rooted(ctx)

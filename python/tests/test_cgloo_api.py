@@ -87,18 +87,20 @@ def test_wrong_sizes(solo):
 
 
 def test_wrong_dtypes(solo):
-    with pytest.raises(TypeError, match="sendbuf has format 'h'"):
-        solo.allreduce(np.ones(4, np.int16))
+    with pytest.raises(TypeError, match="sendbuf has format 'g'"):
+        solo.allreduce(np.ones(4, np.longdouble))
+    with pytest.raises(TypeError, match="sendbuf has format 'Zg'"):
+        solo.allreduce(np.ones(4, np.clongdouble))
     with pytest.raises(TypeError, match="recvbuf has dtype float64 but sendbuf has dtype float32"):
         solo.allreduce(np.ones(4, np.float32), np.ones(4, np.float64))
     with pytest.raises(TypeError, match="sendbuf must support the buffer protocol"):
         solo.allreduce([1, 2, 3])
     with pytest.raises(TypeError, match="has 4-byte items but dtype bfloat16"):
         solo.allreduce(np.ones(4, np.float32), dtype=cgloo.bfloat16)
-    with pytest.raises(TypeError, match="format '\\?'"):
-        solo.allreduce(np.ones(4, np.bool_))
     with pytest.raises(TypeError, match="byte-swapped"):
         solo.allreduce(np.ones(4, ">f4"))
+    with pytest.raises(TypeError, match="byte-swapped"):
+        solo.allreduce(np.ones(4, ">c8"))
     with pytest.raises(ValueError, match="op 9 is not a cgloo.Op"):
         solo.allreduce(np.ones(4, np.float32), op=9)
     with pytest.raises(cgloo.InvalidArgumentError):        # the library refuses it
@@ -106,12 +108,46 @@ def test_wrong_dtypes(solo):
 
 
 def test_every_dtype_and_bfloat16_over_bytes(solo):
-    for dt in cgloo_testlib.INT_DTYPES + cgloo_testlib.FLOAT_DTYPES:
-        x = np.arange(5, dtype=dt)
-        assert solo.allreduce(x) is x and x.tolist() == list(range(5))
+    for dt in (cgloo_testlib.INT_DTYPES + cgloo_testlib.FLOAT_DTYPES
+               + cgloo_testlib.COMPLEX_DTYPES + [np.bool_]):
+        x = np.arange(5).astype(dt)
+        assert solo.allreduce(x) is x and x.tolist() == np.arange(5).astype(dt).tolist()
+    import ctypes
+    flags = (ctypes.c_bool * 3)(True, False, True)          # format '<?'
+    solo.allreduce(flags, op=cgloo.PRODUCT)
+    assert list(flags) == [True, False, True]
     raw = bytearray(cgloo_testlib.bf16([1.0, 2.0]).tobytes())
     solo.allreduce(raw, dtype=cgloo.bfloat16)              # a byte buffer with an explicit dtype
     assert bytes(raw) == cgloo_testlib.bf16([1.0, 2.0]).tobytes()
+
+
+def test_reduce_local_of_the_torch_dtypes():
+    x = np.array([1 + 2j, 1e30 + 1e30j, 1j], np.complex64)
+    assert cgloo.reduce_local(x, np.array([3 + 4j, 1e30 - 1e30j, 1j], np.complex64),
+                              cgloo.PRODUCT) is x
+    assert x[0] == -5 + 10j and x[2] == -1
+    assert np.isinf(x[1].real) and np.isnan(x[1].imag)     # plain formula, as numpy's
+    z = np.array([2.5 - 1j], np.complex128)
+    cgloo.reduce_local(z, np.array([0.5 + 1j], np.complex128))
+    assert z.tolist() == [3 + 0j]
+    b = np.array([1, 2, 0, 255], np.uint8).view(np.bool_)   # any non-zero byte is true
+    cgloo.reduce_local(b, np.array([2, 1, 0, 0], np.uint8).view(np.bool_), cgloo.BXOR)
+    assert b.view(np.uint8).tolist() == [0, 0, 0, 1]
+    b = np.array([1, 2, 0, 255], np.uint8).view(np.bool_)
+    cgloo.reduce_local(b, np.array([2, 4, 0, 0], np.uint8).view(np.bool_), cgloo.BAND)
+    assert b.view(np.uint8).tolist() == [1, 1, 0, 0]
+    s = np.array([32767, -32768], np.int16)
+    cgloo.reduce_local(s, np.array([1, -1], np.int16))
+    assert s.tolist() == [-32768, 32767]                    # wraps
+    u = np.array([65535, 3], np.uint16)                     # 'H' is uint16 now, not an error
+    cgloo.reduce_local(u, np.array([65535, 2], np.uint16), cgloo.PRODUCT)
+    assert u.tolist() == [1, 6]
+    for op in (cgloo.MIN, cgloo.MAX, cgloo.BAND):
+        with pytest.raises(cgloo.InvalidArgumentError,
+                           match=f"op {op.name.lower()} is not defined for dtype complex128"):
+            cgloo.reduce_local(z, z, op)
+    with pytest.raises(cgloo.InvalidArgumentError, match="op 9 is not a cgloo.Op"):
+        cgloo.reduce_local(s, s, 9)
 
 
 def test_arguments(solo):
@@ -457,6 +493,9 @@ def test_module_functions():
         cgloo.reduce_local(np.ones(2), np.ones(2), cgloo.BAND)
     cgloo.set_log_level("off")
     assert int(cgloo.DType.FLOAT64) == 9 and cgloo.bfloat16 == 7 and cgloo.BXOR == 6
+    assert [int(d) for d in (cgloo.bool_, cgloo.int16, cgloo.uint16, cgloo.complex64,
+                             cgloo.complex128)] == [10, 11, 12, 13, 14]
+    assert cgloo.DType.COMPLEX128 is cgloo.complex128 and len(cgloo.DType) == 15
     assert cgloo.__version__.count(".") == 2
 
 

@@ -1,6 +1,6 @@
 """cgloo across real processes: every collective on 2, 3 and 4 ranks started by cgloo-run and
 by multiprocessing (over a StoreServer's TCPStore and a FileStore), a peer killed mid-run,
-Ctrl-C in a blocked receive, and the package without numpy."""
+Ctrl-C in a blocked receive, and the package without numpy (complex blocks as their parts)."""
 
 import multiprocessing
 import os
@@ -130,3 +130,33 @@ def test_works_without_numpy():
     p = cgloo_testlib.run_python(NO_NUMPY)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[1, 2, 3] [1.5, 2.5, 3.5] b'xyz'"
+
+
+NO_NUMPY_COMPLEX = """
+import struct, sys, threading
+sys.modules['numpy'] = None
+import cgloo
+store, out = cgloo.HashStore(), [None, None]
+def mul(x, y):                                   # a complex block as its parts, re and im
+    assert isinstance(x, memoryview) and x.format == 'f' and len(x) == 4, (x.format, len(x))
+    for k in range(0, len(x), 2):
+        a, b, c, d = x[k], x[k + 1], y[k], y[k + 1]
+        x[k], x[k + 1] = a * c - b * d, a * d + b * c
+def rank(r):
+    with cgloo.Context(r, 2, store, timeout=10) as ctx:
+        buf = bytearray(struct.pack('4f', 1 + r, 2, 3, -r))  # (1 + r) + 2i, 3 - ri
+        ctx.allreduce(buf, dtype=cgloo.complex64, reduce_fn=mul)
+        out[r] = struct.unpack('4f', buf)
+ts = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(out[0] == out[1], out[0])
+"""
+
+
+def test_complex_reduce_fn_without_numpy():
+    p = cgloo_testlib.run_python(NO_NUMPY_COMPLEX)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "True (-2.0, 6.0, 9.0, -3.0)"

@@ -39,9 +39,12 @@ CGLOO_REDUCE_DTYPES(REDUCE_DEFINE)
 #define REDUCE_ENTRIES_INT(name, T, U) CGLOO_REDUCE_INT_OPS(REDUCE_ENTRY, T, U, name)
 #define REDUCE_ENTRIES_FLOAT(name, T, U) CGLOO_REDUCE_FLOAT_OPS(REDUCE_ENTRY, T, U, name)
 #define REDUCE_ENTRIES_HALF(name, T, U) REDUCE_HALF_ENTRIES(name)
+#define REDUCE_ENTRIES_BOOL(name, T, U) CGLOO_REDUCE_BOOL_OPS(REDUCE_ENTRY, T, U, name)
+#define REDUCE_ENTRIES_COMPLEX(name, T, U) CGLOO_REDUCE_COMPLEX_OPS(REDUCE_ENTRY, T, U, name)
 #define REDUCE_ENTRIES(E, T, U, name, kind) REDUCE_ENTRIES_##kind(name, T, U)
 
-/* Bitwise ops on floating-point dtypes stay NULL: the pair is invalid. */
+/* Bitwise ops on floating-point dtypes, and min and max on complex ones, stay NULL: the pair is
+ * invalid. */
 static const cgloo__reduce_table reduce_portable = {CGLOO_REDUCE_DTYPES(REDUCE_ENTRIES)};
 
 static const char *const reduce_isa_names[CGLOO_REDUCE_ISA_COUNT] = {

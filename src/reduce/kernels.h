@@ -6,6 +6,13 @@
  *
  * Semantics every instruction set agrees on (the tests compare them):
  * - Integers wrap on overflow (two's complement), as unsigned arithmetic of the same width.
+ * - bool takes any non-zero byte as true and writes 0 or 1: sum and max are a logical or,
+ *   product and min a logical and, and band, bor and bxor act on the truth values, not the bits
+ *   (0x01 band 0x02 is 1). That is what PyTorch's backends give for bool tensors.
+ * - complex64 and complex128 have sum and product only (complex numbers have no order, and no
+ *   bits to combine): (a + bi)(c + di) = (ac - bd) + (ad + bc)i, every product and sum rounded
+ *   to the part's type with no fused multiply-add (the build says -ffp-contract=off) and no
+ *   recovery of infinities as in C's Annex G: the formula numpy and PyTorch use.
  * - float16 and bfloat16 are widened to float32, combined, and rounded back to nearest, ties
  *   to even. float32 holds the exact sum or product of two halves or two bfloat16s closely
  *   enough that this one rounding gives the correctly rounded result. Overflow gives infinity,
@@ -20,12 +27,16 @@
 
 #include "reduce/reduce_kernel.h"
 
-/* Every dtype once: (ENUM, ctype, unsigned type of the same width, name, kind). The kind picks
- * the ops and how elements combine: INT (all seven ops, wrapping), FLOAT (no bitwise ops) and
- * HALF (stored as uint16_t, computed in float32; kernels in half.c). */
+/* Every dtype once: (ENUM, ctype, U, name, kind), U being the unsigned type of the same width
+ * (a complex's part type). The kind picks the ops and how elements combine: INT (all seven ops,
+ * wrapping), FLOAT (no bitwise ops), HALF (stored as uint16_t, computed in float32; kernels in
+ * half.c), BOOL (all seven, on truth values) and COMPLEX (sum and product). bool's name is
+ * bool_ because <stdbool.h> makes `bool` a macro, which would expand inside these lists. */
 #define CGLOO_REDUCE_DTYPES(X)                                                                     \
     X(INT8, int8_t, uint8_t, int8, INT)                                                            \
     X(UINT8, uint8_t, uint8_t, uint8, INT)                                                         \
+    X(INT16, int16_t, uint16_t, int16, INT)                                                        \
+    X(UINT16, uint16_t, uint16_t, uint16, INT)                                                     \
     X(INT32, int32_t, uint32_t, int32, INT)                                                        \
     X(UINT32, uint32_t, uint32_t, uint32, INT)                                                     \
     X(INT64, int64_t, uint64_t, int64, INT)                                                        \
@@ -33,7 +44,10 @@
     X(FLOAT16, uint16_t, uint16_t, float16, HALF)                                                  \
     X(BFLOAT16, uint16_t, uint16_t, bfloat16, HALF)                                                \
     X(FLOAT32, float, uint32_t, float32, FLOAT)                                                    \
-    X(FLOAT64, double, uint64_t, float64, FLOAT)
+    X(FLOAT64, double, uint64_t, float64, FLOAT)                                                   \
+    X(BOOL, uint8_t, uint8_t, bool_, BOOL)                                                         \
+    X(COMPLEX64, cgloo__complex64, float, complex64, COMPLEX)                                      \
+    X(COMPLEX128, cgloo__complex128, double, complex128, COMPLEX)
 
 /* Every op once: (ENUM, name, bitwise). */
 #define CGLOO_REDUCE_OPS(X)                                                                        \
@@ -68,10 +82,12 @@ typedef enum cgloo__reduce_isa {
 
 /* The element combiners of each kind, as K(op, T, name, expression of x and y). Integers
  * compute in the unsigned type U of the same width so that overflow wraps instead of being
- * undefined. Every kernel file instantiates these, so all instruction sets agree. */
+ * undefined; a product multiplies by 1u first, since uint16_t operands would be promoted to int,
+ * where 65535 * 65535 overflows. Every kernel file instantiates these, so all instruction sets
+ * agree. */
 #define CGLOO_REDUCE_INT_OPS(K, T, U, name)                                                        \
     K(sum, T, name, (T)((U)x + (U)y))                                                              \
-    K(product, T, name, (T)((U)x * (U)y))                                                          \
+    K(product, T, name, (T)(U)(1u * (U)x * (U)y))                                                  \
     K(min, T, name, y < x ? y : x)                                                                 \
     K(max, T, name, y > x ? y : x)                                                                 \
     K(band, T, name, (T)(x & y))                                                                   \
@@ -83,6 +99,17 @@ typedef enum cgloo__reduce_isa {
     K(min, T, name, cgloo__##name##_min(x, y))                                                     \
     K(max, T, name, cgloo__##name##_max(x, y))
 #define CGLOO_REDUCE_HALF_OPS(K, T, U, name) /* half.c has its own */
+#define CGLOO_REDUCE_BOOL_OPS(K, T, U, name)                                                       \
+    K(sum, T, name, (T)((x | y) != 0))                                                             \
+    K(product, T, name, (T)((x != 0) & (y != 0)))                                                  \
+    K(min, T, name, (T)((x != 0) & (y != 0)))                                                      \
+    K(max, T, name, (T)((x | y) != 0))                                                             \
+    K(band, T, name, (T)((x != 0) & (y != 0)))                                                     \
+    K(bor, T, name, (T)((x | y) != 0))                                                             \
+    K(bxor, T, name, (T)((x != 0) ^ (y != 0)))
+#define CGLOO_REDUCE_COMPLEX_OPS(K, T, U, name)                                                    \
+    K(sum, T, name, cgloo__##name##_add(x, y))                                                     \
+    K(product, T, name, cgloo__##name##_mul(x, y))
 
 /* The loop every kernel runs: whole blocks of 64 bytes, whose fixed trip count the compiler
  * vectorises even at -O2, then the remaining elements one by one. `f(a, b)` combines two
@@ -130,6 +157,24 @@ typedef enum cgloo__reduce_isa {
     }
 CGLOO_REDUCE_MINMAX(float32, float, uint32_t, UINT32_C(0x80000000))
 CGLOO_REDUCE_MINMAX(float64, double, uint64_t, UINT64_C(0x8000000000000000))
+
+/* A complex number as its parts, real then imaginary: the layout of C's _Complex types, C++'s
+ * std::complex and numpy's complex types. A struct rather than _Complex, whose product follows
+ * C's Annex G (a library call for the infinities), where PyTorch and numpy multiply plainly. */
+#define CGLOO_REDUCE_COMPLEX(name, R)                                                              \
+    typedef struct cgloo__##name {                                                                 \
+        R re, im;                                                                                  \
+    } cgloo__##name;                                                                               \
+    static inline cgloo__##name cgloo__##name##_add(cgloo__##name x, cgloo__##name y)              \
+    {                                                                                              \
+        return (cgloo__##name){x.re + y.re, x.im + y.im};                                          \
+    }                                                                                              \
+    static inline cgloo__##name cgloo__##name##_mul(cgloo__##name x, cgloo__##name y)              \
+    {                                                                                              \
+        return (cgloo__##name){x.re * y.re - x.im * y.im, x.re * y.im + x.im * y.re};              \
+    }
+CGLOO_REDUCE_COMPLEX(complex64, float)
+CGLOO_REDUCE_COMPLEX(complex128, double)
 
 /* cgloo__reduce_kernel_isa returns the kernel for (op, dtype) built for `isa` itself, or NULL
  * when the pair is invalid, the build lacks that ISA, or this processor cannot run it. For

@@ -9,23 +9,35 @@
 #include <string.h>
 
 /* What a format character says, before the item size picks the dtype. */
-enum { K_NONE, K_SINT, K_UINT, K_FLOAT, K_BYTE };
+enum { K_NONE, K_SINT, K_UINT, K_FLOAT, K_BYTE, K_BOOL, K_COUNT };
 
 static const unsigned char format_kind[128] = {
-    ['b'] = K_SINT,  ['h'] = K_SINT,  ['i'] = K_SINT,  ['l'] = K_SINT,
-    ['q'] = K_SINT,  ['n'] = K_SINT,  ['B'] = K_UINT,  ['H'] = K_UINT,
-    ['I'] = K_UINT,  ['L'] = K_UINT,  ['Q'] = K_UINT,  ['N'] = K_UINT,
-    ['e'] = K_FLOAT, ['f'] = K_FLOAT, ['d'] = K_FLOAT, ['c'] = K_BYTE,
+    ['b'] = K_SINT, ['h'] = K_SINT, ['i'] = K_SINT,  ['l'] = K_SINT,  ['q'] = K_SINT,
+    ['n'] = K_SINT, ['B'] = K_UINT, ['H'] = K_UINT,  ['I'] = K_UINT,  ['L'] = K_UINT,
+    ['Q'] = K_UINT, ['N'] = K_UINT, ['e'] = K_FLOAT, ['f'] = K_FLOAT, ['d'] = K_FLOAT,
+    ['c'] = K_BYTE, ['?'] = K_BOOL,
 };
 
-/* The dtype of (kind, item size 1..8), or -1 where cgloo has none (int16, say). */
-static const signed char kind_dtype[5][9] = {
+/* The dtype of (kind, item size 1..8), or -1 where cgloo has none (a 4-byte bool, say). */
+static const signed char kind_dtype[K_COUNT][9] = {
     [K_NONE] = {-1, -1, -1, -1, -1, -1, -1, -1, -1},
-    [K_SINT] = {-1, CGLOO_INT8, -1, -1, CGLOO_INT32, -1, -1, -1, CGLOO_INT64},
-    [K_UINT] = {-1, CGLOO_UINT8, -1, -1, CGLOO_UINT32, -1, -1, -1, CGLOO_UINT64},
+    [K_SINT] = {-1, CGLOO_INT8, CGLOO_INT16, -1, CGLOO_INT32, -1, -1, -1, CGLOO_INT64},
+    [K_UINT] = {-1, CGLOO_UINT8, CGLOO_UINT16, -1, CGLOO_UINT32, -1, -1, -1, CGLOO_UINT64},
     [K_FLOAT] = {-1, -1, CGLOO_FLOAT16, -1, CGLOO_FLOAT32, -1, -1, -1, CGLOO_FLOAT64},
     [K_BYTE] = {-1, CGLOO_UINT8, -1, -1, -1, -1, -1, -1, -1},
+    [K_BOOL] = {-1, CGLOO_BOOL, -1, -1, -1, -1, -1, -1, -1},
 };
+
+/* complex_dtype reads a complex format's part letter ("Zf": two floats, numpy's complex64); the
+ * item size must be twice the part's. -1 for any other part (numpy's "Zg", long double). */
+static int complex_dtype(const char *part, Py_ssize_t itemsize)
+{
+    if (strcmp(part, "f") == 0 && itemsize == 8)
+        return CGLOO_COMPLEX64;
+    if (strcmp(part, "d") == 0 && itemsize == 16)
+        return CGLOO_COMPLEX128;
+    return -1;
+}
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define FOREIGN_ORDER '<'
@@ -45,6 +57,8 @@ static int format_dtype(const char *fmt, Py_ssize_t itemsize)
         c = fmt[1];
         fmt++;
     }
+    if (c == 'Z')
+        return complex_dtype(fmt + 1, itemsize);
     if (fmt[1] != '\0' || (unsigned char)c >= 128 || itemsize < 1 || itemsize > 8)
         return -1;
     return kind_dtype[format_kind[(unsigned char)c]][itemsize];
@@ -103,9 +117,9 @@ static int buf_dtype(const Py_buffer *view, const char *name, int dtype, cgloo_d
                      name, fmt);
     else if (d < 0)
         PyErr_Format(PyExc_TypeError,
-                     "%s has format '%s' (%zd-byte items), which is no cgloo dtype (int8, uint8, "
-                     "int32, uint32, int64, uint64, float16, float32, float64; bfloat16 as uint16 "
-                     "with dtype=cgloo.bfloat16)",
+                     "%s has format '%s' (%zd-byte items), which is no cgloo dtype (int8 to "
+                     "uint64, float16, float32, float64, bool, complex64, complex128; bfloat16 as "
+                     "uint16 with dtype=cgloo.bfloat16)",
                      name, fmt, view->itemsize);
     if (d < 0)
         return -1;
@@ -191,13 +205,22 @@ static PyObject *numpy_frombuffer(void)
     return fn;
 }
 
-/* The numpy dtype names and struct formats of cgloo's dtypes; bfloat16 shows as uint16. */
+/* The numpy dtype names and struct formats of cgloo's dtypes; bfloat16 shows as uint16. The
+ * struct module has no complex format, so without numpy a complex block is a memoryview of its
+ * parts, real and imaginary in turn. */
 static const char *const numpy_names[CGLOO_DTYPE_COUNT] = {
-    "int8",   "uint8",   "int32",  "uint32",  "int64",
-    "uint64", "float16", "uint16", "float32", "float64",
+    [CGLOO_INT8] = "int8",       [CGLOO_UINT8] = "uint8",         [CGLOO_INT32] = "int32",
+    [CGLOO_UINT32] = "uint32",   [CGLOO_INT64] = "int64",         [CGLOO_UINT64] = "uint64",
+    [CGLOO_FLOAT16] = "float16", [CGLOO_BFLOAT16] = "uint16",     [CGLOO_FLOAT32] = "float32",
+    [CGLOO_FLOAT64] = "float64", [CGLOO_BOOL] = "bool",           [CGLOO_INT16] = "int16",
+    [CGLOO_UINT16] = "uint16",   [CGLOO_COMPLEX64] = "complex64", [CGLOO_COMPLEX128] = "complex128",
 };
 static const char *const struct_formats[CGLOO_DTYPE_COUNT] = {
-    "b", "B", "i", "I", "q", "Q", "e", "H", "f", "d",
+    [CGLOO_INT8] = "b",    [CGLOO_UINT8] = "B",     [CGLOO_INT32] = "i",
+    [CGLOO_UINT32] = "I",  [CGLOO_INT64] = "q",     [CGLOO_UINT64] = "Q",
+    [CGLOO_FLOAT16] = "e", [CGLOO_BFLOAT16] = "H",  [CGLOO_FLOAT32] = "f",
+    [CGLOO_FLOAT64] = "d", [CGLOO_BOOL] = "?",      [CGLOO_INT16] = "h",
+    [CGLOO_UINT16] = "H",  [CGLOO_COMPLEX64] = "f", [CGLOO_COMPLEX128] = "d",
 };
 
 PyObject *cgpy_dtype_view(void *p, size_t count, cgloo_dtype dtype, int writable, PyObject **mview)

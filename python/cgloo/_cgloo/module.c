@@ -58,6 +58,20 @@ static PyObject *mod_set_log_level(PyObject *m, PyObject *arg)
 /* Large local reductions run without the GIL; small ones are not worth the switch. */
 #define REDUCE_LOCAL_NOGIL_BYTES (64 * 1024)
 
+/* reduce_local_error raises for a refused (op, dtype), worded as the collectives word it. The
+ * buffers are never NULL here, so the op is what the library refused. */
+static PyObject *reduce_local_error(int rc, int op, cgloo_dtype dtype)
+{
+    char detail[128];
+    const char *name = cgloo_op_name((cgloo_op)op);
+    if (name)
+        snprintf(detail, sizeof detail, "reduce_local: op %s is not defined for dtype %s", name,
+                 cgloo_dtype_name(dtype));
+    else
+        snprintf(detail, sizeof detail, "reduce_local: op %d is not a cgloo.Op", op);
+    return cgpy_raise(rc, detail);
+}
+
 static PyObject *mod_reduce_local(PyObject *m, PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames)
 {
@@ -89,7 +103,7 @@ static PyObject *mod_reduce_local(PyObject *m, PyObject *const *args, Py_ssize_t
     if (bad)
         return NULL;
     if (rc != CGLOO_OK)
-        return cgpy_raise(rc, "reduce_local: a bitwise op on a floating-point dtype, or a bad op");
+        return reduce_local_error(rc, op, io.dtype);
     return Py_NewRef(a[0]);
 }
 
