@@ -172,9 +172,23 @@ CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms
                                       cgloo_store **out);
 
 /* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir" or
- * "hash:" (a fresh in-process store). Errors: EINVAL for an unknown scheme or a malformed URL,
- * and those of the matching create call. */
+ * "hash:" (a fresh in-process store). Blocks up to timeout_ms while connecting. Errors: EINVAL
+ * for an unknown scheme or a malformed URL, and those of the matching create or connect call. */
 CGLOO_API int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out);
+
+/* cgloo_store_open_detail is cgloo_store_open that, when it fails, also writes a sentence saying
+ * why into detail (detail_len bytes, always NUL-terminated; detail may be NULL): the URL without
+ * its password, and the cause; the empty string on success. */
+CGLOO_API int cgloo_store_open_detail(const char *url, int timeout_ms, char *detail,
+                                      size_t detail_len, cgloo_store **out);
+
+/* cgloo_store_last_error copies into buf (len bytes, NUL-terminated) the detail of the latest
+ * failed call on this handle: the server, the operation and the server's own words, never a
+ * password. Stores that keep no detail (hash, file, tcp, custom; a prefix store passes on its
+ * inner store's) give "". Never blocks.
+ * Thread-safe; with several threads failing at once, one of their details is kept.
+ * Errors: EINVAL. */
+CGLOO_API int cgloo_store_last_error(cgloo_store *store, char *buf, size_t len);
 
 /* Caller-supplied store callbacks, so that bindings can plug in any key/value service. Each
  * returns a cgloo status. get and wait must honour timeout_ms (never 0 here: the library

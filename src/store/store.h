@@ -30,6 +30,9 @@ typedef struct cgloo_store_ops {
                      void **values, size_t *lens);
     /* destroy: free everything the backend owns, including s itself. */
     void (*destroy)(cgloo_store *s);
+    /* last_error: may be NULL (the backend keeps no detail). Copies the detail of the latest
+     * failure on this handle into buf (len >= 1 bytes, NUL-terminated). Never blocks for long. */
+    void (*last_error)(cgloo_store *s, char *buf, size_t len);
 } cgloo_store_ops;
 
 struct cgloo_store {

@@ -4,6 +4,7 @@
  *   tcp://host:port      host is a name, an IPv4 address or a bracketed IPv6 address "[::1]"
  *   file:///abs/dir      a directory shared by the ranks (no host part: only local paths)
  *   hash:                a fresh in-process store
+ * A failure's detail names the URL without its userinfo, so that no password reaches a log.
  */
 #include "store/store.h"
 
@@ -49,33 +50,83 @@ static int split_host_port(const char *s, char *buf, size_t size, int *port)
     return CGLOO_OK;
 }
 
-static int open_tcp(const char *rest, int timeout_ms, cgloo_store **out)
+/* fail_detail writes "<what> '<url without userinfo>': <why>" into detail and returns status. */
+static int fail_detail(int status, char *detail, size_t len, const char *what, const char *url,
+                       const char *why)
+{
+    if (!detail || len == 0)
+        return status;
+    /* Userinfo ends at the last '@' (as a redis:// URL is read); a file:// URL has none, so an
+     * '@' there is part of the path. */
+    const char *sep = strstr(url, "://"), *path;
+    const char *at = sep && !has_scheme(url, "file://", &path) ? strrchr(sep + 3, '@') : NULL;
+    if (at) /* keep the scheme, drop "user:password@" */
+        snprintf(detail, len, "%s '%.*s%s': %s", what, (int)(sep + 3 - url), url, at + 1, why);
+    else
+        snprintf(detail, len, "%s '%s': %s", what, url, why);
+    return status;
+}
+
+static int open_tcp(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
+                    cgloo_store **out)
 {
     char host[256];
     int port;
     if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return CGLOO_EINVAL;
-    return cgloo_store_tcp_connect(host, port, timeout_ms, out);
+        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+                           "expected tcp://host:port");
+    int rc = cgloo_store_tcp_connect(host, port, timeout_ms, out);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, dlen, "no TCP store at", url, cgloo_strerror(rc));
+    return rc;
 }
 
-static int open_file(const char *rest, cgloo_store **out)
+static int open_file(const char *url, const char *rest, char *detail, size_t dlen,
+                     cgloo_store **out)
 {
     /* "file://" is followed by an empty host, so the path starts with its own '/'. */
     if (rest[0] != '/' || rest[1] == '\0')
+        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+                           "expected file:///absolute/dir");
+    int rc = cgloo_store_file_create(rest, NULL, out);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, dlen, "cannot open the file store", url, cgloo_strerror(rc));
+    return rc;
+}
+
+/* ---- the public calls ---- */
+
+static int open_any(const char *url, int timeout_ms, char *detail, size_t detail_len,
+                    cgloo_store **out)
+{
+    const char *rest;
+    if (has_scheme(url, "tcp://", &rest))
+        return open_tcp(url, rest, timeout_ms, detail, detail_len, out);
+    if (has_scheme(url, "file://", &rest))
+        return open_file(url, rest, detail, detail_len, out);
+    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
+        return cgloo_store_hash_create(out);
+    return fail_detail(CGLOO_EINVAL, detail, detail_len, "not a store URL", url,
+                       "expected tcp://host:port, file:///dir or hash:");
+}
+
+int cgloo_store_open_detail(const char *url, int timeout_ms, char *detail, size_t detail_len,
+                            cgloo_store **out)
+{
+    if (detail && detail_len)
+        detail[0] = '\0';
+    if (!url || !out || timeout_ms < 0) {
+        if (detail && detail_len)
+            snprintf(detail, detail_len, "cgloo_store_open: %s", !url ? "no URL" : "bad arguments");
         return CGLOO_EINVAL;
-    return cgloo_store_file_create(rest, NULL, out);
+    }
+    int rc = open_any(url, timeout_ms, detail, detail_len, out);
+    if (rc != CGLOO_OK && detail && detail_len && !detail[0])
+        fail_detail(rc, detail, detail_len, "cannot open the store", url, cgloo_strerror(rc));
+    return rc;
 }
 
 int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out)
 {
-    if (!url || !out || timeout_ms < 0)
-        return CGLOO_EINVAL;
-    const char *rest;
-    if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(rest, timeout_ms, out);
-    if (has_scheme(url, "file://", &rest))
-        return open_file(rest, out);
-    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
-        return cgloo_store_hash_create(out);
-    return CGLOO_EINVAL;
+    return cgloo_store_open_detail(url, timeout_ms, NULL, 0, out);
 }
