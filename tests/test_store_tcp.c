@@ -863,7 +863,6 @@ static void test_open(void)
         "file:///",
         "hash:x",
         "hash:/",
-        "redis://127.0.0.1:6379",
         "127.0.0.1:1234",
         "/tmp/dir",
         "tcp//127.0.0.1:1",
