@@ -863,7 +863,6 @@ static void test_open(void)
         "file:///",
         "hash:x",
         "hash:/",
-        "redis://127.0.0.1:6379",
         "127.0.0.1:1234",
         "/tmp/dir",
         "tcp//127.0.0.1:1",
@@ -877,6 +876,40 @@ static void test_open(void)
     }
     CHECK_STATUS(cgloo_store_open(NULL, 300, &s), CGLOO_EINVAL);
     CHECK_STATUS(cgloo_store_open("hash:", 300, NULL), CGLOO_EINVAL);
+    cgloo_store_server_stop(server);
+}
+
+/* cgloo_store_open_detail says why, naming the URL without the userinfo that may hold a
+ * password; the TCP store keeps no detail of its own. */
+static void test_open_detail(void)
+{
+    char detail[512], url[128];
+    cgloo_store *s = NULL;
+    CHECK_STATUS(cgloo_store_open_detail("foo://me:sekrit@h:1/x", 300, detail, sizeof detail, &s),
+                 CGLOO_EINVAL);
+    CHECK(strstr(detail, "'foo://h:1/x'") && !strstr(detail, "sekrit") && s == NULL);
+    CHECK_STATUS(cgloo_store_open_detail("tcp://h", 300, detail, sizeof detail, &s), CGLOO_EINVAL);
+    CHECK(strstr(detail, "tcp://host:port") != NULL);
+    char tiny[8];
+    CHECK_STATUS(cgloo_store_open_detail("nope", 300, tiny, sizeof tiny, &s), CGLOO_EINVAL);
+    CHECK(strlen(tiny) == sizeof tiny - 1);
+    CHECK_STATUS(cgloo_store_open_detail("nope", 300, NULL, 0, &s), CGLOO_EINVAL);
+
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", free_port());
+    int rc = cgloo_store_open_detail(url, 300, detail, sizeof detail, &s);
+    CHECK(rc == CGLOO_ECONNREFUSED || rc == CGLOO_ETIMEDOUT);
+    CHECK(strstr(detail, url) && strstr(detail, cgloo_strerror(rc)));
+
+    start_server();
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+    detail[0] = 'x';
+    CHECK_OK(cgloo_store_open_detail(url, 300, detail, sizeof detail, &s));
+    CHECK(detail[0] == '\0');
+    CHECK_OK(cgloo_store_last_error(s, detail, sizeof detail));
+    CHECK(detail[0] == '\0');
+    CHECK_STATUS(cgloo_store_last_error(s, detail, 0), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_last_error(NULL, detail, sizeof detail), CGLOO_EINVAL);
+    cgloo_store_destroy(s);
     cgloo_store_server_stop(server);
 }
 
@@ -898,6 +931,7 @@ static const test_case tests[] = {
     {"server_stop", test_server_stop, 10},
     {"reconnect", test_reconnect, 10},
     {"connect_refused", test_connect_refused, 10},
+    {"open_detail", test_open_detail, 10},
     {"connect_before_server", test_connect_before_server, 10},
     {"bad_server", test_bad_server, 15},
     {"server_errors", test_server_errors, 10},

@@ -177,10 +177,64 @@ CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, 
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 
-/* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir" or
- * "hash:" (a fresh in-process store). Errors: EINVAL for an unknown scheme or a malformed URL,
- * and those of the matching create call. */
+/* Options of a Redis store; zero means default everywhere. The strings are copied. */
+typedef struct cgloo_redis_attr {
+    /* A host name, an IPv4 or an IPv6 address (default "127.0.0.1"). */
+    const char *host;
+    /* The server's port (default 6379). */
+    int port;
+    /* An ACL user (Redis 6 and later), sent as AUTH user password; NULL: AUTH password. */
+    const char *user;
+    /* NULL or "": no AUTH. */
+    const char *password;
+    /* The database to SELECT (default 0). */
+    int db;
+    /* Scopes every key to one run, as the file store does: NULL means CGLOO_RUN_ID from the
+     * environment, and an empty id means none. At most 256 bytes. */
+    const char *run_id;
+    /* Nonzero: cgloo_store_destroy deletes the keys set or added through this handle. */
+    int cleanup;
+} cgloo_redis_attr;
+
+/* cgloo_store_redis_connect makes a store kept in a Redis server (6.2 or later; not Redis
+ * Cluster), reached with hiredis. It connects, retrying refused connections until timeout_ms
+ * passes, authenticates, selects the database and pings the server before it returns. attr may
+ * be NULL. Each key lives under "cgloo:<length of the run id>:<run id>:k:"; get, wait and
+ * multi_get block in the server (BLMOVE on a list that every set and add of the key refills)
+ * rather than poll it. Every call is bounded: a call that does not wait by
+ * CGLOO_DEFAULT_TIMEOUT_MS, a waiting one by its timeout (plus at most a second while the
+ * server's own answer to the timeout travels back). A handle keeps a few connections, so
+ * threads sharing it do not wait for each other; a broken connection is dropped and the next
+ * call dials again, once, failing with EIO if the server is gone. add fails with ESTORE where
+ * the sum would overflow 64 bits (Redis refuses it; other stores wrap). cgloo_store_last_error
+ * gives the server's own words for a failed call. Errors: ENOTSUP (cgloo was built without
+ * hiredis: install libhiredis-dev and rebuild), EINVAL, ECONNREFUSED, ETIMEDOUT, EADDR (an
+ * unknown host), ESTORE (the server refused: a wrong password, no such database), EIO,
+ * ENOMEM. */
+CGLOO_API int cgloo_store_redis_connect(const cgloo_redis_attr *attr, int timeout_ms,
+                                        cgloo_store **out);
+
+/* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir", "hash:"
+ * (a fresh in-process store) or "redis://[[user]:password@]host:port[/db][?cleanup=1]" (user
+ * and password may be %-encoded; cleanup=1 sets cgloo_redis_attr.cleanup). Blocks up to
+ * timeout_ms while connecting. Errors: EINVAL for an unknown scheme or a malformed URL, and
+ * those of the matching create or connect call. */
 CGLOO_API int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out);
+
+/* cgloo_store_open_detail is cgloo_store_open that, when it fails, also writes a sentence saying
+ * why into detail (detail_len bytes, always NUL-terminated; detail may be NULL): the URL without
+ * its password, and the cause, for a Redis server in its own words (a wrong password, a refused
+ * connection); the empty string on success. */
+CGLOO_API int cgloo_store_open_detail(const char *url, int timeout_ms, char *detail,
+                                      size_t detail_len, cgloo_store **out);
+
+/* cgloo_store_last_error copies into buf (len bytes, NUL-terminated) the detail of the latest
+ * failed call on this handle: the server, the operation and the server's own words, never a
+ * password. Stores that keep no detail (hash, file, tcp, custom; a prefix store passes on its
+ * inner store's) give "". Never blocks.
+ * Thread-safe; with several threads failing at once, one of their details is kept.
+ * Errors: EINVAL. */
+CGLOO_API int cgloo_store_last_error(cgloo_store *store, char *buf, size_t len);
 
 /* Caller-supplied store callbacks, so that bindings can plug in any key/value service. Each
  * returns a cgloo status. get and wait must honour timeout_ms (never 0 here: the library

@@ -159,7 +159,9 @@ class CustomStore(Store):
     def __init__(self, obj: _CustomBackend) -> None: ...
 
 def open_store(url: str, timeout: float | None = 30.0) -> Store:
-    """A store from "tcp://host:port", "file:///dir" or "hash:"."""
+    """A store from "tcp://host:port", "file:///dir", "hash:" or
+    "redis://[[user]:password@]host:port[/db][?cleanup=1]" (a Redis server; NotSupportedError
+    when cgloo was built without hiredis). An error's detail never holds the password."""
 
 class StoreServer:
     """A TCP store server on a background thread (host None: 127.0.0.1; port 0: a free one)."""

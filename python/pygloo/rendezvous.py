@@ -13,6 +13,7 @@ names: a key whose last ``/``-separated part is ``<i>`` or ``rank_<i>`` removes
 import datetime as _datetime
 import os as _os
 import re as _re
+from urllib.parse import quote as _quote
 
 import cgloo as _cgloo
 
@@ -113,30 +114,56 @@ class PrefixStore(Store):
 
 
 _REDIS_MISSING = (
-    "the Redis store is not built yet: issue 10 (running across machines) brings it to cgloo; "
-    "until then use FileStore on a shared directory, HashStore, or CustomStore over your own "
-    "key/value service"
+    "cgloo was built without its Redis store: install libhiredis-dev (Debian) and rebuild cgloo; "
+    "meanwhile FileStore on a shared directory, HashStore, or CustomStore over your own "
+    "key/value service work"
 )
 
 
-class RedisStore(Store):
-    """A store on a Redis server at host:port, through cgloo's ``redis://`` store.
+class _NeedsPassword:
+    """Stands in for the store of a RedisStore whose server wants a password, until
+    authorize gives one: every call raises the server's refusal."""
 
-    cgloo has no Redis store yet (issue 10 brings it): until then the constructor raises
-    NotImplementedError saying so.
+    def __init__(self, error):
+        self._error = error
+
+    def close(self):
+        pass
+
+    def __getattr__(self, name):
+        def refuse(*args, **kwargs):
+            raise self._error
+
+        return refuse
+
+
+class RedisStore(Store):
+    """A store on a Redis server at host:port, through cgloo's ``redis://`` store: keys under
+    CGLOO_RUN_ID when it is set, waits that block in the server rather than poll it.
+
+    As with Gloo's, a server that wants a password is opened with the constructor and then
+    authorize(password); until then every call raises the server's refusal (StoreError). A
+    cgloo built without hiredis makes the constructor raise NotImplementedError saying what to
+    install.
     """
 
     def __init__(self, host, port):
         self._host, self._port = str(host), int(port)
-        super().__init__(self._open(""))
+        try:
+            store = self._open("")
+        except _cgloo.StoreError as e:
+            if "NOAUTH" not in e.detail:
+                raise
+            store = _NeedsPassword(e)
+        super().__init__(store)
 
     def _open(self, password):
-        """Open cgloo's store for redis://[:password@]host:port."""
-        auth = f":{password}@" if password else ""
+        """Open cgloo's store for redis://[:password@]host:port (the password %-encoded)."""
+        auth = f":{_quote(password, safe='')}@" if password else ""
         host = f"[{self._host}]" if ":" in self._host else self._host
         try:
             return _cgloo.open_store(f"redis://{auth}{host}:{self._port}")
-        except (_cgloo.InvalidArgumentError, _cgloo.NotSupportedError) as e:
+        except _cgloo.NotSupportedError as e:
             message = f"pygloo.rendezvous.RedisStore: {_REDIS_MISSING} ({e})"
             raise NotImplementedError(message) from e
 

@@ -278,11 +278,6 @@ def test_hash_store_ranks_as_threads():
     assert not errors, errors
 
 
-def test_redis_store_says_it_is_not_built():
-    with pytest.raises(NotImplementedError, match="Redis store is not built yet.*issue 10"):
-        pygloo.rendezvous.RedisStore("127.0.0.1", 6379)
-
-
 # ---- the pygloo surface ---------------------------------------------------------------------
 
 

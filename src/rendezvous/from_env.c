@@ -35,12 +35,13 @@ int cgloo_context_create_from_env(cgloo_context **out)
     if (rc != CGLOO_OK)
         return rc;
     const char *url = getenv("CGLOO_STORE");
+    char why[400];
     if (size > 1) {
         if (!url || !*url)
             rc = cgloo__ctx_error(ctx, CGLOO_EINVAL, "CGLOO_STORE is not set");
-        else if ((rc = cgloo_store_open(url, timeout, &ctx->owned_store)) != CGLOO_OK)
-            cgloo__ctx_error(ctx, rc, "CGLOO_STORE '%s' could not be opened: %s", url,
-                             cgloo_strerror(rc));
+        else if ((rc = cgloo_store_open_detail(url, timeout, why, sizeof why, &ctx->owned_store)) !=
+                 CGLOO_OK)
+            cgloo__ctx_error(ctx, rc, "CGLOO_STORE could not be opened: %s", why);
         else if ((rc = cgloo_device_tcp_create(NULL, &ctx->owned_device)) != CGLOO_OK)
             cgloo__ctx_error(ctx, rc, "no device on CGLOO_HOSTNAME/CGLOO_IFACE: %s",
                              cgloo_strerror(rc));

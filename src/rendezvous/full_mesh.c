@@ -38,6 +38,17 @@
 #define STALE_POLL_MIN_MS 5
 #define STALE_POLL_MAX_MS 100
 
+/* store_why writes " (<the store's detail>)" into buf, or "" when the store keeps none: a
+ * Redis store's own words say why a rendezvous failed better than a status can. */
+static const char *store_why(cgloo_store *store, char *buf, size_t len)
+{
+    char d[400];
+    buf[0] = '\0';
+    if (cgloo_store_last_error(store, d, sizeof d) == CGLOO_OK && d[0])
+        snprintf(buf, len, " (%s)", d);
+    return buf;
+}
+
 static void addr_key(const cgloo_context *ctx, int rank, char *key, size_t len)
 {
     snprintf(key, len, "%s/addr/%d", ctx->name, rank);
@@ -67,9 +78,11 @@ static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     int n = snprintf(val, sizeof val, RECORD_PREFIX "%s %016" PRIx64 " %016" PRIx64, addr,
                      ctx->nonce, expiry);
     rc = cgloo_store_set(store, key, val, (size_t)n);
+    char why[410];
     if (rc != CGLOO_OK)
-        return cgloo__ctx_error(ctx, rc, "rank %d: publishing its address under '%s' failed: %s",
-                                ctx->rank, key, cgloo_strerror(rc));
+        return cgloo__ctx_error(ctx, rc, "rank %d: publishing its address under '%s' failed: %s%s",
+                                ctx->rank, key, cgloo_strerror(rc),
+                                store_why(store, why, sizeof why));
     return CGLOO_OK;
 }
 
@@ -160,7 +173,10 @@ static void mesh_finish(cgloo_context *ctx, cgloo_store *store)
 
 static int missing_error(cgloo_context *ctx, cgloo_store *store, int rc)
 {
-    char key[CGLOO_STORE_KEY_MAX + 1];
+    char key[CGLOO_STORE_KEY_MAX + 1], why[410];
+    if (rc != CGLOO_ETIMEDOUT) /* the store failed: its own detail says more than a check */
+        return cgloo__ctx_error(ctx, rc, "rank %d: reading the peers' addresses failed: %s%s",
+                                ctx->rank, cgloo_strerror(rc), store_why(store, why, sizeof why));
     for (int r = 0; r < ctx->size; r++) {
         addr_key(ctx, r, key, sizeof key);
         const char *keys[] = {key};

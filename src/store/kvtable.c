@@ -159,3 +159,17 @@ void cgloo__kvtable_delete(cgloo__kvtable *t, const void *key, size_t klen)
     free(e);
     t->count--;
 }
+
+int cgloo__kvtable_foreach(const cgloo__kvtable *t,
+                           int (*fn)(void *arg, const void *key, size_t klen, const void *value,
+                                     size_t vlen),
+                           void *arg)
+{
+    for (size_t b = 0; b < t->nbuckets; b++)
+        for (const cgloo__kv_entry *e = t->buckets[b]; e; e = e->next) {
+            int rc = fn(arg, e->key, e->klen, e->value, e->vlen);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}

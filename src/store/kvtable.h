@@ -56,4 +56,12 @@ int cgloo__kvtable_add(cgloo__kvtable *t, const void *key, size_t klen, int64_t 
 /* cgloo__kvtable_delete removes key and frees its value; an absent key is not an error. */
 void cgloo__kvtable_delete(cgloo__kvtable *t, const void *key, size_t klen);
 
+/* cgloo__kvtable_foreach calls fn(arg, key, klen, value, vlen) for every entry, in no set order,
+ * and stops at the first nonzero return, which it passes on (0 when fn saw every entry). fn
+ * must not change the table. */
+int cgloo__kvtable_foreach(const cgloo__kvtable *t,
+                           int (*fn)(void *arg, const void *key, size_t klen, const void *value,
+                                     size_t vlen),
+                           void *arg);
+
 #endif /* CGLOO_STORE_KVTABLE_H */

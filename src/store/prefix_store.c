@@ -128,6 +128,12 @@ static void prefix_destroy(cgloo_store *s)
     free(s); /* the inner store is not ours */
 }
 
+/* prefix_last_error passes on the inner store's detail: its failures are this view's. */
+static void prefix_last_error(cgloo_store *s, char *buf, size_t len)
+{
+    cgloo_store_last_error(((prefix_store *)s)->inner, buf, len);
+}
+
 static const cgloo_store_ops prefix_ops = {
     .name = "prefix",
     .set = prefix_set,
@@ -138,6 +144,7 @@ static const cgloo_store_ops prefix_ops = {
     .del = prefix_del,
     .multi_get = prefix_multi_get,
     .destroy = prefix_destroy,
+    .last_error = prefix_last_error,
 };
 
 int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out)

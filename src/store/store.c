@@ -114,6 +114,16 @@ int cgloo_store_multi_get(cgloo_store *s, const char *const *keys, size_t nkeys,
     return multi_get_each(s, keys, nkeys, t, values, lens);
 }
 
+int cgloo_store_last_error(cgloo_store *s, char *buf, size_t len)
+{
+    if (!s || !buf || len == 0)
+        return CGLOO_EINVAL;
+    buf[0] = '\0';
+    if (s->ops->last_error)
+        s->ops->last_error(s, buf, len);
+    return CGLOO_OK;
+}
+
 void cgloo_store_destroy(cgloo_store *s)
 {
     if (s)

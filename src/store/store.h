@@ -1,6 +1,6 @@
 /*
- * The store ops table. Every backend (hash, file, prefix, tcp, custom) fills one `static const`
- * table and embeds `struct cgloo_store` first in its own state. The public functions in
+ * The store ops table. Every backend (hash, file, prefix, tcp, redis, custom) fills one `static
+ * const` table and embeds `struct cgloo_store` first in its own state. The public functions in
  * store.c check arguments and resolve the default timeout, then call through the table, so
  * backends see only valid keys (1..CGLOO_STORE_KEY_MAX bytes, NUL-terminated), valid lengths
  * and a positive timeout.
@@ -30,11 +30,20 @@ typedef struct cgloo_store_ops {
                      void **values, size_t *lens);
     /* destroy: free everything the backend owns, including s itself. */
     void (*destroy)(cgloo_store *s);
+    /* last_error: may be NULL (the backend keeps no detail). Copies the detail of the latest
+     * failure on this handle into buf (len >= 1 bytes, NUL-terminated). Never blocks for long. */
+    void (*last_error)(cgloo_store *s, char *buf, size_t len);
 } cgloo_store_ops;
 
 struct cgloo_store {
     const cgloo_store_ops *ops;
 };
+
+/* cgloo__store_redis_open is cgloo_store_redis_connect that writes why it failed into detail
+ * (detail_len bytes; detail may be NULL). redis_store.c, or redis_store_none.c in a build
+ * without hiredis, where it says ENOTSUP. */
+int cgloo__store_redis_open(const cgloo_redis_attr *attr, int timeout_ms, char *detail,
+                            size_t detail_len, cgloo_store **out);
 
 /* Counters are stored as decimal text so every backend and every language can read them. */
 int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);

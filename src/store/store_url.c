@@ -4,11 +4,18 @@
  *   tcp://host:port      host is a name, an IPv4 address or a bracketed IPv6 address "[::1]"
  *   file:///abs/dir      a directory shared by the ranks (no host part: only local paths)
  *   hash:                a fresh in-process store
+ *   redis://[[user]:password@]host:port[/db][?cleanup=1]
+ *                        a Redis server; user and password may hold %XX escapes (the userinfo
+ *                        ends at the last '@', so a raw '/' or '?' in a password also works)
+ * A failure's detail names the URL without its userinfo, so that no password reaches a log.
  */
 #include "store/store.h"
 
 #include <stdio.h>
 #include <strings.h>
+
+/* The longest URL taken apart in place (a redis:// URL is copied to split it). */
+#define URL_MAX 4096
 
 /* has_scheme tells whether url starts with scheme (case-insensitive) and sets *rest past it. */
 static int has_scheme(const char *url, const char *scheme, const char **rest)
@@ -49,33 +56,198 @@ static int split_host_port(const char *s, char *buf, size_t size, int *port)
     return CGLOO_OK;
 }
 
-static int open_tcp(const char *rest, int timeout_ms, cgloo_store **out)
+/* fail_detail writes "<what> '<url without userinfo>': <why>" into detail and returns status. */
+static int fail_detail(int status, char *detail, size_t len, const char *what, const char *url,
+                       const char *why)
+{
+    if (!detail || len == 0)
+        return status;
+    /* Userinfo ends at the last '@' (as a redis:// URL is read); a file:// URL has none, so an
+     * '@' there is part of the path. */
+    const char *sep = strstr(url, "://"), *path;
+    const char *at = sep && !has_scheme(url, "file://", &path) ? strrchr(sep + 3, '@') : NULL;
+    if (at) /* keep the scheme, drop "user:password@" */
+        snprintf(detail, len, "%s '%.*s%s': %s", what, (int)(sep + 3 - url), url, at + 1, why);
+    else
+        snprintf(detail, len, "%s '%s': %s", what, url, why);
+    return status;
+}
+
+static int open_tcp(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
+                    cgloo_store **out)
 {
     char host[256];
     int port;
     if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return CGLOO_EINVAL;
-    return cgloo_store_tcp_connect(host, port, timeout_ms, out);
+        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+                           "expected tcp://host:port");
+    int rc = cgloo_store_tcp_connect(host, port, timeout_ms, out);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, dlen, "no TCP store at", url, cgloo_strerror(rc));
+    return rc;
 }
 
-static int open_file(const char *rest, cgloo_store **out)
+static int open_file(const char *url, const char *rest, char *detail, size_t dlen,
+                     cgloo_store **out)
 {
     /* "file://" is followed by an empty host, so the path starts with its own '/'. */
     if (rest[0] != '/' || rest[1] == '\0')
+        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+                           "expected file:///absolute/dir");
+    int rc = cgloo_store_file_create(rest, NULL, out);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, dlen, "cannot open the file store", url, cgloo_strerror(rc));
+    return rc;
+}
+
+/* ---- redis:// ---- */
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* percent_decode turns %XX escapes of s into bytes, in place. A bad escape or a NUL is EINVAL. */
+static int percent_decode(char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in; in++) {
+        if (*in != '%') {
+            *out++ = *in;
+            continue;
+        }
+        int hi = hex_digit(in[1]), lo = hi < 0 ? -1 : hex_digit(in[2]);
+        if (lo < 0 || (hi | lo) == 0)
+            return CGLOO_EINVAL;
+        *out++ = (char)(hi * 16 + lo);
+        in += 2;
+    }
+    *out = '\0';
+    return CGLOO_OK;
+}
+
+/* redis_userinfo splits "user:password" (user may be empty) into attr, decoding both. */
+static int redis_userinfo(char *info, cgloo_redis_attr *attr, const char **why)
+{
+    char *colon = strchr(info, ':');
+    if (!colon) {
+        *why = "the password must follow a ':' (redis://:password@host:port)";
         return CGLOO_EINVAL;
-    return cgloo_store_file_create(rest, NULL, out);
+    }
+    *colon = '\0';
+    if (percent_decode(info) != CGLOO_OK || percent_decode(colon + 1) != CGLOO_OK) {
+        *why = "a bad %-escape in the user or password";
+        return CGLOO_EINVAL;
+    }
+    attr->user = *info ? info : NULL;
+    attr->password = colon + 1;
+    return CGLOO_OK;
+}
+
+/* redis_query reads "cleanup=0" or "cleanup=1", the one option there is. */
+static int redis_query(const char *q, cgloo_redis_attr *attr, const char **why)
+{
+    if (strcmp(q, "cleanup=1") == 0 || strcmp(q, "cleanup=0") == 0) {
+        attr->cleanup = q[8] == '1';
+        return CGLOO_OK;
+    }
+    *why = "the only query is ?cleanup=0 or ?cleanup=1";
+    return CGLOO_EINVAL;
+}
+
+/* redis_hostpart reads "host:port[/db][?query]" into attr (host copied into host[256]). */
+static int redis_hostpart(char *s, cgloo_redis_attr *attr, char *host, const char **why)
+{
+    char *q = strchr(s, '?');
+    if (q) {
+        *q++ = '\0';
+        if (redis_query(q, attr, why) != CGLOO_OK)
+            return CGLOO_EINVAL;
+    }
+    char *slash = strchr(s, '/'); /* no host, not even an IPv6 one, holds a '/' */
+    long db = 0;
+    if (slash) {
+        *slash = '\0';
+        if (cgloo__parse_int(slash + 1, 0, INT32_MAX, &db) != CGLOO_OK) {
+            *why = "the database after '/' must be a number";
+            return CGLOO_EINVAL;
+        }
+    }
+    attr->db = (int)db;
+    if (split_host_port(s, host, 256, &attr->port) != CGLOO_OK) {
+        *why = "expected host:port (an IPv6 address in brackets)";
+        return CGLOO_EINVAL;
+    }
+    attr->host = host;
+    return CGLOO_OK;
+}
+
+static int open_redis(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
+                      cgloo_store **out)
+{
+    char buf[URL_MAX], host[256];
+    const char *why = "longer than 4096 bytes";
+    cgloo_redis_attr attr = {0};
+    size_t n = strnlen(rest, sizeof buf);
+    int rc = n < sizeof buf ? CGLOO_OK : CGLOO_EINVAL;
+    char *hostpart = buf;
+    if (rc == CGLOO_OK) {
+        memcpy(buf, rest, n + 1);
+        char *at = strrchr(buf, '@');
+        if (at) {
+            *at = '\0';
+            hostpart = at + 1;
+            rc = redis_userinfo(buf, &attr, &why);
+        }
+    }
+    if (rc == CGLOO_OK)
+        rc = redis_hostpart(hostpart, &attr, host, &why);
+    if (rc != CGLOO_OK)
+        rc = fail_detail(rc, detail, dlen, "malformed store URL", url, why);
+    else
+        rc = cgloo__store_redis_open(&attr, timeout_ms, detail, dlen, out);
+    explicit_bzero(buf, sizeof buf); /* the decoded password */
+    return rc;
+}
+
+/* ---- the public calls ---- */
+
+static int open_any(const char *url, int timeout_ms, char *detail, size_t detail_len,
+                    cgloo_store **out)
+{
+    const char *rest;
+    if (has_scheme(url, "tcp://", &rest))
+        return open_tcp(url, rest, timeout_ms, detail, detail_len, out);
+    if (has_scheme(url, "file://", &rest))
+        return open_file(url, rest, detail, detail_len, out);
+    if (has_scheme(url, "redis://", &rest))
+        return open_redis(url, rest, timeout_ms, detail, detail_len, out);
+    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
+        return cgloo_store_hash_create(out);
+    return fail_detail(CGLOO_EINVAL, detail, detail_len, "not a store URL", url,
+                       "expected tcp://host:port, file:///dir, hash: or redis://host:port");
+}
+
+int cgloo_store_open_detail(const char *url, int timeout_ms, char *detail, size_t detail_len,
+                            cgloo_store **out)
+{
+    if (detail && detail_len)
+        detail[0] = '\0';
+    if (!url || !out || timeout_ms < 0) {
+        if (detail && detail_len)
+            snprintf(detail, detail_len, "cgloo_store_open: %s", !url ? "no URL" : "bad arguments");
+        return CGLOO_EINVAL;
+    }
+    int rc = open_any(url, timeout_ms, detail, detail_len, out);
+    if (rc != CGLOO_OK && detail && detail_len && !detail[0])
+        fail_detail(rc, detail, detail_len, "cannot open the store", url, cgloo_strerror(rc));
+    return rc;
 }
 
 int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out)
 {
-    if (!url || !out || timeout_ms < 0)
-        return CGLOO_EINVAL;
-    const char *rest;
-    if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(rest, timeout_ms, out);
-    if (has_scheme(url, "file://", &rest))
-        return open_file(rest, out);
-    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
-        return cgloo_store_hash_create(out);
-    return CGLOO_EINVAL;
+    return cgloo_store_open_detail(url, timeout_ms, NULL, 0, out);
 }

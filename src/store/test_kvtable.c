@@ -186,7 +186,42 @@ static void test_large_values(void)
     cgloo__kvtable_fini(&t);
 }
 
+/* count_entry counts the entries foreach shows and checks each value against its key; it stops
+ * the walk at the entry whose key is "stop" when asked to. */
+typedef struct walk {
+    int seen, stop_at_stop;
+} walk;
+
+static int count_entry(void *arg, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    walk *w = arg;
+    w->seen++;
+    CHECK(vlen == klen + 1 && memcmp(value, "v", 1) == 0 &&
+          memcmp((const char *)value + 1, key, klen) == 0);
+    return w->stop_at_stop && klen == 4 && memcmp(key, "stop", 4) == 0 ? 7 : 0;
+}
+
+static void test_foreach(void)
+{
+    cgloo__kvtable t;
+    cgloo__kvtable_init(&t);
+    walk w = {0};
+    CHECK(cgloo__kvtable_foreach(&t, count_entry, &w) == 0 && w.seen == 0);
+    char key[32], val[40];
+    for (int i = 0; i < MANY; i++) {
+        many_key(i, key, sizeof key);
+        snprintf(val, sizeof val, "v%s", key);
+        set_str(&t, key, val);
+    }
+    set_str(&t, "stop", "vstop");
+    CHECK(cgloo__kvtable_foreach(&t, count_entry, &w) == 0 && w.seen == MANY + 1);
+    w = (walk){.stop_at_stop = 1};
+    CHECK(cgloo__kvtable_foreach(&t, count_entry, &w) == 7 && w.seen >= 1 && w.seen <= MANY + 1);
+    cgloo__kvtable_fini(&t);
+}
+
 static const test_case tests[] = {
+    {"foreach", test_foreach, 10},
     {"set_get", test_set_get, 10},
     {"overwrite_delete", test_overwrite_delete, 10},
     {"add", test_add, 10},

@@ -123,7 +123,8 @@ static PyMethodDef module_methods[] = {
      "with the library's kernels; returns inout."},
     {"open_store", (PyCFunction)(void (*)(void))cgpy_open_store, METH_FASTCALL | METH_KEYWORDS,
      "open_store(url, timeout=30.0)\n--\n\nA store from a URL: \"tcp://host:port\", "
-     "\"file:///dir\" or \"hash:\"."},
+     "\"file:///dir\", \"hash:\" or "
+     "\"redis://[[user]:password@]host:port[/db][?cleanup=1]\"."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -50,8 +50,13 @@ void cgpy_store_leave(cgpy_Store *s)
  * store's callback raised (if any) as its cause. */
 static PyObject *store_raise(cgpy_Store *s, int rc, const char *what, PyObject *key)
 {
-    PyObject *detail = key ? PyUnicode_FromFormat("store %s(%R)", what, key)
-                           : PyUnicode_FromFormat("store %s", what);
+    /* A store that keeps its own account of the failure (Redis: the server's words) adds it. */
+    char why[512] = "";
+    if (s->store)
+        cgloo_store_last_error(s->store, why, sizeof why);
+    const char *sep = *why ? ": " : "";
+    PyObject *detail = key ? PyUnicode_FromFormat("store %s(%R)%s%s", what, key, sep, why)
+                           : PyUnicode_FromFormat("store %s%s%s", what, sep, why);
     const char *text = detail ? PyUnicode_AsUTF8(detail) : NULL;
     cgpy_raise(rc, text ? text : what);
     Py_XDECREF(detail);
@@ -508,12 +513,13 @@ typedef struct connect_call {
     const char *host, *url;
     int port;
     cgloo_store *st;
+    char detail[512]; /* why the last open of url failed, without its password */
 } connect_call;
 
 static int tcp_slice(void *arg, int slice_ms)
 {
     connect_call *c = arg;
-    return c->url ? cgloo_store_open(c->url, slice_ms, &c->st)
+    return c->url ? cgloo_store_open_detail(c->url, slice_ms, c->detail, sizeof c->detail, &c->st)
                   : cgloo_store_tcp_connect(c->host, c->port, slice_ms, &c->st);
 }
 
@@ -548,7 +554,9 @@ PyObject *cgpy_open_store(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (!s)
         return NULL;
     int rc = run_sliced(tcp_slice, &c, ms, CGLOO_ECONNREFUSED);
-    if ((rc == CGLOO_EINTR && PyErr_Occurred()) || store_adopt(s, rc, c.st, c.url) < 0)
+    if (rc != CGLOO_OK && !(rc == CGLOO_EINTR && PyErr_Occurred()))
+        cgpy_raise(rc, c.detail); /* never the URL itself: it may hold a password */
+    if (rc != CGLOO_OK || store_adopt(s, rc, c.st, "store") < 0)
         Py_CLEAR(s);
     return (PyObject *)s;
 }
