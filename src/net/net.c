@@ -97,6 +97,36 @@ int cgloo__addr_parse(const char *text, cgloo__addr *addr)
     return rc;
 }
 
+int cgloo__url_host(const char *url, char *buf, size_t len)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    if (!p)
+        return CGLOO_EADDR;
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', auth);
+    if (at) {
+        auth -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    size_t n;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', auth);
+        if (!close)
+            return CGLOO_EADDR;
+        p++;
+        n = (size_t)(close - p);
+    } else {
+        const char *colon = memchr(p, ':', auth);
+        n = colon ? (size_t)(colon - p) : auth;
+    }
+    if (n == 0 || n >= len)
+        return CGLOO_EADDR;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return CGLOO_OK;
+}
+
 void cgloo__addr_set_port(cgloo__addr *addr, int port)
 {
     if (addr->ss.ss_family == AF_INET)
