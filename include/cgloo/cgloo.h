@@ -4,7 +4,7 @@
  * Conventions used throughout this header:
  * - Every fallible function returns an int status: CGLOO_OK (0) or a negative CGLOO_E* code.
  *   cgloo_strerror() names the code; cgloo_context_last_error() gives the detail for calls that
- *   take a context.
+ *   take a context, cgloo_last_error() for those that make stores, devices and contexts.
  * - Out-parameters come last. Nothing is written to an out-parameter when a call fails.
  * - Timeouts are in milliseconds. A timeout of 0 means "the default": the context's default
  *   timeout for calls that take a context, CGLOO_DEFAULT_TIMEOUT_MS otherwise. There is no
@@ -79,6 +79,20 @@ typedef enum cgloo_status {
 CGLOO_API const char *cgloo_strerror(int status);
 /* cgloo_status_name returns the code's name without prefix, e.g. "ETIMEDOUT". */
 CGLOO_API const char *cgloo_status_name(int status);
+
+/* A buffer of CGLOO_ERROR_MAX bytes holds any error detail the library gives. */
+#define CGLOO_ERROR_MAX 1024
+
+/* cgloo_last_error copies into buf the detail of the calling thread's latest failed call among
+ * those that make or connect things, before (or without) a context to keep it in:
+ * cgloo_store_file_create, cgloo_store_tcp_connect, cgloo_store_open, cgloo_store_server_start,
+ * cgloo_device_tcp_create, cgloo_context_create, cgloo_context_connect and
+ * cgloo_context_create_from_env; and returns that call's status. Each of these calls clears it
+ * when it starts, so right after one fails it explains that failure (which variable is missing,
+ * which address was chosen and why, what the system said), and after one succeeds it reads
+ * CGLOO_OK and "". Other calls leave it alone. Per thread: threads never see each other's.
+ * Never blocks. The detail is cut to len - 1 bytes (buf may be NULL when len is 0). */
+CGLOO_API int cgloo_last_error(char *buf, size_t len);
 
 /* cgloo_free releases memory the library handed to the caller. NULL is allowed. */
 CGLOO_API void cgloo_free(void *ptr);
@@ -166,8 +180,8 @@ CGLOO_API int cgloo_store_file_create(const char *dir, const char *run_id, cgloo
 CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out);
 
 /* cgloo_store_tcp_connect connects to a TCP store server at host:port (IPv4, IPv6 or a name),
- * retrying refused connections until timeout_ms passes. Errors: EADDR, ECONNREFUSED,
- * ETIMEDOUT, ENOMEM. */
+ * retrying refused connections until timeout_ms passes. Errors (detail in cgloo_last_error):
+ * EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store), ENOMEM. */
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 
@@ -290,7 +304,7 @@ typedef struct cgloo_context_attr {
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
- * Errors: EINVAL, ENOMEM. */
+ * Errors (detail in cgloo_last_error): EINVAL, ENOMEM. */
 CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr,
                                    cgloo_context **out);
 

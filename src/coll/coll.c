@@ -42,7 +42,7 @@ static uint64_t coll_kind(const char *name)
 
 int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
 {
-    char what[384];
+    char what[CGLOO_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -172,7 +172,7 @@ static uint64_t coll_tag(const coll *c, unsigned step)
 
 static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned step)
 {
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     cgloo_context_last_error(c->ctx, detail, sizeof detail);
     return cgloo__coll_error(c, rc, "step %u: %s rank %d failed: %s (%s)", step, what, peer,
                              cgloo_strerror(rc), detail);

@@ -180,9 +180,10 @@ static int listen_on(cgloo__addr *addr, int port, int *fd_out)
     if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 || listen(fd, SOMAXCONN) != 0) {
         /* A port we may not bind (below 1024 without privilege) is an address we cannot have,
          * like one in use: another port of the range may do. */
-        int rc = errno == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(errno);
+        int err = errno;
         close(fd);
-        return rc;
+        errno = err; /* for the caller's error detail */
+        return err == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(err);
     }
     socklen_t len = sizeof addr->ss;
     getsockname(fd, (struct sockaddr *)&addr->ss, &len);
@@ -211,9 +212,10 @@ int cgloo__connect_start(const cgloo__addr *addr, int *fd_out)
     /* EINTR, like EINPROGRESS, leaves the connect going on in the background. */
     if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno != EINPROGRESS &&
         errno != EINTR) {
-        int rc = cgloo__status_from_errno(errno);
+        int err = errno;
         close(fd);
-        return rc;
+        errno = err; /* for the caller's error detail */
+        return cgloo__status_from_errno(err);
     }
     *fd_out = fd;
     return CGLOO_OK;
@@ -246,7 +248,7 @@ static int poll_one(int fd, short events, int64_t deadline_ms)
 
 int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out)
 {
-    int fd, err;
+    int fd, err = 0;
     int rc = cgloo__connect_start(addr, &fd);
     if (rc != CGLOO_OK)
         return rc;
@@ -255,6 +257,7 @@ int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out)
         rc = cgloo__connect_result(fd, &err);
     if (rc != CGLOO_OK) {
         close(fd);
+        errno = rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : err ? err : EIO;
         return rc;
     }
     *fd_out = fd;

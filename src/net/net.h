@@ -81,16 +81,18 @@ int cgloo__sock_nonblock(int fd);
 void cgloo__sock_tune(int fd);
 /* cgloo__listen binds a non-blocking listener to addr on the first free port of [lo, hi]
  * (0..0: ephemeral). On success addr holds the bound port. A port in use or not ours to bind
- * is EADDR (the next port is tried); other errors stop at once. */
+ * is EADDR (the next port is tried); other errors stop at once. On failure errno holds the
+ * system's reason, for the caller's error detail. */
 int cgloo__listen(cgloo__addr *addr, int port_lo, int port_hi, int *fd_out);
-/* cgloo__connect_start begins a non-blocking connect; *fd_out is set even while in progress. */
+/* cgloo__connect_start begins a non-blocking connect; *fd_out is set even while in progress.
+ * On failure errno holds the system's reason. */
 int cgloo__connect_start(const cgloo__addr *addr, int *fd_out);
 /* cgloo__connect_result reads the outcome of a connect once the socket polls writable. */
 int cgloo__connect_result(int fd, int *err_out);
 /* cgloo__connect connects to addr, blocking in poll until the connection is made or the
  * deadline (monotonic ms) passes. On success *fd_out is a connected non-blocking socket the
- * caller owns; on failure nothing is left open. Errors: ETIMEDOUT, ECONNREFUSED, EPEER, EADDR,
- * ENOMEM, EIO. */
+ * caller owns; on failure nothing is left open and errno holds the system's reason (ETIMEDOUT
+ * when the deadline passed). Errors: ETIMEDOUT, ECONNREFUSED, EPEER, EADDR, ENOMEM, EIO. */
 int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out);
 
 /* cgloo__write_full writes len bytes to a non-blocking socket, polling until deadline. */

@@ -49,33 +49,44 @@ static int split_host_port(const char *s, char *buf, size_t size, int *port)
     return CGLOO_OK;
 }
 
-static int open_tcp(const char *rest, int timeout_ms, cgloo_store **out)
+static int open_tcp(const char *url, const char *rest, int timeout_ms, cgloo_store **out)
 {
     char host[256];
     int port;
     if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL,
+                                "store URL '%s' is malformed: a TCP store is tcp://HOST:PORT "
+                                "(an IPv6 address in brackets, a port from 1 to 65535)",
+                                url);
     return cgloo_store_tcp_connect(host, port, timeout_ms, out);
 }
 
-static int open_file(const char *rest, cgloo_store **out)
+static int open_file(const char *url, const char *rest, cgloo_store **out)
 {
     /* "file://" is followed by an empty host, so the path starts with its own '/'. */
     if (rest[0] != '/' || rest[1] == '\0')
-        return CGLOO_EINVAL;
+        return cgloo__error_set(
+            CGLOO_EINVAL, "store URL '%s' is malformed: a file store is file:///ABSOLUTE/DIR", url);
     return cgloo_store_file_create(rest, NULL, out);
 }
 
 int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out)
 {
+    cgloo__error_clear();
     if (!url || !out || timeout_ms < 0)
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_store_open: %s",
+                                !url   ? "the URL is NULL"
+                                : !out ? "out is NULL"
+                                       : "timeout < 0");
     const char *rest;
     if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(rest, timeout_ms, out);
+        return open_tcp(url, rest, timeout_ms, out);
     if (has_scheme(url, "file://", &rest))
-        return open_file(rest, out);
+        return open_file(url, rest, out);
     if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
         return cgloo_store_hash_create(out);
-    return CGLOO_EINVAL;
+    return cgloo__error_set(CGLOO_EINVAL,
+                            "store URL '%s' names no known store: use tcp://HOST:PORT, "
+                            "file:///DIR or hash:",
+                            url);
 }
