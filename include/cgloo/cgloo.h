@@ -261,22 +261,45 @@ CGLOO_API void cgloo_store_server_stop(cgloo_store_server *server);
  */
 typedef struct cgloo_device cgloo_device;
 
-/* TCP device attributes; zero means default everywhere. */
+/* TCP device attributes; zero means default everywhere. Each setting left unset falls back to
+ * its environment variable, named in brackets.
+ *
+ * How the address is chosen: iface if set, else hostname if set, else the address the peers
+ * most likely reach: the local address that the route to store_host leaves from (the peers
+ * reach the store, so they share its network; a UDP connect finds it without sending
+ * anything), unless that is loopback (the store is on this host); else the first non-loopback
+ * address the host's name resolves to; else loopback. The choice and its reason are logged at
+ * INFO (CGLOO_LOG_LEVEL=info). */
 typedef struct cgloo_tcp_attr {
-    /* An IP address or host name to bind to and publish (default: CGLOO_HOSTNAME, else
-     * 127.0.0.1 when iface is also unset). */
+    /* An IP address or host name to bind to and publish [CGLOO_HOSTNAME]. */
     const char *hostname;
-    /* An interface name, e.g. "eth0"; its first address of `family` is used (CGLOO_IFACE). */
+    /* Which of this host's addresses to use [CGLOO_IFACE]: a comma list of interface names
+     * ("eth0"; "eth*" for every name so begun), IP addresses and subnets ("10.1.0.0/16",
+     * "fd00::/8"); a '^' before the first entry makes every entry an exclusion ("^lo,docker0").
+     * Only interfaces that are up count. Among the addresses allowed, the one the route to
+     * store_host leaves from wins, else the first entry's (IPv4 first). */
     const char *iface;
-    /* Port range to listen on; 0..0 means an ephemeral port. port_max 0 means port_min only. */
+    /* Port range to listen on; 0..0 means an ephemeral port. port_max 0 means port_min only
+     * [CGLOO_PORT: "PORT" or "LOW-HIGH"]. */
     int port_min;
     int port_max;
-    /* 4 or 6 to force an address family; 0 takes whatever the name resolves to first. */
+    /* 4 or 6 to force an address family; 0 takes either, IPv4 first, so that hosts with and
+     * without IPv6 agree. */
     int family;
+    /* The host (name or IP) of the store the ranks meet through, which tells the default choice
+     * where the peers are [the host of CGLOO_STORE when that is a URL with a host, such as
+     * tcp://HOST:PORT]. cgloo_context_create_from_env sets it from CGLOO_STORE. */
+    const char *store_host;
+    /* The address peers are told to dial, where they see this host under another address than
+     * the bound one (NAT, containers with published ports): "HOST", "HOST:PORT" or
+     * "[IPv6]:PORT"; without a port, the bound port [CGLOO_ADVERTISE_ADDR]. It is published in
+     * the rendezvous instead of the bound address. */
+    const char *advertise;
 } cgloo_tcp_attr;
 
-/* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL.
- * Errors: EADDR (no such interface/name, no free port), EIO, ENOMEM. */
+/* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL. Blocks in
+ * the resolver. Errors (detail in cgloo_last_error: the setting, what this host has): EINVAL (a
+ * malformed setting), EADDR (no such interface, subnet or name; no free port), EIO, ENOMEM. */
 CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out);
 /* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
 CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);

@@ -76,7 +76,7 @@ int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr)
 
 int cgloo__addr_parse(const char *text, cgloo__addr *addr)
 {
-    char host[CGLOO_ADDR_TEXT_MAX];
+    char host[256]; /* a name, where an address was advertised by name */
     const char *colon = text ? strrchr(text, ':') : NULL;
     if (!colon || (size_t)(colon - text) >= sizeof host)
         return CGLOO_EADDR;

@@ -19,7 +19,7 @@
 typedef struct cgloo_transport cgloo_transport;
 
 /* The longest address text a transport publishes for its peers, NUL included. */
-#define CGLOO_TRANSPORT_ADDR_MAX 64
+#define CGLOO_TRANSPORT_ADDR_MAX 128
 
 /* REQ_COLL: a non-blocking collective's handle (core/progress_thread.c); only ctx, kind,
  * done, status and job are used. */

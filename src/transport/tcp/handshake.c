@@ -21,7 +21,7 @@ enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
 
 typedef struct peer_info {
     cgloo__addr addr;
-    char addr_text[CGLOO_ADDR_TEXT_MAX];
+    char addr_text[CGLOO_TRANSPORT_ADDR_MAX];
     uint64_t nonce;
     bool used; /* a peer this transport connects */
     /* dialling state (lower ranks only) */

@@ -16,6 +16,25 @@
 
 /* ---- device ---- */
 
+/* How a device's address was chosen (device_addr.c). */
+typedef struct tcp_addr_choice {
+    cgloo__addr bind; /* what it listens on; the port once bound */
+    int port_min, port_max;
+    cgloo__addr reach;                        /* what peers dial: the advertised address, or bind */
+    char advertise[CGLOO_TRANSPORT_ADDR_MAX]; /* the advertised host, "" when none */
+    int advertise_port;                       /* its port; 0: the bound port */
+    char why[320];                            /* why bind was chosen, for logs and errors */
+    char reach_why[400];                      /* why reach: the advertising setting, or why */
+    const char *named_by; /* the setting that named reach (static text), or NULL: the default */
+} tcp_addr_choice;
+
+/* cgloo__tcp_choose_address fills c from attr (may be NULL) and the environment; the listen is
+ * the caller's. Blocks in the resolver. Errors (with the thread's last error): EINVAL (a
+ * malformed setting), EADDR (nothing matches, a name that does not resolve), ENOMEM. */
+int cgloo__tcp_choose_address(const cgloo_tcp_attr *attr, tcp_addr_choice *c);
+/* cgloo__tcp_publish_text writes what peers dial, "host:port", once c->bind has its port. */
+int cgloo__tcp_publish_text(const tcp_addr_choice *c, char *buf, size_t len);
+
 /* An accepted connection, while its hello arrives and until a context claims it. */
 typedef struct device_inbound {
     struct device_inbound *next;
@@ -35,6 +54,8 @@ typedef struct device_reg {
     device_inbound *arrived; /* hellos addressed to it, checked against the fields above */
 } device_reg;
 
+/* cgloo__tcp_device_choice gives how dev's address was chosen and the published text. */
+const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *dev, const char **published);
 /* cgloo__tcp_device_address is the device_address op: "host:port". */
 int cgloo__tcp_device_address(const cgloo_device *dev, char *buf, size_t len);
 /* cgloo__tcp_device_destroy is the device_destroy op. */
