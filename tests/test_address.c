@@ -205,6 +205,44 @@ static void test_port_variable(void)
     CHECK(found);
 }
 
+/* ---- the loopback check, and the connect timeout's detail ---------------------------------- */
+
+static cgloo_store *store;
+
+/* Rank 0 listens on loopback; rank 1 advertises an address of another host. Rank 0 fails at
+ * once, saying so; rank 1 fails too (rank 0 never answers it). */
+static void rank_loopback_meets_remote(int rank, int size, void *arg)
+{
+    (void)arg;
+    cgloo_tcp_attr remote = {.hostname = "127.0.0.1", .advertise = ELSEWHERE};
+    cgloo_device *d;
+    cgloo_context *ctx;
+    CHECK_OK(cgloo_device_tcp_create(rank == 0 ? &mesh_loopback : &remote, &d));
+    cgloo_context_attr attr = {.timeout_ms = 1500, .name = "loopback"};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &ctx));
+    long long t0 = test_now_ms();
+    int rc = cgloo_context_connect(ctx, store, d);
+    if (rank == 0) {
+        EXPECT_DETAIL(rc, CGLOO_EADDR, "is a loopback address");
+        EXPECT_DETAIL(rc, CGLOO_EADDR, "chosen because cgloo_tcp_attr.hostname=127.0.0.1");
+        EXPECT_DETAIL(rc, CGLOO_EADDR, "rank 1 (" ELSEWHERE ":");
+        EXPECT_DETAIL(rc, CGLOO_EADDR, "set CGLOO_IFACE");
+        CHECK(test_now_ms() - t0 < 1000);
+    } else {
+        CHECK(rc != CGLOO_OK);
+    }
+    cgloo_context_destroy(ctx);
+    cgloo_device_destroy(d);
+}
+
+static void test_loopback_meets_remote_peer(void)
+{
+    clear_env();
+    CHECK_OK(cgloo_store_hash_create(&store));
+    run_ranks(2, rank_loopback_meets_remote, NULL);
+    cgloo_store_destroy(store);
+}
+
 /* ---- cgloo_last_error -------------------------------------------------------------------------
  */
 
@@ -263,6 +301,7 @@ static const test_case tests[] = {
     {"iface_errors", test_iface_errors, 20},
     {"advertise", test_advertise, 20},
     {"port_variable", test_port_variable, 20},
+    {"loopback_meets_remote_peer", test_loopback_meets_remote_peer, 20},
     {"last_error_is_per_thread", test_last_error_is_per_thread, 20},
     {"store_and_context_errors", test_store_and_context_errors, 20},
 };

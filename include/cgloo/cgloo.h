@@ -335,8 +335,12 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * reads the peers', connects (higher ranks dial lower ranks; refused connections are retried
  * with backoff) and checks every peer's hello. Blocks up to the context timeout. A size-1
  * context needs neither store nor device (both may be NULL). The device must outlive the
- * context. Errors: ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already
- * connected); the detail names the peer rank and address. */
+ * context. A device whose address only its own host reaches (loopback) fails at once with
+ * EADDR when the store's host (a TCP store's) or a peer's address is another host's: the
+ * detail names the address, why it was chosen and the variables that change it. Errors:
+ * ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected); the detail
+ * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and
+ * for a connection that never came about, the local address dialled from. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* cgloo_context_create_from_env builds a connected context from the launcher's environment:

@@ -186,7 +186,7 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     cgloo__connector *conn = NULL;
     int rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
-        rc = t->connect_begin(dev, ctx, &conn); /* reachable before the address is published */
+        rc = t->connect_begin(dev, ctx, cgloo__store_host(store), &conn); /* reachable first */
     if (rc == CGLOO_OK)
         rc = mesh_publish(ctx, store, dev);
     if (rc == CGLOO_OK)

@@ -128,6 +128,11 @@ static void prefix_destroy(cgloo_store *s)
     free(s); /* the inner store is not ours */
 }
 
+static const char *prefix_host(const cgloo_store *s)
+{
+    return cgloo__store_host(((const prefix_store *)s)->inner);
+}
+
 static const cgloo_store_ops prefix_ops = {
     .name = "prefix",
     .set = prefix_set,
@@ -138,6 +143,7 @@ static const cgloo_store_ops prefix_ops = {
     .del = prefix_del,
     .multi_get = prefix_multi_get,
     .destroy = prefix_destroy,
+    .host = prefix_host,
 };
 
 int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out)

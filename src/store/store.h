@@ -30,11 +30,21 @@ typedef struct cgloo_store_ops {
                      void **values, size_t *lens);
     /* destroy: free everything the backend owns, including s itself. */
     void (*destroy)(cgloo_store *s);
+    /* host: the network host of the store's server as the caller named it, which the ranks
+     * reach; NULL (or the op NULL) for stores without one. Never blocks. The rendezvous checks
+     * with it that this rank publishes an address the store's host can reach. */
+    const char *(*host)(const cgloo_store *s);
 } cgloo_store_ops;
 
 struct cgloo_store {
     const cgloo_store_ops *ops;
 };
+
+/* cgloo__store_host is the store's host op, or NULL. */
+static inline const char *cgloo__store_host(const cgloo_store *s)
+{
+    return s && s->ops->host ? s->ops->host(s) : NULL;
+}
 
 /* Counters are stored as decimal text so every backend and every language can read them. */
 int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);

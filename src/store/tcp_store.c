@@ -500,6 +500,11 @@ static void tcp_destroy(cgloo_store *s)
     free(t);
 }
 
+static const char *tcp_host(const cgloo_store *s)
+{
+    return ((const tcp_store *)s)->host;
+}
+
 static const cgloo_store_ops tcp_ops = {
     .name = "tcp",
     .set = tcp_set,
@@ -510,6 +515,7 @@ static const cgloo_store_ops tcp_ops = {
     .del = tcp_del,
     .multi_get = tcp_multi_get,
     .destroy = tcp_destroy,
+    .host = tcp_host,
 };
 
 static tcp_store *tcp_store_new(const char *host, int port, int fd)

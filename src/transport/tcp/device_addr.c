@@ -16,6 +16,10 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#define HINT_VARS                                                                                  \
+    "set CGLOO_IFACE (an interface such as eth0, a list such as ^lo,docker0, or a subnet such "    \
+    "as 10.0.0.0/8), CGLOO_HOSTNAME or CGLOO_ADVERTISE_ADDR to an address the other hosts reach"
+
 /* What the caller named, and where it came from (for messages). */
 typedef struct choice_inputs {
     const char *iface, *iface_from;
@@ -277,4 +281,54 @@ int cgloo__tcp_publish_text(const tcp_addr_choice *c, char *buf, size_t len)
     bool v6 = strchr(c->advertise, ':') != NULL;
     int n = snprintf(buf, len, "%s%s%s:%d", v6 ? "[" : "", c->advertise, v6 ? "]" : "", port);
     return n > 0 && (size_t)n < len ? CGLOO_OK : CGLOO_EINVAL;
+}
+
+/* unreachable_error says that this rank's loopback address cannot be reached from `what`, on
+ * another host, with how the address was chosen and what changes it. */
+static int unreachable_error(const tcp_addr_choice *c, const char *published, cgloo_context *ctx,
+                             const char *what)
+{
+    return cgloo__ctx_error(ctx, CGLOO_EADDR,
+                            "rank %d: this rank's address %s is a loopback address, which only "
+                            "its own host reaches (chosen because %s), but %s is on another "
+                            "host; " HINT_VARS "%s%s%s",
+                            ctx->rank, published, c->reach_why, what,
+                            c->named_by ? ", or unset " : "", c->named_by ? c->named_by : "",
+                            c->named_by ? " to let cgloo choose" : "");
+}
+
+/* remote_host says whether host resolves to addresses none of which is this host's. */
+static bool remote_host(const char *host)
+{
+    cgloo__addr a[CGLOO_ADDRS_MAX];
+    size_t n = 0;
+    bool local = false;
+    if (cgloo__addr_resolve_all(host, 0, 0, a, CGLOO_ADDRS_MAX, &n) != CGLOO_OK)
+        return false; /* cannot tell: let the connect say what happens */
+    for (size_t i = 0; i < n && !local; i++)
+        if (cgloo__addr_is_local(&a[i], &local) != CGLOO_OK)
+            return false;
+    return !local;
+}
+
+int cgloo__tcp_check_store_reach(const tcp_addr_choice *c, const char *published,
+                                 cgloo_context *ctx, const char *store_host)
+{
+    char what[300];
+    if (!store_host || !cgloo__addr_is_loopback(&c->reach) || !remote_host(store_host))
+        return CGLOO_OK;
+    snprintf(what, sizeof what, "the store (%s)", store_host);
+    return unreachable_error(c, published, ctx, what);
+}
+
+int cgloo__tcp_check_peer_reach(const tcp_addr_choice *c, const char *published, cgloo_context *ctx,
+                                int peer, const cgloo__addr *addr, const char *text)
+{
+    char what[300];
+    bool local = true;
+    if (!cgloo__addr_is_loopback(&c->reach) || cgloo__addr_is_local(addr, &local) != CGLOO_OK ||
+        local)
+        return CGLOO_OK;
+    snprintf(what, sizeof what, "rank %d (%s)", peer, text);
+    return unreachable_error(c, published, ctx, what);
 }

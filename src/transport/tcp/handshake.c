@@ -280,6 +280,8 @@ static int hs_run(handshake *m)
 static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
 {
     cgloo_context *ctx = m->ctx;
+    const char *published;
+    const tcp_addr_choice *c = cgloo__tcp_device_choice(m->dev, &published);
     for (int r = 0; r < ctx->size; r++) {
         peer_info *p = &m->peers[r];
         if (r == ctx->rank || ctx->peers[r].transport != &cgloo__tcp_transport)
@@ -288,6 +290,9 @@ static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
             return cgloo__ctx_error(ctx, CGLOO_ESTORE,
                                     "rank %d: rank %d published '%s', which is no TCP address",
                                     ctx->rank, r, recs[r].address);
+        int rc = cgloo__tcp_check_peer_reach(c, published, ctx, r, &p->addr, recs[r].address);
+        if (rc != CGLOO_OK)
+            return rc;
         snprintf(p->addr_text, sizeof p->addr_text, "%s", recs[r].address);
         p->nonce = recs[r].nonce;
         p->used = true;
@@ -296,8 +301,14 @@ static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
     return CGLOO_OK;
 }
 
-int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out)
+int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *store_host,
+                             cgloo__connector **out)
 {
+    const char *published;
+    const tcp_addr_choice *c = cgloo__tcp_device_choice(dev, &published);
+    int rc = cgloo__tcp_check_store_reach(c, published, ctx, store_host);
+    if (rc != CGLOO_OK)
+        return rc;
     handshake *m = calloc(1, sizeof *m);
     peer_info *peers = calloc((size_t)ctx->size, sizeof *peers);
     if (!m || !peers) {

@@ -34,6 +34,13 @@ typedef struct tcp_addr_choice {
 int cgloo__tcp_choose_address(const cgloo_tcp_attr *attr, tcp_addr_choice *c);
 /* cgloo__tcp_publish_text writes what peers dial, "host:port", once c->bind has its port. */
 int cgloo__tcp_publish_text(const tcp_addr_choice *c, char *buf, size_t len);
+/* cgloo__tcp_check_store_reach fails with EADDR (and the context's detail) when the published
+ * address is loopback while the store's host is another host, whose ranks could not reach it. */
+int cgloo__tcp_check_store_reach(const tcp_addr_choice *c, const char *published,
+                                 cgloo_context *ctx, const char *store_host);
+/* cgloo__tcp_check_peer_reach is the same check against a peer's published address. */
+int cgloo__tcp_check_peer_reach(const tcp_addr_choice *c, const char *published, cgloo_context *ctx,
+                                int peer, const cgloo__addr *addr, const char *text);
 
 /* An accepted connection, while its hello arrives and until a context claims it. */
 typedef struct device_inbound {
@@ -154,7 +161,8 @@ void cgloo__tcp_cancel(cgloo_peer *p, cgloo_request *req);
 void cgloo__tcp_fail(cgloo_peer *p, int status);
 void cgloo__tcp_close_begin(cgloo_peer *p);
 bool cgloo__tcp_close_step(cgloo_peer *p);
-int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out);
+int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *store_host,
+                             cgloo__connector **out);
 int cgloo__tcp_connect(cgloo__connector *conn, const cgloo__peer_record *peers,
                        int64_t deadline_ms);
 void cgloo__tcp_connect_end(cgloo__connector *conn);
