@@ -100,7 +100,9 @@ int main(void)
 {
     int rc = cgloo_context_create_from_env(&ctx);
     if (rc != CGLOO_OK) {
-        fprintf(stderr, "connect: %s\n", cgloo_strerror(rc));
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_last_error(detail, sizeof detail);
+        fprintf(stderr, "connect: %s: %s\n", cgloo_strerror(rc), detail);
         return 1;
     }
     rank = cgloo_context_rank(ctx);

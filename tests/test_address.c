@@ -295,6 +295,39 @@ static void test_store_and_context_errors(void)
     CHECK(s == NULL && ctx == NULL);
 }
 
+static void test_from_env_errors(void)
+{
+    clear_env();
+    cgloo_context *ctx = NULL;
+    char detail[CGLOO_ERROR_MAX], url[CGLOO_ERROR_MAX + 8];
+    unsetenv("CGLOO_RANK");
+    EXPECT_DETAIL(cgloo_context_create_from_env(&ctx), CGLOO_EINVAL, "CGLOO_RANK is not set");
+    EXPECT_DETAIL(CGLOO_EINVAL, CGLOO_EINVAL, "cgloo-run");
+    setenv("CGLOO_RANK", "0", 1);
+    setenv("CGLOO_SIZE", "2", 1);
+    EXPECT_DETAIL(cgloo_context_create_from_env(&ctx), CGLOO_EINVAL, "CGLOO_STORE is not set");
+    cgloo_last_error(detail, sizeof detail);
+    CHECK(!strstr(detail, "run the program under cgloo-run")); /* the launcher's part is there */
+    setenv("CGLOO_RANK", "2", 1);
+    EXPECT_DETAIL(cgloo_context_create_from_env(&ctx), CGLOO_EINVAL, "CGLOO_RANK='2'");
+    setenv("CGLOO_RANK", "1", 1);
+    setenv("CGLOO_TIMEOUT_MS", "300", 1);
+    cgloo_device *gone;
+    char addr[CGLOO_ERROR_MAX];
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &gone));
+    CHECK_OK(cgloo_device_address(gone, addr, sizeof addr));
+    cgloo_device_destroy(gone);
+    snprintf(url, sizeof url, "tcp://%s", addr);
+    setenv("CGLOO_STORE", url, 1);
+    int rc = cgloo_context_create_from_env(&ctx);
+    EXPECT_DETAIL(rc, rc, "CGLOO_STORE=tcp://127.0.0.1:");
+    EXPECT_DETAIL(rc, rc, "no TCP store answered");
+    setenv("CGLOO_STORE", "hash:", 1);
+    setenv("CGLOO_IFACE", "nosuch0", 1);
+    EXPECT_DETAIL(cgloo_context_create_from_env(&ctx), CGLOO_EADDR, "CGLOO_IFACE='nosuch0'");
+    CHECK(ctx == NULL);
+}
+
 static const test_case tests[] = {
     {"default_choice", test_default_choice, 20},
     {"iface_lists", test_iface_lists, 20},
@@ -304,5 +337,6 @@ static const test_case tests[] = {
     {"loopback_meets_remote_peer", test_loopback_meets_remote_peer, 20},
     {"last_error_is_per_thread", test_last_error_is_per_thread, 20},
     {"store_and_context_errors", test_store_and_context_errors, 20},
+    {"from_env_errors", test_from_env_errors, 20},
 };
 TEST_MAIN(tests)

@@ -345,8 +345,12 @@ CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cglo
 
 /* cgloo_context_create_from_env builds a connected context from the launcher's environment:
  * CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE (a store URL, see cgloo_store_open), optional
- * CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME. The context owns the store
- * and device it made. Errors: EINVAL naming the bad variable, and those of connect. */
+ * CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's variables (see cgloo_tcp_attr:
+ * CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR, CGLOO_PORT); the device learns the
+ * store's host, so that with none of those set it takes the address the route to the store
+ * leaves from. The context owns the store and device it made. Errors: EINVAL naming the bad
+ * variable, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
+ * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
 
 /* cgloo_context_destroy closes every connection (peers see the close) and frees the context.
