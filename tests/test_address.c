@@ -243,6 +243,32 @@ static void test_loopback_meets_remote_peer(void)
     cgloo_store_destroy(store);
 }
 
+/* Rank 0's record names a port nobody listens on: rank 1's connect says where it dialled from
+ * and which variables choose the addresses. */
+static void test_dial_timeout_detail(void)
+{
+    clear_env();
+    cgloo_device *gone, *d;
+    cgloo_context *ctx;
+    char addr[CGLOO_ERROR_MAX], rec[CGLOO_ERROR_MAX];
+    CHECK_OK(cgloo_store_hash_create(&store));
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &gone));
+    CHECK_OK(cgloo_device_address(gone, addr, sizeof addr));
+    cgloo_device_destroy(gone);
+    int n = snprintf(rec, sizeof rec, "cgloo1 %s 00000000deadbeef", addr);
+    CHECK_OK(cgloo_store_set(store, "dial/addr/0", rec, (size_t)n));
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &d));
+    cgloo_context_attr attr = {.timeout_ms = 800, .name = "dial"};
+    CHECK_OK(cgloo_context_create(1, 2, &attr, &ctx));
+    int rc = cgloo_context_connect(ctx, store, d);
+    EXPECT_DETAIL(rc, CGLOO_ECONNREFUSED, "could not connect to rank 0 at 127.0.0.1:");
+    EXPECT_DETAIL(rc, CGLOO_ECONNREFUSED, " from 127.0.0.1:");
+    EXPECT_DETAIL(rc, CGLOO_ECONNREFUSED, "CGLOO_IFACE, CGLOO_HOSTNAME and CGLOO_ADVERTISE_ADDR");
+    cgloo_context_destroy(ctx);
+    cgloo_device_destroy(d);
+    cgloo_store_destroy(store);
+}
+
 /* ---- cgloo_last_error -------------------------------------------------------------------------
  */
 
@@ -335,6 +361,7 @@ static const test_case tests[] = {
     {"advertise", test_advertise, 20},
     {"port_variable", test_port_variable, 20},
     {"loopback_meets_remote_peer", test_loopback_meets_remote_peer, 20},
+    {"dial_timeout_detail", test_dial_timeout_detail, 20},
     {"last_error_is_per_thread", test_last_error_is_per_thread, 20},
     {"store_and_context_errors", test_store_and_context_errors, 20},
     {"from_env_errors", test_from_env_errors, 20},
