@@ -169,6 +169,21 @@ void cgloo__sock_tune(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void cgloo__sock_keepalive(int fd, int detect_ms)
+{
+    /* An idle connection is probed after `step` seconds, then every `step`, and given up after
+     * KEEPALIVE_PROBES unanswered probes: about detect_ms in all. */
+    enum { KEEPALIVE_PROBES = 3 };
+    int one = 1, probes = KEEPALIVE_PROBES;
+    int step = CGLOO_MAX(1, detect_ms / 1000 / (KEEPALIVE_PROBES + 1));
+    unsigned user_timeout = (unsigned)CGLOO_MAX(detect_ms, 1000);
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &step, sizeof step);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &step, sizeof step);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
 static int listen_on(cgloo__addr *addr, int port, int *fd_out)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

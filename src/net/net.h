@@ -79,6 +79,12 @@ int cgloo__sock_nonblock(int fd);
 /* cgloo__sock_tune sets TCP_NODELAY on a connected stream socket (the kernel's buffer
  * autotuning is left alone). */
 void cgloo__sock_tune(int fd);
+/* cgloo__sock_keepalive makes the kernel give up on a connected stream socket whose peer has
+ * not answered for about detect_ms (at least 1 s): keepalive probes while it is idle, and
+ * TCP_USER_TIMEOUT for data left unacknowledged. A peer whose host is cut off then fails the
+ * connection (ETIMEDOUT from the socket) on every rank connected to it, even on ranks that
+ * wait on someone else. Failures are ignored: they cost only the early detection. */
+void cgloo__sock_keepalive(int fd, int detect_ms);
 /* cgloo__listen binds a non-blocking listener to addr on the first free port of [lo, hi]
  * (0..0: ephemeral). On success addr holds the bound port. A port in use or not ours to bind
  * is EADDR (the next port is tried); other errors stop at once. On failure errno holds the
