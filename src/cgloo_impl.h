@@ -56,6 +56,23 @@ void cgloo__log_write(cgloo_log_level level, int rank, int size, const char *fmt
 #define CGLOO_INFO(...) CGLOO_LOG(CGLOO_LOG_INFO, -1, -1, __VA_ARGS__)
 #define CGLOO_DEBUG(...) CGLOO_LOG(CGLOO_LOG_DEBUG, -1, -1, __VA_ARGS__)
 
+/* ---- the calling thread's last error (src/core/error.c), read by cgloo_last_error ---- */
+/* cgloo__error_clear forgets it: every public call that records one starts so, so that what
+ * cgloo_last_error reads always belongs to the latest of those calls. */
+void cgloo__error_clear(void);
+/* cgloo__error_set records status and the detail as the thread's last error, logs the detail
+ * at DEBUG, and returns status. fmt may take cgloo__error_detail() as an argument (to wrap an
+ * inner call's detail). */
+int cgloo__error_set(int status, const char *fmt, ...) CGLOO_PRINTF(2, 3);
+/* cgloo__error_set_if_none is cgloo__error_set unless an inner call already left a detail,
+ * which then stays: the inner call knew more. */
+int cgloo__error_set_if_none(int status, const char *fmt, ...) CGLOO_PRINTF(2, 3);
+/* cgloo__error_copy records a detail already logged where it arose (a context's). */
+int cgloo__error_copy(int status, const char *detail);
+/* cgloo__error_detail is the thread's last detail ("" when none), valid until the thread's next
+ * cgloo__error_* call. */
+const char *cgloo__error_detail(void);
+
 /* ---- errno translation (src/core/status.c) ---- */
 /* cgloo__status_from_errno maps a system errno to the closest status code. */
 int cgloo__status_from_errno(int err);

@@ -12,13 +12,17 @@ typedef struct rank_env {
     cgloo_device *dev;
 } rank_env;
 
+/* Ranks that are threads of one test reach each other on loopback, whatever the default
+ * choice would take on this host. */
+static const cgloo_tcp_attr mesh_loopback = {.hostname = "127.0.0.1"};
+
 /* mesh_connect makes a device on 127.0.0.1 and a context of the given name, and connects it
  * through store (ranks of one test share the store). */
 static inline rank_env mesh_connect(cgloo_store *store, int rank, int size, int timeout_ms)
 {
     rank_env e = {0};
     if (size > 1)
-        CHECK_OK(cgloo_device_tcp_create(NULL, &e.dev));
+        CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
     cgloo_context_attr attr = {.timeout_ms = timeout_ms, .name = "test"};
     CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
     int rc = cgloo_context_connect(e.ctx, store, e.dev);

@@ -1,7 +1,8 @@
 /*
- * A rank program for the process tests: run under cgloo-run, it connects from the environment
- * and checks point-to-point messages and collectives between real processes, exiting non-zero
- * (and saying why on stderr) at the first wrong result.
+ * A rank program for the process tests: run under cgloo-run (or on several hosts, see
+ * test_hosts.sh), it connects from the environment and checks point-to-point messages and every
+ * collective between real processes, exiting non-zero (and saying why on stderr) at the first
+ * wrong result.
  */
 #include "coll_util.h"
 
@@ -96,11 +97,75 @@ static void check_data_movement(void)
     free(all);
 }
 
+enum { BLOCK = 333 };
+
+/* alg_name names algorithm a of collective `coll`, or NULL past the last one. */
+static const char *alg_name(const char *coll, size_t a)
+{
+    return cgloo_algorithm_names(coll)[a];
+}
+
+static void check_reduce_scatter(int32_t *send, int32_t *recv)
+{
+    for (size_t a = 0; alg_name("reduce_scatter", a); a++) {
+        cgloo_coll_opts o = {.algorithm = alg_name("reduce_scatter", a)};
+        for (int i = 0; i < size * BLOCK; i++)
+            send[i] = rank + i;
+        MUST(o.algorithm, cgloo_reduce_scatter(ctx, send, recv, BLOCK, CGLOO_INT32, CGLOO_SUM, &o));
+        for (int i = 0; i < BLOCK; i++)
+            EXPECT(o.algorithm, recv[i] == size * (rank * BLOCK + i) + size * (size - 1) / 2);
+    }
+}
+
+static void check_gather_scatter(int32_t *all, int32_t *mine)
+{
+    int root = size / 2;
+    for (size_t a = 0; alg_name("gather", a); a++) {
+        cgloo_coll_opts o = {.algorithm = alg_name("gather", a)};
+        for (int i = 0; i < BLOCK; i++)
+            mine[i] = rank * 1000 + i;
+        MUST(o.algorithm, cgloo_gather(ctx, mine, all, BLOCK, CGLOO_INT32, root, &o));
+        for (int i = 0; i < size * BLOCK && rank == root; i++)
+            EXPECT(o.algorithm, all[i] == i / BLOCK * 1000 + i % BLOCK);
+    }
+    for (size_t a = 0; alg_name("scatter", a); a++) {
+        cgloo_coll_opts o = {.algorithm = alg_name("scatter", a)};
+        for (int i = 0; i < size * BLOCK; i++)
+            all[i] = i / BLOCK * 1000 + i % BLOCK;
+        MUST(o.algorithm, cgloo_scatter(ctx, all, mine, BLOCK, CGLOO_INT32, size - 1, &o));
+        for (int i = 0; i < BLOCK; i++)
+            EXPECT(o.algorithm, mine[i] == rank * 1000 + i);
+    }
+}
+
+static void check_alltoall(int32_t *send, int32_t *recv)
+{
+    for (int i = 0; i < size * BLOCK; i++)
+        send[i] = rank * 100000 + i / BLOCK * 1000 + i % BLOCK;
+    MUST("alltoall", cgloo_alltoall(ctx, send, recv, BLOCK, CGLOO_INT32, NULL));
+    for (int i = 0; i < size * BLOCK; i++)
+        EXPECT("alltoall", recv[i] == i / BLOCK * 100000 + rank * 1000 + i % BLOCK);
+}
+
+/* The collectives check_allreduce and check_data_movement leave out, every algorithm of each. */
+static void check_blocks(void)
+{
+    int32_t *a = malloc(sizeof(int32_t) * BLOCK * (size_t)size);
+    int32_t *b = malloc(sizeof(int32_t) * BLOCK * (size_t)size);
+    check_reduce_scatter(a, b);
+    check_gather_scatter(a, b);
+    check_alltoall(a, b);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     int rc = cgloo_context_create_from_env(&ctx);
     if (rc != CGLOO_OK) {
-        fprintf(stderr, "connect: %s\n", cgloo_strerror(rc));
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_last_error(detail, sizeof detail);
+        fprintf(stderr, "connect: %s: %s\n", cgloo_strerror(rc), detail);
         return 1;
     }
     rank = cgloo_context_rank(ctx);
@@ -108,6 +173,7 @@ int main(void)
     check_p2p();
     check_allreduce();
     check_data_movement();
+    check_blocks();
     cgloo_context_destroy(ctx);
     return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * Devices: the address choice (IP, host name, interface name, IPv4 and IPv6), port ranges and
- * ephemeral ports, and contexts sharing one device.
+ * ephemeral ports, and contexts sharing one device. The default choice, lists, subnets and
+ * advertised addresses are test_address.c's.
  */
 #include "mesh.h"
 
@@ -25,7 +26,7 @@ static void test_address_choice(void)
 {
     cgloo_device *d;
     char addr[128];
-    CHECK_OK(cgloo_device_tcp_create(NULL, &d));
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &d));
     CHECK_OK(cgloo_device_address(d, addr, sizeof addr));
     CHECK(strncmp(addr, "127.0.0.1:", 10) == 0);
     cgloo_device_destroy(d);

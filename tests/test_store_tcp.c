@@ -889,7 +889,7 @@ static void test_open_detail(void)
                  CGLOO_EINVAL);
     CHECK(strstr(detail, "'foo://h:1/x'") && !strstr(detail, "sekrit") && s == NULL);
     CHECK_STATUS(cgloo_store_open_detail("tcp://h", 300, detail, sizeof detail, &s), CGLOO_EINVAL);
-    CHECK(strstr(detail, "tcp://host:port") != NULL);
+    CHECK(strstr(detail, "tcp://HOST:PORT") != NULL);
     char tiny[8];
     CHECK_STATUS(cgloo_store_open_detail("nope", 300, tiny, sizeof tiny, &s), CGLOO_EINVAL);
     CHECK(strlen(tiny) == sizeof tiny - 1);
@@ -898,7 +898,7 @@ static void test_open_detail(void)
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", free_port());
     int rc = cgloo_store_open_detail(url, 300, detail, sizeof detail, &s);
     CHECK(rc == CGLOO_ECONNREFUSED || rc == CGLOO_ETIMEDOUT);
-    CHECK(strstr(detail, url) && strstr(detail, cgloo_strerror(rc)));
+    CHECK(strstr(detail, url) && strstr(detail, "no TCP store answered"));
 
     start_server();
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);

@@ -510,7 +510,7 @@ static void test_bad_acks(void)
     publish_record(0, addr, f.nonce);
 
     ack_real a;
-    CHECK_OK(cgloo_device_tcp_create(NULL, &a.dev));
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &a.dev));
     CHECK_OK(cgloo_context_create(1, 2, &(cgloo_context_attr){.name = NAME}, &a.ctx));
     pthread_t th;
     CHECK(pthread_create(&th, NULL, ack_real_rank, &a) == 0);

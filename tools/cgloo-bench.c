@@ -281,9 +281,11 @@ static void parse_args(int argc, char **argv, options *o)
 
 static void die(cgloo_context *ctx, const char *what, int rc)
 {
-    char detail[512] = "";
+    char detail[CGLOO_ERROR_MAX] = "";
     if (ctx)
         cgloo_context_last_error(ctx, detail, sizeof detail);
+    else
+        cgloo_last_error(detail, sizeof detail);
     fprintf(stderr, "cgloo-bench: %s: %s %s\n", what, cgloo_strerror(rc), detail);
     exit(1);
 }
@@ -850,8 +852,10 @@ int main(int argc, char **argv)
     cgloo_context *ctx;
     int rc = cgloo_context_create_from_env(&ctx);
     if (rc != CGLOO_OK) {
-        fprintf(stderr, "cgloo-bench: no context from the environment (run under cgloo-run): %s\n",
-                cgloo_strerror(rc));
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_last_error(detail, sizeof detail);
+        fprintf(stderr, "cgloo-bench: no context from the environment: %s: %s\n",
+                cgloo_strerror(rc), detail);
         return 1;
     }
     if (!is_coll(o.mode) && cgloo_context_size(ctx) < 2) {

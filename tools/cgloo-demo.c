@@ -21,9 +21,11 @@ static double now_us(void)
 
 static int fail(cgloo_context *ctx, const char *what, int rc)
 {
-    char detail[512] = "";
+    char detail[CGLOO_ERROR_MAX] = "";
     if (ctx)
         cgloo_context_last_error(ctx, detail, sizeof detail);
+    else
+        cgloo_last_error(detail, sizeof detail);
     fprintf(stderr, "cgloo-demo: %s failed: %s. %s\n", what, cgloo_strerror(rc), detail);
     cgloo_context_destroy(ctx);
     return 1;
@@ -67,7 +69,7 @@ int main(int argc, char **argv)
     cgloo_context *ctx;
     int rc = cgloo_context_create_from_env(&ctx);
     if (rc != CGLOO_OK)
-        return fail(NULL, "connecting (run under cgloo-run)", rc);
+        return fail(NULL, "connecting", rc);
     int rank = cgloo_context_rank(ctx), size = cgloo_context_size(ctx);
     int next = (rank + 1) % size, prev = (rank + size - 1) % size;
     printf("rank %d of %d connected\n", rank, size);

@@ -594,8 +594,10 @@ static int start_store(launcher *l, cgloo_store_server **server, char *url, size
 {
     int rc = cgloo_store_server_start(l->host, 0, server);
     if (rc != CGLOO_OK) {
-        fprintf(stderr, "cgloo-run: cannot start the store on %s: %s\n", l->host,
-                cgloo_strerror(rc));
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_last_error(detail, sizeof detail);
+        fprintf(stderr, "cgloo-run: cannot start the store on %s: %s (%s)\n", l->host,
+                cgloo_strerror(rc), detail);
         return -1;
     }
     int v6 = strchr(l->host, ':') != NULL;

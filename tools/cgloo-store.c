@@ -85,8 +85,10 @@ int main(int argc, char **argv)
     cgloo_store_server *server = NULL;
     rc = cgloo_store_server_start(host, port, &server);
     if (rc != CGLOO_OK) {
-        fprintf(stderr, "cgloo-store: cannot listen on %s port %d: %s\n", host, port,
-                cgloo_strerror(rc));
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_last_error(detail, sizeof detail);
+        fprintf(stderr, "cgloo-store: cannot listen on %s port %d: %s (%s)\n", host, port,
+                cgloo_strerror(rc), detail);
         return 1;
     }
     int ipv6 = strchr(host, ':') != NULL;

@@ -4,7 +4,7 @@
  * Conventions used throughout this header:
  * - Every fallible function returns an int status: CGLOO_OK (0) or a negative CGLOO_E* code.
  *   cgloo_strerror() names the code; cgloo_context_last_error() gives the detail for calls that
- *   take a context.
+ *   take a context, cgloo_last_error() for those that make stores, devices and contexts.
  * - Out-parameters come last. Nothing is written to an out-parameter when a call fails.
  * - Timeouts are in milliseconds. A timeout of 0 means "the default": the context's default
  *   timeout for calls that take a context, CGLOO_DEFAULT_TIMEOUT_MS otherwise. There is no
@@ -79,6 +79,20 @@ typedef enum cgloo_status {
 CGLOO_API const char *cgloo_strerror(int status);
 /* cgloo_status_name returns the code's name without prefix, e.g. "ETIMEDOUT". */
 CGLOO_API const char *cgloo_status_name(int status);
+
+/* A buffer of CGLOO_ERROR_MAX bytes holds any error detail the library gives. */
+#define CGLOO_ERROR_MAX 1024
+
+/* cgloo_last_error copies into buf the detail of the calling thread's latest failed call among
+ * those that make or connect things, before (or without) a context to keep it in:
+ * cgloo_store_file_create, cgloo_store_tcp_connect, cgloo_store_open, cgloo_store_server_start,
+ * cgloo_device_tcp_create, cgloo_context_create, cgloo_context_connect and
+ * cgloo_context_create_from_env; and returns that call's status. Each of these calls clears it
+ * when it starts, so right after one fails it explains that failure (which variable is missing,
+ * which address was chosen and why, what the system said), and after one succeeds it reads
+ * CGLOO_OK and "". Other calls leave it alone. Per thread: threads never see each other's.
+ * Never blocks. The detail is cut to len - 1 bytes (buf may be NULL when len is 0). */
+CGLOO_API int cgloo_last_error(char *buf, size_t len);
 
 /* cgloo_free releases memory the library handed to the caller. NULL is allowed. */
 CGLOO_API void cgloo_free(void *ptr);
@@ -172,8 +186,8 @@ CGLOO_API int cgloo_store_file_create(const char *dir, const char *run_id, cgloo
 CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out);
 
 /* cgloo_store_tcp_connect connects to a TCP store server at host:port (IPv4, IPv6 or a name),
- * retrying refused connections until timeout_ms passes. Errors: EADDR, ECONNREFUSED,
- * ETIMEDOUT, ENOMEM. */
+ * retrying refused connections until timeout_ms passes. Errors (detail in cgloo_last_error):
+ * EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store), ENOMEM. */
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 
@@ -307,22 +321,45 @@ CGLOO_API void cgloo_store_server_stop(cgloo_store_server *server);
  */
 typedef struct cgloo_device cgloo_device;
 
-/* TCP device attributes; zero means default everywhere. */
+/* TCP device attributes; zero means default everywhere. Each setting left unset falls back to
+ * its environment variable, named in brackets.
+ *
+ * How the address is chosen: iface if set, else hostname if set, else the address the peers
+ * most likely reach: the local address that the route to store_host leaves from (the peers
+ * reach the store, so they share its network; a UDP connect finds it without sending
+ * anything), unless that is loopback (the store is on this host); else the first non-loopback
+ * address the host's name resolves to; else loopback. The choice and its reason are logged at
+ * INFO (CGLOO_LOG_LEVEL=info). */
 typedef struct cgloo_tcp_attr {
-    /* An IP address or host name to bind to and publish (default: CGLOO_HOSTNAME, else
-     * 127.0.0.1 when iface is also unset). */
+    /* An IP address or host name to bind to and publish [CGLOO_HOSTNAME]. */
     const char *hostname;
-    /* An interface name, e.g. "eth0"; its first address of `family` is used (CGLOO_IFACE). */
+    /* Which of this host's addresses to use [CGLOO_IFACE]: a comma list of interface names
+     * ("eth0"; "eth*" for every name so begun), IP addresses and subnets ("10.1.0.0/16",
+     * "fd00::/8"); a '^' before the first entry makes every entry an exclusion ("^lo,docker0").
+     * Only interfaces that are up count. Among the addresses allowed, the one the route to
+     * store_host leaves from wins, else the first entry's (IPv4 first). */
     const char *iface;
-    /* Port range to listen on; 0..0 means an ephemeral port. port_max 0 means port_min only. */
+    /* Port range to listen on; 0..0 means an ephemeral port. port_max 0 means port_min only
+     * [CGLOO_PORT: "PORT" or "LOW-HIGH"]. */
     int port_min;
     int port_max;
-    /* 4 or 6 to force an address family; 0 takes whatever the name resolves to first. */
+    /* 4 or 6 to force an address family; 0 takes either, IPv4 first, so that hosts with and
+     * without IPv6 agree. */
     int family;
+    /* The host (name or IP) of the store the ranks meet through, which tells the default choice
+     * where the peers are [the host of CGLOO_STORE when that is a URL with a host, such as
+     * tcp://HOST:PORT]. cgloo_context_create_from_env sets it from CGLOO_STORE. */
+    const char *store_host;
+    /* The address peers are told to dial, where they see this host under another address than
+     * the bound one (NAT, containers with published ports): "HOST", "HOST:PORT" or
+     * "[IPv6]:PORT"; without a port, the bound port [CGLOO_ADVERTISE_ADDR]. It is published in
+     * the rendezvous instead of the bound address. */
+    const char *advertise;
 } cgloo_tcp_attr;
 
-/* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL.
- * Errors: EADDR (no such interface/name, no free port), EIO, ENOMEM. */
+/* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL. Blocks in
+ * the resolver. Errors (detail in cgloo_last_error: the setting, what this host has): EINVAL (a
+ * malformed setting), EADDR (no such interface, subnet or name; no free port), EIO, ENOMEM. */
 CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out);
 /* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
 CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);
@@ -350,7 +387,7 @@ typedef struct cgloo_context_attr {
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
- * Errors: EINVAL, ENOMEM. */
+ * Errors (detail in cgloo_last_error): EINVAL, ENOMEM. */
 CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr,
                                    cgloo_context **out);
 
@@ -359,16 +396,24 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * with backoff) and checks every peer's hello; once connected it removes its record, so that a
  * later run on the same store namespace never reads it (records of a run that died during its
  * rendezvous expire and are waited past). Blocks up to the context timeout. A size-1 context
- * needs neither store nor device (both may be NULL). The device must outlive the context.
- * Errors: ETIMEDOUT, ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY
- * (another run is in its rendezvous under the same context name on this store right now); the
- * detail names the peer rank and address. */
+ * needs neither store nor device (both may be NULL). The device must outlive the context. A
+ * device whose address only its own host reaches (loopback) fails at once with EADDR when the
+ * store's host (a TCP store's) or a peer's address is another host's: the detail names the
+ * address, why it was chosen and the variables that change it. Errors: ETIMEDOUT,
+ * ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY (another run is in its
+ * rendezvous under the same context name on this store right now); the detail
+ * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and for
+ * a connection that never came about, the local address dialled from. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* cgloo_context_create_from_env builds a connected context from the launcher's environment:
  * CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE (a store URL, see cgloo_store_open), optional
- * CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME. The context owns the store
- * and device it made. Errors: EINVAL naming the bad variable, and those of connect. */
+ * CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's variables (see cgloo_tcp_attr:
+ * CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR, CGLOO_PORT); the device learns the
+ * store's host, so that with none of those set it takes the address the route to the store
+ * leaves from. The context owns the store and device it made. Errors: EINVAL naming the bad
+ * variable, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
+ * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
 
 /* cgloo_context_destroy closes every connection (peers see the close) and frees the context.

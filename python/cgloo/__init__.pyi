@@ -178,15 +178,19 @@ class StoreServer:
     def __exit__(self, *exc: object) -> None: ...
 
 class Device:
-    """A TCP endpoint: hostname (default CGLOO_HOSTNAME, else 127.0.0.1) or iface, a port
-    range (0: ephemeral), family 4 or 6 (0: any)."""
+    """A TCP endpoint: hostname (CGLOO_HOSTNAME), or iface (CGLOO_IFACE: interface names, IPs,
+    subnets, "^" exclusions), else the address the route to store_host (the host of
+    CGLOO_STORE) leaves from, else the host name's, else loopback; a port range (0: ephemeral;
+    CGLOO_PORT), family 4 or 6 (0: any); advertise (CGLOO_ADVERTISE_ADDR) is published instead
+    of the bound address. A failure's exception carries the library's detail."""
     hostname: str | None
     iface: str | None
     port_min: int
     port_max: int
     family: int
     def __init__(self, hostname: str | None = None, iface: str | None = None, port_min: int = 0,
-                 port_max: int = 0, family: int = 0) -> None: ...
+                 port_max: int = 0, family: int = 0, store_host: str | None = None,
+                 advertise: str | None = None) -> None: ...
     @property
     def address(self) -> str:
         """"host:port" peers reach it at."""

@@ -482,6 +482,27 @@ def test_device_and_context_attributes():
         cgloo.Device(iface="no-such-iface0")
 
 
+def test_setup_errors_carry_the_library_detail():
+    with pytest.raises(cgloo.ConnectionError, match="this host has: .*lo 127.0.0.1") as e:
+        cgloo.Device(iface="no-such-iface0,198.51.100.0/24")
+    assert "iface='no-such-iface0,198.51.100.0/24'" in e.value.detail
+    with pytest.raises(cgloo.InvalidArgumentError, match="must come first"):
+        cgloo.Device(iface="lo,^eth0")
+    with pytest.raises(cgloo.InvalidArgumentError, match="not a store URL"):
+        cgloo.open_store("bogus://x")
+    with pytest.raises(cgloo.Error, match="no TCP store answered at 127.0.0.1 port 1 "):
+        cgloo.TCPStore("127.0.0.1", 1, timeout=0.2)
+    with pytest.raises(cgloo.InvalidArgumentError, match="rank 3 of size 2"):
+        cgloo.Context(3, 2, cgloo.HashStore())
+
+
+def test_device_subnet_and_advertised_address():
+    with cgloo.Device(iface="127.0.0.0/8", family=4) as dev:
+        assert dev.address.startswith("127.0.0.1:")
+    with cgloo.Device(hostname="127.0.0.1", advertise="203.0.113.5:77") as dev:
+        assert dev.address == "203.0.113.5:77"
+
+
 def test_module_functions():
     assert "ring" in cgloo.algorithm_names("allreduce")
     with pytest.raises(ValueError):

@@ -42,7 +42,7 @@ static uint64_t coll_kind(const char *name)
 
 int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
 {
-    char what[384];
+    char what[CGLOO_ERROR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -170,12 +170,21 @@ static uint64_t coll_tag(const coll *c, unsigned step)
     return c->tag_base | (step & 0xffu);
 }
 
+/* coll_post_error records a failed send or receive. A timeout or a broken connection may be
+ * the echo of another rank's failure (the ranks wait on each other in turn), so the ranks whose
+ * connection broke are named too: with a host cut off, every rank then names it. */
 static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned step)
 {
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX], failed[512] = "";
     cgloo_context_last_error(c->ctx, detail, sizeof detail);
-    return cgloo__coll_error(c, rc, "step %u: %s rank %d failed: %s (%s)", step, what, peer,
-                             cgloo_strerror(rc), detail);
+    if (rc == CGLOO_ETIMEDOUT || rc == CGLOO_EPEER) {
+        pthread_mutex_lock(&c->ctx->lock);
+        cgloo__p2p_failed_peers(c->ctx, peer, failed, sizeof failed);
+        pthread_mutex_unlock(&c->ctx->lock);
+    }
+    return cgloo__coll_error(c, rc, "step %u: %s rank %d failed: %s (%s)%s%s", step, what, peer,
+                             cgloo_strerror(rc), detail,
+                             failed[0] ? "; the connections to these ranks broke: " : "", failed);
 }
 
 int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,

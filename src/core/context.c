@@ -61,13 +61,22 @@ static int ctx_init_sync(cgloo_context *ctx)
     return rc == CGLOO_OK ? cgloo__poller_init(&ctx->poller) : rc;
 }
 
+/* env_tuning reads one tuning variable; a malformed one is the thread's last error. */
+static int env_tuning(const char *name, long min, long max, long fallback, long *out)
+{
+    if (cgloo__env_int(name, min, max, fallback, out) == CGLOO_OK)
+        return CGLOO_OK;
+    return cgloo__error_set(CGLOO_EINVAL, "%s='%s' is not a whole number from %ld to %ld", name,
+                            getenv(name), min, max);
+}
+
 static int ctx_read_tuning(cgloo_context *ctx)
 {
     long spin, emax, budget, pt;
-    if (cgloo__env_int("CGLOO_SPIN_US", 0, 1000000, DEFAULT_SPIN_US, &spin) ||
-        cgloo__env_int("CGLOO_PROGRESS_THREAD", 0, 1, 0, &pt) ||
-        cgloo__env_int("CGLOO_EAGER_MAX", 0, 64L * 1024 * 1024, DEFAULT_EAGER_MAX, &emax) ||
-        cgloo__env_int("CGLOO_EAGER_BUDGET", 0, 1L << 30, DEFAULT_EAGER_BUDGET, &budget))
+    if (env_tuning("CGLOO_SPIN_US", 0, 1000000, DEFAULT_SPIN_US, &spin) ||
+        env_tuning("CGLOO_PROGRESS_THREAD", 0, 1, 0, &pt) ||
+        env_tuning("CGLOO_EAGER_MAX", 0, 64L * 1024 * 1024, DEFAULT_EAGER_MAX, &emax) ||
+        env_tuning("CGLOO_EAGER_BUDGET", 0, 1L << 30, DEFAULT_EAGER_BUDGET, &budget))
         return CGLOO_EINVAL;
     ctx->spin_us = (int)spin;
     ctx->pt_wanted = ctx->pt_wanted || pt;
@@ -81,7 +90,7 @@ static int ctx_read_tuning(cgloo_context *ctx)
     bool pinned = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) == 1 &&
                   local_size <= sysconf(_SC_NPROCESSORS_ONLN);
     long yield_after;
-    if (cgloo__env_int("CGLOO_YIELD_AFTER_US", -1, 1000000, -1, &yield_after))
+    if (env_tuning("CGLOO_YIELD_AFTER_US", -1, 1000000, -1, &yield_after))
         return CGLOO_EINVAL;
     ctx->yield_after_ns = yield_after >= 0 ? yield_after * 1000
                           : pinned         ? PINNED_YIELD_AFTER_NS
@@ -91,14 +100,31 @@ static int ctx_read_tuning(cgloo_context *ctx)
     return CGLOO_OK;
 }
 
+/* ctx_check_args explains bad arguments of cgloo_context_create as the thread's last error. */
+static int ctx_check_args(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
+{
+    if (!out)
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_context_create: out is NULL");
+    if (size < 1 || rank < 0 || rank >= size)
+        return cgloo__error_set(CGLOO_EINVAL,
+                                "cgloo_context_create: rank %d of size %d (the rank must be "
+                                "from 0 to size - 1)",
+                                rank, size);
+    if (attr && attr->timeout_ms < 0)
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_context_create: timeout_ms %d is negative",
+                                attr->timeout_ms);
+    return CGLOO_OK;
+}
+
 int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
 {
-    if (!out || size < 1 || rank < 0 || rank >= size || (attr && attr->timeout_ms < 0))
+    cgloo__error_clear();
+    if (ctx_check_args(rank, size, attr, out) != CGLOO_OK)
         return CGLOO_EINVAL;
     cgloo__log_init_from_env();
     cgloo_context *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
-        return CGLOO_ENOMEM;
+        return cgloo__error_set(CGLOO_ENOMEM, "cgloo_context_create: out of memory");
     ctx->rank = rank;
     ctx->size = size;
     ctx->poller.epfd = ctx->poller.wakefd = -1;
@@ -116,7 +142,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         rc = ctx_read_tuning(ctx);
     if (rc != CGLOO_OK) {
         cgloo_context_destroy(ctx);
-        return rc;
+        return cgloo__error_set_if_none(rc, "cgloo_context_create: %s", cgloo_strerror(rc));
     }
     ctx->ctx_id = cgloo__hash64(ctx->name, strlen(ctx->name));
     ctx->nonce = cgloo__random64();

@@ -28,10 +28,10 @@ struct cgloo_job {
     cgloo_request *req;
     /* runs the blocking collective on the progress thread; returns its status */
     int (*run)(cgloo_context *ctx, cgloo_job *job);
-    uint64_t tag;     /* the caller's tag: jobs of one tag run one at a time, in issue order */
-    uint64_t seq;     /* issue order on the context */
-    bool cancel;      /* cgloo_cancel asks it to stop */
-    char detail[512]; /* the context's error detail when it failed */
+    uint64_t tag; /* the caller's tag: jobs of one tag run one at a time, in issue order */
+    uint64_t seq; /* issue order on the context */
+    bool cancel;  /* cgloo_cancel asks it to stop */
+    char detail[CGLOO_ERROR_MAX]; /* the context's error detail when it failed */
 };
 
 struct cgloo_context {
@@ -59,7 +59,7 @@ struct cgloo_context {
      * that connect, which runs mostly without `lock`, and abort can both record one */
     pthread_mutex_t err_lock;
     int last_status;
-    char last_error[512];
+    char last_error[CGLOO_ERROR_MAX];
     /* The progress threads and the non-blocking collectives (core/progress_thread.c). */
     bool pt_wanted;  /* start one at connect (attribute or CGLOO_PROGRESS_THREAD) */
     bool pt_stop;    /* destroy asks them to end */

@@ -76,7 +76,7 @@ int cgloo__addr_from_iface(const char *iface, int family, cgloo__addr *addr)
 
 int cgloo__addr_parse(const char *text, cgloo__addr *addr)
 {
-    char host[CGLOO_ADDR_TEXT_MAX];
+    char host[256]; /* a name, where an address was advertised by name */
     const char *colon = text ? strrchr(text, ':') : NULL;
     if (!colon || (size_t)(colon - text) >= sizeof host)
         return CGLOO_EADDR;
@@ -95,6 +95,36 @@ int cgloo__addr_parse(const char *text, cgloo__addr *addr)
     if (rc == CGLOO_OK)
         cgloo__addr_set_port(addr, (int)port);
     return rc;
+}
+
+int cgloo__url_host(const char *url, char *buf, size_t len)
+{
+    const char *p = url ? strstr(url, "://") : NULL;
+    if (!p)
+        return CGLOO_EADDR;
+    p += 3;
+    size_t auth = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', auth);
+    if (at) {
+        auth -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    size_t n;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', auth);
+        if (!close)
+            return CGLOO_EADDR;
+        p++;
+        n = (size_t)(close - p);
+    } else {
+        const char *colon = memchr(p, ':', auth);
+        n = colon ? (size_t)(colon - p) : auth;
+    }
+    if (n == 0 || n >= len)
+        return CGLOO_EADDR;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return CGLOO_OK;
 }
 
 void cgloo__addr_set_port(cgloo__addr *addr, int port)
@@ -139,6 +169,21 @@ void cgloo__sock_tune(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+void cgloo__sock_keepalive(int fd, int detect_ms)
+{
+    /* An idle connection is probed after `step` seconds, then every `step`, and given up after
+     * KEEPALIVE_PROBES unanswered probes: about detect_ms in all. */
+    enum { KEEPALIVE_PROBES = 3 };
+    int one = 1, probes = KEEPALIVE_PROBES;
+    int step = CGLOO_MAX(1, detect_ms / 1000 / (KEEPALIVE_PROBES + 1));
+    unsigned user_timeout = (unsigned)CGLOO_MAX(detect_ms, 1000);
+    (void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &step, sizeof step);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &step, sizeof step);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
+
 static int listen_on(cgloo__addr *addr, int port, int *fd_out)
 {
     int fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -150,9 +195,10 @@ static int listen_on(cgloo__addr *addr, int port, int *fd_out)
     if (bind(fd, (struct sockaddr *)&addr->ss, addr->len) != 0 || listen(fd, SOMAXCONN) != 0) {
         /* A port we may not bind (below 1024 without privilege) is an address we cannot have,
          * like one in use: another port of the range may do. */
-        int rc = errno == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(errno);
+        int err = errno;
         close(fd);
-        return rc;
+        errno = err; /* for the caller's error detail */
+        return err == EACCES ? CGLOO_EADDR : cgloo__status_from_errno(err);
     }
     socklen_t len = sizeof addr->ss;
     getsockname(fd, (struct sockaddr *)&addr->ss, &len);
@@ -181,9 +227,10 @@ int cgloo__connect_start(const cgloo__addr *addr, int *fd_out)
     /* EINTR, like EINPROGRESS, leaves the connect going on in the background. */
     if (connect(fd, (const struct sockaddr *)&addr->ss, addr->len) != 0 && errno != EINPROGRESS &&
         errno != EINTR) {
-        int rc = cgloo__status_from_errno(errno);
+        int err = errno;
         close(fd);
-        return rc;
+        errno = err; /* for the caller's error detail */
+        return cgloo__status_from_errno(err);
     }
     *fd_out = fd;
     return CGLOO_OK;
@@ -216,7 +263,7 @@ static int poll_one(int fd, short events, int64_t deadline_ms)
 
 int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out)
 {
-    int fd, err;
+    int fd, err = 0;
     int rc = cgloo__connect_start(addr, &fd);
     if (rc != CGLOO_OK)
         return rc;
@@ -225,6 +272,7 @@ int cgloo__connect(const cgloo__addr *addr, int64_t deadline_ms, int *fd_out)
         rc = cgloo__connect_result(fd, &err);
     if (rc != CGLOO_OK) {
         close(fd);
+        errno = rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : err ? err : EIO;
         return rc;
     }
     *fd_out = fd;

@@ -66,6 +66,22 @@ int cgloo__peer_error(cgloo_peer *p)
                             p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
 }
 
+void cgloo__p2p_failed_peers(cgloo_context *ctx, int skip, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int r = 0; r < ctx->size && used < len; r++) {
+        const cgloo_peer *p = &ctx->peers[r];
+        if (r == skip || r == ctx->rank || p->status == CGLOO_OK || p->peer_left ||
+            p->status == CGLOO_EABORTED)
+            continue;
+        int n = snprintf(buf + used, len - used, "%srank %d (%s: %s%s%s)", used ? "; " : "", r,
+                         p->addr[0] ? p->addr : "not connected", p->fail_why,
+                         p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
 /* ---- completion and matching ------------------------------------------------------------------
  */
 

@@ -19,7 +19,7 @@
 typedef struct cgloo_transport cgloo_transport;
 
 /* The longest address text a transport publishes for its peers, NUL included. */
-#define CGLOO_TRANSPORT_ADDR_MAX 64
+#define CGLOO_TRANSPORT_ADDR_MAX 128
 
 /* REQ_COLL: a non-blocking collective's handle (core/progress_thread.c); only ctx, kind,
  * done, status and job are used. */
@@ -86,6 +86,11 @@ int cgloo__peer_bind(cgloo_peer *p, const cgloo_transport *t);
 void cgloo__peer_fini(cgloo_peer *p);
 /* cgloo__peer_error records the failure of p as the context's last error; returns its status. */
 int cgloo__peer_error(cgloo_peer *p);
+/* cgloo__p2p_failed_peers lists the peers other than `skip` whose connection broke (not those
+ * that left normally, nor an abort) as "rank 4 (addr: why)", "; "-separated, into buf ("" when
+ * none), so that an error met while waiting on a live peer can name the rank that is really
+ * gone. Lock held. */
+void cgloo__p2p_failed_peers(cgloo_context *ctx, int skip, char *buf, size_t len);
 /* cgloo__p2p_isend and cgloo__p2p_irecv are cgloo_isend and cgloo_irecv without the check
  * that keeps user tags below the collectives' (for the collectives). They take the lock: call
  * them without it. */

@@ -347,7 +347,7 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc == CGLOO_OK)
         rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
-        rc = t->connect_begin(dev, ctx, &conn); /* reachable before the address is published */
+        rc = t->connect_begin(dev, ctx, cgloo__store_host(store), &conn); /* reachable first */
     if (rc == CGLOO_OK)
         rc = mesh_publish(ctx, store, dev);
     if (rc == CGLOO_OK)
@@ -364,12 +364,12 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     return rc;
 }
 
-int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
+/* connect_checked is cgloo_context_connect once the context is known. */
+static int connect_checked(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
 {
-    if (!ctx)
-        return CGLOO_EINVAL;
     if (ctx->connected)
-        return CGLOO_ESTATE;
+        return cgloo__ctx_error(ctx, CGLOO_ESTATE, "rank %d: the context is already connected",
+                                ctx->rank);
     if (ctx->size > 1 && (!store || !dev))
         return cgloo__ctx_error(ctx, CGLOO_EINVAL, "rank %d: connect needs a store and a device",
                                 ctx->rank);
@@ -382,6 +382,20 @@ int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *
         if (ctx->pt_wanted)
             rc = cgloo__pt_start(ctx);
         pthread_mutex_unlock(&ctx->lock);
+    }
+    return rc;
+}
+
+int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
+{
+    cgloo__error_clear();
+    if (!ctx)
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_context_connect: the context is NULL");
+    int rc = connect_checked(ctx, store, dev);
+    if (rc != CGLOO_OK) {
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_context_last_error(ctx, detail, sizeof detail);
+        cgloo__error_copy(rc, detail);
     }
     return rc;
 }

@@ -110,10 +110,13 @@ static const cgloo_store_ops file_ops;
 static int file_fail(const file_store *f, const char *what, const char *name, int err)
 {
     char buf[128];
-    CGLOO_WARN("file store %s: %s %s: %s", f ? f->path : "", what, name,
-               strerror_r(err, buf, sizeof buf));
+    const char *text = strerror_r(err, buf, sizeof buf);
+    CGLOO_WARN("file store %s: %s %s: %s", f ? f->path : "", what, name, text);
     int rc = cgloo__status_from_errno(err);
-    return rc == CGLOO_ENOMEM || rc == CGLOO_ETIMEDOUT ? rc : CGLOO_EIO;
+    rc = rc == CGLOO_ENOMEM || rc == CGLOO_ETIMEDOUT ? rc : CGLOO_EIO;
+    if (!f) /* while creating: cgloo_store_file_create's detail */
+        cgloo__error_set(rc, "file store: %s %s: %s", what, name, text);
+    return rc;
 }
 
 static bool file_plain_byte(unsigned char c)
@@ -761,22 +764,25 @@ static int file_open_run(const char *dir, const char *run_id, int *fd_out, char 
 
 int cgloo_store_file_create(const char *dir, const char *run_id, cgloo_store **out)
 {
+    cgloo__error_clear();
     if (!dir || !*dir || !out)
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_store_file_create: %s",
+                                !out ? "out is NULL" : "no directory given");
     cgloo__log_init_from_env();
     if (!run_id)
         run_id = getenv("CGLOO_RUN_ID");
     if (run_id && file_encoded_len(run_id, strlen(run_id)) > FILE_ENC_MAX) {
         CGLOO_WARN("file store %s: run id longer than %d encoded bytes", dir, FILE_ENC_MAX);
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL, "file store %s: run id longer than %d encoded bytes",
+                                dir, FILE_ENC_MAX);
     }
     file_store *f = calloc(1, sizeof *f);
     if (!f)
-        return CGLOO_ENOMEM;
+        return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a file store");
     int rc = file_open_run(dir, run_id, &f->dirfd, &f->path);
     if (rc != CGLOO_OK) {
         free(f);
-        return rc;
+        return cgloo__error_set_if_none(rc, "file store %s: %s", dir, cgloo_strerror(rc));
     }
     f->base.ops = &file_ops;
     f->lock_ms = CGLOO_DEFAULT_TIMEOUT_MS;

@@ -134,6 +134,11 @@ static void prefix_last_error(cgloo_store *s, char *buf, size_t len)
     cgloo_store_last_error(((prefix_store *)s)->inner, buf, len);
 }
 
+static const char *prefix_host(const cgloo_store *s)
+{
+    return cgloo__store_host(((const prefix_store *)s)->inner);
+}
+
 static const cgloo_store_ops prefix_ops = {
     .name = "prefix",
     .set = prefix_set,
@@ -145,6 +150,7 @@ static const cgloo_store_ops prefix_ops = {
     .multi_get = prefix_multi_get,
     .destroy = prefix_destroy,
     .last_error = prefix_last_error,
+    .host = prefix_host,
 };
 
 int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out)

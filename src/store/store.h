@@ -33,6 +33,10 @@ typedef struct cgloo_store_ops {
     /* last_error: may be NULL (the backend keeps no detail). Copies the detail of the latest
      * failure on this handle into buf (len >= 1 bytes, NUL-terminated). Never blocks for long. */
     void (*last_error)(cgloo_store *s, char *buf, size_t len);
+    /* host: the network host of the store's server as the caller named it, which the ranks
+     * reach; NULL (or the op NULL) for stores without one. Never blocks. The rendezvous checks
+     * with it that this rank publishes an address the store's host can reach. */
+    const char *(*host)(const cgloo_store *s);
 } cgloo_store_ops;
 
 struct cgloo_store {
@@ -44,6 +48,11 @@ struct cgloo_store {
  * without hiredis, where it says ENOTSUP. */
 int cgloo__store_redis_open(const cgloo_redis_attr *attr, int timeout_ms, char *detail,
                             size_t detail_len, cgloo_store **out);
+/* cgloo__store_host is the store's host op, or NULL. */
+static inline const char *cgloo__store_host(const cgloo_store *s)
+{
+    return s && s->ops->host ? s->ops->host(s) : NULL;
+}
 
 /* Counters are stored as decimal text so every backend and every language can read them. */
 int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);

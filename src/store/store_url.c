@@ -73,17 +73,25 @@ static int fail_detail(int status, char *detail, size_t len, const char *what, c
     return status;
 }
 
+/* inner_why: the detail the failed inner call left for this thread, else the status's text. */
+static const char *inner_why(int rc)
+{
+    const char *d = cgloo__error_detail();
+    return d[0] ? d : cgloo_strerror(rc);
+}
+
 static int open_tcp(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
                     cgloo_store **out)
 {
     char host[256];
     int port;
     if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
-                           "expected tcp://host:port");
+        return fail_detail(
+            CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+            "expected tcp://HOST:PORT (an IPv6 address in brackets, a port from 1 to 65535)");
     int rc = cgloo_store_tcp_connect(host, port, timeout_ms, out);
     if (rc != CGLOO_OK)
-        fail_detail(rc, detail, dlen, "no TCP store at", url, cgloo_strerror(rc));
+        fail_detail(rc, detail, dlen, "no TCP store at", url, inner_why(rc));
     return rc;
 }
 
@@ -96,7 +104,7 @@ static int open_file(const char *url, const char *rest, char *detail, size_t dle
                            "expected file:///absolute/dir");
     int rc = cgloo_store_file_create(rest, NULL, out);
     if (rc != CGLOO_OK)
-        fail_detail(rc, detail, dlen, "cannot open the file store", url, cgloo_strerror(rc));
+        fail_detail(rc, detail, dlen, "cannot open the file store", url, inner_why(rc));
     return rc;
 }
 
@@ -231,20 +239,33 @@ static int open_any(const char *url, int timeout_ms, char *detail, size_t detail
                        "expected tcp://host:port, file:///dir, hash: or redis://host:port");
 }
 
+/* open_detail opens the store into *out or writes why not into why (CGLOO_ERROR_MAX bytes). */
+static int open_detail(const char *url, int timeout_ms, char *why, cgloo_store **out)
+{
+    why[0] = '\0';
+    if (!url || !out || timeout_ms < 0) {
+        snprintf(why, CGLOO_ERROR_MAX, "cgloo_store_open: %s",
+                 !url   ? "the URL is NULL"
+                 : !out ? "out is NULL"
+                        : "timeout < 0");
+        return CGLOO_EINVAL;
+    }
+    int rc = open_any(url, timeout_ms, why, CGLOO_ERROR_MAX, out);
+    if (rc != CGLOO_OK && !why[0])
+        fail_detail(rc, why, CGLOO_ERROR_MAX, "cannot open the store", url, cgloo_strerror(rc));
+    return rc;
+}
+
+/* Both opens record a failure's detail as the thread's last error (cgloo_last_error) too. */
 int cgloo_store_open_detail(const char *url, int timeout_ms, char *detail, size_t detail_len,
                             cgloo_store **out)
 {
+    char why[CGLOO_ERROR_MAX];
+    cgloo__error_clear();
+    int rc = open_detail(url, timeout_ms, why, out);
     if (detail && detail_len)
-        detail[0] = '\0';
-    if (!url || !out || timeout_ms < 0) {
-        if (detail && detail_len)
-            snprintf(detail, detail_len, "cgloo_store_open: %s", !url ? "no URL" : "bad arguments");
-        return CGLOO_EINVAL;
-    }
-    int rc = open_any(url, timeout_ms, detail, detail_len, out);
-    if (rc != CGLOO_OK && detail && detail_len && !detail[0])
-        fail_detail(rc, detail, detail_len, "cannot open the store", url, cgloo_strerror(rc));
-    return rc;
+        snprintf(detail, detail_len, "%s", rc == CGLOO_OK ? "" : why);
+    return rc == CGLOO_OK ? rc : cgloo__error_copy(rc, why);
 }
 
 int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out)

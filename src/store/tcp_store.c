@@ -78,15 +78,18 @@ static int hello(int fd, int64_t deadline)
 }
 
 /* dial_addr connects to one address before deadline and says hello. *out is set only on
- * success: a caller's fd field never holds a socket that was closed here. */
-static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out)
+ * success: a caller's fd field never holds a socket that was closed here. On failure *err is
+ * the system's reason (0 when the server's hello was wrong). */
+static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out, int *err)
 {
     int fd;
     int rc = cgloo__connect(addr, deadline, &fd);
+    *err = errno;
     if (rc != CGLOO_OK)
         return rc;
     cgloo__sock_tune(fd);
     rc = hello(fd, deadline);
+    *err = rc == CGLOO_EPROTO ? 0 : rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : ECONNRESET;
     if (rc != CGLOO_OK) {
         close(fd);
         return rc;
@@ -96,11 +99,11 @@ static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out)
 }
 
 /* dial_once tries each address once; returns the last address's error. */
-static int dial_once(const cgloo__addr *addrs, size_t n, int64_t deadline, int *out)
+static int dial_once(const cgloo__addr *addrs, size_t n, int64_t deadline, int *out, int *err)
 {
     int rc = CGLOO_EADDR;
     for (size_t i = 0; i < n; i++) {
-        rc = dial_addr(&addrs[i], deadline, out);
+        rc = dial_addr(&addrs[i], deadline, out, err);
         if (rc == CGLOO_OK || rc == CGLOO_ETIMEDOUT)
             break;
     }
@@ -114,11 +117,12 @@ static int retryable(int rc)
 
 /* dial connects and says hello before deadline, trying every address of host. With `retry`,
  * refused (and reset) attempts are repeated with a growing pause until the deadline, for a
- * server that is still starting. */
-static int dial(const char *host, int port, int64_t deadline, int retry, int *out)
+ * server that is still starting. On failure *err is the last attempt's system error. */
+static int dial(const char *host, int port, int64_t deadline, int retry, int *out, int *err)
 {
     cgloo__addr addrs[CGLOO_ADDRS_MAX];
     size_t n = 0;
+    *err = 0;
     int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     if (rc != CGLOO_OK) {
         CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, cgloo_strerror(rc));
@@ -126,7 +130,11 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
     }
     int pause = TCP_STORE_BACKOFF_MIN_MS;
     for (;;) {
-        rc = dial_once(addrs, n, deadline, out);
+        int e = 0;
+        rc = dial_once(addrs, n, deadline, out, &e);
+        /* An attempt cut short by the deadline says less than the refusals before it. */
+        if (e != ETIMEDOUT || *err == 0)
+            *err = e;
         if (rc == CGLOO_OK || !retry || !retryable(rc))
             break;
         int left = cgloo__remaining_ms(deadline);
@@ -282,7 +290,8 @@ static int exchange(tcp_store *t, tcp_frame *f, const void *extra, size_t extra_
         cgloo__put_u32(f->buf + TCP_STORE_HEADER_LEN, (uint32_t)left);
     }
     if (t->fd < 0) {
-        rc = dial(t->host, t->port, io_deadline, 0, &t->fd);
+        int err;
+        rc = dial(t->host, t->port, io_deadline, 0, &t->fd, &err);
         if (rc != CGLOO_OK && rc != CGLOO_ENOMEM)
             rc = CGLOO_EIO; /* the server that was there is gone */
     }
@@ -491,6 +500,11 @@ static void tcp_destroy(cgloo_store *s)
     free(t);
 }
 
+static const char *tcp_host(const cgloo_store *s)
+{
+    return ((const tcp_store *)s)->host;
+}
+
 static const cgloo_store_ops tcp_ops = {
     .name = "tcp",
     .set = tcp_set,
@@ -501,6 +515,7 @@ static const cgloo_store_ops tcp_ops = {
     .del = tcp_del,
     .multi_get = tcp_multi_get,
     .destroy = tcp_destroy,
+    .host = tcp_host,
 };
 
 static tcp_store *tcp_store_new(const char *host, int port, int fd)
@@ -525,23 +540,41 @@ static tcp_store *tcp_store_new(const char *host, int port, int fd)
     return t;
 }
 
+/* connect_error explains why no store answered at host:port (the thread's last error). */
+static int connect_error(const char *host, int port, int rc, int err)
+{
+    if (rc == CGLOO_EADDR)
+        return cgloo__error_set(rc, "the TCP store's host '%s' does not resolve to an address",
+                                host);
+    if (rc == CGLOO_EPROTO)
+        return cgloo__error_set(rc, "what answered at %s port %d is not a cgloo TCP store", host,
+                                port);
+    rc = rc == CGLOO_EPEER || rc == CGLOO_EIO ? CGLOO_ECONNREFUSED : rc;
+    return cgloo__error_set(rc,
+                            "no TCP store answered at %s port %d before the timeout (%s); is a "
+                            "store (cgloo-store, cgloo-run) serving there, on an address this "
+                            "host reaches (cgloo-store --host)?",
+                            host, port, err ? strerror(err) : cgloo_strerror(rc));
+}
+
 int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms, cgloo_store **out)
 {
+    cgloo__error_clear();
     if (!out || port <= 0 || port > 65535 || timeout_ms < 0)
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL,
+                                "cgloo_store_tcp_connect: port %d or timeout %d ms out of range",
+                                port, timeout_ms);
     cgloo__log_init_from_env();
     if (!host)
         host = "127.0.0.1";
-    int fd = -1;
-    int rc = dial(host, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd);
-    if (rc != CGLOO_OK) {
-        CGLOO_DEBUG("tcp store: cannot connect to %s port %d: %s", host, port, cgloo_strerror(rc));
-        return rc == CGLOO_EPEER || rc == CGLOO_EIO ? CGLOO_ECONNREFUSED : rc;
-    }
+    int fd = -1, err = 0;
+    int rc = dial(host, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd, &err);
+    if (rc != CGLOO_OK)
+        return connect_error(host, port, rc, err);
     tcp_store *t = tcp_store_new(host, port, fd);
     if (!t) {
         close(fd);
-        return CGLOO_ENOMEM;
+        return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a TCP store client");
     }
     *out = &t->base;
     return CGLOO_OK;

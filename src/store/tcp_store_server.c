@@ -685,7 +685,7 @@ static int server_listen(cgloo_store_server *s, const char *host, int port)
     int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     if (rc != CGLOO_OK) {
         CGLOO_WARN("tcp store server: cannot resolve '%s': %s", host, cgloo_strerror(rc));
-        return rc;
+        return cgloo__error_set(rc, "tcp store server: '%s' does not resolve to an address", host);
     }
     rc = CGLOO_EADDR;
     size_t i = 0;
@@ -693,7 +693,9 @@ static int server_listen(cgloo_store_server *s, const char *host, int port)
         if ((rc = cgloo__listen(&addrs[i], port, port, &s->listen_fd)) == CGLOO_OK)
             break;
     if (rc != CGLOO_OK)
-        return rc == CGLOO_EINVAL ? CGLOO_EADDR : rc;
+        return cgloo__error_set(rc == CGLOO_EINVAL ? CGLOO_EADDR : rc,
+                                "tcp store server: cannot listen on %s port %d: %s", host, port,
+                                strerror(errno));
     s->port = cgloo__addr_port(&addrs[i]);
     return s->port > 0 ? CGLOO_OK : CGLOO_EIO;
 }
@@ -728,12 +730,14 @@ static void server_free(cgloo_store_server *s)
 
 int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out)
 {
+    cgloo__error_clear();
     if (!out || port < 0 || port > 65535)
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_store_server_start: port %d out of range",
+                                port);
     cgloo__log_init_from_env();
     cgloo_store_server *s = calloc(1, sizeof *s);
     if (!s)
-        return CGLOO_ENOMEM;
+        return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a store server");
     s->listen_fd = -1;
     cgloo__kvtable_init(&s->table);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -744,7 +748,7 @@ int cgloo_store_server_start(const char *host, int port, cgloo_store_server **ou
         rc = server_spawn(s);
     if (rc != CGLOO_OK) {
         server_free(s);
-        return rc;
+        return cgloo__error_set_if_none(rc, "tcp store server: %s", cgloo_strerror(rc));
     }
     CGLOO_INFO("tcp store server listening on %s port %d", host ? host : "127.0.0.1", s->port);
     *out = s;

@@ -72,15 +72,21 @@ struct cgloo_transport {
     /* ---- connection set-up ---- */
     /* connect_begin makes ctx reachable through dev, before the rendezvous publishes its
      * address: connections peers start from then on are kept for connect. Returns the
-     * transport's connector in *out. Does not block. ENOMEM. */
-    int (*connect_begin)(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out);
+     * transport's connector in *out. store_host (NULL when the store has none) is the host of
+     * the store's server: a device that only its own host can reach (loopback) while the
+     * store is on another host fails at once with EADDR, the detail (cgloo__ctx_error) naming
+     * the address, why it was chosen and what changes it. Blocks only in the resolver.
+     * EADDR, ENOMEM. */
+    int (*connect_begin)(cgloo_device *dev, cgloo_context *ctx, const char *store_host,
+                         cgloo__connector **out);
     /* connect connects ctx to every peer bound to this transport, given their records
      * (indexed by rank; the entry of ctx's own rank and of peers of other transports unused).
      * Blocks until every connection is made and proven to belong to this run (the context id,
      * both ranks, the world size and both nonces), or deadline_ms passes. Two ranks end with
      * exactly one connection. On failure it records the detail naming the peer and its
      * address (cgloo__ctx_error) and returns ETIMEDOUT, ECONNREFUSED, EPROTO, ESTORE (an
-     * address it cannot parse), EABORTED, ENOMEM or the status of a system error; what it
+     * address it cannot parse), EADDR (this device only its own host reaches, and a peer is
+     * on another host: at once), EABORTED, ENOMEM or the status of a system error; what it
      * connected stays bound to the peers, for the caller to release with peer_fini. */
     int (*connect)(cgloo__connector *conn, const cgloo__peer_record *peers, int64_t deadline_ms);
     /* connect_end makes ctx unreachable through dev again (connections still arriving are

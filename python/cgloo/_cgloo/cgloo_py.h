@@ -63,6 +63,10 @@ size_t *cgpy_counts(PyObject *o, const char *name, Py_ssize_t want, size_t *sum)
  * with the C library's message and `detail`, and returns NULL. A pending exception (e.g.
  * KeyboardInterrupt from the interrupt check) is left in place instead. */
 PyObject *cgpy_raise(int status, const char *detail);
+/* cgpy_raise_last is cgpy_raise for a call that makes a store, device or context: the detail
+ * is what (a PyUnicode_FromFormat format and its arguments) followed by cgloo_last_error()'s
+ * text, read on this thread, which made the call with the GIL released. Returns NULL. */
+PyObject *cgpy_raise_last(int status, const char *fmt, ...);
 /* cgpy_set_errors is _cgloo._set_errors(base, {status: class}), called once by __init__.py. */
 PyObject *cgpy_set_errors(PyObject *module, PyObject *args);
 

@@ -157,7 +157,7 @@ static void coll_free(coll_call *c)
  * first). The call's resources are freed either way. Returns 0 or -1. */
 static int coll_exec(cgpy_Context *self, coll_call *c, coll_fn fn)
 {
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     int rc;
     if (cgpy_ctx_enter(self) < 0) {
         coll_free(c);
@@ -195,7 +195,7 @@ static PyObject *coll_start(cgpy_Context *self, coll_call *c, coll_fn fn, PyObje
     }
     cgloo_request *req = NULL;
     held->req = &req;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     int rc;
     if (cgpy_ctx_enter(self) < 0) {
         cgpy_coll_free(held);

@@ -126,7 +126,7 @@ static int ctx_device(cgpy_Context *self, PyObject *device)
         return 0;
     CGPY_NOGIL(rc = cgloo_device_tcp_create(NULL, &self->own_dev));
     if (rc != CGLOO_OK) {
-        cgpy_raise(rc, "no default device (CGLOO_HOSTNAME / CGLOO_IFACE)");
+        cgpy_raise_last(rc, "the context's default device");
         return -1;
     }
     return 0;
@@ -139,7 +139,7 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
     cgloo_device *dev = self->own_dev  ? self->own_dev
                         : self->device ? ((cgpy_Device *)self->device)->dev
                                        : NULL;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     int rc;
     if (s && cgpy_store_enter(s) < 0)
         return -1;
@@ -179,9 +179,7 @@ static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
     cgloo_context_attr attr = {.timeout_ms = ms, .name = name};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
-        PyObject *d = PyUnicode_FromFormat("Context(rank=%d, size=%d)", rank, size);
-        cgpy_raise(rc, d ? PyUnicode_AsUTF8(d) : NULL);
-        Py_XDECREF(d);
+        cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);
         return -1;
     }
     cgloo_context_set_interrupt_check(self->ctx, interrupt_check, NULL);
@@ -315,7 +313,7 @@ static PyObject *ctx_send(cgpy_Context *self, PyObject *const *args, Py_ssize_t 
     cgpy_buf b;
     int dst, ms, rc;
     uint64_t tag;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 || cgpy_timeout_ms(a[3], &ms) < 0 ||
         p2p_begin(self, a, CGPY_READ, &b, &dst, "dst", &tag) < 0)
         return NULL;
@@ -337,7 +335,7 @@ static PyObject *ctx_recv(cgpy_Context *self, PyObject *const *args, Py_ssize_t 
     int src, ms, rc;
     uint64_t tag;
     cgloo_completion done = {0, 0};
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 || cgpy_timeout_ms(a[3], &ms) < 0 ||
         p2p_begin(self, a, CGPY_WRITE, &b, &src, "src", &tag) < 0)
         return NULL;
@@ -360,7 +358,7 @@ static PyObject *ctx_recv_any(cgpy_Context *self, PyObject *const *args, Py_ssiz
     uint64_t tag;
     Py_ssize_t n;
     cgloo_completion done = {0, 0};
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 || cgpy_timeout_ms(a[3], &ms) < 0)
         return NULL;
     int *srcs = cgpy_ints(a[1], "srcs", -1, &n);
@@ -404,7 +402,7 @@ static PyObject *ctx_isend(cgpy_Context *self, PyObject *const *args, Py_ssize_t
     int dst, rc;
     uint64_t tag;
     cgloo_request *req = NULL;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 ||
         p2p_begin(self, a, CGPY_READ, &b, &dst, "dst", &tag) < 0)
         return NULL;
@@ -423,7 +421,7 @@ static PyObject *ctx_irecv(cgpy_Context *self, PyObject *const *args, Py_ssize_t
     int src, rc;
     uint64_t tag;
     cgloo_request *req = NULL;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 ||
         p2p_begin(self, a, CGPY_WRITE, &b, &src, "src", &tag) < 0)
         return NULL;
@@ -443,7 +441,7 @@ static PyObject *ctx_irecv_any(cgpy_Context *self, PyObject *const *args, Py_ssi
     uint64_t tag;
     Py_ssize_t n;
     cgloo_request *req = NULL;
-    char detail[512];
+    char detail[CGLOO_ERROR_MAX];
     if (cgpy_parse(&params, args, nargs, kwnames, a) < 0)
         return NULL;
     int *srcs = cgpy_ints(a[1], "srcs", -1, &n);

@@ -57,3 +57,19 @@ PyObject *cgpy_raise(int status, const char *detail)
     Py_XDECREF(msg);
     return NULL;
 }
+
+PyObject *cgpy_raise_last(int status, const char *fmt, ...)
+{
+    char last[CGLOO_ERROR_MAX];
+    cgloo_last_error(last, sizeof last);
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *what = PyUnicode_FromFormatV(fmt, ap);
+    va_end(ap);
+    PyObject *detail = what && last[0] ? PyUnicode_FromFormat("%U: %s", what, last) : NULL;
+    const char *text = detail ? PyUnicode_AsUTF8(detail) : what ? PyUnicode_AsUTF8(what) : NULL;
+    cgpy_raise(status, text ? text : last);
+    Py_XDECREF(detail);
+    Py_XDECREF(what);
+    return NULL;
+}

@@ -134,7 +134,7 @@ static int request_drive(cgpy_Request *r, int test, int ms)
     cgpy_Context *ctx = (cgpy_Context *)Py_NewRef(r->ctx);
     cgloo_completion c = {0, 0};
     int rc, completed = 1;
-    char detail[512] = "";
+    char detail[CGLOO_ERROR_MAX] = "";
     r->waiting = 1;
     ctx->calls++;
     CGPY_NOGIL(rc = test ? cgloo_test(r->req, &completed, &c) : cgloo_wait(r->req, ms, &c);

@@ -448,9 +448,7 @@ static int store_init_base(PyObject *self, PyObject *args, PyObject *kw)
 static int store_adopt(cgpy_Store *s, int rc, cgloo_store *st, const char *what)
 {
     if (rc != CGLOO_OK) {
-        PyObject *detail = PyUnicode_FromFormat("creating a %s", what);
-        cgpy_raise(rc, detail ? PyUnicode_AsUTF8(detail) : what);
-        Py_XDECREF(detail);
+        cgpy_raise_last(rc, "creating a %s", what);
         return -1;
     }
     if (s->store) {
@@ -828,7 +826,7 @@ static int server_init(cgpy_StoreServer *s, PyObject *args, PyObject *kw)
     }
     CGPY_NOGIL(rc = cgloo_store_server_start(host, port, &sv));
     if (rc != CGLOO_OK) {
-        cgpy_raise(rc, "starting a store server");
+        cgpy_raise_last(rc, "starting a store server");
         return -1;
     }
     s->server = sv;

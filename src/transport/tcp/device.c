@@ -20,8 +20,8 @@
 typedef struct tcp_device {
     cgloo_device base;
     int listen_fd;
-    cgloo__addr addr;
-    char addr_text[CGLOO_ADDR_TEXT_MAX];
+    tcp_addr_choice choice;                   /* the bound address, what peers dial, and why */
+    char addr_text[CGLOO_TRANSPORT_ADDR_MAX]; /* what is published: the address peers dial */
     pthread_mutex_t lock;
     bool serving;            /* a thread is polling the listener */
     device_inbound *pending; /* hellos still arriving */
@@ -34,43 +34,67 @@ static tcp_device *tcp_device_of(cgloo_device *dev)
     return CGLOO_CONTAINER_OF(dev, tcp_device, base);
 }
 
-static int device_pick_address(const cgloo_tcp_attr *attr, cgloo__addr *addr)
+/* device_listen binds the chosen address on the port range, and fixes the published text. */
+static int device_listen(tcp_device *dev)
 {
-    const char *host = attr && attr->hostname ? attr->hostname : getenv("CGLOO_HOSTNAME");
-    const char *iface = attr && attr->iface ? attr->iface : getenv("CGLOO_IFACE");
-    int family = attr ? attr->family : 0;
-    if (family != 0 && family != 4 && family != 6)
-        return CGLOO_EINVAL;
-    if (iface && *iface)
-        return cgloo__addr_from_iface(iface, family, addr);
-    if (host && *host)
-        return cgloo__addr_resolve(host, family, addr);
-    return cgloo__addr_resolve(family == 6 ? "::1" : "127.0.0.1", family, addr);
+    tcp_addr_choice *c = &dev->choice;
+    char ip[CGLOO_ADDR_TEXT_MAX];
+    int rc = cgloo__listen(&c->bind, c->port_min, c->port_max, &dev->listen_fd);
+    if (rc != CGLOO_OK) {
+        cgloo__addr_format_ip(&c->bind, ip, sizeof ip);
+        return cgloo__error_set(rc, "no TCP device: cannot listen on %s, port %d..%d (%s): %s", ip,
+                                c->port_min, CGLOO_MAX(c->port_min, c->port_max), c->why,
+                                strerror(errno));
+    }
+    if (cgloo__tcp_publish_text(c, dev->addr_text, sizeof dev->addr_text) != CGLOO_OK) {
+        close(dev->listen_fd);
+        return cgloo__error_set(CGLOO_EINVAL,
+                                "no TCP device: the address to advertise is too long");
+    }
+    return CGLOO_OK;
+}
+
+static void device_log_choice(const tcp_device *dev)
+{
+    char bound[CGLOO_ADDR_TEXT_MAX];
+    cgloo__addr_format(&dev->choice.bind, bound, sizeof bound);
+    if (dev->choice.advertise[0])
+        CGLOO_INFO("tcp device: listening on %s (%s); peers dial %s (%s)", bound, dev->choice.why,
+                   dev->addr_text, dev->choice.reach_why);
+    else
+        CGLOO_INFO("tcp device: listening on %s, chosen because %s", bound, dev->choice.why);
 }
 
 int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
 {
+    cgloo__error_clear();
     if (!out || (attr && (attr->port_min < 0 || attr->port_max < 0 || attr->port_min > 65535 ||
                           attr->port_max > 65535)))
-        return CGLOO_EINVAL;
+        return cgloo__error_set(CGLOO_EINVAL, "cgloo_device_tcp_create: %s",
+                                !out ? "out is NULL" : "a port is outside 0..65535");
     cgloo__log_init_from_env();
     tcp_device *dev = calloc(1, sizeof *dev);
     if (!dev)
-        return CGLOO_ENOMEM;
+        return cgloo__error_set(CGLOO_ENOMEM, "no TCP device: out of memory");
     dev->base.transport = &cgloo__tcp_transport;
-    int rc = device_pick_address(attr, &dev->addr);
+    int rc = cgloo__tcp_choose_address(attr, &dev->choice);
     if (rc == CGLOO_OK)
-        rc = cgloo__listen(&dev->addr, attr ? attr->port_min : 0, attr ? attr->port_max : 0,
-                           &dev->listen_fd);
+        rc = device_listen(dev);
     if (rc != CGLOO_OK) {
-        CGLOO_DEBUG("device: no address to listen on (%s)", cgloo_strerror(rc));
         free(dev);
         return rc;
     }
-    cgloo__addr_format(&dev->addr, dev->addr_text, sizeof dev->addr_text);
+    device_log_choice(dev);
     pthread_mutex_init(&dev->lock, NULL);
     *out = &dev->base;
     return CGLOO_OK;
+}
+
+const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *base, const char **published)
+{
+    const tcp_device *dev = CGLOO_CONTAINER_OF(base, const tcp_device, base);
+    *published = dev->addr_text;
+    return &dev->choice;
 }
 
 int cgloo__tcp_device_address(const cgloo_device *base, char *buf, size_t len)

@@ -21,7 +21,8 @@ enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
 
 typedef struct peer_info {
     cgloo__addr addr;
-    char addr_text[CGLOO_ADDR_TEXT_MAX];
+    char addr_text[CGLOO_TRANSPORT_ADDR_MAX];
+    char local_text[CGLOO_ADDR_TEXT_MAX]; /* where the latest dial left from, for errors */
     uint64_t nonce;
     bool used; /* a peer this transport connects */
     /* dialling state (lower ranks only) */
@@ -75,6 +76,10 @@ static void dial_start(peer_info *p)
     if (rc != CGLOO_OK)
         return dial_retry(p, errno);
     p->state = DIAL_CONNECTING;
+    cgloo__addr local = {.len = sizeof local.ss};
+    /* The kernel picks the source as the connect starts: an error can then say where from. */
+    if (getsockname(p->fd, (struct sockaddr *)&local.ss, &local.len) == 0)
+        cgloo__addr_format(&local, p->local_text, sizeof p->local_text);
 }
 
 static void dial_on_writable(handshake *m, int peer)
@@ -184,6 +189,36 @@ static void hs_accept(handshake *m)
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
+#define ADDR_VARS "CGLOO_IFACE, CGLOO_HOSTNAME and CGLOO_ADVERTISE_ADDR choose it"
+
+/* accept_timeout_error: a higher rank never dialled this one, or its dial never arrived. */
+static int accept_timeout_error(handshake *m, int r)
+{
+    cgloo_context *ctx = m->ctx;
+    const char *mine;
+    cgloo__tcp_device_choice(m->dev, &mine);
+    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                            "rank %d: rank %d (at %s) did not connect to this rank's address %s "
+                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS ")",
+                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine);
+}
+
+/* dial_timeout_error: this rank's dials to a lower rank failed until the deadline. */
+static int dial_timeout_error(handshake *m, int r)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[r];
+    int status = p->last_err == ECONNREFUSED ? CGLOO_ECONNREFUSED : CGLOO_ETIMEDOUT;
+    bool loop = cgloo__addr_is_loopback(&p->addr);
+    return cgloo__ctx_error(
+        ctx, status,
+        "rank %d: could not connect to rank %d at %s from %s within %d ms: %s; check that this "
+        "host reaches %s and that rank %d published an address its peers reach (" ADDR_VARS ")%s",
+        ctx->rank, r, p->addr_text, p->local_text[0] ? p->local_text : "this host", ctx->timeout_ms,
+        p->last_err ? strerror(p->last_err) : "no answer", p->addr_text, r,
+        loop ? "; it is a loopback address, which only works if that rank runs on this host" : "");
+}
+
 static int hs_timeout_error(handshake *m)
 {
     cgloo_context *ctx = m->ctx;
@@ -191,15 +226,7 @@ static int hs_timeout_error(handshake *m)
         peer_info *p = &m->peers[r];
         if (!p->used || cgloo__tcp_pair_connected(&ctx->peers[r]))
             continue;
-        if (r > ctx->rank)
-            return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
-                                    "rank %d: rank %d (at %s) did not connect within %d ms",
-                                    ctx->rank, r, p->addr_text, ctx->timeout_ms);
-        int status = p->last_err == ECONNREFUSED ? CGLOO_ECONNREFUSED : CGLOO_ETIMEDOUT;
-        return cgloo__ctx_error(ctx, status,
-                                "rank %d: could not connect to rank %d at %s within %d ms%s%s",
-                                ctx->rank, r, p->addr_text, ctx->timeout_ms,
-                                p->last_err ? ": " : "", p->last_err ? strerror(p->last_err) : "");
+        return r > ctx->rank ? accept_timeout_error(m, r) : dial_timeout_error(m, r);
     }
     return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
 }
@@ -280,6 +307,8 @@ static int hs_run(handshake *m)
 static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
 {
     cgloo_context *ctx = m->ctx;
+    const char *published;
+    const tcp_addr_choice *c = cgloo__tcp_device_choice(m->dev, &published);
     for (int r = 0; r < ctx->size; r++) {
         peer_info *p = &m->peers[r];
         if (r == ctx->rank || ctx->peers[r].transport != &cgloo__tcp_transport)
@@ -288,6 +317,9 @@ static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
             return cgloo__ctx_error(ctx, CGLOO_ESTORE,
                                     "rank %d: rank %d published '%s', which is no TCP address",
                                     ctx->rank, r, recs[r].address);
+        int rc = cgloo__tcp_check_peer_reach(c, published, ctx, r, &p->addr, recs[r].address);
+        if (rc != CGLOO_OK)
+            return rc;
         snprintf(p->addr_text, sizeof p->addr_text, "%s", recs[r].address);
         p->nonce = recs[r].nonce;
         p->used = true;
@@ -296,8 +328,14 @@ static int hs_load_peers(handshake *m, const cgloo__peer_record *recs)
     return CGLOO_OK;
 }
 
-int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out)
+int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *store_host,
+                             cgloo__connector **out)
 {
+    const char *published;
+    const tcp_addr_choice *c = cgloo__tcp_device_choice(dev, &published);
+    int rc = cgloo__tcp_check_store_reach(c, published, ctx, store_host);
+    if (rc != CGLOO_OK)
+        return rc;
     handshake *m = calloc(1, sizeof *m);
     peer_info *peers = calloc((size_t)ctx->size, sizeof *peers);
     if (!m || !peers) {

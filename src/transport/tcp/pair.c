@@ -26,6 +26,9 @@
 #define IO_TURN_BYTES (512 * 1024)
 /* Records kept for reuse per pair: enough for the sends a collective step has in flight. */
 #define SPARE_OPS 16
+/* Bounds on how long a silent peer's connection lives (pair_detect_ms). */
+#define DETECT_MIN_MS 5000
+#define DETECT_MAX_MS 60000
 
 static void pair_on_event(cgloo__pollable *io, unsigned events);
 
@@ -43,6 +46,15 @@ void cgloo__tcp_peer_init(cgloo_peer *p)
     t->next_recv_id = 1; /* 0 stays free: a READY with recv id 0 means "discard" */
 }
 
+/* pair_detect_ms is how long a silent peer may go before its connection is given up: half
+ * the context's timeout, so that a host cut off is found, and named, within the timeout of
+ * the collective that waits on it; at least DETECT_MIN_MS, so that a busy but live network
+ * never trips it; at most DETECT_MAX_MS. */
+static int pair_detect_ms(int timeout_ms)
+{
+    return CGLOO_MIN(CGLOO_MAX(timeout_ms / 2, DETECT_MIN_MS), DETECT_MAX_MS);
+}
+
 int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, const char *addr)
 {
     tcp_pair *t = tcp_pair_of(p);
@@ -56,6 +68,7 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, 
         return rc;
     }
     cgloo__sock_tune(fd);
+    cgloo__sock_keepalive(fd, pair_detect_ms(p->ctx->timeout_ms));
     t->fd = fd;
     t->peer_eager_max = peer_hello->eager_max;
     t->credits = peer_hello->eager_budget;

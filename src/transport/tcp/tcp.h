@@ -16,6 +16,32 @@
 
 /* ---- device ---- */
 
+/* How a device's address was chosen (device_addr.c). */
+typedef struct tcp_addr_choice {
+    cgloo__addr bind; /* what it listens on; the port once bound */
+    int port_min, port_max;
+    cgloo__addr reach;                        /* what peers dial: the advertised address, or bind */
+    char advertise[CGLOO_TRANSPORT_ADDR_MAX]; /* the advertised host, "" when none */
+    int advertise_port;                       /* its port; 0: the bound port */
+    char why[320];                            /* why bind was chosen, for logs and errors */
+    char reach_why[400];                      /* why reach: the advertising setting, or why */
+    const char *named_by; /* the setting that named reach (static text), or NULL: the default */
+} tcp_addr_choice;
+
+/* cgloo__tcp_choose_address fills c from attr (may be NULL) and the environment; the listen is
+ * the caller's. Blocks in the resolver. Errors (with the thread's last error): EINVAL (a
+ * malformed setting), EADDR (nothing matches, a name that does not resolve), ENOMEM. */
+int cgloo__tcp_choose_address(const cgloo_tcp_attr *attr, tcp_addr_choice *c);
+/* cgloo__tcp_publish_text writes what peers dial, "host:port", once c->bind has its port. */
+int cgloo__tcp_publish_text(const tcp_addr_choice *c, char *buf, size_t len);
+/* cgloo__tcp_check_store_reach fails with EADDR (and the context's detail) when the published
+ * address is loopback while the store's host is another host, whose ranks could not reach it. */
+int cgloo__tcp_check_store_reach(const tcp_addr_choice *c, const char *published,
+                                 cgloo_context *ctx, const char *store_host);
+/* cgloo__tcp_check_peer_reach is the same check against a peer's published address. */
+int cgloo__tcp_check_peer_reach(const tcp_addr_choice *c, const char *published, cgloo_context *ctx,
+                                int peer, const cgloo__addr *addr, const char *text);
+
 /* An accepted connection, while its hello arrives and until a context claims it. */
 typedef struct device_inbound {
     struct device_inbound *next;
@@ -35,6 +61,8 @@ typedef struct device_reg {
     device_inbound *arrived; /* hellos addressed to it, checked against the fields above */
 } device_reg;
 
+/* cgloo__tcp_device_choice gives how dev's address was chosen and the published text. */
+const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *dev, const char **published);
 /* cgloo__tcp_device_address is the device_address op: "host:port". */
 int cgloo__tcp_device_address(const cgloo_device *dev, char *buf, size_t len);
 /* cgloo__tcp_device_destroy is the device_destroy op. */
@@ -133,7 +161,8 @@ void cgloo__tcp_cancel(cgloo_peer *p, cgloo_request *req);
 void cgloo__tcp_fail(cgloo_peer *p, int status);
 void cgloo__tcp_close_begin(cgloo_peer *p);
 bool cgloo__tcp_close_step(cgloo_peer *p);
-int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, cgloo__connector **out);
+int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *store_host,
+                             cgloo__connector **out);
 int cgloo__tcp_connect(cgloo__connector *conn, const cgloo__peer_record *peers,
                        int64_t deadline_ms);
 void cgloo__tcp_connect_end(cgloo__connector *conn);
