@@ -9,4 +9,4 @@ for m in pytest:python3-pytest numpy:python3-numpy; do
         exit 77
     fi
 done
-exec "$py" -m pytest -q -p no:cacheprovider "$dir"
+exec "$py" -m pytest -q -rs -p no:cacheprovider "$dir"
