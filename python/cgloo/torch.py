@@ -14,7 +14,10 @@ Only this module imports torch; ``import cgloo`` does not.
 """
 
 import datetime
+import os
+import queue
 import threading
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -205,80 +208,106 @@ def _seconds(td):
 
 # ---- the operations: each starts one and returns (request or None, finish) ----
 # finish(outcome) gives the Work's result once the operation is over; outcome is a request's
-# (source, nbytes), or None after a blocking call. The collectives block until done (cgloo
-# releases the GIL meanwhile) and return no request; once cgloo has non-blocking collectives,
-# each can call its i-variant and return the request instead (see ProcessGroupCgloo._complete).
+# (source, nbytes), or None for a collective. A collective of at least ASYNC_MIN_BYTES runs as
+# cgloo's non-blocking form and returns its request; a smaller one blocks until done (cgloo
+# releases the GIL meanwhile) and returns None (see _call and ProcessGroupCgloo._complete).
+
+# The size from which a collective runs in the background: below it, the hand-offs between
+# threads that completing a torch Future takes (a wake-up each, 20 to 60 us on a 2-core machine)
+# cost more than what overlapping the collective with computation could save, and errors are
+# raised by the call itself. docs/BENCHMARKS.md ("PyTorch") has the measurements.
+ASYNC_MIN_BYTES = int(os.environ.get("CGLOO_TORCH_ASYNC_MIN_BYTES", 1 << 20))
+
+
+def _call(ctx, method, nbytes, *args, **kwargs):
+    """Run ctx.<method>: blocking below ASYNC_MIN_BYTES (returns None), else its non-blocking
+    i-form (returns the request)."""
+    if nbytes < ASYNC_MIN_BYTES:
+        getattr(ctx, method)(*args, **kwargs)
+        return None
+    return getattr(ctx, "i" + method)(*args, **kwargs)
+
 
 def _allreduce(ctx, t, red, timeout):
     s = _Staged(t)
-    ctx.allreduce(s.raw(), op=red.op, dtype=red.dtype, timeout=timeout)
-    return None, lambda _: [red.finish(s, ctx.size)]
+    req = _call(ctx, "allreduce", _nbytes(t), s.raw(), op=red.op, dtype=red.dtype,
+                timeout=timeout)
+    return req, lambda _: [red.finish(s, ctx.size)]
 
 
 def _allreduce_each(ctx, tensors, reds, timeout):
-    finishes = [_allreduce(ctx, t, red, timeout)[1] for t, red in zip(tensors, reds)]
-    return None, lambda done: [f(done)[0] for f in finishes]
+    # several tensors, one Work: each runs blocking (their sizes are usually small)
+    stages = [_Staged(t) for t in tensors]
+    for s, red in zip(stages, reds):
+        ctx.allreduce(s.raw(), op=red.op, dtype=red.dtype, timeout=timeout)
+    return None, lambda _: [red.finish(s, ctx.size) for s, red in zip(stages, reds)]
 
 
 def _broadcast(ctx, t, root, timeout):
     s = _Staged(t)
-    ctx.broadcast(s.raw(), root, timeout=timeout)
-    return None, lambda _: [s.back()]
+    req = _call(ctx, "broadcast", _nbytes(t), s.raw(), root, timeout=timeout)
+    return req, lambda _: [s.back()]
 
 
 def _reduce(ctx, t, red, root, timeout):
     s = _Staged(t)
-    ctx.reduce(s.raw(), None, red.op, root, dtype=red.dtype, timeout=timeout)
-    return None, lambda _: [red.finish(s, ctx.size) if ctx.rank == root else t]
+    req = _call(ctx, "reduce", _nbytes(t), s.raw(), None, red.op, root, dtype=red.dtype,
+                timeout=timeout)
+    return req, lambda _: [red.finish(s, ctx.size) if ctx.rank == root else t]
 
 
 def _allgather(ctx, outs, t, timeout):
     flat = torch.empty(ctx.size * _nbytes(t), dtype=torch.uint8)
-    ctx.allgather(_Staged(t).raw(), flat.numpy(), timeout=timeout)
-    return None, lambda _: [_unpack(flat, outs)]
+    req = _call(ctx, "allgather", flat.numel(), _Staged(t).raw(), flat.numpy(), timeout=timeout)
+    return req, lambda _: [_unpack(flat, outs)]
 
 
 def _allgather_flat(ctx, out, t, timeout):
     s = _Staged(out)
-    ctx.allgather(_Staged(t).raw(), s.raw(), timeout=timeout)
-    return None, lambda _: [s.back()]
+    req = _call(ctx, "allgather", _nbytes(out), _Staged(t).raw(), s.raw(), timeout=timeout)
+    return req, lambda _: [s.back()]
 
 
 def _gather(ctx, outs, t, root, timeout):
     flat = torch.empty(ctx.size * _nbytes(t), dtype=torch.uint8) if ctx.rank == root else None
-    ctx.gather(_Staged(t).raw(), None if flat is None else flat.numpy(), root, timeout=timeout)
-    return None, lambda _: [] if flat is None else [_unpack(flat, outs)]
+    req = _call(ctx, "gather", ctx.size * _nbytes(t), _Staged(t).raw(),
+                None if flat is None else flat.numpy(), root, timeout=timeout)
+    return req, lambda _: [] if flat is None else [_unpack(flat, outs)]
 
 
 def _scatter(ctx, out, ins, root, timeout):
     s = _Staged(out)
-    ctx.scatter(_pack(ins) if ctx.rank == root else None, s.raw(), root, timeout=timeout)
-    return None, lambda _: [s.back()]
+    req = _call(ctx, "scatter", ctx.size * _nbytes(out), _pack(ins) if ctx.rank == root else None,
+                s.raw(), root, timeout=timeout)
+    return req, lambda _: [s.back()]
 
 
 def _reduce_scatter(ctx, out, ins, red, timeout):
     s = _Staged(out)
-    ctx.reduce_scatter(_pack(ins), s.raw(), red.op, dtype=red.dtype, timeout=timeout)
-    return None, lambda _: [red.finish(s, ctx.size)]
+    req = _call(ctx, "reduce_scatter", ctx.size * _nbytes(out), _pack(ins), s.raw(), red.op,
+                dtype=red.dtype, timeout=timeout)
+    return req, lambda _: [red.finish(s, ctx.size)]
 
 
 def _reduce_scatter_flat(ctx, out, t, red, timeout):
     s = _Staged(out)
-    ctx.reduce_scatter(_Staged(t).raw(), s.raw(), red.op, dtype=red.dtype, timeout=timeout)
-    return None, lambda _: [red.finish(s, ctx.size)]
+    req = _call(ctx, "reduce_scatter", _nbytes(t), _Staged(t).raw(), s.raw(), red.op,
+                dtype=red.dtype, timeout=timeout)
+    return req, lambda _: [red.finish(s, ctx.size)]
 
 
 def _alltoall_flat(ctx, out, t, out_counts, in_counts, timeout):
     s = _Staged(out)
-    ctx.alltoallv(_Staged(t).raw(), in_counts, s.raw(), out_counts, timeout=timeout)
-    return None, lambda _: [s.back()]
+    req = _call(ctx, "alltoallv", _nbytes(out), _Staged(t).raw(), in_counts, s.raw(), out_counts,
+                timeout=timeout)
+    return req, lambda _: [s.back()]
 
 
 def _alltoall(ctx, outs, ins, timeout):
     flat = torch.empty(sum(_nbytes(o) for o in outs), dtype=torch.uint8)
-    ctx.alltoallv(_pack(ins), [_nbytes(t) for t in ins], flat.numpy(),
-                  [_nbytes(o) for o in outs], timeout=timeout)
-    return None, lambda _: _unpack(flat, outs)
+    req = _call(ctx, "alltoallv", flat.numel(), _pack(ins), [_nbytes(t) for t in ins],
+                flat.numpy(), [_nbytes(o) for o in outs], timeout=timeout)
+    return req, lambda _: _unpack(flat, outs)
 
 
 def _barrier(ctx, timeout):
@@ -308,6 +337,9 @@ def _received(s, done):
         raise ValueError(f"cgloo.torch: recv got {nbytes} bytes from rank {source} into a "
                          f"tensor of {_nbytes(s.dense)}")
     return [s.back()]
+
+
+_POINT_TO_POINT = (_send, _recv, _recv_anysource)
 
 
 # ---- Work ----
@@ -400,6 +432,47 @@ class _RequestWork(c10d.Work):
         return fut
 
 
+class _Completer:
+    """The thread that completes a group's background collectives: it waits for their requests
+    in the order they started, which is the order cgloo completes them in (one tag per group),
+    then finishes each (copies back, averages) and sets its Future with the GIL held, as torch
+    needs. A failure is the group's: on_error (the group's _break) makes its later calls raise
+    the error."""
+
+    def __init__(self, on_error):
+        self._queue = queue.SimpleQueue()
+        self._on_error = on_error
+        self._thread = None
+
+    def add(self, name, request, finish):
+        fut = torch.futures.Future()
+        if self._thread is None:
+            self._thread = threading.Thread(target=_complete_loop,
+                                            args=(self._queue, self._on_error), daemon=True,
+                                            name="cgloo.torch completer")
+            self._thread.start()
+        self._queue.put((name, request, finish, fut))
+        return fut
+
+    def stop(self):
+        if self._thread is not None:
+            self._queue.put(None)
+
+
+def _complete_loop(q, on_error):
+    while (item := q.get()) is not None:
+        name, request, finish, fut = item
+        try:
+            request.wait()  # waits, or runs the collective here if no thread has started it
+        except cgloo.Error as e:
+            handler = on_error()
+            if handler:
+                handler(name, e)  # the group is broken: its next call raises e
+        # Even after a failure the Future gets the tensors, not the error: torch 1.13's DDP
+        # reads the value of a failed Future and crashes (SIGSEGV in finalize_backward).
+        fut.set_result(finish(None))
+
+
 # ---- the store ----
 
 class _TorchStore:
@@ -453,6 +526,13 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
         name = f"torch-{group_name}" if group_name else "torch"
         self._ctx = _connect(store, rank, size, _seconds(timeout), name)
         self._broken = None
+        # the completer's thread must not keep the group alive: it holds a weak reference
+        self._completer = _Completer(weakref.WeakMethod(self._break))
+
+    def __del__(self):
+        completer = getattr(self, "_completer", None)
+        if completer is not None:
+            completer.stop()
 
     def getBackendName(self):
         return BACKEND_NAME
@@ -473,7 +553,7 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
             raise _error(name, e) from e  # refused before anything was sent
         except cgloo.Error as e:
             raise self._break(name, e) from e
-        return self._complete(name, request, finish)
+        return self._complete(name, start in _POINT_TO_POINT, request, finish)
 
     def _break(self, name, e):
         """After a failed collective the ranks may be at different steps, so the context goes:
@@ -486,17 +566,19 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
             threading.Thread(target=self._ctx.close, daemon=True).start()
         return _error(name, e)
 
-    def _complete(self, name, request, finish):
+    def _complete(self, name, p2p, request, finish):
         """The Work of a started operation: the one place that knows how operations complete.
-        A blocking call is over (request None): Work from a completed Future. A request gets a
-        _RequestWork. When collectives become requests, note that torch 1.13's C++ code hangs
-        waiting on a Python Work (DDP waits on allreduce, allgather and broadcast), and that
-        Work made from a Future ignores the Future's error in wait(): they will need a Future
-        completed by a thread that waits for the request, with failures also recorded by
-        _break so that the next call raises them."""
+        A blocking call is over (request None): Work from a completed Future. A send or receive
+        gets a _RequestWork (only Python waits on those). A background collective gets Work made
+        from a Future that the group's completer sets: torch 1.13's C++ code (DDP waits on
+        allreduce, allgather and broadcast) hangs waiting on a Python Work, and crashes reading
+        a Future that holds an error. So a background collective's failure reaches the caller
+        through the group: its next call raises it."""
         if request is None:
             return _completed_work(finish(None))
-        return _RequestWork(name, request, finish)
+        if p2p:
+            return _RequestWork(name, request, finish)
+        return c10d._create_work_from_future(self._completer.add(name, request, finish))
 
     # -- collectives --
 

@@ -48,11 +48,17 @@ def results(out, size):
     return [json.load(open(out / f"rank{r}.json")) for r in range(size)]
 
 
-def launch(make_cmd, out, size, timeout=240):
+# The ranks of this run every collective in the background (cgloo's non-blocking forms,
+# completed by the group's completer thread), however small.
+ALL_ASYNC = {"CGLOO_TORCH_ASYNC_MIN_BYTES": "0"}
+
+
+def launch(make_cmd, out, size, timeout=240, env=None):
     """Run make_cmd(port) to the end, again with another port if someone took the first."""
     for _ in range(3):
         p = subprocess.run([str(c) for c in make_cmd(free_port())], timeout=timeout,
-                           env=cgloo_testlib.child_env(), capture_output=True, text=True)
+                           env=dict(cgloo_testlib.child_env(), **(env or {})),
+                           capture_output=True, text=True)
         if p.returncode == 0 or "address already in use" not in (p.stdout + p.stderr).lower():
             break
     assert p.returncode == 0, p.stdout[-5000:] + p.stderr[-10000:]
@@ -61,16 +67,17 @@ def launch(make_cmd, out, size, timeout=240):
 
 @pytest.fixture(scope="module")
 def torchrun_full(tmp_path_factory):
-    """Two ranks from torchrun's static rendezvous (env://); cgloo is the default group."""
+    """Two ranks from torchrun's static rendezvous (env://); cgloo is the default group and
+    runs every collective in the background."""
     out = tmp_path_factory.mktemp("torchrun")
     return launch(lambda port: TORCHRUN + ["--nproc_per_node", "2", "--master_port", port,
-                                           PROGRAM, out, "full"], out, 2)
+                                           PROGRAM, out, "full"], out, 2, env=ALL_ASYNC)
 
 
 @pytest.fixture(scope="module")
 def spawn_full(tmp_path_factory):
     """Three ranks from torch.multiprocessing.spawn over tcp://; gloo is the default group,
-    cgloo a new_group; a subgroup of ranks 0 and 2 too."""
+    cgloo a new_group; a subgroup of ranks 0 and 2 too. Collectives below 1 MiB block."""
     out = tmp_path_factory.mktemp("spawn")
     return launch(lambda port: [sys.executable, PROGRAM, out, "full", "--spawn", "3", "--init",
                                 f"tcp://127.0.0.1:{port}", "--default", "gloo", "--subgroup"],
@@ -170,11 +177,11 @@ def test_spawn_file_init(tmp_path):
         check(reports, case)
 
 
-def run_kill(tmp_path, how, timeout):
+def run_kill(tmp_path, how, timeout, extra_env=None):
     """Three ranks over env:// training with DDP; rank 1 dies or freezes. The reports of
     ranks 0 and 2."""
     env = dict(cgloo_testlib.child_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
-               WORLD_SIZE="3")
+               WORLD_SIZE="3", **(extra_env or {}))
     procs = [subprocess.Popen([sys.executable, PROGRAM, str(tmp_path), f"kill-{how}",
                                "--timeout", str(timeout)], env=dict(env, RANK=str(r)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -193,6 +200,15 @@ def test_killed_rank_raises_at_once(tmp_path):
     """SIGKILL on rank 1: the others' DDP step raises well within the 10 s timeout, and every
     later call raises at once."""
     for r in run_kill(tmp_path, "sigkill", 10):
+        assert r["error"] and "PeerError" in r["error"], r
+        assert r["took"] < 3, r
+        assert "unusable" in r["later"] and r["later_took"] < 1, r
+
+
+def test_killed_rank_raises_with_background_collectives(tmp_path):
+    """The same with DDP's all-reduces in the background: the failure reaches torch's C++ code
+    as a completed Future, and the group's next call raises it, naming the peer."""
+    for r in run_kill(tmp_path, "sigkill", 10, ALL_ASYNC):
         assert r["error"] and "PeerError" in r["error"], r
         assert r["took"] < 3, r
         assert "unusable" in r["later"] and r["later_took"] < 1, r
