@@ -171,9 +171,18 @@ CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, 
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 
-/* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir" or
- * "hash:" (a fresh in-process store). Errors: EINVAL for an unknown scheme or a malformed URL,
- * and those of the matching create call. */
+/* cgloo_store_torch_connect connects, as a client, to a PyTorch TCPStore server at host:port
+ * (what torchrun's agent serves at MASTER_ADDR:MASTER_PORT), retrying refused connections until
+ * timeout_ms passes. It finds which of PyTorch's protocols the server speaks (up to 2.1, or the
+ * later one that starts with a validation and answers pings) on the first connection. Keys are
+ * used as given: wrap the store in a prefix store to keep out of PyTorch's own keys. Blocks.
+ * Errors: EADDR, ECONNREFUSED, ETIMEDOUT, ENOMEM, EPROTO (no protocol fits). */
+CGLOO_API int cgloo_store_torch_connect(const char *host, int port, int timeout_ms,
+                                        cgloo_store **out);
+
+/* cgloo_store_open makes a store from a URL: "tcp://host:port", "torch://host:port" (a PyTorch
+ * TCPStore), "file:///path/to/dir" or "hash:" (a fresh in-process store). Errors: EINVAL for an
+ * unknown scheme or a malformed URL, and those of the matching create call. */
 CGLOO_API int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out);
 
 /* Caller-supplied store callbacks, so that bindings can plug in any key/value service. Each

@@ -2,6 +2,7 @@
  * cgloo_store_open: a store from a URL, so that one environment variable (CGLOO_STORE) can name
  * any backend.
  *   tcp://host:port      host is a name, an IPv4 address or a bracketed IPv6 address "[::1]"
+ *   torch://host:port    a PyTorch TCPStore server (torchrun's), host as for tcp://
  *   file:///abs/dir      a directory shared by the ranks (no host part: only local paths)
  *   hash:                a fresh in-process store
  */
@@ -49,12 +50,14 @@ static int split_host_port(const char *s, char *buf, size_t size, int *port)
     return CGLOO_OK;
 }
 
-static int open_tcp(const char *rest, int timeout_ms, cgloo_store **out)
+static int open_tcp(const char *rest, int torch, int timeout_ms, cgloo_store **out)
 {
     char host[256];
     int port;
     if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
         return CGLOO_EINVAL;
+    if (torch)
+        return cgloo_store_torch_connect(host, port, timeout_ms, out);
     return cgloo_store_tcp_connect(host, port, timeout_ms, out);
 }
 
@@ -72,7 +75,9 @@ int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out)
         return CGLOO_EINVAL;
     const char *rest;
     if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(rest, timeout_ms, out);
+        return open_tcp(rest, 0, timeout_ms, out);
+    if (has_scheme(url, "torch://", &rest))
+        return open_tcp(rest, 1, timeout_ms, out);
     if (has_scheme(url, "file://", &rest))
         return open_file(rest, out);
     if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
