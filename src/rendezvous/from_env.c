@@ -1,20 +1,18 @@
 /*
- * A connected context from the launcher's environment in one call: CGLOO_RANK, CGLOO_SIZE,
- * CGLOO_STORE (a store URL), CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME.
+ * A connected context from the launcher's environment in one call: rank, size and store as
+ * launcher_env.c reads them (cgloo-run, torchrun, mpirun, PMI, Slurm), CGLOO_TIMEOUT_MS,
+ * CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME.
  */
 #include "core/context.h"
 
-static int env_rank_size(int *rank, int *size, int *timeout)
+static int env_rank_size(cgloo_launch_info *li, int *rank, int *size, int *timeout)
 {
-    long r, s, t;
-    if (!getenv("CGLOO_RANK") || !getenv("CGLOO_SIZE"))
-        return CGLOO_EINVAL;
-    if (cgloo__env_int("CGLOO_SIZE", 1, 1L << 24, 1, &s) != CGLOO_OK ||
-        cgloo__env_int("CGLOO_RANK", 0, s - 1, 0, &r) != CGLOO_OK ||
+    long t;
+    if (cgloo_launch_info_from_env(li) != CGLOO_OK ||
         cgloo__env_int("CGLOO_TIMEOUT_MS", 1, INT32_MAX, 30000, &t) != CGLOO_OK)
         return CGLOO_EINVAL;
-    *rank = (int)r;
-    *size = (int)s;
+    *rank = li->rank;
+    *size = li->size;
     *timeout = (int)t;
     return CGLOO_OK;
 }
@@ -22,11 +20,13 @@ static int env_rank_size(int *rank, int *size, int *timeout)
 int cgloo_context_create_from_env(cgloo_context **out)
 {
     int rank, size, timeout;
+    cgloo_launch_info li;
     if (!out)
         return CGLOO_EINVAL;
     cgloo__log_init_from_env();
-    if (env_rank_size(&rank, &size, &timeout) != CGLOO_OK) {
-        CGLOO_ERROR("CGLOO_RANK, CGLOO_SIZE or CGLOO_TIMEOUT_MS is missing or malformed");
+    if (env_rank_size(&li, &rank, &size, &timeout) != CGLOO_OK) {
+        CGLOO_ERROR("context from environment: %s",
+                    li.detail[0] ? li.detail : "CGLOO_TIMEOUT_MS is malformed");
         return CGLOO_EINVAL;
     }
     cgloo_context_attr attr = {.timeout_ms = timeout, .name = getenv("CGLOO_CONTEXT_NAME")};
@@ -34,12 +34,10 @@ int cgloo_context_create_from_env(cgloo_context **out)
     int rc = cgloo_context_create(rank, size, &attr, &ctx);
     if (rc != CGLOO_OK)
         return rc;
-    const char *url = getenv("CGLOO_STORE");
+    const char *url = li.store;
     if (size > 1) {
-        if (!url || !*url)
-            rc = cgloo__ctx_error(ctx, CGLOO_EINVAL, "CGLOO_STORE is not set");
-        else if ((rc = cgloo_store_open(url, timeout, &ctx->owned_store)) != CGLOO_OK)
-            cgloo__ctx_error(ctx, rc, "CGLOO_STORE '%s' could not be opened: %s", url,
+        if ((rc = cgloo_launch_store_open(&li, timeout, &ctx->owned_store)) != CGLOO_OK)
+            cgloo__ctx_error(ctx, rc, "the store '%s' could not be opened: %s", url,
                              cgloo_strerror(rc));
         else if ((rc = cgloo_device_tcp_create(NULL, &ctx->owned_device)) != CGLOO_OK)
             cgloo__ctx_error(ctx, rc, "no device on CGLOO_HOSTNAME/CGLOO_IFACE: %s",

@@ -21,8 +21,7 @@ static int has_scheme(const char *url, const char *scheme, const char **rest)
     return 1;
 }
 
-/* split_host_port splits "host:port" or "[v6]:port" into host (copied into buf) and port. */
-static int split_host_port(const char *s, char *buf, size_t size, int *port)
+int cgloo__split_host_port(const char *s, char *buf, size_t size, int *port)
 {
     const char *host = s, *colon;
     size_t hlen;
@@ -54,7 +53,7 @@ static int open_tcp(const char *rest, int torch, int timeout_ms, cgloo_store **o
 {
     char host[256];
     int port;
-    if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
+    if (cgloo__split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
         return CGLOO_EINVAL;
     if (torch)
         return cgloo_store_torch_connect(host, port, timeout_ms, out);
