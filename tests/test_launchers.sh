@@ -15,9 +15,9 @@ trap 'rm -f "$log"' EXIT
 check() {
   local name=$1
   shift
-  local run=(timeout 120)
-  declare -F "$1" >/dev/null && run=() # a function here bounds its own processes
-  if "${run[@]}" "$@" >"$log" 2>&1; then
+  local bound=(timeout 120)
+  declare -F "$1" >/dev/null && bound=() # a function here bounds its own processes
+  if "${bound[@]}" "$@" >"$log" 2>&1; then
     passed=$((passed + 1))
     echo "ok   $name"
   else
