@@ -347,9 +347,10 @@ CGLOO_API int cgloo_launch_info_from_env(cgloo_launch_info *out);
 /* cgloo_launch_store_open opens the store info names: starts the TCP store server first when
  * this rank serves it, connects (retrying refused connections until timeout_ms), and applies
  * the key prefix. The store returned owns the server and the connection: destroying it stops
- * both. With info->watch_store, also starts the store watch (see CGLOO_WATCH_STORE in the
- * README). Blocks. Errors: EADDR (the port is taken: another job, or set CGLOO_STORE_PORT),
- * those of cgloo_store_open, EINVAL. */
+ * both. With info->watch_store (cgloo-run's CGLOO_WATCH_STORE=1), also starts, once per
+ * process, a thread that ends the process (SIGTERM, then SIGKILL) when that store's server
+ * closes: the launcher asked for its ranks to die with it. Blocks. Errors: EADDR (the port is
+ * taken: another job, or set CGLOO_STORE_PORT), those of cgloo_store_open, EINVAL. */
 CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout_ms,
                                       cgloo_store **out);
 
