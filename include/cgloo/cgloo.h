@@ -340,8 +340,9 @@ typedef struct cgloo_launch_info {
  * at MASTER_PORT; under mpirun, PMI and Slurm, rank 0 serves one at CGLOO_STORE_PORT or a port
  * hashed from the job id into 20000-29999, on CGLOO_STORE_HOST, the first node of Slurm's node
  * list, or 127.0.0.1 when every rank is on one host. A store rank 0 serves listens on 127.0.0.1
- * when the job is on one host, else on every interface. Logs the launcher it recognised (INFO).
- * Never blocks. Errors: EINVAL, with out->detail naming the variable missing or malformed. */
+ * when the job is on one host, else on every interface. Says in the log which launcher it
+ * recognised (INFO for one rank; for more, cgloo_launch_store_open says it). Never blocks. Errors:
+ * EINVAL, with out->detail naming the variable missing or malformed. */
 CGLOO_API int cgloo_launch_info_from_env(cgloo_launch_info *out);
 
 /* cgloo_launch_store_open opens the store info names: starts the TCP store server first when
@@ -349,7 +350,8 @@ CGLOO_API int cgloo_launch_info_from_env(cgloo_launch_info *out);
  * the key prefix. The store returned owns the server and the connection: destroying it stops
  * both. With info->watch_store (cgloo-run's CGLOO_WATCH_STORE=1), also starts, once per
  * process, a thread that ends the process (SIGTERM, then SIGKILL) when that store's server
- * closes: the launcher asked for its ranks to die with it. Blocks. Errors: EADDR (the port is
+ * closes: the launcher asked for its ranks to die with it. Logs the launcher and the store
+ * (INFO). Blocks. Errors: EADDR (the port is
  * taken: another job, or set CGLOO_STORE_PORT), those of cgloo_store_open, EINVAL. */
 CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout_ms,
                                       cgloo_store **out);

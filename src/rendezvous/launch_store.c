@@ -139,6 +139,7 @@ int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout_ms, cgloo
         launch_destroy(&l->base);
         return rc;
     }
+    cgloo__launch_log(info, CGLOO_LOG_INFO);
     *out = &l->base;
     return CGLOO_OK;
 }

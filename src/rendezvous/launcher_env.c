@@ -255,13 +255,13 @@ static int find_store(cgloo_launch_info *li, const launcher *l)
     return CGLOO_OK;
 }
 
-static void log_found(const cgloo_launch_info *li)
+void cgloo__launch_log(const cgloo_launch_info *li, cgloo_log_level level)
 {
     char serving[300] = "";
     if (li->serve_port > 0)
         snprintf(serving, sizeof serving, "; served by this rank on %s port %d", li->serve_host,
                  li->serve_port);
-    CGLOO_LOG(CGLOO_LOG_INFO, li->rank, li->size, "launched by %s; store %s%s%s%s", li->launcher,
+    CGLOO_LOG(level, li->rank, li->size, "launched by %s; store %s%s%s%s", li->launcher,
               li->size > 1 ? li->store : "(none: one rank)", li->prefix[0] ? " under " : "",
               li->prefix, serving);
 }
@@ -286,8 +286,10 @@ int cgloo_launch_info_from_env(cgloo_launch_info *li)
         rc = find_store(li, l);
     const char *watch = env_text("CGLOO_WATCH_STORE");
     li->watch_store = watch && strcmp(watch, "1") == 0;
+    /* A job of several ranks says it at INFO once its store is open (cgloo_launch_store_open),
+     * so that reading the environment twice (Python does) logs it once. */
     if (rc == CGLOO_OK)
-        log_found(li);
+        cgloo__launch_log(li, li->size > 1 ? CGLOO_LOG_DEBUG : CGLOO_LOG_INFO);
     return rc;
 }
 

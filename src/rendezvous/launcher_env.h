@@ -20,6 +20,9 @@ int cgloo__launch_port(const char *job_id);
  * name longer than size). */
 int cgloo__nodelist_first(const char *list, char *buf, size_t size, long *count);
 
+/* cgloo__launch_log says which launcher li came from and where its store is, at level. */
+void cgloo__launch_log(const cgloo_launch_info *li, cgloo_log_level level);
+
 /* cgloo__store_watch_start starts, once per process, a thread that holds a connection to the
  * TCP store server at url ("tcp://host:port") and sends this process SIGTERM (and SIGKILL two
  * seconds later) when the server closes it: cgloo-run asks for that (CGLOO_WATCH_STORE=1) so
