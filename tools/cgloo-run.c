@@ -51,6 +51,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -96,6 +97,7 @@ typedef struct launcher {
     int nhosts;
     int host_given; /* --host was on the command line */
     pid_t self;     /* our pid, which a child checks after asking to die with us */
+    int devnull;    /* /dev/null, the stdin of ranks other than 0 */
     cpu_set_t cpus; /* the CPUs we may run on, which ranks are pinned to */
     char **argv;    /* PROGRAM ARGS... */
     rank_proc *ranks;
@@ -575,41 +577,43 @@ static int bind_cpu(const launcher *l, int r)
 typedef struct child_plan {
     char **argv, **env;
     int stdin_null; /* rank > 0: read /dev/null */
+    int devnull;    /* opened by the parent (close-on-exec) */
     int out[2];     /* with --tag: the write ends for stdout and stderr, else -1 */
     int cpu;        /* -1: unpinned */
     int report;     /* write end of the pipe that carries exec's errno back */
     pid_t parent;
 } child_plan;
 
+/* raw_dup makes `to` a copy of `from` (the descriptor keeps no close-on-exec flag). */
+static void raw_dup(int from, int to)
+{
+    if (from >= 0 && from != to)
+        syscall(SYS_dup3, from, to, 0);
+}
+
 /* child_setup prepares the child and execs; it only returns (with errno) when that fails.
- * Between fork and exec only async-signal-safe calls: the store's thread may hold locks. */
+ * Between fork and exec the store's thread may have held any lock of the parent, so the child
+ * makes system calls only, and makes them directly: a sanitizer's wrappers of signal() or
+ * sigprocmask() are not safe here. Signal dispositions need no reset: the parent handles none
+ * (it blocks them and reads a signalfd), and exec resets handled ones anyway. */
 static void child_setup(const child_plan *c)
 {
     /* Die with the launcher, even when it is SIGKILLed and cannot pass anything on. If it
      * died before this line, nobody would: check that it is still our parent. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != c->parent)
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+        syscall(SYS_getppid) != c->parent)
         _exit(126);
-    sigset_t none;
-    sigemptyset(&none);
-    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGQUIT};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        signal(sigs[i], SIG_DFL);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (c->stdin_null) {
-        int fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0 && fd != 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-    }
+    uint64_t none = 0; /* the kernel's signal mask: 64 bits */
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
+    if (c->stdin_null)
+        raw_dup(c->devnull, 0);
     for (int s = 0; s < 2; s++)
-        if (c->out[s] >= 0)
-            dup2(c->out[s], s + 1);
+        raw_dup(c->out[s], s + 1);
     if (c->cpu >= 0) {
         cpu_set_t one;
         CPU_ZERO(&one);
         CPU_SET(c->cpu, &one);
-        sched_setaffinity(0, sizeof one, &one); /* unpinned is still a rank: carry on */
+        syscall(SYS_sched_setaffinity, 0, sizeof one, &one); /* unpinned, it still runs */
     }
     execvpe(c->argv[0], c->argv, c->env);
 }
@@ -843,18 +847,20 @@ static void start_ranks(launcher *l, const char *url, const char *run_id)
 }
 
 /* block_signals routes our signals to a signalfd; blocked before the store's thread starts so
- * that it inherits the mask. */
+ * that it inherits the mask. SIGPIPE is blocked too, not ignored: a write to a closed pipe
+ * then fails with EPIPE all the same, and the ranks inherit no ignored signal to undo. */
 static int block_signals(launcher *l)
 {
-    sigset_t set;
+    sigset_t set, blocked;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+    blocked = set;
+    sigaddset(&blocked, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &blocked, NULL) != 0)
         return -1;
-    signal(SIGPIPE, SIG_IGN);
     l->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     return l->sigfd >= 0 ? 0 : -1;
 }
@@ -891,6 +897,10 @@ int main(int argc, char **argv)
     if (read_hosts(&l) != 0)
         return 2;
     l.self = getpid();
+    if ((l.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "cgloo-run: cannot open /dev/null: %s\n", strerror(errno));
+        return 1;
+    }
     cgloo_store_server *server = NULL;
     char url[URL_MAX], run_id[40];
     l.ranks = calloc((size_t)l.n, sizeof *l.ranks);
