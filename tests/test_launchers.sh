@@ -53,10 +53,20 @@ fi
 # torchrun crashes on Python 3.11 with its default --redirects 0 --tee 0 (Debian's 1.13).
 torchrun=(/usr/bin/python3 -m torch.distributed.run --redirects 1 --tee 1 --nproc_per_node 3)
 if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
-  # Static rendezvous: the agent serves a PyTorch TCPStore at --master_port.
-  port=$((30000 + RANDOM % 9000))
-  check torchrun_agent_store_3 "${clean[@]}" "${torchrun[@]}" --nnodes 1 \
-    --master_addr 127.0.0.1 --master_port "$port" --no_python "$prog"
+  # Static rendezvous: the agent serves a PyTorch TCPStore at --master_port. The port is one
+  # that was free a moment ago; another process may take it meanwhile, so that is retried.
+  torchrun_static() {
+    local try out port
+    for try in 1 2 3; do
+      port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      out=$(timeout 120 "${clean[@]}" "${torchrun[@]}" --nnodes 1 --master_addr 127.0.0.1 \
+        --master_port "$port" --no_python "$prog" 2>&1) && return 0
+      grep -q "Address already in use" <<<"$out" || break
+    done
+    echo "$out"
+    return 1
+  }
+  check torchrun_agent_store_3 torchrun_static
   # --standalone (c10d rendezvous): nothing serves at MASTER_PORT; rank 0 does.
   check torchrun_standalone_3 "${clean[@]}" "${torchrun[@]}" --standalone --no_python "$prog"
 else
