@@ -19,7 +19,9 @@ def rel(path):
 
 def library_sources():
     found = glob.glob(os.path.join(ROOT, "src", "**", "*.c"), recursive=True)
-    return sorted(rel(p) for p in found if not os.path.basename(p).startswith("test_"))
+    mpi = os.path.join(ROOT, "src", "mpi") + os.sep  # cgloo_mpi, a library of its own
+    return sorted(rel(p) for p in found
+                  if not os.path.basename(p).startswith("test_") and not p.startswith(mpi))
 
 
 def version():

@@ -7,6 +7,8 @@
  *   kill R                 rank R dies of SIGKILL; the others exit 0
  *   stubborn R             rank R exits 1; the others ignore SIGTERM and sleep
  *   term                   print "ready R", then wait; on SIGTERM print "got SIGTERM R"
+ *   hang                   connect a context from the environment, print "ready R PID", and
+ *                          wait for good (the launcher's death must end it)
  */
 #define _GNU_SOURCE
 #include <cgloo/cgloo.h>
@@ -98,6 +100,19 @@ static void on_term(int sig)
     _exit(0);
 }
 
+/* hang: only what the launcher does about its ranks can end this one. */
+static int run_hang(void)
+{
+    cgloo_context *ctx = NULL;
+    int rc = cgloo_context_create_from_env(&ctx);
+    if (rc != CGLOO_OK)
+        return die("cgloo_context_create_from_env", rc);
+    printf("ready %d %d\n", rank, (int)getpid());
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
 int main(int argc, char **argv)
 {
     rank = env_int("CGLOO_RANK");
@@ -107,6 +122,8 @@ int main(int argc, char **argv)
         return run_info();
     if (strcmp(mode, "lines") == 0)
         return run_lines();
+    if (strcmp(mode, "hang") == 0)
+        return run_hang();
     if (strcmp(mode, "fail") == 0 && argc > 4) {
         if (rank == who) {
             sleep_ms(100);

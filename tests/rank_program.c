@@ -1,10 +1,14 @@
 /*
- * A rank program for the process tests: run under cgloo-run (or on several hosts, see
- * test_hosts.sh), it connects from the environment and checks point-to-point messages and every
- * collective between real processes, exiting non-zero (and saying why on stderr) at the first
- * wrong result.
+ * A rank program for the process tests: run under cgloo-run (or mpirun, torchrun, Slurm, or on
+ * several hosts, see test_hosts.sh), it connects from the environment and checks point-to-point
+ * messages and every collective between real processes, exiting non-zero (and saying why on
+ * stderr) at the first wrong result. Built with RANK_PROGRAM_MPI (mpi_rank_program), it
+ * connects through cgloo_context_create_from_mpi.
  */
 #include "coll_util.h"
+#ifdef RANK_PROGRAM_MPI
+#include <cgloo/cgloo_mpi.h>
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +163,38 @@ static void check_blocks(void)
     free(b);
 }
 
-int main(void)
+#ifdef RANK_PROGRAM_MPI
+/* Under mpirun, through cgloo_mpi: the world's context, and one more on a communicator split
+ * in two, whose ranks and size are the sub-communicator's. */
+static void check_mpi_split(void)
 {
+    MPI_Comm half;
+    int world_rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    EXPECT("MPI_Comm_split",
+           MPI_Comm_split(MPI_COMM_WORLD, world_rank % 2, world_rank, &half) == MPI_SUCCESS);
+    cgloo_context *sub = NULL;
+    MUST("cgloo_context_create_from_mpi(half)", cgloo_context_create_from_mpi(half, &sub));
+    int half_size;
+    MPI_Comm_size(half, &half_size);
+    EXPECT("sub size", cgloo_context_size(sub) == half_size);
+    int64_t v = world_rank, want = 0;
+    MPI_Allreduce(&v, &want, 1, MPI_INT64_T, MPI_SUM, half);
+    MUST("allreduce(half)", cgloo_allreduce(sub, &v, &v, 1, CGLOO_INT64, CGLOO_SUM, NULL));
+    EXPECT("allreduce(half) result", v == want);
+    cgloo_context_destroy(sub);
+    MPI_Comm_free(&half);
+}
+#endif
+
+int main(int argc, char **argv)
+{
+#ifdef RANK_PROGRAM_MPI
+    MPI_Init(&argc, &argv);
+    int rc = cgloo_context_create_from_mpi(MPI_COMM_WORLD, &ctx);
+#else
     int rc = cgloo_context_create_from_env(&ctx);
+#endif
     if (rc != CGLOO_OK) {
         char detail[CGLOO_ERROR_MAX];
         cgloo_last_error(detail, sizeof detail);
@@ -175,5 +208,9 @@ int main(void)
     check_data_movement();
     check_blocks();
     cgloo_context_destroy(ctx);
+#ifdef RANK_PROGRAM_MPI
+    check_mpi_split();
+    MPI_Finalize();
+#endif
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -335,6 +336,130 @@ static void test_signal_forwarded(void)
     }
 }
 
+/* read_ready reads the tool's stdout until `n` "ready R PID" lines came; fills pids. */
+static void read_ready(int fd, int n, pid_t *pids)
+{
+    char buf[4096] = "";
+    size_t len = 0;
+    int64_t start = now_ms();
+    while (count_of(buf, "ready ") < n && now_ms() - start < 20000) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        ssize_t got = read(fd, buf + len, sizeof buf - 1 - len);
+        CHECK(got > 0);
+        len += (size_t)got;
+        buf[len] = '\0';
+    }
+    CHECK(count_of(buf, "ready ") == n);
+    const char *at = buf;
+    for (int i = 0; i < n; i++) {
+        int r, pid;
+        at = strstr(at, "ready ");
+        CHECK(sscanf(at, "ready %d %d", &r, &pid) == 2 && r >= 0 && r < n);
+        pids[r] = pid;
+        at += 6;
+    }
+}
+
+/* all_gone reaps what comes to us (we are the ranks' subreaper once cgloo-run is gone) and
+ * tells whether every pid has exited. */
+static int all_gone(const pid_t *pids, int n)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0) {
+    }
+    for (int i = 0; i < n; i++)
+        if (kill(pids[i], 0) == 0 || errno != ESRCH)
+            return 0;
+    return 1;
+}
+
+/* kill_launcher starts cgloo-run with args (ranks in mode hang), SIGKILLs it once every rank
+ * is ready, and returns how long the ranks took to be gone (-1: still there after 10 s). */
+static int64_t kill_launcher(const char *const *args, int n)
+{
+    CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+    int out[2];
+    CHECK(pipe(out) == 0);
+    const char *argv[32] = {CGLOO_RUN_PATH};
+    for (int i = 0; args[i]; i++)
+        argv[i + 1] = args[i];
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execv(CGLOO_RUN_PATH, (char *const *)argv);
+        _exit(99);
+    }
+    close(out[1]);
+    pid_t pids[16];
+    read_ready(out[0], n, pids);
+    CHECK(kill(pid, SIGKILL) == 0);
+    CHECK(waitpid(pid, NULL, 0) == pid);
+    int64_t t0 = now_ms();
+    while (!all_gone(pids, n) && now_ms() - t0 < 10000)
+        test_sleep_ms(20);
+    int64_t took = all_gone(pids, n) ? now_ms() - t0 : -1;
+    for (int i = 0; took < 0 && i < n; i++)
+        kill(pids[i], SIGKILL);
+    close(out[0]);
+    return took;
+}
+
+/* A SIGKILLed cgloo-run cannot pass anything on: its ranks die with it all the same. */
+static void test_launcher_killed(void)
+{
+    int64_t took = kill_launcher((const char *[]){"-n", "3", LAUNCHER_CHILD_PATH, "hang", NULL}, 3);
+    CHECK(took >= 0 && took < 2000);
+}
+
+/* Ranks a prefix keeps out of PR_SET_PDEATHSIG's reach (as ssh does) see the store close. */
+static void test_store_watch(void)
+{
+    int64_t took = kill_launcher((const char *[]){"-n", "3", "--launcher", FORK_PREFIX_PATH,
+                                                  LAUNCHER_CHILD_PATH, "hang", NULL},
+                                 3);
+    CHECK(took >= 0 && took < 2000);
+}
+
+/* --hosts: blocks of ranks per host, local ranks per host, {host} in the prefix, addresses
+ * advertised through CGLOO_HOSTNAME; and what the options refuse. */
+static void test_hosts(void)
+{
+    const char *show = "echo \"$CGLOO_RANK $TEST_HOST $CGLOO_LOCAL_RANK $CGLOO_LOCAL_SIZE "
+                       "${CGLOO_HOSTNAME:--} $CGLOO_WATCH_STORE\"";
+    launch((const char *[]){"-n", "5", "--host", "127.0.0.1", "--launcher", "env TEST_HOST={host}",
+                            "--hosts", "a=127.0.0.2,b", "/bin/sh", "-c", show, NULL});
+    CHECK(res.code == 0);
+    const char *want[] = {"0 a 0 3 127.0.0.2 1\n", "1 a 1 3 127.0.0.2 1\n", "2 a 2 3 127.0.0.2 1\n",
+                          "3 b 0 2 - 1\n", "4 b 1 2 - 1\n"};
+    for (int i = 0; i < 5; i++)
+        CHECK(strstr(res.out, want[i]));
+    char path[256];
+    snprintf(path, sizeof path, "%s/hosts", test_tmpdir());
+    FILE *f = fopen(path, "w");
+    CHECK(f);
+    fputs("# two hosts\nx=127.0.0.3\n\ny  # the second\n", f);
+    fclose(f);
+    launch((const char *[]){"-n", "2", "--host", "127.0.0.1", "--launcher", "env TEST_HOST={host}",
+                            "--hostfile", path, "/bin/sh", "-c", show, NULL});
+    CHECK(res.code == 0);
+    CHECK(strstr(res.out, "0 x 0 1 127.0.0.3 1\n") && strstr(res.out, "1 y 0 1 - 1\n"));
+    const char *const *bad[] = {
+        (const char *[]){"-n", "2", "--hosts", "a,b", "true", NULL},
+        (const char *[]){"-n", "2", "--launcher", "env {host}", "--hosts", "a", "true", NULL},
+        (const char *[]){"-n", "2", "--host", "::1", "--launcher", "env", "--hosts", "a", "true",
+                         NULL},
+        (const char *[]){"-n", "2", "--host", "::1", "--launcher", "e{host}", "--hosts", ",",
+                         "true", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        launch(bad[i]);
+        CHECK(res.code == 2);
+    }
+}
+
 /* cgloo-store prints its address, serves, and exits 0 on SIGTERM. */
 static void test_store_tool(void)
 {
@@ -389,5 +514,8 @@ static const test_case tests[] = {
     {"usage", test_usage, 15},
     {"signal_forwarded", test_signal_forwarded, 10},
     {"store_tool", test_store_tool, 10},
+    {"launcher_killed", test_launcher_killed, 30},
+    {"store_watch", test_store_watch, 30},
+    {"hosts", test_hosts, 20},
 };
 TEST_MAIN(tests)

@@ -1,13 +1,26 @@
 /*
- * cgloo-run: start N local ranks of a program around an embedded TCP store.
+ * cgloo-run: start N ranks of a program around an embedded TCP store.
  *
- *   cgloo-run -n N [--tag] [--grace-ms MS] [--host H] [--bind auto|core|none] [--] PROGRAM ...
+ *   cgloo-run -n N [--tag] [--grace-ms MS] [--host H] [--bind auto|core|none]
+ *             [--launcher PREFIX [--hosts A,B=ADDR,... | --hostfile F]] [--] PROGRAM ...
  *
  * Each rank gets CGLOO_RANK, CGLOO_SIZE, CGLOO_LOCAL_RANK, CGLOO_LOCAL_SIZE, CGLOO_STORE
- * (tcp://HOST:PORT of the store this process serves) and CGLOO_RUN_ID (fresh random hex, the
- * same for every rank of the run) in its environment. Rank 0 shares our stdin; the others read
- * /dev/null. With --tag every line a rank writes to stdout or stderr is copied to ours with
- * "[RANK] " in front.
+ * (tcp://HOST:PORT of the store this process serves), CGLOO_RUN_ID (fresh random hex, the
+ * same for every rank of the run) and CGLOO_WATCH_STORE=1 in its environment. Rank 0 shares
+ * our stdin; the others read /dev/null. With --tag every line a rank writes to stdout or stderr
+ * is copied to ours with "[RANK] " in front.
+ *
+ * Ranks die with us: each is started with PR_SET_PDEATHSIG (SIGKILL), so that a cgloo-run
+ * killed with SIGKILL takes its ranks along; ranks that a command prefix (ssh) keeps out of
+ * that reach see the store close (CGLOO_WATCH_STORE=1: the library ends the process then).
+ *
+ * Other hosts: with --launcher, every rank's command is PREFIX ("ssh {host}", "ip netns exec
+ * {host}": split at blanks, {host} replaced by the rank's host) followed by "env", the rank's
+ * CGLOO_ variables and PROGRAM ARGS, so that the variables cross ssh. --hosts (or --hostfile,
+ * one host a line, # comments) lists the hosts; ranks go to them in blocks as even as can be,
+ * with local ranks counted per host. "NAME=ADDR" gives a host's address, which its ranks
+ * advertise to their peers (CGLOO_HOSTNAME). The store must then listen on an address the hosts
+ * reach: --host is required with --hosts. Ranks on other hosts are not pinned.
  *
  * Binding: with --bind auto (the default), when the ranks are no more than the CPUs we may run
  * on, rank r is pinned to the r-th of those CPUs, as Open MPI does; more ranks than CPUs run
@@ -15,11 +28,12 @@
  * their sockets keep to their own core and answer sooner (docs/ARCHITECTURE.md, "Why the yield
  * depends on pinning", has the measurements).
  *
- * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank. When a rank fails (a non-zero
- * exit or a signal) the others get --grace-ms (default 2000) to finish, then SIGTERM, then
- * SIGKILL KILL_DELAY_MS later. Exit status: that of the first rank to fail (its exit code, or
- * 128 + its signal); 128 + the forwarded signal if we were interrupted and no rank failed;
- * 127 (126) when the program cannot be found (executed); 2 for bad usage; otherwise 0.
+ * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank (to the prefix's process, with
+ * --launcher). When a rank fails (a non-zero exit or a signal) the others get --grace-ms
+ * (default 2000) to finish, then SIGTERM, then SIGKILL KILL_DELAY_MS later. Exit status: that of
+ * the first rank to fail (its exit code, or 128 + its signal); 128 + the forwarded signal if we
+ * were interrupted and no rank failed; 127 (126) when the program cannot be found (executed); 2
+ * for bad usage; otherwise 0.
  */
 #define _GNU_SOURCE
 #include <cgloo/cgloo.h>
@@ -28,15 +42,16 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -65,12 +80,26 @@ typedef struct rank_proc {
     out_stream out[2];
 } rank_proc;
 
+/* A host ranks run on through the --launcher prefix. */
+typedef struct host {
+    char *name; /* what {host} becomes */
+    char *addr; /* what its ranks advertise (CGLOO_HOSTNAME); NULL: their own choice */
+} host;
+
 typedef struct launcher {
     int n, tag, grace_ms;
     const char *host;
-    const char *bind; /* "auto", "core" or "none" */
-    cpu_set_t cpus;   /* the CPUs we may run on, which ranks are pinned to */
-    char **argv;      /* PROGRAM ARGS... */
+    const char *bind;     /* "auto", "core" or "none" */
+    const char *prefix;   /* --launcher, or NULL to run ranks directly */
+    const char *hostlist; /* --hosts */
+    const char *hostfile; /* --hostfile */
+    host *hosts;          /* with a prefix: at least one ("localhost" when none was given) */
+    int nhosts;
+    int host_given; /* --host was on the command line */
+    pid_t self;     /* our pid, which a child checks after asking to die with us */
+    int devnull;    /* /dev/null, the stdin of ranks other than 0 */
+    cpu_set_t cpus; /* the CPUs we may run on, which ranks are pinned to */
+    char **argv;    /* PROGRAM ARGS... */
     rank_proc *ranks;
     int running;
     int exit_code;   /* of the first failure; -1 while none */
@@ -92,20 +121,25 @@ static int64_t now_ms(void)
 
 static void usage(FILE *to)
 {
-    fprintf(
-        to,
-        "usage: cgloo-run -n N [--tag] [--grace-ms MS] [--host HOST] [--bind MODE] [--] PROGRAM "
-        "[ARGS...]\n"
-        "  Starts N ranks of PROGRAM with a TCP store for them to meet through.\n"
-        "  -n N           number of ranks (1..%d)\n"
-        "  --tag          prefix every output line with \"[RANK] \"\n"
-        "  --grace-ms MS  after a rank fails, time the others get before SIGTERM "
-        "(default %d)\n"
-        "  --host HOST    address the store listens on and ranks connect to "
-        "(default 127.0.0.1)\n"
-        "  --bind MODE    auto: pin rank r to CPU r when the ranks fit the CPUs (default);\n"
-        "                 core: pin round-robin always; none: never pin\n",
-        RANKS_MAX, GRACE_DEFAULT_MS);
+    fprintf(to,
+            "usage: cgloo-run -n N [--tag] [--grace-ms MS] [--host HOST] [--bind MODE]\n"
+            "                 [--launcher PREFIX [--hosts H1,H2=ADDR,... | --hostfile FILE]]\n"
+            "                 [--] PROGRAM [ARGS...]\n"
+            "  Starts N ranks of PROGRAM with a TCP store for them to meet through.\n"
+            "  -n N           number of ranks (1..%d)\n"
+            "  --tag          prefix every output line with \"[RANK] \"\n"
+            "  --grace-ms MS  after a rank fails, time the others get before SIGTERM "
+            "(default %d)\n"
+            "  --host HOST    address the store listens on and ranks connect to "
+            "(default 127.0.0.1)\n"
+            "  --bind MODE    auto: pin rank r to CPU r when the ranks fit the CPUs (default);\n"
+            "                 core: pin round-robin always; none: never pin\n"
+            "  --launcher P   start each rank as P followed by env, its variables and PROGRAM;\n"
+            "                 {host} in P becomes the rank's host (\"ssh {host}\")\n"
+            "  --hosts LIST   hosts for --launcher, comma-separated; NAME=ADDR sets the address\n"
+            "                 that host's ranks advertise (needs --host)\n"
+            "  --hostfile F   the same, one host a line\n",
+            RANKS_MAX, GRACE_DEFAULT_MS);
 }
 
 static int parse_num(const char *s, long min, long max, int *out)
@@ -149,6 +183,24 @@ static int usage_error(const char *what, const char *arg)
     return -1;
 }
 
+/* check_hosts_args refuses host options that cannot work together. */
+static int check_hosts_args(const launcher *l)
+{
+    if ((l->hostlist || l->hostfile) && !l->prefix)
+        return usage_error("--hosts and --hostfile need --launcher", NULL);
+    if (l->hostlist && l->hostfile)
+        return usage_error("give --hosts or --hostfile, not both", NULL);
+    if ((l->hostlist || l->hostfile) && !l->host_given)
+        return usage_error("with other hosts, --host must name an address of this machine that "
+                           "they reach (the store listens there)",
+                           NULL);
+    if (l->prefix && strspn(l->prefix, " \t") == strlen(l->prefix))
+        return usage_error("--launcher is empty", NULL);
+    if (l->prefix && !strstr(l->prefix, "{host}") && (l->hostlist || l->hostfile))
+        return usage_error("--launcher has no {host} for the hosts to go in", NULL);
+    return 0;
+}
+
 /* parse_args fills l; returns 0, 1 for --help, or -1 for a usage error (already reported). */
 static int parse_args(launcher *l, int argc, char **argv)
 {
@@ -169,8 +221,15 @@ static int parse_args(launcher *l, int argc, char **argv)
         } else if ((v = option_value(argc, argv, &i, "--grace-ms", &missing))) {
             if (parse_num(v, 0, 24L * 3600 * 1000, &l->grace_ms) != 0)
                 return usage_error("bad --grace-ms", v);
+        } else if ((v = option_value(argc, argv, &i, "--hostfile", &missing))) {
+            l->hostfile = v;
+        } else if ((v = option_value(argc, argv, &i, "--hosts", &missing))) {
+            l->hostlist = v;
         } else if ((v = option_value(argc, argv, &i, "--host", &missing))) {
             l->host = v;
+            l->host_given = 1;
+        } else if ((v = option_value(argc, argv, &i, "--launcher", &missing))) {
+            l->prefix = v;
         } else if ((v = option_value(argc, argv, &i, "--bind", &missing))) {
             if (strcmp(v, "auto") != 0 && strcmp(v, "core") != 0 && strcmp(v, "none") != 0)
                 return usage_error("bad --bind (auto, core or none)", v);
@@ -184,19 +243,117 @@ static int parse_args(launcher *l, int argc, char **argv)
     if (i >= argc)
         return usage_error("no program to run", NULL);
     l->argv = argv + i;
+    return check_hosts_args(l);
+}
+
+/* ---- hosts ---- */
+
+/* add_host appends "NAME" or "NAME=ADDR" (len bytes of text). */
+static int add_host(launcher *l, const char *text, size_t len)
+{
+    while (len && (text[len - 1] == ' ' || text[len - 1] == '\t' || text[len - 1] == '\r'))
+        len--;
+    while (len && (*text == ' ' || *text == '\t')) {
+        text++;
+        len--;
+    }
+    if (len == 0)
+        return 0;
+    host *h = realloc(l->hosts, (size_t)(l->nhosts + 1) * sizeof *h);
+    if (!h)
+        return -1;
+    l->hosts = h;
+    h = &l->hosts[l->nhosts];
+    const char *eq = memchr(text, '=', len);
+    h->name = strndup(text, eq ? (size_t)(eq - text) : len);
+    h->addr = eq ? strndup(eq + 1, len - (size_t)(eq - text) - 1) : NULL;
+    if (!h->name || (eq && !h->addr) || !*h->name || (h->addr && !*h->addr))
+        return -1;
+    l->nhosts++;
     return 0;
+}
+
+/* read_hostfile adds one host a line; blank lines and # comments are skipped. */
+static int read_hostfile(launcher *l, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cgloo-run: cannot read --hostfile '%s': %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        line[strcspn(line, "\n")] = '\0';
+        rc = add_host(l, line, strlen(line));
+    }
+    fclose(f);
+    return rc;
+}
+
+/* read_hosts fills l->hosts from --hosts or --hostfile; "localhost" when a prefix is given
+ * alone. Returns -1 after saying what is wrong. */
+static int read_hosts(launcher *l)
+{
+    int rc = 0;
+    if (l->hostfile) {
+        rc = read_hostfile(l, l->hostfile);
+    } else if (l->hostlist) {
+        for (const char *p = l->hostlist; rc == 0 && *p;) {
+            size_t n = strcspn(p, ",");
+            rc = add_host(l, p, n);
+            p += n + (p[n] == ',');
+        }
+    } else if (l->prefix) {
+        rc = add_host(l, "localhost", 9);
+    }
+    if (rc == 0 && l->prefix && l->nhosts == 0)
+        rc = -1;
+    if (rc != 0)
+        fprintf(stderr, "cgloo-run: no usable host in --hosts/--hostfile (NAME or NAME=ADDR)\n");
+    return rc;
+}
+
+/* host_of gives rank r's host: blocks of ranks as even as can be, in host order. */
+static int host_of(const launcher *l, int r)
+{
+    return (int)((int64_t)r * l->nhosts / l->n);
+}
+
+/* local_of sets rank r's rank and count among the ranks of its host. */
+static void local_of(const launcher *l, int r, int *local_rank, int *local_size)
+{
+    if (l->nhosts == 0) {
+        *local_rank = r;
+        *local_size = l->n;
+        return;
+    }
+    int h = host_of(l, r), first = r;
+    while (first > 0 && host_of(l, first - 1) == h)
+        first--;
+    int last = r;
+    while (last + 1 < l->n && host_of(l, last + 1) == h)
+        last++;
+    *local_rank = r - first;
+    *local_size = last - first + 1;
 }
 
 /* ---- the ranks' environment ---- */
 
-static const char *const our_vars[] = {"CGLOO_RANK=",       "CGLOO_SIZE=",  "CGLOO_LOCAL_RANK=",
-                                       "CGLOO_LOCAL_SIZE=", "CGLOO_STORE=", "CGLOO_RUN_ID="};
+static const char *const our_vars[] = {
+    "CGLOO_RANK=",  "CGLOO_SIZE=",   "CGLOO_LOCAL_RANK=",  "CGLOO_LOCAL_SIZE=",
+    "CGLOO_STORE=", "CGLOO_RUN_ID=", "CGLOO_WATCH_STORE=", "CGLOO_HOSTNAME="};
 #define OUR_VARS (sizeof our_vars / sizeof our_vars[0])
+#define VAR_HOSTNAME (OUR_VARS - 1) /* ours only when the rank's host has an address */
 
-static int is_our_var(const char *entry)
+static int is_our_var(const char *entry, int with_hostname)
 {
     for (size_t i = 0; i < OUR_VARS; i++)
-        if (strncmp(entry, our_vars[i], strlen(our_vars[i])) == 0)
+        if ((i != VAR_HOSTNAME || with_hostname) &&
+            strncmp(entry, our_vars[i], strlen(our_vars[i])) == 0)
             return 1;
     return 0;
 }
@@ -206,26 +363,102 @@ static int is_our_var(const char *entry)
 static char **rank_env(const launcher *l, int r, const char *url, const char *run_id,
                        char storage[OUR_VARS][ENV_ENTRY_MAX])
 {
-    size_t n = 0;
+    const char *addr = l->nhosts ? l->hosts[host_of(l, r)].addr : NULL;
+    size_t n = 0, k = 0, ours = addr ? OUR_VARS : OUR_VARS - 1;
     while (environ[n])
         n++;
     char **env = malloc((n + OUR_VARS + 1) * sizeof *env);
     if (!env)
         return NULL;
-    size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_our_var(environ[i]))
+        if (!is_our_var(environ[i], addr != NULL))
             env[k++] = environ[i];
+    int local_rank, local_size;
+    local_of(l, r, &local_rank, &local_size);
     snprintf(storage[0], ENV_ENTRY_MAX, "CGLOO_RANK=%d", r);
     snprintf(storage[1], ENV_ENTRY_MAX, "CGLOO_SIZE=%d", l->n);
-    snprintf(storage[2], ENV_ENTRY_MAX, "CGLOO_LOCAL_RANK=%d", r);
-    snprintf(storage[3], ENV_ENTRY_MAX, "CGLOO_LOCAL_SIZE=%d", l->n);
+    snprintf(storage[2], ENV_ENTRY_MAX, "CGLOO_LOCAL_RANK=%d", local_rank);
+    snprintf(storage[3], ENV_ENTRY_MAX, "CGLOO_LOCAL_SIZE=%d", local_size);
     snprintf(storage[4], ENV_ENTRY_MAX, "CGLOO_STORE=%s", url);
     snprintf(storage[5], ENV_ENTRY_MAX, "CGLOO_RUN_ID=%s", run_id);
-    for (size_t i = 0; i < OUR_VARS; i++)
+    snprintf(storage[6], ENV_ENTRY_MAX, "CGLOO_WATCH_STORE=1");
+    snprintf(storage[VAR_HOSTNAME], ENV_ENTRY_MAX, "CGLOO_HOSTNAME=%s", addr ? addr : "");
+    for (size_t i = 0; i < ours; i++)
         env[k++] = storage[i];
     env[k] = NULL;
     return env;
+}
+
+/* ---- a rank's command line ---- */
+
+/* subst_host copies word with every "{host}" replaced by name (malloc'd). */
+static char *subst_host(const char *word, const char *name)
+{
+    size_t n = 0, nl = strlen(name);
+    for (const char *p = word; (p = strstr(p, "{host}")); p += 6)
+        n++;
+    char *out = malloc(strlen(word) + n * nl + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const char *p = word; *p;) {
+        if (strncmp(p, "{host}", 6) == 0) {
+            memcpy(o, name, nl);
+            o += nl;
+            p += 6;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* A rank's argv and the strings it owns. */
+typedef struct rank_cmd {
+    char **argv;
+    char *words; /* the prefix, split in place */
+    int nsubst;  /* argv[0..nsubst) were made by subst_host */
+} rank_cmd;
+
+static void cmd_free(rank_cmd *c)
+{
+    for (int i = 0; c->argv && i < c->nsubst; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->words);
+}
+
+/* rank_cmd_make: without a prefix, PROGRAM ARGS; with one, PREFIX env CGLOO_...=... PROGRAM
+ * ARGS, so that the variables reach a rank that ssh starts with an environment of its own. */
+static int rank_cmd_make(const launcher *l, int r, char **env, rank_cmd *c)
+{
+    size_t nargs = 0, nenv = 0, k = 0;
+    *c = (rank_cmd){0};
+    while (l->argv[nargs])
+        nargs++;
+    while (env[nenv])
+        nenv++;
+    size_t nwords = l->prefix ? strlen(l->prefix) / 2 + 2 : 0;
+    if (!(c->argv = calloc(nwords + 1 + nenv + nargs + 1, sizeof *c->argv)))
+        return -1;
+    if (l->prefix) {
+        if (!(c->words = strdup(l->prefix)))
+            return -1;
+        const char *name = l->hosts[host_of(l, r)].name;
+        for (char *save, *w = strtok_r(c->words, " \t", &save); w;
+             w = strtok_r(NULL, " \t", &save)) {
+            if (!(c->argv[k] = subst_host(w, name)))
+                return -1;
+            c->nsubst = (int)++k;
+        }
+        c->argv[k++] = "env";
+        for (size_t i = 0; i < nenv; i++)
+            if (strncmp(env[i], "CGLOO_", 6) == 0)
+                c->argv[k++] = env[i];
+    }
+    for (size_t i = 0; i < nargs; i++)
+        c->argv[k++] = l->argv[i];
+    return l->prefix && c->nsubst == 0 ? -1 : 0;
 }
 
 static void make_run_id(char *out, size_t size)
@@ -326,42 +559,13 @@ static void on_output(out_stream *o, int rank)
 
 /* ---- starting ranks ---- */
 
-/* spawn_actions sets up rank r's stdin and, with --tag, its stdout/stderr pipes. */
-static int spawn_actions(launcher *l, int r, posix_spawn_file_actions_t *fa, int pipes[2][2])
-{
-    posix_spawn_file_actions_init(fa);
-    if (r > 0)
-        posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
-    if (!l->tag)
-        return 0;
-    for (int s = 0; s < 2; s++) {
-        if (pipe2(pipes[s], O_CLOEXEC) != 0)
-            return -1;
-        posix_spawn_file_actions_adddup2(fa, pipes[s][1], s + 1);
-    }
-    return 0;
-}
-
-static void spawn_attr(posix_spawnattr_t *attr)
-{
-    sigset_t none, deflt;
-    sigemptyset(&none);
-    sigemptyset(&deflt);
-    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE, SIGQUIT};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaddset(&deflt, sigs[i]);
-    posix_spawnattr_init(attr);
-    posix_spawnattr_setsigmask(attr, &none);
-    posix_spawnattr_setsigdefault(attr, &deflt);
-    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-}
-
-/* bind_cpu gives the CPU to pin rank r to, or -1 to leave it unpinned. */
+/* bind_cpu gives the CPU to pin rank r to, or -1 to leave it unpinned. Ranks on other hosts
+ * are never pinned: our CPUs are not theirs. */
 static int bind_cpu(const launcher *l, int r)
 {
     int ncpu = CPU_COUNT(&l->cpus);
     bool pin = strcmp(l->bind, "core") == 0 || (strcmp(l->bind, "auto") == 0 && l->n <= ncpu);
-    if (!pin || strcmp(l->bind, "none") == 0 || ncpu == 0)
+    if (!pin || strcmp(l->bind, "none") == 0 || ncpu == 0 || l->hostlist || l->hostfile)
         return -1;
     for (int cpu = 0, seen = 0; cpu < CPU_SETSIZE; cpu++)
         if (CPU_ISSET(cpu, &l->cpus) && seen++ == r % ncpu)
@@ -369,36 +573,99 @@ static int bind_cpu(const launcher *l, int r)
     return -1;
 }
 
-/* pin_next_child sets our own mask so that the next child inherits it (cpu -1: all ours). The
- * store server runs on another thread, whose mask this does not touch. */
-static void pin_next_child(const launcher *l, int cpu)
+/* The child's side of a rank's start: what the child does between fork and exec. */
+typedef struct child_plan {
+    char **argv, **env;
+    int stdin_null; /* rank > 0: read /dev/null */
+    int devnull;    /* opened by the parent (close-on-exec) */
+    int out[2];     /* with --tag: the write ends for stdout and stderr, else -1 */
+    int cpu;        /* -1: unpinned */
+    int report;     /* write end of the pipe that carries exec's errno back */
+    pid_t parent;
+} child_plan;
+
+/* raw_dup makes `to` a copy of `from` (the descriptor keeps no close-on-exec flag). */
+static void raw_dup(int from, int to)
 {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    if (cpu >= 0)
-        CPU_SET(cpu, &one);
-    if (sched_setaffinity(0, sizeof one, cpu >= 0 ? &one : &l->cpus) != 0 && cpu >= 0)
-        fprintf(stderr, "cgloo-run: could not pin a rank to CPU %d: %s\n", cpu, strerror(errno));
+    if (from >= 0 && from != to)
+        syscall(SYS_dup3, from, to, 0);
+}
+
+/* child_setup prepares the child and execs; it only returns (with errno) when that fails.
+ * Between fork and exec the store's thread may have held any lock of the parent, so the child
+ * makes system calls only, and makes them directly: a sanitizer's wrappers of signal() or
+ * sigprocmask() are not safe here. Signal dispositions need no reset: the parent handles none
+ * (it blocks them and reads a signalfd), and exec resets handled ones anyway. */
+static void child_setup(const child_plan *c)
+{
+    /* Die with the launcher, even when it is SIGKILLed and cannot pass anything on. If it
+     * died before this line, nobody would: check that it is still our parent. */
+    if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+        syscall(SYS_getppid) != c->parent)
+        _exit(126);
+    uint64_t none = 0; /* the kernel's signal mask: 64 bits */
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof none);
+    if (c->stdin_null)
+        raw_dup(c->devnull, 0);
+    for (int s = 0; s < 2; s++)
+        raw_dup(c->out[s], s + 1);
+    if (c->cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(c->cpu, &one);
+        syscall(SYS_sched_setaffinity, 0, sizeof one, &one); /* unpinned, it still runs */
+    }
+    execvpe(c->argv[0], c->argv, c->env);
+}
+
+/* fork_exec starts the child and waits for its exec: returns 0, or exec's errno. */
+static int fork_exec(child_plan *c, pid_t *pid)
+{
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return errno;
+    c->report = report[1];
+    *pid = fork();
+    if (*pid == 0) {
+        child_setup(c);
+        int err = errno;
+        (void)!write(c->report, &err, sizeof err);
+        _exit(127);
+    }
+    int err = *pid < 0 ? errno : 0;
+    close(report[1]);
+    if (*pid > 0) {
+        ssize_t n;
+        while ((n = read(report[0], &err, sizeof err)) < 0 && errno == EINTR) {
+        }
+        if (n != (ssize_t)sizeof err)
+            err = 0; /* closed by exec: the program runs */
+        else
+            waitpid(*pid, NULL, 0);
+    }
+    close(report[0]);
+    return err;
 }
 
 /* spawn_rank starts rank r. Returns 0, or an errno value (reported here). */
-static int spawn_rank(launcher *l, int r, char **env)
+static int spawn_rank(launcher *l, int r, char **argv, char **env)
 {
     int pipes[2][2] = {{-1, -1}, {-1, -1}};
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    int err = spawn_actions(l, r, &fa, pipes) == 0 ? 0 : errno;
-    spawn_attr(&attr);
+    child_plan c = {.argv = argv,
+                    .env = env,
+                    .stdin_null = r > 0,
+                    .out = {-1, -1},
+                    .cpu = bind_cpu(l, r),
+                    .parent = l->self};
+    int err = 0;
+    for (int s = 0; l->tag && s < 2 && !err; s++) {
+        if (pipe2(pipes[s], O_CLOEXEC) != 0)
+            err = errno;
+        c.out[s] = pipes[s][1];
+    }
     pid_t pid = 0;
-    int cpu = bind_cpu(l, r);
-    if (cpu >= 0)
-        pin_next_child(l, cpu);
     if (!err)
-        err = posix_spawnp(&pid, l->argv[0], &fa, &attr, l->argv, env);
-    if (cpu >= 0)
-        pin_next_child(l, -1);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+        err = fork_exec(&c, &pid);
     for (int s = 0; s < 2; s++) {
         if (pipes[s][1] >= 0)
             close(pipes[s][1]);
@@ -407,7 +674,7 @@ static int spawn_rank(launcher *l, int r, char **env)
         l->ranks[r].out[s] = (out_stream){.fd = err ? -1 : pipes[s][0], .to = s + 1};
     }
     if (err) {
-        fprintf(stderr, "cgloo-run: cannot run '%s' (rank %d): %s\n", l->argv[0], r, strerror(err));
+        fprintf(stderr, "cgloo-run: cannot run '%s' (rank %d): %s\n", argv[0], r, strerror(err));
         return err;
     }
     l->ranks[r].pid = pid;
@@ -563,8 +830,14 @@ static void start_ranks(launcher *l, const char *url, const char *run_id)
 {
     char storage[OUR_VARS][ENV_ENTRY_MAX];
     for (int r = 0; r < l->n; r++) {
+        rank_cmd cmd = {0};
         char **env = rank_env(l, r, url, run_id, storage);
-        int err = env ? spawn_rank(l, r, env) : ENOMEM;
+        int err = env && rank_cmd_make(l, r, env, &cmd) == 0 ? 0 : ENOMEM;
+        if (!err)
+            err = spawn_rank(l, r, cmd.argv, env);
+        else
+            fprintf(stderr, "cgloo-run: cannot build rank %d's command: out of memory\n", r);
+        cmd_free(&cmd);
         free(env);
         if (err) {
             record_failure(l, err == ENOENT ? 127 : 126);
@@ -574,18 +847,20 @@ static void start_ranks(launcher *l, const char *url, const char *run_id)
 }
 
 /* block_signals routes our signals to a signalfd; blocked before the store's thread starts so
- * that it inherits the mask. */
+ * that it inherits the mask. SIGPIPE is blocked too, not ignored: a write to a closed pipe
+ * then fails with EPIPE all the same, and the ranks inherit no ignored signal to undo. */
 static int block_signals(launcher *l)
 {
-    sigset_t set;
+    sigset_t set, blocked;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+    blocked = set;
+    sigaddset(&blocked, SIGPIPE);
+    if (sigprocmask(SIG_BLOCK, &blocked, NULL) != 0)
         return -1;
-    signal(SIGPIPE, SIG_IGN);
     l->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     return l->sigfd >= 0 ? 0 : -1;
 }
@@ -621,6 +896,13 @@ int main(int argc, char **argv)
         usage_error("--host is too long", NULL);
         return 2;
     }
+    if (read_hosts(&l) != 0)
+        return 2;
+    l.self = getpid();
+    if ((l.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+        fprintf(stderr, "cgloo-run: cannot open /dev/null: %s\n", strerror(errno));
+        return 1;
+    }
     cgloo_store_server *server = NULL;
     char url[URL_MAX], run_id[40];
     l.ranks = calloc((size_t)l.n, sizeof *l.ranks);
@@ -640,6 +922,11 @@ int main(int argc, char **argv)
     }
     cgloo_store_server_stop(server);
     free(l.ranks);
+    for (int h = 0; h < l.nhosts; h++) {
+        free(l.hosts[h].name);
+        free(l.hosts[h].addr);
+    }
+    free(l.hosts);
     if (l.exit_code >= 0)
         return l.exit_code;
     return l.forwarded ? 128 + l.forwarded : 0;

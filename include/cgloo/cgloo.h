@@ -228,11 +228,21 @@ typedef struct cgloo_redis_attr {
 CGLOO_API int cgloo_store_redis_connect(const cgloo_redis_attr *attr, int timeout_ms,
                                         cgloo_store **out);
 
-/* cgloo_store_open makes a store from a URL: "tcp://host:port", "file:///path/to/dir", "hash:"
- * (a fresh in-process store) or "redis://[[user]:password@]host:port[/db][?cleanup=1]" (user
- * and password may be %-encoded; cleanup=1 sets cgloo_redis_attr.cleanup). Blocks up to
- * timeout_ms while connecting. Errors: EINVAL for an unknown scheme or a malformed URL, and
- * those of the matching create or connect call. */
+/* cgloo_store_torch_connect connects, as a client, to a PyTorch TCPStore server at host:port
+ * (what torchrun's agent serves at MASTER_ADDR:MASTER_PORT), retrying refused connections until
+ * timeout_ms passes. It finds which of PyTorch's protocols the server speaks (up to 2.1, or the
+ * later one that starts with a validation and answers pings) on the first connection. Keys are
+ * used as given: wrap the store in a prefix store to keep out of PyTorch's own keys. Blocks.
+ * Errors: EADDR, ECONNREFUSED, ETIMEDOUT, ENOMEM, EPROTO (no protocol fits). */
+CGLOO_API int cgloo_store_torch_connect(const char *host, int port, int timeout_ms,
+                                        cgloo_store **out);
+
+/* cgloo_store_open makes a store from a URL: "tcp://host:port", "torch://host:port" (a PyTorch
+ * TCPStore), "file:///path/to/dir", "hash:" (a fresh in-process store) or
+ * "redis://[[user]:password@]host:port[/db][?cleanup=1]" (user and password may be %-encoded;
+ * cleanup=1 sets cgloo_redis_attr.cleanup). Blocks up to timeout_ms while connecting. Errors:
+ * EINVAL for an unknown scheme or a malformed URL, and those of the matching create or connect
+ * call; the detail is in cgloo_last_error. */
 CGLOO_API int cgloo_store_open(const char *url, int timeout_ms, cgloo_store **out);
 
 /* cgloo_store_open_detail is cgloo_store_open that, when it fails, also writes a sentence saying
@@ -406,13 +416,59 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * a connection that never came about, the local address dialled from. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
+/* What cgloo_launch_info_from_env found: which launcher started this process and where its
+ * ranks meet. */
+typedef struct cgloo_launch_info {
+    const char *launcher;       /* "cgloo", "torchrun", "openmpi", "pmi" or "slurm" (static) */
+    int rank, size;             /* in the job */
+    int local_rank, local_size; /* on this host; -1 when the launcher does not say */
+    char store[512];            /* URL of the store the ranks meet in; "" when size is 1 */
+    char prefix[256];           /* the job's keys live under "<prefix>/" there; "" for none */
+    /* serve_port > 0: this rank (rank 0) hosts the store itself, a TCP store server listening
+     * on serve_host:serve_port, and connects to it like the others */
+    char serve_host[256];
+    int serve_port;
+    int watch_store;  /* end this process when the store's server goes (CGLOO_WATCH_STORE=1) */
+    char detail[256]; /* why the environment was refused; "" when it was not */
+} cgloo_launch_info;
+
+/* cgloo_launch_info_from_env reads the launcher's environment into *out. The first launcher
+ * whose variables are set wins, in this order:
+ *   cgloo     CGLOO_RANK, CGLOO_SIZE, CGLOO_LOCAL_RANK, CGLOO_LOCAL_SIZE (cgloo-run)
+ *   torchrun  RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+ *   openmpi   OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE (mpirun)
+ *   pmi       PMI_RANK, PMI_SIZE (MPICH's mpiexec and other PMI launchers)
+ *   slurm     SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID (srun)
+ * The store is CGLOO_STORE when set. Otherwise: under torchrun with
+ * TORCHELASTIC_USE_AGENT_STORE=True, the agent's PyTorch store (torch://MASTER_ADDR:MASTER_PORT,
+ * keys under "cgloo/<run id>/attempt_<n>"); under torchrun otherwise, rank 0 serves a TCP store
+ * at MASTER_PORT; under mpirun, PMI and Slurm, rank 0 serves one at CGLOO_STORE_PORT or a port
+ * hashed from the job id into 20000-29999, on CGLOO_STORE_HOST, the first node of Slurm's node
+ * list, or 127.0.0.1 when every rank is on one host. A store rank 0 serves listens on 127.0.0.1
+ * when the job is on one host, else on every interface. Says in the log which launcher it
+ * recognised (INFO for one rank; for more, cgloo_launch_store_open says it). Never blocks. Errors:
+ * EINVAL, with out->detail naming the variable missing or malformed. */
+CGLOO_API int cgloo_launch_info_from_env(cgloo_launch_info *out);
+
+/* cgloo_launch_store_open opens the store info names: starts the TCP store server first when
+ * this rank serves it, connects (retrying refused connections until timeout_ms), and applies
+ * the key prefix. The store returned owns the server and the connection: destroying it stops
+ * both. With info->watch_store (cgloo-run's CGLOO_WATCH_STORE=1), also starts, once per
+ * process, a thread that ends the process (SIGTERM, then SIGKILL) when that store's server
+ * closes: the launcher asked for its ranks to die with it. Logs the launcher and the store
+ * (INFO). Blocks. Errors: EADDR (the port is
+ * taken: another job, or set CGLOO_STORE_PORT), those of cgloo_store_open, EINVAL. */
+CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout_ms,
+                                      cgloo_store **out);
+
 /* cgloo_context_create_from_env builds a connected context from the launcher's environment:
- * CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE (a store URL, see cgloo_store_open), optional
- * CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's variables (see cgloo_tcp_attr:
- * CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR, CGLOO_PORT); the device learns the
- * store's host, so that with none of those set it takes the address the route to the store
- * leaves from. The context owns the store and device it made. Errors: EINVAL naming the bad
- * variable, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
+ * rank, size and store as cgloo_launch_info_from_env reads them (cgloo-run, torchrun, mpirun,
+ * MPICH/PMI, Slurm), then optional CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's
+ * variables (see cgloo_tcp_attr: CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR,
+ * CGLOO_PORT); the device learns the store's host, so that with none of those set it takes the
+ * address the route to the store leaves from. The context owns the store (and the store server,
+ * on the rank that serves it) and the device it made. Errors: EINVAL naming the bad variable,
+ * EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
  * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
 

@@ -31,6 +31,8 @@ from ._cgloo import (
     StoreServer,
     TCPStore,
     algorithm_names,
+    launch_info,
+    open_launch_store,
     open_store,
     reduce_local,
 )
@@ -190,25 +192,21 @@ def _env_int(name, default=None, low=None):
 
 
 def init_from_env():
-    """A connected Context from the launcher's environment (cgloo-run sets it): CGLOO_RANK,
-    CGLOO_SIZE, CGLOO_STORE (a store URL), and optionally CGLOO_TIMEOUT_MS,
-    CGLOO_HOSTNAME / CGLOO_IFACE and CGLOO_CONTEXT_NAME, as cgloo_context_create_from_env reads
-    them. Built here from its parts so that Ctrl-C can interrupt the connect."""
-    size = _env_int("CGLOO_SIZE", low=1)
-    rank = _env_int("CGLOO_RANK", low=0)
-    if rank >= size:
-        raise InvalidArgumentError("invalid argument: CGLOO_RANK is not below CGLOO_SIZE", -1,
-                                   f"CGLOO_RANK={rank} is not below CGLOO_SIZE={size}")
+    """A connected Context from the launcher's environment, as cgloo_context_create_from_env
+    makes it: the rank, size and store that cgloo-run, torchrun, mpirun, an MPICH/PMI launcher
+    or srun set (see launch_info(); CGLOO_STORE overrides the store), and optionally
+    CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE and CGLOO_CONTEXT_NAME. The library reads the
+    launcher's variables and opens (or, on the rank that hosts it, serves) the store; the
+    Context is built here from its parts so that Ctrl-C can interrupt the connect."""
+    info = launch_info()
     timeout = _env_int("CGLOO_TIMEOUT_MS", 30000, low=1) / 1000.0
     name = _os.environ.get("CGLOO_CONTEXT_NAME") or None
-    if size == 1:
+    if info["size"] == 1:
         return Context(0, 1, timeout=timeout, name=name)
-    url = _os.environ.get("CGLOO_STORE")
-    if not url:
-        raise InvalidArgumentError("invalid argument: CGLOO_STORE is not set", -1,
-                                   "CGLOO_STORE is not set")
-    with open_store(url, timeout=timeout) as store:
-        return Context(rank, size, store, timeout=timeout, name=name)
+    # The Context keeps the store (and the server it owns, on the rank that serves it) for as
+    # long as it lives.
+    with open_launch_store(timeout=timeout) as store:
+        return Context(info["rank"], info["size"], store, timeout=timeout, name=name)
 
 
 __all__ = [
@@ -217,6 +215,7 @@ __all__ = [
     "NotSupportedError", "Op", "PRODUCT", "PeerError", "PrefixStore", "ProtocolError", "Request",
     "SUM", "Store", "StoreError", "StoreServer", "TCPStore", "TimeoutError", "TruncatedError",
     "algorithm_names", "bfloat16", "bool_", "complex128", "complex64", "float16", "float32",
-    "float64", "init_from_env", "int16", "int32", "int64", "int8", "open_store", "reduce_local",
-    "set_log_level", "uint16", "uint32", "uint64", "uint8",
+    "float64", "init_from_env", "int16", "int32", "int64", "int8", "launch_info",
+    "open_launch_store", "open_store", "reduce_local", "set_log_level", "uint16", "uint32",
+    "uint64", "uint8",
 ]

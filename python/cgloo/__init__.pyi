@@ -159,9 +159,20 @@ class CustomStore(Store):
     def __init__(self, obj: _CustomBackend) -> None: ...
 
 def open_store(url: str, timeout: float | None = 30.0) -> Store:
-    """A store from "tcp://host:port", "file:///dir", "hash:" or
-    "redis://[[user]:password@]host:port[/db][?cleanup=1]" (a Redis server; NotSupportedError
-    when cgloo was built without hiredis). An error's detail never holds the password."""
+    """A store from "tcp://host:port", "torch://host:port" (a PyTorch TCPStore, such as
+    torchrun's), "file:///dir", "hash:" or "redis://[[user]:password@]host:port[/db][?cleanup=1]"
+    (a Redis server; NotSupportedError when cgloo was built without hiredis). An error's detail
+    never holds the password."""
+
+def launch_info() -> dict[str, Any]:
+    """What the library reads from the launcher's environment (cgloo-run, torchrun, mpirun,
+    MPICH/PMI, Slurm): launcher, rank, size, local_rank, local_size (-1: not said), store (a
+    URL), prefix (of the job's keys), serve_host and serve_port (this rank hosts the store
+    when serve_port > 0), watch_store. Raises InvalidArgumentError naming the variable at fault."""
+
+def open_launch_store(timeout: float | None = 30.0) -> Store:
+    """The store launch_info() names, served first when this rank hosts it (closing the store
+    stops the server), with the job's key prefix applied."""
 
 class StoreServer:
     """A TCP store server on a background thread (host None: 127.0.0.1; port 0: a free one)."""
@@ -350,8 +361,9 @@ class Context:
     def ibarrier(self, **options: Any) -> Request: ...
 
 def init_from_env() -> Context:
-    """A connected Context from CGLOO_RANK, CGLOO_SIZE, CGLOO_STORE, CGLOO_TIMEOUT_MS,
-    CGLOO_HOSTNAME / CGLOO_IFACE, CGLOO_CONTEXT_NAME (set by cgloo-run)."""
+    """A connected Context from the launcher's environment (cgloo-run, torchrun, mpirun,
+    MPICH/PMI, Slurm; see launch_info), CGLOO_TIMEOUT_MS, CGLOO_HOSTNAME / CGLOO_IFACE and
+    CGLOO_CONTEXT_NAME."""
 
 def algorithm_names(collective: str) -> list[str]:
     """The algorithm names of a collective ("allreduce", ...)."""

@@ -533,3 +533,48 @@ def test_init_from_env(monkeypatch):
     monkeypatch.setenv("CGLOO_RANK", "x")
     with pytest.raises(cgloo.InvalidArgumentError, match="CGLOO_RANK"):
         cgloo.init_from_env()
+
+
+_LAUNCHER_VARS = ["CGLOO_RANK", "CGLOO_SIZE", "CGLOO_STORE", "RANK", "WORLD_SIZE",
+                  "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMI_RANK", "PMI_SIZE",
+                  "SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NODELIST", "CGLOO_STORE_PORT"]
+
+
+def test_launch_info_reads_other_launchers(monkeypatch):
+    """The library's reading of the launchers, as init_from_env uses it."""
+    for name in _LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(cgloo.InvalidArgumentError, match="no launcher"):
+        cgloo.launch_info()
+    for name, value in {"SLURM_PROCID": "1", "SLURM_NTASKS": "3", "SLURM_LOCALID": "1",
+                        "SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0",
+                        "SLURM_JOB_NODELIST": "node[01-04,07]"}.items():
+        monkeypatch.setenv(name, value)
+    info = cgloo.launch_info()
+    assert (info["launcher"], info["rank"], info["size"], info["local_rank"]) == ("slurm", 1, 3, 1)
+    assert info["store"].startswith("tcp://node01:") and info["prefix"] == "cgloo/12.0"
+    assert info["serve_port"] == 0
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert 20000 <= cgloo.launch_info()["serve_port"] < 30000
+
+
+def test_init_from_env_serves_on_rank_0(monkeypatch):
+    """Two ranks as threads under Open MPI's variables: rank 0 serves the store, both connect."""
+    for name in _LAUNCHER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with cgloo.StoreServer() as probe:
+        port = probe.port  # free a moment ago
+    monkeypatch.setenv("CGLOO_STORE_PORT", str(port))
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    monkeypatch.setenv("OMPI_MCA_ess_base_jobid", "77")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "0")
+    zero = cgloo.open_launch_store(timeout=5)
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", "1")
+    one = cgloo.open_launch_store(timeout=5)
+    zero.set("k", b"from 0")
+    assert one.get("k", timeout=5) == b"from 0"
+    with cgloo.TCPStore("127.0.0.1", port) as plain:
+        assert plain.get("cgloo/77/k", timeout=5) == b"from 0"
+    one.close()
+    zero.close()

@@ -129,13 +129,18 @@ static int record_state(const char *val, size_t len, cgloo__peer_record *rec)
 }
 
 /* mesh_claim counts this rank in; a count above one means an earlier claimant, which is live
- * when its record is there, fresh and not ours: another run in its rendezvous right now. */
-static int mesh_claim(cgloo_context *ctx, cgloo_store *store)
+ * when its record is there, fresh and not ours: another run in its rendezvous right now. A
+ * store without counters (an exchange made for one run, such as MPI's) needs no claim and no
+ * clean-up: *claimed says whether there was one. */
+static int mesh_claim(cgloo_context *ctx, cgloo_store *store, bool *claimed)
 {
     char key[CGLOO_STORE_KEY_MAX + 1];
     int64_t joins = 0;
     joins_key(ctx, key, sizeof key);
     int rc = cgloo_store_add(store, key, 1, &joins);
+    *claimed = rc == CGLOO_OK;
+    if (rc == CGLOO_ENOTSUP)
+        return CGLOO_OK;
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: counting itself in under '%s' failed: %s",
                                 ctx->rank, key, cgloo_strerror(rc));
@@ -343,7 +348,8 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         return CGLOO_ENOMEM;
     const cgloo_transport *t = dev->transport;
     cgloo__connector *conn = NULL;
-    int rc = mesh_claim(ctx, store);
+    bool claimed = false;
+    int rc = mesh_claim(ctx, store, &claimed);
     if (rc == CGLOO_OK)
         rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
@@ -356,10 +362,10 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         rc = t->connect(conn, recs, deadline);
     if (conn)
         t->connect_end(conn);
-    if (rc == CGLOO_OK)
-        mesh_finish(ctx, store);
-    else
+    if (rc != CGLOO_OK)
         mesh_undo(ctx);
+    else if (claimed)
+        mesh_finish(ctx, store);
     free(recs);
     return rc;
 }

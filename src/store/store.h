@@ -59,4 +59,8 @@ int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);
 /* cgloo__store_counter_format writes the decimal text of v into buf (>= 24 bytes), returns len. */
 size_t cgloo__store_counter_format(int64_t v, char *buf);
 
+/* cgloo__split_host_port splits "host:port" or "[v6]:port" (what follows a URL's "tcp://")
+ * into host (copied into buf) and port. Errors: EINVAL. */
+int cgloo__split_host_port(const char *s, char *buf, size_t size, int *port);
+
 #endif /* CGLOO_STORE_H */

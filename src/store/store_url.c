@@ -2,6 +2,7 @@
  * cgloo_store_open: a store from a URL, so that one environment variable (CGLOO_STORE) can name
  * any backend.
  *   tcp://host:port      host is a name, an IPv4 address or a bracketed IPv6 address "[::1]"
+ *   torch://host:port    a PyTorch TCPStore server (torchrun's agent serves one)
  *   file:///abs/dir      a directory shared by the ranks (no host part: only local paths)
  *   hash:                a fresh in-process store
  *   redis://[[user]:password@]host:port[/db][?cleanup=1]
@@ -27,8 +28,9 @@ static int has_scheme(const char *url, const char *scheme, const char **rest)
     return 1;
 }
 
-/* split_host_port splits "host:port" or "[v6]:port" into host (copied into buf) and port. */
-static int split_host_port(const char *s, char *buf, size_t size, int *port)
+/* cgloo__split_host_port (store.h) splits "host:port" or "[v6]:port" into host (copied into buf)
+ * and port. */
+int cgloo__split_host_port(const char *s, char *buf, size_t size, int *port)
 {
     const char *host = s, *colon;
     size_t hlen;
@@ -80,18 +82,23 @@ static const char *inner_why(int rc)
     return d[0] ? d : cgloo_strerror(rc);
 }
 
-static int open_tcp(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
-                    cgloo_store **out)
+/* open_tcp opens tcp://HOST:PORT, or with torch set PyTorch's TCPStore at torch://HOST:PORT. */
+static int open_tcp(const char *url, const char *rest, int torch, int timeout_ms, char *detail,
+                    size_t dlen, cgloo_store **out)
 {
     char host[256];
     int port;
-    if (split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return fail_detail(
-            CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
-            "expected tcp://HOST:PORT (an IPv6 address in brackets, a port from 1 to 65535)");
-    int rc = cgloo_store_tcp_connect(host, port, timeout_ms, out);
+    if (cgloo__split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
+        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
+                           torch ? "expected torch://HOST:PORT (an IPv6 address in brackets, a "
+                                   "port from 1 to 65535)"
+                                 : "expected tcp://HOST:PORT (an IPv6 address in brackets, a "
+                                   "port from 1 to 65535)");
+    int rc = torch ? cgloo_store_torch_connect(host, port, timeout_ms, out)
+                   : cgloo_store_tcp_connect(host, port, timeout_ms, out);
     if (rc != CGLOO_OK)
-        fail_detail(rc, detail, dlen, "no TCP store at", url, inner_why(rc));
+        fail_detail(rc, detail, dlen, torch ? "no PyTorch store at" : "no TCP store at", url,
+                    inner_why(rc));
     return rc;
 }
 
@@ -185,7 +192,7 @@ static int redis_hostpart(char *s, cgloo_redis_attr *attr, char *host, const cha
         }
     }
     attr->db = (int)db;
-    if (split_host_port(s, host, 256, &attr->port) != CGLOO_OK) {
+    if (cgloo__split_host_port(s, host, 256, &attr->port) != CGLOO_OK) {
         *why = "expected host:port (an IPv6 address in brackets)";
         return CGLOO_EINVAL;
     }
@@ -228,7 +235,9 @@ static int open_any(const char *url, int timeout_ms, char *detail, size_t detail
 {
     const char *rest;
     if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(url, rest, timeout_ms, detail, detail_len, out);
+        return open_tcp(url, rest, 0, timeout_ms, detail, detail_len, out);
+    if (has_scheme(url, "torch://", &rest))
+        return open_tcp(url, rest, 1, timeout_ms, detail, detail_len, out);
     if (has_scheme(url, "file://", &rest))
         return open_file(url, rest, detail, detail_len, out);
     if (has_scheme(url, "redis://", &rest))
@@ -236,7 +245,8 @@ static int open_any(const char *url, int timeout_ms, char *detail, size_t detail
     if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
         return cgloo_store_hash_create(out);
     return fail_detail(CGLOO_EINVAL, detail, detail_len, "not a store URL", url,
-                       "expected tcp://host:port, file:///dir, hash: or redis://host:port");
+                       "expected tcp://host:port, torch://host:port, file:///dir, hash: or "
+                       "redis://host:port");
 }
 
 /* open_detail opens the store into *out or writes why not into why (CGLOO_ERROR_MAX bytes). */

@@ -184,6 +184,9 @@ PyObject *cgpy_request_new_coll(cgpy_Context *ctx, cgloo_request *req, struct co
 /* Module functions defined outside module.c. */
 PyObject *cgpy_open_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames);
+PyObject *cgpy_launch_info(PyObject *module, PyObject *unused);
+PyObject *cgpy_open_launch_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames);
 
 /* ---- contexts (context.c, used by coll.c and request.c) ---- */
 

@@ -123,8 +123,16 @@ static PyMethodDef module_methods[] = {
      "with the library's kernels; returns inout."},
     {"open_store", (PyCFunction)(void (*)(void))cgpy_open_store, METH_FASTCALL | METH_KEYWORDS,
      "open_store(url, timeout=30.0)\n--\n\nA store from a URL: \"tcp://host:port\", "
-     "\"file:///dir\", \"hash:\" or "
+     "\"torch://host:port\", \"file:///dir\", \"hash:\" or "
      "\"redis://[[user]:password@]host:port[/db][?cleanup=1]\"."},
+    {"launch_info", cgpy_launch_info, METH_NOARGS,
+     "launch_info()\n--\n\nWhat the library reads from the launcher's environment (cgloo-run, "
+     "torchrun, mpirun, PMI, Slurm): a dict of launcher, rank, size, local_rank, local_size, "
+     "store, prefix, serve_host, serve_port and watch_store."},
+    {"open_launch_store", (PyCFunction)(void (*)(void))cgpy_open_launch_store,
+     METH_FASTCALL | METH_KEYWORDS,
+     "open_launch_store(timeout=30.0)\n--\n\nThe store of launch_info(), served first when "
+     "this rank hosts it; closing the store stops that server."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -559,6 +559,67 @@ PyObject *cgpy_open_store(PyObject *module, PyObject *const *args, Py_ssize_t na
     return (PyObject *)s;
 }
 
+/* launch_info_dict turns what the library read from the launcher's environment into a dict. */
+static PyObject *launch_info_dict(const cgloo_launch_info *li)
+{
+    return Py_BuildValue("{s:s,s:i,s:i,s:i,s:i,s:s,s:s,s:s,s:i,s:O}", "launcher", li->launcher,
+                         "rank", li->rank, "size", li->size, "local_rank", li->local_rank,
+                         "local_size", li->local_size, "store", li->store, "prefix", li->prefix,
+                         "serve_host", li->serve_host, "serve_port", li->serve_port, "watch_store",
+                         li->watch_store ? Py_True : Py_False);
+}
+
+/* read_launch_info reads the environment, raising InvalidArgumentError with the library's
+ * detail when it does not do. */
+static int read_launch_info(cgloo_launch_info *li)
+{
+    int rc = cgloo_launch_info_from_env(li);
+    if (rc != CGLOO_OK) {
+        cgpy_raise(rc, li->detail);
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *cgpy_launch_info(PyObject *module, PyObject *unused)
+{
+    cgloo_launch_info li;
+    return read_launch_info(&li) < 0 ? NULL : launch_info_dict(&li);
+}
+
+typedef struct launch_call {
+    cgloo_launch_info info;
+    cgloo_store *st;
+} launch_call;
+
+static int launch_slice(void *arg, int slice_ms)
+{
+    launch_call *c = arg;
+    return cgloo_launch_store_open(&c->info, slice_ms, &c->st);
+}
+
+PyObject *cgpy_open_launch_store(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames)
+{
+    static const char *const names[] = {"timeout", NULL};
+    static cgpy_params params = {"open_launch_store", names, 1, 0, 0, NULL};
+    PyObject *a[1];
+    launch_call c = {0};
+    int ms;
+    if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 || cgpy_timeout_ms(a[0], &ms) < 0 ||
+        read_launch_info(&c.info) < 0)
+        return NULL;
+    if (!c.info.store[0])
+        return PyErr_Format(PyExc_ValueError, "a job of one rank has no store");
+    cgpy_Store *s = (cgpy_Store *)cgpy_StoreType.tp_alloc(&cgpy_StoreType, 0);
+    if (!s)
+        return NULL;
+    int rc = run_sliced(launch_slice, &c, ms, CGLOO_ECONNREFUSED);
+    if ((rc == CGLOO_EINTR && PyErr_Occurred()) || store_adopt(s, rc, c.st, c.info.store) < 0)
+        Py_CLEAR(s);
+    return (PyObject *)s;
+}
+
 /* ---- the custom store: callbacks into a Python object ---- */
 
 /* custom_status maps the exception a callback raised to a status, keeping unexpected ones as
