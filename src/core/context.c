@@ -87,8 +87,9 @@ static int ctx_read_tuning(cgloo_context *ctx)
     long local_size;
     if (cgloo__env_int("CGLOO_LOCAL_SIZE", 1, 1L << 24, 1, &local_size))
         local_size = 1;
+    ctx->cores_shared = local_size > sysconf(_SC_NPROCESSORS_ONLN);
     bool pinned = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) == 1 &&
-                  local_size <= sysconf(_SC_NPROCESSORS_ONLN);
+                  !ctx->cores_shared;
     long yield_after;
     if (env_tuning("CGLOO_YIELD_AFTER_US", -1, 1000000, -1, &yield_after))
         return CGLOO_EINVAL;

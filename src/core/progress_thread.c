@@ -145,7 +145,11 @@ static void *pt_main(void *arg)
         cgloo_job *job = next_runnable(ctx);
         if (job) {
             run(ctx, job);
-            spin_until = cgloo__now_ns() + (int64_t)ctx->spin_us * 1000;
+            /* Where ranks outnumber the cores, a thread spinning for the next collective
+             * takes the core from a rank that has work: it sleeps at once instead, and a
+             * caller that waits runs the next collective itself (docs/BENCHMARKS.md,
+             * "Non-blocking collectives"). */
+            spin_until = ctx->cores_shared ? 0 : cgloo__now_ns() + (int64_t)ctx->spin_us * 1000;
         } else if (should_drive(ctx)) {
             drive(ctx);
         } else if (cgloo__now_ns() < spin_until) {
