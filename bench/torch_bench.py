@@ -39,11 +39,12 @@ def free_port():
 
 
 def sizes(quick):
+    """4 B to 64 MiB in steps of 4 (1 MiB in steps of 16 with --quick)."""
     top = 1 << (20 if quick else 26)
     n = 4
     while n <= top:
         yield n
-        n *= 4 if quick else 2
+        n *= 16 if quick else 4
 
 
 def iterations(nbytes, quick):

@@ -13,6 +13,7 @@ memory (no copy when a tensor is contiguous); see python/TORCH.md for what is co
 Only this module imports torch; ``import cgloo`` does not.
 """
 
+import atexit
 import datetime
 import os
 import queue
@@ -46,6 +47,9 @@ _DTYPES = {
     torch.complex64: "COMPLEX64",
     torch.complex128: "COMPLEX128",
 }
+
+# The dtypes whose tensors numpy views with a format cgloo reads as the same dtype.
+_NUMPY_DTYPES = frozenset(d for d in _DTYPES if d is not torch.bfloat16)
 
 _R = c10d.ReduceOp.RedOpType
 # torch reduction -> (cgloo op, divide by the group size afterwards). AVG is a SUM followed by a
@@ -454,9 +458,25 @@ class _Completer:
         self._queue.put((name, request, finish, fut))
         return fut
 
-    def stop(self):
+    def stop(self, wait=0.0):
+        """Ends the thread once the collectives queued before have completed; waits up to
+        wait seconds for that."""
         if self._thread is not None:
             self._queue.put(None)
+            if wait:
+                self._thread.join(wait)
+
+
+# Every group's completer, so that the interpreter's exit lets them finish first: a daemon
+# thread still setting a Future while the interpreter tears down makes torch call
+# std::terminate (seen when a peer died and the program exited at once).
+_completers = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_completers():
+    for completer in list(_completers):
+        completer.stop(wait=5.0)
 
 
 def _complete_loop(q, on_error):
@@ -528,6 +548,7 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
         self._broken = None
         # the completer's thread must not keep the group alive: it holds a weak reference
         self._completer = _Completer(weakref.WeakMethod(self._break))
+        _completers.add(self._completer)
 
     def __del__(self):
         completer = getattr(self, "_completer", None)
@@ -584,9 +605,32 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
 
     def allreduce(self, tensors, opts=None):
         opts = opts or c10d.AllreduceOptions()
+        if len(tensors) == 1 and self._broken is None:
+            work = self._allreduce_direct(tensors[0], opts)
+            if work is not None:
+                return work
         t = _one("all_reduce", tensors)
         red = _Reduction("all_reduce", opts.reduceOp, t)
         return self._run("all_reduce", _allreduce, t, red, _seconds(opts.timeout))
+
+    def _allreduce_direct(self, t, opts):
+        """The common all_reduce, made short: one small dense CPU tensor that numpy can view
+        (the array's own dtype is cgloo's), an op without a division, blocking. Half of a
+        small all_reduce's time went to the general path's staging (docs/BENCHMARKS.md,
+        "PyTorch"). None when the tensor or op needs the general path."""
+        entry = _REDUCE_OPS.get(opts.reduceOp.op)
+        if (entry is None or entry[1] or t.dtype not in _NUMPY_DTYPES or t.device.type != "cpu"
+                or not t.dim() or not t.is_contiguous() or t.is_conj() or t.is_neg()
+                or t.numel() * t.element_size() >= ASYNC_MIN_BYTES):
+            return None
+        try:
+            buf = (t.detach() if t.requires_grad else t).numpy()
+            self._ctx.allreduce(buf, op=entry[0], timeout=_seconds(opts.timeout))
+        except (cgloo.InvalidArgumentError, cgloo.NotSupportedError) as e:
+            raise _error("all_reduce", e) from e
+        except cgloo.Error as e:
+            raise self._break("all_reduce", e) from e
+        return _completed_work([t])
 
     def allreduce_coalesced(self, tensors, opts=None):
         opts = opts or c10d.AllreduceCoalescedOptions()

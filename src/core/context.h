@@ -52,8 +52,8 @@ struct cgloo_context {
     uint64_t post_seq, arrival_seq;
     uint32_t eager_max, eager_budget; /* what this side accepts from each peer */
     int spin_us;
-    bool cores_shared; /* this host runs more ranks than it has CPUs (CGLOO_LOCAL_SIZE) */
-    int64_t yield_after_ns;          /* spin this long before yielding between polls */
+    bool cores_shared;      /* this host runs more ranks than it has CPUs (CGLOO_LOCAL_SIZE) */
+    int64_t yield_after_ns; /* spin this long before yielding between polls */
     cgloo_interrupt_fn interrupt_fn; /* see cgloo_context_set_interrupt_check */
     void *interrupt_user;
     /* last error detail, under err_lock (taken inside `lock` or alone, never around it), so
