@@ -584,7 +584,8 @@ class ProcessGroupCgloo(c10d.ProcessGroup):
         if self._broken is None:
             self._broken = f"{name} failed ({type(e).__name__}: {e})"
             self._ctx.abort()
-            threading.Thread(target=self._ctx.close, daemon=True).start()
+            # not a daemon: the interpreter waits for it at exit instead of cutting it off
+            threading.Thread(target=self._ctx.close, name="cgloo.torch close").start()
         return _error(name, e)
 
     def _complete(self, name, p2p, request, finish):

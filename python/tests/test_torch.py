@@ -85,12 +85,8 @@ def spawn_full(tmp_path_factory):
 
 
 def case_params():
-    """Every case; those waiting for a cgloo dtype skip until it lands."""
-    for case in torch_cases.cases():
-        need = torch_cases.needs(case)
-        marks = [pytest.mark.skipif(not hasattr(cgloo.DType, need),
-                                    reason=f"waits for cgloo.DType.{need}")] if need else []
-        yield pytest.param(case, marks=marks, id=case)
+    """Every case (every operation and dtype)."""
+    return [pytest.param(case, id=case) for case in torch_cases.cases()]
 
 
 def check(reports, case):
@@ -118,17 +114,6 @@ def test_import_cgloo_leaves_torch_alone():
     code = "import sys, cgloo; assert 'torch' not in sys.modules, 'torch imported'"
     p = cgloo_testlib.run_python(code)
     assert p.returncode == 0, p.stderr
-
-
-def test_missing_dtypes_raise_clearly(torchrun_full):
-    """A reduction on a dtype cgloo lacks yet raises NotImplementedError naming the operation
-    and the cgloo.DType it needs."""
-    waiting = [(c, torch_cases.needs(c)) for c in torch_cases.cases()
-               if torch_cases.needs(c) and not hasattr(cgloo.DType, torch_cases.needs(c))]
-    if not waiting:
-        pytest.skip("cgloo has every dtype")
-    for case, need in waiting:
-        assert torchrun_full[0]["checks"].get(case) == f"missing:{need}", case
 
 
 def test_barrier(torchrun_full):
