@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -394,6 +395,25 @@ typedef struct cgloo_context_attr {
      * collective starts it (CGLOO_PROGRESS_THREAD=1 for contexts made from the environment).
      * Zero: it starts with the first non-blocking collective. */
     int progress_thread;
+    /* Check mode (docs/ARCHITECTURE.md, "Diagnostics"). Positive: before every collective the
+     * ranks exchange a fingerprint of the call (collective, count, dtype, op, root, algorithm,
+     * call number per caller tag) and a disagreement fails the call on every rank with
+     * CGLOO_EINVAL, the detail naming the ranks and fields ("check: ..."), before any of the
+     * collective's messages flow, so the context stays usable. A rank that does not come
+     * makes the others time out naming it. Negative: off. Zero: CGLOO_CHECK=1 turns it on.
+     * Costs one exchange per call (docs/BENCHMARKS.md, "Check mode"). */
+    int check;
+    /* Flight recorder: the number of recent operations the context remembers for
+     * cgloo_context_dump and for the log on a timeout. Positive: that many (at most 65536).
+     * Negative: none. Zero: CGLOO_FLIGHT_RECORDER, else 64. */
+    int flight_recorder;
+    /* A signal number (e.g. SIGUSR2) on which the library writes every opted-in context's
+     * flight recorder to stderr, or to the file CGLOO_DUMP_FILE names, with async-signal-safe
+     * calls only. Zero: CGLOO_DUMP_SIGNAL (a number or a name such as SIGUSR2), else none: the
+     * library installs no handler unless asked. The handler replaces the signal's disposition
+     * for the whole process from cgloo_context_create on; it stays installed after the
+     * context is destroyed (it then writes nothing for it). */
+    int dump_signal;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
@@ -487,6 +507,14 @@ CGLOO_API int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms);
  * rank, peer, address, system error text) into buf; "" if none. Returns the status of that
  * error. Thread-safe; with many threads failing at once, one of their details is kept. */
 CGLOO_API int cgloo_context_last_error(cgloo_context *ctx, char *buf, size_t len);
+
+/* cgloo_context_dump writes the context's flight recorder to f: one line per remembered
+ * operation, oldest first (kind, algorithm, caller tag, count and dtype or bytes, root or peer,
+ * start time and duration, state, and for one still running the step, peer and direction it is
+ * waiting for). Does not block on the collectives: safe from any thread while other threads
+ * run collectives on ctx (an entry being rewritten at that moment is shown as such). Errors:
+ * EINVAL (ctx or f NULL), ENOTSUP (the recorder is off), EIO (writing f failed). */
+CGLOO_API int cgloo_context_dump(cgloo_context *ctx, FILE *f);
 
 /* cgloo_context_abort makes every waiter on the context return EABORTED now, and every later
  * blocking call too. Safe from any thread (not from a signal handler). */

@@ -51,7 +51,14 @@ int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
     cgloo__ctx_error(c->ctx, status, "rank %d: %s(%s): %s", c->rank, c->name,
                      c->algorithm ? c->algorithm : "-", what);
     pthread_mutex_unlock(&c->ctx->lock);
+    c->status = status;
     return status;
+}
+
+void cgloo__coll_end(coll *c)
+{
+    if (c->ctx && c->flight_id)
+        cgloo__flight_end(&c->ctx->flight, c->flight_id, c->status);
 }
 
 /* wait_turn lets the non-blocking collectives of the same tag issued before this call finish
@@ -72,7 +79,12 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
 {
     if (!ctx)
         return CGLOO_EINVAL;
-    *c = (coll){.ctx = ctx, .name = name, .rank = ctx->rank, .size = ctx->size, .dtype = dtype};
+    *c = (coll){.ctx = ctx,
+                .name = name,
+                .rank = ctx->rank,
+                .size = ctx->size,
+                .dtype = dtype,
+                .fp = {.op = -1, .root = -1, .count = UINT64_MAX, .counts_hash = UINT64_MAX}};
     /* abort and set_timeout may change these from other threads */
     pthread_mutex_lock(&ctx->lock);
     bool connected = ctx->connected, aborted = ctx->aborted;
@@ -89,16 +101,19 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
     c->deadline_ms = cgloo__now_ms() + timeout;
-    int rc = wait_turn(c, opts ? opts->tag : 0);
+    c->user_tag = opts ? opts->tag : 0;
+    c->flight_id = cgloo__flight_begin(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1);
+    int rc = wait_turn(c, c->user_tag);
     if (rc != CGLOO_OK)
         return rc;
-    c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | (opts ? opts->tag : 0) << 8;
+    c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | c->user_tag << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;
     return CGLOO_OK;
 }
 
 int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts)
 {
+    c->fp.op = opts && opts->reduce_fn ? -2 : (int)op;
     if (opts && opts->reduce_fn) {
         c->user_fn = opts->reduce_fn;
         c->user = opts->reduce_user;
@@ -152,6 +167,11 @@ int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cglo
     int rc = cgloo__coll_begin(c, ctx, name, dtype, opts);
     if (rc == CGLOO_OK)
         rc = rooted_check(c, r);
+    c->fp.root = r->root;
+    if (rc == CGLOO_OK && r->v)
+        cgloo__coll_fp_counts(c, r->counts);
+    else if (rc == CGLOO_OK)
+        c->fp.count = r->count;
     if (rc == CGLOO_OK)
         rc = cgloo__coll_blocks(c, r->v ? r->counts : NULL, r->count, off);
     if (rc == CGLOO_OK)
@@ -177,6 +197,8 @@ static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned
 {
     char detail[CGLOO_ERROR_MAX], failed[512] = "";
     cgloo_context_last_error(c->ctx, detail, sizeof detail);
+    if (rc == CGLOO_ETIMEDOUT) /* what every operation of this rank was waiting for */
+        cgloo__flight_log(&c->ctx->flight);
     if (rc == CGLOO_ETIMEDOUT || rc == CGLOO_EPEER) {
         pthread_mutex_lock(&c->ctx->lock);
         cgloo__p2p_failed_peers(c->ctx, peer, failed, sizeof failed);
@@ -211,6 +233,8 @@ int cgloo__coll_wait(coll *c, cgloo_request **req)
     int peer = r->peer;
     unsigned step = (unsigned)(r->tag & 0xffu);
     size_t expected = r->len;
+    cgloo__flight_waiting(&c->ctx->flight, c->flight_id, peer, (int)step,
+                          is_recv ? FLIGHT_WAIT_RECV : FLIGHT_WAIT_SEND);
     int left = cgloo__remaining_ms(c->deadline_ms);
     cgloo_completion done;
     int rc = cgloo__wait_or_cancel(r, left > 0 ? left : 1, &done);
@@ -322,5 +346,11 @@ int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_co
                                  want ? want : "(none)", names);
     }
     c->algorithm = table[found].name;
+    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    if (c->ctx->check && c->size > 1) {
+        int rc = cgloo__coll_check(c, found);
+        if (rc != CGLOO_OK)
+            return rc;
+    }
     return found;
 }

@@ -31,7 +31,32 @@ typedef struct coll {
     cgloo_reduce_fn user_fn;
     void *user;
     int radix;
+    uint64_t user_tag;  /* the caller's tag (cgloo_coll_opts.tag) */
+    uint64_t flight_id; /* the call's entry in the flight recorder (0: none) */
+    int status;         /* the failure cgloo__coll_error recorded, for the recorder */
+    /* The call's fingerprint for check mode (check.c), filled before cgloo__coll_find: op and
+     * root -1 when the collective has none, count UNUSED (UINT64_MAX) when ranks may pass
+     * different counts, counts_hash for a counts array every rank passes (cgloo__coll_fp_counts),
+     * sendcounts and recvcounts for alltoallv, whose pairs must agree. */
+    struct {
+        int op, root;
+        uint64_t count, counts_hash;
+        const size_t *sendcounts, *recvcounts;
+    } fp;
 } coll;
+
+/* cgloo__coll_end closes the call's flight recorder entry (done, or failed with c->status). It
+ * runs when the public call's `coll` goes out of scope: declare it with COLL_DECL, so that
+ * every return path closes the entry without a line of its own. */
+void cgloo__coll_end(coll *c);
+#define COLL_DECL(c) coll c __attribute__((cleanup(cgloo__coll_end))) = {.ctx = NULL}
+
+/* Check mode (check.c). cgloo__coll_fp_counts hashes a counts array of c->size entries into
+ * the fingerprint. cgloo__coll_check exchanges fingerprints with every rank (call only when
+ * ctx->check and size > 1); EINVAL with the ranks and fields that disagree, or the exchange's
+ * ETIMEDOUT / EPEER / EABORTED naming the rank that did not come. */
+void cgloo__coll_fp_counts(coll *c, const size_t *counts);
+int cgloo__coll_check(coll *c, int algorithm);
 
 /* cgloo__coll_begin checks the context and dtype and fills c from the options. Errors: EINVAL
  * (detail recorded), ESTATE (not connected), EABORTED. */

@@ -141,6 +141,8 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         rc = CGLOO_ENOMEM;
     if (rc == CGLOO_OK)
         rc = ctx_read_tuning(ctx);
+    if (rc == CGLOO_OK)
+        rc = cgloo__ctx_diag_init(ctx, attr);
     if (rc != CGLOO_OK) {
         cgloo_context_destroy(ctx);
         return cgloo__error_set_if_none(rc, "cgloo_context_create: %s", cgloo_strerror(rc));
@@ -363,6 +365,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
         free(ctx->peers);
     }
     cgloo__poller_fini(&ctx->poller);
+    cgloo__ctx_diag_fini(ctx);
     pthread_cond_destroy(&ctx->progress_done);
     pthread_cond_destroy(&ctx->job_done);
     pthread_cond_destroy(&ctx->pt_wake);

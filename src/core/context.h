@@ -8,6 +8,7 @@
 #define CGLOO_CONTEXT_H
 
 #include "cgloo_impl.h"
+#include "core/flight.h"
 #include "loop/poller.h"
 #include "p2p/p2p.h"
 
@@ -77,6 +78,14 @@ struct cgloo_context {
     uint64_t jobs_issued;     /* seq of the latest job */
     int user_waits;           /* threads other than the progress thread inside cgloo__progress */
     int large_open; /* point-to-point requests above eager_max that the caller has not waited for */
+    /* Diagnostics (core/diag.c): the flight recorder, and check mode with its call numbers per
+     * caller tag (under `lock`). */
+    cgloo__flight flight;
+    bool check;
+    struct cgloo_check_seq {
+        uint64_t tag, calls;
+    } * check_seqs;
+    size_t n_check_seqs;
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;
@@ -101,6 +110,15 @@ void cgloo__ctx_wake(cgloo_context *ctx);
  * with the lock released (yielding the core after an empty poll when asked), then dispatches
  * what fired and wakes the threads waiting for that round. Lock held on entry and return. */
 void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield);
+
+/* ---- diagnostics (diag.c) ---- */
+/* cgloo__ctx_diag_init sets up check mode, the flight recorder and the dump signal from attr
+ * and the environment; errors (EINVAL, ENOMEM) are the thread's last error. */
+int cgloo__ctx_diag_init(cgloo_context *ctx, const cgloo_context_attr *attr);
+void cgloo__ctx_diag_fini(cgloo_context *ctx);
+/* cgloo__ctx_check_call returns the number of the next checked call under caller tag `tag`
+ * (1, 2, ...). Lock held. 0 when out of memory. */
+uint64_t cgloo__ctx_check_call(cgloo_context *ctx, uint64_t tag);
 
 /* ---- the progress thread (progress_thread.c) ---- */
 /* The context whose progress thread the calling thread is, if any, and the job it runs. */

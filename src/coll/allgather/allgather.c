@@ -61,11 +61,12 @@ static int allgather_run(coll *c, const void *sendbuf, void *recvbuf, const size
 int cgloo_allgather(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                     cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     size_t *off = NULL;
     int rc = cgloo__coll_begin(&c, ctx, "allgather", dtype, opts);
     if (rc != CGLOO_OK)
         return rc;
+    c.fp.count = count;
     if (count > 0 && (!sendbuf || !recvbuf))
         return cgloo__coll_error(&c, CGLOO_EINVAL, "NULL buffer with count %zu", count);
     rc = cgloo__coll_blocks(&c, NULL, count, &off);
@@ -91,11 +92,13 @@ static int allgatherv_check(coll *c, const void *sendbuf, size_t sendcount,
 int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, void *recvbuf,
                      const size_t *recvcounts, cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     size_t *off = NULL;
     int rc = cgloo__coll_begin(&c, ctx, "allgatherv", dtype, opts);
     if (rc == CGLOO_OK)
         rc = allgatherv_check(&c, sendbuf, sendcount, recvcounts);
+    if (rc == CGLOO_OK)
+        cgloo__coll_fp_counts(&c, recvcounts);
     if (rc == CGLOO_OK)
         rc = cgloo__coll_blocks(&c, recvcounts, 0, &off);
     if (rc != CGLOO_OK)

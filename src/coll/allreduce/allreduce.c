@@ -87,12 +87,13 @@ static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t cou
 int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                     cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "allreduce", dtype, opts);
     if (rc == CGLOO_OK)
         rc = cgloo__coll_set_op(&c, op, opts);
     if (rc == CGLOO_OK)
         rc = allreduce_check(&c, sendbuf, recvbuf, count);
+    c.fp.count = count;
     if (rc != CGLOO_OK)
         return rc;
     return allreduce_run(&c, sendbuf, recvbuf, count, opts);
@@ -131,8 +132,9 @@ int cgloo_allreduce_multi(cgloo_context *ctx, const void *const *sendbufs, size_
                           void *const *recvbufs, size_t nrecv, size_t count, cgloo_dtype dtype,
                           cgloo_op op, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "allreduce", dtype, opts);
+    c.fp.count = count;
     if (rc == CGLOO_OK)
         rc = cgloo__coll_set_op(&c, op, opts);
     if (rc == CGLOO_OK)

@@ -96,10 +96,11 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
 int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                    cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "alltoall", dtype, opts);
     if (rc != CGLOO_OK)
         return rc;
+    c.fp.count = count;
     return alltoall_call(&c, sendbuf, NULL, recvbuf, NULL, count, count == 0, opts);
 }
 
@@ -107,13 +108,15 @@ int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendc
                     void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                     const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "alltoallv", dtype, opts);
     if (rc != CGLOO_OK)
         return rc;
     if (!sendcounts || !recvcounts)
         return cgloo__coll_error(&c, CGLOO_EINVAL, "%s is NULL",
                                  !sendcounts ? "sendcounts" : "recvcounts");
+    c.fp.sendcounts = sendcounts;
+    c.fp.recvcounts = recvcounts;
     /* A rank cannot know that the others move nothing, so zero counts still exchange. */
     return alltoall_call(&c, sendbuf, sendcounts, recvbuf, recvcounts, 0, false, opts);
 }

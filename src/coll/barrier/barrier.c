@@ -38,7 +38,7 @@ static barrier_algorithm barrier_select(const coll *c)
 
 int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "barrier", CGLOO_UINT8, opts);
     if (rc != CGLOO_OK)
         return rc;

@@ -55,10 +55,12 @@ static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,
                     const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "broadcast", dtype, opts);
     if (rc != CGLOO_OK)
         return rc;
+    c.fp.count = count;
+    c.fp.root = root;
     if (root < 0 || root >= c.size)
         return cgloo__coll_error(&c, CGLOO_EINVAL, "root %d is not a rank of %d", root, c.size);
     if (count > 0 && !buf)

@@ -58,7 +58,7 @@ static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cg
 static int gather_call(cgloo_context *ctx, const char *name, const coll_rooted *r,
                        cgloo_dtype dtype, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     size_t *off;
     int rc = cgloo__coll_begin_rooted(&c, ctx, name, dtype, opts, r, &off);
     if (rc == CGLOO_OK)

@@ -53,8 +53,10 @@ static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_
 int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                  cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "reduce", dtype, opts);
+    c.fp.count = count;
+    c.fp.root = root;
     if (rc == CGLOO_OK)
         rc = cgloo__coll_set_op(&c, op, opts);
     if (rc == CGLOO_OK)

@@ -110,11 +110,12 @@ static int rs_begin(coll *c, cgloo_context *ctx, cgloo_dtype dtype, cgloo_op op,
 int cgloo_reduce_scatter(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                          cgloo_dtype dtype, cgloo_op op, const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     size_t *off = NULL;
     int rc = rs_begin(&c, ctx, dtype, op, opts, &off);
     if (rc != CGLOO_OK)
         return rc;
+    c.fp.count = count;
     if (count > SIZE_MAX / c.esize / (size_t)c.size) {
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "count %zu times %d ranks overflows", count,
                                c.size);
@@ -143,13 +144,15 @@ int cgloo_reduce_scatterv(cgloo_context *ctx, const void *sendbuf, void *recvbuf
                           const size_t *recvcounts, cgloo_dtype dtype, cgloo_op op,
                           const cgloo_coll_opts *opts)
 {
-    coll c;
+    COLL_DECL(c);
     size_t *off = NULL;
     int rc = rs_begin(&c, ctx, dtype, op, opts, &off);
     if (rc != CGLOO_OK)
         return rc;
     if (!recvcounts)
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "recvcounts is NULL");
+    else
+        cgloo__coll_fp_counts(&c, recvcounts);
     if (rc == CGLOO_OK)
         rc = rs_offsets(&c, recvcounts, off);
     if (rc == CGLOO_OK)
