@@ -105,6 +105,10 @@ void cgloo__flight_end(cgloo__flight *f, uint64_t id, int status)
     cgloo__flight_entry *e = entry_of(f, id);
     if (!e)
         return;
+    if (LOAD(&e->state) != FLIGHT_RUNNING) { /* ended already: the first end tells */
+        entry_close(e);
+        return;
+    }
     STORE(&e->end_ns, cgloo__now_ns());
     STORE(&e->state, status == CGLOO_OK ? FLIGHT_DONE : FLIGHT_FAILED);
     STORE(&e->status, status);

@@ -61,6 +61,7 @@ uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, u
 void cgloo__flight_detail(cgloo__flight *f, uint64_t id, const char *algorithm, uint64_t count,
                           int root);
 void cgloo__flight_waiting(cgloo__flight *f, uint64_t id, int peer, int step, int dir);
+/* cgloo__flight_end: the operation ended with status (the first end counts). */
 void cgloo__flight_end(cgloo__flight *f, uint64_t id, int status);
 
 /* cgloo__flight_each formats the header and then every entry, oldest first, calling

@@ -102,6 +102,7 @@ void cgloo__p2p_complete(cgloo_request *r, int status, size_t bytes, int source)
     r->bytes = bytes;
     r->source = source;
     r->done = true;
+    cgloo__flight_end(&r->ctx->flight, r->flight_id, status);
 }
 
 static cgloo_request *first_posted(cgloo__list *list, uint64_t tag, int rank)

@@ -158,6 +158,15 @@ static void count_large(cgloo_context *ctx, cgloo_request *r)
     cgloo__pt_large_opened(ctx);
 }
 
+/* flight_begin records a caller's send or receive in the flight recorder (lock held). */
+static void flight_begin(cgloo_context *ctx, cgloo_request *r)
+{
+    r->flight_id = cgloo__flight_begin(&ctx->flight, r->kind == REQ_SEND ? "send" : "recv", r->tag,
+                                       r->len, -1, r->peer);
+    if (r->done)
+        cgloo__flight_end(&ctx->flight, r->flight_id, r->status);
+}
+
 /* post locks the context, posts r with fn, and hands it out or frees it. A caller's request
  * (not a collective's) may be moved by the progress thread. */
 static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *, cgloo_request *),
@@ -171,6 +180,8 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
     }
     if (rc == CGLOO_OK && caller)
         count_large(ctx, r);
+    if (rc == CGLOO_OK && caller)
+        flight_begin(ctx, r);
     if (rc == CGLOO_OK)
         wake_others(ctx);
     pthread_mutex_unlock(&ctx->lock);
@@ -309,9 +320,12 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
             cgloo__p2p_complete(r, CGLOO_EABORTED, 0, -1);
         rc = CGLOO_OK;
     }
-    if (rc == CGLOO_ETIMEDOUT)
+    if (rc == CGLOO_ETIMEDOUT && r->flight_id) {
         timeout_error(ctx, r, t);
-    else if (rc == CGLOO_EINTR)
+        cgloo__flight_log(&ctx->flight); /* what else this rank was waiting for */
+    } else if (rc == CGLOO_ETIMEDOUT) {
+        timeout_error(ctx, r, t);
+    } else if (rc == CGLOO_EINTR)
         cgloo__ctx_error(ctx, rc, "rank %d: a wait was interrupted (the interrupt check asked)",
                          ctx->rank);
     else if (rc == CGLOO_OK)
@@ -339,8 +353,10 @@ int cgloo__wait_or_cancel(cgloo_request *r, int timeout_ms, cgloo_completion *do
 {
     bool pending;
     int rc = request_wait(r, timeout_ms, done, &pending);
-    if (pending)
+    if (pending) {
+        cgloo__flight_end(&r->ctx->flight, r->flight_id, rc); /* timed out, not cancelled */
         cgloo_cancel(r);
+    }
     return rc;
 }
 
@@ -385,6 +401,7 @@ void cgloo_cancel(cgloo_request *r)
         cgloo__tp_cancel(&ctx->peers[peer], r);
     }
     cgloo__list_remove(&r->link); /* a receive still posted with the engine */
+    cgloo__flight_end(&ctx->flight, r->flight_id, CGLOO_EABORTED); /* when not ended yet */
     request_free(r);
     pthread_mutex_unlock(&ctx->lock);
 }

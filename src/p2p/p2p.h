@@ -43,6 +43,7 @@ struct cgloo_request {
      * the transport's own record, opaque to the engine. */
     void *tp;
     bool large_open;       /* counted in ctx->large_open until it completes or is cancelled */
+    uint64_t flight_id;    /* a caller's request: its flight recorder entry (0: none) */
     struct cgloo_job *job; /* REQ_COLL: the collective (owned) */
 };
 
