@@ -237,9 +237,16 @@ class Context:
     """The default timeout of every blocking call, in seconds (settable)."""
     def __init__(self, rank: int, size: int, store: Store | None = None,
                  device: Device | None = None, timeout: float | None = None,
-                 name: str | None = None) -> None: ...
+                 name: str | None = None, check: bool | None = None,
+                 flight_recorder: int | None = None) -> None:
+        """check: exchange a fingerprint of every collective first and raise
+        InvalidArgumentError on every rank when the ranks' calls disagree (None: CGLOO_CHECK).
+        flight_recorder: how many recent operations dump() shows (0: off; None:
+        CGLOO_FLIGHT_RECORDER, else 64)."""
     @property
     def closed(self) -> bool: ...
+    def dump(self) -> str:
+        """The flight recorder: the latest operations, one a line, oldest first."""
     def last_error(self) -> str:
         """The detail of the latest error on the context."""
     def abort(self) -> None:

@@ -188,6 +188,32 @@ def test_collective_timeout_names_the_silent_peer():
     assert run_threads(2, body)[0] == 1
 
 
+def test_check_mode_and_dump():
+    store = cgloo.HashStore()
+    errors = [None, None]
+
+    def rank(r):
+        with cgloo.Context(r, 2, store, timeout=10, check=True, flight_recorder=8) as ctx:
+            ctx.allreduce(np.ones(4, np.float32))
+            try:
+                ctx.allreduce(np.ones(4 if r == 0 else 2, np.float32))
+            except cgloo.InvalidArgumentError as e:
+                errors[r] = e.detail
+            assert "#1 allreduce(direct) tag 0 count 4 float32" in ctx.dump()
+            assert "failed: EINVAL" in ctx.dump()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for detail in errors:
+        assert "check: allreduce call 2: ranks disagree: rank 0: allreduce count 4" in detail
+    with cgloo.Context(0, 1, flight_recorder=0) as ctx:
+        with pytest.raises(cgloo.NotSupportedError):
+            ctx.dump()
+
+
 def test_peer_rank_parsing():
     parse = cgloo._peer_rank
     assert parse("rank 0: allreduce(ring): step 1: receive from rank 2 failed: x") == 2

@@ -164,19 +164,34 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"rank", "size", "store", "device", "timeout", "name", NULL};
+    static char *names[] = {"rank",  "size",           "store", "device", "timeout",
+                            "name",  "check", "flight_recorder", NULL};
     int rank, size, ms;
-    PyObject *store = Py_None, *device = Py_None, *timeout = Py_None;
+    PyObject *store = Py_None, *device = Py_None, *timeout = Py_None, *check = Py_None,
+             *recorder = Py_None;
     const char *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOz:Context", names, &rank, &size, &store,
-                                     &device, &timeout, &name) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO:Context", names, &rank, &size, &store,
+                                     &device, &timeout, &name, &check, &recorder) ||
         ctx_args(store, device, size) < 0 || cgpy_timeout_ms(timeout, &ms) < 0)
         return -1;
+    int check_on = check == Py_None ? 0 : PyObject_IsTrue(check) ? 1 : -1;
+    long entries = recorder == Py_None ? 0 : PyLong_AsLong(recorder);
+    if (entries == -1 && PyErr_Occurred())
+        return -1;
+    if (entries < 0 || entries > 65536) {
+        PyErr_SetString(PyExc_ValueError, "flight_recorder must be from 0 to 65536");
+        return -1;
+    }
     if (self->ctx) {
         PyErr_SetString(PyExc_RuntimeError, "the context is already initialised");
         return -1;
     }
-    cgloo_context_attr attr = {.timeout_ms = ms, .name = name};
+    cgloo_context_attr attr = {.timeout_ms = ms,
+                               .name = name,
+                               .check = check_on,
+                               .flight_recorder = recorder == Py_None ? 0
+                                                  : entries == 0      ? -1
+                                                                      : (int)entries};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
         cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);
@@ -255,6 +270,26 @@ static PyObject *ctx_last_error(cgpy_Context *self, PyObject *unused)
     cgloo_context_last_error(self->ctx, buf, sizeof buf);
     cgpy_ctx_leave(self, CGLOO_OK, NULL);
     return PyUnicode_DecodeUTF8(buf, (Py_ssize_t)strlen(buf), "replace");
+}
+
+/* ctx_dump: the flight recorder as text, through a memory stream. */
+static PyObject *ctx_dump(cgpy_Context *self, PyObject *unused)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (cgpy_ctx_enter(self) < 0)
+        return NULL;
+    FILE *f = open_memstream(&text, &len);
+    int rc = f ? cgloo_context_dump(self->ctx, f) : CGLOO_ENOMEM;
+    if (f)
+        fclose(f);
+    if (cgpy_ctx_leave(self, rc, rc == CGLOO_ENOTSUP ? "the flight recorder is off" : NULL) < 0) {
+        free(text);
+        return NULL;
+    }
+    PyObject *out = PyUnicode_DecodeUTF8(text ? text : "", (Py_ssize_t)len, "replace");
+    free(text);
+    return out;
 }
 
 static PyObject *ctx_get_timeout(cgpy_Context *self, void *unused)
@@ -481,6 +516,9 @@ static PyMethodDef ctx_methods[] = {
     {"abort", (PyCFunction)ctx_abort, METH_NOARGS,
      "abort()\n--\n\nMake every call waiting on the context, and every later one, raise "
      "cgloo.AbortedError. Safe from any thread."},
+    {"dump", (PyCFunction)ctx_dump, METH_NOARGS,
+     "dump()\n--\n\nThe flight recorder: the context's latest operations, one a line, oldest "
+     "first (cgloo_context_dump). Safe while other threads run collectives."},
     {"last_error", (PyCFunction)ctx_last_error, METH_NOARGS,
      "last_error()\n--\n\nThe detail of the latest error on the context (\"\" if none)."},
     {"close", (PyCFunction)ctx_close, METH_NOARGS,
