@@ -5,7 +5,7 @@
 # run on one build, and at one rank too (the library's own path, no network). Prints the median
 # over RUNS runs of each run's p50, and on / off.
 #   bench/diag.sh                      RUNS=7 TIME_MS=500 bench/diag.sh
-# docs/BENCHMARKS.md ("Check mode", "Flight recorder") has the figures.
+# docs/BENCHMARKS.md ("Check mode and the flight recorder") has the figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}

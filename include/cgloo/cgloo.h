@@ -401,7 +401,7 @@ typedef struct cgloo_context_attr {
      * CGLOO_EINVAL, the detail naming the ranks and fields ("check: ..."), before any of the
      * collective's messages flow, so the context stays usable. A rank that does not come
      * makes the others time out naming it. Negative: off. Zero: CGLOO_CHECK=1 turns it on.
-     * Costs one exchange per call (docs/BENCHMARKS.md, "Check mode"). */
+     * Costs one exchange per call (docs/BENCHMARKS.md, "Check mode and the flight recorder"). */
     int check;
     /* Flight recorder: the number of recent operations the context remembers for
      * cgloo_context_dump and for the log on a timeout. Positive: that many (at most 65536).

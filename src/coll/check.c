@@ -18,7 +18,7 @@
  * the pairs that disagree.
  *
  * Cost: one all-to-all of 96-byte messages (P - 1 sends and receives per rank, one latency
- * step); docs/BENCHMARKS.md ("Check mode") has the figures.
+ * step); docs/BENCHMARKS.md ("Check mode and the flight recorder") has the figures.
  */
 #include "coll/coll.h"
 #include "core/context.h"

@@ -164,8 +164,8 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"rank",  "size",           "store", "device", "timeout",
-                            "name",  "check", "flight_recorder", NULL};
+    static char *names[] = {"rank", "size",  "store",           "device", "timeout",
+                            "name", "check", "flight_recorder", NULL};
     int rank, size, ms;
     PyObject *store = Py_None, *device = Py_None, *timeout = Py_None, *check = Py_None,
              *recorder = Py_None;
