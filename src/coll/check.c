@@ -33,7 +33,7 @@
 
 enum fp_field {
     FP_MAGIC_F,
-    FP_ROW,                   /* the collective: its row in collectives.h */
+    FP_ROW,                   /* the collective: a hash of its name */
     FP_CALL,                  /* the call number under this caller tag */
     FP_DTYPE,                 /* dtype */
     FP_OP,                    /* op; -1 none, -2 the caller's function */
@@ -60,12 +60,19 @@ static const coll_algorithm *const row_tables[] = {
 #undef ROW_TABLE
 };
 
-static uint64_t row_of(const char *name)
+/* The collective's identity on the wire: a hash of its name, stable whatever rows are added. */
+static uint64_t name_id(const char *name)
 {
-    for (size_t i = 0; i < CGLOO_ARRAY_LEN(row_names); i++)
-        if (strcmp(row_names[i], name) == 0)
-            return i;
-    return UNUSED;
+    return cgloo__hash64(name, strlen(name));
+}
+
+/* row_of: the row of collectives.h whose name hashes to id, or the number of rows. */
+static size_t row_of(uint64_t id)
+{
+    size_t i = 0;
+    while (i < CGLOO_ARRAY_LEN(row_names) && name_id(row_names[i]) != id)
+        i++;
+    return i;
 }
 
 void cgloo__coll_fp_counts(coll *c, const size_t *counts)
@@ -100,7 +107,7 @@ static fp fp_mine(const coll *c, uint64_t call, int algorithm)
 {
     fp x = {.f = {
                 [FP_MAGIC_F] = FP_MAGIC,
-                [FP_ROW] = row_of(c->name),
+                [FP_ROW] = name_id(c->name),
                 [FP_CALL] = call,
                 [FP_DTYPE] = (uint64_t)c->dtype,
                 [FP_OP] = (uint64_t)(int64_t)c->fp.op,
@@ -153,7 +160,7 @@ static bool differs(const fp *all, int n, int i)
 
 static void describe(text *t, const fp *x, const fp *all, int n)
 {
-    uint64_t row = x->f[FP_ROW];
+    size_t row = row_of(x->f[FP_ROW]);
     add(t, "%s", row < CGLOO_ARRAY_LEN(row_names) ? row_names[row] : "(unknown collective)");
     if (x->f[FP_COUNT] != UNUSED)
         add(t, " count %" PRIu64, x->f[FP_COUNT]);

@@ -6,7 +6,8 @@
  *          runs as reduce_scatter (one variable for both);
  *   table  the collective whose algorithm table the call uses, cgloo__<table>_algorithms,
  *          defined in src/coll/<table>/<table>.c;
- *   kind   the number of its tag space (bits 55 to 62 of its tags, see coll.h), 1 to 31. A v
+ *   kind   the number of its tag space (bits 55 to 62 of its tags, see coll.h), 1 to 31 (0 is
+ *          check mode's exchange, check.c). A v
  *          variant shares its collective's: one caller never runs both at once.
  *
  * Kinds are on the wire, so every rank must agree on them: give a new collective a new number

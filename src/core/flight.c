@@ -256,6 +256,15 @@ static void put_header(fl_line *l, const cgloo__flight *f, uint64_t first, uint6
     put_s(l, " (oldest first)");
 }
 
+/* entry_read_retry: a few tries at a consistent copy of an entry a writer is busy with. */
+static bool entry_read_retry(const cgloo__flight_entry *e, cgloo__flight_entry *out)
+{
+    for (int i = 0; i < 8; i++)
+        if (entry_read(e, out))
+            return true;
+    return false;
+}
+
 int cgloo__flight_each(const cgloo__flight *f, void (*line)(const char *text, void *user),
                        void *user)
 {
@@ -268,14 +277,17 @@ int cgloo__flight_each(const cgloo__flight *f, void (*line)(const char *text, vo
     line(l.buf, user);
     int64_t now = cgloo__now_ns();
     int count = 0;
-    for (uint64_t id = first; id <= last && last; id++) {
+    /* Slot by slot from the oldest: an operation that started since `last` was read shows in
+     * place of the one it replaced, so a busy ring still prints whole entries. */
+    for (uint64_t k = 0; k < f->n && last; k++) {
+        uint64_t slot = (last + k) % f->n;
         cgloo__flight_entry e;
         l.len = 0;
         put_s(&l, "  ");
-        if (!entry_read(&f->ring[(id - 1) % f->n], &e) || e.id != id) {
-            put_s(&l, "#");
-            put_u(&l, id);
-            put_s(&l, " (being rewritten)");
+        if (!entry_read_retry(&f->ring[slot], &e)) {
+            put_s(&l, "(an entry being rewritten)");
+        } else if (e.id == 0) {
+            continue; /* never used */
         } else {
             put_what(&l, &e);
             put_state(&l, &e, now);
