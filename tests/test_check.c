@@ -208,6 +208,24 @@ static void test_different_collectives(void)
     every_rank_fails(run(&w, 3, kind_call), 3, CGLOO_EINVAL, want);
 }
 
+static void algorithm_call(cgloo_context *ctx, int rank, int size, outcome *o)
+{
+    float v[4] = {0};
+    cgloo_coll_opts ring = {.algorithm = "ring"};
+    record(ctx, rank, o,
+           cgloo_allreduce(ctx, v, v, 4, CGLOO_FLOAT32, CGLOO_SUM, rank == 0 ? &ring : NULL));
+    then_agree(ctx, size);
+}
+
+static void test_algorithm(void)
+{
+    world w = {.check = 1};
+    const char *want[] = {"rank 0: allreduce count 4 float32 sum algorithm ring",
+                          "rank 1,2: allreduce count 4 float32 sum algorithm recursive_doubling",
+                          NULL};
+    every_rank_fails(run(&w, 3, algorithm_call), 3, CGLOO_EINVAL, want);
+}
+
 static void counts_call(cgloo_context *ctx, int rank, int size, outcome *o)
 {
     size_t counts[3] = {2, 2, 2};
@@ -396,6 +414,7 @@ static const test_case tests[] = {
     {"dtype_op", test_dtype_op, 30},
     {"root", test_root, 30},
     {"different_collectives", test_different_collectives, 30},
+    {"algorithm", test_algorithm, 30},
     {"counts_array", test_counts_array, 30},
     {"alltoallv_pairs", test_alltoallv_pairs, 30},
     {"lagging_rank", test_lagging_rank, 30},

@@ -175,7 +175,9 @@ static void describe(text *t, const fp *x, const fp *all, int n)
         add(t, " custom reduce_fn");
     if ((int64_t)x->f[FP_ROOT] >= 0)
         add(t, " root %" PRId64, (int64_t)x->f[FP_ROOT]);
-    if (differs(all, n, FP_ALGORITHM) && row < CGLOO_ARRAY_LEN(row_tables)) {
+    /* the algorithm only where the collectives are the same (else it differs anyway) */
+    if (differs(all, n, FP_ALGORITHM) && !differs(all, n, FP_ROW) &&
+        row < CGLOO_ARRAY_LEN(row_tables)) {
         const coll_algorithm *table = row_tables[row];
         uint64_t k = 0;
         while (table[k].name && k < x->f[FP_ALGORITHM])

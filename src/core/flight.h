@@ -1,8 +1,9 @@
 /*
  * The flight recorder: a fixed ring of the context's latest operations (collectives and the
  * caller's point-to-point calls), for cgloo_context_dump, the log on a timeout, and an
- * opted-in signal. Writing an entry is a few relaxed atomic stores into memory allocated at
- * context creation: no allocation and no lock, so that it can stay on in production.
+ * opted-in signal. Writing an entry is a few atomic stores (release order: plain moves on x86)
+ * into memory allocated at context creation: no allocation and no lock, so that it can stay on
+ * in production.
  *
  * Each entry is a seqlock: its writer makes `ver` odd, stores the fields, makes it even again;
  * a reader copies the fields and keeps the copy only if `ver` was even and unchanged. All
