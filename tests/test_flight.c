@@ -21,7 +21,7 @@
 /* dump_text: the context's dump as a string (static buffer). */
 static const char *dump_text(cgloo_context *ctx)
 {
-    static char text[64 * 1024];
+    static _Thread_local char text[64 * 1024]; /* ranks are threads */
     memset(text, 0, sizeof text);
     FILE *f = fmemopen(text, sizeof text - 1, "w");
     CHECK(f);
