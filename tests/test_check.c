@@ -1,16 +1,20 @@
 /*
- * Check mode (ranks as threads over loopback TCP): calls that disagree (count, dtype, op, root,
- * counts arrays, alltoallv pairs, different collectives, a call skipped) fail on every rank with
- * a detail naming the ranks and how they differ, or time out naming the rank that did not come;
- * never hang. Calls that agree give correct results, blocking and non-blocking, from several
- * threads under different tags; the context stays usable after a mismatch. Without check mode a
- * size disagreement stays an error.
+ * Check mode (ranks as threads over loopback TCP, and once as processes): calls that disagree
+ * (count, dtype, op, root, counts arrays, alltoallv pairs, different collectives, a call skipped)
+ * fail on every rank with a detail naming the ranks and how they differ, or time out naming the
+ * rank that did not come; never hang. Calls that agree give correct results, blocking and
+ * non-blocking, from several threads under different tags; the context stays usable after a
+ * mismatch. Without check mode a size disagreement stays an error.
  */
 #include "mesh.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define TIMEOUT_MS 20000
 #define MAX_RANKS 8
@@ -367,6 +371,57 @@ static void test_nonblocking_and_threads(void)
     every_rank_fails(run(&w, 3, threads_call), 3, CGLOO_EINVAL, want);
 }
 
+/* ---- ranks as real processes ------------------------------------------------------------- */
+
+/* process_rank: one rank of a world of processes meeting in a file store; a mismatch, then a
+ * call that agrees. Exits 0 when both went as they should. */
+static void process_rank(const char *dir, int rank, int size)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    cgloo_store *s;
+    cgloo_device *dev;
+    cgloo_context *ctx;
+    cgloo_context_attr attr = {.timeout_ms = TIMEOUT_MS, .name = "procs", .check = 1};
+    CHECK_OK(cgloo_store_file_create(dir, "check", &s));
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &dev));
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &ctx));
+    CHECK_OK(cgloo_context_connect(ctx, s, dev));
+    double v[100] = {0};
+    int rc = cgloo_reduce(ctx, v, v, 100, CGLOO_FLOAT64, CGLOO_SUM, rank == size - 1, NULL);
+    char detail[1024];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    if (rc != CGLOO_EINVAL || !strstr(detail, "rank 0,1: reduce count 100 float64 sum root 0") ||
+        !strstr(detail, "rank 2: reduce count 100 float64 sum root 1"))
+        harness_fail(__FILE__, __LINE__, cgloo_status_name(rc), detail);
+    then_agree(ctx, size);
+    cgloo_context_destroy(ctx);
+    cgloo_device_destroy(dev);
+    cgloo_store_destroy(s);
+}
+
+static void test_processes(void)
+{
+    enum { SIZE = 3 };
+    const char *dir = test_tmpdir();
+    pid_t pid[SIZE];
+    fflush(NULL);
+    for (int r = 0; r < SIZE; r++) {
+        pid[r] = fork();
+        CHECK(pid[r] >= 0);
+        if (pid[r] == 0) {
+            process_rank(dir, r, SIZE);
+            _exit(0);
+        }
+    }
+    int bad = 0;
+    for (int r = 0; r < SIZE; r++) {
+        int status = 0;
+        CHECK(waitpid(pid[r], &status, 0) == pid[r]);
+        bad += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    CHECK(bad == 0);
+}
+
 /* ---- switches ----------------------------------------------------------------------------- */
 
 /* Without check mode, a size disagreement still fails (EPROTO or ETRUNC on the wire, or a
@@ -420,6 +475,7 @@ static const test_case tests[] = {
     {"lagging_rank", test_lagging_rank, 30},
     {"absent_rank_times_out", test_absent_rank_times_out, 30},
     {"nonblocking_and_threads", test_nonblocking_and_threads, 60},
+    {"processes", test_processes, 60},
     {"unchecked_stays_an_error", test_unchecked_stays_an_error, 30},
     {"env_turns_it_on", test_env_turns_it_on, 30},
 };
