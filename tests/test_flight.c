@@ -153,6 +153,26 @@ static void test_timeout_logs_dump(void)
     require(log_text, "running, waiting for rank 1: receive, step 0");
 }
 
+/* A caller's receive that times out logs the dump too, with the receive still running. */
+static void test_p2p_timeout_logs_dump(void)
+{
+    cgloo_log_set_sink(log_sink, NULL);
+    cgloo_log_set_level(CGLOO_LOG_ERROR);
+    cgloo_context *ctx;
+    cgloo_context_attr attr = {.name = "p2p"};
+    CHECK_OK(cgloo_context_create(0, 1, &attr, &ctx));
+    CHECK_OK(cgloo_context_connect(ctx, NULL, NULL));
+    int x;
+    CHECK_STATUS(cgloo_recv(ctx, &x, sizeof x, 0, 5, 100, NULL), CGLOO_ETIMEDOUT);
+    cgloo_log_set_level(CGLOO_LOG_OFF);
+    require(log_text, "flight recorder of context 'p2p', rank 0 of 1");
+    require(log_text, "#1 recv tag 5 bytes 4 peer 0: started ");
+    require(log_text, "running");
+    require(dump_text(ctx), "#1 recv tag 5 bytes 4 peer 0: started ");
+    require(dump_text(ctx), "failed: ETIMEDOUT");
+    cgloo_context_destroy(ctx);
+}
+
 /* ---- the opt-in signal -------------------------------------------------------------------- */
 
 static void signal_child(const char *file)
@@ -255,6 +275,7 @@ static const test_case tests[] = {
     {"ring_wraps", test_ring_wraps, 10},
     {"zero_disables", test_zero_disables, 10},
     {"timeout_logs_dump", test_timeout_logs_dump, 30},
+    {"p2p_timeout_logs_dump", test_p2p_timeout_logs_dump, 20},
     {"signal_dump", test_signal_dump, 20},
     {"no_handler_without_opt_in", test_no_handler_without_opt_in, 10},
     {"dump_while_running", test_dump_while_running, 30},
