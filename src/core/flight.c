@@ -178,15 +178,17 @@ static void put_i(fl_line *l, int64_t v)
     }
 }
 
-/* put_us writes a duration in nanoseconds as microseconds with one decimal. */
+/* put_us writes a duration in nanoseconds with one decimal: in µs below 10 ms, else in ms. */
 static void put_us(fl_line *l, int64_t ns)
 {
     if (ns < 0)
         ns = 0;
-    put_u(l, (uint64_t)ns / 1000);
+    bool ms = ns >= 10000000;
+    int64_t unit = ms ? 1000000 : 1000;
+    put_u(l, (uint64_t)(ns / unit));
     put_s(l, ".");
-    put_u(l, (uint64_t)(ns / 100) % 10);
-    put_s(l, " us");
+    put_u(l, (uint64_t)(ns / (unit / 10)) % 10);
+    put_s(l, ms ? " ms" : " us");
 }
 
 static void put_what(fl_line *l, const cgloo__flight_entry *e)
