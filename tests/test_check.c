@@ -230,6 +230,29 @@ static void test_algorithm(void)
     every_rank_fails(run(&w, 3, algorithm_call), 3, CGLOO_EINVAL, want);
 }
 
+/* Rank 1 refuses its own arguments (a NULL buffer): the others fail at once naming it. */
+static void refused_call(cgloo_context *ctx, int rank, int size, outcome *o)
+{
+    float v[4] = {0};
+    record(ctx, rank, o,
+           cgloo_allreduce(ctx, rank == 1 ? NULL : v, v, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL));
+    then_agree(ctx, size);
+}
+
+static void test_refused_on_one_rank(void)
+{
+    world w = {.check = 1};
+    long long t0 = test_now_ms();
+    outcome *o = run(&w, 3, refused_call);
+    CHECK(test_now_ms() - t0 < TIMEOUT_MS / 2); /* nobody waited for a timeout */
+    CHECK(o->rc[1] == CGLOO_EINVAL && strstr(o->detail[1], "NULL buffer with count 4"));
+    for (int r = 0; r < 3; r += 2) {
+        CHECK(o->rc[r] == CGLOO_EINVAL);
+        if (!strstr(o->detail[r], "rank 1: allreduce count 4 float32 sum (refused as invalid"))
+            harness_fail(__FILE__, __LINE__, "refused", o->detail[r]);
+    }
+}
+
 static void counts_call(cgloo_context *ctx, int rank, int size, outcome *o)
 {
     size_t counts[3] = {2, 2, 2};
@@ -470,6 +493,7 @@ static const test_case tests[] = {
     {"root", test_root, 30},
     {"different_collectives", test_different_collectives, 30},
     {"algorithm", test_algorithm, 30},
+    {"refused_on_one_rank", test_refused_on_one_rank, 30},
     {"counts_array", test_counts_array, 30},
     {"alltoallv_pairs", test_alltoallv_pairs, 30},
     {"lagging_rank", test_lagging_rank, 30},

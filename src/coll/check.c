@@ -30,6 +30,9 @@
 #define CHECK_TAG_BIT (1ull << 63)
 #define FP_MAGIC 0x31304b4843474355ull /* "UCGCHK01" */
 #define UNUSED UINT64_MAX
+/* FP_ALGORITHM of a rank that refused the call's arguments before choosing one. */
+#define REFUSED_ALGORITHM (-2)
+#define REFUSED ((uint64_t)(int64_t)REFUSED_ALGORITHM)
 
 enum fp_field {
     FP_MAGIC_F,
@@ -114,7 +117,7 @@ static fp fp_mine(const coll *c, uint64_t call, int algorithm)
                 [FP_ROOT] = (uint64_t)(int64_t)c->fp.root,
                 [FP_COUNT] = c->fp.count,
                 [FP_COUNTS] = c->fp.counts_hash,
-                [FP_ALGORITHM] = (uint64_t)algorithm,
+                [FP_ALGORITHM] = (uint64_t)(int64_t)algorithm,
                 [FP_PAIR_SEND] = UNUSED,
                 [FP_PAIR_RECV] = UNUSED,
             }};
@@ -158,6 +161,15 @@ static bool differs(const fp *all, int n, int i)
     return false;
 }
 
+/* refused: some rank refused its arguments (its algorithm field says so, not a choice). */
+static bool refused(const fp *all, int n)
+{
+    for (int r = 0; r < n; r++)
+        if (all[r].f[FP_ALGORITHM] == REFUSED)
+            return true;
+    return false;
+}
+
 static void describe(text *t, const fp *x, const fp *all, int n)
 {
     size_t row = row_of(x->f[FP_ROW]);
@@ -177,13 +189,15 @@ static void describe(text *t, const fp *x, const fp *all, int n)
         add(t, " root %" PRId64, (int64_t)x->f[FP_ROOT]);
     /* the algorithm only where the collectives are the same (else it differs anyway) */
     if (differs(all, n, FP_ALGORITHM) && !differs(all, n, FP_ROW) &&
-        row < CGLOO_ARRAY_LEN(row_tables)) {
+        row < CGLOO_ARRAY_LEN(row_tables) && !refused(all, n)) {
         const coll_algorithm *table = row_tables[row];
         uint64_t k = 0;
         while (table[k].name && k < x->f[FP_ALGORITHM])
             k++;
         add(t, " algorithm %s", table[k].name ? table[k].name : "(unknown)");
     }
+    if (x->f[FP_ALGORITHM] == REFUSED)
+        add(t, " (refused as invalid there)");
     if (differs(all, n, FP_CALL))
         add(t, " (its call %" PRIu64 ")", x->f[FP_CALL]);
 }
@@ -326,6 +340,7 @@ static bool verdict(const coll *c, const uint8_t *in, fp *all, text *t)
 
 int cgloo__coll_check(coll *c, int algorithm)
 {
+    c->check_pending = false;
     pthread_mutex_lock(&c->ctx->lock);
     uint64_t call = cgloo__ctx_check_call(c->ctx, c->user_tag);
     pthread_mutex_unlock(&c->ctx->lock);
@@ -352,11 +367,19 @@ int cgloo__coll_check(coll *c, int algorithm)
     int rc = exchange(c, call, 0, out, in);
     if (rc == CGLOO_OK && !verdict(c, in, all, &t))
         rc = CGLOO_EINVAL;
-    else if (rc == CGLOO_OK && c->fp.sendcounts)
+    else if (rc == CGLOO_OK && c->fp.sendcounts && !refused(all, c->size))
         rc = pairs_round(c, call, all, out, in, &t);
     free(buf);
     free(all);
     if (rc == CGLOO_EINVAL)
         return cgloo__coll_error(c, rc, "check: %s call %" PRIu64 ": %s", c->name, call, why);
     return rc;
+}
+
+void cgloo__coll_check_refused(coll *c)
+{
+    /* the exchange's own errors must not recurse, nor replace the refusal as the detail */
+    int status = c->status;
+    (void)cgloo__coll_check(c, REFUSED_ALGORITHM);
+    c->status = status;
 }

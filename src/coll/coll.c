@@ -47,6 +47,10 @@ int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
+    /* In check mode a call refused before its check still meets the other ranks' check, so
+     * that they fail at once naming this rank instead of waiting for it (check.c). */
+    if (c->check_pending && (status == CGLOO_EINVAL || status == CGLOO_ENOTSUP))
+        cgloo__coll_check_refused(c);
     pthread_mutex_lock(&c->ctx->lock);
     cgloo__ctx_error(c->ctx, status, "rank %d: %s(%s): %s", c->rank, c->name,
                      c->algorithm ? c->algorithm : "-", what);
@@ -108,6 +112,7 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
         return rc;
     c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | c->user_tag << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;
+    c->check_pending = ctx->check && c->size > 1;
     return CGLOO_OK;
 }
 
@@ -165,13 +170,13 @@ int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cglo
 {
     *off = NULL;
     int rc = cgloo__coll_begin(c, ctx, name, dtype, opts);
+    c->fp.root = r->root;
+    if (!r->v)
+        c->fp.count = r->count;
     if (rc == CGLOO_OK)
         rc = rooted_check(c, r);
-    c->fp.root = r->root;
     if (rc == CGLOO_OK && r->v)
         cgloo__coll_fp_counts(c, r->counts);
-    else if (rc == CGLOO_OK)
-        c->fp.count = r->count;
     if (rc == CGLOO_OK)
         rc = cgloo__coll_blocks(c, r->v ? r->counts : NULL, r->count, off);
     if (rc == CGLOO_OK)

@@ -34,6 +34,7 @@ typedef struct coll {
     uint64_t user_tag;  /* the caller's tag (cgloo_coll_opts.tag) */
     uint64_t flight_id; /* the call's entry in the flight recorder (0: none) */
     int status;         /* the failure cgloo__coll_error recorded, for the recorder */
+    bool check_pending; /* check mode: this call has not met the other ranks' check yet */
     /* The call's fingerprint for check mode (check.c), filled before cgloo__coll_find: op and
      * root -1 when the collective has none, count UNUSED (UINT64_MAX) when ranks may pass
      * different counts, counts_hash for a counts array every rank passes (cgloo__coll_fp_counts),
@@ -57,6 +58,10 @@ void cgloo__coll_end(coll *c);
  * ETIMEDOUT / EPEER / EABORTED naming the rank that did not come. */
 void cgloo__coll_fp_counts(coll *c, const size_t *counts);
 int cgloo__coll_check(coll *c, int algorithm);
+/* cgloo__coll_check_refused takes part in the check exchange for a call this rank refused (bad
+ * arguments), so that the other ranks fail it naming this rank; its outcome is not this rank's
+ * error (the refusal is). */
+void cgloo__coll_check_refused(coll *c);
 
 /* cgloo__coll_begin checks the context and dtype and fills c from the options. Errors: EINVAL
  * (detail recorded), ESTATE (not connected), EABORTED. */

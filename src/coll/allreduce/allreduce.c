@@ -89,11 +89,11 @@ int cgloo_allreduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size
 {
     COLL_DECL(c);
     int rc = cgloo__coll_begin(&c, ctx, "allreduce", dtype, opts);
+    c.fp.count = count;
     if (rc == CGLOO_OK)
         rc = cgloo__coll_set_op(&c, op, opts);
     if (rc == CGLOO_OK)
         rc = allreduce_check(&c, sendbuf, recvbuf, count);
-    c.fp.count = count;
     if (rc != CGLOO_OK)
         return rc;
     return allreduce_run(&c, sendbuf, recvbuf, count, opts);
