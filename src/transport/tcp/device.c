@@ -222,18 +222,23 @@ static void device_read_hellos(tcp_device *dev)
     device_inbound **pp = &dev->pending;
     while (*pp) {
         device_inbound *in = *pp;
-        ssize_t n = recv(in->fd, in->hello + in->got, HELLO_LEN - in->got, 0);
+        /* An authenticated hello carries the dialler's nonce after it (wire.h). */
+        bool auth = in->got >= HELLO_LEN && (in->hello[6] & WIRE_FLAG_AUTH);
+        size_t want = auth ? HELLO_AUTH_LEN : HELLO_LEN;
+        ssize_t n = recv(in->fd, in->hello + in->got, want - in->got, 0);
         if (n > 0)
             in->got += (size_t)n;
+        auth = in->got >= HELLO_LEN && (in->hello[6] & WIRE_FLAG_AUTH);
+        want = auth ? HELLO_AUTH_LEN : HELLO_LEN;
         bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
         bool late = now - in->accepted_ms > HELLO_DEADLINE_MS;
-        if (in->got < HELLO_LEN && !closed && !late) {
+        if (in->got < want && !closed && !late) {
             pp = &in->next;
             continue;
         }
         *pp = in->next;
         dev->npending--;
-        if (in->got == HELLO_LEN)
+        if (in->got == want)
             device_route(dev, in);
         else
             inbound_reject(in, closed ? "closed before a whole hello" : "hello too slow");
