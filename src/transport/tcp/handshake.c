@@ -12,11 +12,14 @@
  * acknowledgement a MAC, and the dialler answers with a proof (wire.h); the accepting side
  * reads the proof without blocking the other connections and attaches the pair only after it
  * checks. A peer whose secret differs, or that has none when this rank has one (or the other
- * way round), fails the connect at once on both sides with an error that says so.
+ * way round), is settled as failed on both sides, and the connect goes on with the others, so
+ * that every rank that talks to it hears about the secret from it rather than a timeout; then
+ * the connect fails with the first such error (hs_auth_fail).
  */
 #include "transport/tcp/tcp.h"
 #include "core/auth.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -46,6 +49,7 @@ typedef struct peer_info {
     size_t proof_got;
     wire_hello auth_hello;
     char auth_addr[CGLOO_ADDR_TEXT_MAX];
+    bool auth_failed; /* settled: the secrets differ; no connection will come */
 } peer_info;
 
 struct cgloo__connector {
@@ -55,6 +59,7 @@ struct cgloo__connector {
     peer_info *peers;
     int64_t deadline;
     int remaining; /* connections still to make */
+    int auth_rc;   /* the first peer that failed authentication made the connect fail */
 };
 typedef cgloo__connector handshake;
 
@@ -133,45 +138,76 @@ static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes,
     return NULL;
 }
 
+/* hs_auth_fail settles rank peer as failed: its secret is not this rank's. The first such
+ * failure becomes the connect's error once the other peers are settled too; later ones are
+ * logged. Closes fd (the connection to it) when not -1. Returns OK: the connect goes on. */
+static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...) CGLOO_PRINTF(4, 5);
+static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...)
+{
+    cgloo_context *ctx = m->ctx;
+    char msg[CGLOO_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fd >= 0)
+        close(fd);
+    peer_info *p = &m->peers[peer];
+    if (p->fd == fd)
+        p->fd = -1;
+    p->state = DIAL_DONE;
+    p->auth_failed = true;
+    m->remaining--;
+    if (m->auth_rc == CGLOO_OK)
+        m->auth_rc = cgloo__ctx_error(ctx, CGLOO_EPROTO, "%s", msg);
+    else
+        CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "%s", msg);
+    return CGLOO_OK;
+}
+
 /* dial_auth_mismatch: the acknowledgement says the peer has a secret and this rank none, or
  * the other way round. */
 static int dial_auth_mismatch(handshake *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
+    int fd = m->peers[peer].fd;
     if (ctx->secret)
-        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: rank %d did not prove the job secret (its "
-                                "acknowledgement is unauthenticated): " SECRET_HINT,
-                                ctx->rank, peer);
-    return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                            "rank %d: rank %d requires a job secret (its acknowledgement is "
-                            "authenticated) and this rank has none: " SECRET_HINT,
+        return hs_auth_fail(m, peer, fd,
+                            "rank %d: rank %d did not prove the job secret (its acknowledgement "
+                            "is unauthenticated): " SECRET_HINT,
                             ctx->rank, peer);
+    return hs_auth_fail(m, peer, fd,
+                        "rank %d: rank %d requires a job secret (its acknowledgement is "
+                        "authenticated) and this rank has none: " SECRET_HINT,
+                        ctx->rank, peer);
 }
 
 /* dial_prove checks the listener's MAC, then sends this rank's proof. Nothing is sent to a
- * listener whose MAC is wrong: a proof is never made for a challenge from a stranger. */
-static int dial_prove(handshake *m, int peer)
+ * listener whose MAC is wrong: a proof is never made for a challenge from a stranger. Returns
+ * false when the peer is settled as failed. */
+static bool dial_prove(handshake *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[peer];
     memcpy(p->transcript + HELLO_AUTH_LEN, p->ack, HELLO_AUTH_LEN); /* ack and its nonce */
     if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_ACK, p->transcript, AUTH_TRANSCRIPT_LEN,
-                           p->ack + HELLO_AUTH_LEN))
-        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: rank %d at %s answered with a MAC that does not match "
-                                "this rank's job secret: the secret differs between rank %d and "
-                                "rank %d (" SECRET_HINT ")",
-                                ctx->rank, peer, p->addr_text, ctx->rank, peer);
+                           p->ack + HELLO_AUTH_LEN)) {
+        hs_auth_fail(m, peer, p->fd,
+                     "rank %d: rank %d at %s answered with a MAC that does not match this rank's "
+                     "job secret: the secret differs between rank %d and rank %d (" SECRET_HINT ")",
+                     ctx->rank, peer, p->addr_text, ctx->rank, peer);
+        return false;
+    }
     uint8_t proof[AUTH_MAC_LEN];
     if (cgloo__auth_mac(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN, proof) !=
             CGLOO_OK ||
-        cgloo__write_full(p->fd, proof, sizeof proof, m->deadline) != CGLOO_OK)
-        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: could not send the proof of the job secret to rank %d "
-                                "at %s",
-                                ctx->rank, peer, p->addr_text);
-    return CGLOO_OK;
+        cgloo__write_full(p->fd, proof, sizeof proof, m->deadline) != CGLOO_OK) {
+        hs_auth_fail(m, peer, p->fd,
+                     "rank %d: could not send the proof of the job secret to rank %d at %s",
+                     ctx->rank, peer, p->addr_text);
+        return false;
+    }
+    return true;
 }
 
 static int dial_on_readable(handshake *m, int peer)
@@ -204,8 +240,8 @@ static int dial_on_readable(handshake *m, int peer)
         return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
                                 "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
                                 p->addr_text, why);
-    if (ctx->secret && (rc = dial_prove(m, peer)) != CGLOO_OK)
-        return rc;
+    if (ctx->secret && !dial_prove(m, peer))
+        return CGLOO_OK;
     rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, &h, p->addr_text);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: setting up the connection to rank %d failed",
@@ -227,14 +263,14 @@ static int accept_auth_mismatch(handshake *m, device_inbound *in, int src)
     hello_for(m, src, HELLO_TYPE_ACK, ack);
     (void)cgloo__write_full(in->fd, ack, sizeof ack, m->deadline); /* best effort: closing */
     if (ctx->secret)
-        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: rank %d did not prove the job secret (its hello is "
-                                "unauthenticated): " SECRET_HINT,
-                                ctx->rank, src);
-    return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                            "rank %d: rank %d proves a job secret (its hello is authenticated) "
-                            "and this rank has none: " SECRET_HINT,
+        return hs_auth_fail(m, src, -1,
+                            "rank %d: rank %d did not prove the job secret (its hello is "
+                            "unauthenticated): " SECRET_HINT,
                             ctx->rank, src);
+    return hs_auth_fail(m, src, -1,
+                        "rank %d: rank %d proves a job secret (its hello is authenticated) and "
+                        "this rank has none: " SECRET_HINT,
+                        ctx->rank, src);
 }
 
 /* accept_challenge answers an authenticated hello with this side's fresh nonce and MAC, and
@@ -281,11 +317,12 @@ static int accept_one(handshake *m, device_inbound *in)
     int src = (int)in->decoded.src_rank;
     peer_info *p = &m->peers[src];
     bool auth = in->decoded.flags & WIRE_FLAG_AUTH;
-    const char *why = !p->used ? "this rank does not reach that peer over TCP"
-                      : cgloo__tcp_pair_connected(&ctx->peers[src]) || p->auth_fd >= 0
-                          ? "a second connection from this rank"
-                      : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
-                                                          : NULL;
+    const char *why =
+        !p->used ? "this rank does not reach that peer over TCP"
+        : cgloo__tcp_pair_connected(&ctx->peers[src]) || p->auth_fd >= 0 || p->auth_failed
+            ? "a second connection from this rank"
+        : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
+                                            : NULL;
     int rc = CGLOO_OK;
     if (!why && auth != (ctx->secret != NULL)) {
         rc = accept_auth_mismatch(m, in, src);
@@ -305,41 +342,38 @@ static int accept_one(handshake *m, device_inbound *in)
 }
 
 /* accept_on_proof reads what arrived of rank src's proof; once whole and right, attaches the
- * pair. A wrong proof, or a close instead of one, fails the connect. */
+ * pair. A wrong proof, or a close instead of one, settles the peer as failed. */
 static int accept_on_proof(handshake *m, int src)
 {
     cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[src];
-    ssize_t n = recv(p->auth_fd, p->proof + p->proof_got, AUTH_MAC_LEN - p->proof_got, 0);
+    int fd = p->auth_fd;
+    ssize_t n = recv(fd, p->proof + p->proof_got, AUTH_MAC_LEN - p->proof_got, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return CGLOO_OK;
     if (n > 0 && (p->proof_got += (size_t)n) < AUTH_MAC_LEN)
         return CGLOO_OK;
-    int rc = CGLOO_OK;
-    if (n <= 0)
-        rc = cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                              "rank %d: rank %d (%s) closed the connection instead of proving "
-                              "the job secret: its secret may differ from this rank's (" SECRET_HINT
-                              ")",
-                              ctx->rank, src, p->auth_addr);
-    else if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN,
-                                p->proof))
-        rc = cgloo__ctx_error(
-            ctx, CGLOO_EPROTO,
-            "rank %d: rank %d (%s) sent a proof that does not match this rank's "
-            "job secret: the secret differs between rank %d and rank %d (" SECRET_HINT ")",
-            ctx->rank, src, p->auth_addr, ctx->rank, src);
-    else if (cgloo__tcp_pair_attach(&ctx->peers[src], p->auth_fd, &p->auth_hello, p->addr_text) !=
-             CGLOO_OK)
-        rc = cgloo__ctx_error(ctx, CGLOO_ENOMEM,
-                              "rank %d: setting up the connection from rank %d failed", ctx->rank,
-                              src);
-    if (rc != CGLOO_OK)
-        close(p->auth_fd);
-    else
-        m->remaining--;
     p->auth_fd = -1;
-    return rc;
+    if (n <= 0)
+        return hs_auth_fail(m, src, fd,
+                            "rank %d: rank %d (%s) closed the connection instead of proving the "
+                            "job secret: its secret may differ from this rank's (" SECRET_HINT ")",
+                            ctx->rank, src, p->auth_addr);
+    if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN,
+                           p->proof))
+        return hs_auth_fail(m, src, fd,
+                            "rank %d: rank %d (%s) sent a proof that does not match this rank's "
+                            "job secret: the secret differs between rank %d and rank %d "
+                            "(" SECRET_HINT ")",
+                            ctx->rank, src, p->auth_addr, ctx->rank, src);
+    if (cgloo__tcp_pair_attach(&ctx->peers[src], fd, &p->auth_hello, p->addr_text) != CGLOO_OK) {
+        close(fd);
+        return cgloo__ctx_error(ctx, CGLOO_ENOMEM,
+                                "rank %d: setting up the connection from rank %d failed", ctx->rank,
+                                src);
+    }
+    m->remaining--;
+    return CGLOO_OK;
 }
 
 static int hs_accept(handshake *m)
@@ -395,7 +429,7 @@ static int hs_timeout_error(handshake *m)
     cgloo_context *ctx = m->ctx;
     for (int r = 0; r < ctx->size; r++) {
         peer_info *p = &m->peers[r];
-        if (!p->used || cgloo__tcp_pair_connected(&ctx->peers[r]))
+        if (!p->used || p->auth_failed || cgloo__tcp_pair_connected(&ctx->peers[r]))
             continue;
         if (p->auth_fd >= 0)
             return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
@@ -457,7 +491,7 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
     if (rc != CGLOO_OK)
         return rc;
     if (m->remaining > 0 && cgloo__remaining_ms(m->deadline) == 0)
-        return hs_timeout_error(m);
+        return m->auth_rc != CGLOO_OK ? m->auth_rc : hs_timeout_error(m);
     return CGLOO_OK;
 }
 
@@ -543,7 +577,9 @@ int cgloo__tcp_connect(cgloo__connector *m, const cgloo__peer_record *peers, int
 {
     m->deadline = deadline_ms;
     int rc = hs_load_peers(m, peers);
-    return rc == CGLOO_OK ? hs_run(m) : rc;
+    if (rc == CGLOO_OK)
+        rc = hs_run(m);
+    return rc == CGLOO_OK ? m->auth_rc : rc;
 }
 
 void cgloo__tcp_connect_end(cgloo__connector *m)
