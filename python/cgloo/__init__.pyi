@@ -229,6 +229,8 @@ class Request:
 class Context:
     """One communicator of size ranks, connected through store (needed when size > 1) on
     device (None: a default one it owns). Timeouts are seconds; None is the context's default.
+    secret: the job secret every connection proves (None: CGLOO_SECRET or CGLOO_SECRET_FILE;
+    needs cgloo built with OpenSSL).
     Every call releases the GIL; Ctrl-C ends a long wait with KeyboardInterrupt. A context
     manager that closes it."""
     rank: int
@@ -237,7 +239,7 @@ class Context:
     """The default timeout of every blocking call, in seconds (settable)."""
     def __init__(self, rank: int, size: int, store: Store | None = None,
                  device: Device | None = None, timeout: float | None = None,
-                 name: str | None = None) -> None: ...
+                 name: str | None = None, *, secret: str | None = None) -> None: ...
     @property
     def closed(self) -> bool: ...
     def last_error(self) -> str:

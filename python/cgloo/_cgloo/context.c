@@ -164,19 +164,19 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"rank", "size", "store", "device", "timeout", "name", NULL};
+    static char *names[] = {"rank", "size", "store", "device", "timeout", "name", "secret", NULL};
     int rank, size, ms;
     PyObject *store = Py_None, *device = Py_None, *timeout = Py_None;
-    const char *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOz:Context", names, &rank, &size, &store,
-                                     &device, &timeout, &name) ||
+    const char *name = NULL, *secret = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOz$z:Context", names, &rank, &size, &store,
+                                     &device, &timeout, &name, &secret) ||
         ctx_args(store, device, size) < 0 || cgpy_timeout_ms(timeout, &ms) < 0)
         return -1;
     if (self->ctx) {
         PyErr_SetString(PyExc_RuntimeError, "the context is already initialised");
         return -1;
     }
-    cgloo_context_attr attr = {.timeout_ms = ms, .name = name};
+    cgloo_context_attr attr = {.timeout_ms = ms, .name = name, .secret = secret};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
         cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);
