@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #ifdef CGLOO_HAVE_OPENSSL
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include <openssl/params.h>
 #endif
 
 int cgloo_secret_supported(void)
@@ -105,26 +105,51 @@ int cgloo__secret_load(const char *given, const char *who, cgloo__secret *out)
     return secret_read_file(file, who, out);
 }
 
-#ifdef CGLOO_HAVE_OPENSSL
-
+/* Nonces come from the kernel (getrandom): as unpredictable as OpenSSL's generator, and without
+ * the 1.6 ms its first use costs each process (64 ranks on 2 cores pay that 64 times). */
 int cgloo__auth_nonce(uint8_t *out)
 {
-    return RAND_bytes(out, CGLOO_AUTH_NONCE_LEN) == 1 ? CGLOO_OK : CGLOO_EIO;
+    size_t got = 0;
+    while (got < CGLOO_AUTH_NONCE_LEN) {
+        ssize_t n = getrandom(out + got, CGLOO_AUTH_NONCE_LEN - got, 0);
+        if (n < 0 && errno != EINTR)
+            return CGLOO_EIO;
+        got += n > 0 ? (size_t)n : 0;
+    }
+    return CGLOO_OK;
+}
+
+#ifdef CGLOO_HAVE_OPENSSL
+
+/* OpenSSL 3's one-shot HMAC() looks the algorithm up on every call (6 to 14 us each here);
+ * looked up once per process, a MAC costs about 2 us (measured on this machine, 2026-12-01).
+ * The fetched algorithm is immutable and shared by every thread. */
+static EVP_MAC *auth_hmac;
+static pthread_once_t auth_hmac_once = PTHREAD_ONCE_INIT;
+
+static void auth_hmac_fetch(void)
+{
+    auth_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
 }
 
 int cgloo__auth_mac(const cgloo__secret *s, const char *label, const uint8_t *data, size_t len,
                     uint8_t *out)
 {
-    /* label || data in one buffer: the inputs are a few hundred bytes at most. */
-    size_t ll = strlen(label) + 1; /* with its NUL, so that no label is another's prefix */
-    uint8_t buf[512];
-    if (ll + len > sizeof buf)
-        return CGLOO_EINVAL;
-    memcpy(buf, label, ll);
-    memcpy(buf + ll, data, len);
-    unsigned int outlen = 0;
-    bool ok = HMAC(EVP_sha256(), s->key, (int)s->len, buf, ll + len, out, &outlen) != NULL &&
+    pthread_once(&auth_hmac_once, auth_hmac_fetch);
+    if (!auth_hmac)
+        return CGLOO_EIO;
+    char digest[] = "SHA2-256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                           OSSL_PARAM_construct_end()};
+    EVP_MAC_CTX *c = EVP_MAC_CTX_new(auth_hmac);
+    size_t outlen = 0;
+    /* The label goes in with its NUL, so that no label is another's prefix. */
+    bool ok = c && EVP_MAC_init(c, s->key, s->len, params) == 1 &&
+              EVP_MAC_update(c, (const unsigned char *)label, strlen(label) + 1) == 1 &&
+              EVP_MAC_update(c, data, len) == 1 &&
+              EVP_MAC_final(c, out, &outlen, CGLOO_AUTH_MAC_LEN) == 1 &&
               outlen == CGLOO_AUTH_MAC_LEN;
+    EVP_MAC_CTX_free(c);
     return ok ? CGLOO_OK : CGLOO_EIO;
 }
 
@@ -138,11 +163,6 @@ bool cgloo__auth_check(const cgloo__secret *s, const char *label, const uint8_t 
 }
 
 #else /* no OpenSSL: never reached, since no secret loads */
-
-int cgloo__auth_nonce(uint8_t *out)
-{
-    return getrandom(out, CGLOO_AUTH_NONCE_LEN, 0) == CGLOO_AUTH_NONCE_LEN ? CGLOO_OK : CGLOO_EIO;
-}
 
 int cgloo__auth_mac(const cgloo__secret *s, const char *label, const uint8_t *data, size_t len,
                     uint8_t *out)

@@ -1,6 +1,6 @@
 /*
  * Job-secret authentication: the secret's sources (the API, CGLOO_SECRET, CGLOO_SECRET_FILE),
- * fresh nonces, HMAC-SHA256 and a constant-time compare, over OpenSSL's libcrypto. The TCP
+ * fresh nonces (getrandom), HMAC-SHA256 and a constant-time compare (OpenSSL's libcrypto). The TCP
  * transport's handshake and the TCP store's use these; docs/ARCHITECTURE.md "Authentication"
  * has the exchanges. Built without OpenSSL, loading a secret fails with ENOTSUP, so that a job
  * that asked for authentication never runs without it.
