@@ -13,6 +13,11 @@
 #include "store/tcp_store_proto.h"
 #include "transport/tcp/wire.h"
 
+#ifdef CGLOO_HAVE_OPENSSL
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#endif
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -77,6 +82,36 @@ static void no_secret_in(const char *what, const char *text)
 {
     if (strstr(text, SECRET) || strstr(text, WRONG))
         harness_fail(__FILE__, __LINE__, what, "holds the secret");
+}
+
+/* ---- the MAC: HMAC-SHA256 of label (with its NUL) and data, as libcrypto's HMAC() makes it ----
+ */
+
+static void test_mac_is_hmac_sha256(void)
+{
+#ifdef CGLOO_HAVE_OPENSSL
+    static const size_t key_lens[] = {1, 32, 63, 64, 65, 200, CGLOO_SECRET_MAX};
+    uint8_t data[300], msg[400], want[32], got[32];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7 + 3);
+    const char *label = "cgloo tcp v1 ack";
+    size_t ll = strlen(label) + 1;
+    memcpy(msg, label, ll);
+    memcpy(msg + ll, data, sizeof data);
+    for (size_t k = 0; k < sizeof key_lens / sizeof key_lens[0]; k++) {
+        cgloo__secret s = {.len = key_lens[k]};
+        for (size_t i = 0; i < s.len; i++)
+            s.key[i] = (uint8_t)(i * 13 + k);
+        unsigned int n = 0;
+        CHECK(HMAC(EVP_sha256(), s.key, (int)s.len, msg, ll + sizeof data, want, &n) != NULL);
+        CHECK_OK(cgloo__auth_mac(&s, label, data, sizeof data, got));
+        CHECK(n == 32 && memcmp(want, got, 32) == 0);
+        CHECK(cgloo__auth_check(&s, label, data, sizeof data, want));
+        want[31] ^= 1;
+        CHECK(!cgloo__auth_check(&s, label, data, sizeof data, want));
+        CHECK(!cgloo__auth_check(&s, "cgloo tcp v1 proof", data, sizeof data, got));
+    }
+#endif
 }
 
 /* ---- a rank: connect with its secret, reduce, and write what happened ---- */
@@ -460,6 +495,7 @@ static void test_launcher(void)
 }
 
 static const test_case tests[] = {
+    {"mac_is_hmac_sha256", test_mac_is_hmac_sha256, 10},
     {"same_secret", test_same_secret, 60},
     {"wrong_secret", test_wrong_secret, 60},
     {"missing_secret", test_missing_secret, 60},
