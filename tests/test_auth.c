@@ -492,6 +492,21 @@ static void test_launcher(void)
              RANK_PROGRAM_PATH, out);
     CHECK(run(cmd) == 0);
     no_secret_in("cgloo-run's output", read_text(out));
+    /* With a launcher prefix (ssh) the secret would go on a command line: CGLOO_SECRET is
+     * refused, CGLOO_SECRET_FILE is passed on ("env" stands in for ssh). */
+    snprintf(cmd, sizeof cmd, "CGLOO_SECRET=" SECRET " %s -n 1 --launcher env true > %s 2>&1",
+             CGLOO_RUN_PATH, out);
+    CHECK(run(cmd) == 2);
+    CHECK(strstr(read_text(out), "use CGLOO_SECRET_FILE") != NULL);
+    no_secret_in("cgloo-run's refusal", read_text(out));
+    char file[600];
+    snprintf(file, sizeof file, "%s/secret", test_tmpdir());
+    int fd = open(file, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    CHECK(fd >= 0 && write(fd, SECRET, strlen(SECRET)) == (ssize_t)strlen(SECRET));
+    close(fd);
+    snprintf(cmd, sizeof cmd, "CGLOO_SECRET_FILE=%s %s -n 2 --launcher env %s", file,
+             CGLOO_RUN_PATH, RANK_PROGRAM_PATH);
+    CHECK(run(cmd) == 0);
 }
 
 static const test_case tests[] = {
