@@ -439,7 +439,7 @@ static void raw_send(int fd, const void *p, size_t n)
 static void raw_hello(int fd)
 {
     uint8_t h[TCP_STORE_HELLO_LEN];
-    tcp_store_hello_put(h);
+    tcp_store_hello_put(h, 0);
     raw_send(fd, h, sizeof h);
     CHECK(recv(fd, h, sizeof h, MSG_WAITALL) == (ssize_t)sizeof h);
     CHECK(tcp_store_hello_ok(h));
@@ -733,7 +733,7 @@ static void *fake_main(void *arg)
         memcpy(buf, "HTTP/1.0", 8);
         send(fd, buf, 8, MSG_NOSIGNAL);
     } else if (f->mode != FAKE_SILENT) {
-        tcp_store_hello_put(buf);
+        tcp_store_hello_put(buf, 0);
         send(fd, buf, TCP_STORE_HELLO_LEN, MSG_NOSIGNAL);
         recv(fd, buf, TCP_STORE_HEADER_LEN, MSG_WAITALL);
         /* HUGE: a 4 GiB reply; SHORT: promises 100 bytes, sends 3 and closes. */

@@ -325,7 +325,7 @@ static void test_bad_hellos(void)
     b[5] = 2; /* an ack where a hello belongs */
     try_hello(r0.addr, b, HELLO_BYTES, 0);
     hello_encode(&good, b);
-    b[6] = 1; /* reserved flags */
+    b[6] = 2; /* a reserved flag (bit 0 is the secret flag) */
     try_hello(r0.addr, b, HELLO_BYTES, 0);
     hello_encode(&good, b);
     put32(b + 52, 7); /* reserved tail */

@@ -28,6 +28,15 @@
  * their sockets keep to their own core and answer sooner (docs/ARCHITECTURE.md, "Why the yield
  * depends on pinning", has the measurements).
  *
+ * Authentication: built with OpenSSL, each run makes a fresh 32-byte job secret (64 hex
+ * digits) and hands it to the ranks and to its own store server as CGLOO_SECRET in the
+ * environment, so that every connection of the run (rank to rank, rank to store) proves it and
+ * nothing outside the run can join or read the store (docs/ARCHITECTURE.md, "Authentication").
+ * A CGLOO_SECRET or CGLOO_SECRET_FILE already set is used instead; --no-secret runs without
+ * one. The secret never goes on a command line: with --launcher no secret is made, and a
+ * CGLOO_SECRET is refused (ssh would show it to every user of the host); CGLOO_SECRET_FILE,
+ * naming a file every host reads, is passed on.
+ *
  * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank (to the prefix's process, with
  * --launcher). When a rank fails (a non-zero exit or a signal) the others get --grace-ms
  * (default 2000) to finish, then SIGTERM, then SIGKILL KILL_DELAY_MS later. Exit status: that of
@@ -88,6 +97,7 @@ typedef struct host {
 
 typedef struct launcher {
     int n, tag, grace_ms;
+    int no_secret; /* --no-secret: make no job secret for the run */
     const char *host;
     const char *bind;     /* "auto", "core" or "none" */
     const char *prefix;   /* --launcher, or NULL to run ranks directly */
@@ -138,7 +148,10 @@ static void usage(FILE *to)
             "                 {host} in P becomes the rank's host (\"ssh {host}\")\n"
             "  --hosts LIST   hosts for --launcher, comma-separated; NAME=ADDR sets the address\n"
             "                 that host's ranks advertise (needs --host)\n"
-            "  --hostfile F   the same, one host a line\n",
+            "  --hostfile F   the same, one host a line\n"
+            "  --no-secret    make no fresh job secret for the run (by default one authenticates\n"
+            "                 every connection when cgloo has OpenSSL; CGLOO_SECRET or\n"
+            "                 CGLOO_SECRET_FILE, when set, is used either way)\n",
             RANKS_MAX, GRACE_DEFAULT_MS);
 }
 
@@ -215,6 +228,8 @@ static int parse_args(launcher *l, int argc, char **argv)
             return 1;
         } else if (strcmp(a, "--tag") == 0) {
             l->tag = 1;
+        } else if (strcmp(a, "--no-secret") == 0) {
+            l->no_secret = 1;
         } else if ((v = option_value(argc, argv, &i, "-n", &missing))) {
             if (parse_num(v, 1, RANKS_MAX, &l->n) != 0)
                 return usage_error("bad rank count", v);
@@ -453,7 +468,7 @@ static int rank_cmd_make(const launcher *l, int r, char **env, rank_cmd *c)
         }
         c->argv[k++] = "env";
         for (size_t i = 0; i < nenv; i++)
-            if (strncmp(env[i], "CGLOO_", 6) == 0)
+            if (strncmp(env[i], "CGLOO_", 6) == 0 && strncmp(env[i], "CGLOO_SECRET=", 13) != 0)
                 c->argv[k++] = env[i];
     }
     for (size_t i = 0; i < nargs; i++)
@@ -865,6 +880,34 @@ static int block_signals(launcher *l)
     return l->sigfd >= 0 ? 0 : -1;
 }
 
+/* prepare_secret makes the run's job secret (see the top of this file), in our environment so
+ * that the store server and every rank inherit it. Returns 0, or 2 for a refused setting. */
+static int prepare_secret(const launcher *l)
+{
+    const char *env = getenv("CGLOO_SECRET"), *file = getenv("CGLOO_SECRET_FILE");
+    if (env && *env && l->prefix) {
+        fprintf(stderr, "cgloo-run: CGLOO_SECRET would go on the --launcher command line, where "
+                        "every user of the host sees it: use CGLOO_SECRET_FILE\n");
+        return 2;
+    }
+    if ((env && *env) || (file && *file) || l->no_secret || l->prefix || !cgloo_secret_supported())
+        return 0;
+    uint8_t key[32];
+    char hex[2 * sizeof key + 1];
+    if (getrandom(key, sizeof key, 0) != (ssize_t)sizeof key) {
+        fprintf(stderr, "cgloo-run: no randomness for the job secret: %s\n", strerror(errno));
+        return 1;
+    }
+    for (size_t i = 0; i < sizeof key; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    int rc = setenv("CGLOO_SECRET", hex, 1);
+    explicit_bzero(key, sizeof key);
+    explicit_bzero(hex, sizeof hex);
+    if (rc != 0)
+        fprintf(stderr, "cgloo-run: cannot set CGLOO_SECRET: %s\n", strerror(errno));
+    return rc != 0;
+}
+
 static int start_store(launcher *l, cgloo_store_server **server, char *url, size_t size)
 {
     int rc = cgloo_store_server_start(l->host, 0, server);
@@ -910,6 +953,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cgloo-run: cannot set up: %s\n", strerror(errno));
         return 1;
     }
+    if ((rc = prepare_secret(&l)) != 0)
+        return rc;
     if (start_store(&l, &server, url, sizeof url) != 0)
         return 1;
     make_run_id(run_id, sizeof run_id);

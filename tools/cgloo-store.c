@@ -7,6 +7,8 @@
  *
  * Prints "cgloo-store listening on HOST:PORT" once the socket is ready, then serves until
  * SIGINT, SIGTERM or SIGHUP, and exits 0. Exit 2 for bad usage, 1 when the server cannot start.
+ * With CGLOO_SECRET or CGLOO_SECRET_FILE set, every client must prove that job secret before it
+ * is served (give the ranks the same variable).
  */
 #define _GNU_SOURCE
 #include <cgloo/cgloo.h>
@@ -22,7 +24,9 @@ static void usage(FILE *to)
                 "  Serves a cgloo TCP store until interrupted.\n"
                 "  --host HOST  address or name to listen on (default 127.0.0.1; 0.0.0.0 or ::\n"
                 "               for every interface)\n"
-                "  --port PORT  port to listen on (default 0: a free port, printed at start)\n");
+                "  --port PORT  port to listen on (default 0: a free port, printed at start)\n"
+                "  CGLOO_SECRET or CGLOO_SECRET_FILE in the environment: clients must prove\n"
+                "  that job secret\n");
 }
 
 static int parse_port(const char *s, int *out)

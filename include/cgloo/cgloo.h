@@ -95,6 +95,11 @@ CGLOO_API const char *cgloo_status_name(int status);
  * Never blocks. The detail is cut to len - 1 bytes (buf may be NULL when len is 0). */
 CGLOO_API int cgloo_last_error(char *buf, size_t len);
 
+/* cgloo_secret_supported returns 1 when the library was built with OpenSSL's libcrypto, so
+ * that a job secret (cgloo_context_attr.secret, CGLOO_SECRET, CGLOO_SECRET_FILE) can be used,
+ * else 0 (setting a secret then fails with ENOTSUP). Never blocks. */
+CGLOO_API int cgloo_secret_supported(void);
+
 /* cgloo_free releases memory the library handed to the caller. NULL is allowed. */
 CGLOO_API void cgloo_free(void *ptr);
 
@@ -191,6 +196,14 @@ CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, 
  * EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store), ENOMEM. */
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
+/* cgloo_store_tcp_connect_auth is cgloo_store_tcp_connect proving a job secret to the server
+ * (and checking the server's proof) before any request: secret NULL takes CGLOO_SECRET or
+ * CGLOO_SECRET_FILE, as cgloo_store_tcp_connect also does; none set: no authentication.
+ * Errors: those of cgloo_store_tcp_connect; EPROTO when the server and this process do not
+ * share the secret (the detail says which side lacks it; it never quotes the secret), EINVAL
+ * (a bad secret), ENOTSUP (built without OpenSSL). */
+CGLOO_API int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret,
+                                           int timeout_ms, cgloo_store **out);
 
 /* Options of a Redis store; zero means default everywhere. The strings are copied. */
 typedef struct cgloo_redis_attr {
@@ -321,6 +334,13 @@ typedef struct cgloo_store_server cgloo_store_server;
  * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread.
  * Errors: EADDR, ENOMEM, EIO. */
 CGLOO_API int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out);
+/* cgloo_store_server_start_auth is cgloo_store_server_start with a job secret: every client
+ * must prove it (a challenge-response MAC at connect) before any request is served; others are
+ * dropped while the server keeps serving. secret NULL: CGLOO_SECRET or CGLOO_SECRET_FILE, as
+ * cgloo_store_server_start also does; none set: no authentication. Errors: those of
+ * cgloo_store_server_start, EINVAL (a bad secret), ENOTSUP (built without OpenSSL). */
+CGLOO_API int cgloo_store_server_start_auth(const char *host, int port, const char *secret,
+                                            cgloo_store_server **out);
 /* cgloo_store_server_port returns the port the server listens on. */
 CGLOO_API int cgloo_store_server_port(const cgloo_store_server *server);
 /* cgloo_store_server_stop stops the thread, closes every connection and frees the server.
@@ -414,10 +434,17 @@ typedef struct cgloo_context_attr {
      * for the whole process from cgloo_context_create on; it stays installed after the
      * context is destroyed (it then writes nothing for it). */
     int dump_signal;
+    /* The job secret every connection of the context proves with a challenge-response MAC
+     * (docs/ARCHITECTURE.md, "Authentication"): text of 1..1024 bytes, shared by every rank.
+     * NULL: CGLOO_SECRET, else the file CGLOO_SECRET_FILE names (read at create; refused when
+     * its group or others may read it), else none: connections are not authenticated. Copied;
+     * never logged. Needs OpenSSL at build time (cgloo_secret_supported). */
+    const char *secret;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
- * Errors (detail in cgloo_last_error): EINVAL, ENOMEM. */
+ * Errors (detail in cgloo_last_error): EINVAL (also a bad secret or CGLOO_SECRET_FILE), ENOMEM,
+ * ENOTSUP (a secret is set and the library was built without OpenSSL). */
 CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr,
                                    cgloo_context **out);
 

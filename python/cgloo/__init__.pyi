@@ -229,6 +229,8 @@ class Request:
 class Context:
     """One communicator of size ranks, connected through store (needed when size > 1) on
     device (None: a default one it owns). Timeouts are seconds; None is the context's default.
+    secret: the job secret every connection proves (None: CGLOO_SECRET or CGLOO_SECRET_FILE;
+    needs cgloo built with OpenSSL).
     Every call releases the GIL; Ctrl-C ends a long wait with KeyboardInterrupt. A context
     manager that closes it."""
     rank: int
@@ -238,11 +240,13 @@ class Context:
     def __init__(self, rank: int, size: int, store: Store | None = None,
                  device: Device | None = None, timeout: float | None = None,
                  name: str | None = None, check: bool | None = None,
-                 flight_recorder: int | None = None) -> None:
+                 flight_recorder: int | None = None, *,
+                 secret: str | None = None) -> None:
         """check: exchange a fingerprint of every collective first and raise
         InvalidArgumentError on every rank when the ranks' calls disagree (None: CGLOO_CHECK).
         flight_recorder: how many recent operations dump() shows (0: off; None:
-        CGLOO_FLIGHT_RECORDER, else 64)."""
+        CGLOO_FLIGHT_RECORDER, else 64). secret: the job secret every connection proves
+        (None: CGLOO_SECRET, else CGLOO_SECRET_FILE)."""
     @property
     def closed(self) -> bool: ...
     def dump(self) -> str:

@@ -604,3 +604,46 @@ def test_init_from_env_serves_on_rank_0(monkeypatch):
         assert plain.get("cgloo/77/k", timeout=5) == b"from 0"
     one.close()
     zero.close()
+
+
+def _secret_supported():
+    try:
+        cgloo.Context(0, 1, secret="probe").close()
+        return True
+    except cgloo.Error as e:
+        if e.code == "ENOTSUP":
+            return False
+        raise
+
+
+def test_secret_keyword():
+    if not _secret_supported():
+        pytest.skip("install libssl-dev")
+    store = cgloo.HashStore()
+    secrets = {0: "shared-secret", 1: "shared-secret"}
+    results, errors = [None, None], [None, None]
+
+    def rank(r):
+        try:
+            with cgloo.Context(r, 2, store, timeout=10, secret=secrets[r]) as ctx:
+                results[r] = ctx.allreduce(np.array([r + 1.0]))[0]
+        except cgloo.Error as e:
+            errors[r] = e
+
+    def run():
+        threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    run()
+    assert results == [3.0, 3.0] and errors == [None, None]
+    secrets[1] = "another-secret"
+    results, errors[:] = [None, None], [None, None]
+    run()
+    for e in errors:
+        assert e is not None and e.code == "EPROTO" and "CGLOO_SECRET?" in e.detail
+        assert "shared-secret" not in e.detail and "another-secret" not in e.detail
+    with pytest.raises(cgloo.Error):
+        cgloo.Context(0, 1, secret="")

@@ -10,6 +10,7 @@
  * the measurements behind the spin and the yield).
  */
 #include "core/context.h"
+#include "core/auth.h"
 #include "store/store.h"
 #include "transport/transport.h"
 
@@ -117,6 +118,22 @@ static int ctx_check_args(int rank, int size, const cgloo_context_attr *attr, cg
     return CGLOO_OK;
 }
 
+/* ctx_load_secret keeps the job secret (the attribute's, or the environment's) when one is set;
+ * ctx->secret stays NULL otherwise. */
+static int ctx_load_secret(cgloo_context *ctx, const cgloo_context_attr *attr)
+{
+    cgloo__secret s;
+    int rc = cgloo__secret_load(attr ? attr->secret : NULL, "cgloo_context_create", &s);
+    if (rc == CGLOO_OK && s.len) {
+        ctx->secret = malloc(sizeof s);
+        rc = ctx->secret ? CGLOO_OK : CGLOO_ENOMEM;
+        if (ctx->secret)
+            *ctx->secret = s;
+    }
+    cgloo__secret_wipe(&s);
+    return rc;
+}
+
 int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
 {
     cgloo__error_clear();
@@ -143,6 +160,8 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         rc = ctx_read_tuning(ctx);
     if (rc == CGLOO_OK)
         rc = cgloo__ctx_diag_init(ctx, attr);
+    if (rc == CGLOO_OK)
+        rc = ctx_load_secret(ctx, attr);
     if (rc != CGLOO_OK) {
         cgloo_context_destroy(ctx);
         return cgloo__error_set_if_none(rc, "cgloo_context_create: %s", cgloo_strerror(rc));
@@ -374,5 +393,9 @@ void cgloo_context_destroy(cgloo_context *ctx)
     cgloo_device_destroy(ctx->owned_device);
     cgloo_store_destroy(ctx->owned_store);
     free(ctx->name);
+    if (ctx->secret) {
+        cgloo__secret_wipe(ctx->secret);
+        free(ctx->secret);
+    }
     free(ctx);
 }

@@ -40,7 +40,8 @@ struct cgloo_context {
     int timeout_ms;
     char *name;
     uint64_t ctx_id;
-    uint64_t nonce; /* this instance's identity in the rendezvous */
+    uint64_t nonce;               /* this instance's identity in the rendezvous */
+    struct cgloo__secret *secret; /* the job secret connections prove; NULL: none */
     pthread_mutex_t lock;
     pthread_cond_t progress_done;
     bool progressing;

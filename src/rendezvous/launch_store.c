@@ -163,28 +163,11 @@ typedef struct store_watch {
     char url[512];
 } store_watch;
 
-/* watch_connect dials the server and exchanges hellos, as a client that never asks anything. */
+/* watch_connect dials the server and exchanges hellos (proving the job secret, if any), as a
+ * client that never asks anything. */
 static int watch_connect(const char *host, int port, int timeout_ms, int *out)
 {
-    cgloo__addr addrs[CGLOO_ADDRS_MAX];
-    size_t n = 0;
-    int64_t deadline = cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS);
-    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
-    for (size_t i = 0; rc == CGLOO_OK && i < n; i++) {
-        uint8_t hello[TCP_STORE_HELLO_LEN];
-        if ((rc = cgloo__connect(&addrs[i], deadline, out)) != CGLOO_OK) {
-            rc = i + 1 < n ? CGLOO_OK : rc;
-            continue;
-        }
-        tcp_store_hello_put(hello);
-        rc = cgloo__write_full(*out, hello, sizeof hello, deadline);
-        if (rc == CGLOO_OK)
-            rc = cgloo__read_full(*out, hello, sizeof hello, deadline);
-        if (rc == CGLOO_OK)
-            return tcp_store_hello_ok(hello) ? CGLOO_OK : CGLOO_EPROTO;
-        close(*out);
-    }
-    return rc == CGLOO_OK ? CGLOO_EADDR : rc;
+    return cgloo__tcp_store_dial(host, port, timeout_ms, out);
 }
 
 /* watch_main waits for the server to close the connection (it never writes to a client that

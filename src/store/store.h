@@ -59,6 +59,10 @@ int cgloo__store_counter_parse(const void *value, size_t len, int64_t *out);
 /* cgloo__store_counter_format writes the decimal text of v into buf (>= 24 bytes), returns len. */
 size_t cgloo__store_counter_format(int64_t v, char *buf);
 
+/* cgloo__tcp_store_dial connects to the TCP store server at host:port and completes the hello
+ * (proving the environment's job secret, if any) as a client that will ask nothing; *fd is the
+ * connected socket. Blocks up to timeout_ms. Errors: those of cgloo_store_tcp_connect. */
+int cgloo__tcp_store_dial(const char *host, int port, int timeout_ms, int *fd);
 /* cgloo__split_host_port splits "host:port" or "[v6]:port" (what follows a URL's "tcp://")
  * into host (copied into buf) and port. Errors: EINVAL. */
 int cgloo__split_host_port(const char *s, char *buf, size_t size, int *port);

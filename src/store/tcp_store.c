@@ -8,6 +8,7 @@
  */
 #include "store/store.h"
 #include "store/tcp_store_proto.h"
+#include "core/auth.h"
 #include "net/net.h"
 
 #include <pthread.h>
@@ -28,6 +29,7 @@ typedef struct tcp_store {
     int fd;               /* -1 after a failed exchange: the next call dials again */
     char *host;
     int port;
+    cgloo__secret *secret; /* proven at every dial; NULL: none */
 } tcp_store;
 
 /* A request under construction: header, fixed fields and keys (values go by reference). */
@@ -61,26 +63,67 @@ static int recv_all(int fd, void *buf, size_t len, int64_t deadline)
 
 /* ---- dialling ---- */
 
-/* hello exchanges hellos on a fresh connection. */
-static int hello(int fd, int64_t deadline)
+/* What a dial needs besides the address: the secret to prove, and why a handshake was refused
+ * (static text naming which side lacks the secret, or that it differs), for the error. */
+typedef struct dial_auth {
+    const cgloo__secret *secret;
+    const char *why;
+} dial_auth;
+
+/* hello_prove checks the server's MAC after its hello and nonce, then sends ours. */
+static int hello_prove(int fd, uint8_t *transcript, dial_auth *a, int64_t deadline)
 {
-    uint8_t mine[TCP_STORE_HELLO_LEN], theirs[TCP_STORE_HELLO_LEN];
-    tcp_store_hello_put(mine);
-    struct iovec iov = {.iov_base = mine, .iov_len = sizeof mine};
-    int rc = send_all(fd, &iov, 1, deadline);
+    uint8_t *server_part = transcript + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN;
+    uint8_t mac[TCP_STORE_MAC_LEN];
+    int rc = recv_all(fd, server_part + TCP_STORE_HELLO_LEN, TCP_STORE_NONCE_LEN, deadline);
     if (rc == CGLOO_OK)
-        rc = recv_all(fd, theirs, sizeof theirs, deadline);
-    if (rc == CGLOO_OK && !tcp_store_hello_ok(theirs)) {
-        CGLOO_WARN("tcp store: the server's hello has a wrong magic or version");
-        rc = CGLOO_EPROTO;
+        rc = recv_all(fd, mac, sizeof mac, deadline);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (!cgloo__auth_check(a->secret, TCP_STORE_LABEL_SERVER, transcript, TCP_STORE_TRANSCRIPT_LEN,
+                           mac)) {
+        a->why = "its MAC does not match this process's job secret: the secrets differ";
+        return CGLOO_EPROTO;
     }
-    return rc;
+    if (cgloo__auth_mac(a->secret, TCP_STORE_LABEL_CLIENT, transcript, TCP_STORE_TRANSCRIPT_LEN,
+                        mac) != CGLOO_OK)
+        return CGLOO_EIO;
+    struct iovec iov = {.iov_base = mac, .iov_len = sizeof mac};
+    return send_all(fd, &iov, 1, deadline);
+}
+
+/* hello exchanges hellos on a fresh connection, and with a secret, proves it and checks the
+ * server's proof. */
+static int hello(int fd, dial_auth *a, int64_t deadline)
+{
+    uint8_t t[TCP_STORE_TRANSCRIPT_LEN];
+    uint8_t *theirs = t + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN;
+    size_t len = a->secret ? TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN : TCP_STORE_HELLO_LEN;
+    tcp_store_hello_put(t, a->secret != NULL);
+    int rc = a->secret ? cgloo__auth_nonce(t + TCP_STORE_HELLO_LEN) : CGLOO_OK;
+    struct iovec iov = {.iov_base = t, .iov_len = len};
+    if (rc == CGLOO_OK)
+        rc = send_all(fd, &iov, 1, deadline);
+    if (rc == CGLOO_OK)
+        rc = recv_all(fd, theirs, TCP_STORE_HELLO_LEN, deadline);
+    if (rc != CGLOO_OK)
+        return rc;
+    if (!tcp_store_hello_ok(theirs)) {
+        CGLOO_WARN("tcp store: the server's hello has a wrong magic or version");
+        return CGLOO_EPROTO;
+    }
+    if (!tcp_store_hello_auth(theirs) != !a->secret) {
+        a->why = a->secret ? "the server has no job secret and this process has one"
+                           : "the server requires a job secret and this process has none";
+        return CGLOO_EPROTO;
+    }
+    return a->secret ? hello_prove(fd, t, a, deadline) : CGLOO_OK;
 }
 
 /* dial_addr connects to one address before deadline and says hello. *out is set only on
  * success: a caller's fd field never holds a socket that was closed here. On failure *err is
  * the system's reason (0 when the server's hello was wrong). */
-static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out, int *err)
+static int dial_addr(const cgloo__addr *addr, dial_auth *a, int64_t deadline, int *out, int *err)
 {
     int fd;
     int rc = cgloo__connect(addr, deadline, &fd);
@@ -88,7 +131,7 @@ static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out, int *e
     if (rc != CGLOO_OK)
         return rc;
     cgloo__sock_tune(fd);
-    rc = hello(fd, deadline);
+    rc = hello(fd, a, deadline);
     *err = rc == CGLOO_EPROTO ? 0 : rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : ECONNRESET;
     if (rc != CGLOO_OK) {
         close(fd);
@@ -99,11 +142,12 @@ static int dial_addr(const cgloo__addr *addr, int64_t deadline, int *out, int *e
 }
 
 /* dial_once tries each address once; returns the last address's error. */
-static int dial_once(const cgloo__addr *addrs, size_t n, int64_t deadline, int *out, int *err)
+static int dial_once(const cgloo__addr *addrs, size_t n, dial_auth *a, int64_t deadline, int *out,
+                     int *err)
 {
     int rc = CGLOO_EADDR;
     for (size_t i = 0; i < n; i++) {
-        rc = dial_addr(&addrs[i], deadline, out, err);
+        rc = dial_addr(&addrs[i], a, deadline, out, err);
         if (rc == CGLOO_OK || rc == CGLOO_ETIMEDOUT)
             break;
     }
@@ -118,7 +162,8 @@ static int retryable(int rc)
 /* dial connects and says hello before deadline, trying every address of host. With `retry`,
  * refused (and reset) attempts are repeated with a growing pause until the deadline, for a
  * server that is still starting. On failure *err is the last attempt's system error. */
-static int dial(const char *host, int port, int64_t deadline, int retry, int *out, int *err)
+static int dial(const char *host, int port, dial_auth *a, int64_t deadline, int retry, int *out,
+                int *err)
 {
     cgloo__addr addrs[CGLOO_ADDRS_MAX];
     size_t n = 0;
@@ -131,7 +176,7 @@ static int dial(const char *host, int port, int64_t deadline, int retry, int *ou
     int pause = TCP_STORE_BACKOFF_MIN_MS;
     for (;;) {
         int e = 0;
-        rc = dial_once(addrs, n, deadline, out, &e);
+        rc = dial_once(addrs, n, a, deadline, out, &e);
         /* An attempt cut short by the deadline says less than the refusals before it. */
         if (e != ETIMEDOUT || *err == 0)
             *err = e;
@@ -291,7 +336,8 @@ static int exchange(tcp_store *t, tcp_frame *f, const void *extra, size_t extra_
     }
     if (t->fd < 0) {
         int err;
-        rc = dial(t->host, t->port, io_deadline, 0, &t->fd, &err);
+        dial_auth a = {.secret = t->secret};
+        rc = dial(t->host, t->port, &a, io_deadline, 0, &t->fd, &err);
         if (rc != CGLOO_OK && rc != CGLOO_ENOMEM)
             rc = CGLOO_EIO; /* the server that was there is gone */
     }
@@ -490,6 +536,30 @@ static int tcp_multi_get(cgloo_store *s, const char *const *keys, size_t nkeys, 
     return rc;
 }
 
+/* load_secret keeps the job secret (given, or the environment's) in *out; NULL when none. */
+static int load_secret(const char *given, cgloo__secret **out)
+{
+    cgloo__secret sec;
+    *out = NULL;
+    int rc = cgloo__secret_load(given, "cgloo_store_tcp_connect", &sec);
+    if (rc == CGLOO_OK && sec.len) {
+        *out = malloc(sizeof sec);
+        rc = *out ? CGLOO_OK : cgloo__error_set(CGLOO_ENOMEM, "out of memory for a TCP store");
+        if (*out)
+            **out = sec;
+    }
+    cgloo__secret_wipe(&sec);
+    return rc;
+}
+
+static void free_secret(cgloo__secret *s)
+{
+    if (s) {
+        cgloo__secret_wipe(s);
+        free(s);
+    }
+}
+
 static void tcp_destroy(cgloo_store *s)
 {
     tcp_store *t = (tcp_store *)s;
@@ -497,6 +567,7 @@ static void tcp_destroy(cgloo_store *s)
     pthread_cond_destroy(&t->idle);
     pthread_mutex_destroy(&t->lock);
     free(t->host);
+    free_secret(t->secret);
     free(t);
 }
 
@@ -541,8 +612,13 @@ static tcp_store *tcp_store_new(const char *host, int port, int fd)
 }
 
 /* connect_error explains why no store answered at host:port (the thread's last error). */
-static int connect_error(const char *host, int port, int rc, int err)
+static int connect_error(const char *host, int port, int rc, int err, const char *auth_why)
 {
+    if (auth_why)
+        return cgloo__error_set(rc,
+                                "the TCP store at %s port %d refused this process: %s (do the "
+                                "store and every rank share CGLOO_SECRET?)",
+                                host, port, auth_why);
     if (rc == CGLOO_EADDR)
         return cgloo__error_set(rc, "the TCP store's host '%s' does not resolve to an address",
                                 host);
@@ -559,6 +635,12 @@ static int connect_error(const char *host, int port, int rc, int err)
 
 int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms, cgloo_store **out)
 {
+    return cgloo_store_tcp_connect_auth(host, port, NULL, timeout_ms, out);
+}
+
+int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret, int timeout_ms,
+                                 cgloo_store **out)
+{
     cgloo__error_clear();
     if (!out || port <= 0 || port > 65535 || timeout_ms < 0)
         return cgloo__error_set(CGLOO_EINVAL,
@@ -567,15 +649,38 @@ int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms, cgloo_st
     cgloo__log_init_from_env();
     if (!host)
         host = "127.0.0.1";
-    int fd = -1, err = 0;
-    int rc = dial(host, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd, &err);
+    dial_auth a = {0};
+    cgloo__secret *sec;
+    int rc = load_secret(secret, &sec);
     if (rc != CGLOO_OK)
-        return connect_error(host, port, rc, err);
+        return rc;
+    a.secret = sec;
+    int fd = -1, err = 0;
+    rc = dial(host, port, &a, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd, &err);
+    if (rc != CGLOO_OK) {
+        free_secret(sec);
+        return connect_error(host, port, rc, err, a.why);
+    }
     tcp_store *t = tcp_store_new(host, port, fd);
     if (!t) {
         close(fd);
+        free_secret(sec);
         return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a TCP store client");
     }
+    t->secret = sec;
     *out = &t->base;
     return CGLOO_OK;
+}
+
+int cgloo__tcp_store_dial(const char *host, int port, int timeout_ms, int *fd)
+{
+    cgloo__secret *sec;
+    int rc = load_secret(NULL, &sec);
+    if (rc != CGLOO_OK)
+        return rc;
+    dial_auth a = {.secret = sec};
+    int err = 0;
+    rc = dial(host, port, &a, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, fd, &err);
+    free_secret(sec);
+    return rc == CGLOO_OK ? rc : connect_error(host, port, rc, err, a.why);
 }

@@ -2,9 +2,19 @@
  * The TCP store wire format, shared by the client (tcp_store.c) and the server
  * (tcp_store_server.c). Every integer is little-endian and fixed-width.
  *
- * Connection hello, 8 bytes each way: u32 magic "CGST" | u16 version | u16 flags (0). The client
+ * Connection hello, 8 bytes each way: u32 magic "CGST" | u16 version | u16 flags. The client
  * sends its hello first; the server checks it and answers with its own. A wrong magic or
  * version closes the connection.
+ *
+ * Flags: bit 0 (TCP_STORE_FLAG_AUTH) says the sender has a job secret; the others are zero.
+ * With a secret on both sides the hellos grow into a challenge-response before any request:
+ *   client  hello | client nonce (32 bytes, fresh)
+ *   server  hello | server nonce (32 bytes, fresh) | MAC(server)
+ *   client  MAC(client)
+ * MAC(x) = HMAC-SHA256(secret, label_x || client hello || client nonce || server hello ||
+ * server nonce), the labels differing by direction. When only one side has a secret, the server
+ * answers with its bare hello (its flag tells the client which side lacks the secret) and
+ * closes; so it does after a wrong MAC.
  *
  * Then strictly one request, one response, in order:
  *   request  header: u32 body_len | u32 op      then body_len bytes of body
@@ -34,6 +44,13 @@
 #define TCP_STORE_VERSION 1u
 #define TCP_STORE_HELLO_LEN 8
 #define TCP_STORE_HEADER_LEN 8
+#define TCP_STORE_FLAG_AUTH 1u
+#define TCP_STORE_NONCE_LEN 32
+#define TCP_STORE_MAC_LEN 32
+/* What the MACs cover: both hellos and both nonces, as sent. */
+#define TCP_STORE_TRANSCRIPT_LEN (2 * (TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN))
+#define TCP_STORE_LABEL_SERVER "cgloo store v1 server"
+#define TCP_STORE_LABEL_CLIENT "cgloo store v1 client"
 
 /* Bounds on everything a peer declares. The largest legal request (a SET of the largest value,
  * or a list of TCP_STORE_KEYS_MAX keys of the largest size) fits in TCP_STORE_FRAME_MAX. */
@@ -58,17 +75,27 @@ enum tcp_store_status {
     TCP_STORE_ST_NOMEM = 4,       /* the server ran out of memory for this request */
 };
 
-/* tcp_store_hello_put writes our hello into p (TCP_STORE_HELLO_LEN bytes). */
-static inline void tcp_store_hello_put(uint8_t *p)
+/* tcp_store_hello_put writes our hello into p (TCP_STORE_HELLO_LEN bytes); auth sets the
+ * secret flag. */
+static inline void tcp_store_hello_put(uint8_t *p, int auth)
 {
     cgloo__put_u32(p, TCP_STORE_MAGIC);
-    cgloo__put_u32(p + 4, TCP_STORE_VERSION); /* u16 version, u16 flags = 0 */
+    /* u16 version, u16 flags */
+    cgloo__put_u32(p + 4, TCP_STORE_VERSION | (auth ? TCP_STORE_FLAG_AUTH << 16 : 0));
 }
 
-/* tcp_store_hello_ok tells whether p holds a hello of our magic and version. */
+/* tcp_store_hello_ok tells whether p holds a hello of our magic and version, with no flag but
+ * the secret flag. */
 static inline int tcp_store_hello_ok(const uint8_t *p)
 {
-    return cgloo__get_u32(p) == TCP_STORE_MAGIC && cgloo__get_u32(p + 4) == TCP_STORE_VERSION;
+    return cgloo__get_u32(p) == TCP_STORE_MAGIC &&
+           (cgloo__get_u32(p + 4) & ~(TCP_STORE_FLAG_AUTH << 16)) == TCP_STORE_VERSION;
+}
+
+/* tcp_store_hello_auth tells whether a well-formed hello has the secret flag. */
+static inline int tcp_store_hello_auth(const uint8_t *p)
+{
+    return (cgloo__get_u32(p + 4) >> 16) & TCP_STORE_FLAG_AUTH;
 }
 
 /* A bounds-checked cursor over a received body. Every read fails (returns 0) rather than step

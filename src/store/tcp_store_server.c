@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "store/kvtable.h"
 #include "store/tcp_store_proto.h"
+#include "core/auth.h"
 #include "net/net.h"
 
 #include <poll.h>
@@ -27,6 +28,8 @@
 
 typedef enum conn_state {
     CONN_HELLO,   /* reading the client's hello */
+    CONN_NONCE,   /* reading the nonce after a hello with the secret flag */
+    CONN_PROOF,   /* reading the client's MAC, which must check before any request */
     CONN_HEADER,  /* reading a request header */
     CONN_BODY,    /* reading a request body */
     CONN_PARKED,  /* a waiting request is held until its keys exist or its deadline */
@@ -53,6 +56,11 @@ typedef struct srv_conn {
     uint8_t *out;
     size_t out_len, out_sent;
     char peer[CGLOO_ADDR_TEXT_MAX]; /* "addr:port", for log lines */
+    conn_state after_write; /* the state once the response is out: CONN_HEADER, CONN_PROOF or
+                               CONN_CLOSED (a refusal) */
+    uint8_t transcript[TCP_STORE_TRANSCRIPT_LEN]; /* of an authenticating connection */
+    uint8_t proof[TCP_STORE_MAC_LEN];
+    size_t auth_got;
 } srv_conn;
 
 struct cgloo_store_server {
@@ -66,6 +74,7 @@ struct cgloo_store_server {
     size_t nconns, conns_cap;
     struct pollfd *pfds;
     size_t pfds_cap;
+    cgloo__secret *secret; /* every client must prove it; NULL: none */
 };
 
 /* ---- connections: close, respond, flush ---- */
@@ -120,7 +129,10 @@ static void conn_flush(srv_conn *c)
     c->out = NULL;
     c->out_len = c->out_sent = 0;
     conn_release_request(c);
-    c->state = CONN_HEADER;
+    if (c->after_write == CONN_CLOSED)
+        return conn_close(c);
+    c->state = c->after_write;
+    c->after_write = CONN_HEADER;
 }
 
 /* conn_respond_with takes ownership of a buffer that begins with TCP_STORE_HEADER_LEN free
@@ -419,7 +431,11 @@ static ssize_t conn_recv(srv_conn *c, void *buf, size_t len)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 0;
-        if (n == 0 && c->state != CONN_BODY && c->head_got == 0)
+        if (n == 0 && (c->state == CONN_NONCE || c->state == CONN_PROOF))
+            CGLOO_WARN("tcp store server: %s closed the connection before proving the job "
+                       "secret",
+                       c->peer);
+        else if (n == 0 && c->state != CONN_BODY && c->head_got == 0)
             CGLOO_DEBUG("tcp store server: %s disconnected", c->peer);
         else if (n == 0)
             conn_violation(c, "connection closed in the middle of a frame");
@@ -450,23 +466,89 @@ static void conn_header(cgloo_store_server *s, srv_conn *c)
         conn_process(s, c); /* every op needs a body: this is rejected as malformed */
 }
 
-/* conn_hello checks the client's hello and answers with ours. */
-static void conn_hello(srv_conn *c)
+/* conn_send_bytes starts sending a copy of len bytes; after them the connection goes to
+ * `after`. */
+static void conn_send_bytes(srv_conn *c, const uint8_t *bytes, size_t len, conn_state after)
 {
-    if (!tcp_store_hello_ok(c->head)) {
-        conn_violation(c, "bad hello (wrong magic or version)");
-        return;
-    }
-    c->out = malloc(TCP_STORE_HELLO_LEN);
+    c->out = malloc(len);
     if (!c->out) {
         conn_close(c);
         return;
     }
-    tcp_store_hello_put(c->out);
-    c->out_len = TCP_STORE_HELLO_LEN;
+    memcpy(c->out, bytes, len);
+    c->out_len = len;
     c->out_sent = 0;
+    c->after_write = after;
     c->state = CONN_WRITING;
     conn_flush(c);
+}
+
+/* conn_refuse answers with our bare hello, whose flag tells the client which side lacks the
+ * secret, and closes once it is out. */
+static void conn_refuse(cgloo_store_server *s, srv_conn *c, const char *why)
+{
+    CGLOO_WARN("tcp store server: refusing %s: %s", c->peer, why);
+    uint8_t mine[TCP_STORE_HELLO_LEN];
+    tcp_store_hello_put(mine, s->secret != NULL);
+    conn_send_bytes(c, mine, sizeof mine, CONN_CLOSED);
+}
+
+/* conn_challenge answers a client with the secret: our hello, a fresh nonce and our MAC. */
+static void conn_challenge(cgloo_store_server *s, srv_conn *c)
+{
+    uint8_t *server_part = c->transcript + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN;
+    uint8_t out[TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN + TCP_STORE_MAC_LEN];
+    tcp_store_hello_put(server_part, 1);
+    if (cgloo__auth_nonce(server_part + TCP_STORE_HELLO_LEN) != CGLOO_OK ||
+        cgloo__auth_mac(s->secret, TCP_STORE_LABEL_SERVER, c->transcript, TCP_STORE_TRANSCRIPT_LEN,
+                        out + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN) != CGLOO_OK)
+        return conn_violation(c, "cannot make a nonce or a MAC");
+    memcpy(out, server_part, TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN);
+    c->auth_got = 0;
+    conn_send_bytes(c, out, sizeof out, CONN_PROOF);
+}
+
+/* conn_hello checks the client's hello and answers with ours, or waits for its nonce. */
+static void conn_hello(cgloo_store_server *s, srv_conn *c)
+{
+    if (!tcp_store_hello_ok(c->head))
+        return conn_violation(c, "bad hello (wrong magic or version)");
+    memcpy(c->transcript, c->head, TCP_STORE_HELLO_LEN);
+    if (tcp_store_hello_auth(c->head)) {
+        c->auth_got = 0;
+        c->state = CONN_NONCE; /* read it even to refuse: the client then reads our answer */
+        return;
+    }
+    if (s->secret)
+        return conn_refuse(s, c, "it did not prove the job secret (its hello has none)");
+    uint8_t mine[TCP_STORE_HELLO_LEN];
+    tcp_store_hello_put(mine, 0);
+    conn_send_bytes(c, mine, sizeof mine, CONN_HEADER);
+}
+
+/* conn_auth_step reads the client's nonce or proof and acts on it once whole. Returns 1 to keep
+ * reading. */
+static int conn_auth_step(cgloo_store_server *s, srv_conn *c)
+{
+    bool nonce = c->state == CONN_NONCE;
+    uint8_t *dst = nonce ? c->transcript + TCP_STORE_HELLO_LEN : c->proof;
+    size_t need = nonce ? TCP_STORE_NONCE_LEN : TCP_STORE_MAC_LEN;
+    ssize_t n = conn_recv(c, dst + c->auth_got, need - c->auth_got);
+    if (n <= 0)
+        return 0;
+    if ((c->auth_got += (size_t)n) < need)
+        return 1;
+    c->auth_got = 0;
+    if (nonce && !s->secret)
+        conn_refuse(s, c, "it proves a job secret and this server has none");
+    else if (nonce)
+        conn_challenge(s, c);
+    else if (!cgloo__auth_check(s->secret, TCP_STORE_LABEL_CLIENT, c->transcript,
+                                TCP_STORE_TRANSCRIPT_LEN, c->proof))
+        conn_violation(c, "its proof does not match the job secret");
+    else
+        c->state = CONN_HEADER;
+    return c->state == CONN_HEADER;
 }
 
 /* conn_body_room makes room for more body bytes; it grows with the data actually received, so
@@ -488,6 +570,8 @@ static int conn_body_room(srv_conn *c)
 /* conn_read_step reads once in the current state. Returns 1 to keep reading, 0 to stop. */
 static int conn_read_step(cgloo_store_server *s, srv_conn *c)
 {
+    if (c->state == CONN_NONCE || c->state == CONN_PROOF)
+        return conn_auth_step(s, c);
     size_t need = c->state == CONN_HELLO ? TCP_STORE_HELLO_LEN : TCP_STORE_HEADER_LEN;
     if (c->state == CONN_HELLO || c->state == CONN_HEADER) {
         ssize_t n = conn_recv(c, c->head + c->head_got, need - c->head_got);
@@ -500,7 +584,7 @@ static int conn_read_step(cgloo_store_server *s, srv_conn *c)
         if (c->state == CONN_HEADER)
             conn_header(s, c);
         else
-            conn_hello(c);
+            conn_hello(s, c);
         return c->state == CONN_BODY;
     }
     if (conn_body_room(c) != CGLOO_OK) {
@@ -555,6 +639,7 @@ static void server_add_conn(cgloo_store_server *s, int fd, const cgloo__addr *fr
     cgloo__sock_tune(fd);
     c->fd = fd;
     c->state = CONN_HELLO;
+    c->after_write = CONN_HEADER;
     memcpy(c->peer, peer, sizeof peer);
     s->conns[s->nconns++] = c;
     CGLOO_DEBUG("tcp store server: %s connected", peer);
@@ -725,10 +810,35 @@ static void server_free(cgloo_store_server *s)
         close(s->listen_fd);
     if (s->wake_fd >= 0)
         close(s->wake_fd);
+    if (s->secret) {
+        cgloo__secret_wipe(s->secret);
+        free(s->secret);
+    }
     free(s);
 }
 
+/* server_load_secret keeps the job secret, when one is set, in s->secret. */
+static int server_load_secret(cgloo_store_server *s, const char *given)
+{
+    cgloo__secret sec;
+    int rc = cgloo__secret_load(given, "tcp store server", &sec);
+    if (rc == CGLOO_OK && sec.len) {
+        s->secret = malloc(sizeof sec);
+        rc = s->secret ? CGLOO_OK : CGLOO_ENOMEM;
+        if (s->secret)
+            *s->secret = sec;
+    }
+    cgloo__secret_wipe(&sec);
+    return rc;
+}
+
 int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out)
+{
+    return cgloo_store_server_start_auth(host, port, NULL, out);
+}
+
+int cgloo_store_server_start_auth(const char *host, int port, const char *secret,
+                                  cgloo_store_server **out)
 {
     cgloo__error_clear();
     if (!out || port < 0 || port > 65535)
@@ -739,6 +849,13 @@ int cgloo_store_server_start(const char *host, int port, cgloo_store_server **ou
     if (!s)
         return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a store server");
     s->listen_fd = -1;
+    s->wake_fd = -1;
+    int src = server_load_secret(s, secret);
+    if (src != CGLOO_OK) {
+        free(s->secret);
+        free(s);
+        return src;
+    }
     cgloo__kvtable_init(&s->table);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
@@ -750,7 +867,8 @@ int cgloo_store_server_start(const char *host, int port, cgloo_store_server **ou
         server_free(s);
         return cgloo__error_set_if_none(rc, "tcp store server: %s", cgloo_strerror(rc));
     }
-    CGLOO_INFO("tcp store server listening on %s port %d", host ? host : "127.0.0.1", s->port);
+    CGLOO_INFO("tcp store server listening on %s port %d%s", host ? host : "127.0.0.1", s->port,
+               s->secret ? " (clients must prove the job secret)" : "");
     *out = s;
     return CGLOO_OK;
 }

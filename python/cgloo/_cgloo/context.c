@@ -165,13 +165,13 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"rank", "size",  "store",           "device", "timeout",
-                            "name", "check", "flight_recorder", NULL};
+                            "name", "check", "flight_recorder", "secret", NULL};
     int rank, size, ms;
     PyObject *store = Py_None, *device = Py_None, *timeout = Py_None, *check = Py_None,
              *recorder = Py_None;
-    const char *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO:Context", names, &rank, &size, &store,
-                                     &device, &timeout, &name, &check, &recorder) ||
+    const char *name = NULL, *secret = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO$z:Context", names, &rank, &size, &store,
+                                     &device, &timeout, &name, &check, &recorder, &secret) ||
         ctx_args(store, device, size) < 0 || cgpy_timeout_ms(timeout, &ms) < 0)
         return -1;
     int check_on = check == Py_None ? 0 : PyObject_IsTrue(check) ? 1 : -1;
@@ -191,7 +191,8 @@ static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
                                .check = check_on,
                                .flight_recorder = recorder == Py_None ? 0
                                                   : entries == 0      ? -1
-                                                                      : (int)entries};
+                                                                      : (int)entries,
+                               .secret = secret};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
         cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);

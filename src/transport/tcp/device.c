@@ -215,6 +215,12 @@ static void device_accept(tcp_device *dev)
     }
 }
 
+/* inbound_want: the bytes a hello takes, its nonce included when its flag says so. */
+static size_t inbound_want(const device_inbound *in)
+{
+    return in->got >= HELLO_LEN && (in->hello[6] & WIRE_FLAG_AUTH) ? HELLO_AUTH_LEN : HELLO_LEN;
+}
+
 /* device_read_hellos reads what arrived on unfinished hellos; routes complete ones. */
 static void device_read_hellos(tcp_device *dev)
 {
@@ -222,18 +228,24 @@ static void device_read_hellos(tcp_device *dev)
     device_inbound **pp = &dev->pending;
     while (*pp) {
         device_inbound *in = *pp;
-        ssize_t n = recv(in->fd, in->hello + in->got, HELLO_LEN - in->got, 0);
-        if (n > 0)
-            in->got += (size_t)n;
+        /* An authenticated hello carries the dialler's nonce after it (wire.h): once the
+         * hello shows the flag, the nonce is read in the same round. */
+        ssize_t n;
+        do {
+            n = recv(in->fd, in->hello + in->got, inbound_want(in) - in->got, 0);
+            if (n > 0)
+                in->got += (size_t)n;
+        } while (n > 0 && in->got < inbound_want(in));
+        size_t want = inbound_want(in);
         bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
         bool late = now - in->accepted_ms > HELLO_DEADLINE_MS;
-        if (in->got < HELLO_LEN && !closed && !late) {
+        if (in->got < want && !closed && !late) {
             pp = &in->next;
             continue;
         }
         *pp = in->next;
         dev->npending--;
-        if (in->got == HELLO_LEN)
+        if (in->got == want)
             device_route(dev, in);
         else
             inbound_reject(in, closed ? "closed before a whole hello" : "hello too slow");

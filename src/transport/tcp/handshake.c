@@ -7,15 +7,26 @@
  * layout is in wire.h). The nonces come from this run's store records, so a process left from
  * an earlier run, or a stranger, cannot pass for a peer. Refused connections are retried with
  * backoff until the deadline; at most DIAL_WINDOW dials are in flight at once.
+ *
+ * With a job secret (ctx->secret) the hello and the acknowledgement carry fresh nonces, the
+ * acknowledgement a MAC, and the dialler answers with a proof (wire.h); the accepting side
+ * reads the proof without blocking the other connections and attaches the pair only after it
+ * checks. A peer whose secret differs, or that has none when this rank has one (or the other
+ * way round), is settled as failed on both sides, and the connect goes on with the others, so
+ * that every rank that talks to it hears about the secret from it rather than a timeout; then
+ * the connect fails with the first such error (hs_auth_fail).
  */
 #include "transport/tcp/tcp.h"
+#include "core/auth.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #define DIAL_WINDOW 64 /* dials in flight at once */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
+#define SECRET_HINT "do all ranks share CGLOO_SECRET?"
 
 enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
 
@@ -28,8 +39,17 @@ typedef struct peer_info {
     /* dialling state (lower ranks only) */
     int state, fd, backoff_ms, last_err;
     int64_t retry_at_ms;
-    uint8_t ack[HELLO_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
+    uint8_t ack[ACK_AUTH_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
     size_t ack_got;
+    /* With a secret: hello, dialler nonce, ack, listener nonce, as sent (what the MACs cover) */
+    uint8_t transcript[AUTH_TRANSCRIPT_LEN];
+    /* accepting with a secret: the connection whose proof is awaited (-1: none) */
+    int auth_fd;
+    uint8_t proof[AUTH_MAC_LEN];
+    size_t proof_got;
+    wire_hello auth_hello;
+    char auth_addr[CGLOO_ADDR_TEXT_MAX];
+    bool auth_failed; /* settled: the secrets differ; no connection will come */
 } peer_info;
 
 struct cgloo__connector {
@@ -39,6 +59,7 @@ struct cgloo__connector {
     peer_info *peers;
     int64_t deadline;
     int remaining; /* connections still to make */
+    int auth_rc;   /* the first peer that failed authentication made the connect fail */
 };
 typedef cgloo__connector handshake;
 
@@ -55,7 +76,8 @@ static void hello_for(const handshake *m, int peer, uint8_t type, uint8_t *out)
                     .eager_max = ctx->eager_max,
                     .eager_budget = ctx->eager_budget,
                     .src_nonce = ctx->nonce,
-                    .dst_nonce = m->peers[peer].nonce};
+                    .dst_nonce = m->peers[peer].nonce,
+                    .flags = ctx->secret ? WIRE_FLAG_AUTH : 0};
     wire_hello_encode(&h, out);
 }
 
@@ -88,9 +110,13 @@ static void dial_on_writable(handshake *m, int peer)
     int err = 0;
     if (cgloo__connect_result(p->fd, &err) != CGLOO_OK)
         return dial_retry(p, err);
-    uint8_t hello[HELLO_LEN];
+    /* With a secret the hello and a fresh nonce go out together, and stay in the transcript. */
+    uint8_t *hello = p->transcript;
+    size_t len = m->ctx->secret ? HELLO_AUTH_LEN : HELLO_LEN;
     hello_for(m, peer, HELLO_TYPE_HELLO, hello);
-    if (cgloo__write_full(p->fd, hello, sizeof hello, m->deadline) != CGLOO_OK)
+    if (m->ctx->secret && cgloo__auth_nonce(hello + HELLO_LEN) != CGLOO_OK)
+        return dial_retry(p, EIO);
+    if (cgloo__write_full(p->fd, hello, len, m->deadline) != CGLOO_OK)
         return dial_retry(p, errno);
     p->state = DIAL_AWAIT_ACK;
     p->ack_got = 0;
@@ -112,19 +138,96 @@ static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes,
     return NULL;
 }
 
+/* hs_auth_fail settles rank peer as failed: its secret is not this rank's. The first such
+ * failure becomes the connect's error once the other peers are settled too; later ones are
+ * logged. Closes fd (the connection to it) when not -1. Returns OK: the connect goes on. */
+static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...) CGLOO_PRINTF(4, 5);
+static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...)
+{
+    cgloo_context *ctx = m->ctx;
+    char msg[CGLOO_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (fd >= 0)
+        close(fd);
+    peer_info *p = &m->peers[peer];
+    if (p->fd == fd)
+        p->fd = -1;
+    p->state = DIAL_DONE;
+    p->auth_failed = true;
+    m->remaining--;
+    if (m->auth_rc == CGLOO_OK)
+        m->auth_rc = cgloo__ctx_error(ctx, CGLOO_EPROTO, "%s", msg);
+    else
+        CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "%s", msg);
+    return CGLOO_OK;
+}
+
+/* dial_auth_mismatch: the acknowledgement says the peer has a secret and this rank none, or
+ * the other way round. */
+static int dial_auth_mismatch(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    int fd = m->peers[peer].fd;
+    if (ctx->secret)
+        return hs_auth_fail(m, peer, fd,
+                            "rank %d: rank %d did not prove the job secret (its acknowledgement "
+                            "is unauthenticated): " SECRET_HINT,
+                            ctx->rank, peer);
+    return hs_auth_fail(m, peer, fd,
+                        "rank %d: rank %d requires a job secret (its acknowledgement is "
+                        "authenticated) and this rank has none: " SECRET_HINT,
+                        ctx->rank, peer);
+}
+
+/* dial_prove checks the listener's MAC, then sends this rank's proof. Nothing is sent to a
+ * listener whose MAC is wrong: a proof is never made for a challenge from a stranger. Returns
+ * false when the peer is settled as failed. */
+static bool dial_prove(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[peer];
+    memcpy(p->transcript + HELLO_AUTH_LEN, p->ack, HELLO_AUTH_LEN); /* ack and its nonce */
+    if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_ACK, p->transcript, AUTH_TRANSCRIPT_LEN,
+                           p->ack + HELLO_AUTH_LEN)) {
+        hs_auth_fail(m, peer, p->fd,
+                     "rank %d: rank %d at %s answered with a MAC that does not match this rank's "
+                     "job secret: the secret differs between rank %d and rank %d (" SECRET_HINT ")",
+                     ctx->rank, peer, p->addr_text, ctx->rank, peer);
+        return false;
+    }
+    uint8_t proof[AUTH_MAC_LEN];
+    if (cgloo__auth_mac(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN, proof) !=
+            CGLOO_OK ||
+        cgloo__write_full(p->fd, proof, sizeof proof, m->deadline) != CGLOO_OK) {
+        hs_auth_fail(m, peer, p->fd,
+                     "rank %d: could not send the proof of the job secret to rank %d at %s",
+                     ctx->rank, peer, p->addr_text);
+        return false;
+    }
+    return true;
+}
+
 static int dial_on_readable(handshake *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[peer];
     wire_hello h;
+    size_t want = ctx->secret ? ACK_AUTH_LEN : HELLO_LEN;
     /* Read what is there without waiting: a peer that sends half an acknowledgement must not
      * hold up the other connections. */
-    ssize_t n = recv(p->fd, p->ack + p->ack_got, sizeof p->ack - p->ack_got, 0);
+    ssize_t n = recv(p->fd, p->ack + p->ack_got, want - p->ack_got, 0);
     if (n > 0)
         p->ack_got += (size_t)n;
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return CGLOO_OK;
-    if (n > 0 && p->ack_got < sizeof p->ack)
+    /* The flag says at once whether the peer has a secret too; the rest may never come. */
+    if (p->ack_got >= HELLO_LEN && cgloo__get_u32(p->ack) == WIRE_MAGIC &&
+        !(p->ack[6] & WIRE_FLAG_AUTH) != !ctx->secret)
+        return dial_auth_mismatch(m, peer);
+    if (n > 0 && p->ack_got < want)
         return CGLOO_OK;
     int rc = n == 0 ? CGLOO_EPEER : n < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
     if (rc == CGLOO_EPEER)
@@ -137,6 +240,8 @@ static int dial_on_readable(handshake *m, int peer)
         return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
                                 "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
                                 p->addr_text, why);
+    if (ctx->secret && !dial_prove(m, peer))
+        return CGLOO_OK;
     rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, &h, p->addr_text);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: setting up the connection to rank %d failed",
@@ -149,42 +254,142 @@ static int dial_on_readable(handshake *m, int peer)
 
 /* ---- accepting higher ranks --------------------------------------------------------------- */
 
+/* accept_auth_mismatch answers a hello whose secret flag differs from this side's with an
+ * acknowledgement that tells the dialler so (the caller closes it), and fails the connect. */
+static int accept_auth_mismatch(handshake *m, device_inbound *in, int src)
+{
+    cgloo_context *ctx = m->ctx;
+    uint8_t ack[HELLO_LEN];
+    hello_for(m, src, HELLO_TYPE_ACK, ack);
+    (void)cgloo__write_full(in->fd, ack, sizeof ack, m->deadline); /* best effort: closing */
+    if (ctx->secret)
+        return hs_auth_fail(m, src, -1,
+                            "rank %d: rank %d did not prove the job secret (its hello is "
+                            "unauthenticated): " SECRET_HINT,
+                            ctx->rank, src);
+    return hs_auth_fail(m, src, -1,
+                        "rank %d: rank %d proves a job secret (its hello is authenticated) and "
+                        "this rank has none: " SECRET_HINT,
+                        ctx->rank, src);
+}
+
+/* accept_challenge answers an authenticated hello with this side's fresh nonce and MAC, and
+ * keeps the connection until its proof arrives (accept_on_proof). Returns why it could not. */
+static const char *accept_challenge(handshake *m, device_inbound *in, int src)
+{
+    peer_info *p = &m->peers[src];
+    uint8_t *t = p->transcript, *ack = t + HELLO_AUTH_LEN;
+    memcpy(t, in->hello, HELLO_AUTH_LEN);
+    hello_for(m, src, HELLO_TYPE_ACK, ack);
+    if (cgloo__auth_nonce(ack + HELLO_LEN) != CGLOO_OK)
+        return "no randomness for a nonce";
+    uint8_t out[ACK_AUTH_LEN];
+    memcpy(out, ack, HELLO_AUTH_LEN);
+    if (cgloo__auth_mac(m->ctx->secret, AUTH_LABEL_ACK, t, AUTH_TRANSCRIPT_LEN,
+                        out + HELLO_AUTH_LEN) != CGLOO_OK)
+        return "could not compute the MAC";
+    if (cgloo__write_full(in->fd, out, sizeof out, m->deadline) != CGLOO_OK)
+        return "could not send the acknowledgement";
+    p->auth_fd = in->fd;
+    p->proof_got = 0;
+    p->auth_hello = in->decoded;
+    snprintf(p->auth_addr, sizeof p->auth_addr, "%s", in->addr);
+    return NULL;
+}
+
+/* accept_plain acknowledges a hello without a secret and attaches the pair. */
+static const char *accept_plain(handshake *m, device_inbound *in, int src)
+{
+    uint8_t ack[HELLO_LEN];
+    hello_for(m, src, HELLO_TYPE_ACK, ack);
+    if (cgloo__write_full(in->fd, ack, sizeof ack, m->deadline) != CGLOO_OK)
+        return "could not send the acknowledgement";
+    if (cgloo__tcp_pair_attach(&m->ctx->peers[src], in->fd, &in->decoded,
+                               m->peers[src].addr_text) != CGLOO_OK)
+        return "could not set up the connection";
+    m->remaining--;
+    return NULL;
+}
+
 static int accept_one(handshake *m, device_inbound *in)
 {
     cgloo_context *ctx = m->ctx;
     int src = (int)in->decoded.src_rank;
     peer_info *p = &m->peers[src];
-    const char *why = !p->used ? "this rank does not reach that peer over TCP"
-                      : cgloo__tcp_pair_connected(&ctx->peers[src])
-                          ? "a second connection from this rank"
-                      : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
-                                                          : NULL;
-    uint8_t ack[HELLO_LEN];
-    hello_for(m, src, HELLO_TYPE_ACK, ack);
-    if (!why && cgloo__write_full(in->fd, ack, sizeof ack, m->deadline) != CGLOO_OK)
-        why = "could not send the acknowledgement";
-    if (!why &&
-        cgloo__tcp_pair_attach(&ctx->peers[src], in->fd, &in->decoded, p->addr_text) != CGLOO_OK)
-        why = "could not set up the connection";
+    bool auth = in->decoded.flags & WIRE_FLAG_AUTH;
+    const char *why =
+        !p->used ? "this rank does not reach that peer over TCP"
+        : cgloo__tcp_pair_connected(&ctx->peers[src]) || p->auth_fd >= 0 || p->auth_failed
+            ? "a second connection from this rank"
+        : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
+                                            : NULL;
+    int rc = CGLOO_OK;
+    if (!why && auth != (ctx->secret != NULL)) {
+        rc = accept_auth_mismatch(m, in, src);
+        why = "the job secret is not shared";
+    } else if (!why && auth) {
+        why = accept_challenge(m, in, src);
+    } else if (!why) {
+        why = accept_plain(m, in, src);
+    }
     if (why) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
                   src, in->addr, why);
         close(in->fd);
-    } else {
-        m->remaining--;
     }
     free(in);
+    return rc;
+}
+
+/* accept_on_proof reads what arrived of rank src's proof; once whole and right, attaches the
+ * pair. A wrong proof, or a close instead of one, settles the peer as failed. */
+static int accept_on_proof(handshake *m, int src)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[src];
+    int fd = p->auth_fd;
+    ssize_t n = recv(fd, p->proof + p->proof_got, AUTH_MAC_LEN - p->proof_got, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return CGLOO_OK;
+    if (n > 0 && (p->proof_got += (size_t)n) < AUTH_MAC_LEN)
+        return CGLOO_OK;
+    p->auth_fd = -1;
+    if (n <= 0)
+        return hs_auth_fail(m, src, fd,
+                            "rank %d: rank %d (%s) closed the connection instead of proving the "
+                            "job secret: its secret may differ from this rank's (" SECRET_HINT ")",
+                            ctx->rank, src, p->auth_addr);
+    if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN,
+                           p->proof))
+        return hs_auth_fail(m, src, fd,
+                            "rank %d: rank %d (%s) sent a proof that does not match this rank's "
+                            "job secret: the secret differs between rank %d and rank %d "
+                            "(" SECRET_HINT ")",
+                            ctx->rank, src, p->auth_addr, ctx->rank, src);
+    if (cgloo__tcp_pair_attach(&ctx->peers[src], fd, &p->auth_hello, p->addr_text) != CGLOO_OK) {
+        close(fd);
+        return cgloo__ctx_error(ctx, CGLOO_ENOMEM,
+                                "rank %d: setting up the connection from rank %d failed", ctx->rank,
+                                src);
+    }
+    m->remaining--;
     return CGLOO_OK;
 }
 
-static void hs_accept(handshake *m)
+static int hs_accept(handshake *m)
 {
+    int rc = CGLOO_OK;
     device_inbound *in = cgloo__tcp_device_take(m->dev, &m->reg);
     while (in) {
         device_inbound *next = in->next;
-        accept_one(m, in);
+        int one = accept_one(m, in);
+        rc = rc == CGLOO_OK ? one : rc;
         in = next;
     }
+    for (int r = m->ctx->rank + 1; rc == CGLOO_OK && r < m->ctx->size; r++)
+        if (m->peers[r].auth_fd >= 0)
+            rc = accept_on_proof(m, r);
+    return rc;
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -224,8 +429,13 @@ static int hs_timeout_error(handshake *m)
     cgloo_context *ctx = m->ctx;
     for (int r = 0; r < ctx->size; r++) {
         peer_info *p = &m->peers[r];
-        if (!p->used || cgloo__tcp_pair_connected(&ctx->peers[r]))
+        if (!p->used || p->auth_failed || cgloo__tcp_pair_connected(&ctx->peers[r]))
             continue;
+        if (p->auth_fd >= 0)
+            return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
+                                    "rank %d: rank %d (%s) connected but did not prove the job "
+                                    "secret within %d ms",
+                                    ctx->rank, r, p->auth_addr, ctx->timeout_ms);
         return r > ctx->rank ? accept_timeout_error(m, r) : dial_timeout_error(m, r);
     }
     return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
@@ -248,6 +458,12 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
             (struct pollfd){.fd = p->fd, .events = p->state == DIAL_CONNECTING ? POLLOUT : POLLIN};
         who[n++] = r;
     }
+    /* Proofs still to come wake the poll too; hs_accept reads them (higher ranks never dial). */
+    for (int r = m->ctx->rank + 1; r < m->ctx->size && n < 2 * DIAL_WINDOW; r++)
+        if (m->peers[r].auth_fd >= 0) {
+            fds[n] = (struct pollfd){.fd = m->peers[r].auth_fd, .events = POLLIN};
+            who[n++] = r;
+        }
     return n;
 }
 
@@ -271,9 +487,11 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
                 return rc;
         }
     }
-    hs_accept(m);
+    int rc = hs_accept(m);
+    if (rc != CGLOO_OK)
+        return rc;
     if (m->remaining > 0 && cgloo__remaining_ms(m->deadline) == 0)
-        return hs_timeout_error(m);
+        return m->auth_rc != CGLOO_OK ? m->auth_rc : hs_timeout_error(m);
     return CGLOO_OK;
 }
 
@@ -282,8 +500,8 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
  * aborted. */
 static int hs_run(handshake *m)
 {
-    struct pollfd fds[DIAL_WINDOW];
-    int who[DIAL_WINDOW];
+    struct pollfd fds[2 * DIAL_WINDOW];
+    int who[2 * DIAL_WINDOW];
     int rc = CGLOO_OK;
     int64_t next_check = cgloo__now_ms() + CGLOO_INTERRUPT_CHECK_MS;
     while (rc == CGLOO_OK && m->remaining > 0) {
@@ -345,7 +563,7 @@ int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
     }
     *m = (handshake){.ctx = ctx, .dev = dev, .peers = peers};
     for (int r = 0; r < ctx->size; r++)
-        peers[r] = (peer_info){.fd = -1, .backoff_ms = BACKOFF_MIN_MS};
+        peers[r] = (peer_info){.fd = -1, .auth_fd = -1, .backoff_ms = BACKOFF_MIN_MS};
     m->reg = (device_reg){.ctx_id = ctx->ctx_id,
                           .nonce = ctx->nonce,
                           .rank = (uint32_t)ctx->rank,
@@ -359,7 +577,9 @@ int cgloo__tcp_connect(cgloo__connector *m, const cgloo__peer_record *peers, int
 {
     m->deadline = deadline_ms;
     int rc = hs_load_peers(m, peers);
-    return rc == CGLOO_OK ? hs_run(m) : rc;
+    if (rc == CGLOO_OK)
+        rc = hs_run(m);
+    return rc == CGLOO_OK ? m->auth_rc : rc;
 }
 
 void cgloo__tcp_connect_end(cgloo__connector *m)
@@ -368,6 +588,9 @@ void cgloo__tcp_connect_end(cgloo__connector *m)
     for (int r = 0; r < m->ctx->size; r++)
         if (m->peers[r].fd >= 0)
             close(m->peers[r].fd); /* dials still in flight */
+    for (int r = 0; r < m->ctx->size; r++)
+        if (m->peers[r].auth_fd >= 0)
+            close(m->peers[r].auth_fd); /* proofs never received */
     free(m->peers);
     free(m);
 }

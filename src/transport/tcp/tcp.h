@@ -46,7 +46,7 @@ int cgloo__tcp_check_peer_reach(const tcp_addr_choice *c, const char *published,
 typedef struct device_inbound {
     struct device_inbound *next;
     int fd;
-    uint8_t hello[HELLO_LEN];
+    uint8_t hello[HELLO_AUTH_LEN]; /* the hello, and the dialler's nonce when it has one */
     size_t got;
     int64_t accepted_ms;
     wire_hello decoded;

@@ -3,12 +3,22 @@
  *
  * Every connection opens with a hello from the dialling rank (the higher one) and an
  * acknowledgement from the accepting rank, both HELLO_LEN bytes:
- *   0 magic u32 "CGLO"   4 version u8   5 type u8 (1 hello, 2 ack)   6 flags u16 (0)
+ *   0 magic u32 "CGLO"   4 version u8   5 type u8 (1 hello, 2 ack)   6 flags u16
  *   8 context id u64 (hash of the context name)
  *  16 sender rank u32   20 receiver rank u32   24 world size u32
  *  28 eager max u32: largest eager message the sender of this hello accepts
  *  32 sender nonce u64  40 receiver nonce u64 (both from the store records of this run)
  *  48 eager budget u32: eager bytes the sender may hold unclaimed for its peer   52 zero u32
+ *
+ * Flags: bit 0 (WIRE_FLAG_AUTH) says the sender has a job secret; every other bit is zero. With
+ * it the exchange grows by a challenge-response (docs/ARCHITECTURE.md, "Authentication"):
+ *   hello  then the dialler's fresh nonce (AUTH_NONCE_LEN bytes)
+ *   ack    then the listener's fresh nonce and MAC(ack)
+ *   proof  the dialler's MAC(proof), AUTH_MAC_LEN bytes, before any message
+ * where MAC(x) = HMAC-SHA256(secret, label_x || hello || dialler nonce || ack || listener nonce)
+ * over the bytes as sent, with different labels for the two directions. Without the flag the
+ * layout is the same as before it existed, so the version stays 1; a peer whose flag differs
+ * from this side's is refused by both sides with an error saying which side has no secret.
  *
  * Then messages, each a MSG_HDR_LEN header and, for EAGER and DATA, `len` payload bytes:
  *   0 type u8   1..3 zero   4 send id u32   8 recv id u32   12 zero u32   16 tag u64   24 len u64
@@ -28,6 +38,14 @@
 #define WIRE_VERSION 1
 #define HELLO_LEN 56
 #define MSG_HDR_LEN 32
+#define WIRE_FLAG_AUTH 1u
+#define AUTH_NONCE_LEN 32
+#define AUTH_MAC_LEN 32
+#define HELLO_AUTH_LEN (HELLO_LEN + AUTH_NONCE_LEN)              /* hello and dialler nonce */
+#define ACK_AUTH_LEN (HELLO_LEN + AUTH_NONCE_LEN + AUTH_MAC_LEN) /* ack, nonce and MAC */
+#define AUTH_TRANSCRIPT_LEN (2 * HELLO_LEN + 2 * AUTH_NONCE_LEN)
+#define AUTH_LABEL_ACK "cgloo tcp v1 ack"
+#define AUTH_LABEL_PROOF "cgloo tcp v1 proof"
 
 enum { HELLO_TYPE_HELLO = 1, HELLO_TYPE_ACK = 2 };
 
@@ -42,6 +60,7 @@ enum {
 
 typedef struct wire_hello {
     uint8_t type;
+    uint16_t flags;
     uint64_t ctx_id;
     uint32_t src_rank, dst_rank, size;
     uint32_t eager_max, eager_budget;
@@ -60,6 +79,8 @@ static inline void wire_hello_encode(const wire_hello *h, uint8_t *p)
     cgloo__put_u32(p, WIRE_MAGIC);
     p[4] = WIRE_VERSION;
     p[5] = h->type;
+    p[6] = (uint8_t)h->flags;
+    p[7] = (uint8_t)(h->flags >> 8);
     cgloo__put_u64(p + 8, h->ctx_id);
     cgloo__put_u32(p + 16, h->src_rank);
     cgloo__put_u32(p + 20, h->dst_rank);
@@ -80,9 +101,11 @@ static inline const char *wire_hello_decode(const uint8_t *p, wire_hello *h)
         return "unsupported protocol version";
     if (p[5] != HELLO_TYPE_HELLO && p[5] != HELLO_TYPE_ACK)
         return "bad hello type";
-    if (p[6] || p[7] || cgloo__get_u32(p + 52))
+    uint16_t flags = (uint16_t)(p[6] | p[7] << 8);
+    if ((flags & ~WIRE_FLAG_AUTH) || cgloo__get_u32(p + 52))
         return "non-zero reserved field";
     h->type = p[5];
+    h->flags = flags;
     h->ctx_id = cgloo__get_u64(p + 8);
     h->src_rank = cgloo__get_u32(p + 16);
     h->dst_rank = cgloo__get_u32(p + 20);
