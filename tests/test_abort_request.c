@@ -143,7 +143,7 @@ static void rank_send_abort(int rank, int size, void *arg)
 {
     (void)size, (void)arg;
     rank_env e = mesh_connect(store, rank, 2, 20000);
-    size_t n = 64u << 20;
+    size_t n = 16u << 20;
     uint8_t *buf = malloc(n);
     for (int round = 0; round < 3; round++) {
         uint64_t tag = 30 + (uint64_t)round;

@@ -286,6 +286,22 @@ static int timeout_error(cgloo_context *ctx, const cgloo_request *r, int waited_
                             ctx->rank, (unsigned long long)r->tag, waited_ms);
 }
 
+/* name_broken appends to the context's last error the other peers whose connections broke,
+ * for a caller's request (a collective's own name them in the collective's error): a peer
+ * that closed its context, or a receive that timed out, is often the consequence of another
+ * rank's crash, and that rank is the one to name (lock held). */
+static void name_broken(cgloo_context *ctx, const cgloo_request *r, int peer)
+{
+    char failed[512], detail[CGLOO_ERROR_MAX];
+    if (r->id == 0)
+        return;
+    cgloo__p2p_failed_peers(ctx, peer, failed, sizeof failed);
+    if (!failed[0])
+        return;
+    int status = cgloo_context_last_error(ctx, detail, sizeof detail);
+    cgloo__ctx_error(ctx, status, "%s; the connections to these ranks broke: %s", detail, failed);
+}
+
 /* request_error re-records the failure of the connection a failed request depended on, so
  * that the last error names this request's peer, not another peer that failed in the same
  * round of progress (lock held). */
@@ -297,6 +313,8 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
     cgloo_peer *p = &ctx->peers[peer];
     if (p->status == r->status)
         cgloo__peer_error(p);
+    if (r->status == CGLOO_EPEER)
+        name_broken(ctx, r, peer);
 }
 
 /* request_wait is cgloo_wait that also says whether the request is still pending (its wait
@@ -318,9 +336,10 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
             cgloo__p2p_complete(r, CGLOO_EABORTED, 0, -1);
         rc = CGLOO_OK;
     }
-    if (rc == CGLOO_ETIMEDOUT)
+    if (rc == CGLOO_ETIMEDOUT) {
         timeout_error(ctx, r, t);
-    else if (rc == CGLOO_EINTR)
+        name_broken(ctx, r, r->peer);
+    } else if (rc == CGLOO_EINTR)
         cgloo__ctx_error(ctx, rc, "rank %d: a wait was interrupted (the interrupt check asked)",
                          ctx->rank);
     else if (rc == CGLOO_OK)
