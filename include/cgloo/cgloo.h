@@ -566,7 +566,10 @@ CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const i
  * (may be NULL) filled. On ETIMEDOUT the request stays
  * pending: wait again or cancel it (a completed request never
  * reports ETIMEDOUT: a connection that timed out in the kernel fails with EPEER). Errors: the
- * request's own status, ETIMEDOUT, EABORTED. */
+ * request's own status, ETIMEDOUT, EABORTED. When the request failed with EPEER or timed out,
+ * the context's last error also names the other ranks whose connections broke ("the
+ * connections to these ranks broke: rank 2 (...)"): a peer that closed its context after a
+ * crash elsewhere is rarely the one to blame. */
 CGLOO_API int cgloo_wait(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
 /* cgloo_test drives progress once without blocking. If the request completed, frees it, sets
