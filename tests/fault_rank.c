@@ -6,16 +6,22 @@
  * (argument 1, default 0) before exiting with status 1, so that its own exit does not become
  * the error its peers report: the test wants to see what each rank makes of the cut-off host.
  * Exits 2 when it cannot connect, 3 if a result is wrong.
+ *
+ * With "idle" as argument 2 nothing is in flight instead: the last rank sends nothing and
+ * sleeps, and every other rank waits in one receive from it with a timeout of IDLE_WAIT_MS,
+ * longer than the context's, so that only the connection's own liveness checks (keepalive)
+ * can end that wait early when the last rank's host goes silent.
  */
 #include <cgloo/cgloo.h>
 
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-enum { COUNT = 65536 };
+enum { COUNT = 65536, IDLE_WAIT_MS = 60000 };
 
 static int64_t now_ms(void)
 {
@@ -53,11 +59,19 @@ int main(int argc, char **argv)
     printf("rank %d: ready\n", rank);
     fflush(stdout);
     float *v = malloc(COUNT * sizeof *v);
-    int64_t start;
-    do {
-        start = now_ms();
-        rc = one_allreduce(ctx, v);
-    } while (rc == CGLOO_OK);
+    int64_t start = now_ms();
+    int last = cgloo_context_size(ctx) - 1;
+    if (argc > 2 && strcmp(argv[2], "idle") == 0 && rank == last) {
+        usleep((useconds_t)linger_ms * 1000);
+        return 1;
+    } else if (argc > 2 && strcmp(argv[2], "idle") == 0) {
+        rc = cgloo_recv(ctx, v, sizeof(float), last, 1, IDLE_WAIT_MS, NULL);
+    } else {
+        do {
+            start = now_ms();
+            rc = one_allreduce(ctx, v);
+        } while (rc == CGLOO_OK);
+    }
     cgloo_context_last_error(ctx, detail, sizeof detail);
     printf("rank %d: failed after %lld ms: %s: %s\n", rank, (long long)(now_ms() - start),
            cgloo_status_name(rc), detail);

@@ -15,6 +15,10 @@
 #                          which address, why, and what to change
 #   link_down              host c's link is cut in the middle of allreduces: every other rank
 #                          fails within its timeout with an error naming rank 4
+#   idle_link_down         the same with nothing in flight: ranks 0 to 3 wait in a receive
+#                          from rank 4 (60 s) that never sends; once host c is cut off, each
+#                          fails within the context's timeout (10 s) with EPEER naming rank 4:
+#                          keepalive, not a timeout, ends the wait
 #
 # Usage: test_hosts.sh CGLOO_STORE RANK_PROGRAM FAULT_RANK. Needs root and ip (iproute2);
 # without them, or where namespaces cannot be made, it says so in one line and exits 77 (skip).
@@ -159,35 +163,42 @@ loopback_remote_store() {
         expect loopback_remote_store 1 "set CGLOO_IFACE"
 }
 
-# Host c's link to net1 goes down while the 5 ranks run allreduces: ranks 0 to 3 each fail
-# within their timeout (10 s, counted from the start of the allreduce that fails) with an
-# error naming rank 4, the rank on host c.
-link_down() {
-    local ps=() timeout_ms=10000
+# cut_host_c NAME [idle]: host c's link to net1 goes down once the 5 ranks are ready; ranks 0
+# to 3 must each fail within their timeout (10 s, counted from the start of the call that
+# fails) with an error naming rank 4, the rank on host c. Without "idle" the ranks run
+# allreduces (data in flight); with it they sit in a receive from rank 4 that would wait 60 s
+# and nothing is in flight, so that keepalive (pair_detect_ms: half the timeout) must find
+# the silent host: they must fail with EPEER, not time out.
+cut_host_c() {
+    local name=$1 mode=${2:-} ps=() timeout_ms=10000
     for r in 0 1 2 3 4; do
-        start "${HOST_OF[$r]}" $r 5 link_down CGLOO_TIMEOUT_MS=$timeout_ms -- "$fault" 30000
+        start "${HOST_OF[$r]}" $r 5 "$name" CGLOO_TIMEOUT_MS=$timeout_ms -- "$fault" 30000 $mode
         ps+=($last)
     done
     for _ in $(seq 200); do
-        [ "$(cat "$tmp"/link_down.* | grep -c ready)" = 5 ] && break
+        [ "$(cat "$tmp/$name".* | grep -c ready)" = 5 ] && break
         sleep 0.1
     done
     sleep 0.5
     ip -n "$SW" link set h3n1 down
     local until=$((SECONDS + timeout_ms / 1000 + 10))
     for r in 0 1 2 3; do
-        while ! grep -q "failed after" "$tmp/link_down.$r" && [ $SECONDS -lt $until ]; do
+        while ! grep -q "failed after" "$tmp/$name.$r" && [ $SECONDS -lt $until ]; do
             sleep 0.1
         done
         local line ms
-        line=$(grep "failed after" "$tmp/link_down.$r") || { echo "  rank $r did not fail"; return 1; }
+        line=$(grep "failed after" "$tmp/$name.$r") || { echo "  rank $r did not fail"; return 1; }
         ms=$(echo "$line" | sed 's/.*failed after \([0-9]*\) ms.*/\1/')
         [ "$ms" -le $((timeout_ms + 1000)) ] || { echo "  rank $r took $ms ms"; return 1; }
         echo "$line" | grep -qE "(rank|peer) 4\b" || { echo "  rank $r does not name rank 4"; return 1; }
+        if [ "$mode" = idle ]; then
+            echo "$line" | grep -q ": EPEER: " || { echo "  rank $r did not fail with EPEER"; return 1; }
+        fi
         echo "  $line"
     done
     for p in "${ps[@]}"; do kill -9 "$p" 2>/dev/null; done
     wait "${ps[@]}" 2>/dev/null
+    ip -n "$SW" link set h3n1 up
     return 0
 }
 
@@ -212,6 +223,7 @@ run all_collectives
 run iface_subnet iface_case iface_subnet CGLOO_IFACE=10.78.0.0/24
 run iface_list iface_case iface_list 'CGLOO_IFACE=^lo,net1'
 run loopback_remote_store
-run link_down
+run link_down cut_host_c link_down
+run idle_link_down cut_host_c idle_link_down idle
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -568,6 +568,22 @@ CGLOO_API int cgloo_context_set_interrupt_check(cgloo_context *ctx, cgloo_interr
  * with the top bit set are the collectives'; the calls below refuse them with EINVAL). Receives
  * match sends in FIFO order per (source rank, tag). A receive may name one source or a set of
  * them. Sending to or receiving from one's own rank works.
+ *
+ * Requests and threads. A request (from cgloo_isend, cgloo_irecv, cgloo_irecv_any or a
+ * non-blocking collective cgloo_i<name>) belongs to the caller that got it, and is freed by
+ * the one call that ends it: cgloo_wait (whatever it returns, ETIMEDOUT and EINTR on a
+ * point-to-point request excepted), cgloo_test when it reports completion, or cgloo_cancel.
+ * After that call the handle is invalid.
+ * - Posting (cgloo_isend, cgloo_irecv, cgloo_irecv_any, cgloo_i<name>), the blocking forms and
+ *   the collectives may be called from any number of threads at once on one context.
+ * - cgloo_wait, cgloo_test, cgloo_cancel and cgloo_request_id on one request: one thread at a
+ *   time (the owner may hand the request to another thread, but two threads must never wait
+ *   on, test or cancel the same request at once: the first to end it frees it). Different
+ *   requests of one context may be waited on by different threads at once.
+ * - cgloo_context_abort_request: any thread, at any time while the context lives, also while
+ *   the owner waits on or tests that very request, and also after the request has ended (it
+ *   names the request by a number, never by its pointer, so it never touches freed memory).
+ * - cgloo_context_abort: any thread, at any time (not from a signal handler).
  */
 #define CGLOO_TAG_MAX ((uint64_t)INT64_MAX)
 typedef struct cgloo_request cgloo_request;
@@ -605,7 +621,10 @@ CGLOO_API int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const i
  * (may be NULL) filled. On ETIMEDOUT the request stays
  * pending: wait again or cancel it (a completed request never
  * reports ETIMEDOUT: a connection that timed out in the kernel fails with EPEER). Errors: the
- * request's own status, ETIMEDOUT, EABORTED. */
+ * request's own status, ETIMEDOUT, EABORTED. When the request failed with EPEER or timed out,
+ * the context's last error also names the other ranks whose connections broke ("the
+ * connections to these ranks broke: rank 2 (...)"): a peer that closed its context after a
+ * crash elsewhere is rarely the one to blame. */
 CGLOO_API int cgloo_wait(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
 /* cgloo_test drives progress once without blocking. If the request completed, frees it, sets
@@ -616,6 +635,36 @@ CGLOO_API int cgloo_test(cgloo_request *req, int *completed, cgloo_completion *d
  * touches the request's buffer (bytes still arriving for it are discarded; a send half written
  * is finished from a private copy). NULL is allowed. */
 CGLOO_API void cgloo_cancel(cgloo_request *req);
+
+/* cgloo_request_id returns the request's number on its context (1, 2, ...: never 0, never
+ * reused by that context), for cgloo_context_abort_request. Call it while the request is
+ * still the caller's (before the call that ends it); 0 for NULL. Never blocks. */
+CGLOO_API uint64_t cgloo_request_id(const cgloo_request *req);
+
+/* cgloo_context_abort_request ends one pending request of ctx, the one cgloo_request_id
+ * named id, without aborting the context (cgloo_context_abort ends them all). Any thread may
+ * call it, typically while another thread waits on the request in cgloo_wait or polls it
+ * with cgloo_test (as Gloo's abortWaitSend and abortWaitRecv do):
+ * - The request completes at once with CGLOO_EABORTED: a waiter in cgloo_wait returns
+ *   EABORTED within a poll (microseconds to a few ms), cgloo_test reports it completed with
+ *   EABORTED, and a request nobody waits on yet gives EABORTED to its next wait or test. The
+ *   owner still ends the request as usual (that call frees it); this call never frees it, and
+ *   the context's last error names the request.
+ * - A point-to-point request is withdrawn as cgloo_cancel withdraws it: once the waiter has
+ *   seen EABORTED, the library no longer touches the buffer. A receive that no message had
+ *   matched leaves its message to the next matching receive; bytes already arriving for it
+ *   are dropped (the sender's send succeeds). A send the peer had not heard of is never sent;
+ *   one it had heard of is finished from a private copy, so the peer still gets it whole.
+ *   Other requests and the context are unaffected.
+ * - A non-blocking collective still queued is withdrawn; a running one is stopped as
+ *   cgloo_cancel stops it, and its request completes with EABORTED once the collective has
+ *   returned (its buffers no longer touched). The other ranks run the collective without this
+ *   one, so the context is then unfit for collectives (as after any failure); its
+ *   point-to-point traffic keeps working.
+ * Returns CGLOO_OK when it aborted the request; CGLOO_ENOTFOUND when there was nothing to
+ * abort (the request had completed already, or was ended, or never was ctx's: harmless);
+ * CGLOO_EINVAL for a NULL ctx or an id of 0. Never blocks (beyond the context's lock). */
+CGLOO_API int cgloo_context_abort_request(cgloo_context *ctx, uint64_t id);
 
 /* Blocking forms: post, then wait up to timeout_ms (0: the context default); on timeout the
  * operation is cancelled. */
@@ -772,6 +821,8 @@ CGLOO_API int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts);
  *   started is stopped at once (its messages withdrawn, its buffers no longer touched when
  *   cancel returns), which leaves the ranks at different steps: the context is then unfit for
  *   collectives, as after any failure.
+ * - cgloo_context_abort_request does what cgloo_cancel does from any thread, while another
+ *   thread waits on the request, and leaves the freeing to that wait (see there).
  * - cgloo_context_destroy with non-blocking collectives unfinished aborts them (peers see this
  *   rank go), joins the progress thread and frees their requests: the handles are then invalid.
  * Errors of the calls themselves: EINVAL, ENOMEM, ESTATE (not connected), EABORTED, EIO (the

@@ -225,6 +225,9 @@ class Request:
     def cancel(self) -> None:
         """Withdraw it (a collective already running is stopped); a later wait raises
         AbortedError."""
+    def abort(self) -> bool:
+        """End it from any thread, also while another thread waits on it (that wait raises
+        AbortedError at once); True if it aborted it, False if it had completed."""
 
 class Context:
     """One communicator of size ranks, connected through store (needed when size > 1) on

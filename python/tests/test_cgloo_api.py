@@ -312,6 +312,35 @@ def test_requests_wait_test_cancel():
         p.wait()
 
 
+def test_request_abort_from_another_thread():
+    with cgloo.Context(0, 1) as ctx:
+        buf = bytearray(b"\xaa" * 8)
+        r = ctx.irecv(buf, 0, tag=11)
+        got = []
+
+        def waiter():
+            try:
+                r.wait(timeout=20)
+            except cgloo.AbortedError as e:
+                got.append(e)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        time.sleep(0.05)
+        assert r.abort() is True
+        t.join(5)
+        assert not t.is_alive() and len(got) == 1 and "aborted" in str(got[0])
+        assert r.done and r.abort() is False
+        ctx.send(b"12345678", 0, tag=11)         # goes to the next receive, not the aborted one
+        other = bytearray(8)
+        assert ctx.recv(other, 0, tag=11) == 8 and other == b"12345678"
+        assert buf == b"\xaa" * 8
+        n = ctx.irecv(bytearray(4), 0, tag=12)     # nobody waits yet: the next wait raises
+        assert n.abort() is True
+        with pytest.raises(cgloo.AbortedError):
+            n.wait()
+
+
 def test_request_holds_the_buffer():
     with cgloo.Context(0, 1) as ctx:
         b = bytearray(4)

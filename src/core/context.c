@@ -151,6 +151,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
     ctx->pt_wanted = attr && attr->progress_thread;
     ctx->peers = calloc((size_t)size, sizeof *ctx->peers);
     cgloo__list_init(&ctx->any_posted);
+    cgloo__list_init(&ctx->live_requests);
     for (int i = 0; ctx->peers && i < size; i++)
         cgloo__peer_init(&ctx->peers[i], ctx, i);
     int rc = ctx_init_sync(ctx);

@@ -32,6 +32,7 @@ struct cgloo_job {
     uint64_t tag; /* the caller's tag: jobs of one tag run one at a time, in issue order */
     uint64_t seq; /* issue order on the context */
     bool cancel;  /* cgloo_cancel asks it to stop */
+    bool aborted; /* cgloo_context_abort_request stopped it: it completes with EABORTED */
     char detail[CGLOO_ERROR_MAX]; /* the context's error detail when it failed */
 };
 
@@ -49,8 +50,10 @@ struct cgloo_context {
     cgloo__poller poller;
     bool connected;
     bool aborted;
-    cgloo_peer *peers;      /* size entries, including self */
-    cgloo__list any_posted; /* receives from a set of ranks */
+    cgloo_peer *peers;         /* size entries, including self */
+    cgloo__list any_posted;    /* receives from a set of ranks */
+    cgloo__list live_requests; /* the caller's requests not yet freed (cgloo_request.live_link) */
+    uint64_t last_request_id;
     uint64_t post_seq, arrival_seq;
     uint32_t eager_max, eager_budget; /* what this side accepts from each peer */
     int spin_us;
@@ -150,5 +153,9 @@ void cgloo__pt_large_opened(cgloo_context *ctx);
 int cgloo__job_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done);
 int cgloo__job_test(cgloo_request *r, int *completed, cgloo_completion *done);
 void cgloo__job_cancel(cgloo_request *r);
+/* cgloo__job_abort stops a non-blocking collective for cgloo_context_abort_request without
+ * waiting for it: a queued one is withdrawn and completed at once, a running one is told to
+ * stop and completes with EABORTED when it has (lock held). */
+void cgloo__job_abort(cgloo_context *ctx, cgloo_job *job);
 
 #endif

@@ -43,6 +43,13 @@ static void job_complete(cgloo_context *ctx, cgloo_job *job, int status)
 {
     cgloo__list_remove(&job->queue_link);
     cgloo__list_init(&job->queue_link);
+    if (job->aborted) {
+        status = CGLOO_EABORTED;
+        snprintf(job->detail, sizeof job->detail,
+                 "rank %d: a non-blocking collective was aborted by cgloo_context_abort_request; "
+                 "the context is unfit for collectives",
+                 ctx->rank);
+    }
     job->req->status = status;
     __atomic_store_n(&job->req->done, true, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&ctx->job_done);
@@ -52,6 +59,7 @@ static void job_complete(cgloo_context *ctx, cgloo_job *job, int status)
 static void job_free(cgloo_job *job)
 {
     cgloo__list_remove(&job->all_link);
+    cgloo__list_remove(&job->req->live_link);
     free(job->req);
     free(job);
 }
@@ -223,6 +231,7 @@ int cgloo__pt_submit(cgloo_context *ctx, cgloo_job *job, cgloo_request **out)
         return CGLOO_ENOMEM;
     }
     cgloo__list_init(&r->link);
+    cgloo__list_init(&r->live_link);
     r->ctx = ctx;
     r->kind = REQ_COLL;
     r->source = -1;
@@ -240,8 +249,10 @@ int cgloo__pt_submit(cgloo_context *ctx, cgloo_job *job, cgloo_request **out)
         if (rc != CGLOO_OK)
             cgloo__list_remove(&job->queue_link);
     }
-    if (rc == CGLOO_OK)
+    if (rc == CGLOO_OK) {
         cgloo__list_push_back(&ctx->jobs_all, &job->all_link);
+        cgloo__p2p_register(ctx, r);
+    }
     pthread_mutex_unlock(&ctx->lock);
     if (rc != CGLOO_OK) {
         free(job);
@@ -455,6 +466,18 @@ void cgloo__job_cancel(cgloo_request *r)
     stop_job(ctx, r->job);
     job_free(r->job);
     pthread_mutex_unlock(&ctx->lock);
+}
+
+void cgloo__job_abort(cgloo_context *ctx, cgloo_job *job)
+{
+    job->cancel = true;
+    job->aborted = true;
+    if (!job_running(ctx, job)) /* still queued: withdrawn before it sent anything */
+        return job_complete(ctx, job, CGLOO_EABORTED);
+    /* Its waits end at once (cgloo__progress checks the flag); the thread running it
+     * completes it when the collective has returned, so the buffers are left alone by then. */
+    cgloo__ctx_wake(ctx);
+    pthread_cond_broadcast(&ctx->progress_done);
 }
 
 /* ---- the end ----------------------------------------------------------------------------------

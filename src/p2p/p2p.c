@@ -131,6 +131,7 @@ static cgloo_request *request_new(cgloo_context *ctx, int kind, void *buf, size_
     if (!r)
         return NULL;
     cgloo__list_init(&r->link);
+    cgloo__list_init(&r->live_link);
     r->ctx = ctx;
     r->kind = (uint8_t)kind;
     r->buf = buf;
@@ -145,6 +146,12 @@ static void request_free(cgloo_request *r)
 {
     free(r->src_mask);
     free(r);
+}
+
+void cgloo__p2p_register(cgloo_context *ctx, cgloo_request *r)
+{
+    r->id = ++ctx->last_request_id;
+    cgloo__list_push_back(&ctx->live_requests, &r->live_link);
 }
 
 /* count_large: a caller's request that needs progress to move while nobody waits for it
@@ -178,10 +185,11 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
         r->seq = ++ctx->post_seq;
         rc = fn(ctx, r);
     }
-    if (rc == CGLOO_OK && caller)
+    if (rc == CGLOO_OK && caller) {
         count_large(ctx, r);
-    if (rc == CGLOO_OK && caller)
+        cgloo__p2p_register(ctx, r);
         flight_begin(ctx, r);
+    }
     if (rc == CGLOO_OK)
         wake_others(ctx);
     pthread_mutex_unlock(&ctx->lock);
@@ -288,6 +296,22 @@ static int timeout_error(cgloo_context *ctx, const cgloo_request *r, int waited_
                             ctx->rank, (unsigned long long)r->tag, waited_ms);
 }
 
+/* name_broken appends to the context's last error the other peers whose connections broke,
+ * for a caller's request (a collective's own name them in the collective's error): a peer
+ * that closed its context, or a receive that timed out, is often the consequence of another
+ * rank's crash, and that rank is the one to name (lock held). */
+static void name_broken(cgloo_context *ctx, const cgloo_request *r, int peer)
+{
+    char failed[512], detail[CGLOO_ERROR_MAX];
+    if (r->id == 0)
+        return;
+    cgloo__p2p_failed_peers(ctx, peer, failed, sizeof failed);
+    if (!failed[0])
+        return;
+    int status = cgloo_context_last_error(ctx, detail, sizeof detail);
+    cgloo__ctx_error(ctx, status, "%s; the connections to these ranks broke: %s", detail, failed);
+}
+
 /* request_error re-records the failure of the connection a failed request depended on, so
  * that the last error names this request's peer, not another peer that failed in the same
  * round of progress (lock held). */
@@ -299,6 +323,8 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
     cgloo_peer *p = &ctx->peers[peer];
     if (p->status == r->status)
         cgloo__peer_error(p);
+    if (r->status == CGLOO_EPEER)
+        name_broken(ctx, r, peer);
 }
 
 /* request_wait is cgloo_wait that also says whether the request is still pending (its wait
@@ -320,16 +346,18 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
             cgloo__p2p_complete(r, CGLOO_EABORTED, 0, -1);
         rc = CGLOO_OK;
     }
-    if (rc == CGLOO_ETIMEDOUT && r->flight_id) {
+    if (rc == CGLOO_ETIMEDOUT) {
         timeout_error(ctx, r, t);
-        cgloo__flight_log(&ctx->flight); /* what else this rank was waiting for */
-    } else if (rc == CGLOO_ETIMEDOUT) {
-        timeout_error(ctx, r, t);
+        name_broken(ctx, r, r->peer);
+        if (r->flight_id)
+            cgloo__flight_log(&ctx->flight); /* what else this rank was waiting for */
     } else if (rc == CGLOO_EINTR)
         cgloo__ctx_error(ctx, rc, "rank %d: a wait was interrupted (the interrupt check asked)",
                          ctx->rank);
     else if (rc == CGLOO_OK)
         request_error(ctx, r);
+    if (rc == CGLOO_OK)
+        cgloo__list_remove(&r->live_link); /* freed below: no abort may find it any more */
     pthread_mutex_unlock(&ctx->lock);
     if (rc != CGLOO_OK) {
         *pending = true;
@@ -372,8 +400,10 @@ int cgloo_test(cgloo_request *r, int *completed, cgloo_completion *done)
         cgloo__progress(ctx, r, 0);
     bool finished = r->done;
     bool aborted = ctx->aborted; /* read under the lock: abort may be setting it */
-    if (finished)
+    if (finished) {
         request_error(ctx, r);
+        cgloo__list_remove(&r->live_link);
+    }
     pthread_mutex_unlock(&ctx->lock);
     *completed = finished;
     if (!finished)
@@ -384,14 +414,10 @@ int cgloo_test(cgloo_request *r, int *completed, cgloo_completion *done)
     return rc;
 }
 
-void cgloo_cancel(cgloo_request *r)
+/* withdraw takes a pending request back from the engine and its transport, so that nothing
+ * touches its buffer any more (lock held). A completed request has nothing left to withdraw. */
+static void withdraw(cgloo_context *ctx, cgloo_request *r)
 {
-    if (!r)
-        return;
-    if (r->kind == REQ_COLL)
-        return cgloo__job_cancel(r);
-    cgloo_context *ctx = r->ctx;
-    pthread_mutex_lock(&ctx->lock);
     cgloo__p2p_uncount_large(r);
     if (r->tp) {
         /* The transport holds it: a send queued or in flight, or a receive it matched and is
@@ -402,8 +428,77 @@ void cgloo_cancel(cgloo_request *r)
     }
     cgloo__list_remove(&r->link); /* a receive still posted with the engine */
     cgloo__flight_end(&ctx->flight, r->flight_id, CGLOO_EABORTED); /* when not ended yet */
+}
+
+void cgloo_cancel(cgloo_request *r)
+{
+    if (!r)
+        return;
+    if (r->kind == REQ_COLL)
+        return cgloo__job_cancel(r);
+    cgloo_context *ctx = r->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    withdraw(ctx, r);
+    cgloo__list_remove(&r->live_link);
     request_free(r);
     pthread_mutex_unlock(&ctx->lock);
+}
+
+static void abort_error(cgloo_context *ctx, const cgloo_request *r)
+{
+    const char *why = "aborted by cgloo_context_abort_request";
+    if (r->kind == REQ_SEND)
+        cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: send of %zu bytes to rank %d (tag %llu) %s",
+                         ctx->rank, r->len, r->peer, (unsigned long long)r->tag, why);
+    else if (r->peer >= 0)
+        cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: receive from rank %d (tag %llu) %s",
+                         ctx->rank, r->peer, (unsigned long long)r->tag, why);
+    else
+        cgloo__ctx_error(ctx, CGLOO_EABORTED, "rank %d: receive from a set of ranks (tag %llu) %s",
+                         ctx->rank, (unsigned long long)r->tag, why);
+}
+
+void cgloo__p2p_abort(cgloo_request *r)
+{
+    cgloo_context *ctx = r->ctx;
+    withdraw(ctx, r);
+    cgloo__p2p_complete(r, CGLOO_EABORTED, 0, r->source);
+    abort_error(ctx, r);
+    /* The thread that waits sleeps in the poller or on progress_done: either way it wakes,
+     * finds the request done and returns. */
+    cgloo__ctx_wake(ctx);
+    pthread_cond_broadcast(&ctx->progress_done);
+}
+
+uint64_t cgloo_request_id(const cgloo_request *r)
+{
+    return r ? r->id : 0;
+}
+
+static cgloo_request *find_live(cgloo_context *ctx, uint64_t id)
+{
+    cgloo__list *it;
+    for (it = ctx->live_requests.next; it != &ctx->live_requests; it = it->next) {
+        cgloo_request *r = CGLOO_CONTAINER_OF(it, cgloo_request, live_link);
+        if (r->id == id)
+            return r;
+    }
+    return NULL;
+}
+
+int cgloo_context_abort_request(cgloo_context *ctx, uint64_t id)
+{
+    if (!ctx || id == 0)
+        return CGLOO_EINVAL;
+    pthread_mutex_lock(&ctx->lock);
+    cgloo_request *r = find_live(ctx, id);
+    bool pending = r && !r->done;
+    if (pending && r->kind == REQ_COLL)
+        cgloo__job_abort(ctx, r->job);
+    else if (pending)
+        cgloo__p2p_abort(r);
+    pthread_mutex_unlock(&ctx->lock);
+    return pending ? CGLOO_OK : CGLOO_ENOTFOUND;
 }
 
 int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,

@@ -45,6 +45,11 @@ struct cgloo_request {
     bool large_open;       /* counted in ctx->large_open until it completes or is cancelled */
     uint64_t flight_id;    /* a caller's request: its flight recorder entry (0: none) */
     struct cgloo_job *job; /* REQ_COLL: the collective (owned) */
+    /* A caller's request (not a collective's own): its number on the context, never reused,
+     * and its place in ctx->live_requests until it is freed, so that another thread can abort
+     * it by number without touching freed memory (cgloo_context_abort_request). 0: internal. */
+    uint64_t id;
+    cgloo__list live_link;
 };
 
 /* A message that arrived before its receive was posted. */
@@ -99,6 +104,12 @@ int cgloo__p2p_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, u
                      cgloo_request **out);
 int cgloo__p2p_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
                      cgloo_request **out);
+/* cgloo__p2p_register gives a caller's request its number and lists it as live (lock held). */
+void cgloo__p2p_register(cgloo_context *ctx, cgloo_request *r);
+/* cgloo__p2p_abort withdraws a pending point-to-point request from the engine and its
+ * transport, as cgloo_cancel does, but completes it with EABORTED instead of freeing it, and
+ * wakes the threads that wait (lock held). */
+void cgloo__p2p_abort(cgloo_request *r);
 /* cgloo__wait_or_cancel is cgloo_wait that cancels the request when its wait ends without it
  * completing (a timeout), so that the request never outlives the call either way. Takes the
  * lock: call it without. */

@@ -164,6 +164,7 @@ typedef struct cgpy_Request {
     int source;
     size_t bytes;
     char *detail; /* PyMem text of a failure, or NULL */
+    uint64_t id;  /* cgloo_request_id, for abort() from another thread */
 } cgpy_Request;
 
 extern PyTypeObject cgpy_StoreType, cgpy_HashStoreType, cgpy_FileStoreType, cgpy_PrefixStoreType,

@@ -59,6 +59,7 @@ static cgpy_Request *request_alloc(cgpy_Context *ctx, cgloo_request *req)
         return NULL;
     }
     r->req = req;
+    r->id = cgloo_request_id(req);
     r->ctx = (cgpy_Context *)Py_NewRef(ctx);
     r->buf.held = 0;
     r->coll = NULL;
@@ -190,6 +191,26 @@ static PyObject *request_cancel_m(cgpy_Request *r, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* request_abort ends the request from any thread, also while another waits on it: that
+ * wait() raises cgloo.AbortedError (as does the next one, if nobody waits yet). The library
+ * names the request by its number, so a request that completes meanwhile is left alone. */
+static PyObject *request_abort(cgpy_Request *r, PyObject *unused)
+{
+    if (r->done || !r->ctx)
+        Py_RETURN_FALSE;
+    cgpy_Context *ctx = (cgpy_Context *)Py_NewRef(r->ctx);
+    if (cgpy_ctx_enter(ctx) < 0) { /* closing: close() cancels its requests itself */
+        PyErr_Clear();
+        Py_DECREF(ctx);
+        Py_RETURN_FALSE;
+    }
+    int rc;
+    CGPY_NOGIL(rc = cgloo_context_abort_request(ctx->ctx, r->id));
+    cgpy_ctx_leave(ctx, CGLOO_OK, NULL);
+    Py_DECREF(ctx);
+    return PyBool_FromLong(rc == CGLOO_OK);
+}
+
 static PyObject *request_done(cgpy_Request *r, void *unused)
 {
     return PyBool_FromLong(r->done);
@@ -228,6 +249,11 @@ static PyMethodDef request_methods[] = {
     {"cancel", (PyCFunction)request_cancel_m, METH_NOARGS,
      "cancel()\n--\n\nWithdraw a pending request and release its buffer (a later wait() "
      "raises cgloo.AbortedError). No effect on a completed request."},
+    {"abort", (PyCFunction)request_abort, METH_NOARGS,
+     "abort()\n--\n\nEnd the request from any thread, also while another thread waits on "
+     "it: that wait() raises cgloo.AbortedError at once. The context stays usable (after a "
+     "collective's abort, for point-to-point only). True if it aborted the request, False if "
+     "it had completed already."},
     {NULL, NULL, 0, NULL},
 };
 
