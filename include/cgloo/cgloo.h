@@ -340,6 +340,20 @@ typedef struct cgloo_device cgloo_device;
  * anything), unless that is loopback (the store is on this host); else the first non-loopback
  * address the host's name resolves to; else loopback. The choice and its reason are logged at
  * INFO (CGLOO_LOG_LEVEL=info). */
+/* TLS for a TCP device's connections: TLS 1.3 only, both sides present a certificate that must
+ * chain to `ca`. A device with TLS uses it on every connection it makes or accepts; a peer
+ * without TLS, or with a certificate from another CA, cannot connect (the handshake fails and
+ * the error names why). Needs a build with OpenSSL (CGLOO_WITH_OPENSSL); otherwise asking for
+ * TLS fails with ENOTSUP. The strings are file names (PEM), read when the device is made. */
+typedef struct cgloo_tls_attr {
+    const char *cert; /* this host's certificate, or a chain beginning with it [CGLOO_TLS_CERT] */
+    const char *key;  /* its private key [CGLOO_TLS_KEY] */
+    const char *ca;   /* the CA certificates a peer's certificate must chain to [CGLOO_TLS_CA] */
+    /* Nonzero: the peer's certificate must also name the host (IP address or DNS name) of the
+     * address it published (subjectAltName) [CGLOO_TLS_VERIFY_HOST=1]. */
+    int verify_host;
+} cgloo_tls_attr;
+
 typedef struct cgloo_tcp_attr {
     /* An IP address or host name to bind to and publish [CGLOO_HOSTNAME]. */
     const char *hostname;
@@ -365,11 +379,17 @@ typedef struct cgloo_tcp_attr {
      * "[IPv6]:PORT"; without a port, the bound port [CGLOO_ADVERTISE_ADDR]. It is published in
      * the rendezvous instead of the bound address. */
     const char *advertise;
+    /* TLS on every connection of the device (see cgloo_tls_attr), or NULL: TLS when the
+     * CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA variables are set (all three, else EINVAL).
+     * Copied when the device is made. */
+    const cgloo_tls_attr *tls;
 } cgloo_tcp_attr;
 
 /* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL. Blocks in
  * the resolver. Errors (detail in cgloo_last_error: the setting, what this host has): EINVAL (a
- * malformed setting), EADDR (no such interface, subnet or name; no free port), EIO, ENOMEM. */
+ * malformed setting; a TLS file missing, unreadable or not matching), EADDR (no such interface,
+ * subnet or name; no free port), ENOTSUP (TLS asked for in a build without OpenSSL), EIO,
+ * ENOMEM. */
 CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out);
 /* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
 CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);

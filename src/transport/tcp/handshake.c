@@ -7,6 +7,11 @@
  * layout is in wire.h). The nonces come from this run's store records, so a process left from
  * an earlier run, or a stranger, cannot pass for a peer. Refused connections are retried with
  * backoff until the deadline; at most DIAL_WINDOW dials are in flight at once.
+ *
+ * With TLS (the device's configuration) each connection first runs the TLS handshake on the
+ * raw socket, both sides presenting certificates, and the hello and acknowledgement then go
+ * through the session like every later byte. A failed TLS handshake is final, not retried: the
+ * peer's certificate, or the peer's configuration, is wrong, and waiting will not mend it.
  */
 #include "transport/tcp/tcp.h"
 
@@ -17,7 +22,7 @@
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
 
-enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
+enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_TLS, DIAL_AWAIT_ACK, DIAL_DONE };
 
 typedef struct peer_info {
     cgloo__addr addr;
@@ -27,6 +32,7 @@ typedef struct peer_info {
     bool used; /* a peer this transport connects */
     /* dialling state (lower ranks only) */
     int state, fd, backoff_ms, last_err;
+    cgloo__tls *tls; /* the dial's TLS session (a device with TLS) */
     int64_t retry_at_ms;
     uint8_t ack[HELLO_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
     size_t ack_got;
@@ -59,10 +65,19 @@ static void hello_for(const handshake *m, int peer, uint8_t type, uint8_t *out)
     wire_hello_encode(&h, out);
 }
 
-static void dial_retry(peer_info *p, int err)
+/* dial_close drops a dial's socket and session. */
+static void dial_close(peer_info *p)
 {
+    cgloo__tls_free(p->tls);
+    p->tls = NULL;
     if (p->fd >= 0)
         close(p->fd);
+    p->fd = -1;
+}
+
+static void dial_retry(peer_info *p, int err)
+{
+    dial_close(p);
     p->fd = -1;
     p->state = DIAL_IDLE;
     p->last_err = err;
@@ -82,18 +97,55 @@ static void dial_start(peer_info *p)
         cgloo__addr_format(&local, p->local_text, sizeof p->local_text);
 }
 
-static void dial_on_writable(handshake *m, int peer)
+static void dial_send_hello(handshake *m, int peer)
 {
     peer_info *p = &m->peers[peer];
-    int err = 0;
-    if (cgloo__connect_result(p->fd, &err) != CGLOO_OK)
-        return dial_retry(p, err);
     uint8_t hello[HELLO_LEN];
     hello_for(m, peer, HELLO_TYPE_HELLO, hello);
-    if (cgloo__write_full(p->fd, hello, sizeof hello, m->deadline) != CGLOO_OK)
+    int rc = p->tls ? cgloo__tls_write_full(p->tls, p->fd, hello, sizeof hello, m->deadline)
+                    : cgloo__write_full(p->fd, hello, sizeof hello, m->deadline);
+    if (rc != CGLOO_OK)
         return dial_retry(p, errno);
     p->state = DIAL_AWAIT_ACK;
     p->ack_got = 0;
+}
+
+/* dial_tls_step takes the TLS handshake as far as the socket allows; a refusal is final. */
+static int dial_tls_step(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[peer];
+    int rc = cgloo__tls_handshake(p->tls);
+    if (rc == CGLOO__TLS_AGAIN)
+        return CGLOO_OK;
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
+                                "rank %d: TLS handshake with rank %d at %s failed: %s", ctx->rank,
+                                peer, p->addr_text, cgloo__tls_why(p->tls));
+    dial_send_hello(m, peer);
+    return CGLOO_OK;
+}
+
+static int dial_on_writable(handshake *m, int peer)
+{
+    peer_info *p = &m->peers[peer];
+    int err = 0;
+    if (cgloo__connect_result(p->fd, &err) != CGLOO_OK) {
+        dial_retry(p, err);
+        return CGLOO_OK;
+    }
+    cgloo__tls_config *tls = cgloo__tcp_device_tls(m->dev);
+    if (!tls) {
+        dial_send_hello(m, peer);
+        return CGLOO_OK;
+    }
+    char host[CGLOO_TRANSPORT_ADDR_MAX];
+    cgloo__tcp_host_of(p->addr_text, host, sizeof host);
+    if (cgloo__tls_new(tls, p->fd, true, host, &p->tls) != CGLOO_OK)
+        return cgloo__ctx_error(m->ctx, CGLOO_ENOMEM, "rank %d: no memory for a TLS session",
+                                m->ctx->rank);
+    p->state = DIAL_TLS;
+    return dial_tls_step(m, peer);
 }
 
 static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes, wire_hello *h)
@@ -119,7 +171,9 @@ static int dial_on_readable(handshake *m, int peer)
     wire_hello h;
     /* Read what is there without waiting: a peer that sends half an acknowledgement must not
      * hold up the other connections. */
-    ssize_t n = recv(p->fd, p->ack + p->ack_got, sizeof p->ack - p->ack_got, 0);
+    void *dst = p->ack + p->ack_got;
+    size_t want = sizeof p->ack - p->ack_got;
+    ssize_t n = p->tls ? cgloo__tls_read(p->tls, dst, want) : recv(p->fd, dst, want, 0);
     if (n > 0)
         p->ack_got += (size_t)n;
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -130,18 +184,23 @@ static int dial_on_readable(handshake *m, int peer)
     if (rc == CGLOO_EPEER)
         return cgloo__ctx_error(ctx, CGLOO_EPROTO,
                                 "rank %d: rank %d at %s closed the connection during the "
-                                "handshake (it rejected this rank's hello)",
-                                ctx->rank, peer, p->addr_text);
-    const char *why = rc == CGLOO_OK ? check_ack(m, peer, p->ack, &h) : cgloo_strerror(rc);
+                                "handshake (it rejected this rank's hello%s)",
+                                ctx->rank, peer, p->addr_text, p->tls ? " or certificate" : "");
+    /* In TLS 1.3 the server judges the client's certificate after the client has finished
+     * its handshake, so a refusal arrives here, as an alert. */
+    const char *why =
+        rc != CGLOO_OK ? (p->tls && errno == EPROTO ? cgloo__tls_why(p->tls) : cgloo_strerror(rc))
+                       : check_ack(m, peer, p->ack, &h);
     if (why)
         return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
                                 "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
                                 p->addr_text, why);
-    rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, &h, p->addr_text);
+    rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, p->tls, &h, p->addr_text);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: setting up the connection to rank %d failed",
                                 ctx->rank, peer);
     p->fd = -1;
+    p->tls = NULL;
     p->state = DIAL_DONE;
     m->remaining--;
     return CGLOO_OK;
@@ -159,16 +218,25 @@ static int accept_one(handshake *m, device_inbound *in)
                           ? "a second connection from this rank"
                       : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
                                                           : NULL;
+    char host[CGLOO_TRANSPORT_ADDR_MAX];
+    cgloo__tcp_host_of(p->addr_text, host, sizeof host);
+    /* The dialler's host is known only now, from its rank's record: check its name here. */
+    if (!why && in->tls && cgloo__tls_config_verify_host(cgloo__tcp_device_tls(m->dev)) &&
+        cgloo__tls_check_host(in->tls, host) != CGLOO_OK)
+        why = cgloo__tls_why(in->tls);
     uint8_t ack[HELLO_LEN];
     hello_for(m, src, HELLO_TYPE_ACK, ack);
-    if (!why && cgloo__write_full(in->fd, ack, sizeof ack, m->deadline) != CGLOO_OK)
+    int rc = !in->tls ? cgloo__write_full(in->fd, ack, sizeof ack, m->deadline)
+                      : cgloo__tls_write_full(in->tls, in->fd, ack, sizeof ack, m->deadline);
+    if (!why && rc != CGLOO_OK)
         why = "could not send the acknowledgement";
-    if (!why &&
-        cgloo__tcp_pair_attach(&ctx->peers[src], in->fd, &in->decoded, p->addr_text) != CGLOO_OK)
+    if (!why && cgloo__tcp_pair_attach(&ctx->peers[src], in->fd, in->tls, &in->decoded,
+                                       p->addr_text) != CGLOO_OK)
         why = "could not set up the connection";
     if (why) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
                   src, in->addr, why);
+        cgloo__tls_free(in->tls);
         close(in->fd);
     } else {
         m->remaining--;
@@ -197,10 +265,14 @@ static int accept_timeout_error(handshake *m, int r)
     cgloo_context *ctx = m->ctx;
     const char *mine;
     cgloo__tcp_device_choice(m->dev, &mine);
+    char refused[320];
+    cgloo__tcp_device_last_reject(m->dev, refused, sizeof refused);
     return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
                             "rank %d: rank %d (at %s) did not connect to this rank's address %s "
-                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS ")",
-                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine);
+                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS
+                            ")%s%s",
+                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine,
+                            refused[0] ? "; the last connection refused: " : "", refused);
 }
 
 /* dial_timeout_error: this rank's dials to a lower rank failed until the deadline. */
@@ -242,10 +314,12 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
             continue;
         if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
             dial_start(p);
-        if (p->state != DIAL_CONNECTING && p->state != DIAL_AWAIT_ACK)
+        if (p->state != DIAL_CONNECTING && p->state != DIAL_TLS && p->state != DIAL_AWAIT_ACK)
             continue;
-        fds[n] =
-            (struct pollfd){.fd = p->fd, .events = p->state == DIAL_CONNECTING ? POLLOUT : POLLIN};
+        short ev = p->state == DIAL_CONNECTING ? POLLOUT
+                   : p->tls                    ? cgloo__tls_wants(p->tls)
+                                               : POLLIN;
+        fds[n] = (struct pollfd){.fd = p->fd, .events = ev};
         who[n++] = r;
     }
     return n;
@@ -263,13 +337,12 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
         peer_info *p = &m->peers[who[i]];
         if (!fds[i].revents)
             continue;
-        if (p->state == DIAL_CONNECTING)
-            dial_on_writable(m, who[i]);
-        else if (p->state == DIAL_AWAIT_ACK) {
-            int rc = dial_on_readable(m, who[i]);
-            if (rc != CGLOO_OK)
-                return rc;
-        }
+        int rc = p->state == DIAL_CONNECTING  ? dial_on_writable(m, who[i])
+                 : p->state == DIAL_TLS       ? dial_tls_step(m, who[i])
+                 : p->state == DIAL_AWAIT_ACK ? dial_on_readable(m, who[i])
+                                              : CGLOO_OK;
+        if (rc != CGLOO_OK)
+            return rc;
     }
     hs_accept(m);
     if (m->remaining > 0 && cgloo__remaining_ms(m->deadline) == 0)
@@ -366,8 +439,20 @@ void cgloo__tcp_connect_end(cgloo__connector *m)
 {
     cgloo__tcp_device_unregister(m->dev, &m->reg);
     for (int r = 0; r < m->ctx->size; r++)
-        if (m->peers[r].fd >= 0)
-            close(m->peers[r].fd); /* dials still in flight */
+        dial_close(&m->peers[r]); /* dials still in flight */
     free(m->peers);
     free(m);
+}
+
+void cgloo__tcp_host_of(const char *hostport, char *buf, size_t len)
+{
+    const char *start = hostport, *end;
+    if (*hostport == '[') {
+        start = hostport + 1;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(hostport, ':');
+    }
+    size_t n = end ? (size_t)(end - start) : strlen(start);
+    snprintf(buf, len, "%.*s", (int)CGLOO_MIN(n, len > 0 ? len - 1 : 0), start);
 }
