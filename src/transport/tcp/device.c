@@ -139,6 +139,14 @@ void cgloo__tcp_device_last_reject(cgloo_device *base, char *buf, size_t len)
     pthread_mutex_unlock(&dev->lock);
 }
 
+void cgloo__tcp_device_note_reject(cgloo_device *base, const char *addr, const char *why)
+{
+    tcp_device *dev = tcp_device_of(base);
+    pthread_mutex_lock(&dev->lock);
+    snprintf(dev->last_reject, sizeof dev->last_reject, "%s: %s", addr, why);
+    pthread_mutex_unlock(&dev->lock);
+}
+
 int cgloo__tcp_device_address(const cgloo_device *base, char *buf, size_t len)
 {
     const tcp_device *dev = CGLOO_CONTAINER_OF(base, const tcp_device, base);

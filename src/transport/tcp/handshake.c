@@ -226,8 +226,9 @@ static int accept_one(handshake *m, device_inbound *in)
         why = cgloo__tls_why(in->tls);
     uint8_t ack[HELLO_LEN];
     hello_for(m, src, HELLO_TYPE_ACK, ack);
-    int rc = !in->tls ? cgloo__write_full(in->fd, ack, sizeof ack, m->deadline)
-                      : cgloo__tls_write_full(in->tls, in->fd, ack, sizeof ack, m->deadline);
+    int rc = why        ? CGLOO_OK
+             : !in->tls ? cgloo__write_full(in->fd, ack, sizeof ack, m->deadline)
+                        : cgloo__tls_write_full(in->tls, in->fd, ack, sizeof ack, m->deadline);
     if (!why && rc != CGLOO_OK)
         why = "could not send the acknowledgement";
     if (!why && cgloo__tcp_pair_attach(&ctx->peers[src], in->fd, in->tls, &in->decoded,
@@ -236,6 +237,7 @@ static int accept_one(handshake *m, device_inbound *in)
     if (why) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
                   src, in->addr, why);
+        cgloo__tcp_device_note_reject(m->dev, in->addr, why);
         cgloo__tls_free(in->tls);
         close(in->fd);
     } else {

@@ -70,6 +70,9 @@ const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *dev, const c
 cgloo__tls_config *cgloo__tcp_device_tls(const cgloo_device *dev);
 /* cgloo__tcp_device_last_reject copies why the device last refused a connection ("" if none). */
 void cgloo__tcp_device_last_reject(cgloo_device *dev, char *buf, size_t len);
+/* cgloo__tcp_device_note_reject records why a connection from addr was refused after the
+ * device handed it over (a context's own checks). */
+void cgloo__tcp_device_note_reject(cgloo_device *dev, const char *addr, const char *why);
 /* cgloo__tcp_device_address is the device_address op: "host:port". */
 int cgloo__tcp_device_address(const cgloo_device *dev, char *buf, size_t len);
 /* cgloo__tcp_device_destroy is the device_destroy op. */
