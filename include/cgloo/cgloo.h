@@ -186,8 +186,11 @@ CGLOO_API int cgloo_store_file_create(const char *dir, const char *run_id, cgloo
 CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out);
 
 /* cgloo_store_tcp_connect connects to a TCP store server at host:port (IPv4, IPv6 or a name),
- * retrying refused connections until timeout_ms passes. Errors (detail in cgloo_last_error):
- * EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store), ENOMEM. */
+ * retrying refused connections until timeout_ms passes. With CGLOO_TLS_CERT, CGLOO_TLS_KEY and
+ * CGLOO_TLS_CA set, every connection is TLS 1.3 with mutual certificates (and with
+ * CGLOO_TLS_VERIFY_HOST=1 the server's certificate must name host). Errors (detail in
+ * cgloo_last_error): EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store; a TLS handshake
+ * that failed), EINVAL (a TLS file), ENOTSUP (TLS without OpenSSL in the build), ENOMEM. */
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 
@@ -317,8 +320,10 @@ CGLOO_API int cgloo_store_multi_get(cgloo_store *store, const char *const *keys,
 typedef struct cgloo_store_server cgloo_store_server;
 
 /* cgloo_store_server_start listens on host:port (host NULL means all interfaces of the loopback
- * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread.
- * Errors: EADDR, ENOMEM, EIO. */
+ * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread. With
+ * CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA set, every connection must be TLS 1.3 with a
+ * client certificate the CA signed (cgloo_tls_attr); others are closed.
+ * Errors: EADDR, ENOMEM, EIO; EINVAL (a TLS file), ENOTSUP (TLS without OpenSSL in the build). */
 CGLOO_API int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out);
 /* cgloo_store_server_port returns the port the server listens on. */
 CGLOO_API int cgloo_store_server_port(const cgloo_store_server *server);

@@ -11,6 +11,7 @@
 #include "rendezvous/launcher_env.h"
 #include "store/store.h"
 #include "store/tcp_store_proto.h"
+#include "transport/tls/tls.h"
 #include "net/net.h"
 
 #include <poll.h>
@@ -163,6 +164,34 @@ typedef struct store_watch {
     char url[512];
 } store_watch;
 
+/* watch_hello exchanges hellos on a fresh connection: through a TLS session when the
+ * CGLOO_TLS_* variables ask for one, as the server then does (the watch reads nothing after
+ * the hello: it only waits for the connection to close, so the session is not kept). */
+static int watch_hello(int fd, const char *host, int64_t deadline)
+{
+    uint8_t hello[TCP_STORE_HELLO_LEN];
+    cgloo__tls_files files;
+    cgloo__tls_config *cfg = NULL;
+    cgloo__tls *sess = NULL;
+    int rc = CGLOO_OK;
+    if (cgloo__tls_files_from_env(&files) &&
+        (rc = cgloo__tls_config_create(&files, &cfg)) == CGLOO_OK &&
+        (rc = cgloo__tls_new(cfg, fd, true, host, &sess)) == CGLOO_OK)
+        rc = cgloo__tls_handshake_full(sess, fd, deadline);
+    tcp_store_hello_put(hello);
+    if (rc == CGLOO_OK)
+        rc = sess ? cgloo__tls_write_full(sess, fd, hello, sizeof hello, deadline)
+                  : cgloo__write_full(fd, hello, sizeof hello, deadline);
+    if (rc == CGLOO_OK)
+        rc = sess ? cgloo__tls_read_full(sess, fd, hello, sizeof hello, deadline)
+                  : cgloo__read_full(fd, hello, sizeof hello, deadline);
+    cgloo__tls_free(sess);
+    cgloo__tls_config_destroy(cfg);
+    if (rc == CGLOO_OK && !tcp_store_hello_ok(hello))
+        rc = CGLOO_EPROTO;
+    return rc;
+}
+
 /* watch_connect dials the server and exchanges hellos, as a client that never asks anything. */
 static int watch_connect(const char *host, int port, int timeout_ms, int *out)
 {
@@ -171,17 +200,13 @@ static int watch_connect(const char *host, int port, int timeout_ms, int *out)
     int64_t deadline = cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS);
     int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     for (size_t i = 0; rc == CGLOO_OK && i < n; i++) {
-        uint8_t hello[TCP_STORE_HELLO_LEN];
         if ((rc = cgloo__connect(&addrs[i], deadline, out)) != CGLOO_OK) {
             rc = i + 1 < n ? CGLOO_OK : rc;
             continue;
         }
-        tcp_store_hello_put(hello);
-        rc = cgloo__write_full(*out, hello, sizeof hello, deadline);
+        rc = watch_hello(*out, host, deadline);
         if (rc == CGLOO_OK)
-            rc = cgloo__read_full(*out, hello, sizeof hello, deadline);
-        if (rc == CGLOO_OK)
-            return tcp_store_hello_ok(hello) ? CGLOO_OK : CGLOO_EPROTO;
+            return CGLOO_OK;
         close(*out);
     }
     return rc == CGLOO_OK ? CGLOO_EADDR : rc;
