@@ -381,7 +381,80 @@ static void test_bad_settings(void)
     cgloo_device_destroy(dev);
 }
 
+/* ---- the TCP store over TLS ------------------------------------------------------------- */
+
+static void set_tls_env(const char *name)
+{
+    char pem[64], key[64];
+    snprintf(pem, sizeof pem, "%s.pem", name);
+    snprintf(key, sizeof key, "%s.key", name);
+    setenv("CGLOO_TLS_CERT", cert_path(pem), 1);
+    setenv("CGLOO_TLS_KEY", cert_path(key), 1);
+    setenv("CGLOO_TLS_CA", cert_path("ca.pem"), 1);
+    setenv("CGLOO_TLS_VERIFY_HOST", "1", 1);
+}
+
+static void unset_tls_env(void)
+{
+    unsetenv("CGLOO_TLS_CERT");
+    unsetenv("CGLOO_TLS_KEY");
+    unsetenv("CGLOO_TLS_CA");
+    unsetenv("CGLOO_TLS_VERIFY_HOST");
+}
+
+static void store_roundtrip(int port)
+{
+    cgloo_store *st;
+    CHECK_OK(cgloo_store_tcp_connect("127.0.0.1", port, 5000, &st));
+    CHECK_OK(cgloo_store_set(st, "k", "v1", 2));
+    void *v = NULL;
+    size_t n = 0;
+    CHECK_OK(cgloo_store_get(st, "k", 5000, &v, &n));
+    CHECK(n == 2 && memcmp(v, "v1", 2) == 0);
+    cgloo_free(v);
+    cgloo_store_destroy(st);
+}
+
+static void test_store(void)
+{
+    set_tls_env("good");
+    cgloo_store_server *srv;
+    CHECK_OK(cgloo_store_server_start("127.0.0.1", 0, &srv));
+    int port = cgloo_store_server_port(srv);
+    /* A client that connects and never says anything must not hold up the others. */
+    int mute = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(connect(mute, (struct sockaddr *)&a, sizeof a) == 0);
+    store_roundtrip(port);
+    /* A client with a certificate from another CA is refused. */
+    set_tls_env("stranger");
+    cgloo_store *st = NULL;
+    char detail[512];
+    CHECK(cgloo_store_tcp_connect("127.0.0.1", port, 2000, &st) != CGLOO_OK);
+    /* So is one without TLS. */
+    unset_tls_env();
+    CHECK(cgloo_store_tcp_connect("127.0.0.1", port, 2000, &st) != CGLOO_OK);
+    set_tls_env("good");
+    store_roundtrip(port); /* the server is still fine */
+    close(mute);
+    cgloo_store_server_stop(srv);
+    /* A TLS client meeting a plaintext server says so, at once. */
+    unset_tls_env();
+    CHECK_OK(cgloo_store_server_start("127.0.0.1", 0, &srv));
+    set_tls_env("good");
+    long long t0 = test_now_ms();
+    CHECK_STATUS(cgloo_store_tcp_connect("127.0.0.1", cgloo_store_server_port(srv), 10000, &st),
+                 CGLOO_EPROTO);
+    cgloo_last_error(detail, sizeof detail);
+    CHECK(strstr(detail, "TLS handshake"));
+    CHECK(test_now_ms() - t0 < 8000);
+    cgloo_store_server_stop(srv);
+}
+
 static const test_case tests[] = {
+    {"store", test_store, 60},
     {"collectives", test_collectives, 240},
     {"bytes_encrypted", test_bytes_encrypted, 120},
     {"plaintext_refused", test_plaintext_refused, 60},

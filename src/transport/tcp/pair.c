@@ -69,7 +69,11 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
     t->rbuf = malloc(RBUF_SIZE);
     if (!t->rbuf)
         return CGLOO_ENOMEM;
-    int rc = cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN, &t->io);
+    /* Records that came with the handshake's last one wait in the session, where no poll
+     * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. */
+    bool kick = tls && cgloo__tls_pending(tls);
+    int rc =
+        cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN | (kick ? CGLOO_POLL_OUT : 0), &t->io);
     if (rc != CGLOO_OK) {
         free(t->rbuf);
         t->rbuf = NULL;
@@ -79,6 +83,7 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
     cgloo__sock_keepalive(fd, pair_detect_ms(p->ctx->timeout_ms));
     t->fd = fd;
     t->tls = tls;
+    t->want_out = kick;
     t->peer_eager_max = peer_hello->eager_max;
     t->credits = peer_hello->eager_budget;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
@@ -656,9 +661,9 @@ static void pair_read(tcp_pair *t)
                                  errno);
             return;
         }
-        /* A short read drained the socket (not so a TLS read: one record at a time); the
-         * poller reports the next arrival. */
-        if ((size_t)n < want && !t->tls)
+        /* A short read drained the socket (a TLS read, the session too: it returns one record
+         * at a time); the poller reports the next arrival. */
+        if ((size_t)n < want && (!t->tls || !cgloo__tls_pending(t->tls)))
             return;
         turn += (size_t)n;
     }

@@ -22,6 +22,8 @@
 
 /* One TLS record's worth of plaintext: a buffer this size becomes one record. */
 #define WBUF_SIZE 16384
+/* The session's read buffer with read-ahead on. */
+#define TLS_READ_BUFFER (64 * 1024)
 
 struct cgloo__tls_config {
     SSL_CTX *ctx;
@@ -95,6 +97,10 @@ int cgloo__tls_config_create(const cgloo__tls_files *f, cgloo__tls_config **out)
     /* A closed socket reads as the end of the stream; cgloo's own BYE says whether the peer
      * meant to leave, so a cut connection is still told apart from a departure. */
     SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Read ahead: one read() brings as many records as the socket holds, instead of two
+     * per record (header, then body). Readers then look at cgloo__tls_pending. */
+    SSL_CTX_set_read_ahead(c, 1);
+    SSL_CTX_set_default_read_buffer_len(c, TLS_READ_BUFFER);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     if (SSL_CTX_use_certificate_chain_file(c, f->cert) != 1)
         return config_fail(cfg, "load the certificate", f->cert);
