@@ -18,7 +18,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* One TLS record's worth of plaintext: a buffer this size becomes one record. */
 #define WBUF_SIZE 16384
@@ -127,6 +130,68 @@ bool cgloo__tls_config_verify_host(const cgloo__tls_config *cfg)
     return cfg->verify_host;
 }
 
+/* ---- the socket under a session ----------------------------------------------------------
+ * OpenSSL's own socket BIO writes with write(2), which raises SIGPIPE on a connection the peer
+ * has closed, and that would kill a process that never asked for it (the plain path sends with
+ * MSG_NOSIGNAL). This BIO is the same with send(MSG_NOSIGNAL), and recv. */
+
+static int sock_fd(BIO *b)
+{
+    return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int sock_write(BIO *b, const char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = send(sock_fd(b), buf, (size_t)len, MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static int sock_read(BIO *b, char *buf, int len)
+{
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(sock_fd(b), buf, (size_t)len, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0; /* nothing is buffered here */
+}
+
+static int sock_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *sock_method;
+static pthread_once_t sock_once = PTHREAD_ONCE_INIT;
+
+static void sock_method_make(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cgloo socket");
+    if (m && BIO_meth_set_write(m, sock_write) == 1 && BIO_meth_set_read(m, sock_read) == 1 &&
+        BIO_meth_set_ctrl(m, sock_ctrl) == 1 && BIO_meth_set_create(m, sock_create) == 1)
+        sock_method = m; /* made once, kept for the life of the process */
+    else
+        BIO_meth_free(m);
+}
+
+/* sock_bio wraps fd (which stays the caller's). NULL when out of memory. */
+static BIO *sock_bio(int fd)
+{
+    pthread_once(&sock_once, sock_method_make);
+    BIO *b = sock_method ? BIO_new(sock_method) : NULL;
+    if (b)
+        BIO_set_data(b, (void *)(intptr_t)fd);
+    return b;
+}
+
 /* expect_host makes the handshake check that the peer's certificate names host. */
 static int expect_host(SSL *ssl, const char *host)
 {
@@ -144,8 +209,13 @@ int cgloo__tls_new(cgloo__tls_config *cfg, int fd, bool client, const char *host
         free(s);
         return CGLOO_ENOMEM;
     }
-    if (SSL_set_fd(s->ssl, fd) != 1 ||
-        (host && cfg->verify_host && expect_host(s->ssl, host) != CGLOO_OK)) {
+    BIO *bio = sock_bio(fd);
+    if (!bio) {
+        cgloo__tls_free(s);
+        return CGLOO_ENOMEM;
+    }
+    SSL_set_bio(s->ssl, bio, bio); /* the session owns the BIO now */
+    if (host && cfg->verify_host && expect_host(s->ssl, host) != CGLOO_OK) {
         cgloo__tls_free(s);
         return CGLOO_ENOMEM;
     }
