@@ -491,9 +491,10 @@ CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout
  * MPICH/PMI, Slurm), then optional CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's
  * variables (see cgloo_tcp_attr: CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR,
  * CGLOO_PORT); the device learns the store's host, so that with none of those set it takes the
- * address the route to the store leaves from. The context owns the store (and the store server,
- * on the rank that serves it) and the device it made. Errors: EINVAL naming the bad variable,
- * EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
+ * address the route to the store leaves from. With CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA
+ * set, the device and a tcp:// store use TLS (cgloo_tls_attr). The context owns the store (and the
+ * store server, on the rank that serves it) and the device it made. Errors: EINVAL naming the bad
+ * variable, EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
  * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
 
