@@ -8,6 +8,9 @@
  *   cgloo-run -n 2 cgloo-bench --mode pingpong|stream [--min-bytes 8] [--max-bytes 4194304]
  *       [--window 16] [--iteration-time-ms 500] [--warmup 100] [--csv | --json]
  *
+ * Over TLS: run it with CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA set (cgloo-run passes
+ * them on); bench/tls.sh measures TLS against plain TCP that way, in one run.
+ *
  * Modes. pingpong: ranks 0 and 1 bounce a message; the row reports the round-trip time.
  * stream: rank 0 sends windows of messages to rank 1, which acknowledges each window with an
  * empty message; the row reports time per message and one-way bandwidth. The collective modes

@@ -192,8 +192,11 @@ CGLOO_API int cgloo_store_file_create(const char *dir, const char *run_id, cgloo
 CGLOO_API int cgloo_store_prefix_create(cgloo_store *inner, const char *prefix, cgloo_store **out);
 
 /* cgloo_store_tcp_connect connects to a TCP store server at host:port (IPv4, IPv6 or a name),
- * retrying refused connections until timeout_ms passes. Errors (detail in cgloo_last_error):
- * EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store), ENOMEM. */
+ * retrying refused connections until timeout_ms passes. With CGLOO_TLS_CERT, CGLOO_TLS_KEY and
+ * CGLOO_TLS_CA set, every connection is TLS 1.3 with mutual certificates (and with
+ * CGLOO_TLS_VERIFY_HOST=1 the server's certificate must name host). Errors (detail in
+ * cgloo_last_error): EADDR, ECONNREFUSED, ETIMEDOUT, EPROTO (not a cgloo store; a TLS handshake
+ * that failed), EINVAL (a TLS file), ENOTSUP (TLS without OpenSSL in the build), ENOMEM. */
 CGLOO_API int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms,
                                       cgloo_store **out);
 /* cgloo_store_tcp_connect_auth is cgloo_store_tcp_connect proving a job secret to the server
@@ -331,8 +334,10 @@ CGLOO_API int cgloo_store_multi_get(cgloo_store *store, const char *const *keys,
 typedef struct cgloo_store_server cgloo_store_server;
 
 /* cgloo_store_server_start listens on host:port (host NULL means all interfaces of the loopback
- * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread.
- * Errors: EADDR, ENOMEM, EIO. */
+ * only: "127.0.0.1"; port 0 picks a free one) and serves in a background thread. With
+ * CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA set, every connection must be TLS 1.3 with a
+ * client certificate the CA signed (cgloo_tls_attr); others are closed.
+ * Errors: EADDR, ENOMEM, EIO; EINVAL (a TLS file), ENOTSUP (TLS without OpenSSL in the build). */
 CGLOO_API int cgloo_store_server_start(const char *host, int port, cgloo_store_server **out);
 /* cgloo_store_server_start_auth is cgloo_store_server_start with a job secret: every client
  * must prove it (a challenge-response MAC at connect) before any request is served; others are
@@ -361,6 +366,20 @@ typedef struct cgloo_device cgloo_device;
  * anything), unless that is loopback (the store is on this host); else the first non-loopback
  * address the host's name resolves to; else loopback. The choice and its reason are logged at
  * INFO (CGLOO_LOG_LEVEL=info). */
+/* TLS for a TCP device's connections: TLS 1.3 only, both sides present a certificate that must
+ * chain to `ca`. A device with TLS uses it on every connection it makes or accepts; a peer
+ * without TLS, or with a certificate from another CA, cannot connect (the handshake fails and
+ * the error names why). Needs a build with OpenSSL (CGLOO_WITH_OPENSSL); otherwise asking for
+ * TLS fails with ENOTSUP. The strings are file names (PEM), read when the device is made. */
+typedef struct cgloo_tls_attr {
+    const char *cert; /* this host's certificate, or a chain beginning with it [CGLOO_TLS_CERT] */
+    const char *key;  /* its private key [CGLOO_TLS_KEY] */
+    const char *ca;   /* the CA certificates a peer's certificate must chain to [CGLOO_TLS_CA] */
+    /* Nonzero: the peer's certificate must also name the host (IP address or DNS name) of the
+     * address it published (subjectAltName) [CGLOO_TLS_VERIFY_HOST=1]. */
+    int verify_host;
+} cgloo_tls_attr;
+
 typedef struct cgloo_tcp_attr {
     /* An IP address or host name to bind to and publish [CGLOO_HOSTNAME]. */
     const char *hostname;
@@ -386,11 +405,17 @@ typedef struct cgloo_tcp_attr {
      * "[IPv6]:PORT"; without a port, the bound port [CGLOO_ADVERTISE_ADDR]. It is published in
      * the rendezvous instead of the bound address. */
     const char *advertise;
+    /* TLS on every connection of the device (see cgloo_tls_attr), or NULL: TLS when the
+     * CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA variables are set (all three, else EINVAL).
+     * Copied when the device is made. */
+    const cgloo_tls_attr *tls;
 } cgloo_tcp_attr;
 
 /* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL. Blocks in
  * the resolver. Errors (detail in cgloo_last_error: the setting, what this host has): EINVAL (a
- * malformed setting), EADDR (no such interface, subnet or name; no free port), EIO, ENOMEM. */
+ * malformed setting; a TLS file missing, unreadable or not matching), EADDR (no such interface,
+ * subnet or name; no free port), ENOTSUP (TLS asked for in a build without OpenSSL), EIO,
+ * ENOMEM. */
 CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out);
 /* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
 CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);
@@ -513,9 +538,10 @@ CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout
  * MPICH/PMI, Slurm), then optional CGLOO_TIMEOUT_MS, CGLOO_CONTEXT_NAME, and the device's
  * variables (see cgloo_tcp_attr: CGLOO_IFACE, CGLOO_HOSTNAME, CGLOO_ADVERTISE_ADDR,
  * CGLOO_PORT); the device learns the store's host, so that with none of those set it takes the
- * address the route to the store leaves from. The context owns the store (and the store server,
- * on the rank that serves it) and the device it made. Errors: EINVAL naming the bad variable,
- * EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
+ * address the route to the store leaves from. With CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA
+ * set, the device and a tcp:// store use TLS (cgloo_tls_attr). The context owns the store (and the
+ * store server, on the rank that serves it) and the device it made. Errors: EINVAL naming the bad
+ * variable, EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
  * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
 

@@ -10,7 +10,6 @@
  */
 #include "rendezvous/launcher_env.h"
 #include "store/store.h"
-#include "store/tcp_store_proto.h"
 #include "net/net.h"
 
 #include <poll.h>
@@ -163,8 +162,8 @@ typedef struct store_watch {
     char url[512];
 } store_watch;
 
-/* watch_connect dials the server and exchanges hellos (proving the job secret, if any), as a
- * client that never asks anything. */
+/* watch_connect dials the server and exchanges hellos (through TLS when the CGLOO_TLS_*
+ * variables ask for it, proving the job secret, if any), as a client that never asks anything. */
 static int watch_connect(const char *host, int port, int timeout_ms, int *out)
 {
     return cgloo__tcp_store_dial(host, port, timeout_ms, out);

@@ -5,13 +5,19 @@
  * deadline enforced with poll. A connection that fails or times out mid-exchange may be out of
  * step with the server, so it is dropped; the next call dials again, once, and reports EIO if
  * the server is gone. See tcp_store_proto.h for the wire format.
+ *
+ * With the CGLOO_TLS_* variables set, every connection runs a TLS handshake (the client's
+ * certificate checked by the server and the server's by the client, against one CA) before the
+ * store's hello, and every byte after it goes through the session.
  */
 #include "store/store.h"
 #include "store/tcp_store_proto.h"
 #include "core/auth.h"
 #include "net/net.h"
+#include "transport/tls/tls.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -23,10 +29,12 @@
 
 typedef struct tcp_store {
     cgloo_store base;
-    pthread_mutex_t lock; /* guards busy */
-    pthread_cond_t idle;  /* signalled when busy drops */
-    int busy;             /* a thread owns the connection */
-    int fd;               /* -1 after a failed exchange: the next call dials again */
+    pthread_mutex_t lock;   /* guards busy */
+    pthread_cond_t idle;    /* signalled when busy drops */
+    int busy;               /* a thread owns the connection */
+    int fd;                 /* -1 after a failed exchange: the next call dials again */
+    cgloo__tls *sess;       /* fd's TLS session (with TLS) */
+    cgloo__tls_config *tls; /* TLS on every connection, or NULL */
     char *host;
     int port;
     cgloo__secret *secret; /* proven at every dial; NULL: none */
@@ -41,6 +49,15 @@ typedef struct tcp_frame {
 
 /* ---- deadline-bounded socket I/O ---- */
 
+/* A connection: the socket and, with TLS, its session. */
+typedef struct store_conn {
+    int fd;
+    cgloo__tls *sess;
+} store_conn;
+
+/* Why the latest TLS handshake of this thread failed, for connect_error. */
+static __thread char tls_why[300];
+
 /* io_status keeps the client's word for a broken exchange: whatever the socket said (reset, end
  * of stream, ...), the connection is out of step and the caller sees EIO; only a timeout is told
  * apart. */
@@ -50,104 +67,134 @@ static int io_status(int rc)
 }
 
 /* send_all sends every byte of iov[0..iovcnt) before deadline. */
-static int send_all(int fd, struct iovec *iov, int iovcnt, int64_t deadline)
+static int send_all(store_conn c, struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    return io_status(cgloo__writev_full(fd, iov, iovcnt, deadline));
+    if (!c.sess)
+        return io_status(cgloo__writev_full(c.fd, iov, iovcnt, deadline));
+    int rc = CGLOO_OK;
+    for (int i = 0; i < iovcnt && rc == CGLOO_OK; i++)
+        rc = cgloo__tls_write_full(c.sess, c.fd, iov[i].iov_base, iov[i].iov_len, deadline);
+    return io_status(rc);
 }
 
 /* recv_all fills buf with len bytes before deadline. */
-static int recv_all(int fd, void *buf, size_t len, int64_t deadline)
+static int recv_all(store_conn c, void *buf, size_t len, int64_t deadline)
 {
-    return io_status(cgloo__read_full(fd, buf, len, deadline));
+    if (c.sess)
+        return io_status(cgloo__tls_read_full(c.sess, c.fd, buf, len, deadline));
+    return io_status(cgloo__read_full(c.fd, buf, len, deadline));
 }
 
 /* ---- dialling ---- */
 
-/* What a dial needs besides the address: the secret to prove, and why a handshake was refused
- * (static text naming which side lacks the secret, or that it differs), for the error. */
-typedef struct dial_auth {
+/* What a dial needs besides the address: TLS (or NULL) and the host its certificate must name,
+ * the secret to prove (or NULL), and why a handshake was refused (static text naming which side
+ * lacks the secret, or that it differs), for the error. */
+typedef struct dial_how {
+    cgloo__tls_config *tls;
+    const char *host;
     const cgloo__secret *secret;
     const char *why;
-} dial_auth;
+} dial_how;
 
 /* hello_prove checks the server's MAC after its hello and nonce, then sends ours. */
-static int hello_prove(int fd, uint8_t *transcript, dial_auth *a, int64_t deadline)
+static int hello_prove(store_conn c, uint8_t *transcript, dial_how *how, int64_t deadline)
 {
     uint8_t *server_part = transcript + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN;
     uint8_t mac[TCP_STORE_MAC_LEN];
-    int rc = recv_all(fd, server_part + TCP_STORE_HELLO_LEN, TCP_STORE_NONCE_LEN, deadline);
+    int rc = recv_all(c, server_part + TCP_STORE_HELLO_LEN, TCP_STORE_NONCE_LEN, deadline);
     if (rc == CGLOO_OK)
-        rc = recv_all(fd, mac, sizeof mac, deadline);
+        rc = recv_all(c, mac, sizeof mac, deadline);
     if (rc != CGLOO_OK)
         return rc;
-    if (!cgloo__auth_check(a->secret, TCP_STORE_LABEL_SERVER, transcript, TCP_STORE_TRANSCRIPT_LEN,
-                           mac)) {
-        a->why = "its MAC does not match this process's job secret: the secrets differ";
+    if (!cgloo__auth_check(how->secret, TCP_STORE_LABEL_SERVER, transcript,
+                           TCP_STORE_TRANSCRIPT_LEN, mac)) {
+        how->why = "its MAC does not match this process's job secret: the secrets differ";
         return CGLOO_EPROTO;
     }
-    if (cgloo__auth_mac(a->secret, TCP_STORE_LABEL_CLIENT, transcript, TCP_STORE_TRANSCRIPT_LEN,
+    if (cgloo__auth_mac(how->secret, TCP_STORE_LABEL_CLIENT, transcript, TCP_STORE_TRANSCRIPT_LEN,
                         mac) != CGLOO_OK)
         return CGLOO_EIO;
     struct iovec iov = {.iov_base = mac, .iov_len = sizeof mac};
-    return send_all(fd, &iov, 1, deadline);
+    return send_all(c, &iov, 1, deadline);
 }
 
 /* hello exchanges hellos on a fresh connection, and with a secret, proves it and checks the
  * server's proof. */
-static int hello(int fd, dial_auth *a, int64_t deadline)
+static int hello(store_conn c, dial_how *how, int64_t deadline)
 {
     uint8_t t[TCP_STORE_TRANSCRIPT_LEN];
     uint8_t *theirs = t + TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN;
-    size_t len = a->secret ? TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN : TCP_STORE_HELLO_LEN;
-    tcp_store_hello_put(t, a->secret != NULL);
-    int rc = a->secret ? cgloo__auth_nonce(t + TCP_STORE_HELLO_LEN) : CGLOO_OK;
+    bool auth = how->secret != NULL;
+    size_t len = auth ? TCP_STORE_HELLO_LEN + TCP_STORE_NONCE_LEN : TCP_STORE_HELLO_LEN;
+    tcp_store_hello_put(t, auth);
+    int rc = auth ? cgloo__auth_nonce(t + TCP_STORE_HELLO_LEN) : CGLOO_OK;
     struct iovec iov = {.iov_base = t, .iov_len = len};
     if (rc == CGLOO_OK)
-        rc = send_all(fd, &iov, 1, deadline);
+        rc = send_all(c, &iov, 1, deadline);
     if (rc == CGLOO_OK)
-        rc = recv_all(fd, theirs, TCP_STORE_HELLO_LEN, deadline);
+        rc = recv_all(c, theirs, TCP_STORE_HELLO_LEN, deadline);
     if (rc != CGLOO_OK)
         return rc;
     if (!tcp_store_hello_ok(theirs)) {
         CGLOO_WARN("tcp store: the server's hello has a wrong magic or version");
         return CGLOO_EPROTO;
     }
-    if (!tcp_store_hello_auth(theirs) != !a->secret) {
-        a->why = a->secret ? "the server has no job secret and this process has one"
-                           : "the server requires a job secret and this process has none";
+    if (!tcp_store_hello_auth(theirs) != !auth) {
+        how->why = auth ? "the server has no job secret and this process has one"
+                        : "the server requires a job secret and this process has none";
         return CGLOO_EPROTO;
     }
-    return a->secret ? hello_prove(fd, t, a, deadline) : CGLOO_OK;
+    return auth ? hello_prove(c, t, how, deadline) : CGLOO_OK;
+}
+
+/* tls_start runs the TLS handshake on a fresh connection; a failure is EPROTO (final: another
+ * attempt meets the same certificates), with the reason in tls_why. */
+static int tls_start(cgloo__tls_config *cfg, const char *host, store_conn *c, int64_t deadline)
+{
+    if (cgloo__tls_new(cfg, c->fd, true, host, &c->sess) != CGLOO_OK)
+        return CGLOO_ENOMEM;
+    int rc = cgloo__tls_handshake_full(c->sess, c->fd, deadline);
+    if (rc == CGLOO_OK)
+        return CGLOO_OK;
+    snprintf(tls_why, sizeof tls_why, "%s", cgloo__tls_why(c->sess));
+    cgloo__tls_free(c->sess);
+    c->sess = NULL;
+    return rc == CGLOO_ETIMEDOUT ? rc : CGLOO_EPROTO;
 }
 
 /* dial_addr connects to one address before deadline and says hello. *out is set only on
  * success: a caller's fd field never holds a socket that was closed here. On failure *err is
  * the system's reason (0 when the server's hello was wrong). */
-static int dial_addr(const cgloo__addr *addr, dial_auth *a, int64_t deadline, int *out, int *err)
+static int dial_addr(dial_how *how, const cgloo__addr *addr, int64_t deadline, store_conn *out,
+                     int *err)
 {
-    int fd;
-    int rc = cgloo__connect(addr, deadline, &fd);
+    store_conn c = {.fd = -1};
+    int rc = cgloo__connect(addr, deadline, &c.fd);
     *err = errno;
     if (rc != CGLOO_OK)
         return rc;
-    cgloo__sock_tune(fd);
-    rc = hello(fd, a, deadline);
+    cgloo__sock_tune(c.fd);
+    rc = how->tls ? tls_start(how->tls, how->host, &c, deadline) : CGLOO_OK;
+    if (rc == CGLOO_OK)
+        rc = hello(c, how, deadline);
     *err = rc == CGLOO_EPROTO ? 0 : rc == CGLOO_ETIMEDOUT ? ETIMEDOUT : ECONNRESET;
     if (rc != CGLOO_OK) {
-        close(fd);
+        cgloo__tls_free(c.sess);
+        close(c.fd);
         return rc;
     }
-    *out = fd;
+    *out = c;
     return CGLOO_OK;
 }
 
 /* dial_once tries each address once; returns the last address's error. */
-static int dial_once(const cgloo__addr *addrs, size_t n, dial_auth *a, int64_t deadline, int *out,
-                     int *err)
+static int dial_once(dial_how *how, const cgloo__addr *addrs, size_t n, int64_t deadline,
+                     store_conn *out, int *err)
 {
     int rc = CGLOO_EADDR;
     for (size_t i = 0; i < n; i++) {
-        rc = dial_addr(&addrs[i], a, deadline, out, err);
+        rc = dial_addr(how, &addrs[i], deadline, out, err);
         if (rc == CGLOO_OK || rc == CGLOO_ETIMEDOUT)
             break;
     }
@@ -162,21 +209,20 @@ static int retryable(int rc)
 /* dial connects and says hello before deadline, trying every address of host. With `retry`,
  * refused (and reset) attempts are repeated with a growing pause until the deadline, for a
  * server that is still starting. On failure *err is the last attempt's system error. */
-static int dial(const char *host, int port, dial_auth *a, int64_t deadline, int retry, int *out,
-                int *err)
+static int dial(dial_how *how, int port, int64_t deadline, int retry, store_conn *out, int *err)
 {
     cgloo__addr addrs[CGLOO_ADDRS_MAX];
     size_t n = 0;
     *err = 0;
-    int rc = cgloo__addr_resolve_all(host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
+    int rc = cgloo__addr_resolve_all(how->host, 0, port, addrs, CGLOO_ADDRS_MAX, &n);
     if (rc != CGLOO_OK) {
-        CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", host, cgloo_strerror(rc));
+        CGLOO_DEBUG("tcp store: cannot resolve '%s': %s", how->host, cgloo_strerror(rc));
         return rc;
     }
     int pause = TCP_STORE_BACKOFF_MIN_MS;
     for (;;) {
         int e = 0;
-        rc = dial_once(addrs, n, a, deadline, out, &e);
+        rc = dial_once(how, addrs, n, deadline, out, &e);
         /* An attempt cut short by the deadline says less than the refusals before it. */
         if (e != ETIMEDOUT || *err == 0)
             *err = e;
@@ -218,6 +264,8 @@ static void release(tcp_store *t)
 
 static void drop_connection(tcp_store *t)
 {
+    cgloo__tls_free(t->sess);
+    t->sess = NULL;
     if (t->fd >= 0) {
         close(t->fd);
         t->fd = -1;
@@ -288,16 +336,16 @@ typedef struct tcp_reply {
 } tcp_reply;
 
 /* exchange_io sends the frame (and `extra`, a value sent without copying) and reads the reply. */
-static int exchange_io(int fd, tcp_frame *f, const void *extra, size_t extra_len, int64_t deadline,
-                       tcp_reply *reply)
+static int exchange_io(store_conn c, tcp_frame *f, const void *extra, size_t extra_len,
+                       int64_t deadline, tcp_reply *reply)
 {
     cgloo__put_u32(f->buf, (uint32_t)(f->len - TCP_STORE_HEADER_LEN + extra_len));
     struct iovec iov[2] = {{.iov_base = f->buf, .iov_len = f->len},
                            {.iov_base = (void *)extra, .iov_len = extra_len}};
-    int rc = send_all(fd, iov, extra_len ? 2 : 1, deadline);
+    int rc = send_all(c, iov, extra_len ? 2 : 1, deadline);
     uint8_t head[TCP_STORE_HEADER_LEN];
     if (rc == CGLOO_OK)
-        rc = recv_all(fd, head, sizeof head, deadline);
+        rc = recv_all(c, head, sizeof head, deadline);
     if (rc != CGLOO_OK)
         return rc;
     reply->len = cgloo__get_u32(head);
@@ -308,7 +356,7 @@ static int exchange_io(int fd, tcp_frame *f, const void *extra, size_t extra_len
     if (!reply->body)
         return CGLOO_ENOMEM; /* the unread body leaves the stream out of step: drop it */
     reply->body[reply->len] = '\0';
-    rc = recv_all(fd, reply->body, reply->len, deadline);
+    rc = recv_all(c, reply->body, reply->len, deadline);
     if (rc != CGLOO_OK) {
         free(reply->body);
         reply->body = NULL;
@@ -336,13 +384,16 @@ static int exchange(tcp_store *t, tcp_frame *f, const void *extra, size_t extra_
     }
     if (t->fd < 0) {
         int err;
-        dial_auth a = {.secret = t->secret};
-        rc = dial(t->host, t->port, &a, io_deadline, 0, &t->fd, &err);
+        store_conn c = {.fd = -1};
+        dial_how how = {.tls = t->tls, .host = t->host, .secret = t->secret};
+        rc = dial(&how, t->port, io_deadline, 0, &c, &err);
         if (rc != CGLOO_OK && rc != CGLOO_ENOMEM)
             rc = CGLOO_EIO; /* the server that was there is gone */
+        t->fd = c.fd;
+        t->sess = c.sess;
     }
     if (rc == CGLOO_OK)
-        rc = exchange_io(t->fd, f, extra, extra_len, io_deadline, reply);
+        rc = exchange_io((store_conn){t->fd, t->sess}, f, extra, extra_len, io_deadline, reply);
     if (rc != CGLOO_OK)
         drop_connection(t);
     release(t);
@@ -564,6 +615,7 @@ static void tcp_destroy(cgloo_store *s)
 {
     tcp_store *t = (tcp_store *)s;
     drop_connection(t);
+    cgloo__tls_config_destroy(t->tls);
     pthread_cond_destroy(&t->idle);
     pthread_mutex_destroy(&t->lock);
     free(t->host);
@@ -589,7 +641,7 @@ static const cgloo_store_ops tcp_ops = {
     .host = tcp_host,
 };
 
-static tcp_store *tcp_store_new(const char *host, int port, int fd)
+static tcp_store *tcp_store_new(const char *host, int port, store_conn c, cgloo__tls_config *tls)
 {
     tcp_store *t = calloc(1, sizeof *t);
     if (!t)
@@ -607,7 +659,9 @@ static tcp_store *tcp_store_new(const char *host, int port, int fd)
     pthread_mutex_init(&t->lock, NULL);
     t->base.ops = &tcp_ops;
     t->port = port;
-    t->fd = fd;
+    t->fd = c.fd;
+    t->sess = c.sess;
+    t->tls = tls;
     return t;
 }
 
@@ -622,6 +676,9 @@ static int connect_error(const char *host, int port, int rc, int err, const char
     if (rc == CGLOO_EADDR)
         return cgloo__error_set(rc, "the TCP store's host '%s' does not resolve to an address",
                                 host);
+    if (rc == CGLOO_EPROTO && tls_why[0])
+        return cgloo__error_set(rc, "TLS handshake with the TCP store at %s port %d failed: %s",
+                                host, port, tls_why);
     if (rc == CGLOO_EPROTO)
         return cgloo__error_set(rc, "what answered at %s port %d is not a cgloo TCP store", host,
                                 port);
@@ -638,6 +695,29 @@ int cgloo_store_tcp_connect(const char *host, int port, int timeout_ms, cgloo_st
     return cgloo_store_tcp_connect_auth(host, port, NULL, timeout_ms, out);
 }
 
+/* how_from_env fills how's TLS (CGLOO_TLS_*) and secret (given, or CGLOO_SECRET*); the caller
+ * frees both with how_free. */
+static int how_from_env(dial_how *how, const char *host, const char *secret)
+{
+    *how = (dial_how){.host = host};
+    cgloo__tls_files files;
+    int rc = CGLOO_OK;
+    if (cgloo__tls_files_from_env(&files))
+        rc = cgloo__tls_config_create(&files, &how->tls); /* the detail names the file */
+    cgloo__secret *sec = NULL;
+    if (rc == CGLOO_OK)
+        rc = load_secret(secret, &sec);
+    how->secret = sec;
+    tls_why[0] = '\0';
+    return rc;
+}
+
+static void how_free(dial_how *how)
+{
+    cgloo__tls_config_destroy(how->tls);
+    free_secret((cgloo__secret *)how->secret);
+}
+
 int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret, int timeout_ms,
                                  cgloo_store **out)
 {
@@ -649,38 +729,45 @@ int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret,
     cgloo__log_init_from_env();
     if (!host)
         host = "127.0.0.1";
-    dial_auth a = {0};
-    cgloo__secret *sec;
-    int rc = load_secret(secret, &sec);
-    if (rc != CGLOO_OK)
-        return rc;
-    a.secret = sec;
-    int fd = -1, err = 0;
-    rc = dial(host, port, &a, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &fd, &err);
+    dial_how how;
+    int rc = how_from_env(&how, host, secret);
+    store_conn c = {.fd = -1};
+    int err = 0;
+    if (rc == CGLOO_OK) {
+        rc = dial(&how, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &c, &err);
+        if (rc != CGLOO_OK)
+            rc = connect_error(host, port, rc, err, how.why);
+    }
+    tcp_store *t = rc == CGLOO_OK ? tcp_store_new(host, port, c, how.tls) : NULL;
+    if (rc == CGLOO_OK && !t) {
+        cgloo__tls_free(c.sess);
+        close(c.fd);
+        rc = cgloo__error_set(CGLOO_ENOMEM, "out of memory for a TCP store client");
+    }
     if (rc != CGLOO_OK) {
-        free_secret(sec);
-        return connect_error(host, port, rc, err, a.why);
+        how_free(&how);
+        return rc;
     }
-    tcp_store *t = tcp_store_new(host, port, fd);
-    if (!t) {
-        close(fd);
-        free_secret(sec);
-        return cgloo__error_set(CGLOO_ENOMEM, "out of memory for a TCP store client");
-    }
-    t->secret = sec;
+    t->secret = (cgloo__secret *)how.secret;
     *out = &t->base;
     return CGLOO_OK;
 }
 
 int cgloo__tcp_store_dial(const char *host, int port, int timeout_ms, int *fd)
 {
-    cgloo__secret *sec;
-    int rc = load_secret(NULL, &sec);
-    if (rc != CGLOO_OK)
-        return rc;
-    dial_auth a = {.secret = sec};
+    dial_how how;
+    int rc = how_from_env(&how, host, NULL);
+    store_conn c = {.fd = -1};
     int err = 0;
-    rc = dial(host, port, &a, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, fd, &err);
-    free_secret(sec);
-    return rc == CGLOO_OK ? rc : connect_error(host, port, rc, err, a.why);
+    if (rc == CGLOO_OK) {
+        rc = dial(&how, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &c, &err);
+        if (rc != CGLOO_OK)
+            rc = connect_error(host, port, rc, err, how.why);
+    }
+    /* The caller only waits for the close: the session is not kept (nothing more is read or
+     * written through it), the socket is. */
+    cgloo__tls_free(c.sess);
+    how_free(&how);
+    *fd = c.fd;
+    return rc;
 }

@@ -7,12 +7,20 @@
  * response: at most about 2 * TCP_STORE_FRAME_MAX bytes, and request bodies grow only as their
  * bytes arrive. Anything malformed closes that connection (logged at WARN); the others carry on.
  * See tcp_store_proto.h for the wire format.
+ *
+ * With the CGLOO_TLS_* variables set when the server starts, each connection first runs a TLS
+ * handshake, non-blocking like everything else here (a client stuck in it holds up no one) and
+ * bounded by SERVER_TLS_MS; a client without TLS, or whose certificate the CA did not sign, is
+ * closed. The store's bytes then go through the session. Clients send one request and wait for
+ * its answer, so a session never holds a decrypted request the socket does not signal; the loop
+ * still looks for one (conn_pending) rather than rely on it.
  */
 #include "store/store.h"
 #include "store/kvtable.h"
 #include "store/tcp_store_proto.h"
 #include "core/auth.h"
 #include "net/net.h"
+#include "transport/tls/tls.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -25,8 +33,10 @@
 #define SERVER_BODY_STEP (64u * 1024) /* request bodies grow by at least this much */
 #define SERVER_BODY_KEEP (64u * 1024) /* a body buffer up to this size is kept for reuse */
 #define SERVER_ACCEPT_PAUSE_MS 100    /* after EMFILE, stop accepting for a moment */
+#define SERVER_TLS_MS 10000           /* a TLS handshake must be done this soon after accept */
 
 typedef enum conn_state {
+    CONN_TLS,     /* in the TLS handshake */
     CONN_HELLO,   /* reading the client's hello */
     CONN_NONCE,   /* reading the nonce after a hello with the secret flag */
     CONN_PROOF,   /* reading the client's MAC, which must check before any request */
@@ -44,6 +54,8 @@ typedef struct srv_key {
 
 typedef struct srv_conn {
     int fd;
+    cgloo__tls *tls; /* the connection's TLS session, or NULL */
+    int64_t tls_deadline;
     conn_state state;
     uint8_t head[TCP_STORE_HEADER_LEN];
     size_t head_got;
@@ -69,6 +81,7 @@ struct cgloo_store_server {
     int wake_fd; /* eventfd written by cgloo_store_server_stop */
     int port;
     int64_t accept_paused_until;
+    cgloo__tls_config *tls; /* TLS on every connection, or NULL */
     cgloo__kvtable table;
     srv_conn **conns;
     size_t nconns, conns_cap;
@@ -97,6 +110,8 @@ static void conn_close(srv_conn *c)
 {
     if (c->state == CONN_CLOSED)
         return;
+    cgloo__tls_free(c->tls);
+    c->tls = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CONN_CLOSED;
@@ -111,8 +126,9 @@ static void conn_close(srv_conn *c)
 static void conn_flush(srv_conn *c)
 {
     while (c->out_sent < c->out_len) {
-        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        struct iovec iov = {c->out + c->out_sent, c->out_len - c->out_sent};
+        ssize_t n = c->tls ? cgloo__tls_writev(c->tls, &iov, 1)
+                           : send(c->fd, iov.iov_base, iov.iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c->out_sent += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -124,6 +140,11 @@ static void conn_flush(srv_conn *c)
             conn_close(c);
             return;
         }
+    }
+    if (c->tls && cgloo__tls_flush(c->tls) != 0) {
+        if (errno != EAGAIN)
+            conn_close(c);
+        return; /* the response is in the session, not yet in the socket */
     }
     free(c->out);
     c->out = NULL;
@@ -424,7 +445,8 @@ static void conn_process(cgloo_store_server *s, srv_conn *c)
 static ssize_t conn_recv(srv_conn *c, void *buf, size_t len)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, buf, len, MSG_DONTWAIT);
+        ssize_t n =
+            c->tls ? cgloo__tls_read(c->tls, buf, len) : recv(c->fd, buf, len, MSG_DONTWAIT);
         if (n > 0)
             return n;
         if (n < 0 && errno == EINTR)
@@ -636,10 +658,16 @@ static void server_add_conn(cgloo_store_server *s, int fd, const cgloo__addr *fr
         close(fd);
         return;
     }
+    if (s->tls && cgloo__tls_new(s->tls, fd, false, NULL, &c->tls) != CGLOO_OK) {
+        free(c);
+        close(fd);
+        return;
+    }
     cgloo__sock_tune(fd);
     c->fd = fd;
-    c->state = CONN_HELLO;
+    c->state = c->tls ? CONN_TLS : CONN_HELLO;
     c->after_write = CONN_HEADER;
+    c->tls_deadline = cgloo__now_ms() + SERVER_TLS_MS;
     memcpy(c->peer, peer, sizeof peer);
     s->conns[s->nconns++] = c;
     CGLOO_DEBUG("tcp store server: %s connected", peer);
@@ -681,6 +709,8 @@ static void server_sweep(cgloo_store_server *s)
 static short conn_events(const srv_conn *c)
 {
     switch (c->state) {
+    case CONN_TLS:
+        return cgloo__tls_wants(c->tls);
     case CONN_WRITING:
         return POLLOUT;
     case CONN_PARKED:
@@ -710,9 +740,57 @@ static int server_poll_set(cgloo_store_server *s, size_t *npfds)
     return CGLOO_OK;
 }
 
+/* conn_tls_step takes the handshake on; once done, the client's hello may already be there. */
+static void conn_tls_step(cgloo_store_server *s, srv_conn *c)
+{
+    int rc = cgloo__tls_handshake(c->tls);
+    if (rc == CGLOO__TLS_AGAIN)
+        return;
+    if (rc != CGLOO_OK) {
+        CGLOO_WARN("tcp store server: refused %s: TLS handshake failed: %s", c->peer,
+                   cgloo__tls_why(c->tls));
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_HELLO;
+    conn_on_readable(s, c);
+}
+
+/* conn_pending: a reading connection whose session holds bytes no poll would report. */
+static bool conn_pending(const srv_conn *c)
+{
+    bool reading = c->state == CONN_HELLO || c->state == CONN_NONCE || c->state == CONN_PROOF ||
+                   c->state == CONN_HEADER || c->state == CONN_BODY;
+    return c->tls && reading && cgloo__tls_pending(c->tls);
+}
+
+/* server_tls_sweep closes handshakes past their deadline; returns the poll timeout they need
+ * (-1: none in progress). */
+static int server_tls_sweep(cgloo_store_server *s)
+{
+    int64_t now = cgloo__now_ms();
+    int timeout = -1;
+    for (size_t i = 0; i < s->nconns; i++) {
+        srv_conn *c = s->conns[i];
+        if (c->state != CONN_TLS)
+            continue;
+        if (now >= c->tls_deadline) {
+            CGLOO_WARN("tcp store server: refused %s: no TLS handshake within %d ms", c->peer,
+                       SERVER_TLS_MS);
+            conn_close(c);
+            continue;
+        }
+        int left = (int)(c->tls_deadline - now);
+        timeout = timeout < 0 ? left : CGLOO_MIN(timeout, left);
+    }
+    return timeout;
+}
+
 static void conn_on_events(cgloo_store_server *s, srv_conn *c, short revents)
 {
-    if (revents & (POLLERR | POLLNVAL)) {
+    if (c->state == CONN_TLS && !(revents & POLLNVAL)) {
+        conn_tls_step(s, c); /* an error or hang-up shows in the handshake's own result */
+    } else if (revents & (POLLERR | POLLNVAL)) {
         CGLOO_DEBUG("tcp store server: %s: socket error", c->peer);
         conn_close(c);
     } else if (c->state == CONN_PARKED && (revents & (POLLRDHUP | POLLHUP))) {
@@ -729,6 +807,12 @@ static void conn_on_events(cgloo_store_server *s, srv_conn *c, short revents)
 static int server_loop_once(cgloo_store_server *s)
 {
     int timeout = expire_parked(s);
+    int tls_timeout = s->tls ? server_tls_sweep(s) : -1;
+    if (tls_timeout >= 0)
+        timeout = timeout < 0 ? tls_timeout : CGLOO_MIN(timeout, tls_timeout);
+    for (size_t i = 0; s->tls && i < s->nconns; i++)
+        if (conn_pending(s->conns[i]))
+            timeout = 0;
     if (s->accept_paused_until > cgloo__now_ms()) {
         int left = cgloo__remaining_ms(s->accept_paused_until);
         timeout = timeout < 0 ? left : CGLOO_MIN(timeout, left);
@@ -745,9 +829,13 @@ static int server_loop_once(cgloo_store_server *s)
         return 0;
     if (s->pfds[1].revents)
         server_accept(s);
-    for (size_t i = 2; i < npfds; i++)
-        if (s->pfds[i].revents && s->conns[i - 2]->state != CONN_CLOSED)
-            conn_on_events(s, s->conns[i - 2], s->pfds[i].revents);
+    for (size_t i = 2; i < npfds; i++) {
+        srv_conn *c = s->conns[i - 2];
+        if (s->pfds[i].revents && c->state != CONN_CLOSED)
+            conn_on_events(s, c, s->pfds[i].revents);
+        else if (conn_pending(c))
+            conn_on_readable(s, c);
+    }
     server_sweep(s);
     return 1;
 }
@@ -806,6 +894,7 @@ static void server_free(cgloo_store_server *s)
     free(s->conns);
     free(s->pfds);
     cgloo__kvtable_fini(&s->table);
+    cgloo__tls_config_destroy(s->tls);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
     if (s->wake_fd >= 0)
@@ -859,6 +948,9 @@ int cgloo_store_server_start_auth(const char *host, int port, const char *secret
     cgloo__kvtable_init(&s->table);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int rc = s->wake_fd < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
+    cgloo__tls_files files;
+    if (rc == CGLOO_OK && cgloo__tls_files_from_env(&files))
+        rc = cgloo__tls_config_create(&files, &s->tls);
     if (rc == CGLOO_OK)
         rc = server_listen(s, host ? host : "127.0.0.1", port);
     if (rc == CGLOO_OK)
@@ -868,7 +960,10 @@ int cgloo_store_server_start_auth(const char *host, int port, const char *secret
         return cgloo__error_set_if_none(rc, "tcp store server: %s", cgloo_strerror(rc));
     }
     CGLOO_INFO("tcp store server listening on %s port %d%s", host ? host : "127.0.0.1", s->port,
-               s->secret ? " (clients must prove the job secret)" : "");
+               s->secret && s->tls ? " (TLS; clients must prove the job secret)"
+               : s->secret         ? " (clients must prove the job secret)"
+               : s->tls            ? " (TLS)"
+                                   : "");
     *out = s;
     return CGLOO_OK;
 }

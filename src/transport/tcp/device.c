@@ -4,6 +4,9 @@
  * context and rank they are for; the device reads it and files the socket under the matching
  * registration, which the connecting context then claims. There is no device thread: whichever
  * connecting thread polls the device serves everyone's arrivals.
+ *
+ * A device with TLS runs the TLS handshake on each accepted socket first (non-blocking, within
+ * the hello's deadline, beside the others) and reads the hello through the session.
  */
 #include "transport/tcp/tcp.h"
 
@@ -11,7 +14,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-/* A hello must arrive this soon after the connection is accepted. */
+/* A hello (and the TLS handshake before it) must arrive this soon after the connection is
+ * accepted. */
 #define HELLO_DEADLINE_MS 10000
 #define POLL_MAX 256
 /* Connections whose hello has not arrived yet; more are closed at once (a flood, not peers). */
@@ -26,7 +30,9 @@ typedef struct tcp_device {
     bool serving;            /* a thread is polling the listener */
     device_inbound *pending; /* hellos still arriving */
     int npending;
-    device_reg *regs; /* contexts that are connecting */
+    device_reg *regs;       /* contexts that are connecting */
+    cgloo__tls_config *tls; /* TLS on every connection, or NULL */
+    char last_reject[320];  /* why the latest connection was refused, for timeout errors */
 } tcp_device;
 
 static tcp_device *tcp_device_of(cgloo_device *dev)
@@ -65,6 +71,26 @@ static void device_log_choice(const tcp_device *dev)
         CGLOO_INFO("tcp device: listening on %s, chosen because %s", bound, dev->choice.why);
 }
 
+/* device_tls_setup makes the TLS configuration the attribute or the environment asks for. */
+static int device_tls_setup(const cgloo_tcp_attr *attr, tcp_device *dev)
+{
+    cgloo__tls_files f;
+    if (attr && attr->tls) {
+        f = (cgloo__tls_files){.cert = attr->tls->cert,
+                               .key = attr->tls->key,
+                               .ca = attr->tls->ca,
+                               .verify_host = attr->tls->verify_host != 0,
+                               .from = "cgloo_tcp_attr.tls"};
+    } else if (!cgloo__tls_files_from_env(&f)) {
+        return CGLOO_OK;
+    }
+    int rc = cgloo__tls_config_create(&f, &dev->tls);
+    if (rc == CGLOO_OK)
+        CGLOO_INFO("tcp device: TLS 1.3 on every connection (certificate %s, CA %s%s)", f.cert,
+                   f.ca, f.verify_host ? ", peer host names checked" : "");
+    return rc;
+}
+
 int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
 {
     cgloo__error_clear();
@@ -77,10 +103,13 @@ int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
     if (!dev)
         return cgloo__error_set(CGLOO_ENOMEM, "no TCP device: out of memory");
     dev->base.transport = &cgloo__tcp_transport;
-    int rc = cgloo__tcp_choose_address(attr, &dev->choice);
+    int rc = device_tls_setup(attr, dev);
+    if (rc == CGLOO_OK)
+        rc = cgloo__tcp_choose_address(attr, &dev->choice);
     if (rc == CGLOO_OK)
         rc = device_listen(dev);
     if (rc != CGLOO_OK) {
+        cgloo__tls_config_destroy(dev->tls);
         free(dev);
         return rc;
     }
@@ -97,6 +126,27 @@ const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *base, const 
     return &dev->choice;
 }
 
+cgloo__tls_config *cgloo__tcp_device_tls(const cgloo_device *base)
+{
+    return CGLOO_CONTAINER_OF(base, const tcp_device, base)->tls;
+}
+
+void cgloo__tcp_device_last_reject(cgloo_device *base, char *buf, size_t len)
+{
+    tcp_device *dev = tcp_device_of(base);
+    pthread_mutex_lock(&dev->lock);
+    snprintf(buf, len, "%s", dev->last_reject);
+    pthread_mutex_unlock(&dev->lock);
+}
+
+void cgloo__tcp_device_note_reject(cgloo_device *base, const char *addr, const char *why)
+{
+    tcp_device *dev = tcp_device_of(base);
+    pthread_mutex_lock(&dev->lock);
+    snprintf(dev->last_reject, sizeof dev->last_reject, "%s: %s", addr, why);
+    pthread_mutex_unlock(&dev->lock);
+}
+
 int cgloo__tcp_device_address(const cgloo_device *base, char *buf, size_t len)
 {
     const tcp_device *dev = CGLOO_CONTAINER_OF(base, const tcp_device, base);
@@ -109,6 +159,7 @@ static void inbound_close_all(device_inbound *in)
 {
     while (in) {
         device_inbound *next = in->next;
+        cgloo__tls_free(in->tls);
         close(in->fd);
         free(in);
         in = next;
@@ -120,6 +171,7 @@ void cgloo__tcp_device_destroy(cgloo_device *base)
     tcp_device *dev = tcp_device_of(base);
     close(dev->listen_fd);
     inbound_close_all(dev->pending);
+    cgloo__tls_config_destroy(dev->tls);
     pthread_mutex_destroy(&dev->lock);
     free(dev);
 }
@@ -159,9 +211,11 @@ device_inbound *cgloo__tcp_device_take(cgloo_device *base, device_reg *reg)
     return got;
 }
 
-static void inbound_reject(device_inbound *in, const char *why)
+static void inbound_reject(tcp_device *dev, device_inbound *in, const char *why)
 {
     CGLOO_WARN("device: rejected connection from %s: %s", in->addr, why);
+    snprintf(dev->last_reject, sizeof dev->last_reject, "%s: %s", in->addr, why);
+    cgloo__tls_free(in->tls);
     close(in->fd);
     free(in);
 }
@@ -173,22 +227,23 @@ static void device_route(tcp_device *dev, device_inbound *in)
     if (!why && in->decoded.type != HELLO_TYPE_HELLO)
         why = "expected a hello";
     if (why)
-        return inbound_reject(in, why);
+        return inbound_reject(dev, in, why);
     const wire_hello *h = &in->decoded;
     for (device_reg *reg = dev->regs; reg; reg = reg->next) {
         if (reg->ctx_id != h->ctx_id || reg->rank != h->dst_rank)
             continue;
         if (reg->size != h->size)
-            return inbound_reject(in, "world size differs");
+            return inbound_reject(dev, in, "world size differs");
         if (reg->nonce != h->dst_nonce)
-            return inbound_reject(in, "hello for another instance of this rank (stale address?)");
+            return inbound_reject(dev, in,
+                                  "hello for another instance of this rank (stale address?)");
         if (h->src_rank <= reg->rank || h->src_rank >= reg->size)
-            return inbound_reject(in, "sender rank out of range");
+            return inbound_reject(dev, in, "sender rank out of range");
         in->next = reg->arrived;
         reg->arrived = in;
         return;
     }
-    inbound_reject(in, "no connecting context matches its context id and rank");
+    inbound_reject(dev, in, "no connecting context matches its context id and rank");
 }
 
 static void device_accept(tcp_device *dev)
@@ -208,6 +263,11 @@ static void device_accept(tcp_device *dev)
         }
         in->fd = fd;
         in->accepted_ms = cgloo__now_ms();
+        if (dev->tls && cgloo__tls_new(dev->tls, fd, false, NULL, &in->tls) != CGLOO_OK) {
+            close(fd);
+            free(in);
+            continue;
+        }
         cgloo__addr_format(&peer, in->addr, sizeof in->addr);
         in->next = dev->pending;
         dev->pending = in;
@@ -221,6 +281,41 @@ static size_t inbound_want(const device_inbound *in)
     return in->got >= HELLO_LEN && (in->hello[6] & WIRE_FLAG_AUTH) ? HELLO_AUTH_LEN : HELLO_LEN;
 }
 
+/* inbound_read takes the TLS handshake a step, then reads what there is of the hello and, when
+ * the hello's flag says one follows, of the dialler's nonce (wire.h), in the same round. Returns
+ * NULL while it is unfinished and healthy, else why it failed ("" when the hello is whole). */
+static const char *inbound_read(device_inbound *in, char *why, size_t len)
+{
+    if (in->tls && !in->tls_done) {
+        int rc = cgloo__tls_handshake(in->tls);
+        if (rc == CGLOO__TLS_AGAIN)
+            return NULL;
+        if (rc != CGLOO_OK) {
+            snprintf(why, len, "TLS handshake failed: %s", cgloo__tls_why(in->tls));
+            return why;
+        }
+        in->tls_done = true;
+    }
+    ssize_t n;
+    do {
+        void *dst = in->hello + in->got;
+        size_t want = inbound_want(in) - in->got;
+        n = in->tls ? cgloo__tls_read(in->tls, dst, want) : recv(in->fd, dst, want, 0);
+        if (n > 0)
+            in->got += (size_t)n;
+    } while (n > 0 && in->got < inbound_want(in));
+    if (in->got == inbound_want(in))
+        return "";
+    if (n == 0)
+        return "closed before a whole hello";
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        snprintf(why, len, "reading the hello failed: %s",
+                 in->tls ? cgloo__tls_why(in->tls) : strerror(errno));
+        return why;
+    }
+    return NULL;
+}
+
 /* device_read_hellos reads what arrived on unfinished hellos; routes complete ones. */
 static void device_read_hellos(tcp_device *dev)
 {
@@ -228,27 +323,20 @@ static void device_read_hellos(tcp_device *dev)
     device_inbound **pp = &dev->pending;
     while (*pp) {
         device_inbound *in = *pp;
-        /* An authenticated hello carries the dialler's nonce after it (wire.h): once the
-         * hello shows the flag, the nonce is read in the same round. */
-        ssize_t n;
-        do {
-            n = recv(in->fd, in->hello + in->got, inbound_want(in) - in->got, 0);
-            if (n > 0)
-                in->got += (size_t)n;
-        } while (n > 0 && in->got < inbound_want(in));
-        size_t want = inbound_want(in);
-        bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
-        bool late = now - in->accepted_ms > HELLO_DEADLINE_MS;
-        if (in->got < want && !closed && !late) {
+        char buf[300];
+        const char *why = inbound_read(in, buf, sizeof buf);
+        if (!why && now - in->accepted_ms > HELLO_DEADLINE_MS)
+            why = in->tls && !in->tls_done ? "TLS handshake too slow" : "hello too slow";
+        if (!why) {
             pp = &in->next;
             continue;
         }
         *pp = in->next;
         dev->npending--;
-        if (in->got == want)
+        if (!*why)
             device_route(dev, in);
         else
-            inbound_reject(in, closed ? "closed before a whole hello" : "hello too slow");
+            inbound_reject(dev, in, why);
     }
 }
 
@@ -263,8 +351,10 @@ void cgloo__tcp_device_poll(cgloo_device *base, struct pollfd *fds, int nfds, in
     if (serve) {
         dev->serving = true;
         all[n++] = (struct pollfd){.fd = dev->listen_fd, .events = POLLIN};
-        for (device_inbound *in = dev->pending; in && n < POLL_MAX; in = in->next)
-            all[n++] = (struct pollfd){.fd = in->fd, .events = POLLIN};
+        for (device_inbound *in = dev->pending; in && n < POLL_MAX; in = in->next) {
+            short ev = in->tls && !in->tls_done ? cgloo__tls_wants(in->tls) : POLLIN;
+            all[n++] = (struct pollfd){.fd = in->fd, .events = ev};
+        }
     }
     pthread_mutex_unlock(&dev->lock);
 

@@ -15,6 +15,12 @@
  * way round), is settled as failed on both sides, and the connect goes on with the others, so
  * that every rank that talks to it hears about the secret from it rather than a timeout; then
  * the connect fails with the first such error (hs_auth_fail).
+ *
+ * With TLS (the device's configuration) each connection first runs the TLS handshake on the
+ * raw socket, both sides presenting certificates, and the hello, the acknowledgement and the
+ * proof then go through the session like every later byte. A failed TLS handshake is final,
+ * not retried: the peer's certificate, or the peer's configuration, is wrong, and waiting will
+ * not mend it.
  */
 #include "transport/tcp/tcp.h"
 #include "core/auth.h"
@@ -28,7 +34,7 @@
 #define BACKOFF_MAX_MS 500
 #define SECRET_HINT "do all ranks share CGLOO_SECRET?"
 
-enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_AWAIT_ACK, DIAL_DONE };
+enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_TLS, DIAL_AWAIT_ACK, DIAL_DONE };
 
 typedef struct peer_info {
     cgloo__addr addr;
@@ -38,6 +44,7 @@ typedef struct peer_info {
     bool used; /* a peer this transport connects */
     /* dialling state (lower ranks only) */
     int state, fd, backoff_ms, last_err;
+    cgloo__tls *tls; /* the dial's TLS session (a device with TLS) */
     int64_t retry_at_ms;
     uint8_t ack[ACK_AUTH_LEN]; /* the acknowledgement as it arrives, possibly in pieces */
     size_t ack_got;
@@ -45,6 +52,7 @@ typedef struct peer_info {
     uint8_t transcript[AUTH_TRANSCRIPT_LEN];
     /* accepting with a secret: the connection whose proof is awaited (-1: none) */
     int auth_fd;
+    cgloo__tls *auth_tls; /* its TLS session (a device with TLS) */
     uint8_t proof[AUTH_MAC_LEN];
     size_t proof_got;
     wire_hello auth_hello;
@@ -81,11 +89,32 @@ static void hello_for(const handshake *m, int peer, uint8_t type, uint8_t *out)
     wire_hello_encode(&h, out);
 }
 
+/* conn_write sends len bytes before deadline, through tls when the connection has a session. */
+static int conn_write(int fd, cgloo__tls *tls, const void *buf, size_t len, int64_t deadline)
+{
+    return tls ? cgloo__tls_write_full(tls, fd, buf, len, deadline)
+               : cgloo__write_full(fd, buf, len, deadline);
+}
+
+/* conn_recv reads what there is, up to len bytes, without waiting (recv's return and errno). */
+static ssize_t conn_recv(int fd, cgloo__tls *tls, void *buf, size_t len)
+{
+    return tls ? cgloo__tls_read(tls, buf, len) : recv(fd, buf, len, 0);
+}
+
+/* conn_close drops a connection and its session. */
+static void conn_close(int *fd, cgloo__tls **tls)
+{
+    cgloo__tls_free(*tls);
+    *tls = NULL;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
 static void dial_retry(peer_info *p, int err)
 {
-    if (p->fd >= 0)
-        close(p->fd);
-    p->fd = -1;
+    conn_close(&p->fd, &p->tls);
     p->state = DIAL_IDLE;
     p->last_err = err;
     p->retry_at_ms = cgloo__now_ms() + p->backoff_ms;
@@ -104,22 +133,57 @@ static void dial_start(peer_info *p)
         cgloo__addr_format(&local, p->local_text, sizeof p->local_text);
 }
 
-static void dial_on_writable(handshake *m, int peer)
+static void dial_send_hello(handshake *m, int peer)
 {
     peer_info *p = &m->peers[peer];
-    int err = 0;
-    if (cgloo__connect_result(p->fd, &err) != CGLOO_OK)
-        return dial_retry(p, err);
     /* With a secret the hello and a fresh nonce go out together, and stay in the transcript. */
     uint8_t *hello = p->transcript;
     size_t len = m->ctx->secret ? HELLO_AUTH_LEN : HELLO_LEN;
     hello_for(m, peer, HELLO_TYPE_HELLO, hello);
     if (m->ctx->secret && cgloo__auth_nonce(hello + HELLO_LEN) != CGLOO_OK)
         return dial_retry(p, EIO);
-    if (cgloo__write_full(p->fd, hello, len, m->deadline) != CGLOO_OK)
+    if (conn_write(p->fd, p->tls, hello, len, m->deadline) != CGLOO_OK)
         return dial_retry(p, errno);
     p->state = DIAL_AWAIT_ACK;
     p->ack_got = 0;
+}
+
+/* dial_tls_step takes the TLS handshake as far as the socket allows; a refusal is final. */
+static int dial_tls_step(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[peer];
+    int rc = cgloo__tls_handshake(p->tls);
+    if (rc == CGLOO__TLS_AGAIN)
+        return CGLOO_OK;
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
+                                "rank %d: TLS handshake with rank %d at %s failed: %s", ctx->rank,
+                                peer, p->addr_text, cgloo__tls_why(p->tls));
+    dial_send_hello(m, peer);
+    return CGLOO_OK;
+}
+
+static int dial_on_writable(handshake *m, int peer)
+{
+    peer_info *p = &m->peers[peer];
+    int err = 0;
+    if (cgloo__connect_result(p->fd, &err) != CGLOO_OK) {
+        dial_retry(p, err);
+        return CGLOO_OK;
+    }
+    cgloo__tls_config *tls = cgloo__tcp_device_tls(m->dev);
+    if (!tls) {
+        dial_send_hello(m, peer);
+        return CGLOO_OK;
+    }
+    char host[CGLOO_TRANSPORT_ADDR_MAX];
+    cgloo__tcp_host_of(p->addr_text, host, sizeof host);
+    if (cgloo__tls_new(tls, p->fd, true, host, &p->tls) != CGLOO_OK)
+        return cgloo__ctx_error(m->ctx, CGLOO_ENOMEM, "rank %d: no memory for a TLS session",
+                                m->ctx->rank);
+    p->state = DIAL_TLS;
+    return dial_tls_step(m, peer);
 }
 
 static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes, wire_hello *h)
@@ -140,9 +204,11 @@ static const char *check_ack(const handshake *m, int peer, const uint8_t *bytes,
 
 /* hs_auth_fail settles rank peer as failed: its secret is not this rank's. The first such
  * failure becomes the connect's error once the other peers are settled too; later ones are
- * logged. Closes fd (the connection to it) when not -1. Returns OK: the connect goes on. */
-static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...) CGLOO_PRINTF(4, 5);
-static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...)
+ * logged. Closes fd (the connection to it) when not -1, and frees its TLS session tls. Returns
+ * OK: the connect goes on. */
+static int hs_auth_fail(handshake *m, int peer, int fd, cgloo__tls *tls, const char *fmt, ...)
+    CGLOO_PRINTF(5, 6);
+static int hs_auth_fail(handshake *m, int peer, int fd, cgloo__tls *tls, const char *fmt, ...)
 {
     cgloo_context *ctx = m->ctx;
     char msg[CGLOO_ERROR_MAX];
@@ -150,11 +216,12 @@ static int hs_auth_fail(handshake *m, int peer, int fd, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (fd >= 0)
-        close(fd);
     peer_info *p = &m->peers[peer];
-    if (p->fd == fd)
+    if (p->fd == fd && fd >= 0) { /* the dial's own connection */
         p->fd = -1;
+        p->tls = NULL;
+    }
+    conn_close(&fd, &tls);
     p->state = DIAL_DONE;
     p->auth_failed = true;
     m->remaining--;
@@ -171,12 +238,13 @@ static int dial_auth_mismatch(handshake *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
     int fd = m->peers[peer].fd;
+    cgloo__tls *tls = m->peers[peer].tls;
     if (ctx->secret)
-        return hs_auth_fail(m, peer, fd,
+        return hs_auth_fail(m, peer, fd, tls,
                             "rank %d: rank %d did not prove the job secret (its acknowledgement "
                             "is unauthenticated): " SECRET_HINT,
                             ctx->rank, peer);
-    return hs_auth_fail(m, peer, fd,
+    return hs_auth_fail(m, peer, fd, tls,
                         "rank %d: rank %d requires a job secret (its acknowledgement is "
                         "authenticated) and this rank has none: " SECRET_HINT,
                         ctx->rank, peer);
@@ -192,7 +260,7 @@ static bool dial_prove(handshake *m, int peer)
     memcpy(p->transcript + HELLO_AUTH_LEN, p->ack, HELLO_AUTH_LEN); /* ack and its nonce */
     if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_ACK, p->transcript, AUTH_TRANSCRIPT_LEN,
                            p->ack + HELLO_AUTH_LEN)) {
-        hs_auth_fail(m, peer, p->fd,
+        hs_auth_fail(m, peer, p->fd, p->tls,
                      "rank %d: rank %d at %s answered with a MAC that does not match this rank's "
                      "job secret: the secret differs between rank %d and rank %d (" SECRET_HINT ")",
                      ctx->rank, peer, p->addr_text, ctx->rank, peer);
@@ -201,8 +269,8 @@ static bool dial_prove(handshake *m, int peer)
     uint8_t proof[AUTH_MAC_LEN];
     if (cgloo__auth_mac(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN, proof) !=
             CGLOO_OK ||
-        cgloo__write_full(p->fd, proof, sizeof proof, m->deadline) != CGLOO_OK) {
-        hs_auth_fail(m, peer, p->fd,
+        conn_write(p->fd, p->tls, proof, sizeof proof, m->deadline) != CGLOO_OK) {
+        hs_auth_fail(m, peer, p->fd, p->tls,
                      "rank %d: could not send the proof of the job secret to rank %d at %s",
                      ctx->rank, peer, p->addr_text);
         return false;
@@ -218,7 +286,7 @@ static int dial_on_readable(handshake *m, int peer)
     size_t want = ctx->secret ? ACK_AUTH_LEN : HELLO_LEN;
     /* Read what is there without waiting: a peer that sends half an acknowledgement must not
      * hold up the other connections. */
-    ssize_t n = recv(p->fd, p->ack + p->ack_got, want - p->ack_got, 0);
+    ssize_t n = conn_recv(p->fd, p->tls, p->ack + p->ack_got, want - p->ack_got);
     if (n > 0)
         p->ack_got += (size_t)n;
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -233,20 +301,25 @@ static int dial_on_readable(handshake *m, int peer)
     if (rc == CGLOO_EPEER)
         return cgloo__ctx_error(ctx, CGLOO_EPROTO,
                                 "rank %d: rank %d at %s closed the connection during the "
-                                "handshake (it rejected this rank's hello)",
-                                ctx->rank, peer, p->addr_text);
-    const char *why = rc == CGLOO_OK ? check_ack(m, peer, p->ack, &h) : cgloo_strerror(rc);
+                                "handshake (it rejected this rank's hello%s)",
+                                ctx->rank, peer, p->addr_text, p->tls ? " or certificate" : "");
+    /* In TLS 1.3 the server judges the client's certificate after the client has finished
+     * its handshake, so a refusal arrives here, as an alert. */
+    const char *why =
+        rc != CGLOO_OK ? (p->tls && errno == EPROTO ? cgloo__tls_why(p->tls) : cgloo_strerror(rc))
+                       : check_ack(m, peer, p->ack, &h);
     if (why)
         return cgloo__ctx_error(ctx, rc == CGLOO_OK ? CGLOO_EPROTO : rc,
                                 "rank %d: handshake with rank %d at %s failed: %s", ctx->rank, peer,
                                 p->addr_text, why);
     if (ctx->secret && !dial_prove(m, peer))
         return CGLOO_OK;
-    rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, &h, p->addr_text);
+    rc = cgloo__tcp_pair_attach(&ctx->peers[peer], p->fd, p->tls, &h, p->addr_text);
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: setting up the connection to rank %d failed",
                                 ctx->rank, peer);
     p->fd = -1;
+    p->tls = NULL;
     p->state = DIAL_DONE;
     m->remaining--;
     return CGLOO_OK;
@@ -261,13 +334,13 @@ static int accept_auth_mismatch(handshake *m, device_inbound *in, int src)
     cgloo_context *ctx = m->ctx;
     uint8_t ack[HELLO_LEN];
     hello_for(m, src, HELLO_TYPE_ACK, ack);
-    (void)cgloo__write_full(in->fd, ack, sizeof ack, m->deadline); /* best effort: closing */
+    (void)conn_write(in->fd, in->tls, ack, sizeof ack, m->deadline); /* best effort: closing */
     if (ctx->secret)
-        return hs_auth_fail(m, src, -1,
+        return hs_auth_fail(m, src, -1, NULL,
                             "rank %d: rank %d did not prove the job secret (its hello is "
                             "unauthenticated): " SECRET_HINT,
                             ctx->rank, src);
-    return hs_auth_fail(m, src, -1,
+    return hs_auth_fail(m, src, -1, NULL,
                         "rank %d: rank %d proves a job secret (its hello is authenticated) and "
                         "this rank has none: " SECRET_HINT,
                         ctx->rank, src);
@@ -288,9 +361,10 @@ static const char *accept_challenge(handshake *m, device_inbound *in, int src)
     if (cgloo__auth_mac(m->ctx->secret, AUTH_LABEL_ACK, t, AUTH_TRANSCRIPT_LEN,
                         out + HELLO_AUTH_LEN) != CGLOO_OK)
         return "could not compute the MAC";
-    if (cgloo__write_full(in->fd, out, sizeof out, m->deadline) != CGLOO_OK)
+    if (conn_write(in->fd, in->tls, out, sizeof out, m->deadline) != CGLOO_OK)
         return "could not send the acknowledgement";
     p->auth_fd = in->fd;
+    p->auth_tls = in->tls;
     p->proof_got = 0;
     p->auth_hello = in->decoded;
     snprintf(p->auth_addr, sizeof p->auth_addr, "%s", in->addr);
@@ -302,9 +376,9 @@ static const char *accept_plain(handshake *m, device_inbound *in, int src)
 {
     uint8_t ack[HELLO_LEN];
     hello_for(m, src, HELLO_TYPE_ACK, ack);
-    if (cgloo__write_full(in->fd, ack, sizeof ack, m->deadline) != CGLOO_OK)
+    if (conn_write(in->fd, in->tls, ack, sizeof ack, m->deadline) != CGLOO_OK)
         return "could not send the acknowledgement";
-    if (cgloo__tcp_pair_attach(&m->ctx->peers[src], in->fd, &in->decoded,
+    if (cgloo__tcp_pair_attach(&m->ctx->peers[src], in->fd, in->tls, &in->decoded,
                                m->peers[src].addr_text) != CGLOO_OK)
         return "could not set up the connection";
     m->remaining--;
@@ -323,6 +397,12 @@ static int accept_one(handshake *m, device_inbound *in)
             ? "a second connection from this rank"
         : in->decoded.src_nonce != p->nonce ? "nonce differs from this run's record"
                                             : NULL;
+    char host[CGLOO_TRANSPORT_ADDR_MAX];
+    cgloo__tcp_host_of(p->addr_text, host, sizeof host);
+    /* The dialler's host is known only now, from its rank's record: check its name here. */
+    if (!why && in->tls && cgloo__tls_config_verify_host(cgloo__tcp_device_tls(m->dev)) &&
+        cgloo__tls_check_host(in->tls, host) != CGLOO_OK)
+        why = cgloo__tls_why(in->tls);
     int rc = CGLOO_OK;
     if (!why && auth != (ctx->secret != NULL)) {
         rc = accept_auth_mismatch(m, in, src);
@@ -335,7 +415,8 @@ static int accept_one(handshake *m, device_inbound *in)
     if (why) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
                   src, in->addr, why);
-        close(in->fd);
+        cgloo__tcp_device_note_reject(m->dev, in->addr, why);
+        conn_close(&in->fd, &in->tls);
     }
     free(in);
     return rc;
@@ -348,26 +429,29 @@ static int accept_on_proof(handshake *m, int src)
     cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[src];
     int fd = p->auth_fd;
-    ssize_t n = recv(fd, p->proof + p->proof_got, AUTH_MAC_LEN - p->proof_got, 0);
+    cgloo__tls *tls = p->auth_tls;
+    ssize_t n = conn_recv(fd, tls, p->proof + p->proof_got, AUTH_MAC_LEN - p->proof_got);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return CGLOO_OK;
     if (n > 0 && (p->proof_got += (size_t)n) < AUTH_MAC_LEN)
         return CGLOO_OK;
     p->auth_fd = -1;
+    p->auth_tls = NULL;
     if (n <= 0)
-        return hs_auth_fail(m, src, fd,
+        return hs_auth_fail(m, src, fd, tls,
                             "rank %d: rank %d (%s) closed the connection instead of proving the "
                             "job secret: its secret may differ from this rank's (" SECRET_HINT ")",
                             ctx->rank, src, p->auth_addr);
     if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN,
                            p->proof))
-        return hs_auth_fail(m, src, fd,
+        return hs_auth_fail(m, src, fd, tls,
                             "rank %d: rank %d (%s) sent a proof that does not match this rank's "
                             "job secret: the secret differs between rank %d and rank %d "
                             "(" SECRET_HINT ")",
                             ctx->rank, src, p->auth_addr, ctx->rank, src);
-    if (cgloo__tcp_pair_attach(&ctx->peers[src], fd, &p->auth_hello, p->addr_text) != CGLOO_OK) {
-        close(fd);
+    if (cgloo__tcp_pair_attach(&ctx->peers[src], fd, tls, &p->auth_hello, p->addr_text) !=
+        CGLOO_OK) {
+        conn_close(&fd, &tls);
         return cgloo__ctx_error(ctx, CGLOO_ENOMEM,
                                 "rank %d: setting up the connection from rank %d failed", ctx->rank,
                                 src);
@@ -402,10 +486,14 @@ static int accept_timeout_error(handshake *m, int r)
     cgloo_context *ctx = m->ctx;
     const char *mine;
     cgloo__tcp_device_choice(m->dev, &mine);
+    char refused[320];
+    cgloo__tcp_device_last_reject(m->dev, refused, sizeof refused);
     return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
                             "rank %d: rank %d (at %s) did not connect to this rank's address %s "
-                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS ")",
-                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine);
+                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS
+                            ")%s%s",
+                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine,
+                            refused[0] ? "; the last connection refused: " : "", refused);
 }
 
 /* dial_timeout_error: this rank's dials to a lower rank failed until the deadline. */
@@ -452,10 +540,12 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
             continue;
         if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
             dial_start(p);
-        if (p->state != DIAL_CONNECTING && p->state != DIAL_AWAIT_ACK)
+        if (p->state != DIAL_CONNECTING && p->state != DIAL_TLS && p->state != DIAL_AWAIT_ACK)
             continue;
-        fds[n] =
-            (struct pollfd){.fd = p->fd, .events = p->state == DIAL_CONNECTING ? POLLOUT : POLLIN};
+        short ev = p->state == DIAL_CONNECTING ? POLLOUT
+                   : p->tls                    ? cgloo__tls_wants(p->tls)
+                                               : POLLIN;
+        fds[n] = (struct pollfd){.fd = p->fd, .events = ev};
         who[n++] = r;
     }
     /* Proofs still to come wake the poll too; hs_accept reads them (higher ranks never dial). */
@@ -479,13 +569,12 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
         peer_info *p = &m->peers[who[i]];
         if (!fds[i].revents)
             continue;
-        if (p->state == DIAL_CONNECTING)
-            dial_on_writable(m, who[i]);
-        else if (p->state == DIAL_AWAIT_ACK) {
-            int rc = dial_on_readable(m, who[i]);
-            if (rc != CGLOO_OK)
-                return rc;
-        }
+        int rc = p->state == DIAL_CONNECTING  ? dial_on_writable(m, who[i])
+                 : p->state == DIAL_TLS       ? dial_tls_step(m, who[i])
+                 : p->state == DIAL_AWAIT_ACK ? dial_on_readable(m, who[i])
+                                              : CGLOO_OK;
+        if (rc != CGLOO_OK)
+            return rc;
     }
     int rc = hs_accept(m);
     if (rc != CGLOO_OK)
@@ -585,12 +674,23 @@ int cgloo__tcp_connect(cgloo__connector *m, const cgloo__peer_record *peers, int
 void cgloo__tcp_connect_end(cgloo__connector *m)
 {
     cgloo__tcp_device_unregister(m->dev, &m->reg);
-    for (int r = 0; r < m->ctx->size; r++)
-        if (m->peers[r].fd >= 0)
-            close(m->peers[r].fd); /* dials still in flight */
-    for (int r = 0; r < m->ctx->size; r++)
-        if (m->peers[r].auth_fd >= 0)
-            close(m->peers[r].auth_fd); /* proofs never received */
+    for (int r = 0; r < m->ctx->size; r++) {
+        conn_close(&m->peers[r].fd, &m->peers[r].tls);           /* dials still in flight */
+        conn_close(&m->peers[r].auth_fd, &m->peers[r].auth_tls); /* proofs never received */
+    }
     free(m->peers);
     free(m);
+}
+
+void cgloo__tcp_host_of(const char *hostport, char *buf, size_t len)
+{
+    const char *start = hostport, *end;
+    if (*hostport == '[') {
+        start = hostport + 1;
+        end = strchr(start, ']');
+    } else {
+        end = strrchr(hostport, ':');
+    }
+    size_t n = end ? (size_t)(end - start) : strlen(start);
+    snprintf(buf, len, "%.*s", (int)CGLOO_MIN(n, len > 0 ? len - 1 : 0), start);
 }

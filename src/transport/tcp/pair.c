@@ -13,6 +13,13 @@
  * runs dry; taking turns keeps both directions (and every peer) moving. The measurements that
  * chose 512 KiB, and why a flush is one turn wherever it starts, are in docs/ARCHITECTURE.md
  * ("Turns").
+ *
+ * With TLS the same code runs with a session on the socket: pair_send and pair_recv pass the
+ * bytes through it instead of sendmsg and recv. Two things differ. A read returns at most one
+ * record, so a short read does not mean the socket is drained, and bytes the session has
+ * decrypted are not signalled by the socket: a TLS read turn goes on until the session holds
+ * nothing (the poller would never report those bytes). And either direction may need the
+ * other's readiness, so a TLS pair tries both on every event.
  */
 #include "transport/tcp/tcp.h"
 
@@ -55,13 +62,18 @@ static int pair_detect_ms(int timeout_ms)
     return CGLOO_MIN(CGLOO_MAX(timeout_ms / 2, DETECT_MIN_MS), DETECT_MAX_MS);
 }
 
-int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, const char *addr)
+int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_hello *peer_hello,
+                           const char *addr)
 {
     tcp_pair *t = tcp_pair_of(p);
     t->rbuf = malloc(RBUF_SIZE);
     if (!t->rbuf)
         return CGLOO_ENOMEM;
-    int rc = cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN, &t->io);
+    /* Records that came with the handshake's last one wait in the session, where no poll
+     * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. */
+    bool kick = tls && cgloo__tls_pending(tls);
+    int rc =
+        cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN | (kick ? CGLOO_POLL_OUT : 0), &t->io);
     if (rc != CGLOO_OK) {
         free(t->rbuf);
         t->rbuf = NULL;
@@ -70,6 +82,8 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, 
     cgloo__sock_tune(fd);
     cgloo__sock_keepalive(fd, pair_detect_ms(p->ctx->timeout_ms));
     t->fd = fd;
+    t->tls = tls;
+    t->want_out = kick;
     t->peer_eager_max = peer_hello->eager_max;
     t->credits = peer_hello->eager_budget;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
@@ -95,8 +109,25 @@ static void pair_close_fd(tcp_pair *t)
     if (t->fd < 0)
         return;
     cgloo__poller_del(&t->peer->ctx->poller, t->fd);
+    cgloo__tls_free(t->tls);
+    t->tls = NULL;
     close(t->fd);
     t->fd = -1;
+}
+
+/* pair_send and pair_recv are sendmsg and recv, through the TLS session when there is one. */
+static ssize_t pair_send(tcp_pair *t, struct msghdr *mh)
+{
+    if (!t->tls)
+        return sendmsg(t->fd, mh, MSG_NOSIGNAL);
+    return cgloo__tls_writev(t->tls, mh->msg_iov, (int)mh->msg_iovlen);
+}
+
+static ssize_t pair_recv(tcp_pair *t, void *buf, size_t len)
+{
+    if (!t->tls)
+        return recv(t->fd, buf, len, 0);
+    return cgloo__tls_read(t->tls, buf, len);
 }
 
 /* ---- records ------------------------------------------------------------------------------ */
@@ -165,6 +196,14 @@ static int pair_io_status(int err)
 {
     int status = cgloo__status_from_errno(err);
     return status == CGLOO_ETIMEDOUT ? CGLOO_EPEER : status;
+}
+
+/* pair_why is what to say of an I/O failure: the TLS session's reason when it has one. */
+static const char *pair_why(const tcp_pair *t, const char *what)
+{
+    if (t->tls && errno == EPROTO && *cgloo__tls_why(t->tls))
+        return cgloo__tls_why(t->tls);
+    return what;
 }
 
 static void pair_protocol_error(tcp_pair *t, const char *why)
@@ -237,7 +276,7 @@ static void pair_flush(tcp_pair *t)
         struct iovec iov[SEND_IOV_MAX];
         struct msghdr mh = {.msg_iov = iov,
                             .msg_iovlen = (size_t)pair_fill_iov(t, iov, IO_TURN_BYTES)};
-        ssize_t n = sendmsg(t->fd, &mh, MSG_NOSIGNAL);
+        ssize_t n = pair_send(t, &mh);
         if (n >= 0) {
             pair_advance(t, (size_t)n);
             turn += (size_t)n;
@@ -245,9 +284,15 @@ static void pair_flush(tcp_pair *t)
             pair_want_out(t, true);
             return;
         } else if (errno != EINTR) {
-            cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), "send failed", errno);
+            cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), pair_why(t, "send failed"), errno);
             return;
         }
+    }
+    if (t->tls && t->fd >= 0 && cgloo__tls_flush(t->tls) != 0) {
+        if (errno == EAGAIN)
+            return pair_want_out(t, true);
+        return cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), pair_why(t, "send failed"),
+                                    errno);
     }
     pair_want_out(t, false);
 }
@@ -551,7 +596,7 @@ static void pair_on_eof(tcp_pair *t)
 static ssize_t pair_read_direct(tcp_pair *t, size_t want)
 {
     uint8_t *dst = t->rx_dst ? t->rx_dst : t->rbuf;
-    ssize_t n = recv(t->fd, dst, want, 0);
+    ssize_t n = pair_recv(t, dst, want);
     if (n > 0) {
         if (t->rx_dst)
             t->rx_dst += n;
@@ -573,7 +618,7 @@ static ssize_t pair_read_once(tcp_pair *t, size_t turn_left, size_t *want)
         return pair_read_direct(t, *want);
     }
     *want = RBUF_SIZE - t->rend;
-    ssize_t n = recv(t->fd, t->rbuf + t->rend, *want, 0);
+    ssize_t n = pair_recv(t, t->rbuf + t->rend, *want);
     if (n > 0) {
         t->rend += (size_t)n;
         pair_parse(t);
@@ -581,23 +626,44 @@ static ssize_t pair_read_once(tcp_pair *t, size_t turn_left, size_t *want)
     return n;
 }
 
+/* pair_turn_left is how much the read turn may still take; a TLS turn past its end goes on
+ * while the session holds decrypted bytes (at most one record), which no poll would report. */
+static bool pair_turn_left(const tcp_pair *t, size_t turn, size_t *left)
+{
+    if (t->fd < 0)
+        return false;
+    if (turn < IO_TURN_BYTES) {
+        *left = IO_TURN_BYTES - turn;
+        return true;
+    }
+    *left = RBUF_SIZE;
+    return t->tls && cgloo__tls_pending(t->tls);
+}
+
 /* pair_read reads until the socket is drained or the turn is used up. */
 static void pair_read(tcp_pair *t)
 {
-    for (size_t turn = 0; t->fd >= 0 && turn < IO_TURN_BYTES;) {
+    size_t left;
+    for (size_t turn = 0; pair_turn_left(t, turn, &left);) {
         size_t want;
-        ssize_t n = pair_read_once(t, IO_TURN_BYTES - turn, &want);
+        ssize_t n = pair_read_once(t, left, &want);
         if (n == 0)
             return pair_on_eof(t);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), "receive failed", errno);
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (t->tls && cgloo__tls_wants(t->tls) == POLLOUT)
+                    pair_want_out(t, true); /* the session must write before it reads */
+                return;
+            }
+            cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), pair_why(t, "receive failed"),
+                                 errno);
             return;
         }
-        /* A short read drained the socket; the poller reports the next arrival. */
-        if ((size_t)n < want)
+        /* A short read drained the socket (a TLS read, the session too: it returns one record
+         * at a time); the poller reports the next arrival. */
+        if ((size_t)n < want && (!t->tls || !cgloo__tls_pending(t->tls)))
             return;
         turn += (size_t)n;
     }
@@ -608,7 +674,10 @@ static void pair_read(tcp_pair *t)
 static void pair_drain(tcp_pair *t)
 {
     char sink[4096];
-    ssize_t r = recv(t->fd, sink, sizeof sink, 0);
+    ssize_t r;
+    do {
+        r = pair_recv(t, sink, sizeof sink);
+    } while (r > 0 && t->tls); /* a session may hold more than the socket signals */
     if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
         pair_close_fd(t);
 }
@@ -620,6 +689,8 @@ static void pair_on_event(cgloo__pollable *io, unsigned events)
         return;
     if (t->shut)
         return pair_drain(t);
+    if (t->tls)
+        events |= CGLOO_POLL_OUT | CGLOO_POLL_IN; /* see the top of this file */
     if (events & CGLOO_POLL_OUT)
         pair_flush(t);
     if (events & (CGLOO_POLL_IN | CGLOO_POLL_ERR))
@@ -644,8 +715,11 @@ bool cgloo__tcp_close_step(cgloo_peer *p)
         return true;
     /* Half-close once nothing is left to write: queued bytes, and cancelled large sends the
      * peer already heard of (they wait for its READY). */
-    if (!t->shut && cgloo__list_empty(&t->sendq) && cgloo__list_empty(&t->awaiting)) {
+    if (!t->shut && cgloo__list_empty(&t->sendq) && cgloo__list_empty(&t->awaiting) &&
+        !(t->tls && cgloo__tls_unflushed(t->tls))) {
         t->shut = true;
+        if (t->tls)
+            cgloo__tls_close_notify(t->tls);
         if (shutdown(t->fd, SHUT_WR) != 0)
             pair_close_fd(t);
     }

@@ -10,6 +10,7 @@
 #include "core/context.h"
 #include "net/net.h"
 #include "transport/tcp/wire.h"
+#include "transport/tls/tls.h"
 #include "transport/transport.h"
 
 #include <poll.h>
@@ -46,6 +47,8 @@ int cgloo__tcp_check_peer_reach(const tcp_addr_choice *c, const char *published,
 typedef struct device_inbound {
     struct device_inbound *next;
     int fd;
+    cgloo__tls *tls; /* its TLS session (a device with TLS), NULL otherwise */
+    bool tls_done;   /* the TLS handshake finished: the hello is read through the session */
     uint8_t hello[HELLO_AUTH_LEN]; /* the hello, and the dialler's nonce when it has one */
     size_t got;
     int64_t accepted_ms;
@@ -63,6 +66,13 @@ typedef struct device_reg {
 
 /* cgloo__tcp_device_choice gives how dev's address was chosen and the published text. */
 const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *dev, const char **published);
+/* cgloo__tcp_device_tls is the device's TLS configuration, NULL without TLS. */
+cgloo__tls_config *cgloo__tcp_device_tls(const cgloo_device *dev);
+/* cgloo__tcp_device_last_reject copies why the device last refused a connection ("" if none). */
+void cgloo__tcp_device_last_reject(cgloo_device *dev, char *buf, size_t len);
+/* cgloo__tcp_device_note_reject records why a connection from addr was refused after the
+ * device handed it over (a context's own checks). */
+void cgloo__tcp_device_note_reject(cgloo_device *dev, const char *addr, const char *why);
 /* cgloo__tcp_device_address is the device_address op: "host:port". */
 int cgloo__tcp_device_address(const cgloo_device *dev, char *buf, size_t len);
 /* cgloo__tcp_device_destroy is the device_destroy op. */
@@ -113,10 +123,11 @@ enum tcp_rx_state { RX_HEADER, RX_PAYLOAD };
 typedef struct tcp_pair {
     cgloo_peer *peer;
     cgloo__pollable io;
-    int fd;        /* -1 when not connected or closed */
-    bool want_out; /* POLL_OUT registered */
-    bool closing;  /* close_begin was called: BYE queued */
-    bool shut;     /* our side is half-closed: what arrives now is drained unread */
+    int fd;          /* -1 when not connected or closed */
+    cgloo__tls *tls; /* the connection's TLS session, or NULL: bytes go straight to fd */
+    bool want_out;   /* POLL_OUT registered */
+    bool closing;    /* close_begin was called: BYE queued */
+    bool shut;       /* our side is half-closed: what arrives now is drained unread */
     /* eager flow control */
     uint32_t peer_eager_max;
     int64_t credits;         /* eager bytes this side may still send */
@@ -145,9 +156,13 @@ static inline tcp_pair *tcp_pair_of(cgloo_peer *p)
     return p->tp;
 }
 
-/* cgloo__tcp_pair_attach adopts a connected socket after a good handshake: registers it with
- * the context's poller and takes the peer's eager limit and credit from its hello. */
-int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, const wire_hello *peer_hello, const char *addr);
+/* cgloo__tcp_pair_attach adopts a connected socket (and its TLS session, or NULL) after a good
+ * handshake: registers it with the context's poller and takes the peer's eager limit and
+ * credit from its hello. On success the pair owns fd and tls. */
+int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_hello *peer_hello,
+                           const char *addr);
+/* cgloo__tcp_host_of copies the host part of "host:port" or "[v6]:port". */
+void cgloo__tcp_host_of(const char *hostport, char *buf, size_t len);
 /* cgloo__tcp_pair_connected: p has a live connection. */
 bool cgloo__tcp_pair_connected(cgloo_peer *p);
 
