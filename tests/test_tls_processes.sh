@@ -3,9 +3,9 @@
 # server with TLS and passes the variables to its ranks, whose devices then use TLS on every
 # connection; rank_program checks point-to-point messages up to 3 MiB and every collective at
 # 2, 3 and 4 ranks. cgloo-run also makes its fresh job secret, so every connection (the store's
-# too) proves the secret through TLS: the two at once. Then a job whose ranks lack the key must fail, and say so, at once.
-# Certificates are made now with the openssl command. Exits 77 (skipped) in a build without
-# OpenSSL.
+# too) proves the secret through TLS: the two at once. Then a job whose ranks lack the key must
+# fail, and say so, at once. Certificates are made now with the openssl command. Exits 77
+# (skipped) in a build without OpenSSL.
 set -u
 run=$1
 prog=$2
