@@ -85,7 +85,7 @@ static void to_device(const uint8_t *data, size_t len)
     struct pollfd none[1];
     for (int i = 0; i < 400 && !device_settled(fd); i++)
         cgloo__tcp_device_poll(dev, none, 0, 5);
-    close(fd);
+    fake_close_rst(fd);
 }
 
 /* ---- an acknowledgement to a dialling rank ---- */
@@ -116,7 +116,7 @@ static void *fake_rank0(void *arg)
         send(fd, j->bytes, j->len, MSG_NOSIGNAL);
     shutdown(fd, SHUT_WR);
     fake_wait_closed(fd, 3000);
-    close(fd);
+    fake_close_rst(fd);
     return NULL;
 }
 

@@ -29,7 +29,7 @@
 
 static void die(const char *what)
 {
-    fprintf(stderr, "fuzz harness: %s failed\n", what);
+    fprintf(stderr, "fuzz harness: %s failed (%s)\n", what, strerror(errno));
     abort();
 }
 
@@ -89,6 +89,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shutdown(fd, SHUT_WR);
     while (drain(fd, QUIET_MS))
         ;
+    /* A reset, not a FIN: no TIME-WAIT socket per input to run out of loopback ports. */
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     close(fd);
     cgloo_store_server_stop(srv);
     return 0;
