@@ -525,7 +525,7 @@ typedef struct cgloo_completion {
 
 /* cgloo_isend starts sending len bytes of buf to rank `dst` with `tag`. Never blocks. The buffer
  * must stay untouched until the request completes. Errors: EINVAL (a NULL buffer with a length,
- * a rank out of range, a tag above CGLOO_TAG_MAX), ENOMEM, ESTATE (not
+ * a length above PTRDIFF_MAX, a rank out of range, a tag above CGLOO_TAG_MAX), ENOMEM, ESTATE (not
  * connected), EABORTED, or the status the connection to dst failed with earlier (EPEER, EPROTO,
  * ...). cgloo_irecv and cgloo_irecv_any fail the same way. */
 CGLOO_API int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
@@ -563,7 +563,7 @@ CGLOO_API int cgloo_test(cgloo_request *req, int *completed, cgloo_completion *d
 CGLOO_API void cgloo_cancel(cgloo_request *req);
 
 /* Blocking forms: post, then wait up to timeout_ms (0: the context default); on timeout the
- * operation is cancelled. */
+ * operation is cancelled. A negative timeout is EINVAL, and nothing is posted. */
 CGLOO_API int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                          int timeout_ms);
 CGLOO_API int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
@@ -642,7 +642,8 @@ CGLOO_API int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo
                               int root, const cgloo_coll_opts *opts);
 
 /* cgloo_reduce: root's recvbuf gets sendbuf reduced over all ranks; recvbuf is ignored on
- * other ranks (may be NULL). Algorithms: "binomial", "reduce_scatter_gather". */
+ * other ranks (may be NULL). On the root, recvbuf == sendbuf works (in place); any other
+ * overlap of the two is EINVAL. Algorithms: "binomial", "reduce_scatter_gather". */
 CGLOO_API int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                            cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts);
 
@@ -672,7 +673,8 @@ CGLOO_API int cgloo_scatterv(cgloo_context *ctx, const void *sendbuf, const size
 CGLOO_API int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                              cgloo_dtype dtype, const cgloo_coll_opts *opts);
 /* cgloo_alltoallv: rank i sends sendcounts[j] elements to rank j and receives recvcounts[j]
- * from it; blocks are packed back to back in rank order. sendbuf == recvbuf works as above. */
+ * from it; blocks are packed back to back in rank order. sendbuf == recvbuf works as above.
+ * For both, buffers that overlap in any other way are EINVAL. */
 CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                               const cgloo_coll_opts *opts);
