@@ -1144,6 +1144,54 @@ static void test_flood_during_collectives(void)
     cgloo_store_destroy(store);
 }
 
+/* ---- a flood of silent connections while a rank connects ------------------------------------ */
+
+static void *late_rank1(void *arg)
+{
+    rank_env e = mesh_connect(store, 1, 2, 30000);
+    CHECK_OK(cgloo_send(e.ctx, "late", 4, 0, 1, 0));
+    mesh_close(e);
+    return NULL;
+}
+
+static void *waiting_rank0(void *arg)
+{
+    rank_env e = mesh_connect(store, 0, 2, 30000);
+    char got[4];
+    CHECK_OK(cgloo_recv(e.ctx, got, sizeof got, 1, 1, 0, NULL));
+    CHECK(memcmp(got, "late", 4) == 0);
+    mesh_close(e);
+    return NULL;
+}
+
+/* More silent connections than the device keeps hellos for (1024) reach rank 0 while it waits
+ * for rank 1; rank 1 dials after them and must still get through (the device closes the
+ * oldest silent ones to make room, not the newcomer). */
+static void test_flood_during_connect(void)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int want = (int)CGLOO_MIN((rlim_t)1500, rl.rlim_cur > 200 ? rl.rlim_cur - 200 : 0);
+    CHECK_OK(cgloo_store_hash_create(&store));
+    pthread_t th0, th1;
+    CHECK(pthread_create(&th0, NULL, waiting_rank0, NULL) == 0);
+    record r0 = read_record(0);
+    int *fds = malloc(sizeof(int) * (size_t)want);
+    int opened = flood(r0.addr, fds, want);
+    fprintf(stderr, "     %d connections opened to rank 0\n", opened);
+    CHECK(opened > 1100);
+    test_sleep_ms(500); /* rank 0's device accepts them */
+    CHECK(pthread_create(&th1, NULL, late_rank1, NULL) == 0);
+    pthread_join(th1, NULL);
+    pthread_join(th0, NULL);
+    for (int i = 0; i < opened; i++)
+        close(fds[i]);
+    free(fds);
+    cgloo_store_destroy(store);
+}
+
 static const test_case tests[] = {
     {"bad_hellos", test_bad_hellos, 30},
     {"bad_acks", test_bad_acks, 30},
@@ -1152,5 +1200,6 @@ static const test_case tests[] = {
     {"huge_rts", test_huge_rts, 30},
     {"slow_hello", test_slow_hello, 60},
     {"flood_during_collectives", test_flood_during_collectives, 60},
+    {"flood_during_connect", test_flood_during_connect, 60},
 };
 TEST_MAIN(tests)
