@@ -123,9 +123,67 @@ static void test_p2p_limits(void)
     cgloo_store_destroy(store);
 }
 
+/* ---- stores ---- */
+
+/* store_limits: what every backend refuses, and a 1 MiB value with odd keys round trip. */
+static void store_limits(cgloo_store *s, const char *name)
+{
+    fprintf(stderr, "     store %s\n", name);
+    void *v = NULL;
+    size_t n = 0;
+    int all = 0;
+    int64_t r;
+    const char *keys[] = {"a/../../b", "..", "/etc/passwd"};
+    CHECK_STATUS(cgloo_store_set(s, "k", "x", SIZE_MAX), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_set(s, "k", "x", (size_t)CGLOO_STORE_VALUE_MAX + 1), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_set(s, NULL, "x", 1), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_get(s, "k", -1, &v, &n), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_get(s, "k", 10, NULL, &n), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_wait(s, keys, 3, -1), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_wait(s, NULL, 3, 10), CGLOO_EINVAL);
+    CHECK_OK(cgloo_store_wait(s, keys, 0, 10)); /* nothing to wait for */
+    CHECK_STATUS(cgloo_store_check(s, keys, SIZE_MAX, &all), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_check(s, keys, 3, NULL), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_add(s, NULL, 1, &r), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_delete(s, NULL), CGLOO_EINVAL);
+    CHECK_STATUS(cgloo_store_multi_get(s, keys, SIZE_MAX, 10, &v, &n), CGLOO_EINVAL);
+    size_t big = 1u << 20;
+    uint8_t *val = malloc(big);
+    fill_pattern(val, big, 7);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK_OK(cgloo_store_set(s, keys[i], val, big));
+        CHECK_OK(cgloo_store_get(s, keys[i], 1000, &v, &n));
+        CHECK(n == big && memcmp(v, val, big) == 0);
+        cgloo_free(v);
+    }
+    free(val);
+}
+
+static void test_store_limits(void)
+{
+    cgloo_store *s, *p;
+    CHECK_OK(cgloo_store_hash_create(&s));
+    store_limits(s, "hash");
+    CHECK_OK(cgloo_store_prefix_create(s, "pre/../fix", &p));
+    store_limits(p, "prefix");
+    cgloo_store_destroy(p);
+    cgloo_store_destroy(s);
+    const char *dir = test_tmpdir();
+    CHECK_OK(cgloo_store_file_create(dir, NULL, &s));
+    store_limits(s, "file");
+    cgloo_store_destroy(s);
+    cgloo_store_server *srv;
+    CHECK_OK(cgloo_store_server_start("127.0.0.1", 0, &srv));
+    CHECK_OK(cgloo_store_tcp_connect("127.0.0.1", cgloo_store_server_port(srv), 5000, &s));
+    store_limits(s, "tcp");
+    cgloo_store_destroy(s);
+    cgloo_store_server_stop(srv);
+}
+
 static const test_case tests[] = {
     {"overlap", test_overlap, 60},
     {"reduce_overlap", test_reduce_overlap, 30},
     {"p2p_limits", test_p2p_limits, 30},
+    {"store_limits", test_store_limits, 30},
 };
 TEST_MAIN(tests)

@@ -167,6 +167,9 @@ CGLOO_API void cgloo_log_set_sink(cgloo_log_sink sink, void *user);
  */
 #define CGLOO_STORE_KEY_MAX 1024
 #define CGLOO_STORE_VALUE_MAX (64u * 1024 * 1024)
+/* The most keys one cgloo_store_wait, _check or _multi_get takes; more is EINVAL, refused
+ * before any key is read (a count past the caller's array would otherwise be read as keys). */
+#define CGLOO_STORE_KEYS_MAX 16384
 
 typedef struct cgloo_store cgloo_store;
 
