@@ -77,7 +77,7 @@ static void patch_hello(uint8_t *b, size_t len, uint64_t dst_nonce)
 static void to_device(const uint8_t *data, size_t len)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&dev_sa, sizeof dev_sa) != 0)
+    if (fd < 0 || fake_dial(fd, &dev_sa) != 0)
         fake_die("dial the device");
     if (len > 0 && send(fd, data, len, MSG_NOSIGNAL) < 0 && errno != EPIPE && errno != ECONNRESET)
         fake_die("send");
@@ -101,7 +101,9 @@ static void *fake_rank0(void *arg)
     ack_job *j = arg;
     if (!fake_wait(fake_fd, POLLIN, 5000))
         return NULL; /* the real rank gave up before dialling */
-    int fd = accept4(fake_fd, NULL, NULL, SOCK_CLOEXEC);
+    int fd;
+    while ((fd = accept4(fake_fd, NULL, NULL, SOCK_CLOEXEC)) < 0 && errno == EINTR)
+        ;
     if (fd < 0)
         fake_die("accept");
     uint8_t hello[HELLO_LEN];

@@ -43,7 +43,9 @@ static void *fake_accept(void *arg)
     *out = -1;
     if (!fake_wait(fake_fd, POLLIN, 5000))
         return NULL;
-    int fd = accept4(fake_fd, NULL, NULL, SOCK_CLOEXEC);
+    int fd;
+    while ((fd = accept4(fake_fd, NULL, NULL, SOCK_CLOEXEC)) < 0 && errno == EINTR)
+        ;
     uint8_t hello[HELLO_LEN], ack[HELLO_LEN];
     if (fd < 0 || fake_read(fd, hello, sizeof hello, 3000) != HELLO_LEN)
         fake_die("the real rank's hello");

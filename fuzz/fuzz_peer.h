@@ -61,11 +61,29 @@ static inline void fake_publish(cgloo_store *store, int port)
         fake_die("store set");
 }
 
-/* fake_wait waits up to ms for fd to become readable (1) or not (0). */
+/* fake_wait waits up to ms for fd to become ready for events (1) or not (0). libFuzzer's
+ * SIGALRM (its -timeout watchdog) interrupts system calls: they are retried here. */
 static inline int fake_wait(int fd, short events, int ms)
 {
     struct pollfd p = {.fd = fd, .events = events};
-    return poll(&p, 1, ms) == 1;
+    int rc;
+    while ((rc = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    return rc == 1;
+}
+
+/* fake_dial connects fd to sa, finishing a connect that a signal interrupted. */
+static inline int fake_dial(int fd, const struct sockaddr_in *sa)
+{
+    if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0)
+        return 0;
+    if (errno != EINTR || !fake_wait(fd, POLLOUT, 5000))
+        return -1;
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    errno = err;
+    return err ? -1 : 0;
 }
 
 /* fake_read reads up to len bytes within ms; returns the count read. */

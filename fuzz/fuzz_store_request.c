@@ -38,7 +38,20 @@ static int dial(int port)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    if (fd < 0)
+        die("socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0)
+        return fd;
+    /* libFuzzer's SIGALRM watchdog interrupts system calls: finish the connect. */
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = errno;
+    socklen_t len = sizeof err;
+    if (err == EINTR) {
+        while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+            ;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    }
+    if (err)
         die("dial the server");
     return fd;
 }
@@ -48,7 +61,10 @@ static int drain(int fd, int ms)
 {
     uint8_t sink[65536];
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, ms) != 1)
+    int rc;
+    while ((rc = poll(&p, 1, ms)) < 0 && errno == EINTR)
+        ;
+    if (rc != 1)
         return 0;
     ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
     return n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR));
