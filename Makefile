@@ -4,6 +4,7 @@
 #   make check-asan  the tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan  the tests again under ThreadSanitizer
 #   make format-check  fail when a source file differs from what clang-format makes of it
+#   make fuzz        every libFuzzer target for a bounded time under ASan + UBSan (fuzz/run.sh)
 #   make bench       build, then run the point-to-point benchmark against the machine's limits
 #   make bench-coll  build, then every collective beside Open MPI and Gloo into docs/BENCHMARKS.md (~40 min;
 #                    QUICK=1 make bench-coll checks the script in a minute or two)
@@ -11,7 +12,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE ?= cmake
 CTEST ?= ctest
 
-.PHONY: all build demo check check-asan check-tsan bench bench-coll format format-check clean
+.PHONY: all build demo check check-asan check-tsan fuzz bench bench-coll format format-check clean
 
 all: build
 
@@ -35,6 +36,9 @@ check-tsan:
 	$(CMAKE) --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 $(CTEST) --output-on-failure -j $(JOBS)
 
+fuzz:
+	./fuzz/run.sh
+
 bench: build
 	./bench/run.sh
 
@@ -50,4 +54,4 @@ format-check:
 	clang-format --dry-run --Werror $(FORMATTED)
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz

@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -974,11 +975,231 @@ static void test_huge_rts(void)
     cgloo_store_destroy(store);
 }
 
+/* ---- a hello that never finishes ------------------------------------------------------------ */
+
+/* Real ranks 0 and 1 of 3; the fake rank 2 connects to rank 0 only after the device has dropped
+ * the connections that never finished their hello (10 s, HELLO_DEADLINE_MS in device.c). */
+static long long slow_rank1_connect_ms;
+
+static void *slow_real_rank(void *arg)
+{
+    int rank = (int)(intptr_t)arg;
+    long long t0 = test_now_ms();
+    rank_env e = mesh_connect(store, rank, 3, 30000);
+    if (rank == 1)
+        slow_rank1_connect_ms = test_now_ms() - t0;
+    int mine = rank, theirs = -1;
+    CHECK_OK(cgloo_send(e.ctx, &mine, sizeof mine, 1 - rank, 3, 0));
+    CHECK_OK(cgloo_recv(e.ctx, &theirs, sizeof theirs, 1 - rank, 3, 0, NULL));
+    CHECK(theirs == 1 - rank);
+    CHECK_OK(cgloo_send(e.ctx, "bye", 3, 2, 10, 0));
+    mesh_close(e);
+    return NULL;
+}
+
+/* expect_open: nothing arrives and the socket stays open for ms (the device still waits). */
+static void expect_open(int fd, int ms)
+{
+    uint8_t b;
+    set_rcvtimeo(fd, ms);
+    ssize_t n = recv(fd, &b, 1, 0);
+    CHECK(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    set_rcvtimeo(fd, 200);
+}
+
+static void test_slow_hello(void)
+{
+    CHECK_OK(cgloo_store_hash_create(&store));
+    fake f = {.rank = 2, .size = 3, .nonce = 0x5151515151515151ull, .fd = -1};
+    publish_record(2, "127.0.0.1:9", f.nonce);
+    pthread_t th[2];
+    for (intptr_t r = 0; r < 2; r++)
+        CHECK(pthread_create(&th[r], NULL, slow_real_rank, (void *)r) == 0);
+    record r0 = read_record(0);
+    long long t0 = test_now_ms();
+    int silent = dial(r0.addr), partial = dial(r0.addr);
+    uint8_t b[HELLO_BYTES];
+    hello_encode(&(hello_fields){.type = 1, .ctx_id = ctx_id(), .src = 2, .dst = 0, .size = 3}, b);
+    send_all(partial, b, 20); /* a third of a hello, then nothing */
+    fake f1 = f;
+    fake_handshake(&f1, 1); /* rank 1 finishes its connect meanwhile */
+    expect_open(silent, 1000);
+    /* Rank 0 keeps serving its device while it waits for rank 2; the late hellos go at 10 s. */
+    while (test_now_ms() - t0 < 9000)
+        test_sleep_ms(100);
+    expect_open(partial, 10);
+    expect_closed(silent);
+    expect_closed(partial);
+    CHECK(test_now_ms() - t0 >= 10000);
+    close(silent);
+    close(partial);
+    fake_handshake(&f, 0);
+    const fake *fs[] = {&f, &f1};
+    for (int i = 0; i < 2; i++) {
+        uint8_t type;
+        uint32_t sid, rid;
+        uint64_t tag, len;
+        char bye[3];
+        fake_read_hdr(fs[i], &type, &sid, &rid, &tag, &len);
+        CHECK(type == T_EAGER && tag == 10 && len == 3);
+        recv_all(fs[i]->fd, bye, 3);
+        expect_closed(fs[i]->fd);
+        close(fs[i]->fd);
+    }
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
+    /* Rank 1 was not held up by the hellos that rank 0 was still waiting for. */
+    CHECK(slow_rank1_connect_ms < 8000);
+    cgloo_store_destroy(store);
+}
+
+/* ---- a flood of connections during collectives ---------------------------------------------- */
+
+#define FLOOD_RANKS 3
+#define FLOOD_ROUNDS 300
+#define FLOOD_COUNT 1000
+
+static _Atomic int flood_done;
+
+static void flood_rank(int rank, int size, void *arg)
+{
+    rank_env e = mesh_connect(store, rank, size, 30000);
+    char key[32], addr[256];
+    snprintf(key, sizeof key, "flood/%d", rank);
+    CHECK_OK(cgloo_device_address(e.dev, addr, sizeof addr));
+    CHECK_OK(cgloo_store_set(store, key, addr, strlen(addr) + 1));
+    int32_t v[FLOOD_COUNT];
+    /* Allreduce until rank 0 has seen the flood end (and done FLOOD_ROUNDS at least). */
+    for (int round = 0;; round++) {
+        for (int i = 0; i < FLOOD_COUNT; i++)
+            v[i] = rank * 1000 + i + round;
+        CHECK_OK(cgloo_allreduce(e.ctx, v, v, FLOOD_COUNT, CGLOO_INT32, CGLOO_SUM, NULL));
+        for (int i = 0; i < FLOOD_COUNT; i++)
+            CHECK(v[i] == 3000 + 3 * (i + round)); /* ranks 0, 1, 2: 0 + 1000 + 2000 */
+        int32_t stop = rank == 0 && flood_done && round >= FLOOD_ROUNDS;
+        CHECK_OK(cgloo_broadcast(e.ctx, &stop, 1, CGLOO_INT32, 0, NULL));
+        if (stop)
+            break;
+    }
+    mesh_close(e);
+}
+
+static void *flood_ranks(void *arg)
+{
+    run_ranks(FLOOD_RANKS, flood_rank, NULL);
+    return NULL;
+}
+
+/* flood opens n connections to addr without waiting for them, some sending garbage. */
+static int flood(const char *addr, int *fds, int n)
+{
+    const char *colon = strrchr(addr, ':');
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int opened = 0;
+    uint8_t junk[HELLO_BYTES];
+    fill_pattern(junk, sizeof junk, 17);
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            break;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+            close(fd);
+            continue;
+        }
+        if (i % 3 == 0)
+            send(fd, junk, sizeof junk, MSG_NOSIGNAL);
+        fds[opened++] = fd;
+    }
+    return opened;
+}
+
+static void test_flood_during_collectives(void)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int want = (int)CGLOO_MIN((rlim_t)2000, rl.rlim_cur > 200 ? rl.rlim_cur - 200 : 0);
+    CHECK_OK(cgloo_store_hash_create(&store));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, flood_ranks, NULL) == 0);
+    void *a0, *a1;
+    size_t n;
+    CHECK_OK(cgloo_store_get(store, "flood/0", 10000, &a0, &n));
+    CHECK_OK(cgloo_store_get(store, "flood/1", 10000, &a1, &n));
+    int *fds = malloc(sizeof(int) * (size_t)want);
+    int opened = flood(a0, fds, want / 2);
+    opened += flood(a1, fds + opened, want - opened);
+    cgloo_free(a0);
+    cgloo_free(a1);
+    fprintf(stderr, "     %d connections opened to ranks 0 and 1\n", opened);
+    CHECK(opened > 100);
+    test_sleep_ms(200);
+    for (int i = 0; i < opened; i++)
+        close(fds[i]);
+    free(fds);
+    flood_done = 1;
+    pthread_join(th, NULL);
+    cgloo_store_destroy(store);
+}
+
+/* ---- a flood of silent connections while a rank connects ------------------------------------ */
+
+static void *late_rank1(void *arg)
+{
+    rank_env e = mesh_connect(store, 1, 2, 30000);
+    CHECK_OK(cgloo_send(e.ctx, "late", 4, 0, 1, 0));
+    mesh_close(e);
+    return NULL;
+}
+
+static void *waiting_rank0(void *arg)
+{
+    rank_env e = mesh_connect(store, 0, 2, 30000);
+    char got[4];
+    CHECK_OK(cgloo_recv(e.ctx, got, sizeof got, 1, 1, 0, NULL));
+    CHECK(memcmp(got, "late", 4) == 0);
+    mesh_close(e);
+    return NULL;
+}
+
+/* More silent connections than the device keeps hellos for (1024) reach rank 0 while it waits
+ * for rank 1; rank 1 dials after them and must still get through (the device closes the
+ * oldest silent ones to make room, not the newcomer). */
+static void test_flood_during_connect(void)
+{
+    struct rlimit rl;
+    CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    int want = (int)CGLOO_MIN((rlim_t)1500, rl.rlim_cur > 200 ? rl.rlim_cur - 200 : 0);
+    CHECK_OK(cgloo_store_hash_create(&store));
+    pthread_t th0, th1;
+    CHECK(pthread_create(&th0, NULL, waiting_rank0, NULL) == 0);
+    record r0 = read_record(0);
+    int *fds = malloc(sizeof(int) * (size_t)want);
+    int opened = flood(r0.addr, fds, want);
+    fprintf(stderr, "     %d connections opened to rank 0\n", opened);
+    CHECK(opened > 1100);
+    test_sleep_ms(500); /* rank 0's device accepts them */
+    CHECK(pthread_create(&th1, NULL, late_rank1, NULL) == 0);
+    pthread_join(th1, NULL);
+    pthread_join(th0, NULL);
+    for (int i = 0; i < opened; i++)
+        close(fds[i]);
+    free(fds);
+    cgloo_store_destroy(store);
+}
+
 static const test_case tests[] = {
     {"bad_hellos", test_bad_hellos, 30},
     {"bad_acks", test_bad_acks, 30},
     {"bad_messages", test_bad_messages, 60},
     {"error_names_the_peer", test_error_names_the_peer, 30},
     {"huge_rts", test_huge_rts, 30},
+    {"slow_hello", test_slow_hello, 60},
+    {"flood_during_collectives", test_flood_during_collectives, 60},
+    {"flood_during_connect", test_flood_during_connect, 60},
 };
 TEST_MAIN(tests)

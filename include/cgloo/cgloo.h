@@ -173,6 +173,9 @@ CGLOO_API void cgloo_log_set_sink(cgloo_log_sink sink, void *user);
  */
 #define CGLOO_STORE_KEY_MAX 1024
 #define CGLOO_STORE_VALUE_MAX (64u * 1024 * 1024)
+/* The most keys one cgloo_store_wait, _check or _multi_get takes; more is EINVAL, refused
+ * before any key is read (a count past the caller's array would otherwise be read as keys). */
+#define CGLOO_STORE_KEYS_MAX 16384
 
 typedef struct cgloo_store cgloo_store;
 
@@ -622,7 +625,7 @@ typedef struct cgloo_completion {
 
 /* cgloo_isend starts sending len bytes of buf to rank `dst` with `tag`. Never blocks. The buffer
  * must stay untouched until the request completes. Errors: EINVAL (a NULL buffer with a length,
- * a rank out of range, a tag above CGLOO_TAG_MAX), ENOMEM, ESTATE (not
+ * a length above PTRDIFF_MAX, a rank out of range, a tag above CGLOO_TAG_MAX), ENOMEM, ESTATE (not
  * connected), EABORTED, or the status the connection to dst failed with earlier (EPEER, EPROTO,
  * ...). cgloo_irecv and cgloo_irecv_any fail the same way. */
 CGLOO_API int cgloo_isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
@@ -693,7 +696,7 @@ CGLOO_API uint64_t cgloo_request_id(const cgloo_request *req);
 CGLOO_API int cgloo_context_abort_request(cgloo_context *ctx, uint64_t id);
 
 /* Blocking forms: post, then wait up to timeout_ms (0: the context default); on timeout the
- * operation is cancelled. */
+ * operation is cancelled. A negative timeout is EINVAL, and nothing is posted. */
 CGLOO_API int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                          int timeout_ms);
 CGLOO_API int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
@@ -772,7 +775,8 @@ CGLOO_API int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo
                               int root, const cgloo_coll_opts *opts);
 
 /* cgloo_reduce: root's recvbuf gets sendbuf reduced over all ranks; recvbuf is ignored on
- * other ranks (may be NULL). Algorithms: "binomial", "reduce_scatter_gather". */
+ * other ranks (may be NULL). On the root, recvbuf == sendbuf works (in place); any other
+ * overlap of the two is EINVAL. Algorithms: "binomial", "reduce_scatter_gather". */
 CGLOO_API int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                            cgloo_dtype dtype, cgloo_op op, int root, const cgloo_coll_opts *opts);
 
@@ -802,7 +806,8 @@ CGLOO_API int cgloo_scatterv(cgloo_context *ctx, const void *sendbuf, const size
 CGLOO_API int cgloo_alltoall(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t count,
                              cgloo_dtype dtype, const cgloo_coll_opts *opts);
 /* cgloo_alltoallv: rank i sends sendcounts[j] elements to rank j and receives recvcounts[j]
- * from it; blocks are packed back to back in rank order. sendbuf == recvbuf works as above. */
+ * from it; blocks are packed back to back in rank order. sendbuf == recvbuf works as above.
+ * For both, buffers that overlap in any other way are EINVAL. */
 CGLOO_API int cgloo_alltoallv(cgloo_context *ctx, const void *sendbuf, const size_t *sendcounts,
                               void *recvbuf, const size_t *recvcounts, cgloo_dtype dtype,
                               const cgloo_coll_opts *opts);

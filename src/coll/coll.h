@@ -83,6 +83,15 @@ static inline void cgloo__coll_reduce(const coll *c, void *inout, const void *in
         c->kernel(inout, in, count);
 }
 
+/* cgloo__bytes_overlap: [a, a + alen) and [b, b + blen) share a byte (a collective refuses
+ * buffers that overlap other than in the in-place form it documents: its copies would read
+ * bytes it has already overwritten). */
+static inline bool cgloo__bytes_overlap(const void *a, size_t alen, const void *b, size_t blen)
+{
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return alen && blen && x < y + blen && y < x + alen;
+}
+
 /* Byte address of element `i` of buf. */
 static inline uint8_t *cgloo__elem(const coll *c, const void *buf, size_t i)
 {

@@ -204,7 +204,7 @@ static int post(cgloo_context *ctx, cgloo_request *r, int (*fn)(cgloo_context *,
 static int isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_t tag,
                  bool caller, cgloo_request **out)
 {
-    if (!ctx || !out || (len && !buf) || dst < 0 || dst >= ctx->size)
+    if (!ctx || !out || (len && !buf) || len > PTRDIFF_MAX || dst < 0 || dst >= ctx->size)
         return CGLOO_EINVAL;
     cgloo_request *r = request_new(ctx, REQ_SEND, (void *)buf, len, dst, tag);
     if (!r)
@@ -215,7 +215,7 @@ static int isend(cgloo_context *ctx, const void *buf, size_t len, int dst, uint6
 static int irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag, bool caller,
                  cgloo_request **out)
 {
-    if (!ctx || !out || (len && !buf) || src < 0 || src >= ctx->size)
+    if (!ctx || !out || (len && !buf) || len > PTRDIFF_MAX || src < 0 || src >= ctx->size)
         return CGLOO_EINVAL;
     cgloo_request *r = request_new(ctx, REQ_RECV, buf, len, src, tag);
     if (!r)
@@ -254,7 +254,8 @@ int cgloo_irecv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag
 int cgloo_irecv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, size_t nsrcs,
                     uint64_t tag, cgloo_request **out)
 {
-    if (!ctx || !out || (len && !buf) || !srcs || nsrcs == 0 || tag > CGLOO_TAG_MAX)
+    if (!ctx || !out || (len && !buf) || len > PTRDIFF_MAX || !srcs || nsrcs == 0 ||
+        tag > CGLOO_TAG_MAX)
         return CGLOO_EINVAL;
     for (size_t i = 0; i < nsrcs; i++)
         if (srcs[i] < 0 || srcs[i] >= ctx->size)
@@ -332,9 +333,10 @@ static void request_error(cgloo_context *ctx, const cgloo_request *r)
  * but the flag tells without relying on every transport keeping that rule. */
 static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done, bool *pending)
 {
-    *pending = false;
+    *pending = r != NULL; /* a bad timeout leaves the request as it was */
     if (!r || timeout_ms < 0)
         return CGLOO_EINVAL;
+    *pending = false;
     cgloo_context *ctx = r->ctx;
     pthread_mutex_lock(&ctx->lock);
     int t = timeout_ms > 0 ? timeout_ms : ctx->timeout_ms;
@@ -505,6 +507,8 @@ int cgloo_send(cgloo_context *ctx, const void *buf, size_t len, int dst, uint64_
                int timeout_ms)
 {
     cgloo_request *r;
+    if (timeout_ms < 0) /* checked before posting: a failed call leaves nothing behind */
+        return CGLOO_EINVAL;
     int rc = cgloo_isend(ctx, buf, len, dst, tag, &r);
     return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, NULL);
 }
@@ -513,6 +517,8 @@ int cgloo_recv(cgloo_context *ctx, void *buf, size_t len, int src, uint64_t tag,
                cgloo_completion *done)
 {
     cgloo_request *r;
+    if (timeout_ms < 0)
+        return CGLOO_EINVAL;
     int rc = cgloo_irecv(ctx, buf, len, src, tag, &r);
     return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, done);
 }
@@ -521,6 +527,8 @@ int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const int *srcs, s
                    uint64_t tag, int timeout_ms, cgloo_completion *done)
 {
     cgloo_request *r;
+    if (timeout_ms < 0)
+        return CGLOO_EINVAL;
     int rc = cgloo_irecv_any(ctx, buf, len, srcs, nsrcs, tag, &r);
     return rc != CGLOO_OK ? rc : cgloo__wait_or_cancel(r, timeout_ms, done);
 }

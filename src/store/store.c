@@ -17,7 +17,7 @@ static int key_ok(const char *key)
 
 static int keys_ok(const char *const *keys, size_t nkeys)
 {
-    if (nkeys && !keys)
+    if ((nkeys && !keys) || nkeys > CGLOO_STORE_KEYS_MAX)
         return 0;
     for (size_t i = 0; i < nkeys; i++)
         if (!key_ok(keys[i]))

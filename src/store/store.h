@@ -67,4 +67,26 @@ int cgloo__tcp_store_dial(const char *host, int port, int timeout_ms, int *fd);
  * into host (copied into buf) and port. Errors: EINVAL. */
 int cgloo__split_host_port(const char *s, char *buf, size_t size, int *port);
 
+/* The longest URL taken apart in place (a redis:// URL is copied to split it). */
+#define CGLOO__STORE_URL_MAX 4096
+
+enum { STORE_URL_TCP, STORE_URL_TORCH, STORE_URL_FILE, STORE_URL_HASH, STORE_URL_REDIS };
+
+/* A store URL taken apart, before anything is opened or resolved. */
+typedef struct cgloo__store_url {
+    int kind;       /* STORE_URL_* */
+    char host[256]; /* tcp, torch, redis */
+    int port;
+    const char *path;       /* file: the directory, inside the URL */
+    cgloo_redis_attr redis; /* redis: host, user and password point into this struct */
+    char buf[CGLOO__STORE_URL_MAX];
+} cgloo__store_url;
+
+/* cgloo__store_url_parse takes url apart into *u without touching the network or the file
+ * system (cgloo_store_open is this, then the open). Errors: EINVAL, with *what ("not a store
+ * URL" or "malformed store URL") and *why set to static text. The caller wipes u->buf (it may
+ * hold a decoded password). */
+int cgloo__store_url_parse(const char *url, cgloo__store_url *u, const char **what,
+                           const char **why);
+
 #endif /* CGLOO_STORE_H */

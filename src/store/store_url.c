@@ -15,9 +15,6 @@
 #include <stdio.h>
 #include <strings.h>
 
-/* The longest URL taken apart in place (a redis:// URL is copied to split it). */
-#define URL_MAX 4096
-
 /* has_scheme tells whether url starts with scheme (case-insensitive) and sets *rest past it. */
 static int has_scheme(const char *url, const char *scheme, const char **rest)
 {
@@ -82,40 +79,12 @@ static const char *inner_why(int rc)
     return d[0] ? d : cgloo_strerror(rc);
 }
 
-/* open_tcp opens tcp://HOST:PORT, or with torch set PyTorch's TCPStore at torch://HOST:PORT. */
-static int open_tcp(const char *url, const char *rest, int torch, int timeout_ms, char *detail,
-                    size_t dlen, cgloo_store **out)
-{
-    char host[256];
-    int port;
-    if (cgloo__split_host_port(rest, host, sizeof host, &port) != CGLOO_OK)
-        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
-                           torch ? "expected torch://HOST:PORT (an IPv6 address in brackets, a "
-                                   "port from 1 to 65535)"
-                                 : "expected tcp://HOST:PORT (an IPv6 address in brackets, a "
-                                   "port from 1 to 65535)");
-    int rc = torch ? cgloo_store_torch_connect(host, port, timeout_ms, out)
-                   : cgloo_store_tcp_connect(host, port, timeout_ms, out);
-    if (rc != CGLOO_OK)
-        fail_detail(rc, detail, dlen, torch ? "no PyTorch store at" : "no TCP store at", url,
-                    inner_why(rc));
-    return rc;
-}
+/* ---- taking a URL apart ---- */
 
-static int open_file(const char *url, const char *rest, char *detail, size_t dlen,
-                     cgloo_store **out)
-{
-    /* "file://" is followed by an empty host, so the path starts with its own '/'. */
-    if (rest[0] != '/' || rest[1] == '\0')
-        return fail_detail(CGLOO_EINVAL, detail, dlen, "malformed store URL", url,
-                           "expected file:///absolute/dir");
-    int rc = cgloo_store_file_create(rest, NULL, out);
-    if (rc != CGLOO_OK)
-        fail_detail(rc, detail, dlen, "cannot open the file store", url, inner_why(rc));
-    return rc;
-}
-
-/* ---- redis:// ---- */
+#define TCP_EXPECTED                                                                               \
+    "expected tcp://HOST:PORT (an IPv6 address in brackets, a port from 1 to 65535)"
+#define TORCH_EXPECTED                                                                             \
+    "expected torch://HOST:PORT (an IPv6 address in brackets, a port from 1 to 65535)"
 
 static int hex_digit(char c)
 {
@@ -200,53 +169,127 @@ static int redis_hostpart(char *s, cgloo_redis_attr *attr, char *host, const cha
     return CGLOO_OK;
 }
 
-static int open_redis(const char *url, const char *rest, int timeout_ms, char *detail, size_t dlen,
-                      cgloo_store **out)
+/* parse_redis reads "[[user]:password@]host:port[/db][?cleanup=1]" into u->redis. */
+static int parse_redis(const char *rest, cgloo__store_url *u, const char **why)
 {
-    char buf[URL_MAX], host[256];
-    const char *why = "longer than 4096 bytes";
-    cgloo_redis_attr attr = {0};
-    size_t n = strnlen(rest, sizeof buf);
-    int rc = n < sizeof buf ? CGLOO_OK : CGLOO_EINVAL;
-    char *hostpart = buf;
-    if (rc == CGLOO_OK) {
-        memcpy(buf, rest, n + 1);
-        char *at = strrchr(buf, '@');
-        if (at) {
-            *at = '\0';
-            hostpart = at + 1;
-            rc = redis_userinfo(buf, &attr, &why);
-        }
+    size_t n = strnlen(rest, sizeof u->buf);
+    if (n == sizeof u->buf) {
+        *why = "longer than 4096 bytes";
+        return CGLOO_EINVAL;
     }
-    if (rc == CGLOO_OK)
-        rc = redis_hostpart(hostpart, &attr, host, &why);
+    memcpy(u->buf, rest, n + 1);
+    char *hostpart = u->buf, *at = strrchr(u->buf, '@');
+    if (at) {
+        *at = '\0';
+        hostpart = at + 1;
+        if (redis_userinfo(u->buf, &u->redis, why) != CGLOO_OK)
+            return CGLOO_EINVAL;
+    }
+    return redis_hostpart(hostpart, &u->redis, u->host, why);
+}
+
+/* parse_tcp reads "HOST:PORT" for tcp:// and torch:// URLs. */
+static int parse_tcp(const char *rest, cgloo__store_url *u, const char **why)
+{
+    if (cgloo__split_host_port(rest, u->host, sizeof u->host, &u->port) == CGLOO_OK)
+        return CGLOO_OK;
+    *why = u->kind == STORE_URL_TORCH ? TORCH_EXPECTED : TCP_EXPECTED;
+    return CGLOO_EINVAL;
+}
+
+/* parse_file takes "/absolute/dir" ("file://" is followed by an empty host). */
+static int parse_file(const char *rest, cgloo__store_url *u, const char **why)
+{
+    if (rest[0] != '/' || rest[1] == '\0') {
+        *why = "expected file:///absolute/dir";
+        return CGLOO_EINVAL;
+    }
+    u->path = rest;
+    return CGLOO_OK;
+}
+
+int cgloo__store_url_parse(const char *url, cgloo__store_url *u, const char **what,
+                           const char **why)
+{
+    const char *rest;
+    memset(u, 0, offsetof(cgloo__store_url, buf));
+    u->buf[0] = '\0';
+    *what = "malformed store URL";
+    if (has_scheme(url, "tcp://", &rest) || has_scheme(url, "torch://", &rest)) {
+        u->kind = url[1] == 'c' || url[1] == 'C' ? STORE_URL_TCP : STORE_URL_TORCH;
+        return parse_tcp(rest, u, why);
+    }
+    if (has_scheme(url, "file://", &rest)) {
+        u->kind = STORE_URL_FILE;
+        return parse_file(rest, u, why);
+    }
+    if (has_scheme(url, "redis://", &rest)) {
+        u->kind = STORE_URL_REDIS;
+        return parse_redis(rest, u, why);
+    }
+    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0)) {
+        u->kind = STORE_URL_HASH;
+        return CGLOO_OK;
+    }
+    *what = "not a store URL";
+    *why = "expected tcp://host:port, torch://host:port, file:///dir, hash: or redis://host:port";
+    return CGLOO_EINVAL;
+}
+
+/* ---- opening what a URL names ---- */
+
+static int open_tcp(const char *url, const cgloo__store_url *u, int timeout_ms, char *detail,
+                    size_t dlen, cgloo_store **out)
+{
+    int torch = u->kind == STORE_URL_TORCH;
+    int rc = torch ? cgloo_store_torch_connect(u->host, u->port, timeout_ms, out)
+                   : cgloo_store_tcp_connect(u->host, u->port, timeout_ms, out);
     if (rc != CGLOO_OK)
-        rc = fail_detail(rc, detail, dlen, "malformed store URL", url, why);
-    else
-        rc = cgloo__store_redis_open(&attr, timeout_ms, detail, dlen, out);
-    explicit_bzero(buf, sizeof buf); /* the decoded password */
+        fail_detail(rc, detail, dlen, torch ? "no PyTorch store at" : "no TCP store at", url,
+                    inner_why(rc));
     return rc;
 }
 
-/* ---- the public calls ---- */
+static int open_file(const char *url, const cgloo__store_url *u, char *detail, size_t dlen,
+                     cgloo_store **out)
+{
+    int rc = cgloo_store_file_create(u->path, NULL, out);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, dlen, "cannot open the file store", url, inner_why(rc));
+    return rc;
+}
+
+static int open_parsed(const char *url, const cgloo__store_url *u, int timeout_ms, char *detail,
+                       size_t detail_len, cgloo_store **out)
+{
+    switch (u->kind) {
+    case STORE_URL_TCP:
+    case STORE_URL_TORCH:
+        return open_tcp(url, u, timeout_ms, detail, detail_len, out);
+    case STORE_URL_FILE:
+        return open_file(url, u, detail, detail_len, out);
+    case STORE_URL_REDIS:
+        return cgloo__store_redis_open(&u->redis, timeout_ms, detail, detail_len, out);
+    default:
+        return cgloo_store_hash_create(out);
+    }
+}
 
 static int open_any(const char *url, int timeout_ms, char *detail, size_t detail_len,
                     cgloo_store **out)
 {
-    const char *rest;
-    if (has_scheme(url, "tcp://", &rest))
-        return open_tcp(url, rest, 0, timeout_ms, detail, detail_len, out);
-    if (has_scheme(url, "torch://", &rest))
-        return open_tcp(url, rest, 1, timeout_ms, detail, detail_len, out);
-    if (has_scheme(url, "file://", &rest))
-        return open_file(url, rest, detail, detail_len, out);
-    if (has_scheme(url, "redis://", &rest))
-        return open_redis(url, rest, timeout_ms, detail, detail_len, out);
-    if (has_scheme(url, "hash:", &rest) && (*rest == '\0' || strcmp(rest, "//") == 0))
-        return cgloo_store_hash_create(out);
-    return fail_detail(CGLOO_EINVAL, detail, detail_len, "not a store URL", url,
-                       "expected tcp://host:port, torch://host:port, file:///dir, hash: or "
-                       "redis://host:port");
+    const char *what, *why;
+    cgloo__store_url *u = malloc(sizeof *u);
+    if (!u)
+        return CGLOO_ENOMEM;
+    int rc = cgloo__store_url_parse(url, u, &what, &why);
+    if (rc != CGLOO_OK)
+        fail_detail(rc, detail, detail_len, what, url, why);
+    else
+        rc = open_parsed(url, u, timeout_ms, detail, detail_len, out);
+    explicit_bzero(u, sizeof *u); /* a decoded password */
+    free(u);
+    return rc;
 }
 
 /* open_detail opens the store into *out or writes why not into why (CGLOO_ERROR_MAX bytes). */

@@ -54,7 +54,7 @@
 
 /* Bounds on everything a peer declares. The largest legal request (a SET of the largest value,
  * or a list of TCP_STORE_KEYS_MAX keys of the largest size) fits in TCP_STORE_FRAME_MAX. */
-#define TCP_STORE_KEYS_MAX 16384u
+#define TCP_STORE_KEYS_MAX ((uint32_t)CGLOO_STORE_KEYS_MAX)
 #define TCP_STORE_FRAME_MAX (CGLOO_STORE_VALUE_MAX + 1024u * 1024u)
 
 enum tcp_store_op {

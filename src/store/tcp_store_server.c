@@ -614,7 +614,10 @@ static int conn_read_step(cgloo_store_server *s, srv_conn *c)
         conn_close(c);
         return 0;
     }
-    ssize_t n = conn_recv(c, c->body + c->body_got, c->body_cap - c->body_got);
+    /* A buffer kept from a larger request is longer than this body: read no further than the
+     * body, or the bytes of a pipelined next request would be taken as this one's. */
+    size_t room = CGLOO_MIN(c->body_cap, c->body_len) - c->body_got;
+    ssize_t n = conn_recv(c, c->body + c->body_got, room);
     if (n <= 0)
         return 0;
     c->body_got += (size_t)n;

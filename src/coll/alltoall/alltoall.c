@@ -53,6 +53,10 @@ static int a2a_buffers(a2a *x, const void *sendbuf, void *recvbuf)
     if ((sbytes && !sendbuf) || (rbytes && !recvbuf))
         return cgloo__coll_error(x->c, CGLOO_EINVAL, "NULL buffer for %zu bytes",
                                  sbytes && !sendbuf ? sbytes : rbytes);
+    if (sendbuf != recvbuf && cgloo__bytes_overlap(sendbuf, sbytes, recvbuf, rbytes))
+        return cgloo__coll_error(x->c, CGLOO_EINVAL,
+                                 "recvbuf overlaps sendbuf without being in place (recvbuf == "
+                                 "sendbuf)");
     x->sendbuf = sendbuf ? sendbuf : &alltoall_empty;
     x->recvbuf = recvbuf ? recvbuf : &alltoall_empty;
     if (sendbuf != recvbuf || sbytes == 0)

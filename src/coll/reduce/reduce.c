@@ -47,6 +47,11 @@ static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_
         return cgloo__coll_error(c, CGLOO_EINVAL, "NULL sendbuf with count %zu", count);
     if (count && c->rank == root && !recvbuf)
         return cgloo__coll_error(c, CGLOO_EINVAL, "NULL recvbuf on the root with count %zu", count);
+    size_t n = count * c->esize;
+    if (c->rank == root && sendbuf != recvbuf && cgloo__bytes_overlap(sendbuf, n, recvbuf, n))
+        return cgloo__coll_error(c, CGLOO_EINVAL,
+                                 "recvbuf overlaps sendbuf without being in place (recvbuf == "
+                                 "sendbuf)");
     return CGLOO_OK;
 }
 

@@ -18,7 +18,8 @@
  * accepted. */
 #define HELLO_DEADLINE_MS 10000
 #define POLL_MAX 256
-/* Connections whose hello has not arrived yet; more are closed at once (a flood, not peers). */
+/* Connections whose hello has not arrived yet. A connection beyond these closes the oldest
+ * (device_make_room): a flood then costs its own connections, not a peer that dials after it. */
 #define PENDING_MAX 1024
 
 typedef struct tcp_device {
@@ -246,6 +247,26 @@ static void device_route(tcp_device *dev, device_inbound *in)
     inbound_reject(dev, in, "no connecting context matches its context id and rank");
 }
 
+/* device_make_room closes the oldest unfinished hello (the list's tail: arrivals go to its
+ * head) when PENDING_MAX are waiting. A peer's hello follows its connect at once, so the
+ * oldest silent connection is the one least likely to be a peer. */
+static void device_make_room(tcp_device *dev)
+{
+    if (dev->npending < PENDING_MAX)
+        return;
+    device_inbound **pp = &dev->pending;
+    while ((*pp)->next)
+        pp = &(*pp)->next;
+    device_inbound *oldest = *pp;
+    *pp = NULL;
+    dev->npending--;
+    CGLOO_WARN("device %s: %d hellos pending: closing the oldest, from %s", dev->addr_text,
+               PENDING_MAX, oldest->addr);
+    cgloo__tls_free(oldest->tls);
+    close(oldest->fd);
+    free(oldest);
+}
+
 static void device_accept(tcp_device *dev)
 {
     for (;;) {
@@ -254,10 +275,10 @@ static void device_accept(tcp_device *dev)
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a transient error the next poll retries */
-        device_inbound *in = dev->npending < PENDING_MAX ? calloc(1, sizeof *in) : NULL;
+        device_make_room(dev);
+        device_inbound *in = calloc(1, sizeof *in);
         if (!in) {
-            CGLOO_WARN("device %s: closed a connection: %d hellos already pending", dev->addr_text,
-                       dev->npending);
+            CGLOO_WARN("device %s: closed a connection: out of memory", dev->addr_text);
             close(fd);
             continue;
         }
