@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fd = dial(cgloo_store_server_port(srv));
     if (data[0] & 1) {
         uint8_t hello[TCP_STORE_HELLO_LEN];
-        tcp_store_hello_put(hello);
+        tcp_store_hello_put(hello, 0);
         send_input(fd, hello, sizeof hello);
     }
     send_input(fd, data + 1, size - 1);
