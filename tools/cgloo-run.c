@@ -924,6 +924,17 @@ static int start_store(launcher *l, cgloo_store_server **server, char *url, size
     return 0;
 }
 
+/* launcher_free frees what main allocated for the run. */
+static void launcher_free(launcher *l)
+{
+    free(l->ranks);
+    for (int h = 0; h < l->nhosts; h++) {
+        free(l->hosts[h].name);
+        free(l->hosts[h].addr);
+    }
+    free(l->hosts);
+}
+
 int main(int argc, char **argv)
 {
     launcher l = {
@@ -939,24 +950,28 @@ int main(int argc, char **argv)
         usage_error("--host is too long", NULL);
         return 2;
     }
-    if (read_hosts(&l) != 0)
+    if ((rc = prepare_secret(&l)) != 0)
+        return rc;
+    if (read_hosts(&l) != 0) {
+        launcher_free(&l);
         return 2;
+    }
     l.self = getpid();
     if ((l.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "cgloo-run: cannot open /dev/null: %s\n", strerror(errno));
+        launcher_free(&l);
         return 1;
     }
     cgloo_store_server *server = NULL;
     char url[URL_MAX], run_id[40];
     l.ranks = calloc((size_t)l.n, sizeof *l.ranks);
-    if (!l.ranks || block_signals(&l) != 0) {
+    int setup = l.ranks ? block_signals(&l) : -1;
+    if (setup != 0)
         fprintf(stderr, "cgloo-run: cannot set up: %s\n", strerror(errno));
+    if (setup != 0 || start_store(&l, &server, url, sizeof url) != 0) {
+        launcher_free(&l); /* start_store says why it failed */
         return 1;
     }
-    if ((rc = prepare_secret(&l)) != 0)
-        return rc;
-    if (start_store(&l, &server, url, sizeof url) != 0)
-        return 1;
     make_run_id(run_id, sizeof run_id);
     for (int r = 0; r < l.n; r++)
         l.ranks[r].out[0].fd = l.ranks[r].out[1].fd = -1;
@@ -966,12 +981,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cgloo-run: out of memory\n");
     }
     cgloo_store_server_stop(server);
-    free(l.ranks);
-    for (int h = 0; h < l.nhosts; h++) {
-        free(l.hosts[h].name);
-        free(l.hosts[h].addr);
-    }
-    free(l.hosts);
+    launcher_free(&l);
     if (l.exit_code >= 0)
         return l.exit_code;
     return l.forwarded ? 128 + l.forwarded : 0;
