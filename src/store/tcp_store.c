@@ -718,6 +718,20 @@ static void how_free(dial_how *how)
     free_secret((cgloo__secret *)how->secret);
 }
 
+/* first_dial makes a client's first connection, with how from the environment (and `secret`),
+ * retrying refusals until the timeout; on failure the thread's last error says why. The caller
+ * frees how with how_free. */
+static int first_dial(dial_how *how, const char *host, int port, const char *secret, int timeout_ms,
+                      store_conn *c)
+{
+    int rc = how_from_env(how, host, secret);
+    if (rc != CGLOO_OK)
+        return rc; /* its detail names the file, the setting or the package */
+    int err = 0;
+    rc = dial(how, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, c, &err);
+    return rc == CGLOO_OK ? rc : connect_error(host, port, rc, err, how->why);
+}
+
 int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret, int timeout_ms,
                                  cgloo_store **out)
 {
@@ -730,14 +744,8 @@ int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret,
     if (!host)
         host = "127.0.0.1";
     dial_how how;
-    int rc = how_from_env(&how, host, secret);
     store_conn c = {.fd = -1};
-    int err = 0;
-    if (rc == CGLOO_OK) {
-        rc = dial(&how, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &c, &err);
-        if (rc != CGLOO_OK)
-            rc = connect_error(host, port, rc, err, how.why);
-    }
+    int rc = first_dial(&how, host, port, secret, timeout_ms, &c);
     tcp_store *t = rc == CGLOO_OK ? tcp_store_new(host, port, c, how.tls) : NULL;
     if (rc == CGLOO_OK && !t) {
         cgloo__tls_free(c.sess);
@@ -756,14 +764,8 @@ int cgloo_store_tcp_connect_auth(const char *host, int port, const char *secret,
 int cgloo__tcp_store_dial(const char *host, int port, int timeout_ms, int *fd)
 {
     dial_how how;
-    int rc = how_from_env(&how, host, NULL);
     store_conn c = {.fd = -1};
-    int err = 0;
-    if (rc == CGLOO_OK) {
-        rc = dial(&how, port, cgloo__deadline(timeout_ms, CGLOO_DEFAULT_TIMEOUT_MS), 1, &c, &err);
-        if (rc != CGLOO_OK)
-            rc = connect_error(host, port, rc, err, how.why);
-    }
+    int rc = first_dial(&how, host, port, NULL, timeout_ms, &c);
     /* The caller only waits for the close: the session is not kept (nothing more is read or
      * written through it), the socket is. */
     cgloo__tls_free(c.sess);
