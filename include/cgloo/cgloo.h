@@ -423,7 +423,8 @@ CGLOO_API int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device *
 /* cgloo_device_address writes "host:port" (IPv6 as "[addr]:port") into buf. */
 CGLOO_API int cgloo_device_address(const cgloo_device *device, char *buf, size_t len);
 /* cgloo_device_destroy closes the listening socket. Every context using the device must be
- * destroyed first. NULL is allowed. */
+ * destroyed first, except sub-contexts (cgloo_context_split), which hold their device: it is
+ * closed when the last of them is destroyed. NULL is allowed. */
 CGLOO_API void cgloo_device_destroy(cgloo_device *device);
 
 /* ---------------------------------------------------------------------------------------------
@@ -547,6 +548,32 @@ CGLOO_API int cgloo_launch_store_open(const cgloo_launch_info *info, int timeout
  * variable, EADDR, those of cgloo_store_open, cgloo_device_tcp_create and connect; the detail is in
  * cgloo_last_error (there is no context to ask). */
 CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
+
+/* The color of a rank that wants no sub-context from cgloo_context_split (MPI_UNDEFINED). */
+#define CGLOO_UNDEFINED (-1)
+
+/* cgloo_context_split makes a sub-context of a connected context, as MPI_Comm_split does: every
+ * rank of `parent` calls it (a collective over the parent, counted as one of caller tag 0, in
+ * the same order as the parent's other collectives); the ranks that give the same color
+ * (>= 0) form one new context, ranked by key, ties broken by the parent rank; a rank that gives
+ * a negative color (CGLOO_UNDEFINED) takes part and gets CGLOO_OK with *out set to NULL. The
+ * ranks exchange what the child needs over the parent (two small allgathers) and the child
+ * connects through the parent's device: no store is used. The child inherits the parent's
+ * timeout, check mode, flight recorder size, progress-thread setting, job secret and interrupt
+ * check; its name is "<parent name>.split<n>.<color>". Its messages use its own connections, so
+ * its tags never meet the parent's or a sibling's; parent and children may be used in any order
+ * and from different threads afterwards, and a child may be split again. The child is destroyed
+ * with cgloo_context_destroy, before or after the parent: it holds the parent's device, which
+ * stays open until the last context holding it is gone. Blocks up to three times the parent's
+ * timeout (two exchanges and the child's connect). Not thread-safe against another collective of tag 0 or
+ * another split on the same parent at the same time. Errors (nothing written to *out): EINVAL
+ * (NULL parent or out), ESTATE (the parent is not connected), those of the parent's allgather
+ * (ETIMEDOUT, EPEER naming the rank that died or stalled, EABORTED, EINTR), those of connect
+ * (the detail names the child's peer), ENOMEM; every rank of the parent fails when one rank
+ * could not make its child (the detail names it). After a failure the parent is, as after any
+ * failed collective, unfit for further collectives. The detail is in
+ * cgloo_context_last_error(parent) and cgloo_last_error. */
+CGLOO_API int cgloo_context_split(cgloo_context *parent, int color, int key, cgloo_context **out);
 
 /* cgloo_context_destroy closes every connection (peers see the close) and frees the context.
  * Pending requests must have been waited for or cancelled. Never blocks longer than a short

@@ -39,6 +39,9 @@ from ._cgloo import (
 
 __version__ = _cgloo.version_string()
 
+#: The color of a rank that wants no sub-context from Context.split (MPI_UNDEFINED).
+UNDEFINED = -1
+
 
 class DType(_enum.IntEnum):
     """Element types, with the C library's values. A buffer's format gives its dtype: numpy's
@@ -214,8 +217,8 @@ __all__ = [
     "Device", "Error", "FileStore", "HashStore", "InvalidArgumentError", "MAX", "MIN",
     "NotSupportedError", "Op", "PRODUCT", "PeerError", "PrefixStore", "ProtocolError", "Request",
     "SUM", "Store", "StoreError", "StoreServer", "TCPStore", "TimeoutError", "TruncatedError",
-    "algorithm_names", "bfloat16", "bool_", "complex128", "complex64", "float16", "float32",
-    "float64", "init_from_env", "int16", "int32", "int64", "int8", "launch_info",
+    "UNDEFINED", "algorithm_names", "bfloat16", "bool_", "complex128", "complex64", "float16",
+    "float32", "float64", "init_from_env", "int16", "int32", "int64", "int8", "launch_info",
     "open_launch_store", "open_store", "reduce_local", "set_log_level", "uint16", "uint32",
     "uint64", "uint8",
 ]

@@ -56,6 +56,7 @@ int16: DType
 uint16: DType
 complex64: DType
 complex128: DType
+UNDEFINED: int
 SUM: Op
 PRODUCT: Op
 MIN: Op
@@ -238,6 +239,11 @@ class Context:
     manager that closes it."""
     rank: int
     size: int
+    def split(self, color: int, key: int = 0) -> Context | None:
+        """A sub-context of the ranks that give the same color, ordered by key then rank
+        (MPI_Comm_split); every rank calls it, and a negative color (UNDEFINED) takes part and
+        gets None. Exchanged over this context (no store); the child has its own connections and
+        this context's timeout, and may be closed before or after it."""
     timeout: float
     """The default timeout of every blocking call, in seconds (settable)."""
     def __init__(self, rank: int, size: int, store: Store | None = None,

@@ -391,6 +391,8 @@ void cgloo_context_destroy(cgloo_context *ctx)
     pthread_cond_destroy(&ctx->pt_wake);
     pthread_mutex_destroy(&ctx->lock);
     pthread_mutex_destroy(&ctx->err_lock);
+    if (ctx->device_held)
+        cgloo_device_destroy(ctx->device); /* releases the hold */
     cgloo_device_destroy(ctx->owned_device);
     cgloo_store_destroy(ctx->owned_store);
     free(ctx->name);

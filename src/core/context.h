@@ -90,6 +90,11 @@ struct cgloo_context {
         uint64_t tag, calls;
     } * check_seqs;
     size_t n_check_seqs;
+    /* The device the context connected through (NULL for one rank): sub-contexts connect
+     * through it too (rendezvous/split.c). Not owned (see owned_device) unless device_held. */
+    cgloo_device *device;
+    bool device_held; /* a sub-context holds its device (released at destroy) */
+    uint64_t splits;  /* cgloo_context_split calls so far: part of each child's context id */
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;

@@ -385,6 +385,7 @@ static int connect_checked(cgloo_context *ctx, cgloo_store *store, cgloo_device 
                   ctx->size > 1 ? dev->transport->name : "nothing (one rank)");
         pthread_mutex_lock(&ctx->lock);
         ctx->connected = true;
+        ctx->device = ctx->size > 1 ? dev : NULL;
         if (ctx->pt_wanted)
             rc = cgloo__pt_start(ctx);
         pthread_mutex_unlock(&ctx->lock);

@@ -9,8 +9,9 @@ int cgloo_device_address(const cgloo_device *dev, char *buf, size_t len)
     return dev->transport->device_address(dev, buf, len);
 }
 
+/* The maker's destroy and every hold's release count down; the last one frees the device. */
 void cgloo_device_destroy(cgloo_device *dev)
 {
-    if (dev)
+    if (dev && atomic_fetch_sub(&dev->holds, 1) == 0)
         dev->transport->device_destroy(dev);
 }

@@ -41,10 +41,22 @@
 
 #include "p2p/p2p.h"
 
+#include <stdatomic.h>
+
 /* Every device begins with this; a transport's device embeds it as its first member. */
 struct cgloo_device {
     const cgloo_transport *transport;
+    /* Holds besides its maker's: sub-contexts keep their parent's device alive
+     * (cgloo__device_hold), so that cgloo_device_destroy frees it only with the last release.
+     * Zeroed by the transport's create. */
+    atomic_int holds;
 };
+
+/* cgloo__device_hold takes a hold on dev, which cgloo_device_destroy releases. */
+static inline void cgloo__device_hold(cgloo_device *dev)
+{
+    atomic_fetch_add(&dev->holds, 1);
+}
 
 /* A transport's state while a context connects through a device (opaque to the core; each
  * transport defines the struct in its own files). */

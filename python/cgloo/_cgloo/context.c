@@ -324,6 +324,45 @@ static PyObject *ctx_repr(cgpy_Context *self)
                                 self->ctx && !self->closing ? "" : ", closed");
 }
 
+/* ctx_wrap_child makes the Context object of a sub-context the library made. */
+static PyObject *ctx_wrap_child(cgloo_context *child)
+{
+    cgpy_Context *c = (cgpy_Context *)cgpy_ContextType.tp_alloc(&cgpy_ContextType, 0);
+    if (!c) {
+        CGPY_NOGIL(cgloo_context_destroy(child));
+        return NULL;
+    }
+    c->ctx = child;
+    c->rank = cgloo_context_rank(child);
+    c->size = cgloo_context_size(child);
+    cgloo_context_set_interrupt_check(child, interrupt_check, NULL);
+    return (PyObject *)c;
+}
+
+static PyObject *ctx_split(cgpy_Context *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    static const char *const names[] = {"color", "key", NULL};
+    static cgpy_params params = {"split", names, 2, 1, 0, NULL};
+    PyObject *a[2];
+    int color, key, rc;
+    cgloo_context *child = NULL;
+    char detail[CGLOO_ERROR_MAX];
+    if (cgpy_parse(&params, args, nargs, kwnames, a) < 0 ||
+        cgpy_int(a[0], "color", 0, &color) < 0 || cgpy_int(a[1], "key", 0, &key) < 0 ||
+        cgpy_ctx_enter(self) < 0)
+        return NULL;
+    CGPY_NOGIL(rc = cgloo_context_split(self->ctx, color, key, &child);
+               cgpy_ctx_detail(self, rc, detail, sizeof detail));
+    if (cgpy_ctx_leave(self, rc, detail) < 0) {
+        CGPY_NOGIL(cgloo_context_destroy(child));
+        return NULL;
+    }
+    if (!child)
+        Py_RETURN_NONE;
+    return ctx_wrap_child(child);
+}
+
 /* ---- point-to-point ---- */
 
 /* p2p_begin reads the buffer and the peer of a point-to-point call and enters the context. */
@@ -514,6 +553,11 @@ static PyMethodDef ctx_methods[] = {
     {"irecv_any", FASTCALL(ctx_irecv_any),
      "irecv_any(buf, srcs, tag=0)\n--\n\nStart receiving from any of srcs into buf; returns a "
      "Request."},
+    {"split", FASTCALL(ctx_split),
+     PyDoc_STR("split(color, key=0) -> Context or None: a sub-context of the ranks that give "
+               "the same color, ordered by key then rank (MPI_Comm_split). Every rank calls it; "
+               "a negative color takes part and gets None. The child has its own connections "
+               "and may be closed before or after this context.")},
     {"abort", (PyCFunction)ctx_abort, METH_NOARGS,
      "abort()\n--\n\nMake every call waiting on the context, and every later one, raise "
      "cgloo.AbortedError. Safe from any thread."},
