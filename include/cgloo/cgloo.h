@@ -565,11 +565,11 @@ CGLOO_API int cgloo_context_create_from_env(cgloo_context **out);
  * and from different threads afterwards, and a child may be split again. The child is destroyed
  * with cgloo_context_destroy, before or after the parent: it holds the parent's device, which
  * stays open until the last context holding it is gone. Blocks up to three times the parent's
- * timeout (two exchanges and the child's connect). Not thread-safe against another collective of tag 0 or
- * another split on the same parent at the same time. Errors (nothing written to *out): EINVAL
- * (NULL parent or out), ESTATE (the parent is not connected), those of the parent's allgather
- * (ETIMEDOUT, EPEER naming the rank that died or stalled, EABORTED, EINTR), those of connect
- * (the detail names the child's peer), ENOMEM; every rank of the parent fails when one rank
+ * timeout (two exchanges and the child's connect). Not thread-safe against another collective of
+ * tag 0 or another split on the same parent at the same time. Errors (nothing written to *out):
+ * EINVAL (NULL parent or out), ESTATE (the parent is not connected), those of the parent's
+ * allgather (ETIMEDOUT, EPEER naming the rank that died or stalled, EABORTED, EINTR), those of
+ * connect (the detail names the child's peer), ENOMEM; every rank of the parent fails when one rank
  * could not make its child (the detail names it). After a failure the parent is, as after any
  * failed collective, unfit for further collectives. The detail is in
  * cgloo_context_last_error(parent) and cgloo_last_error. */
