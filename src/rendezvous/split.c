@@ -151,6 +151,32 @@ static int child_begin(cgloo_context *parent, const split_record *all, uint64_t 
     return rc;
 }
 
+/* How long a failed exchange keeps reading the parent's connections, so that a death that
+ * already reached this rank (its connection's end is in the socket) is seen and named even when
+ * the failure this rank met first was its echo: a live rank that gave up and left. */
+#define SETTLE_MS 20
+
+/* exchange_failed names, after the failure `rc` of an exchange over the parent, every rank
+ * whose connection broke. */
+static int exchange_failed(cgloo_context *parent, int rc)
+{
+    char detail[CGLOO_ERROR_MAX], failed[512] = "";
+    if (rc != CGLOO_EPEER && rc != CGLOO_ETIMEDOUT)
+        return rc;
+    cgloo_context_last_error(parent, detail, sizeof detail);
+    int64_t until = cgloo__now_ms() + SETTLE_MS;
+    pthread_mutex_lock(&parent->lock);
+    while (!parent->progressing && cgloo__now_ms() < until)
+        cgloo__ctx_poll_once(parent, 1, false);
+    cgloo__p2p_failed_peers(parent, -1, failed, sizeof failed);
+    pthread_mutex_unlock(&parent->lock);
+    /* Recorded again: the polling may have recorded a later peer's failure over it. */
+    if (!failed[0] || strstr(detail, "these ranks broke"))
+        return cgloo__ctx_error(parent, rc, "%s", detail);
+    return cgloo__ctx_error(parent, rc, "%s; the connections to these ranks broke: %s", detail,
+                            failed);
+}
+
 /* split_agree tells every rank of the parent whether every rank set up its part (its status in
  * an allgather); returns the first failure, naming the rank. */
 static int split_agree(cgloo_context *parent, int mine)
@@ -159,6 +185,8 @@ static int split_agree(cgloo_context *parent, int mine)
     if (!all)
         return CGLOO_ENOMEM;
     int rc = cgloo_allgather(parent, &me, all, 1, CGLOO_INT32, NULL);
+    if (rc != CGLOO_OK)
+        rc = exchange_failed(parent, rc);
     for (int r = 0; rc == CGLOO_OK && r < parent->size; r++)
         if (all[r] != CGLOO_OK)
             rc = cgloo__ctx_error(parent, all[r],
@@ -213,7 +241,7 @@ static int split_exchange(cgloo_context *parent, int color, int key, split_recor
     int rc = cgloo_allgather(parent, &mine, all, sizeof mine, CGLOO_UINT8, NULL);
     for (int r = 0; r < parent->size; r++)
         all[r].address[CGLOO_TRANSPORT_ADDR_MAX - 1] = '\0';
-    return rc;
+    return rc == CGLOO_OK ? rc : exchange_failed(parent, rc);
 }
 
 static int split_checked(cgloo_context *parent, int color, int key, cgloo_context **out)
