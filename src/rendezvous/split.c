@@ -156,6 +156,15 @@ static int child_begin(cgloo_context *parent, const split_record *all, uint64_t 
  * the failure this rank met first was its echo: a live rank that gave up and left. */
 #define SETTLE_MS 20
 
+/* named_peer: the rank a failure's detail already names ("peer 3 (address): ..."), or -1. */
+static int named_peer(const char *detail)
+{
+    for (const char *p = detail; (p = strstr(p, "peer ")) != NULL; p += 5)
+        if (p[5] >= '0' && p[5] <= '9')
+            return atoi(p + 5);
+    return -1;
+}
+
 /* exchange_failed names, after the failure `rc` of an exchange over the parent, every rank
  * whose connection broke. */
 static int exchange_failed(cgloo_context *parent, int rc)
@@ -168,7 +177,7 @@ static int exchange_failed(cgloo_context *parent, int rc)
     pthread_mutex_lock(&parent->lock);
     while (!parent->progressing && cgloo__now_ms() < until)
         cgloo__ctx_poll_once(parent, 1, false);
-    cgloo__p2p_failed_peers(parent, -1, failed, sizeof failed);
+    cgloo__p2p_failed_peers(parent, named_peer(detail), failed, sizeof failed);
     pthread_mutex_unlock(&parent->lock);
     /* Recorded again: the polling may have recorded a later peer's failure over it. */
     if (!failed[0] || strstr(detail, "these ranks broke"))
