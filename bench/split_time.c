@@ -5,6 +5,8 @@
  * them), timing each from a barrier to the slowest rank's return. Rank 0 prints the medians in
  * ms, one line per shape.
  *   cgloo-run -n 16 cgloo-split-time [ITERS]     (docs/BENCHMARKS.md, "Sub-contexts")
+ * SPLIT_TIME_STORE=URL (e.g. redis://127.0.0.1:6379) makes the groups' store
+ * rendezvous use that store instead of cgloo-run's.
  */
 #include <cgloo/cgloo.h>
 
@@ -137,16 +139,21 @@ int main(int argc, char **argv)
         rc = cgloo_context_create(info.rank, info.size, NULL, &parent);
     if (rc == CGLOO_OK)
         rc = cgloo_context_connect(parent, store, dev);
+    const char *url = getenv("SPLIT_TIME_STORE");
+    cgloo_store *groups = NULL;
+    if (rc == CGLOO_OK && url && *url)
+        rc = cgloo_store_open(url, 0, &groups);
     if (rc != CGLOO_OK) {
         char detail[CGLOO_ERROR_MAX];
         cgloo_last_error(detail, sizeof detail);
         fprintf(stderr, "cgloo-split-time: %s (%s)\n", cgloo_strerror(rc), detail);
     } else {
         for (size_t i = 0; rc == CGLOO_OK && i < sizeof shapes / sizeof shapes[0]; i++)
-            rc = run(&shapes[i], parent, store, dev, iters);
+            rc = run(&shapes[i], parent, groups ? groups : store, dev, iters);
     }
     cgloo_context_destroy(parent);
     cgloo_device_destroy(dev);
+    cgloo_store_destroy(groups);
     cgloo_store_destroy(store);
     return rc == CGLOO_OK ? 0 : 1;
 }
