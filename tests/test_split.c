@@ -294,6 +294,41 @@ static void test_siblings_same_tag(void)
     with_store(rank_siblings, 5, NULL);
 }
 
+/* ---- the job secret and check mode are inherited ------------------------------------------ */
+
+static void rank_inherit(int rank, int size, void *arg)
+{
+    const char *secret = arg;
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {
+        .timeout_ms = TIMEOUT_MS, .name = "inherit", .secret = secret, .check = 1};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, store, e.dev));
+    cgloo_context *child = split_ok(e.ctx, rank % 2, rank);
+    int csize = cgloo_context_size(child), wsum = 0;
+    for (int c = 0; c < csize; c++)
+        wsum += 2 * c + rank % 2;
+    sum_check(child, rank, wsum, 10, 0);
+    /* Check mode came along: a count that differs on one rank fails on every rank, at once. */
+    int64_t buf[2] = {0, 0};
+    size_t count = cgloo_context_rank(child) == 0 ? 1 : 2;
+    CHECK_STATUS(cgloo_allreduce(child, buf, buf, count, CGLOO_INT64, CGLOO_SUM, NULL),
+                 CGLOO_EINVAL);
+    sum_check(child, rank, wsum, 10, 0); /* still usable after a check failure */
+    cgloo_context_destroy(child);
+    mesh_close(e);
+}
+
+static void test_inherit_secret_and_check(void)
+{
+    if (!cgloo_secret_supported()) {
+        printf("skipped: install libssl-dev\n");
+        return;
+    }
+    with_store(rank_inherit, 4, "split-secret");
+}
+
 /* ---- bad arguments -------------------------------------------------------------------------- */
 
 static void test_bad_args(void)
@@ -373,11 +408,17 @@ static void test_rank_killed(void)
 }
 
 static const test_case tests[] = {
-    {"even_odd_4", test_even_odd_4, 60},    {"even_odd_5", test_even_odd_5, 60},
-    {"key_order", test_key_order, 60},      {"undefined_and_dup", test_undefined_and_dup, 60},
-    {"one_rank", test_one_rank, 30},        {"nested", test_nested, 60},
-    {"many_splits", test_many_splits, 120}, {"siblings_same_tag", test_siblings_same_tag, 120},
-    {"bad_args", test_bad_args, 30},        {"rank_killed", test_rank_killed, 60},
+    {"even_odd_4", test_even_odd_4, 60},
+    {"even_odd_5", test_even_odd_5, 60},
+    {"key_order", test_key_order, 60},
+    {"undefined_and_dup", test_undefined_and_dup, 60},
+    {"one_rank", test_one_rank, 30},
+    {"nested", test_nested, 60},
+    {"many_splits", test_many_splits, 120},
+    {"siblings_same_tag", test_siblings_same_tag, 120},
+    {"inherit_secret_and_check", test_inherit_secret_and_check, 60},
+    {"bad_args", test_bad_args, 30},
+    {"rank_killed", test_rank_killed, 60},
 };
 
 TEST_MAIN(tests)
