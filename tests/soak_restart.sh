@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Kill and restart: 4-rank cgloo-soak jobs, one after another, for SECONDS (at least three).
 # In two jobs of three one rank (another each time) kills itself with SIGKILL at an operation
-# that changes from job to job: cgloo-run must end with that rank's signal (status 137), and
-# every other rank must fail, its line naming the dead rank. Every third job runs clean on a
+# that changes from job to job: cgloo-run must report that rank's signal and fail, and every
+# other rank must fail, its line naming the dead rank. Every third job runs clean on a
 # fresh store and fresh ports and must succeed with every result right: nothing the killed
 # jobs left behind gets in the way of the next.
 #
@@ -20,7 +20,12 @@ killed_job() {
     "$run" -n 4 --grace-ms 20000 "$soak" --ops 400 --seed "$i" --die-rank "$victim" \
         --die-at-op "$at" --quiet >"$out" 2>&1
     rc=$?
-    [ $rc = 137 ] || { echo "job $i: cgloo-run exited $rc, not 137 (rank $victim's SIGKILL)"; return 1; }
+    # cgloo-run's status is the first failure it reaped: the SIGKILL (137) as a rule, but a
+    # survivor's exit may be reaped first when the machine is loaded, so either will do as long
+    # as cgloo-run reports the signal.
+    [ $rc = 137 ] || [ $rc = 3 ] || { echo "job $i: cgloo-run exited $rc, not 137 or 3"; return 1; }
+    grep -q "rank $victim was killed by signal 9" "$out" ||
+        { echo "job $i: cgloo-run did not report rank $victim's SIGKILL"; return 1; }
     for r in 0 1 2 3; do
         [ $r = "$victim" ] && continue
         local line

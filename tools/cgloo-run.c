@@ -87,6 +87,8 @@ typedef struct out_stream {
 typedef struct rank_proc {
     pid_t pid; /* 0 when not started or already reaped */
     out_stream out[2];
+    int ended;  /* reaped, its status not yet acted on (within one reap) */
+    int status; /* waitpid's status, while ended */
 } rank_proc;
 
 /* A host ranks run on through the --launcher prefix. */
@@ -737,6 +739,10 @@ static void on_exit_status(launcher *l, int r, int status)
     }
 }
 
+/* reap collects every rank that ended. waitpid hands over ranks that ended close together in
+ * no order of time, so of those, the ones killed by a signal are acted on first: a rank killed
+ * from outside is the likelier first failure, and the others most likely failed because it
+ * died (its status is then cgloo-run's). */
 static void reap(launcher *l)
 {
     int status;
@@ -745,11 +751,18 @@ static void reap(launcher *l)
         for (int r = 0; r < l->n; r++) {
             if (l->ranks[r].pid == pid && (WIFEXITED(status) || WIFSIGNALED(status))) {
                 l->ranks[r].pid = 0;
+                l->ranks[r].ended = 1;
+                l->ranks[r].status = status;
                 l->running--;
-                on_exit_status(l, r, status);
             }
         }
     }
+    for (int signalled = 1; signalled >= 0; signalled--)
+        for (int r = 0; r < l->n; r++)
+            if (l->ranks[r].ended && !WIFSIGNALED(l->ranks[r].status) == !signalled) {
+                l->ranks[r].ended = 0;
+                on_exit_status(l, r, l->ranks[r].status);
+            }
 }
 
 static void on_signal(launcher *l)
