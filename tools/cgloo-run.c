@@ -40,9 +40,9 @@
  * SIGINT, SIGTERM and SIGHUP are forwarded to every running rank (to the prefix's process, with
  * --launcher). When a rank fails (a non-zero exit or a signal) the others get --grace-ms
  * (default 2000) to finish, then SIGTERM, then SIGKILL KILL_DELAY_MS later. Exit status: that of
- * the first rank to fail (its exit code, or 128 + its signal); 128 + the forwarded signal if we
- * were interrupted and no rank failed; 127 (126) when the program cannot be found (executed); 2
- * for bad usage; otherwise 0.
+ * the first rank to fail (its exit code, or 128 + its signal; see reap); 128 + the forwarded
+ * signal if we were interrupted and no rank failed; 127 (126) when the program cannot be found
+ * (executed); 2 for bad usage; otherwise 0.
  */
 #define _GNU_SOURCE
 #include <cgloo/cgloo.h>
