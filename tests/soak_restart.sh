@@ -17,7 +17,9 @@ trap 'rm -f "$out"' EXIT
 # killed_job I VICTIM AT: the job's status and every survivor's line are as they should be.
 killed_job() {
     local i=$1 victim=$2 at=$3 rc
-    "$run" -n 4 --grace-ms 20000 "$soak" --ops 400 --seed "$i" --die-rank "$victim" \
+    # A 10 s timeout, inside the 20 s grace: a survivor waiting on a live rank that waits on the
+    # dead one fails by its timeout, naming the broken connection, before cgloo-run ends it.
+    CGLOO_TIMEOUT_MS=10000 "$run" -n 4 --grace-ms 20000 "$soak" --ops 400 --seed "$i" --die-rank "$victim" \
         --die-at-op "$at" --quiet >"$out" 2>&1
     rc=$?
     # cgloo-run's status is the first failure it reaped: the SIGKILL (137) as a rule, but a
