@@ -274,10 +274,16 @@ static int missing_error(cgloo_context *ctx, cgloo_store *store, int rc, const c
         }
         cgloo__rank_list_add(&missing, peer_rank(ctx, i), lack_short[lack]);
     }
-    if (err != CGLOO_OK || first_lack == LACK_NONE) /* the store cannot say, or all came now */
+    if (err != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc,
                                 "rank %d: reading the peers' addresses timed out after %d ms",
                                 ctx->rank, ctx->timeout_ms);
+    if (first_lack == LACK_NONE) /* late, not missing: a loaded store or host */
+        return cgloo__ctx_error(
+            ctx, rc,
+            "rank %d: reading the peers' addresses took longer than %d ms "
+            "(all %d are there now: they came, or the store answered, too late)",
+            ctx->rank, ctx->timeout_ms, (int)n);
     return cgloo__ctx_error(ctx, rc,
                             "rank %d: read the addresses of %d of %d peers within %d ms; missing: "
                             "%s; rank %d %s ('%s')",
