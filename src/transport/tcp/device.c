@@ -18,6 +18,9 @@
  * accepted. */
 #define HELLO_DEADLINE_MS 10000
 #define POLL_MAX 256
+/* How long a connecting thread sleeps at most while another thread serves the device: hellos
+ * for its context are filed by that thread, and only a poll that ends sees them. */
+#define SHARED_POLL_MS 10
 /* Connections whose hello has not arrived yet. A connection beyond these closes the oldest
  * (device_make_room): a flood then costs its own connections, not a peer that dials after it. */
 #define PENDING_MAX 1024
@@ -379,7 +382,7 @@ void cgloo__tcp_device_poll(cgloo_device *base, struct pollfd *fds, int nfds, in
     }
     pthread_mutex_unlock(&dev->lock);
 
-    poll(all, (nfds_t)n, timeout_ms);
+    poll(all, (nfds_t)n, serve ? timeout_ms : CGLOO_MIN(timeout_ms, SHARED_POLL_MS));
     memcpy(fds, all, (size_t)CGLOO_MIN(nfds, POLL_MAX / 2) * sizeof *fds);
     if (!serve)
         return;

@@ -301,7 +301,8 @@ static bool dial_prove(handshake *m, int peer)
     if (cgloo__auth_mac(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN, proof) !=
         CGLOO_OK) {
         hs_auth_fail(m, peer, p->fd, p->tls,
-                     "rank %d: could not compute the proof of the job secret for rank %d",
+                     "rank %d: could not compute the proof of the job "
+                     "secret for rank %d",
                      ctx->rank, peer);
         return false;
     }
@@ -642,8 +643,9 @@ static int hs_timeout_error(handshake *m)
                             cgloo__rank_list_text(&missing), detail);
 }
 
-/* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count. */
-static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
+/* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count and
+ * lowers *due to the time the next idle dial it saw falls due. */
+static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who, int64_t *due)
 {
     int n = 0;
     int64_t now = cgloo__now_ms();
@@ -653,6 +655,8 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
             continue;
         if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
             dial_start(p);
+        if (p->state == DIAL_IDLE)
+            *due = CGLOO_MIN(*due, p->retry_at_ms);
         if (p->state != DIAL_CONNECTING && p->state != DIAL_TLS && p->state != DIAL_AWAIT_ACK)
             continue;
         short ev = p->state == DIAL_CONNECTING ? POLLOUT
@@ -662,7 +666,7 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
         who[n++] = r;
     }
     /* Proofs still to come wake the poll too; hs_accept reads them (higher ranks never dial). */
-    for (int r = m->ctx->rank + 1; r < m->ctx->size && n < 2 * DIAL_WINDOW; r++)
+    for (int r = m->ctx->rank + 1; r < m->ctx->size && n < 2 * DIAL_WINDOW - 1; r++)
         if (m->peers[r].auth_fd >= 0) {
             fds[n] = (struct pollfd){.fd = m->peers[r].auth_fd, .events = POLLIN};
             who[n++] = r;
@@ -697,9 +701,13 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
     return CGLOO_OK;
 }
 
-/* hs_run polls the dials in flight and the device, without the lock, and handles what it
- * found with it, until every peer is connected, the deadline passes or the context is
- * aborted. */
+/* hs_run polls the dials in flight, the device and the context's wake-up descriptor (which an
+ * abort signals), without the lock, and handles what it found with it, until every peer is
+ * connected, the deadline passes or the context is aborted. A round sleeps until something
+ * arrives, the next idle dial falls due, the next interrupt check or the deadline: a fixed short
+ * poll would wake every waiting rank of a large job a hundred times a second, and at 1024 ranks
+ * on two cores those wake-ups take the CPU the handshakes need (docs/BENCHMARKS.md, "Full-mesh
+ * set-up"). */
 static int hs_run(handshake *m)
 {
     struct pollfd fds[2 * DIAL_WINDOW];
@@ -713,9 +721,16 @@ static int hs_run(handshake *m)
                 return cgloo__ctx_error(m->ctx, CGLOO_EINTR, "rank %d: connect interrupted",
                                         m->ctx->rank);
         }
-        int n = hs_poll_dials(m, fds, who);
-        int left = cgloo__remaining_ms(m->deadline);
-        cgloo__tcp_device_poll(m->dev, fds, n, CGLOO_MIN(left, BACKOFF_MIN_MS));
+        int64_t due = CGLOO_MIN(next_check, m->deadline);
+        int n = hs_poll_dials(m, fds, who, &due);
+        fds[n] = (struct pollfd){.fd = m->ctx->poller.wakefd, .events = POLLIN};
+        int wait = (int)CGLOO_MAX(due - cgloo__now_ms(), 0);
+        cgloo__tcp_device_poll(m->dev, fds, n + 1, wait);
+        if (fds[n].revents) { /* drained here: nothing else waits on it while connecting */
+            uint64_t v;
+            ssize_t got = read(m->ctx->poller.wakefd, &v, sizeof v);
+            (void)got;
+        }
         pthread_mutex_lock(&m->ctx->lock);
         rc = hs_handle(m, fds, who, n);
         pthread_mutex_unlock(&m->ctx->lock);
