@@ -111,6 +111,22 @@ int cgloo__parse_int(const char *s, long min, long max, long *out);
  * malformed gives EINVAL. */
 int cgloo__env_int(const char *name, long min, long max, long fallback, long *out);
 
+/* A list of ranks for an error detail: "rank 3 (why)" or "ranks 3 (why), 17, 40, ... (and 208
+ * more)". The first CGLOO_RANK_LIST_WHY ranks carry their reason, at most CGLOO_RANK_LIST_SHOWN
+ * are named, so that the list and the detail around it fit in CGLOO_ERROR_MAX. */
+#define CGLOO_RANK_LIST_WHY 4
+#define CGLOO_RANK_LIST_SHOWN 16
+typedef struct cgloo__rank_list {
+    char names[400]; /* "3 (why), 17, 40" */
+    char text[460];  /* the finished list */
+    int named, total;
+    bool full; /* no room for another name: the rest are counted only */
+} cgloo__rank_list;
+/* cgloo__rank_list_add counts rank in, naming it (with why, may be NULL) while there is room. */
+void cgloo__rank_list_add(cgloo__rank_list *l, int rank, const char *why);
+/* cgloo__rank_list_text is the finished list ("" when empty), valid while l lives. */
+const char *cgloo__rank_list_text(cgloo__rank_list *l);
+
 /* Little-endian fixed-width encoding for the wire. */
 static inline void cgloo__put_u32(uint8_t *p, uint32_t v)
 {

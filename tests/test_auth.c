@@ -39,6 +39,7 @@
 typedef struct world {
     char dir[512];
     int size;
+    int timeout_ms;                /* the ranks' connect timeout; 0: CONNECT_TIMEOUT_MS */
     const char *secret[MAX_RANKS]; /* each rank's; NULL: none */
     pid_t pid[MAX_RANKS];
 } world;
@@ -125,8 +126,9 @@ static void rank_main(world *w, int rank)
     CHECK_OK(cgloo_store_file_create(w->dir, "auth", &s));
     cgloo_device *dev;
     CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &dev));
-    cgloo_context_attr attr = {
-        .timeout_ms = CONNECT_TIMEOUT_MS, .name = "test", .secret = w->secret[rank]};
+    cgloo_context_attr attr = {.timeout_ms = w->timeout_ms ? w->timeout_ms : CONNECT_TIMEOUT_MS,
+                               .name = "test",
+                               .secret = w->secret[rank]};
     cgloo_context *ctx;
     CHECK_OK(cgloo_context_create(rank, w->size, &attr, &ctx));
     int rc = cgloo_context_connect(ctx, s, dev);
@@ -509,12 +511,59 @@ static void test_launcher(void)
     CHECK(run(cmd) == 0);
 }
 
+/* The test plays a rank 1 that dials, takes rank 0's challenge and goes away without a proof,
+ * as a rank whose own connect gave up does. That is no protocol violation and no sign of
+ * another secret: rank 0 waits for a rank 1 that proves the secret until its timeout, and then
+ * says how far rank 1 got. */
+static void test_dialler_gives_up(void)
+{
+    world w = {0};
+    world_start(&w, 2);
+    w.timeout_ms = 2000;
+    cgloo_store *s;
+    CHECK_OK(cgloo_store_file_create(w.dir, "auth", &s));
+    uint64_t fake_nonce = 0x1234567890abcdefull;
+    char rec[128];
+    int n = snprintf(rec, sizeof rec, "cgloo2 127.0.0.1:9 %016llx " NEVER_EXPIRES,
+                     (unsigned long long)fake_nonce);
+    CHECK_OK(cgloo_store_set(s, "test/addr/1", rec, (size_t)n));
+    spawn(&w, 0);
+    int port;
+    uint64_t nonce0;
+    read_record(s, 0, &port, &nonce0);
+    uint8_t hello[HELLO_AUTH_LEN], ack[ACK_AUTH_LEN];
+    wire_hello h = {.type = HELLO_TYPE_HELLO,
+                    .flags = WIRE_FLAG_AUTH,
+                    .ctx_id = cgloo__hash64("test", 4),
+                    .src_rank = 1,
+                    .dst_rank = 0,
+                    .size = 2,
+                    .eager_max = 65536,
+                    .eager_budget = 1 << 20,
+                    .src_nonce = fake_nonce,
+                    .dst_nonce = nonce0};
+    wire_hello_encode(&h, hello);
+    CHECK_OK(cgloo__auth_nonce(hello + HELLO_LEN));
+    int fd = dial_port(port);
+    CHECK(send(fd, hello, sizeof hello, 0) == sizeof hello);
+    read_exact(fd, ack, sizeof ack); /* the challenge */
+    close(fd);
+    int status;
+    CHECK(waitpid(w.pid[0], &status, 0) == w.pid[0]);
+    const char *text = result(&w, 0);
+    if (strncmp(text, "ETIMEDOUT ", 10) != 0 ||
+        !strstr(text, "waiting for rank 1 (closed before proving the job secret)"))
+        harness_fail(__FILE__, __LINE__, "rank 0 says how far rank 1 got", text);
+    cgloo_store_destroy(s);
+}
+
 static const test_case tests[] = {
     {"mac_is_hmac_sha256", test_mac_is_hmac_sha256, 10},
     {"same_secret", test_same_secret, 60},
     {"wrong_secret", test_wrong_secret, 60},
     {"missing_secret", test_missing_secret, 60},
     {"replayed_hello", test_replayed_hello, 60},
+    {"dialler_gives_up", test_dialler_gives_up, 60},
     {"store", test_store, 60},
     {"secret_sources", test_secret_sources, 30},
     {"launcher", test_launcher, 120},

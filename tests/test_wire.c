@@ -449,7 +449,6 @@ static const ack_case ack_cases[] = {
     {"wrong context", CGLOO_EPROTO, ack_wrong_ctx, HELLO_BYTES, 0},
     {"wrong version", CGLOO_EPROTO, ack_version, HELLO_BYTES, 0},
     {"garbage", CGLOO_EPROTO, ack_garbage, HELLO_BYTES, 0},
-    {"closed without an ack", CGLOO_EPROTO, NULL, 0, 0},
     {"truncated ack, then close", CGLOO_EPROTO, NULL, 30, 0},
     {"no ack at all", CGLOO_ETIMEDOUT, NULL, 0, 1},
     {"half an ack, then silence", CGLOO_ETIMEDOUT, NULL, 30, 1},
@@ -460,7 +459,9 @@ typedef struct ack_real {
     cgloo_context *ctx;
 } ack_real;
 
-/* The real rank 1 of 2 dials the fake rank 0 once per bad ack, then once more for a good one. */
+/* The real rank 1 of 2 dials the fake rank 0 once per bad ack, then once more for a good one,
+ * which the fake first closes without a byte (as a rank that turns a hello away does): the real
+ * rank dials again rather than failing. */
 static void *ack_real_rank(void *arg)
 {
     ack_real *a = arg;
@@ -516,7 +517,7 @@ static void test_bad_acks(void)
     pthread_t th;
     CHECK(pthread_create(&th, NULL, ack_real_rank, &a) == 0);
     record r1 = read_record(1);
-    for (size_t i = 0; i <= CGLOO_ARRAY_LEN(ack_cases); i++) {
+    for (size_t i = 0; i <= CGLOO_ARRAY_LEN(ack_cases) + 1; i++) {
         const ack_case *c = i < CGLOO_ARRAY_LEN(ack_cases) ? &ack_cases[i] : NULL;
         int fd = accept(lfd, NULL, NULL);
         CHECK(fd >= 0);
@@ -536,6 +537,10 @@ static void test_bad_acks(void)
                                      .src_nonce = f.nonce,
                                      .dst_nonce = r1.nonce},
                      b);
+        if (!c && i == CGLOO_ARRAY_LEN(ack_cases)) {
+            close(fd); /* turned away: the real rank dials again */
+            continue;
+        }
         if (!c) {
             send_all(fd, b, sizeof b);
             f.fd = fd;

@@ -72,3 +72,34 @@ uint64_t cgloo__random64(void)
     v = (uint64_t)cgloo__now_ns() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL);
     return cgloo__hash64(&v, sizeof v);
 }
+
+void cgloo__rank_list_add(cgloo__rank_list *l, int rank, const char *why)
+{
+    l->total++;
+    if (l->full || l->named >= CGLOO_RANK_LIST_SHOWN)
+        return;
+    size_t at = strlen(l->names);
+    bool with_why = why && why[0] && l->named < CGLOO_RANK_LIST_WHY;
+    int n = snprintf(l->names + at, sizeof l->names - at, "%s%d%s%s%s", at ? ", " : "", rank,
+                     with_why ? " (" : "", with_why ? why : "", with_why ? ")" : "");
+    if (n < 0 || (size_t)n >= sizeof l->names - at) {
+        l->names[at] = '\0';
+        l->full = true;
+        return;
+    }
+    l->named++;
+}
+
+const char *cgloo__rank_list_text(cgloo__rank_list *l)
+{
+    if (l->total == 0)
+        l->text[0] = '\0';
+    else if (l->named == 0)
+        snprintf(l->text, sizeof l->text, "%d ranks", l->total);
+    else if (l->named == l->total)
+        snprintf(l->text, sizeof l->text, "rank%s %s", l->total > 1 ? "s" : "", l->names);
+    else
+        snprintf(l->text, sizeof l->text, "ranks %s, ... (and %d more)", l->names,
+                 l->total - l->named);
+    return l->text;
+}

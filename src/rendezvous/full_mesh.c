@@ -176,26 +176,6 @@ static void mesh_finish(cgloo_context *ctx, cgloo_store *store)
     cgloo_store_delete(store, key);
 }
 
-static int missing_error(cgloo_context *ctx, cgloo_store *store, int rc)
-{
-    char key[CGLOO_STORE_KEY_MAX + 1], why[410];
-    if (rc != CGLOO_ETIMEDOUT) /* the store failed: its own detail says more than a check */
-        return cgloo__ctx_error(ctx, rc, "rank %d: reading the peers' addresses failed: %s%s",
-                                ctx->rank, cgloo_strerror(rc), store_why(store, why, sizeof why));
-    for (int r = 0; r < ctx->size; r++) {
-        addr_key(ctx, r, key, sizeof key);
-        const char *keys[] = {key};
-        int present = 1;
-        if (r != ctx->rank && cgloo_store_check(store, keys, 1, &present) == CGLOO_OK && !present)
-            return cgloo__ctx_error(ctx, rc,
-                                    "rank %d: rank %d never published its address ('%s') "
-                                    "within %d ms",
-                                    ctx->rank, r, key, ctx->timeout_ms);
-    }
-    return cgloo__ctx_error(ctx, rc, "rank %d: reading the peers' addresses failed: %s", ctx->rank,
-                            cgloo_strerror(rc));
-}
-
 /* peer_keys lists every peer's record key (not this rank's); free with free(). */
 static int peer_keys(const cgloo_context *ctx, char (**keys)[CGLOO_STORE_KEY_MAX + 1],
                      const char ***kp)
@@ -236,6 +216,82 @@ static int peer_rank(const cgloo_context *ctx, size_t i)
     return (int)i < ctx->rank ? (int)i : (int)i + 1;
 }
 
+/* Why a peer's record is not one this run can use: for the timeout's list, and for the first. */
+enum record_lack { LACK_NONE, LACK_UNPUBLISHED, LACK_STALE, LACK_MALFORMED };
+static const char *const lack_short[] = {
+    [LACK_UNPUBLISHED] = "not published",
+    [LACK_STALE] = "an earlier run's record",
+    [LACK_MALFORMED] = "malformed",
+};
+static const char *const lack_long[] = {
+    [LACK_UNPUBLISHED] = "never published its address",
+    [LACK_STALE] = "did not publish its address in this run (its key holds a record an earlier "
+                   "run left)",
+    [LACK_MALFORMED] = "published a record that is no address",
+};
+
+/* record_lack asks the store afresh what is under key; *err is the store's status. */
+static enum record_lack record_lack(cgloo_store *store, const char *key, int *err)
+{
+    const char *keys[] = {key};
+    int present = 0;
+    *err = cgloo_store_check(store, keys, 1, &present);
+    if (*err != CGLOO_OK || !present)
+        return LACK_UNPUBLISHED;
+    void *val = NULL;
+    size_t len = 0;
+    cgloo__peer_record rec;
+    int rc = cgloo_store_get(store, key, 1, &val, &len);
+    int state = rc == CGLOO_OK ? record_state(val, len, &rec) : rc;
+    cgloo_free(val);
+    return state == CGLOO_OK          ? LACK_NONE
+           : state == CGLOO_ENOTFOUND ? LACK_STALE
+           : state == CGLOO_ESTORE    ? LACK_MALFORMED
+                                      : LACK_UNPUBLISHED;
+}
+
+/* missing_error: the peers' records did not all come. On a timeout says how far the read got:
+ * how many records are there, which ranks are missing and why (the store is asked once more,
+ * key by key: only when a connect fails); otherwise the store's own detail. */
+static int missing_error(cgloo_context *ctx, cgloo_store *store, int rc, const char **kp,
+                         const bool *fresh)
+{
+    char why[410];
+    if (rc != CGLOO_ETIMEDOUT) /* the store failed: its own detail says more than a check */
+        return cgloo__ctx_error(ctx, rc, "rank %d: reading the peers' addresses failed: %s%s",
+                                ctx->rank, cgloo_strerror(rc), store_why(store, why, sizeof why));
+    cgloo__rank_list missing = {0};
+    enum record_lack first_lack = LACK_NONE;
+    size_t n = (size_t)ctx->size - 1, first = 0;
+    int err = CGLOO_OK;
+    for (size_t i = 0; i < n && err == CGLOO_OK; i++) {
+        enum record_lack lack = fresh[i] ? LACK_NONE : record_lack(store, kp[i], &err);
+        if (lack == LACK_NONE || err != CGLOO_OK)
+            continue;
+        if (first_lack == LACK_NONE) {
+            first_lack = lack;
+            first = i;
+        }
+        cgloo__rank_list_add(&missing, peer_rank(ctx, i), lack_short[lack]);
+    }
+    if (err != CGLOO_OK)
+        return cgloo__ctx_error(ctx, rc,
+                                "rank %d: reading the peers' addresses timed out after %d ms",
+                                ctx->rank, ctx->timeout_ms);
+    if (first_lack == LACK_NONE) /* late, not missing: a loaded store or host */
+        return cgloo__ctx_error(
+            ctx, rc,
+            "rank %d: reading the peers' addresses took longer than %d ms "
+            "(all %d are there now: they came, or the store answered, too late)",
+            ctx->rank, ctx->timeout_ms, (int)n);
+    return cgloo__ctx_error(ctx, rc,
+                            "rank %d: read the addresses of %d of %d peers within %d ms; missing: "
+                            "%s; rank %d %s ('%s')",
+                            ctx->rank, (int)n - missing.total, (int)n, ctx->timeout_ms,
+                            cgloo__rank_list_text(&missing), peer_rank(ctx, first),
+                            lack_long[first_lack], kp[first]);
+}
+
 /* read_round reads the records still missing (fresh[i] false) once, waiting until each is
  * there; fills recs for the fresh ones and says in *stale how many were left by an earlier
  * run. */
@@ -255,7 +311,7 @@ static int read_round(cgloo_context *ctx, cgloo_store *store, int64_t deadline, 
     if (rc == CGLOO_OK)
         rc = mesh_multi_get(ctx, store, pending, m, deadline, vals, lens);
     if (rc != CGLOO_OK && rc != CGLOO_ENOMEM && rc != CGLOO_EINTR)
-        rc = missing_error(ctx, store, rc);
+        rc = missing_error(ctx, store, rc, kp, fresh);
     *stale = 0;
     for (size_t j = 0; j < m && vals; j++) {
         int r = peer_rank(ctx, idx[j]);
@@ -275,18 +331,6 @@ static int read_round(cgloo_context *ctx, cgloo_store *store, int64_t deadline, 
     return rc;
 }
 
-/* stale_error: the deadline passed with a peer's key still holding what an earlier run left. */
-static int stale_error(cgloo_context *ctx, const char **kp, const bool *fresh)
-{
-    size_t i = 0;
-    while (fresh[i])
-        i++;
-    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
-                            "rank %d: rank %d did not publish its address in this run within %d "
-                            "ms ('%s' holds a record an earlier run left)",
-                            ctx->rank, peer_rank(ctx, i), ctx->timeout_ms, kp[i]);
-}
-
 /* mesh_read_peers fills recs (indexed by rank) from the peers' fresh store records, waiting
  * past the records an earlier run left (done or expired) until fresh ones replace them. */
 static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadline,
@@ -304,7 +348,7 @@ static int mesh_read_peers(cgloo_context *ctx, cgloo_store *store, int64_t deadl
             break;
         int left = cgloo__remaining_ms(deadline);
         if (left == 0)
-            rc = stale_error(ctx, kp, fresh);
+            rc = missing_error(ctx, store, CGLOO_ETIMEDOUT, kp, fresh);
         else if (cgloo__ctx_interrupted(ctx))
             rc = cgloo__ctx_error(ctx, CGLOO_EINTR, "rank %d: connect interrupted", ctx->rank);
         else

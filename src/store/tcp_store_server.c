@@ -64,6 +64,7 @@ typedef struct srv_conn {
     size_t body_len, body_got, body_cap;
     srv_key *keys; /* the keys of a parked request */
     size_t nkeys;
+    size_t present;   /* keys[0..present) were there when last looked at (parked_ready) */
     int64_t deadline; /* of a parked request, monotonic ms */
     uint8_t *out;
     size_t out_len, out_sent;
@@ -275,12 +276,33 @@ static void answer_wait(cgloo_store_server *s, srv_conn *c)
     }
 }
 
+/* parked_ready: every key of c's waiting request exists. The keys found stay counted in
+ * c->present, so that each set looks again only at the keys still missing: when P ranks each
+ * wait for P records, looking at every key again made a rendezvous's P sets cost up to P^3
+ * lookups, serially in this thread (docs/BENCHMARKS.md, "Full-mesh set-up"). Before an answer
+ * the keys counted earlier are looked at once more, since a delete may have taken one. */
+static bool parked_ready(const cgloo__kvtable *t, srv_conn *c)
+{
+    while (c->present < c->nkeys &&
+           cgloo__kvtable_has(t, c->keys[c->present].p, c->keys[c->present].len))
+        c->present++;
+    if (c->present < c->nkeys)
+        return false;
+    for (size_t i = 0; i < c->nkeys; i++) {
+        if (!cgloo__kvtable_has(t, c->keys[i].p, c->keys[i].len)) {
+            c->present = i;
+            return false;
+        }
+    }
+    return true;
+}
+
 /* wake_parked answers every parked request whose keys now all exist. */
 static void wake_parked(cgloo_store_server *s)
 {
     for (size_t i = 0; i < s->nconns; i++) {
         srv_conn *c = s->conns[i];
-        if (c->state == CONN_PARKED && keys_present(&s->table, c->keys, c->nkeys))
+        if (c->state == CONN_PARKED && parked_ready(&s->table, c))
             answer_wait(s, c);
     }
 }
@@ -329,11 +351,12 @@ static void do_wait(cgloo_store_server *s, srv_conn *c, tcp_store_reader *r)
         rc = read_wait_keys(c, r);
     if (rc == CGLOO_OK && r->left != 0)
         rc = CGLOO_EPROTO;
+    c->present = 0;
     if (rc == CGLOO_ENOMEM) {
         conn_respond_status(c, TCP_STORE_ST_NOMEM);
     } else if (rc != CGLOO_OK) {
         conn_violation(c, "malformed waiting request");
-    } else if (keys_present(&s->table, c->keys, c->nkeys)) {
+    } else if (parked_ready(&s->table, c)) {
         answer_wait(s, c);
     } else {
         c->deadline = cgloo__now_ms() + timeout_ms;

@@ -18,6 +18,10 @@
  * accepted. */
 #define HELLO_DEADLINE_MS 10000
 #define POLL_MAX 256
+/* How long a connecting thread sleeps at most while another thread serves the device (hellos
+ * for its context are filed by that thread, and only a poll that ends sees them), or while
+ * more hellos are pending than its poll set holds. */
+#define SHARED_POLL_MS 10
 /* Connections whose hello has not arrived yet. A connection beyond these closes the oldest
  * (device_make_room): a flood then costs its own connections, not a peer that dials after it. */
 #define PENDING_MAX 1024
@@ -365,7 +369,7 @@ void cgloo__tcp_device_poll(cgloo_device *base, struct pollfd *fds, int nfds, in
 {
     tcp_device *dev = tcp_device_of(base);
     struct pollfd all[POLL_MAX];
-    int n = CGLOO_MIN(nfds, POLL_MAX / 2);
+    int mine = CGLOO_MIN(nfds, POLL_MAX / 2), n = mine;
     memcpy(all, fds, (size_t)n * sizeof *fds);
     pthread_mutex_lock(&dev->lock);
     bool serve = !dev->serving;
@@ -377,10 +381,12 @@ void cgloo__tcp_device_poll(cgloo_device *base, struct pollfd *fds, int nfds, in
             all[n++] = (struct pollfd){.fd = in->fd, .events = ev};
         }
     }
+    /* Hellos on connections beyond the poll set are read only when a poll ends. */
+    bool all_polled = serve && n - mine - 1 == dev->npending;
     pthread_mutex_unlock(&dev->lock);
 
-    poll(all, (nfds_t)n, timeout_ms);
-    memcpy(fds, all, (size_t)CGLOO_MIN(nfds, POLL_MAX / 2) * sizeof *fds);
+    poll(all, (nfds_t)n, all_polled ? timeout_ms : CGLOO_MIN(timeout_ms, SHARED_POLL_MS));
+    memcpy(fds, all, (size_t)mine * sizeof *fds);
     if (!serve)
         return;
     pthread_mutex_lock(&dev->lock);

@@ -6,15 +6,26 @@
  * both nonces; the accepting side answers with an acknowledgement of the same shape (the byte
  * layout is in wire.h). The nonces come from this run's store records, so a process left from
  * an earlier run, or a stranger, cannot pass for a peer. Refused connections are retried with
- * backoff until the deadline; at most DIAL_WINDOW dials are in flight at once.
+ * backoff until the deadline; at most DIAL_WINDOW dials are in flight at once. So are
+ * connections the peer closes before a byte of its acknowledgement: a hello that arrives after
+ * the peer's connect gave up, or while its listener closes, is turned away without an answer,
+ * and that is no protocol violation (a rank would otherwise fail with EPROTO because its peer
+ * timed out first). On the accepting side, a dialler that goes away in the middle of the
+ * handshake leaves its peer unconnected; it may dial again.
+ *
+ * A connect that times out says how far it got: how many peers are connected, which ranks it
+ * still waits for and, for the first few, why (hs_timeout_error), then what it knows of the
+ * first one: the addresses and the variables that choose them.
  *
  * With a job secret (ctx->secret) the hello and the acknowledgement carry fresh nonces, the
  * acknowledgement a MAC, and the dialler answers with a proof (wire.h); the accepting side
  * reads the proof without blocking the other connections and attaches the pair only after it
- * checks. A peer whose secret differs, or that has none when this rank has one (or the other
- * way round), is settled as failed on both sides, and the connect goes on with the others, so
- * that every rank that talks to it hears about the secret from it rather than a timeout; then
- * the connect fails with the first such error (hs_auth_fail).
+ * checks. A dialler that finds the acknowledgement's MAC wrong sends a refusal instead of a
+ * proof (wire.h), so that the listener can tell it from a dialler that went away. A peer whose
+ * secret differs, or that has none when this rank has one (or the other way round), is settled
+ * as failed on both sides, and the connect goes on with the others, so that every rank that
+ * talks to it hears about the secret from it rather than a timeout; then the connect fails with
+ * the first such error (hs_auth_fail).
  *
  * With TLS (the device's configuration) each connection first runs the TLS handshake on the
  * raw socket, both sides presenting certificates, and the hello, the acknowledgement and the
@@ -57,7 +68,8 @@ typedef struct peer_info {
     size_t proof_got;
     wire_hello auth_hello;
     char auth_addr[CGLOO_ADDR_TEXT_MAX];
-    bool auth_failed; /* settled: the secrets differ; no connection will come */
+    bool auth_failed;      /* settled: the secrets differ; no connection will come */
+    char turned_away[128]; /* accepting: why its latest connection was closed, for timeouts */
 } peer_info;
 
 struct cgloo__connector {
@@ -119,6 +131,21 @@ static void dial_retry(peer_info *p, int err)
     p->last_err = err;
     p->retry_at_ms = cgloo__now_ms() + p->backoff_ms;
     p->backoff_ms = CGLOO_MIN(p->backoff_ms * 2, BACKOFF_MAX_MS);
+}
+
+/* dial_turned_away: the peer closed the connection before a byte of its acknowledgement. It
+ * refused the hello (its log says why), or its connect had already given up: a late hello is
+ * not a protocol violation, so the dial is tried again until the deadline, whose error says
+ * what happened. */
+static int dial_turned_away(handshake *m, int peer)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[peer];
+    CGLOO_LOG(CGLOO_LOG_DEBUG, ctx->rank, ctx->size,
+              "rank %d at %s closed the connection before acknowledging; dialling again", peer,
+              p->addr_text);
+    dial_retry(p, ECONNRESET);
+    return CGLOO_OK;
 }
 
 static void dial_start(peer_info *p)
@@ -250,9 +277,9 @@ static int dial_auth_mismatch(handshake *m, int peer)
                         ctx->rank, peer);
 }
 
-/* dial_prove checks the listener's MAC, then sends this rank's proof. Nothing is sent to a
- * listener whose MAC is wrong: a proof is never made for a challenge from a stranger. Returns
- * false when the peer is settled as failed. */
+/* dial_prove checks the listener's MAC, then sends this rank's proof. No proof is sent to a
+ * listener whose MAC is wrong, only a refusal (wire.h): a proof is never made for a challenge
+ * from a stranger. Returns false when the peer is settled as failed or is dialled again. */
 static bool dial_prove(handshake *m, int peer)
 {
     cgloo_context *ctx = m->ctx;
@@ -260,6 +287,10 @@ static bool dial_prove(handshake *m, int peer)
     memcpy(p->transcript + HELLO_AUTH_LEN, p->ack, HELLO_AUTH_LEN); /* ack and its nonce */
     if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_ACK, p->transcript, AUTH_TRANSCRIPT_LEN,
                            p->ack + HELLO_AUTH_LEN)) {
+        /* The refusal tells the listener why this rank goes, so that it does not take the
+         * close for a dialler that gave up. It proves nothing about the secret. */
+        static const uint8_t refusal[AUTH_MAC_LEN];
+        (void)conn_write(p->fd, p->tls, refusal, sizeof refusal, m->deadline);
         hs_auth_fail(m, peer, p->fd, p->tls,
                      "rank %d: rank %d at %s answered with a MAC that does not match this rank's "
                      "job secret: the secret differs between rank %d and rank %d (" SECRET_HINT ")",
@@ -268,11 +299,15 @@ static bool dial_prove(handshake *m, int peer)
     }
     uint8_t proof[AUTH_MAC_LEN];
     if (cgloo__auth_mac(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN, proof) !=
-            CGLOO_OK ||
-        conn_write(p->fd, p->tls, proof, sizeof proof, m->deadline) != CGLOO_OK) {
+        CGLOO_OK) {
         hs_auth_fail(m, peer, p->fd, p->tls,
-                     "rank %d: could not send the proof of the job secret to rank %d at %s",
-                     ctx->rank, peer, p->addr_text);
+                     "rank %d: could not compute the proof of the job "
+                     "secret for rank %d",
+                     ctx->rank, peer);
+        return false;
+    }
+    if (conn_write(p->fd, p->tls, proof, sizeof proof, m->deadline) != CGLOO_OK) {
+        dial_turned_away(m, peer); /* the listener went away after its acknowledgement */
         return false;
     }
     return true;
@@ -298,11 +333,13 @@ static int dial_on_readable(handshake *m, int peer)
     if (n > 0 && p->ack_got < want)
         return CGLOO_OK;
     int rc = n == 0 ? CGLOO_EPEER : n < 0 ? cgloo__status_from_errno(errno) : CGLOO_OK;
+    if (rc == CGLOO_EPEER && p->ack_got == 0)
+        return dial_turned_away(m, peer);
     if (rc == CGLOO_EPEER)
         return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: rank %d at %s closed the connection during the "
-                                "handshake (it rejected this rank's hello%s)",
-                                ctx->rank, peer, p->addr_text, p->tls ? " or certificate" : "");
+                                "rank %d: rank %d at %s closed the connection in the middle of "
+                                "its acknowledgement (%zu of %zu bytes)",
+                                ctx->rank, peer, p->addr_text, p->ack_got, want);
     /* In TLS 1.3 the server judges the client's certificate after the client has finished
      * its handshake, so a refusal arrives here, as an alert. */
     const char *why =
@@ -415,6 +452,7 @@ static int accept_one(handshake *m, device_inbound *in)
     if (why) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "rejected a hello from rank %d (%s): %s",
                   src, in->addr, why);
+        snprintf(p->turned_away, sizeof p->turned_away, "its hello was refused: %s", why);
         cgloo__tcp_device_note_reject(m->dev, in->addr, why);
         conn_close(&in->fd, &in->tls);
     }
@@ -422,8 +460,27 @@ static int accept_one(handshake *m, device_inbound *in)
     return rc;
 }
 
+/* proof_is_refusal: the dialler found this side's MAC wrong and said so (dial_prove). */
+static bool proof_is_refusal(const uint8_t *proof)
+{
+    static const uint8_t refusal[AUTH_MAC_LEN];
+    return memcmp(proof, refusal, sizeof refusal) == 0;
+}
+
+/* accept_turned_away: an accepted connection ended before the handshake did. The dialler gave
+ * up, or refused what this side sent: not a violation. The peer stays unconnected (it may dial
+ * again) and the timeout error, if it comes to that, says why. */
+static void accept_turned_away(handshake *m, int src, const char *why)
+{
+    peer_info *p = &m->peers[src];
+    CGLOO_LOG(CGLOO_LOG_WARN, m->ctx->rank, m->ctx->size,
+              "closed a connection from rank %d (%s): %s", src, p->auth_addr, why);
+    snprintf(p->turned_away, sizeof p->turned_away, "%s", why);
+}
+
 /* accept_on_proof reads what arrived of rank src's proof; once whole and right, attaches the
- * pair. A wrong proof, or a close instead of one, settles the peer as failed. */
+ * pair. A wrong proof, or a refusal instead of one, settles the peer as failed; a close before
+ * the proof leaves it unconnected. */
 static int accept_on_proof(handshake *m, int src)
 {
     cgloo_context *ctx = m->ctx;
@@ -437,10 +494,16 @@ static int accept_on_proof(handshake *m, int src)
         return CGLOO_OK;
     p->auth_fd = -1;
     p->auth_tls = NULL;
-    if (n <= 0)
+    if (n <= 0) {
+        conn_close(&fd, &tls);
+        accept_turned_away(m, src, "closed before proving the job secret");
+        return CGLOO_OK;
+    }
+    if (proof_is_refusal(p->proof))
         return hs_auth_fail(m, src, fd, tls,
-                            "rank %d: rank %d (%s) closed the connection instead of proving the "
-                            "job secret: its secret may differ from this rank's (" SECRET_HINT ")",
+                            "rank %d: rank %d (%s) found this rank's MAC wrong and refused to "
+                            "prove the job secret: its secret may differ from this rank's "
+                            "(" SECRET_HINT ")",
                             ctx->rank, src, p->auth_addr);
     if (!cgloo__auth_check(ctx->secret, AUTH_LABEL_PROOF, p->transcript, AUTH_TRANSCRIPT_LEN,
                            p->proof))
@@ -480,57 +543,109 @@ static int hs_accept(handshake *m)
 
 #define ADDR_VARS "CGLOO_IFACE, CGLOO_HOSTNAME and CGLOO_ADVERTISE_ADDR choose it"
 
-/* accept_timeout_error: a higher rank never dialled this one, or its dial never arrived. */
-static int accept_timeout_error(handshake *m, int r)
+/* accept_timeout_detail: a higher rank never dialled this one, or its dial never arrived. */
+static int accept_timeout_detail(handshake *m, int r, char *buf, size_t len)
 {
-    cgloo_context *ctx = m->ctx;
     const char *mine;
     cgloo__tcp_device_choice(m->dev, &mine);
     char refused[320];
     cgloo__tcp_device_last_reject(m->dev, refused, sizeof refused);
-    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
-                            "rank %d: rank %d (at %s) did not connect to this rank's address %s "
-                            "within %d ms; check that rank %d's host reaches %s (" ADDR_VARS
-                            ")%s%s",
-                            ctx->rank, r, m->peers[r].addr_text, mine, ctx->timeout_ms, r, mine,
-                            refused[0] ? "; the last connection refused: " : "", refused);
+    snprintf(buf, len,
+             "rank %d (at %s) did not connect to this rank's address %s; check that rank %d's host "
+             "reaches %s (" ADDR_VARS ")%s%s",
+             r, m->peers[r].addr_text, mine, r, mine,
+             refused[0] ? "; the last connection refused: " : "", refused);
+    return CGLOO_ETIMEDOUT;
 }
 
-/* dial_timeout_error: this rank's dials to a lower rank failed until the deadline. */
-static int dial_timeout_error(handshake *m, int r)
+/* dial_timeout_detail: this rank's dials to a lower rank failed until the deadline. */
+static int dial_timeout_detail(handshake *m, int r, char *buf, size_t len)
 {
-    cgloo_context *ctx = m->ctx;
     peer_info *p = &m->peers[r];
-    int status = p->last_err == ECONNREFUSED ? CGLOO_ECONNREFUSED : CGLOO_ETIMEDOUT;
     bool loop = cgloo__addr_is_loopback(&p->addr);
-    return cgloo__ctx_error(
-        ctx, status,
-        "rank %d: could not connect to rank %d at %s from %s within %d ms: %s; check that this "
-        "host reaches %s and that rank %d published an address its peers reach (" ADDR_VARS ")%s",
-        ctx->rank, r, p->addr_text, p->local_text[0] ? p->local_text : "this host", ctx->timeout_ms,
-        p->last_err ? strerror(p->last_err) : "no answer", p->addr_text, r,
-        loop ? "; it is a loopback address, which only works if that rank runs on this host" : "");
+    const char *why = p->last_err == ECONNRESET ? "it closed the connection before acknowledging "
+                                                  "(it refused the hello, see its log, or had "
+                                                  "given up)"
+                      : p->last_err             ? strerror(p->last_err)
+                                                : "no answer";
+    snprintf(buf, len,
+             "could not connect to rank %d at %s from %s: %s; check that this host reaches %s and "
+             "that rank %d published an address its peers reach (" ADDR_VARS ")%s",
+             r, p->addr_text, p->local_text[0] ? p->local_text : "this host", why, p->addr_text, r,
+             loop ? "; it is a loopback address, which only works if that rank runs on this host"
+                  : "");
+    return p->last_err == ECONNREFUSED ? CGLOO_ECONNREFUSED : CGLOO_ETIMEDOUT;
 }
 
+/* peer_why says in a few words how far the connection to rank r got, for the timeout's list. */
+static const char *peer_why(const handshake *m, int r, char *buf, size_t len)
+{
+    const peer_info *p = &m->peers[r];
+    if (p->auth_fd >= 0)
+        return "connected, no proof of the job secret yet";
+    if (r > m->ctx->rank)
+        return p->turned_away[0] ? p->turned_away : "no hello arrived";
+    if (p->state == DIAL_TLS)
+        return "TLS handshake unfinished";
+    if (p->state == DIAL_AWAIT_ACK)
+        return "hello sent, no acknowledgement";
+    if (p->last_err == ECONNREFUSED)
+        return "dial refused";
+    if (p->last_err == ECONNRESET)
+        return "closed before acknowledging";
+    if (p->state == DIAL_CONNECTING)
+        return "dial unanswered";
+    if (p->last_err) {
+        snprintf(buf, len, "dial failed: %s", strerror(p->last_err));
+        return buf;
+    }
+    return "not dialled yet";
+}
+
+/* first_detail: what is known about the connection to rank r, the first one missing. */
+static int first_detail(handshake *m, int r, char *buf, size_t len)
+{
+    peer_info *p = &m->peers[r];
+    if (p->auth_fd >= 0) {
+        snprintf(buf, len, "rank %d (%s) connected but did not prove the job secret", r,
+                 p->auth_addr);
+        return CGLOO_ETIMEDOUT;
+    }
+    return r > m->ctx->rank ? accept_timeout_detail(m, r, buf, len)
+                            : dial_timeout_detail(m, r, buf, len);
+}
+
+/* hs_timeout_error: the deadline passed. Says how far the connect got (how many peers are
+ * connected, which are not, and for the first few why), then what is known of the first one. */
 static int hs_timeout_error(handshake *m)
 {
     cgloo_context *ctx = m->ctx;
+    cgloo__rank_list missing = {0};
+    int peers = 0, connected = 0, first = -1;
+    char why[160], detail[CGLOO_ERROR_MAX];
     for (int r = 0; r < ctx->size; r++) {
         peer_info *p = &m->peers[r];
-        if (!p->used || p->auth_failed || cgloo__tcp_pair_connected(&ctx->peers[r]))
+        bool up = p->used && cgloo__tcp_pair_connected(&ctx->peers[r]);
+        peers += p->used;
+        connected += up;
+        if (!p->used || up || p->auth_failed)
             continue;
-        if (p->auth_fd >= 0)
-            return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
-                                    "rank %d: rank %d (%s) connected but did not prove the job "
-                                    "secret within %d ms",
-                                    ctx->rank, r, p->auth_addr, ctx->timeout_ms);
-        return r > ctx->rank ? accept_timeout_error(m, r) : dial_timeout_error(m, r);
+        first = first < 0 ? r : first;
+        cgloo__rank_list_add(&missing, r, peer_why(m, r, why, sizeof why));
     }
-    return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
+    if (first < 0)
+        return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
+    int status = first_detail(m, first, detail, sizeof detail);
+    return cgloo__ctx_error(ctx, status,
+                            "rank %d: connected to %d of %d peers within %d ms; waiting for %s; "
+                            "%s",
+                            ctx->rank, connected, peers, ctx->timeout_ms,
+                            cgloo__rank_list_text(&missing), detail);
 }
 
-/* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count. */
-static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
+/* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count and
+ * lowers *due to the time the next idle dial it saw falls due. */
+static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who, int64_t *due)
 {
     int n = 0;
     int64_t now = cgloo__now_ms();
@@ -540,6 +655,8 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
             continue;
         if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
             dial_start(p);
+        if (p->state == DIAL_IDLE)
+            *due = CGLOO_MIN(*due, p->retry_at_ms);
         if (p->state != DIAL_CONNECTING && p->state != DIAL_TLS && p->state != DIAL_AWAIT_ACK)
             continue;
         short ev = p->state == DIAL_CONNECTING ? POLLOUT
@@ -549,7 +666,7 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who)
         who[n++] = r;
     }
     /* Proofs still to come wake the poll too; hs_accept reads them (higher ranks never dial). */
-    for (int r = m->ctx->rank + 1; r < m->ctx->size && n < 2 * DIAL_WINDOW; r++)
+    for (int r = m->ctx->rank + 1; r < m->ctx->size && n < 2 * DIAL_WINDOW - 1; r++)
         if (m->peers[r].auth_fd >= 0) {
             fds[n] = (struct pollfd){.fd = m->peers[r].auth_fd, .events = POLLIN};
             who[n++] = r;
@@ -584,9 +701,13 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
     return CGLOO_OK;
 }
 
-/* hs_run polls the dials in flight and the device, without the lock, and handles what it
- * found with it, until every peer is connected, the deadline passes or the context is
- * aborted. */
+/* hs_run polls the dials in flight, the device and the context's wake-up descriptor (which an
+ * abort signals), without the lock, and handles what it found with it, until every peer is
+ * connected, the deadline passes or the context is aborted. A round sleeps until something
+ * arrives, the next idle dial falls due, the next interrupt check or the deadline: a fixed short
+ * poll would wake every waiting rank of a large job a hundred times a second, and at 1024 ranks
+ * on two cores those wake-ups take the CPU the handshakes need (docs/BENCHMARKS.md, "Full-mesh
+ * set-up"). */
 static int hs_run(handshake *m)
 {
     struct pollfd fds[2 * DIAL_WINDOW];
@@ -600,9 +721,16 @@ static int hs_run(handshake *m)
                 return cgloo__ctx_error(m->ctx, CGLOO_EINTR, "rank %d: connect interrupted",
                                         m->ctx->rank);
         }
-        int n = hs_poll_dials(m, fds, who);
-        int left = cgloo__remaining_ms(m->deadline);
-        cgloo__tcp_device_poll(m->dev, fds, n, CGLOO_MIN(left, BACKOFF_MIN_MS));
+        int64_t due = CGLOO_MIN(next_check, m->deadline);
+        int n = hs_poll_dials(m, fds, who, &due);
+        fds[n] = (struct pollfd){.fd = m->ctx->poller.wakefd, .events = POLLIN};
+        int wait = (int)CGLOO_MAX(due - cgloo__now_ms(), 0);
+        cgloo__tcp_device_poll(m->dev, fds, n + 1, wait);
+        if (fds[n].revents) { /* drained here: nothing else waits on it while connecting */
+            uint64_t v;
+            ssize_t got = read(m->ctx->poller.wakefd, &v, sizeof v);
+            (void)got;
+        }
         pthread_mutex_lock(&m->ctx->lock);
         rc = hs_handle(m, fds, who, n);
         pthread_mutex_unlock(&m->ctx->lock);

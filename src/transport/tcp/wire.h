@@ -14,7 +14,9 @@
  * it the exchange grows by a challenge-response (docs/ARCHITECTURE.md, "Authentication"):
  *   hello  then the dialler's fresh nonce (AUTH_NONCE_LEN bytes)
  *   ack    then the listener's fresh nonce and MAC(ack)
- *   proof  the dialler's MAC(proof), AUTH_MAC_LEN bytes, before any message
+ *   proof  the dialler's MAC(proof), AUTH_MAC_LEN bytes, before any message; a dialler that
+ *          finds MAC(ack) wrong sends AUTH_MAC_LEN zero bytes instead (a refusal: the secrets
+ *          differ) and closes
  * where MAC(x) = HMAC-SHA256(secret, label_x || hello || dialler nonce || ack || listener nonce)
  * over the bytes as sent, with different labels for the two directions. Without the flag the
  * layout is the same as before it existed, so the version stays 1; a peer whose flag differs
