@@ -28,7 +28,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RBUF_SIZE (64 * 1024)
+/* The staging buffer starts at one page and grows to RBUF_MAX the first time a read fills it:
+ * most pairs of a large job carry only headers and small messages, and a 64 KiB buffer for each
+ * of 1023 peers was 64 MiB of heap per rank, whose first touches took 10% of the CPU of a
+ * 1024-rank set-up (docs/BENCHMARKS.md, "Full-mesh set-up"). A pair that streams grows at once. */
+#define RBUF_START 4096
+#define RBUF_MAX (64 * 1024)
 #define SEND_IOV_MAX 64
 #define IO_TURN_BYTES (512 * 1024)
 /* Records kept for reuse per pair: enough for the sends a collective step has in flight. */
@@ -66,9 +71,10 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
                            const char *addr)
 {
     tcp_pair *t = tcp_pair_of(p);
-    t->rbuf = malloc(RBUF_SIZE);
+    t->rbuf = malloc(RBUF_START);
     if (!t->rbuf)
         return CGLOO_ENOMEM;
+    t->rcap = RBUF_START;
     /* Records that came with the handshake's last one wait in the session, where no poll
      * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. */
     bool kick = tls && cgloo__tls_pending(tls);
@@ -574,7 +580,7 @@ static void pair_parse(tcp_pair *t)
     }
     if (t->rstart == t->rend) {
         t->rstart = t->rend = 0;
-    } else if (t->rstart > 0 && t->rend == RBUF_SIZE) {
+    } else if (t->rstart > 0 && t->rend == t->rcap) {
         memmove(t->rbuf, t->rbuf + t->rstart, t->rend - t->rstart);
         t->rend -= t->rstart;
         t->rstart = 0;
@@ -607,22 +613,35 @@ static ssize_t pair_read_direct(tcp_pair *t, size_t want)
     return n;
 }
 
+/* pair_grow_rbuf gives a pair that filled its staging buffer the full size, keeping what it
+ * holds; without memory it keeps the small one, which works, only with more reads. */
+static void pair_grow_rbuf(tcp_pair *t)
+{
+    uint8_t *bigger = realloc(t->rbuf, RBUF_MAX);
+    if (bigger) {
+        t->rbuf = bigger;
+        t->rcap = RBUF_MAX;
+    }
+}
+
 /* pair_read_once makes one recv: straight into a large payload's destination when the staging
  * buffer is empty, else into the staging buffer, which is then parsed. */
 static ssize_t pair_read_once(tcp_pair *t, size_t turn_left, size_t *want)
 {
-    if (t->rx_state == RX_PAYLOAD && t->rstart == t->rend && t->rx_left >= RBUF_SIZE / 2) {
+    if (t->rx_state == RX_PAYLOAD && t->rstart == t->rend && t->rx_left >= RBUF_MAX / 2) {
         *want = CGLOO_MIN(t->rx_left, turn_left);
         if (!t->rx_dst)
-            *want = CGLOO_MIN(*want, (size_t)RBUF_SIZE);
+            *want = CGLOO_MIN(*want, t->rcap);
         return pair_read_direct(t, *want);
     }
-    *want = RBUF_SIZE - t->rend;
+    *want = t->rcap - t->rend;
     ssize_t n = pair_recv(t, t->rbuf + t->rend, *want);
     if (n > 0) {
         t->rend += (size_t)n;
         pair_parse(t);
     }
+    if (n > 0 && (size_t)n == *want && t->rcap < RBUF_MAX && t->fd >= 0)
+        pair_grow_rbuf(t);
     return n;
 }
 
@@ -636,7 +655,7 @@ static bool pair_turn_left(const tcp_pair *t, size_t turn, size_t *left)
         *left = IO_TURN_BYTES - turn;
         return true;
     }
-    *left = RBUF_SIZE;
+    *left = RBUF_MAX;
     return t->tls && cgloo__tls_pending(t->tls);
 }
 

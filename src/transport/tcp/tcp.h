@@ -49,6 +49,7 @@ typedef struct device_inbound {
     int fd;
     cgloo__tls *tls; /* its TLS session (a device with TLS), NULL otherwise */
     bool tls_done;   /* the TLS handshake finished: the hello is read through the session */
+    bool ready;      /* the latest poll saw it readable, or did not look at it: worth a read */
     uint8_t hello[HELLO_AUTH_LEN]; /* the hello, and the dialler's nonce when it has one */
     size_t got;
     int64_t accepted_ms;
@@ -141,7 +142,7 @@ typedef struct tcp_pair {
     uint32_t next_send_id, next_recv_id;
     /* receive side: a staging buffer, and the message being parsed */
     uint8_t *rbuf;
-    size_t rstart, rend;
+    size_t rcap, rstart, rend;
     int rx_state;
     wire_msg rx;
     uint8_t *rx_dst; /* where payload goes; NULL: discard */
