@@ -59,6 +59,7 @@
 #include <stdbool.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -877,6 +878,18 @@ static void start_ranks(launcher *l, const char *url, const char *run_id)
 /* block_signals routes our signals to a signalfd; blocked before the store's thread starts so
  * that it inherits the mask. SIGPIPE is blocked too, not ignored: a write to a closed pipe
  * then fails with EPIPE all the same, and the ranks inherit no ignored signal to undo. */
+/* raise_fd_limit lifts the soft limit on open files to the hard one, for cgloo-run (which holds
+ * a few descriptors per rank) and the ranks, which inherit it: a full mesh holds one per peer,
+ * and a soft limit of 1024, common by default, stops a job near a thousand ranks. */
+static void raise_fd_limit(void)
+{
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &lim); /* ranks still check their own limit */
+    }
+}
+
 static int block_signals(launcher *l)
 {
     sigset_t set, blocked;
@@ -970,6 +983,7 @@ int main(int argc, char **argv)
         return 2;
     }
     l.self = getpid();
+    raise_fd_limit();
     if ((l.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "cgloo-run: cannot open /dev/null: %s\n", strerror(errno));
         launcher_free(&l);

@@ -38,6 +38,7 @@ typedef struct tcp_device {
     device_reg *regs;       /* contexts that are connecting */
     cgloo__tls_config *tls; /* TLS on every connection, or NULL */
     char last_reject[320];  /* why the latest connection was refused, for timeout errors */
+    int accept_errno;       /* EMFILE or ENFILE: accept found no descriptor left; else 0 */
 } tcp_device;
 
 static tcp_device *tcp_device_of(cgloo_device *dev)
@@ -142,6 +143,15 @@ void cgloo__tcp_device_last_reject(cgloo_device *base, char *buf, size_t len)
     pthread_mutex_lock(&dev->lock);
     snprintf(buf, len, "%s", dev->last_reject);
     pthread_mutex_unlock(&dev->lock);
+}
+
+int cgloo__tcp_device_fds_out(cgloo_device *base)
+{
+    tcp_device *dev = tcp_device_of(base);
+    pthread_mutex_lock(&dev->lock);
+    int err = dev->accept_errno;
+    pthread_mutex_unlock(&dev->lock);
+    return err;
 }
 
 void cgloo__tcp_device_note_reject(cgloo_device *base, const char *addr, const char *why)
@@ -277,8 +287,13 @@ static void device_accept(tcp_device *dev)
         cgloo__addr peer = {.len = sizeof peer.ss};
         int fd = accept4(dev->listen_fd, (struct sockaddr *)&peer.ss, &peer.len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a transient error the next poll retries */
+        if (fd < 0) {
+            /* EAGAIN, or a transient error the next poll retries; no descriptor left is not
+             * transient, and the connecting contexts fail with it (cgloo__tcp_device_fds_out). */
+            if (errno == EMFILE || errno == ENFILE)
+                dev->accept_errno = errno;
+            return;
+        }
         device_make_room(dev);
         device_inbound *in = calloc(1, sizeof *in);
         if (!in) {

@@ -36,14 +36,20 @@
 #include "transport/tcp/tcp.h"
 #include "core/auth.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define DIAL_WINDOW 64 /* dials in flight at once */
 #define BACKOFF_MIN_MS 10
 #define BACKOFF_MAX_MS 500
 #define SECRET_HINT "do all ranks share CGLOO_SECRET?"
+/* Descriptors a connect may need besides one per peer: the dials in flight before their pairs
+ * replace them are counted in the peers, so this covers the store's connections, the poller,
+ * its wake-up descriptor and a launcher's watch, with room to spare. */
+#define FD_SLACK 16
 
 enum dial_state { DIAL_IDLE, DIAL_CONNECTING, DIAL_TLS, DIAL_AWAIT_ACK, DIAL_DONE };
 
@@ -554,6 +560,69 @@ static int hs_accept(handshake *m)
     return rc;
 }
 
+/* ---- file descriptors ---------------------------------------------------------------------- */
+
+/* open_fds counts this process's open descriptors (0 when /proc is not there to say). */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    long n = -1; /* the directory's own descriptor */
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* fds_error says that this rank ran out of descriptors, or would: the limit, how many are
+ * open, how many the connect holds, and the two ways out. */
+static int fds_error(cgloo_context *ctx, int peers, const char *what)
+{
+    struct rlimit lim = {0};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    long open = open_fds();
+    return cgloo__ctx_error(ctx, CGLOO_EIO,
+                            "rank %d: %s: file descriptors are limited to %lld (ulimit -n) and %ld "
+                            "are open; a full mesh over TCP holds one per peer, %d here: raise "
+                            "the limit to at least %ld (ulimit -n), or connect lazily "
+                            "(CGLOO_LAZY=1)",
+                            ctx->rank, what, (long long)lim.rlim_cur, open, peers,
+                            open + peers + FD_SLACK);
+}
+
+/* fds_check fails at once, before this rank publishes its address, when the descriptors left
+ * cannot hold a connection to every TCP peer: otherwise the connect would run out part-way,
+ * and its peers would wait out their timeout for connections that cannot come. */
+static int fds_check(cgloo_context *ctx)
+{
+    int peers = 0;
+    for (int r = 0; r < ctx->size; r++)
+        peers += r != ctx->rank && ctx->peers[r].transport == &cgloo__tcp_transport;
+    struct rlimit lim;
+    if (peers == 0 || getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+        return CGLOO_OK;
+    if ((rlim_t)(open_fds() + peers + FD_SLACK) <= lim.rlim_cur)
+        return CGLOO_OK;
+    return fds_error(ctx, peers, "too few file descriptors for a full mesh");
+}
+
+/* fds_ran_out: a dial or the listener found no descriptor left (the limit was shared with
+ * descriptors the application opened meanwhile): the connect cannot finish. */
+static int fds_ran_out(handshake *m)
+{
+    int err = cgloo__tcp_device_fds_out(m->dev);
+    for (int r = m->dial_from; !err && r < m->ctx->rank; r++)
+        if (m->peers[r].state == DIAL_IDLE &&
+            (m->peers[r].last_err == EMFILE || m->peers[r].last_err == ENFILE))
+            err = m->peers[r].last_err;
+    if (!err)
+        return CGLOO_OK;
+    return fds_error(m->ctx, m->remaining,
+                     err == ENFILE ? "the system is out of file descriptors"
+                                   : "out of file descriptors");
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 #define ADDR_VARS "CGLOO_IFACE, CGLOO_HOSTNAME and CGLOO_ADVERTISE_ADDR choose it"
@@ -720,6 +789,8 @@ static int hs_handle(handshake *m, const struct pollfd *fds, const int *who, int
             return rc;
     }
     int rc = hs_accept(m);
+    if (rc == CGLOO_OK)
+        rc = fds_ran_out(m);
     if (rc != CGLOO_OK)
         return rc;
     if (m->remaining > 0 && cgloo__remaining_ms(m->deadline) == 0)
@@ -795,6 +866,8 @@ int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
     const char *published;
     const tcp_addr_choice *c = cgloo__tcp_device_choice(dev, &published);
     int rc = cgloo__tcp_check_store_reach(c, published, ctx, store_host);
+    if (rc == CGLOO_OK)
+        rc = fds_check(ctx);
     if (rc != CGLOO_OK)
         return rc;
     handshake *m = calloc(1, sizeof *m);

@@ -69,6 +69,9 @@ typedef struct device_reg {
 const tcp_addr_choice *cgloo__tcp_device_choice(const cgloo_device *dev, const char **published);
 /* cgloo__tcp_device_tls is the device's TLS configuration, NULL without TLS. */
 cgloo__tls_config *cgloo__tcp_device_tls(const cgloo_device *dev);
+/* cgloo__tcp_device_fds_out is EMFILE or ENFILE once the listener could not accept for want of
+ * a file descriptor, else 0. */
+int cgloo__tcp_device_fds_out(cgloo_device *dev);
 /* cgloo__tcp_device_last_reject copies why the device last refused a connection ("" if none). */
 void cgloo__tcp_device_last_reject(cgloo_device *dev, char *buf, size_t len);
 /* cgloo__tcp_device_note_reject records why a connection from addr was refused after the
