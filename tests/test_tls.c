@@ -1,7 +1,8 @@
 /*
  * TLS on the TCP transport, with certificates made at test time by the openssl command
  * (tls_certs.sh): collectives over TLS with payloads large enough for partial writes and
- * records left pending in the session; proof that the bytes on a real connection are
+ * records left pending in the session; a peer's first message that arrives in the same read as
+ * the handshake's last record, on either side; proof that the bytes on a real connection are
  * encrypted (a relay between the dialler and the listener captures them, and a known payload
  * must not appear in them, while it does without TLS); and the peers that must not join: one
  * without TLS, one whose certificate comes from another CA, an expired one, and one naming
