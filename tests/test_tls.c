@@ -381,7 +381,7 @@ static void test_first_message_with_handshake(void)
     CHECK(pthread_barrier_init(&both, NULL, 2) == 0);
     for (int with_secret = 1; with_secret >= 0; with_secret--) {
         relay r = {.coalesce = true};
-        world w = {.timeout_ms = 10000,
+        world w = {.timeout_ms = 30000,
                    .body = first_message_body,
                    .arg = &both,
                    .secret = with_secret ? "first-message-secret" : NULL};
