@@ -680,6 +680,9 @@ static void pair_drain(tcp_pair *t)
 {
     char sink[4096];
     ssize_t r;
+    /* Only the peer's close matters now, and the socket reports it: an attach's request to
+     * read (tls_unread) that no event took yet would only make every poll return at once. */
+    pair_want_out(t, false);
     do {
         r = pair_recv(t, sink, sizeof sink);
     } while (r > 0 && t->tls); /* a session may hold more than the socket signals */
