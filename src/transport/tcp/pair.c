@@ -76,7 +76,8 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
         return CGLOO_ENOMEM;
     t->rcap = RBUF_START;
     /* Records that came with the handshake's last one wait in the session, where no poll
-     * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. */
+     * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. A
+     * send posted before that event must not take the request back (tls_unread, pair_flush). */
     bool kick = tls && cgloo__tls_pending(tls);
     int rc =
         cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN | (kick ? CGLOO_POLL_OUT : 0), &t->io);
@@ -90,6 +91,7 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
     t->fd = fd;
     t->tls = tls;
     t->want_out = kick;
+    t->tls_unread = kick;
     t->peer_eager_max = peer_hello->eager_max;
     t->credits = peer_hello->eager_budget;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
@@ -300,7 +302,10 @@ static void pair_flush(tcp_pair *t)
         return cgloo__p2p_peer_fail(t->peer, pair_io_status(errno), pair_why(t, "send failed"),
                                     errno);
     }
-    pair_want_out(t, false);
+    /* Nothing left to write; but POLL_OUT may also be the attach's request to read records
+     * the session holds, which no POLLIN will ever report. Dropping it here (a send posted
+     * right after connecting, before any poll) stranded the peer's first message. */
+    pair_want_out(t, t->tls_unread);
 }
 
 static void op_set_header(tcp_op *op, const wire_msg *m, size_t data_len)
@@ -694,6 +699,9 @@ static void pair_drain(tcp_pair *t)
 {
     char sink[4096];
     ssize_t r;
+    /* Only the peer's close matters now, and the socket reports it: an attach's request to
+     * read (tls_unread) that no event took yet would only make every poll return at once. */
+    pair_want_out(t, false);
     do {
         r = pair_recv(t, sink, sizeof sink);
     } while (r > 0 && t->tls); /* a session may hold more than the socket signals */
@@ -708,8 +716,10 @@ static void pair_on_event(cgloo__pollable *io, unsigned events)
         return;
     if (t->shut)
         return pair_drain(t);
-    if (t->tls)
+    if (t->tls) {
         events |= CGLOO_POLL_OUT | CGLOO_POLL_IN; /* see the top of this file */
+        t->tls_unread = false;                    /* pair_read below reads what it holds */
+    }
     if (events & CGLOO_POLL_OUT)
         pair_flush(t);
     if (events & (CGLOO_POLL_IN | CGLOO_POLL_ERR))

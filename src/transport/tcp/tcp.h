@@ -130,6 +130,7 @@ typedef struct tcp_pair {
     int fd;          /* -1 when not connected or closed */
     cgloo__tls *tls; /* the connection's TLS session, or NULL: bytes go straight to fd */
     bool want_out;   /* POLL_OUT registered */
+    bool tls_unread; /* the session held records at attach: POLL_OUT stays on until a read */
     bool closing;    /* close_begin was called: BYE queued */
     bool shut;       /* our side is half-closed: what arrives now is drained unread */
     /* eager flow control */
