@@ -469,6 +469,17 @@ typedef struct cgloo_context_attr {
      * its group or others may read it), else none: connections are not authenticated. Copied;
      * never logged. Needs OpenSSL at build time (cgloo_secret_supported). */
     const char *secret;
+    /* Lazy connections (docs/ARCHITECTURE.md, "Lazy connections"). Positive: connect reads
+     * every peer's address (one store multi-get, as always) but opens no connection; a pair
+     * connects on its first send or receive naming that peer, from either side, through the
+     * same handshake (context id, ranks, nonces, job secret, TLS), and the device accepts the
+     * context's peers for the context's whole life. When both sides dial at once the higher
+     * rank's connection wins: there is one connection per pair, and messages keep their order.
+     * A peer that refuses the connection (its process is gone) fails with EPEER, and one whose
+     * connection does not come about within half the context's timeout fails naming its rank
+     * and address. Negative: the full mesh at connect. Zero: CGLOO_LAZY=1 turns it on.
+     * Sub-contexts (cgloo_context_split) inherit it. */
+    int lazy;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
@@ -583,6 +594,11 @@ CGLOO_API void cgloo_context_destroy(cgloo_context *ctx);
 CGLOO_API int cgloo_context_rank(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_size(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_timeout(const cgloo_context *ctx);
+/* cgloo_context_connections is how many of ctx's peers have a live connection now (its own
+ * rank not counted): size - 1 once a full mesh is connected; in lazy mode (cgloo_context_attr.
+ * lazy) only the peers it has talked to. Takes the context lock; never blocks longer. -1 when
+ * ctx is NULL. */
+CGLOO_API int cgloo_context_connections(cgloo_context *ctx);
 /* cgloo_context_set_timeout changes the default timeout (ms > 0). Errors: EINVAL. */
 CGLOO_API int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms);
 
