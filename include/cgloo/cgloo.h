@@ -471,14 +471,18 @@ typedef struct cgloo_context_attr {
     const char *secret;
     /* Lazy connections (docs/ARCHITECTURE.md, "Lazy connections"). Positive: connect reads
      * every peer's address (one store multi-get, as always) but opens no connection; a pair
-     * connects on its first send or receive naming that peer, from either side, through the
-     * same handshake (context id, ranks, nonces, job secret, TLS), and the device accepts the
-     * context's peers for the context's whole life. When both sides dial at once the higher
-     * rank's connection wins: there is one connection per pair, and messages keep their order.
-     * A peer that refuses the connection (its process is gone) fails with EPEER, and one whose
-     * connection does not come about within half the context's timeout fails naming its rank
-     * and address. Negative: the full mesh at connect. Zero: CGLOO_LAZY=1 turns it on.
-     * Sub-contexts (cgloo_context_split) inherit it. */
+     * connects when either side first sends to the other (a receive waits for the sender's
+     * connection), through the same handshake (context id, ranks, nonces, job secret, TLS),
+     * and the device accepts the context's peers for the context's whole life, while a thread
+     * of the process drives the context (any blocking or waiting call, or its progress
+     * thread). When both sides dial at once the higher rank's connection wins: one connection
+     * per pair, and messages keep their order. A peer that refuses the connection (its process
+     * is gone) fails with EPEER at once, and one whose host does not answer within half the
+     * context's timeout fails with EPEER naming its rank and address; a peer that answers but
+     * never acknowledges (a process that makes no call) leaves the calls that wait on it to
+     * their timeouts. Costs a connection's set-up on each pair's first message
+     * (docs/BENCHMARKS.md, "Lazy connections"). Negative: the full mesh at connect. Zero:
+     * CGLOO_LAZY=1 turns it on. Sub-contexts (cgloo_context_split) inherit it. */
     int lazy;
 } cgloo_context_attr;
 

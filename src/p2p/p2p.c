@@ -46,7 +46,11 @@ static int post_send(cgloo_context *ctx, cgloo_request *r)
 {
     cgloo_peer *p = &ctx->peers[r->peer];
     if (r->peer != ctx->rank) {
-        cgloo__tp_want(p); /* a lazy pair's first contact may find the peer gone */
+        /* A lazy pair connects on its first send; only sends dial: every message has a
+         * sender, and a receive that dialled too would make both ends of every one-way first
+         * contact (a ring, a tree) dial, and throw one connection away (docs/ARCHITECTURE.md,
+         * "Lazy connections"). The first contact may find the peer gone. */
+        cgloo__tp_want(p);
         if (p->status != CGLOO_OK)
             return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s)",
                                     ctx->rank, p->rank, p->addr);
@@ -79,10 +83,6 @@ static int post_recv_one(cgloo_context *ctx, cgloo_request *r)
         return cgloo__ctx_error(ctx, p->status, "rank %d: receive from failed peer %d (%s)",
                                 ctx->rank, p->rank, p->addr);
     cgloo__list_push_back(&p->posted, &r->link);
-    /* A lazy pair connects on a receive too: the handshake overlaps the peer's work before
-     * it sends, and a peer that is gone is found at once (docs/ARCHITECTURE.md). */
-    if (p->rank != ctx->rank)
-        cgloo__tp_want(p);
     return CGLOO_OK;
 }
 

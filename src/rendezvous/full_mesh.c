@@ -396,8 +396,8 @@ static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store)
         return;
     for (int r = 0; r < ctx->size; r++) {
         addr_key(ctx, r, key, sizeof key);
-        cgloo_store_set(store, key, RECORD_DONE, sizeof RECORD_DONE - 1);
-        cgloo_store_delete(store, key);
+        if (cgloo_store_delete(store, key) != CGLOO_OK) /* one round trip per key, not two */
+            cgloo_store_set(store, key, RECORD_DONE, sizeof RECORD_DONE - 1);
         snprintf(key, sizeof key, "%s/joins/%d", ctx->name, r);
         cgloo_store_delete(store, key);
     }

@@ -115,7 +115,7 @@ struct cgloo_transport {
      * the context lock. Errors: ESTORE, EADDR (as connect), ENOMEM, a system error. NULL: the
      * transport has no lazy mode (the rendezvous then connects the full mesh). */
     int (*connect_lazy)(cgloo__connector *conn, const cgloo__peer_record *peers);
-    /* peer_want: the engine is about to send to p, or posted a receive naming p. A lazy
+    /* peer_want: the engine is about to send to p (receives do not connect). A lazy
      * context's transport starts connecting p if it is not connected or connecting; otherwise
      * nothing. Lock held; does not block. May be NULL. */
     void (*peer_want)(cgloo_peer *p);

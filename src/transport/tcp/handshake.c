@@ -842,7 +842,7 @@ void cgloo__tcp_host_of(const char *hostport, char *buf, size_t len)
 /* ---- lazy connections ------------------------------------------------------------------------
  *
  * A lazy context (ctx->lazy) keeps its connector for its whole life and connects a peer only
- * when the engine first sends to it or posts a receive naming it (cgloo__tcp_peer_want), with
+ * when the engine first sends to it (cgloo__tcp_peer_want), with
  * the dial and accept steps above: the same hello, nonces, secret and TLS. The connector's
  * descriptors live in the context's poller: the device's event descriptor (its listener and
  * unfinished hellos), an eventfd the device writes when it files a hello for this context (the
