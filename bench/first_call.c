@@ -5,7 +5,8 @@
  * a 4-byte allreduce straight after it (the first call: with lazy connections it opens the
  * pairs its algorithm uses), then a barrier, a second allreduce and, with --alltoall, an
  * alltoall of 4 bytes per peer (every pair). Rank 0 prints, in ms, the largest time over the
- * ranks of each step, and the span from the first rank's start to the last rank's end.
+ * ranks of each step, the span from the first rank's start to the last rank's end, and the most
+ * connections a rank holds before the alltoall and at the end.
  *   cgloo-run -n 64 cgloo-first-call            bench/lazy.sh runs it both ways
  *   CGLOO_LAZY=1 cgloo-run -n 64 cgloo-first-call
  */
@@ -54,6 +55,7 @@ int main(int argc, char **argv)
         return fail("second allreduce", rc);
     t[T_SECOND] = now_us();
     t[T_ALLTOALL] = t[T_SECOND];
+    int64_t before = cgloo_context_connections(ctx), most_before;
     int size = cgloo_context_size(ctx);
     if (alltoall) {
         int32_t *in = calloc((size_t)size, 4), *out = calloc((size_t)size, 4);
@@ -72,6 +74,8 @@ int main(int argc, char **argv)
     rc = cgloo_allreduce(ctx, step, worst, T_N, CGLOO_INT64, CGLOO_MAX, NULL);
     if (rc == CGLOO_OK)
         rc = cgloo_allreduce(ctx, &conns, &most, 1, CGLOO_INT64, CGLOO_MAX, NULL);
+    if (rc == CGLOO_OK)
+        rc = cgloo_allreduce(ctx, &before, &most_before, 1, CGLOO_INT64, CGLOO_MAX, NULL);
     int64_t end = t[T_ALLTOALL], last;
     if (rc == CGLOO_OK)
         rc = cgloo_allreduce(ctx, &end, &last, 1, CGLOO_INT64, CGLOO_MAX, NULL);
@@ -79,10 +83,12 @@ int main(int argc, char **argv)
         return fail("gathering the times", rc);
     if (cgloo_context_rank(ctx) == 0)
         printf("ranks %d span_ms %.1f connect_ms %.1f first_allreduce_ms %.2f barrier_ms %.2f "
-               "second_allreduce_ms %.3f alltoall_ms %.2f max_connections %lld\n",
+               "second_allreduce_ms %.3f alltoall_ms %.2f "
+               "connections_before_alltoall %lld max_connections %lld\n",
                size, (double)(last + worst[T_START]) / 1000, (double)worst[T_CONNECT] / 1000,
                (double)worst[T_FIRST] / 1000, (double)worst[T_BARRIER] / 1000,
-               (double)worst[T_SECOND] / 1000, (double)worst[T_ALLTOALL] / 1000, (long long)most);
+               (double)worst[T_SECOND] / 1000, (double)worst[T_ALLTOALL] / 1000,
+               (long long)most_before, (long long)most);
     cgloo_context_destroy(ctx);
     return 0;
 }
