@@ -3,7 +3,7 @@
 # cgloo-first-call under cgloo-run -n N each way (alternating), for each N, and the median of
 # each column (docs/BENCHMARKS.md, "Lazy connections").
 #   bench/lazy.sh [BUILD_DIR] [N...]          e.g. bench/lazy.sh build 2 16 64
-#   LAZY_ONLY=1 bench/lazy.sh build 256 512 1024     the set-up of large jobs, lazy only
+#   LAZY_ONLY=1 ALLTOALL= bench/lazy.sh build 256 512 1024   large jobs, lazy, no alltoall
 set -euo pipefail
 dir=${1:-build}
 shift || true
@@ -20,8 +20,9 @@ for n in $sizes; do
     for m in $modes; do
       lazy=0
       [ "$m" = lazy ] && lazy=1
+      # shellcheck disable=SC2086
       CGLOO_LAZY=$lazy "$dir/tools/cgloo-run" -n "$n" "$dir/tools/cgloo-first-call" \
-        --alltoall >>"$out/$m.$n" || echo "run failed: $m n=$n" >&2
+        ${ALLTOALL---alltoall} >>"$out/$m.$n" || echo "run failed: $m n=$n" >&2
     done
   done
   for m in $modes; do
