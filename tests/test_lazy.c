@@ -368,7 +368,54 @@ static void test_split_lazy(void)
     }
 }
 
+/* ---- the store after a run ------------------------------------------------------------------ */
+
+static const char *clean_dir;
+
+static void rank_clean(int rank, int size, void *arg)
+{
+    (void)arg;
+    cgloo_store *s;
+    CHECK_OK(cgloo_store_file_create(clean_dir, "clean", &s));
+    rank_env e = lazy_connect(s, rank, size, "clean", NULL, TIMEOUT_MS);
+    int64_t v = rank;
+    CHECK_OK(cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT64, CGLOO_SUM, NULL));
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+/* count_files counts the keys' files under dir, recursively (a file store's counters leave
+ * lock files, "l.*", behind, in full-mesh runs too). */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *ent;
+    while (d && (ent = readdir(d)) != NULL) {
+        char path[1024];
+        if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, ".."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        n += ent->d_type == DT_DIR ? count_files(path) : strncmp(ent->d_name, "l.", 2) != 0;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* A lazy run removes every key it wrote (records, claims, its clean-up's counters) once every
+ * rank has read the records, as a full-mesh run does. */
+static void test_store_left_clean(void)
+{
+    clean_dir = test_tmpdir();
+    for (int round = 0; round < 2; round++) {
+        run_ranks(5, rank_clean, NULL);
+        CHECK(count_files(clean_dir) == 0);
+    }
+}
+
 static const test_case tests[] = {
+    {"store_left_clean", test_store_left_clean, 60},
     {"crossed_dials", test_crossed_dials, 120},
     {"crossed_dials_secret", test_crossed_dials_secret, 120},
     {"counts_per_collective", test_counts_per_collective, 120},
