@@ -384,44 +384,29 @@ static void mesh_undo(cgloo_context *ctx)
     pthread_mutex_unlock(&ctx->lock);
 }
 
-/* lazy_key names a key of this run's lazy clean-up: scoped by rank 0's nonce, so that a run
- * never meets an earlier run's keys. */
-static void lazy_key(const cgloo_context *ctx, const char *what, uint64_t run, char *key,
-                     size_t len)
+/* mesh_lazy_finish: in lazy mode a rank's record may still be unread by its peers when it
+ * returns, so the last rank to read them all (a count in the store) removes every record and
+ * count; a store without counters keeps them until they expire. That is 2P round trips on one
+ * rank; every rank removing its own record after a store barrier (a wait for the count) was
+ * slower at 1024 ranks on two cores: a median connect of 13.8 s against 8.2 s, since the
+ * barrier wakes every rank at once for its round trips (docs/BENCHMARKS.md, "Lazy
+ * connections"). */
+static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store)
 {
-    snprintf(key, len, "%s/lazy_%s/%016" PRIx64, ctx->name, what, run);
-}
-
-/* mesh_lazy_finish: in lazy mode a rank returns before its peers have dialled it, so it may
- * remove its record only once every peer has read it. Each rank counts itself in once it has
- * read all the records; the one that completes the count says so, every rank waits for that
- * and then removes its own record and claim as the full mesh does (so the removals run in
- * parallel, one rank's few round trips each), and the last rank past the wait removes the
- * clean-up's own keys. A rank that never reads (it died after publishing) leaves the records
- * to expire, after at most the timeout; a store without counters keeps them until then. */
-static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store, const cgloo__peer_record *recs,
-                             int64_t deadline)
-{
-    uint64_t run = ctx->rank == 0 ? ctx->nonce : recs[0].nonce;
-    char count[CGLOO_STORE_KEY_MAX + 1], all[CGLOO_STORE_KEY_MAX + 1],
-        passed[CGLOO_STORE_KEY_MAX + 1];
-    lazy_key(ctx, "read", run, count, sizeof count);
-    lazy_key(ctx, "all", run, all, sizeof all);
-    lazy_key(ctx, "passed", run, passed, sizeof passed);
-    int64_t n = 0;
-    if (cgloo_store_add(store, count, 1, &n) != CGLOO_OK)
+    char key[CGLOO_STORE_KEY_MAX + 1];
+    int64_t read = 0;
+    snprintf(key, sizeof key, "%s/lazy_read", ctx->name);
+    if (cgloo_store_add(store, key, 1, &read) != CGLOO_OK || read != ctx->size)
         return;
-    if (n == ctx->size && cgloo_store_set(store, all, "1", 1) != CGLOO_OK)
-        return;
-    const char *keys[] = {all};
-    if (cgloo_store_wait(store, keys, 1, CGLOO_MAX(cgloo__remaining_ms(deadline), 1)) != CGLOO_OK)
-        return;
-    mesh_finish(ctx, store);
-    if (cgloo_store_add(store, passed, 1, &n) != CGLOO_OK || n != ctx->size)
-        return;
-    cgloo_store_delete(store, count);
-    cgloo_store_delete(store, all);
-    cgloo_store_delete(store, passed);
+    for (int r = 0; r < ctx->size; r++) {
+        addr_key(ctx, r, key, sizeof key);
+        if (cgloo_store_delete(store, key) != CGLOO_OK) /* one round trip per key, not two */
+            cgloo_store_set(store, key, RECORD_DONE, sizeof RECORD_DONE - 1);
+        snprintf(key, sizeof key, "%s/joins/%d", ctx->name, r);
+        cgloo_store_delete(store, key);
+    }
+    snprintf(key, sizeof key, "%s/lazy_read", ctx->name);
+    cgloo_store_delete(store, key);
 }
 
 /* mesh_peers_connect hands the records to the transport: connect the full mesh now, or, in
@@ -465,7 +450,7 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc != CGLOO_OK)
         mesh_undo(ctx);
     else if (claimed && ctx->lazy_conn)
-        mesh_lazy_finish(ctx, store, recs, deadline);
+        mesh_lazy_finish(ctx, store);
     else if (claimed)
         mesh_finish(ctx, store);
     free(recs);
