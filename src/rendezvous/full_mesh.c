@@ -387,16 +387,19 @@ static void mesh_undo(cgloo_context *ctx)
 /* mesh_lazy_finish: in lazy mode a rank's record may still be unread by its peers when it
  * returns, so the last rank to read them all (a count in the store) removes every record and
  * count; a store without counters keeps them until they expire. That is 2P round trips on one
- * rank; every rank removing its own record after a store barrier (a wait for the count) was
- * slower at 1024 ranks on two cores: a median connect of 13.8 s against 8.2 s, since the
- * barrier wakes every rank at once for its round trips (docs/BENCHMARKS.md, "Lazy
- * connections"). */
-static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store)
+ * rank, but no rank waits for another: a store barrier after which every rank removed its own
+ * record would hold every rank's connect until the slowest read (the whole timeout when a rank
+ * died after publishing), and woke every rank at once for its round trips; at 1024 ranks on this
+ * machine the two were not told apart among runs that differ by 2x (docs/BENCHMARKS.md). */
+static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store, const cgloo__peer_record *recs)
 {
-    char key[CGLOO_STORE_KEY_MAX + 1];
+    char key[CGLOO_STORE_KEY_MAX + 1], count[CGLOO_STORE_KEY_MAX + 1];
     int64_t read = 0;
-    snprintf(key, sizeof key, "%s/lazy_read", ctx->name);
-    if (cgloo_store_add(store, key, 1, &read) != CGLOO_OK || read != ctx->size)
+    /* Scoped by rank 0's nonce: a count an earlier run left (it died reading) is not this
+     * run's, which would otherwise reach the world size before every rank has read. */
+    snprintf(count, sizeof count, "%s/lazy_read/%016" PRIx64, ctx->name,
+             ctx->rank == 0 ? ctx->nonce : recs[0].nonce);
+    if (cgloo_store_add(store, count, 1, &read) != CGLOO_OK || read != ctx->size)
         return;
     for (int r = 0; r < ctx->size; r++) {
         addr_key(ctx, r, key, sizeof key);
@@ -405,8 +408,7 @@ static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store)
         snprintf(key, sizeof key, "%s/joins/%d", ctx->name, r);
         cgloo_store_delete(store, key);
     }
-    snprintf(key, sizeof key, "%s/lazy_read", ctx->name);
-    cgloo_store_delete(store, key);
+    cgloo_store_delete(store, count);
 }
 
 /* mesh_peers_connect hands the records to the transport: connect the full mesh now, or, in
@@ -450,7 +452,7 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc != CGLOO_OK)
         mesh_undo(ctx);
     else if (claimed && ctx->lazy_conn)
-        mesh_lazy_finish(ctx, store);
+        mesh_lazy_finish(ctx, store, recs);
     else if (claimed)
         mesh_finish(ctx, store);
     free(recs);
