@@ -978,6 +978,10 @@ static void lazy_settle(handshake *m, int r)
     if (cgloo__tcp_pair_connected(&ctx->peers[r]) || ctx->peers[r].status != CGLOO_OK) {
         if (lazy_dialling(p))
             lazy_close_dial(m, r); /* a failed peer's dial */
+        if (p->auth_fd >= 0) {     /* a failed peer's accepted connection */
+            lazy_unregister(m, r);
+            conn_close(&p->auth_fd, &p->auth_tls);
+        }
         p->state = DIAL_DONE;
         lp->wanted = false;
     } else if (p->auth_failed) {
