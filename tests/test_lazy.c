@@ -150,7 +150,10 @@ typedef struct count_case {
 } count_case;
 
 /* Peers per rank at P = 8: ring r +- 1; recursive doubling and halving-doubling r ^ 1, 2, 4;
- * dissemination r +- 1, 2, 4 (4 and -4 are one rank); alltoall and direct all seven. */
+ * dissemination r +- 1, 2, 4 (4 and -4 are one rank); binomial trees from root 0 a rank's
+ * children and parent; a chain its two neighbours; alltoall and direct all seven, and the flat
+ * and direct ones the root all seven, the others the root. Every algorithm of every collective
+ * here, at least for fds == connections. */
 static const count_case count_cases[] = {
     {"allreduce", "ring", {2, 2, 2, 2, 2, 2, 2, 2}},
     {"allreduce", "recursive_doubling", {3, 3, 3, 3, 3, 3, 3, 3}},
@@ -160,7 +163,17 @@ static const count_case count_cases[] = {
     {"barrier", "dissemination", {5, 5, 5, 5, 5, 5, 5, 5}},
     {"barrier", "all_to_one", {7, 1, 1, 1, 1, 1, 1, 1}},
     {"broadcast", "binomial", {3, 1, 2, 1, 3, 1, 2, 1}},
+    {"broadcast", "pipeline", {1, 2, 2, 2, 2, 2, 2, 1}},
+    {"broadcast", "flat", {7, 1, 1, 1, 1, 1, 1, 1}},
     {"broadcast", NULL, {-1, -1, -1, -1, -1, -1, -1, -1}},
+    {"reduce_scatter", "ring", {2, 2, 2, 2, 2, 2, 2, 2}},
+    {"reduce_scatter", "halving_doubling", {3, 3, 3, 3, 3, 3, 3, 3}},
+    {"reduce", "binomial", {3, 1, 2, 1, 3, 1, 2, 1}},
+    {"reduce", "reduce_scatter_gather", {-1, -1, -1, -1, -1, -1, -1, -1}},
+    {"gather", "direct", {7, 1, 1, 1, 1, 1, 1, 1}},
+    {"gather", "binomial", {3, 1, 2, 1, 3, 1, 2, 1}},
+    {"scatter", "direct", {7, 1, 1, 1, 1, 1, 1, 1}},
+    {"scatter", "binomial", {3, 1, 2, 1, 3, 1, 2, 1}},
     {"allgather", "ring", {2, 2, 2, 2, 2, 2, 2, 2}},
     {"allgather", "recursive_doubling", {3, 3, 3, 3, 3, 3, 3, 3}},
     {"alltoall", NULL, {7, 7, 7, 7, 7, 7, 7, 7}},
@@ -178,6 +191,14 @@ static int run_coll(cgloo_context *ctx, const count_case *c)
         return cgloo_broadcast(ctx, in, 4, CGLOO_INT32, 0, &opts);
     if (!strcmp(c->coll, "allgather"))
         return cgloo_allgather(ctx, in, out, 4, CGLOO_INT32, &opts);
+    if (!strcmp(c->coll, "reduce_scatter"))
+        return cgloo_reduce_scatter(ctx, in, out, 4, CGLOO_INT32, CGLOO_SUM, &opts);
+    if (!strcmp(c->coll, "reduce"))
+        return cgloo_reduce(ctx, in, out, 4, CGLOO_INT32, CGLOO_SUM, 0, &opts);
+    if (!strcmp(c->coll, "gather"))
+        return cgloo_gather(ctx, in, out, 4, CGLOO_INT32, 0, &opts);
+    if (!strcmp(c->coll, "scatter"))
+        return cgloo_scatter(ctx, in, out, 4, CGLOO_INT32, 0, &opts);
     return cgloo_alltoall(ctx, in, out, 4, CGLOO_INT32, &opts);
 }
 
