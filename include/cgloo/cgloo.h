@@ -469,6 +469,21 @@ typedef struct cgloo_context_attr {
      * its group or others may read it), else none: connections are not authenticated. Copied;
      * never logged. Needs OpenSSL at build time (cgloo_secret_supported). */
     const char *secret;
+    /* Lazy connections (docs/ARCHITECTURE.md, "Lazy connections"). Positive: connect reads
+     * every peer's address (one store multi-get, as always) but opens no connection; a pair
+     * connects when either side first sends to the other (a receive waits for the sender's
+     * connection), through the same handshake (context id, ranks, nonces, job secret, TLS),
+     * and the device accepts the context's peers for the context's whole life, while a thread
+     * of the process drives the context (any blocking or waiting call, or its progress
+     * thread). When both sides dial at once the higher rank's connection wins: one connection
+     * per pair, and messages keep their order. A peer that refuses the connection (its process
+     * is gone) fails with EPEER at once, and one whose host does not answer within half the
+     * context's timeout fails with EPEER naming its rank and address; a peer that answers but
+     * never acknowledges (a process that makes no call) leaves the calls that wait on it to
+     * their timeouts. Costs a connection's set-up on each pair's first message
+     * (docs/BENCHMARKS.md, "Lazy connections"). Negative: the full mesh at connect. Zero:
+     * CGLOO_LAZY=1 turns it on. Sub-contexts (cgloo_context_split) inherit it. */
+    int lazy;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.
@@ -489,7 +504,9 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY (another run is in its
  * rendezvous under the same context name on this store right now); the detail
  * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and for
- * a connection that never came about, the local address dialled from. */
+ * a connection that never came about, the local address dialled from. A lazy context
+ * (cgloo_context_attr.lazy) stops after reading the peers' addresses: its pairs connect on
+ * first use, and the last rank to read the records removes them. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* What cgloo_launch_info_from_env found: which launcher started this process and where its
@@ -583,6 +600,11 @@ CGLOO_API void cgloo_context_destroy(cgloo_context *ctx);
 CGLOO_API int cgloo_context_rank(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_size(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_timeout(const cgloo_context *ctx);
+/* cgloo_context_connections is how many of ctx's peers have a live connection now (its own
+ * rank not counted): size - 1 once a full mesh is connected; in lazy mode (cgloo_context_attr.
+ * lazy) only the peers it has talked to. Takes the context lock; never blocks longer. -1 when
+ * ctx is NULL. */
+CGLOO_API int cgloo_context_connections(cgloo_context *ctx);
 /* cgloo_context_set_timeout changes the default timeout (ms > 0). Errors: EINVAL. */
 CGLOO_API int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms);
 

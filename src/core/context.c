@@ -73,14 +73,16 @@ static int env_tuning(const char *name, long min, long max, long fallback, long 
 
 static int ctx_read_tuning(cgloo_context *ctx)
 {
-    long spin, emax, budget, pt;
+    long spin, emax, budget, pt, lazy;
     if (env_tuning("CGLOO_SPIN_US", 0, 1000000, DEFAULT_SPIN_US, &spin) ||
         env_tuning("CGLOO_PROGRESS_THREAD", 0, 1, 0, &pt) ||
+        env_tuning("CGLOO_LAZY", 0, 1, 0, &lazy) ||
         env_tuning("CGLOO_EAGER_MAX", 0, 64L * 1024 * 1024, DEFAULT_EAGER_MAX, &emax) ||
         env_tuning("CGLOO_EAGER_BUDGET", 0, 1L << 30, DEFAULT_EAGER_BUDGET, &budget))
         return CGLOO_EINVAL;
     ctx->spin_us = (int)spin;
     ctx->pt_wanted = ctx->pt_wanted || pt;
+    ctx->lazy = ctx->lazy || lazy; /* a negative attribute turns it off after this */
     /* Pinned, and not sharing cores with other ranks of this host (when the launcher says how
      * many there are): pinned ranks that share a core and poll before yielding make each other
      * wait (docs/ARCHITECTURE.md, "Why the yield depends on pinning"). */
@@ -159,6 +161,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         rc = CGLOO_ENOMEM;
     if (rc == CGLOO_OK)
         rc = ctx_read_tuning(ctx);
+    ctx->lazy = attr && attr->lazy ? attr->lazy > 0 : ctx->lazy;
     if (rc == CGLOO_OK)
         rc = cgloo__ctx_diag_init(ctx, attr);
     if (rc == CGLOO_OK)
@@ -287,6 +290,21 @@ int cgloo_context_timeout(const cgloo_context *ctx)
     return ctx ? ctx->timeout_ms : -1;
 }
 
+int cgloo_context_connections(cgloo_context *ctx)
+{
+    if (!ctx)
+        return -1;
+    int n = 0;
+    pthread_mutex_lock(&ctx->lock);
+    for (int i = 0; i < ctx->size; i++) {
+        const cgloo_peer *p = &ctx->peers[i];
+        n += i != ctx->rank && p->transport && p->transport->connected &&
+             p->transport->connected(&ctx->peers[i]);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return n;
+}
+
 int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms)
 {
     if (!ctx || timeout_ms <= 0)
@@ -377,6 +395,8 @@ void cgloo_context_destroy(cgloo_context *ctx)
     if (!ctx)
         return;
     cgloo__pt_stop(ctx);
+    if (ctx->lazy_conn) /* no connection starts or arrives from here on */
+        ctx->lazy_transport->connect_end(ctx->lazy_conn);
     if (ctx->peers) {
         if (ctx->poller.epfd >= 0)
             ctx_linger(ctx);

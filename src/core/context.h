@@ -95,6 +95,12 @@ struct cgloo_context {
     cgloo_device *device;
     bool device_held; /* a sub-context holds its device (released at destroy) */
     uint64_t splits;  /* cgloo_context_split calls so far: part of each child's context id */
+    /* Lazy connections (attribute or CGLOO_LAZY=1): the rendezvous keeps the transport's
+     * connector for the context's life (lazy_conn, of lazy_transport), through which pairs
+     * connect on first use; destroy ends it. */
+    bool lazy;
+    struct cgloo__connector *lazy_conn;
+    const cgloo_transport *lazy_transport;
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;

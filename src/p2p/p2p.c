@@ -46,6 +46,11 @@ static int post_send(cgloo_context *ctx, cgloo_request *r)
 {
     cgloo_peer *p = &ctx->peers[r->peer];
     if (r->peer != ctx->rank) {
+        /* A lazy pair connects on its first send; only sends dial: every message has a
+         * sender, and a receive that dialled too would make both ends of every one-way first
+         * contact (a ring, a tree) dial, and throw one connection away (docs/ARCHITECTURE.md,
+         * "Lazy connections"). The first contact may find the peer gone. */
+        cgloo__tp_want(p);
         if (p->status != CGLOO_OK)
             return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s)",
                                     ctx->rank, p->rank, p->addr);

@@ -384,6 +384,49 @@ static void mesh_undo(cgloo_context *ctx)
     pthread_mutex_unlock(&ctx->lock);
 }
 
+/* mesh_lazy_finish: in lazy mode a rank's record may still be unread by its peers when it
+ * returns, so the last rank to read them all (a count in the store) removes every record and
+ * count; a store without counters keeps them until they expire. That is 2P round trips on one
+ * rank, but no rank waits for another: a store barrier after which every rank removed its own
+ * record would hold every rank's connect until the slowest read (the whole timeout when a rank
+ * died after publishing), and woke every rank at once for its round trips; at 1024 ranks on this
+ * machine the two were not told apart among runs that differ by 2x (docs/BENCHMARKS.md). */
+static void mesh_lazy_finish(cgloo_context *ctx, cgloo_store *store, const cgloo__peer_record *recs)
+{
+    char key[CGLOO_STORE_KEY_MAX + 1], count[CGLOO_STORE_KEY_MAX + 1];
+    int64_t read = 0;
+    /* Scoped by rank 0's nonce: a count an earlier run left (it died reading) is not this
+     * run's, which would otherwise reach the world size before every rank has read. */
+    snprintf(count, sizeof count, "%s/lazy_read/%016" PRIx64, ctx->name,
+             ctx->rank == 0 ? ctx->nonce : recs[0].nonce);
+    if (cgloo_store_add(store, count, 1, &read) != CGLOO_OK || read != ctx->size)
+        return;
+    for (int r = 0; r < ctx->size; r++) {
+        addr_key(ctx, r, key, sizeof key);
+        if (cgloo_store_delete(store, key) != CGLOO_OK) /* one round trip per key, not two */
+            cgloo_store_set(store, key, RECORD_DONE, sizeof RECORD_DONE - 1);
+        snprintf(key, sizeof key, "%s/joins/%d", ctx->name, r);
+        cgloo_store_delete(store, key);
+    }
+    cgloo_store_delete(store, count);
+}
+
+/* mesh_peers_connect hands the records to the transport: connect the full mesh now, or, in
+ * lazy mode, keep the connector for the context's life (ctx->lazy_conn) and connect nothing. */
+static int mesh_peers_connect(cgloo_context *ctx, const cgloo_transport *t, cgloo__connector **conn,
+                              const cgloo__peer_record *recs, int64_t deadline)
+{
+    if (!ctx->lazy || !t->connect_lazy)
+        return t->connect(*conn, recs, deadline);
+    int rc = t->connect_lazy(*conn, recs);
+    if (rc == CGLOO_OK) {
+        ctx->lazy_conn = *conn;
+        ctx->lazy_transport = t;
+        *conn = NULL;
+    }
+    return rc;
+}
+
 static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
 {
     int64_t deadline = cgloo__now_ms() + ctx->timeout_ms;
@@ -403,11 +446,13 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc == CGLOO_OK)
         rc = mesh_read_peers(ctx, store, deadline, recs);
     if (rc == CGLOO_OK)
-        rc = t->connect(conn, recs, deadline);
+        rc = mesh_peers_connect(ctx, t, &conn, recs, deadline);
     if (conn)
         t->connect_end(conn);
     if (rc != CGLOO_OK)
         mesh_undo(ctx);
+    else if (claimed && ctx->lazy_conn)
+        mesh_lazy_finish(ctx, store, recs);
     else if (claimed)
         mesh_finish(ctx, store);
     free(recs);
@@ -425,7 +470,8 @@ static int connect_checked(cgloo_context *ctx, cgloo_store *store, cgloo_device 
                                 ctx->rank);
     int rc = ctx->size > 1 ? mesh_connect(ctx, store, dev) : CGLOO_OK;
     if (rc == CGLOO_OK) {
-        CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "connected full mesh over %s",
+        CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "connected %s over %s",
+                  ctx->lazy_conn ? "lazily (on first use)" : "full mesh",
                   ctx->size > 1 ? dev->transport->name : "nothing (one rank)");
         pthread_mutex_lock(&ctx->lock);
         ctx->connected = true;

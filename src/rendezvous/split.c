@@ -108,7 +108,8 @@ static int child_create(cgloo_context *parent, const split_plan *plan, uint64_t 
                                .name = name,
                                .progress_thread = parent->pt_wanted,
                                .check = parent->check ? 1 : -1,
-                               .flight_recorder = parent->flight.ring ? (int)parent->flight.n : -1};
+                               .flight_recorder = parent->flight.ring ? (int)parent->flight.n : -1,
+                               .lazy = parent->lazy ? 1 : -1};
     cgloo_context *child = NULL;
     int rc = cgloo_context_create(plan->rank, plan->size, &attr, &child);
     if (rc == CGLOO_OK)
@@ -218,13 +219,22 @@ static int child_finish(cgloo_context *child)
 }
 
 /* split_connect connects the child's members once every rank is reachable. */
-static int split_connect(cgloo_context *parent, cgloo_context *child, cgloo__connector *conn,
+static int split_connect(cgloo_context *parent, cgloo_context *child, cgloo__connector **conn,
                          const split_plan *plan)
 {
     int rc = CGLOO_OK;
-    if (conn) {
+    if (*conn) {
         int64_t deadline = cgloo__now_ms() + parent->timeout_ms;
-        rc = parent->device->transport->connect(conn, plan->recs, deadline);
+        const cgloo_transport *t = parent->device->transport;
+        if (child->lazy && t->connect_lazy) /* the child keeps the connector (as full_mesh.c) */
+            rc = t->connect_lazy(*conn, plan->recs);
+        else
+            rc = t->connect(*conn, plan->recs, deadline);
+        if (rc == CGLOO_OK && child->lazy && t->connect_lazy) {
+            child->lazy_conn = *conn;
+            child->lazy_transport = t;
+            *conn = NULL;
+        }
         if (rc != CGLOO_OK) {
             char detail[CGLOO_ERROR_MAX];
             cgloo_context_last_error(child, detail, sizeof detail);
@@ -275,7 +285,7 @@ static int split_checked(cgloo_context *parent, int color, int key, cgloo_contex
     int mine = color >= 0 ? child_begin(parent, all, seq, &plan, &child, &conn) : CGLOO_OK;
     rc = split_agree(parent, mine);
     if (rc == CGLOO_OK && child)
-        rc = split_connect(parent, child, conn, &plan);
+        rc = split_connect(parent, child, &conn, &plan);
     if (conn)
         parent->device->transport->connect_end(conn);
     if (rc != CGLOO_OK)

@@ -20,7 +20,8 @@
  *   thread may be failing the peers meanwhile) and returns EABORTED once the context is
  *   aborted.
  * - Upward, it may call only what src/p2p/p2p.h declares. From the core it may also use: the
- *   context's rank, size, ctx_id, nonce, timeout_ms, eager_max and eager_budget (read only),
+ *   context's rank, size, ctx_id, nonce, timeout_ms, eager_max, eager_budget, lazy and
+ *   lazy_conn (read only),
  *   its poller (cgloo__poller_*), cgloo__ctx_error for connect's failures, and of a peer its
  *   rank, status and peer_left (read only) and addr (written once, at connect, for errors).
  * - A request handed to a transport is the transport's until it completes it with
@@ -104,6 +105,22 @@ struct cgloo_transport {
     /* connect_end makes ctx unreachable through dev again (connections still arriving are
      * closed) and frees the connector. */
     void (*connect_end)(cgloo__connector *conn);
+    /* connect_lazy is connect for a lazy context (ctx->lazy): it takes the peers' records and
+     * returns at once, connecting nothing. The connector then lives as long as the context
+     * (ctx->lazy_conn; the context's destroy calls connect_end first): it keeps ctx reachable,
+     * accepts peers' connections from the context's poller, and connects a peer when the
+     * engine asks (peer_want), with the same checks as connect. Two ranks end with exactly one
+     * connection even when both start one at once. A connection that fails, or does not come
+     * about in time, fails that peer (cgloo__p2p_peer_fail) naming its rank and address. Takes
+     * the context lock. Errors: ESTORE, EADDR (as connect), ENOMEM, a system error. NULL: the
+     * transport has no lazy mode (the rendezvous then connects the full mesh). */
+    int (*connect_lazy)(cgloo__connector *conn, const cgloo__peer_record *peers);
+    /* peer_want: the engine is about to send to p (receives do not connect). A lazy
+     * context's transport starts connecting p if it is not connected or connecting; otherwise
+     * nothing. Lock held; does not block. May be NULL. */
+    void (*peer_want)(cgloo_peer *p);
+    /* connected: p has a live connection now (cgloo_context_connections). Lock held. */
+    bool (*connected)(cgloo_peer *p);
 
     /* ---- one peer ---- */
     /* peer_init sets up the private state of an unconnected peer. Does not fail. */
@@ -150,6 +167,13 @@ static inline void cgloo__tp_start_large_recv(cgloo_peer *p, cgloo_request *req,
                                               size_t len)
 {
     p->transport->start_large_recv(p, req, cookie, len);
+}
+
+/* cgloo__tp_want tells a lazy transport that p is about to be used (see peer_want). */
+static inline void cgloo__tp_want(cgloo_peer *p)
+{
+    if (p->transport && p->transport->peer_want)
+        p->transport->peer_want(p);
 }
 
 static inline void cgloo__tp_eager_released(cgloo_peer *p, size_t n)

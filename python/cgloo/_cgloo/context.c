@@ -164,17 +164,19 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"rank", "size",  "store",           "device", "timeout",
-                            "name", "check", "flight_recorder", "secret", NULL};
+    static char *names[] = {"rank",    "size", "store", "device",
+                            "timeout", "name", "check", "flight_recorder",
+                            "secret",  "lazy", NULL};
     int rank, size, ms;
     PyObject *store = Py_None, *device = Py_None, *timeout = Py_None, *check = Py_None,
-             *recorder = Py_None;
+             *recorder = Py_None, *lazy = Py_None;
     const char *name = NULL, *secret = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO$z:Context", names, &rank, &size, &store,
-                                     &device, &timeout, &name, &check, &recorder, &secret) ||
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO$zO:Context", names, &rank, &size, &store,
+                                     &device, &timeout, &name, &check, &recorder, &secret, &lazy) ||
         ctx_args(store, device, size) < 0 || cgpy_timeout_ms(timeout, &ms) < 0)
         return -1;
     int check_on = check == Py_None ? 0 : PyObject_IsTrue(check) ? 1 : -1;
+    int lazy_on = lazy == Py_None ? 0 : PyObject_IsTrue(lazy) ? 1 : -1;
     long entries = recorder == Py_None ? 0 : PyLong_AsLong(recorder);
     if (entries == -1 && PyErr_Occurred())
         return -1;
@@ -192,7 +194,8 @@ static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
                                .flight_recorder = recorder == Py_None ? 0
                                                   : entries == 0      ? -1
                                                                       : (int)entries,
-                               .secret = secret};
+                               .secret = secret,
+                               .lazy = lazy_on};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
         cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);
@@ -298,6 +301,13 @@ static PyObject *ctx_get_timeout(cgpy_Context *self, void *unused)
     if (!self->ctx)
         Py_RETURN_NONE;
     return PyFloat_FromDouble(cgloo_context_timeout(self->ctx) / 1000.0);
+}
+
+static PyObject *ctx_get_connections(cgpy_Context *self, void *unused)
+{
+    if (!self->ctx)
+        return PyLong_FromLong(0);
+    return PyLong_FromLong(cgloo_context_connections(self->ctx));
 }
 
 static int ctx_set_timeout(cgpy_Context *self, PyObject *value, void *unused)
@@ -584,6 +594,8 @@ static PyGetSetDef ctx_getset[] = {
     {"timeout", (getter)ctx_get_timeout, (setter)ctx_set_timeout,
      "The default timeout of every blocking call, in seconds.", NULL},
     {"closed", (getter)ctx_closed, NULL, "True once close() was called.", NULL},
+    {"connections", (getter)ctx_get_connections, NULL,
+     "How many peers have a live connection now (lazy contexts: those talked to).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -12,6 +12,8 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* A hello (and the TLS handshake before it) must arrive this soon after the connection is
@@ -29,7 +31,8 @@
 typedef struct tcp_device {
     cgloo_device base;
     int listen_fd;
-    tcp_addr_choice choice;                   /* the bound address, what peers dial, and why */
+    int epfd;               /* the listener and unfinished hellos, for lazy contexts' pollers */
+    tcp_addr_choice choice; /* the bound address, what peers dial, and why */
     char addr_text[CGLOO_TRANSPORT_ADDR_MAX]; /* what is published: the address peers dial */
     pthread_mutex_t lock;
     bool serving;            /* a thread is polling the listener */
@@ -97,6 +100,24 @@ static int device_tls_setup(const cgloo_tcp_attr *attr, tcp_device *dev)
     return rc;
 }
 
+/* device_epoll_init makes the epoll set a lazy context's poller watches (nested: epoll
+ * reports an epoll descriptor readable while it has events ready). */
+static int device_epoll_init(tcp_device *dev)
+{
+    dev->epfd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    if (dev->epfd >= 0 && epoll_ctl(dev->epfd, EPOLL_CTL_ADD, dev->listen_fd, &ev) == 0)
+        return CGLOO_OK;
+    if (dev->epfd >= 0)
+        close(dev->epfd);
+    return CGLOO_EIO;
+}
+
+int cgloo__tcp_device_events_fd(cgloo_device *base)
+{
+    return tcp_device_of(base)->epfd;
+}
+
 int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
 {
     cgloo__error_clear();
@@ -114,6 +135,10 @@ int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
         rc = cgloo__tcp_choose_address(attr, &dev->choice);
     if (rc == CGLOO_OK)
         rc = device_listen(dev);
+    if (rc == CGLOO_OK && device_epoll_init(dev) != CGLOO_OK) {
+        close(dev->listen_fd);
+        rc = cgloo__error_set(CGLOO_EIO, "no TCP device: epoll: %s", strerror(errno));
+    }
     if (rc != CGLOO_OK) {
         cgloo__tls_config_destroy(dev->tls);
         free(dev);
@@ -185,6 +210,7 @@ void cgloo__tcp_device_destroy(cgloo_device *base)
 {
     tcp_device *dev = tcp_device_of(base);
     close(dev->listen_fd);
+    close(dev->epfd);
     inbound_close_all(dev->pending);
     cgloo__tls_config_destroy(dev->tls);
     pthread_mutex_destroy(&dev->lock);
@@ -252,10 +278,14 @@ static void device_route(tcp_device *dev, device_inbound *in)
         if (reg->nonce != h->dst_nonce)
             return inbound_reject(dev, in,
                                   "hello for another instance of this rank (stale address?)");
-        if (h->src_rank <= reg->rank || h->src_rank >= reg->size)
+        if (h->src_rank >= reg->size || h->src_rank == reg->rank ||
+            (h->src_rank < reg->rank && !reg->lazy))
             return inbound_reject(dev, in, "sender rank out of range");
+        epoll_ctl(dev->epfd, EPOLL_CTL_DEL, in->fd, NULL); /* the context's from now on */
         in->next = reg->arrived;
         reg->arrived = in;
+        if (reg->lazy)
+            (void)eventfd_write(reg->notify_fd, 1);
         return;
     }
     inbound_reject(dev, in, "no connecting context matches its context id and rank");
@@ -310,6 +340,8 @@ static void device_accept(tcp_device *dev)
             continue;
         }
         cgloo__addr_format(&peer, in->addr, sizeof in->addr);
+        struct epoll_event ev = {.events = EPOLLIN};
+        epoll_ctl(dev->epfd, EPOLL_CTL_ADD, fd, &ev); /* failing only delays its hello */
         in->next = dev->pending;
         dev->pending = in;
         dev->npending++;

@@ -39,7 +39,9 @@
 #include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #define DIAL_WINDOW 64 /* dials in flight at once */
@@ -91,7 +93,8 @@ struct cgloo__connector {
      * accepted connections still owe their proof of the secret. */
     int dial_from;
     int proofs_awaited;
-    int auth_rc; /* the first peer that failed authentication made the connect fail */
+    int auth_rc;           /* the first peer that failed authentication made the connect fail */
+    struct tcp_lazy *lazy; /* a lazy context's state (the end of this file), or NULL */
 };
 typedef cgloo__connector handshake;
 
@@ -596,6 +599,8 @@ static int fds_error(cgloo_context *ctx, int peers, const char *what)
  * and its peers would wait out their timeout for connections that cannot come. */
 static int fds_check(cgloo_context *ctx)
 {
+    if (ctx->lazy)
+        return CGLOO_OK; /* it holds connections only to the peers it talks to */
     int peers = 0;
     for (int r = 0; r < ctx->size; r++)
         peers += r != ctx->rank && ctx->peers[r].transport == &cgloo__tcp_transport;
@@ -883,7 +888,15 @@ int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
     m->reg = (device_reg){.ctx_id = ctx->ctx_id,
                           .nonce = ctx->nonce,
                           .rank = (uint32_t)ctx->rank,
-                          .size = (uint32_t)ctx->size};
+                          .size = (uint32_t)ctx->size,
+                          .lazy = ctx->lazy,
+                          .notify_fd = ctx->lazy ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1};
+    if (m->reg.lazy && m->reg.notify_fd < 0) {
+        free(m);
+        free(peers);
+        return cgloo__ctx_error(ctx, cgloo__status_from_errno(errno), "rank %d: eventfd: %s",
+                                ctx->rank, strerror(errno));
+    }
     cgloo__tcp_device_register(dev, &m->reg);
     *out = m;
     return CGLOO_OK;
@@ -898,9 +911,14 @@ int cgloo__tcp_connect(cgloo__connector *m, const cgloo__peer_record *peers, int
     return rc == CGLOO_OK ? m->auth_rc : rc;
 }
 
+static void lazy_free(handshake *m);
+
 void cgloo__tcp_connect_end(cgloo__connector *m)
 {
     cgloo__tcp_device_unregister(m->dev, &m->reg);
+    lazy_free(m);
+    if (m->reg.lazy)
+        close(m->reg.notify_fd);
     for (int r = 0; r < m->ctx->size; r++) {
         conn_close(&m->peers[r].fd, &m->peers[r].tls);           /* dials still in flight */
         conn_close(&m->peers[r].auth_fd, &m->peers[r].auth_tls); /* proofs never received */
@@ -920,4 +938,446 @@ void cgloo__tcp_host_of(const char *hostport, char *buf, size_t len)
     }
     size_t n = end ? (size_t)(end - start) : strlen(start);
     snprintf(buf, len, "%.*s", (int)CGLOO_MIN(n, len > 0 ? len - 1 : 0), start);
+}
+
+/* ---- lazy connections ------------------------------------------------------------------------
+ *
+ * A lazy context (ctx->lazy) keeps its connector for its whole life and connects a peer only
+ * when the engine first sends to it (cgloo__tcp_peer_want), with
+ * the dial and accept steps above: the same hello, nonces, secret and TLS. The connector's
+ * descriptors live in the context's poller: the device's event descriptor (its listener and
+ * unfinished hellos), an eventfd the device writes when it files a hello for this context (the
+ * thread that filed it may serve another context), a timerfd for retries and deadlines, and
+ * each peer's dial or accepted connection while its handshake runs.
+ *
+ * Crossed dials: both ranks may dial at once. The higher rank's dial wins, as in the full mesh,
+ * where only the higher rank dials: a rank whose own dial to a lower rank is in flight turns
+ * that rank's hello away (closed unanswered: the lower rank's dial is retried, and gives way as
+ * soon as the higher rank's hello reaches it), and a rank that receives a higher rank's hello
+ * while dialling it drops its own dial and accepts. A rank acknowledges a lower rank's hello
+ * only while it is not dialling that rank, and dials only while it holds no connection from
+ * it, so exactly one connection survives. Messages posted meanwhile wait in the pair's queue
+ * and go out in order on that one connection.
+ *
+ * Failures are the peer's, not the context's: a refused dial (nothing listens at the published
+ * address: the process is gone) fails the peer at once with EPEER; a dial that has not finished
+ * within half the context's timeout (the pair's detection time too), or a handshake that fails
+ * its checks, fails it naming its rank and address. */
+
+typedef struct lazy_peer {
+    cgloo__pollable io;
+    handshake *m;
+    int rank;
+    int reg_fd;          /* the descriptor registered with the context's poller, -1: none */
+    unsigned reg_events; /* and its events */
+    bool wanted;         /* the engine wants it connected */
+    int64_t give_up_at;  /* a wanted peer not connected by then fails */
+    int64_t proof_by;    /* an accepted connection's proof of the secret must arrive by then */
+    char *why;           /* the failure's detail, which the peer's fail_why points at */
+} lazy_peer;
+
+typedef struct tcp_lazy {
+    lazy_peer *peers;
+    cgloo__pollable dev_io, notify_io, timer_io;
+    int timer_fd;
+} tcp_lazy;
+
+static bool lazy_dialling(const peer_info *p)
+{
+    return p->state == DIAL_CONNECTING || p->state == DIAL_TLS || p->state == DIAL_AWAIT_ACK;
+}
+
+static unsigned lazy_events(short ev)
+{
+    return (ev & POLLIN ? CGLOO_POLL_IN : 0) | (ev & POLLOUT ? CGLOO_POLL_OUT : 0);
+}
+
+/* lazy_sync registers with the context's poller the descriptor peer r's handshake waits on
+ * now (its dial, or an accepted connection's proof), and unregisters the one it no longer
+ * does. Called right after every step that may close or open one, before any other. */
+static void lazy_sync(handshake *m, int r)
+{
+    peer_info *p = &m->peers[r];
+    lazy_peer *lp = &m->lazy->peers[r];
+    int fd = -1;
+    unsigned ev = CGLOO_POLL_IN;
+    if (lazy_dialling(p)) {
+        fd = p->fd;
+        ev = p->state == DIAL_CONNECTING ? CGLOO_POLL_OUT
+             : p->tls                    ? lazy_events(cgloo__tls_wants(p->tls))
+                                         : CGLOO_POLL_IN;
+    } else if (p->auth_fd >= 0) {
+        fd = p->auth_fd;
+    }
+    cgloo__poller *pl = &m->ctx->poller;
+    if (fd == lp->reg_fd && ev == lp->reg_events)
+        return;
+    if (fd == lp->reg_fd && fd >= 0) {
+        cgloo__poller_mod(pl, fd, ev, &lp->io);
+    } else {
+        if (lp->reg_fd >= 0)
+            cgloo__poller_del(pl, lp->reg_fd); /* already closed: nothing to undo */
+        if (fd >= 0 && cgloo__poller_add(pl, fd, ev, &lp->io) != CGLOO_OK)
+            fd = -1; /* no room in the poller: the deadline fails the peer */
+    }
+    lp->reg_fd = fd;
+    lp->reg_events = ev;
+}
+
+/* lazy_unregister takes peer r's handshake descriptor out of the poller before a step that
+ * may hand it to the pair, which registers it on its own. */
+static void lazy_unregister(handshake *m, int r)
+{
+    lazy_peer *lp = &m->lazy->peers[r];
+    if (lp->reg_fd >= 0)
+        cgloo__poller_del(&m->ctx->poller, lp->reg_fd);
+    lp->reg_fd = -1;
+}
+
+/* lazy_close_dial drops peer r's dial in flight (its descriptor first out of the poller). */
+static void lazy_close_dial(handshake *m, int r)
+{
+    peer_info *p = &m->peers[r];
+    p->state = DIAL_IDLE;
+    lazy_sync(m, r);
+    conn_close(&p->fd, &p->tls);
+}
+
+/* lazy_fail fails peer r for good: its handshake's descriptors close, and the engine fails
+ * what waits on it, with a detail naming its rank and address. */
+static void lazy_fail(handshake *m, int r, int status, const char *fmt, ...) CGLOO_PRINTF(4, 5);
+static void lazy_fail(handshake *m, int r, int status, const char *fmt, ...)
+{
+    peer_info *p = &m->peers[r];
+    lazy_peer *lp = &m->lazy->peers[r];
+    char buf[CGLOO_ERROR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    free(lp->why);
+    lp->why = cgloo__strdup(buf);
+    lazy_close_dial(m, r);
+    p->state = DIAL_DONE;
+    if (p->auth_fd >= 0) {
+        lazy_sync(m, r);
+        conn_close(&p->auth_fd, &p->auth_tls);
+    }
+    lazy_sync(m, r);
+    lp->wanted = false;
+    cgloo__p2p_peer_fail(&m->ctx->peers[r], status,
+                         lp->why ? lp->why : "its lazy connection failed", 0);
+}
+
+/* lazy_settle looks at where peer r's handshake ended up after a step: connected, failed for
+ * good, or still to be (re)tried; and registers what it waits on. */
+static void lazy_settle(handshake *m, int r)
+{
+    cgloo_context *ctx = m->ctx;
+    peer_info *p = &m->peers[r];
+    lazy_peer *lp = &m->lazy->peers[r];
+    if (cgloo__tcp_pair_connected(&ctx->peers[r]) || ctx->peers[r].status != CGLOO_OK) {
+        if (lazy_dialling(p))
+            lazy_close_dial(m, r); /* a failed peer's dial */
+        if (p->auth_fd >= 0) {     /* a failed peer's accepted connection */
+            lazy_unregister(m, r);
+            conn_close(&p->auth_fd, &p->auth_tls);
+        }
+        p->state = DIAL_DONE;
+        lp->wanted = false;
+    } else if (p->auth_failed) {
+        lazy_fail(m, r, CGLOO_EPROTO,
+                  "the job secret is not shared between rank %d and rank %d (" SECRET_HINT ")",
+                  ctx->rank, r);
+    } else if (p->state == DIAL_IDLE && p->last_err == ECONNREFUSED && lp->wanted) {
+        lazy_fail(m, r, CGLOO_EPEER,
+                  "refused the connection to %s: nothing listens there any more (the process "
+                  "of rank %d is gone)",
+                  p->addr_text, r);
+    }
+    lazy_sync(m, r);
+}
+
+static int lazy_give_up_ms(const cgloo_context *ctx)
+{
+    return CGLOO_MAX(ctx->timeout_ms / 2, 1);
+}
+
+/* lazy_dials_in_flight counts the dials in flight (at most DIAL_WINDOW, as the full mesh). */
+static int lazy_dials_in_flight(const handshake *m)
+{
+    int n = 0;
+    for (int r = 0; r < m->ctx->size; r++)
+        n += lazy_dialling(&m->peers[r]);
+    return n;
+}
+
+/* lazy_dial starts a dial to wanted peer r, when the window has room and nothing is under way
+ * with it; a dial refused at once fails the peer (lazy_settle). */
+static void lazy_dial(handshake *m, int r)
+{
+    peer_info *p = &m->peers[r];
+    if (lazy_dialling(p) || p->auth_fd >= 0 || lazy_dials_in_flight(m) >= DIAL_WINDOW)
+        return;
+    dial_start(p);
+    lazy_settle(m, r);
+}
+
+/* lazy_schedule arms the timer for the next retry or deadline of any peer. */
+static void lazy_schedule(handshake *m)
+{
+    int64_t next = INT64_MAX;
+    for (int r = 0; r < m->ctx->size; r++) {
+        peer_info *p = &m->peers[r];
+        lazy_peer *lp = &m->lazy->peers[r];
+        if (lp->wanted && p->auth_fd < 0 && p->state == DIAL_IDLE)
+            next = CGLOO_MIN(next, CGLOO_MIN(p->retry_at_ms, lp->give_up_at));
+        else if (lp->wanted && p->auth_fd < 0 && p->state == DIAL_CONNECTING)
+            next = CGLOO_MIN(next, lp->give_up_at);
+        if (p->auth_fd >= 0)
+            next = CGLOO_MIN(next, lp->proof_by);
+    }
+    struct itimerspec its = {0};
+    if (next != INT64_MAX) {
+        int64_t ms = CGLOO_MAX(next - cgloo__now_ms(), 0);
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* zero would disarm it */
+    }
+    timerfd_settime(m->lazy->timer_fd, 0, &its, NULL);
+}
+
+/* lazy_proof reads an accepted connection's proof of the secret (a TLS session may hold it
+ * already, where no poll sees it). */
+static void lazy_proof(handshake *m, int r)
+{
+    peer_info *p = &m->peers[r];
+    for (int i = 0; i < 4 && p->auth_fd >= 0; i++) {
+        cgloo__tls *tls = p->auth_tls;
+        lazy_unregister(m, r);
+        accept_on_proof(m, r);
+        lazy_sync(m, r);
+        if (!tls || p->auth_fd < 0 || !cgloo__tls_pending(tls))
+            break;
+    }
+    lazy_settle(m, r);
+}
+
+/* lazy_on_peer: peer r's dial or accepted connection has something. */
+static void lazy_on_peer(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    lazy_peer *lp = CGLOO_CONTAINER_OF(io, lazy_peer, io);
+    handshake *m = lp->m;
+    int r = lp->rank;
+    peer_info *p = &m->peers[r];
+    m->deadline = cgloo__now_ms() + m->ctx->timeout_ms; /* bounds the handshake's writes */
+    if (m->ctx->peers[r].status != CGLOO_OK) {
+        lazy_settle(m, r);
+    } else if (lazy_dialling(p)) {
+        lazy_unregister(m, r);
+        int rc = p->state == DIAL_CONNECTING ? dial_on_writable(m, r)
+                 : p->state == DIAL_TLS      ? dial_tls_step(m, r)
+                                             : dial_on_readable(m, r);
+        char detail[CGLOO_ERROR_MAX];
+        if (rc != CGLOO_OK) {
+            cgloo_context_last_error(m->ctx, detail, sizeof detail);
+            lazy_fail(m, r, rc, "%s", detail);
+        }
+        lazy_settle(m, r);
+    } else if (p->auth_fd >= 0) {
+        lazy_proof(m, r);
+    }
+    lazy_schedule(m);
+}
+
+/* lazy_accept takes a hello from rank src, resolving crossed dials (the top of this section). */
+static void lazy_accept(handshake *m, device_inbound *in)
+{
+    cgloo_context *ctx = m->ctx;
+    int src = (int)in->decoded.src_rank;
+    peer_info *p = &m->peers[src];
+    const char *why = ctx->peers[src].status != CGLOO_OK ? "the peer has failed"
+                      : lazy_dialling(p) && src < ctx->rank
+                          ? "crossed dials: this rank's own dial (the higher rank's) wins"
+                          : NULL;
+    if (why) {
+        CGLOO_LOG(CGLOO_LOG_DEBUG, ctx->rank, ctx->size, "turned a hello from rank %d away: %s",
+                  src, why);
+        conn_close(&in->fd, &in->tls);
+        free(in);
+        return;
+    }
+    if (lazy_dialling(p)) /* crossed, and the higher rank (src) wins */
+        lazy_close_dial(m, src);
+    accept_one(m, in);
+    lazy_sync(m, src);
+    if (p->auth_fd >= 0) {
+        m->lazy->peers[src].proof_by = cgloo__now_ms() + lazy_give_up_ms(ctx);
+        lazy_proof(m, src);
+    }
+    lazy_settle(m, src);
+    /* A peer this rank wants that the accept left unconnected is dialled by the timer. */
+}
+
+/* lazy_take takes the hellos the device filed for this context. */
+static void lazy_take(handshake *m)
+{
+    if (m->ctx->aborted)
+        return;
+    m->deadline = cgloo__now_ms() + m->ctx->timeout_ms;
+    device_inbound *in = cgloo__tcp_device_take(m->dev, &m->reg);
+    while (in) {
+        device_inbound *next = in->next;
+        lazy_accept(m, in);
+        in = next;
+    }
+    lazy_schedule(m);
+}
+
+/* lazy_on_device: the listener or an unfinished hello has something: serve the device (it
+ * files hellos for any context registered with it, waking theirs), then take ours. */
+static void lazy_on_device(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    tcp_lazy *lz = CGLOO_CONTAINER_OF(io, tcp_lazy, dev_io);
+    handshake *m = lz->peers[0].m;
+    struct pollfd none;
+    cgloo__tcp_device_poll(m->dev, &none, 0, 0);
+    lazy_take(m);
+}
+
+static void lazy_on_notify(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    tcp_lazy *lz = CGLOO_CONTAINER_OF(io, tcp_lazy, notify_io);
+    handshake *m = lz->peers[0].m;
+    eventfd_t v;
+    (void)eventfd_read(m->reg.notify_fd, &v);
+    lazy_take(m);
+}
+
+/* lazy_on_timer: retries fall due, dials and proofs run out of time, queued dials start. */
+static void lazy_on_timer(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    tcp_lazy *lz = CGLOO_CONTAINER_OF(io, tcp_lazy, timer_io);
+    handshake *m = lz->peers[0].m;
+    uint64_t v;
+    ssize_t got = read(lz->timer_fd, &v, sizeof v);
+    (void)got;
+    int64_t now = cgloo__now_ms();
+    m->deadline = now + m->ctx->timeout_ms;
+    char detail[CGLOO_ERROR_MAX];
+    for (int r = 0; r < m->ctx->size && !m->ctx->aborted; r++) {
+        peer_info *p = &m->peers[r];
+        lazy_peer *lp = &lz->peers[r];
+        if (p->auth_fd >= 0 && now >= lp->proof_by) {
+            lazy_sync(m, r);
+            conn_close(&p->auth_fd, &p->auth_tls);
+            lazy_sync(m, r);
+            accept_turned_away(m, r, "connected, no proof of the job secret in time");
+        }
+        if (!lp->wanted || cgloo__tcp_pair_connected(&m->ctx->peers[r]))
+            continue;
+        /* Only a dial the peer's kernel has not answered gives up: once connected, the peer
+         * is alive and acknowledges when one of its threads next drives progress; the calls
+         * waiting on it have their own timeouts meanwhile. */
+        bool unanswered = p->state == DIAL_IDLE || p->state == DIAL_CONNECTING;
+        if (now >= lp->give_up_at && p->auth_fd < 0 && unanswered) {
+            (void)dial_timeout_detail(m, r, detail, sizeof detail);
+            lazy_fail(m, r, CGLOO_EPEER, "no connection within %d ms (lazy): %s",
+                      lazy_give_up_ms(m->ctx), detail);
+        } else if (p->state == DIAL_IDLE && now >= p->retry_at_ms) {
+            lazy_dial(m, r);
+        }
+    }
+    lazy_schedule(m);
+}
+
+void cgloo__tcp_peer_want(cgloo_peer *cp)
+{
+    handshake *m = cp->ctx->lazy_conn;
+    int r = cp->rank;
+    if (!m || cp->status != CGLOO_OK || cgloo__tcp_pair_connected(cp) || m->lazy->peers[r].wanted)
+        return;
+    lazy_peer *lp = &m->lazy->peers[r];
+    lp->wanted = true;
+    lp->give_up_at = cgloo__now_ms() + lazy_give_up_ms(cp->ctx);
+    m->peers[r].retry_at_ms = 0;
+    m->peers[r].backoff_ms = BACKOFF_MIN_MS;
+    lazy_dial(m, r);
+    lazy_schedule(m);
+}
+
+static void lazy_free(handshake *m)
+{
+    tcp_lazy *lz = m->lazy;
+    if (!lz)
+        return;
+    cgloo__poller *pl = &m->ctx->poller;
+    for (int r = 0; lz->peers && r < m->ctx->size; r++) {
+        if (lz->peers[r].reg_fd >= 0)
+            cgloo__poller_del(pl, lz->peers[r].reg_fd);
+        free(lz->peers[r].why);
+    }
+    cgloo__poller_del(pl, cgloo__tcp_device_events_fd(m->dev));
+    cgloo__poller_del(pl, m->reg.notify_fd);
+    if (lz->timer_fd >= 0) {
+        cgloo__poller_del(pl, lz->timer_fd);
+        close(lz->timer_fd);
+    }
+    free(lz->peers);
+    free(lz);
+    m->lazy = NULL;
+}
+
+/* lazy_register puts the connector's descriptors in the context's poller (lock held). */
+static int lazy_register(handshake *m)
+{
+    tcp_lazy *lz = m->lazy;
+    cgloo__poller *pl = &m->ctx->poller;
+    lz->dev_io.on_event = lazy_on_device;
+    lz->notify_io.on_event = lazy_on_notify;
+    lz->timer_io.on_event = lazy_on_timer;
+    int rc = cgloo__poller_add(pl, cgloo__tcp_device_events_fd(m->dev), CGLOO_POLL_IN, &lz->dev_io);
+    if (rc == CGLOO_OK)
+        rc = cgloo__poller_add(pl, m->reg.notify_fd, CGLOO_POLL_IN, &lz->notify_io);
+    if (rc == CGLOO_OK)
+        rc = cgloo__poller_add(pl, lz->timer_fd, CGLOO_POLL_IN, &lz->timer_io);
+    return rc;
+}
+
+int cgloo__tcp_connect_lazy(cgloo__connector *m, const cgloo__peer_record *recs)
+{
+    cgloo_context *ctx = m->ctx;
+    m->deadline = cgloo__now_ms() + ctx->timeout_ms;
+    int rc = hs_load_peers(m, recs);
+    if (rc != CGLOO_OK)
+        return rc;
+    tcp_lazy *lz = calloc(1, sizeof *lz);
+    lazy_peer *lps = calloc((size_t)ctx->size, sizeof *lps);
+    if (!lz || !lps) {
+        free(lz);
+        free(lps);
+        return cgloo__ctx_error(ctx, CGLOO_ENOMEM, "rank %d: out of memory", ctx->rank);
+    }
+    lz->peers = lps;
+    lz->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    for (int r = 0; r < ctx->size; r++)
+        lps[r] = (lazy_peer){.io.on_event = lazy_on_peer, .m = m, .rank = r, .reg_fd = -1};
+    pthread_mutex_lock(&ctx->lock);
+    m->lazy = lz;
+    rc = lz->timer_fd < 0 ? cgloo__status_from_errno(errno) : lazy_register(m);
+    for (int r = 0; r < ctx->size; r++) /* errors name the address before a connection is made */
+        if (m->peers[r].used)
+            snprintf(ctx->peers[r].addr, sizeof ctx->peers[r].addr, "%s", m->peers[r].addr_text);
+    if (rc == CGLOO_OK)
+        lazy_take(m); /* hellos that came before the records were read */
+    else
+        lazy_free(m);
+    pthread_mutex_unlock(&ctx->lock);
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, rc, "rank %d: setting up lazy connections failed: %s",
+                                ctx->rank, cgloo_strerror(rc));
+    return CGLOO_OK;
 }

@@ -43,6 +43,7 @@
 #define DETECT_MAX_MS 60000
 
 static void pair_on_event(cgloo__pollable *io, unsigned events);
+static void pair_decide_queued(tcp_pair *t);
 
 void cgloo__tcp_peer_init(cgloo_peer *p)
 {
@@ -77,8 +78,10 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
     t->rcap = RBUF_START;
     /* Records that came with the handshake's last one wait in the session, where no poll
      * sees them: asking for POLL_OUT, which fires at once, brings the pair to read them. A
-     * send posted before that event must not take the request back (tls_unread, pair_flush). */
-    bool kick = tls && cgloo__tls_pending(tls);
+     * send posted before that event must not take the request back (tls_unread, pair_flush).
+     * Sends queued while a lazy connection was being made go out on the same event. */
+    bool unread = tls && cgloo__tls_pending(tls);
+    bool kick = unread || !cgloo__list_empty(&t->sendq);
     int rc =
         cgloo__poller_add(&p->ctx->poller, fd, CGLOO_POLL_IN | (kick ? CGLOO_POLL_OUT : 0), &t->io);
     if (rc != CGLOO_OK) {
@@ -91,10 +94,11 @@ int cgloo__tcp_pair_attach(cgloo_peer *p, int fd, cgloo__tls *tls, const wire_he
     t->fd = fd;
     t->tls = tls;
     t->want_out = kick;
-    t->tls_unread = kick;
+    t->tls_unread = unread;
     t->peer_eager_max = peer_hello->eager_max;
     t->credits = peer_hello->eager_budget;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
+    pair_decide_queued(t); /* a lazy pair's sends posted before it connected; POLL_OUT sends */
     return CGLOO_OK;
 }
 
@@ -336,6 +340,24 @@ static tcp_op *op_new(tcp_pair *t, cgloo_request *req, uint8_t phase)
         req->tp = op;
     }
     return op;
+}
+
+/* pair_decide_queued: sends posted to a lazy pair before it connected were queued as
+ * announcements, since no eager limit or credit was known yet; the small ones go eagerly now
+ * that the peer's hello told them. The queue's order stays. */
+static void pair_decide_queued(tcp_pair *t)
+{
+    cgloo__list *it;
+    for (it = t->sendq.next; it != &t->sendq; it = it->next) {
+        tcp_op *op = CGLOO_CONTAINER_OF(it, tcp_op, link);
+        if (op->phase != SEND_RTS || !op->req || op->len > t->peer_eager_max ||
+            (int64_t)op->len > t->credits)
+            continue;
+        t->credits -= (int64_t)op->len;
+        op->phase = SEND_EAGER;
+        op_set_header(op, &(wire_msg){.type = MSG_EAGER, .tag = op->req->tag, .len = op->len},
+                      op->len);
+    }
 }
 
 void cgloo__tcp_post_send(cgloo_peer *p, cgloo_request *r)

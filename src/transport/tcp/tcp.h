@@ -63,6 +63,11 @@ typedef struct device_reg {
     uint64_t ctx_id, nonce;
     uint32_t rank, size;
     device_inbound *arrived; /* hellos addressed to it, checked against the fields above */
+    /* A lazy context: hellos come from any rank (not only higher ones), for the context's
+     * life, and filing one writes notify_fd (an eventfd in the context's poller), since the
+     * thread that filed it may be another context's. */
+    bool lazy;
+    int notify_fd;
 } device_reg;
 
 /* cgloo__tcp_device_choice gives how dev's address was chosen and the published text. */
@@ -87,6 +92,10 @@ void cgloo__tcp_device_register(cgloo_device *dev, device_reg *reg);
 void cgloo__tcp_device_unregister(cgloo_device *dev, device_reg *reg);
 /* cgloo__tcp_device_take hands over the arrivals filed under reg (the caller owns them). */
 device_inbound *cgloo__tcp_device_take(cgloo_device *dev, device_reg *reg);
+/* cgloo__tcp_device_events_fd is an epoll descriptor that is readable while the device's
+ * listener or an unfinished hello has something to read (for a lazy context's poller, which
+ * then serves the device with cgloo__tcp_device_poll and a zero timeout). */
+int cgloo__tcp_device_events_fd(cgloo_device *dev);
 /* cgloo__tcp_device_poll polls the caller's descriptors together with the device's listener
  * and unfinished hellos (when no other thread is serving the device) for up to timeout_ms,
  * then accepts and files what arrived. The caller reads its own revents afterwards. */
@@ -186,5 +195,7 @@ int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
 int cgloo__tcp_connect(cgloo__connector *conn, const cgloo__peer_record *peers,
                        int64_t deadline_ms);
 void cgloo__tcp_connect_end(cgloo__connector *conn);
+int cgloo__tcp_connect_lazy(cgloo__connector *conn, const cgloo__peer_record *peers);
+void cgloo__tcp_peer_want(cgloo_peer *p);
 
 #endif
