@@ -6,11 +6,14 @@
  * - A connect that times out says on every rank how far it got: how many peers it connected
  *   to, which ranks it still waited for and, for the first few, why (in the store phase: how
  *   many addresses it read and which are missing).
+ * - A connect that makes progress is not a stall: every connection made moves its deadline a
+ *   timeout on, so a mesh that takes longer in all than the timeout still connects.
  * - A hello that arrives after its context gave up, or at a device whose listener is going
  *   away, is turned away quietly: the dialler dials again until its own deadline and never
  *   fails with EPROTO; when the context comes back, the redial connects.
  */
 #include "cgloo_impl.h"
+#include "core/context.h"
 #include "mesh.h"
 
 #include <arpa/inet.h>
@@ -270,11 +273,77 @@ static void test_late_hello_reset(void)
     cgloo_store_destroy(store);
 }
 
+/* ---- progress moves the deadline: peers that come one by one, 400 ms apart ----------------- */
+
+#define SLOW_WORLD 7
+#define SLOW_GAP_MS 400
+#define SLOW_TIMEOUT_MS 1200
+
+typedef struct slow_rank {
+    pthread_t thread;
+    cgloo_context *ctx;
+    cgloo_device *dev;
+    int delay_ms, rc;
+    long long took_ms;
+    char detail[CGLOO_ERROR_MAX];
+} slow_rank;
+
+static pthread_barrier_t slow_done;
+
+/* slow_main connects its rank after its delay, then closes it together with the others (a
+ * context's close waits a short linger for its peers to close too). */
+static void *slow_main(void *arg)
+{
+    slow_rank *s = arg;
+    test_sleep_ms(s->delay_ms);
+    long long start = test_now_ms();
+    s->rc = cgloo_context_connect(s->ctx, store, s->dev);
+    s->took_ms = test_now_ms() - start;
+    if (s->rc != CGLOO_OK)
+        cgloo_context_last_error(s->ctx, s->detail, sizeof s->detail);
+    pthread_barrier_wait(&slow_done);
+    cgloo_context_destroy(s->ctx);
+    cgloo_device_destroy(s->dev);
+    return NULL;
+}
+
+/* Rank 0 (timeout 1.2 s) accepts from ranks 1 to 6, whose records are in the store from the
+ * start but who begin to connect 400 ms apart: rank 0's mesh takes 2.4 s, twice its timeout, and
+ * connects, because each new connection comes within a timeout of the one before. */
+static void test_progress_moves_deadline(void)
+{
+    CHECK_OK(cgloo_store_hash_create(&store));
+    slow_rank r[SLOW_WORLD] = {0};
+    for (int k = 0; k < SLOW_WORLD; k++) {
+        CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &r[k].dev));
+        cgloo_context_attr attr = {.timeout_ms = k == 0 ? SLOW_TIMEOUT_MS : 20000, .name = "slow"};
+        CHECK_OK(cgloo_context_create(k, SLOW_WORLD, &attr, &r[k].ctx));
+        r[k].delay_ms = k * SLOW_GAP_MS;
+        char addr[CGLOO_TRANSPORT_ADDR_MAX];
+        CHECK_OK(cgloo_device_address(r[k].dev, addr, sizeof addr));
+        if (k > 0) /* rank 0 reads every record at once; only the connections come late */
+            publish_record("slow", k, addr, r[k].ctx->nonce);
+    }
+    CHECK(pthread_barrier_init(&slow_done, NULL, SLOW_WORLD) == 0);
+    for (int k = 0; k < SLOW_WORLD; k++)
+        CHECK(pthread_create(&r[k].thread, NULL, slow_main, &r[k]) == 0);
+    for (int k = 0; k < SLOW_WORLD; k++)
+        pthread_join(r[k].thread, NULL);
+    pthread_barrier_destroy(&slow_done);
+    for (int k = 0; k < SLOW_WORLD; k++)
+        if (r[k].rc != CGLOO_OK)
+            harness_fail(__FILE__, __LINE__, "a rank of the slow mesh did not connect",
+                         r[k].detail);
+    CHECK(r[0].took_ms > SLOW_TIMEOUT_MS); /* longer than its timeout in all */
+    cgloo_store_destroy(store);
+}
+
 static const test_case tests[] = {
     {"transport_progress", test_transport_progress, 60},
     {"store_progress", test_store_progress, 60},
     {"many_missing", test_many_missing, 30},
     {"late_hello_redialled", test_late_hello_redialled, 60},
     {"late_hello_reset", test_late_hello_reset, 30},
+    {"progress_moves_deadline", test_progress_moves_deadline, 60},
 };
 TEST_MAIN(tests)

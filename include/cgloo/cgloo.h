@@ -496,7 +496,9 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * reads the peers', connects (higher ranks dial lower ranks; refused connections are retried
  * with backoff) and checks every peer's hello; once connected it removes its record, so that a
  * later run on the same store namespace never reads it (records of a run that died during its
- * rendezvous expire and are waited past). Blocks up to the context timeout. A size-1 context
+ * rendezvous expire and are waited past). Blocks up to the context timeout for the peers'
+ * records, then while connections keep coming: it fails when no new peer connected for the
+ * timeout (a large mesh on few cores may take longer than the timeout in all). A size-1 context
  * needs neither store nor device (both may be NULL). The device must outlive the context. A
  * device whose address only its own host reaches (loopback) fails at once with EADDR when the
  * store's host (a TCP store's) or a peer's address is another host's: the detail names the

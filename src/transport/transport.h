@@ -95,12 +95,13 @@ struct cgloo_transport {
     /* connect connects ctx to every peer bound to this transport, given their records
      * (indexed by rank; the entry of ctx's own rank and of peers of other transports unused).
      * Blocks until every connection is made and proven to belong to this run (the context id,
-     * both ranks, the world size and both nonces), or deadline_ms passes. Two ranks end with
-     * exactly one connection. On failure it records the detail naming the peer and its
-     * address (cgloo__ctx_error) and returns ETIMEDOUT, ECONNREFUSED, EPROTO, ESTORE (an
-     * address it cannot parse), EADDR (this device only its own host reaches, and a peer is
-     * on another host: at once), EABORTED, ENOMEM or the status of a system error; what it
-     * connected stays bound to the peers, for the caller to release with peer_fini. */
+     * both ranks, the world size and both nonces), or deadline_ms passes with none made in the
+     * last context timeout (each connection made moves the deadline a timeout on). Two ranks end
+     * with exactly one connection. On failure it records the detail naming the peer and its address
+     * (cgloo__ctx_error) and returns ETIMEDOUT, ECONNREFUSED, EPROTO, ESTORE (an address it cannot
+     * parse), EADDR (this device only its own host reaches, and a peer is on another host: at
+     * once), EABORTED, ENOMEM or the status of a system error; what it connected stays bound to the
+     * peers, for the caller to release with peer_fini. */
     int (*connect)(cgloo__connector *conn, const cgloo__peer_record *peers, int64_t deadline_ms);
     /* connect_end makes ctx unreachable through dev again (connections still arriving are
      * closed) and frees the connector. */
