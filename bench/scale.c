@@ -90,7 +90,7 @@ int main(void)
 {
     int64_t s[NSTAT] = {0};
     s[START] = now_us();
-    cgloo_context *ctx;
+    cgloo_context *ctx = NULL;
     int rc = cgloo_context_create_from_env(&ctx);
     int64_t t = now_us();
     s[CONNECTED] = t;
@@ -107,7 +107,10 @@ int main(void)
     s[BARRIER] = now_us() - t;
     if (rc != CGLOO_OK) {
         char detail[CGLOO_ERROR_MAX];
-        cgloo_last_error(detail, sizeof detail);
+        if (ctx)
+            cgloo_context_last_error(ctx, detail, sizeof detail);
+        else
+            cgloo_last_error(detail, sizeof detail);
         fprintf(stderr, "cgloo-scale: %s (%s)\n", cgloo_strerror(rc), detail);
         return 1;
     }

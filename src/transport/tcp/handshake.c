@@ -89,9 +89,10 @@ struct cgloo__connector {
     int64_t deadline;
     int remaining; /* connections still to make */
     /* What a round looks at, so that it does not scan every peer (at 1024 ranks the scan
-     * took 8% of all set-up CPU): the lowest rank this one may still dial, and how many
-     * accepted connections still owe their proof of the secret. */
-    int dial_from;
+     * took 8% of all set-up CPU): the highest rank this one may still dial (dials go from
+     * the nearest lower rank down, hs_poll_dials), and how many accepted connections still
+     * owe their proof of the secret. */
+    int dial_top;
     int proofs_awaited;
     int auth_rc;           /* the first peer that failed authentication made the connect fail */
     struct tcp_lazy *lazy; /* a lazy context's state (the end of this file), or NULL */
@@ -617,7 +618,7 @@ static int fds_check(cgloo_context *ctx)
 static int fds_ran_out(handshake *m)
 {
     int err = cgloo__tcp_device_fds_out(m->dev);
-    for (int r = m->dial_from; !err && r < m->ctx->rank; r++)
+    for (int r = 0; !err && r <= m->dial_top; r++)
         if (m->peers[r].state == DIAL_IDLE &&
             (m->peers[r].last_err == EMFILE || m->peers[r].last_err == ENFILE))
             err = m->peers[r].last_err;
@@ -733,15 +734,18 @@ static int hs_timeout_error(handshake *m)
 }
 
 /* hs_poll_dials starts due dials and fills pollfds for those in flight; returns the count and
- * lowers *due to the time the next idle dial it saw falls due. */
+ * lowers *due to the time the next idle dial it saw falls due. A rank dials the nearest lower
+ * ranks first, so that each listener hears from the DIAL_WINDOW ranks above it at a time:
+ * dialling from rank 0 up sent every rank's first 64 hellos to ranks 0 to 63 at once, and at
+ * 1024 ranks a high rank's dials then waited 30 s behind a thousand others. */
 static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who, int64_t *due)
 {
     int n = 0;
     int64_t now = cgloo__now_ms();
-    while (m->dial_from < m->ctx->rank &&
-           (!m->peers[m->dial_from].used || m->peers[m->dial_from].state == DIAL_DONE))
-        m->dial_from++; /* settled dials never start again */
-    for (int r = m->dial_from; r < m->ctx->rank && n < DIAL_WINDOW; r++) {
+    while (m->dial_top >= 0 &&
+           (!m->peers[m->dial_top].used || m->peers[m->dial_top].state == DIAL_DONE))
+        m->dial_top--; /* settled dials never start again */
+    for (int r = m->dial_top; r >= 0 && n < DIAL_WINDOW; r--) {
         peer_info *p = &m->peers[r];
         if (!p->used)
             continue;
@@ -888,7 +892,7 @@ int cgloo__tcp_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
         free(peers);
         return CGLOO_ENOMEM;
     }
-    *m = (handshake){.ctx = ctx, .dev = dev, .peers = peers};
+    *m = (handshake){.ctx = ctx, .dev = dev, .peers = peers, .dial_top = ctx->rank - 1};
     for (int r = 0; r < ctx->size; r++)
         peers[r] = (peer_info){.fd = -1, .auth_fd = -1, .backoff_ms = BACKOFF_MIN_MS};
     m->reg = (device_reg){.ctx_id = ctx->ctx_id,
