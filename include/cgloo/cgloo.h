@@ -469,6 +469,13 @@ typedef struct cgloo_context_attr {
      * its group or others may read it), else none: connections are not authenticated. Copied;
      * never logged. Needs OpenSSL at build time (cgloo_secret_supported). */
     const char *secret;
+    /* How the context reaches peers on its own host (one kernel: the same boot id, IPC and
+     * network namespaces): "tcp" (every peer over the device's TCP), "shm" (peers on this host
+     * through shared memory, the others over TCP), "auto" (the same as "shm" for now). NULL:
+     * CGLOO_TRANSPORT, else "tcp". Anything else is EINVAL at create. Ranks of one context must
+     * agree. A context attribute rather than a device one: the choice is per communicator, and
+     * the device is TCP's. Sub-contexts (cgloo_context_split) use TCP for now. */
+    const char *transport;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.

@@ -102,6 +102,26 @@ static int ctx_read_tuning(cgloo_context *ctx)
     return CGLOO_OK;
 }
 
+/* ctx_read_local_mode takes the transport for peers on this host from attr, else
+ * CGLOO_TRANSPORT, else tcp (this release keeps TCP unless asked). */
+static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *attr)
+{
+    const char *v = attr && attr->transport ? attr->transport : getenv("CGLOO_TRANSPORT");
+    if (!v || !*v || strcmp(v, "tcp") == 0)
+        ctx->local_mode = CGLOO_LOCAL_TCP;
+    else if (strcmp(v, "auto") == 0)
+        ctx->local_mode = CGLOO_LOCAL_AUTO;
+    else if (strcmp(v, "shm") == 0)
+        ctx->local_mode = CGLOO_LOCAL_SHM;
+    else
+        return cgloo__error_set(
+            CGLOO_EINVAL,
+            "cgloo_context_create: transport '%s' (%s) is none of auto, tcp, "
+            "shm",
+            v, attr && attr->transport ? "cgloo_context_attr.transport" : "CGLOO_TRANSPORT");
+    return CGLOO_OK;
+}
+
 /* ctx_check_args explains bad arguments of cgloo_context_create as the thread's last error. */
 static int ctx_check_args(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
 {
@@ -152,6 +172,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
     ctx->peers = calloc((size_t)size, sizeof *ctx->peers);
     cgloo__list_init(&ctx->any_posted);
     cgloo__list_init(&ctx->live_requests);
+    cgloo__list_init(&ctx->spinners);
     for (int i = 0; ctx->peers && i < size; i++)
         cgloo__peer_init(&ctx->peers[i], ctx, i);
     int rc = ctx_init_sync(ctx);
@@ -159,6 +180,8 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
         rc = CGLOO_ENOMEM;
     if (rc == CGLOO_OK)
         rc = ctx_read_tuning(ctx);
+    if (rc == CGLOO_OK)
+        rc = ctx_read_local_mode(ctx, attr);
     if (rc == CGLOO_OK)
         rc = cgloo__ctx_diag_init(ctx, attr);
     if (rc == CGLOO_OK)
@@ -183,6 +206,15 @@ void cgloo__ctx_wake(cgloo_context *ctx)
 void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
 {
     cgloo__poll_events evs;
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->spinners)
+    {
+        cgloo__spinner *s = CGLOO_CONTAINER_OF(it, cgloo__spinner, link);
+        if (s->poll(s))
+            timeout_ms = 0;
+        else if (timeout_ms != 0 && !s->arm(s))
+            timeout_ms = 0;
+    }
     ctx->progressing = true;
     pthread_mutex_unlock(&ctx->lock);
     int n = cgloo__poller_wait(&ctx->poller, timeout_ms, &evs);
