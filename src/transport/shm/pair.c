@@ -180,6 +180,48 @@ static void pair_control(shm_pair *s, const shm_rec *h)
     cgloo__list_push_back(&s->sendq, &op->link);
 }
 
+/* ---- claims on large messages read in place (shm.h) ------------------------------------------ */
+
+static _Atomic uint64_t *claim_slot(shm_dir *d, uint64_t cookie)
+{
+    return &d->claim[cookie % SHM_CLAIMS];
+}
+
+/* claim_offer: the sender may announce `cookie` with its address (its slot is free). */
+static bool claim_offer(shm_pair *s, uint64_t cookie)
+{
+    _Atomic uint64_t *c = claim_slot(s->tx, cookie);
+    if (s->large_mode == LARGE_COPY || atomic_load(c) != 0)
+        return false;
+    atomic_store(c, cookie);
+    return true;
+}
+
+/* claim_clear frees the slot of `cookie` if it still holds it unread. */
+static void claim_clear(shm_dir *d, uint64_t cookie)
+{
+    uint64_t want = cookie;
+    atomic_compare_exchange_strong(claim_slot(d, cookie), &want, 0);
+}
+
+/* claim_revoke takes back the address of `cookie` before the caller gets its buffer back: the
+ * receiver has not started reading it (it will ask for the copy), or has finished, or is
+ * reading it now, which the sender waits out (a copy of at most the message, unless the
+ * receiver died in it). False when the receiver stayed in it for CLAIM_WAIT_MS. */
+#define CLAIM_WAIT_MS 2000
+static bool claim_revoke(shm_pair *s, uint64_t cookie)
+{
+    _Atomic uint64_t *c = claim_slot(s->tx, cookie);
+    uint64_t want = cookie;
+    if (atomic_compare_exchange_strong(c, &want, 0))
+        return true;
+    int64_t until = cgloo__now_ms() + CLAIM_WAIT_MS;
+    while (atomic_load(c) == (cookie | SHM_READING))
+        if (cgloo__now_ms() > until)
+            return false;
+    return true;
+}
+
 void cgloo__shm_post_send(cgloo_peer *p, cgloo_request *r)
 {
     shm_pair *s = shm_pair_of(p);
@@ -191,7 +233,7 @@ void cgloo__shm_post_send(cgloo_peer *p, cgloo_request *r)
             return cgloo__p2p_complete(r, CGLOO_OK, r->len, p->ctx->rank);
     } else {
         h.cookie = ++s->next_cookie;
-        h.addr = s->large_mode == LARGE_COPY ? 0 : (uint64_t)(uintptr_t)r->buf;
+        h.addr = claim_offer(s, h.cookie) ? (uint64_t)(uintptr_t)r->buf : 0;
     }
     shm_op *op = op_new(r, &h);
     if (!op) {
@@ -245,9 +287,18 @@ static bool take_announce(shm_pair *s, uint64_t cookie, uint64_t *addr)
 static bool try_vm(shm_pair *s, cgloo_request *r, uint64_t cookie, uint64_t addr, size_t len)
 {
     cgloo_peer *p = s->peer;
-    if (!addr || !s->vm_ok || s->large_mode == LARGE_COPY)
+    _Atomic uint64_t *claim = claim_slot(s->rx, cookie);
+    uint64_t want = cookie;
+    if (!addr)
         return false;
-    if (!vm_read(s->pid, r->buf, addr, len)) {
+    if (!s->vm_ok || s->large_mode == LARGE_COPY ||
+        !atomic_compare_exchange_strong(claim, &want, cookie | SHM_READING)) {
+        claim_clear(s->rx, cookie); /* revoked already, or not to be read in place */
+        return false;
+    }
+    bool read = vm_read(s->pid, r->buf, addr, len);
+    atomic_store(claim, 0);
+    if (!read) {
         int err = errno;
         if (s->large_mode == LARGE_VM || err == EFAULT) {
             /* Forced, or the sender's buffer is not where it said: nothing to fall back to. */
@@ -261,6 +312,10 @@ static bool try_vm(shm_pair *s, cgloo_request *r, uint64_t cookie, uint64_t addr
         s->vm_ok = false;
         return false;
     }
+    if (!s->told_vm)
+        CGLOO_LOG(CGLOO_LOG_DEBUG, p->ctx->rank, p->ctx->size,
+                  "peer %d: large messages by process_vm_readv", p->rank);
+    s->told_vm = true;
     cgloo__p2p_complete(r, CGLOO_OK, len, p->rank);
     pair_control(s, &(shm_rec){.type = REC_DONE, .cookie = cookie});
     return true;
@@ -274,6 +329,7 @@ void cgloo__shm_start_large_recv(cgloo_peer *p, cgloo_request *r, uint64_t cooki
     if (p->status != CGLOO_OK || !known)
         return cgloo__p2p_complete(r, p->status != CGLOO_OK ? p->status : CGLOO_EPROTO, 0, p->rank);
     if (len > r->len) {
+        claim_clear(s->rx, cookie);
         cgloo__p2p_complete(r, CGLOO_ETRUNC, 0, p->rank);
         return pair_control(s, &(shm_rec){.type = REC_DONE, .cookie = cookie});
     }
@@ -283,6 +339,10 @@ void cgloo__shm_start_large_recv(cgloo_peer *p, cgloo_request *r, uint64_t cooki
     shm_op *op = op_new(r, &(shm_rec){.cookie = cookie});
     if (!op)
         return cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, p->rank);
+    if (!s->told_ring)
+        CGLOO_LOG(CGLOO_LOG_DEBUG, p->ctx->rank, p->ctx->size,
+                  "peer %d: large messages through the ring", p->rank);
+    s->told_ring = true;
     op->len = len;
     cgloo__list_push_back(&s->receiving, &op->link);
     pair_control(s, &(shm_rec){.type = REC_READY, .cookie = cookie});
@@ -502,9 +562,10 @@ static bool pair_spin_poll(cgloo__spinner *sp)
     if (s->failed)
         return false;
     pair_disarm(s);
+    uint64_t tail = s->tx_tail;
     bool got = pair_drain(s);
     pair_flush(s);
-    return got;
+    return got || s->tx_tail != tail; /* a send may have completed as it went out */
 }
 
 /* pair_spin_arm sets the asleep flags, then looks once more (the fence pairs with wake_if's):
@@ -671,8 +732,12 @@ static void cancel_send(shm_pair *s, shm_op *op)
         op_free(op);
         return;
     }
-    /* The peer knows of it: finish it from a private copy. (A receiver that reads it with
-     * process_vm_readv reads the caller's buffer; see docs/ARCHITECTURE.md, "Shared memory".) */
+    /* The peer knows of it: finish it from a private copy, through the ring. */
+    if (op->rec.addr && !op->streaming && !claim_revoke(s, op->rec.cookie)) {
+        op_free(op);
+        return cgloo__p2p_peer_fail(s->peer, CGLOO_EPEER,
+                                    "the peer stalled reading a cancelled message", 0);
+    }
     op->owned = malloc(op->len ? op->len : 1);
     if (!op->owned) {
         op_free(op);

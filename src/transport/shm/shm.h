@@ -19,6 +19,10 @@
  * of it. */
 #define SHM_RING_BYTES (256u * 1024)
 #define SHM_CHUNK (64u * 1024)
+/* Large messages announced with their address that may be in flight at once per direction; more
+ * go through the ring. */
+#define SHM_CLAIMS 64
+#define SHM_READING (1ull << 63)
 #define SHM_MAGIC 0x63676c6f6f73686dULL /* "cgloosh m" */
 
 /* One direction's control words, each on its own cache line: the producer writes tail, the
@@ -30,6 +34,12 @@ typedef struct shm_dir {
     _Alignas(64) _Atomic uint64_t head;
     _Alignas(64) _Atomic uint32_t reader_asleep; /* the consumer waits for records */
     _Atomic uint32_t writer_asleep;              /* the producer waits for room */
+    /* Claims on the large messages announced with their address, slot cookie % SHM_CLAIMS:
+     * the sender sets the cookie, the receiver swaps it for cookie | SHM_READING while it
+     * reads and clears it after; a sender that cancels swaps the cookie for 0 (the receiver
+     * then asks for the message through the ring, which carries a private copy), or waits
+     * while the receiver reads. So no read of the caller's buffer outlives a cancel. */
+    _Alignas(64) _Atomic uint64_t claim[SHM_CLAIMS];
 } shm_dir;
 
 /* The segment of one pair: dir[0] and ring[0] carry the higher rank's messages to the lower. */
@@ -93,9 +103,10 @@ typedef struct shm_pair {
     uint64_t rx_head;   /* this side's copy of rx->head */
     bool armed;         /* asleep flags set */
     bool failed, bye_sent, bye_seen;
-    int pid;            /* the peer's process, for process_vm_readv */
-    uint8_t large_mode; /* enum shm_large_mode */
-    bool vm_ok;         /* process_vm_readv has not failed for this peer */
+    int pid;                 /* the peer's process, for process_vm_readv */
+    uint8_t large_mode;      /* enum shm_large_mode */
+    bool vm_ok;              /* process_vm_readv has not failed for this peer */
+    bool told_vm, told_ring; /* the path large messages took was logged (once each) */
     uint32_t peer_eager_max;
     int64_t credits;      /* eager bytes this side may still send */
     uint64_t eager_held;  /* eager bytes received, not yet returned */
