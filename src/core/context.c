@@ -203,19 +203,49 @@ void cgloo__ctx_wake(cgloo_context *ctx)
     cgloo__poller_wake(&ctx->poller);
 }
 
-void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
+/* ctx_poll_spinners polls the shared-memory pairs (cgloo__spinner); before a sleep it arms
+ * them, and any that has work keeps the context awake (*timeout_ms 0). True when one had
+ * something. */
+static bool ctx_poll_spinners(cgloo_context *ctx, int *timeout_ms)
 {
-    cgloo__poll_events evs;
+    bool busy = false;
     cgloo__list *it, *tmp;
     CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->spinners)
     {
         cgloo__spinner *s = CGLOO_CONTAINER_OF(it, cgloo__spinner, link);
         if (s->poll(s))
-            timeout_ms = 0;
-        else if (timeout_ms != 0 && !s->arm(s))
-            timeout_ms = 0;
+            busy = true;
+        else if (*timeout_ms != 0 && !s->arm(s))
+            *timeout_ms = 0;
     }
+    if (busy)
+        *timeout_ms = 0;
+    return busy;
+}
+
+/* While it spins over shared-memory pairs, the context asks the poller (a system call) only every
+ * this many rounds: the pairs are read from memory, and a round without the call takes a few
+ * tens of nanoseconds instead of about half a microsecond (docs/ARCHITECTURE.md, "Shared
+ * memory"). */
+#define SPINNER_POLLER_EVERY 16
+
+void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
+{
+    cgloo__poll_events evs;
+    bool busy = ctx_poll_spinners(ctx, &timeout_ms);
     ctx->progressing = true;
+    if (timeout_ms == 0 && !cgloo__list_empty(&ctx->spinners) &&
+        ++ctx->spin_rounds % SPINNER_POLLER_EVERY != 0) {
+        if (!busy && yield) {
+            pthread_mutex_unlock(&ctx->lock);
+            sched_yield();
+            pthread_mutex_lock(&ctx->lock);
+        }
+        ctx->progressing = false;
+        if (ctx->waiters)
+            pthread_cond_broadcast(&ctx->progress_done);
+        return;
+    }
     pthread_mutex_unlock(&ctx->lock);
     int n = cgloo__poller_wait(&ctx->poller, timeout_ms, &evs);
     if (n == 0 && yield)

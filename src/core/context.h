@@ -114,6 +114,7 @@ struct cgloo_context {
     uint64_t splits;      /* cgloo_context_split calls so far: part of each child's context id */
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
+    uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;
