@@ -44,9 +44,8 @@ typedef struct shm_ack {
  * accepted from a higher rank waiting for its hello. */
 typedef struct shm_pending {
     int fd;
-    int rank;          /* dialled: the peer; accepted: -1 until the hello says */
-    shm_segment *seg;  /* dialled: the segment handed over */
-    int64_t opened_ms; /* accepted: when (a socket that never says hello is dropped) */
+    int rank;         /* dialled: the peer; accepted: -1 until the hello says */
+    shm_segment *seg; /* dialled: the segment handed over */
 } shm_pending;
 
 struct cgloo__connector {
@@ -364,7 +363,7 @@ static void accept_all(cgloo__connector *c)
     int fd;
     while (c->n_pend < c->ctx->size &&
            (fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
-        c->pend[c->n_pend++] = (shm_pending){.fd = fd, .rank = -1, .opened_ms = cgloo__now_ms()};
+        c->pend[c->n_pend++] = (shm_pending){.fd = fd, .rank = -1};
 }
 
 /* poll_round waits up to timeout_ms for hellos, answers and new sockets, and handles them. */
