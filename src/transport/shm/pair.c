@@ -187,11 +187,20 @@ static _Atomic uint64_t *claim_slot(shm_dir *d, uint64_t cookie)
     return &d->claim[cookie % SHM_CLAIMS];
 }
 
-/* claim_offer: the sender may announce `cookie` with its address (its slot is free). */
-static bool claim_offer(shm_pair *s, uint64_t cookie)
+/* Below this size a message goes through the ring unless CGLOO_SHM_LARGE=vm: two ranks copying
+ * the chunks at once (one into the ring, one out) beat one process_vm_readv up to 1 MiB, which
+ * pins pages as it goes (ping-pong, medians of three runs: 128 KiB 33 us through the ring and
+ * 48 us by process_vm_readv, 1 MiB 234 and 376 us, 4 MiB 2589 and 1582 us; docs/ARCHITECTURE.md,
+ * "Shared memory"). */
+#define VM_MIN_BYTES (2u << 20)
+
+/* claim_offer: the sender may announce `cookie` of len bytes with its address (its slot is
+ * free, and the single copy pays at this size). */
+static bool claim_offer(shm_pair *s, uint64_t cookie, size_t len)
 {
     _Atomic uint64_t *c = claim_slot(s->tx, cookie);
-    if (s->large_mode == LARGE_COPY || atomic_load(c) != 0)
+    if (s->large_mode == LARGE_COPY || (s->large_mode == LARGE_AUTO && len < VM_MIN_BYTES) ||
+        atomic_load(c) != 0)
         return false;
     atomic_store(c, cookie);
     return true;
@@ -233,7 +242,7 @@ void cgloo__shm_post_send(cgloo_peer *p, cgloo_request *r)
             return cgloo__p2p_complete(r, CGLOO_OK, r->len, p->ctx->rank);
     } else {
         h.cookie = ++s->next_cookie;
-        h.addr = claim_offer(s, h.cookie) ? (uint64_t)(uintptr_t)r->buf : 0;
+        h.addr = claim_offer(s, h.cookie, r->len) ? (uint64_t)(uintptr_t)r->buf : 0;
     }
     shm_op *op = op_new(r, &h);
     if (!op) {
