@@ -484,6 +484,13 @@ typedef struct cgloo_context_attr {
      * (docs/BENCHMARKS.md, "Lazy connections"). Negative: the full mesh at connect. Zero:
      * CGLOO_LAZY=1 turns it on. Sub-contexts (cgloo_context_split) inherit it. */
     int lazy;
+    /* How the context reaches peers on its own host (one kernel: the same boot id, IPC and
+     * network namespaces): "tcp" (every peer over the device's TCP), "shm" (peers on this host
+     * through shared memory, the others over TCP), "auto" (the same as "shm" for now). NULL:
+     * CGLOO_TRANSPORT, else "tcp". Anything else is EINVAL at create. Ranks of one context must
+     * agree. A context attribute rather than a device one: the choice is per communicator, and
+     * the device is TCP's. Sub-contexts (cgloo_context_split) use TCP for now. */
+    const char *transport;
 } cgloo_context_attr;
 
 /* cgloo_context_create makes an unconnected context for `rank` of `size`. attr may be NULL.

@@ -104,6 +104,26 @@ static int ctx_read_tuning(cgloo_context *ctx)
     return CGLOO_OK;
 }
 
+/* ctx_read_local_mode takes the transport for peers on this host from attr, else
+ * CGLOO_TRANSPORT, else tcp (this release keeps TCP unless asked). */
+static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *attr)
+{
+    const char *v = attr && attr->transport ? attr->transport : getenv("CGLOO_TRANSPORT");
+    if (!v || !*v || strcmp(v, "tcp") == 0)
+        ctx->local_mode = CGLOO_LOCAL_TCP;
+    else if (strcmp(v, "auto") == 0)
+        ctx->local_mode = CGLOO_LOCAL_AUTO;
+    else if (strcmp(v, "shm") == 0)
+        ctx->local_mode = CGLOO_LOCAL_SHM;
+    else
+        return cgloo__error_set(
+            CGLOO_EINVAL,
+            "cgloo_context_create: transport '%s' (%s) is none of auto, tcp, "
+            "shm",
+            v, attr && attr->transport ? "cgloo_context_attr.transport" : "CGLOO_TRANSPORT");
+    return CGLOO_OK;
+}
+
 /* ctx_check_args explains bad arguments of cgloo_context_create as the thread's last error. */
 static int ctx_check_args(int rank, int size, const cgloo_context_attr *attr, cgloo_context **out)
 {
@@ -154,6 +174,7 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
     ctx->peers = calloc((size_t)size, sizeof *ctx->peers);
     cgloo__list_init(&ctx->any_posted);
     cgloo__list_init(&ctx->live_requests);
+    cgloo__list_init(&ctx->spinners);
     for (int i = 0; ctx->peers && i < size; i++)
         cgloo__peer_init(&ctx->peers[i], ctx, i);
     int rc = ctx_init_sync(ctx);
@@ -162,6 +183,8 @@ int cgloo_context_create(int rank, int size, const cgloo_context_attr *attr, cgl
     if (rc == CGLOO_OK)
         rc = ctx_read_tuning(ctx);
     ctx->lazy = attr && attr->lazy ? attr->lazy > 0 : ctx->lazy;
+    if (rc == CGLOO_OK)
+        rc = ctx_read_local_mode(ctx, attr);
     if (rc == CGLOO_OK)
         rc = cgloo__ctx_diag_init(ctx, attr);
     if (rc == CGLOO_OK)
@@ -183,10 +206,49 @@ void cgloo__ctx_wake(cgloo_context *ctx)
     cgloo__poller_wake(&ctx->poller);
 }
 
+/* ctx_poll_spinners polls the shared-memory pairs (cgloo__spinner); before a sleep it arms
+ * them, and any that has work keeps the context awake (*timeout_ms 0). True when one had
+ * something. */
+static bool ctx_poll_spinners(cgloo_context *ctx, int *timeout_ms)
+{
+    bool busy = false;
+    cgloo__list *it, *tmp;
+    CGLOO_LIST_FOR_EACH_SAFE(it, tmp, &ctx->spinners)
+    {
+        cgloo__spinner *s = CGLOO_CONTAINER_OF(it, cgloo__spinner, link);
+        if (s->poll(s))
+            busy = true;
+        else if (*timeout_ms != 0 && !s->arm(s))
+            *timeout_ms = 0;
+    }
+    if (busy)
+        *timeout_ms = 0;
+    return busy;
+}
+
+/* While it spins over shared-memory pairs, the context asks the poller (a system call) only every
+ * this many rounds: the pairs are read from memory, and a round without the call takes a few
+ * tens of nanoseconds instead of about half a microsecond (docs/ARCHITECTURE.md, "Shared
+ * memory"). */
+#define SPINNER_POLLER_EVERY 16
+
 void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
 {
     cgloo__poll_events evs;
+    bool busy = ctx_poll_spinners(ctx, &timeout_ms);
     ctx->progressing = true;
+    if (timeout_ms == 0 && !cgloo__list_empty(&ctx->spinners) &&
+        ++ctx->spin_rounds % SPINNER_POLLER_EVERY != 0) {
+        if (!busy && yield) {
+            pthread_mutex_unlock(&ctx->lock);
+            sched_yield();
+            pthread_mutex_lock(&ctx->lock);
+        }
+        ctx->progressing = false;
+        if (ctx->waiters)
+            pthread_cond_broadcast(&ctx->progress_done);
+        return;
+    }
     pthread_mutex_unlock(&ctx->lock);
     int n = cgloo__poller_wait(&ctx->poller, timeout_ms, &evs);
     if (n == 0 && yield)

@@ -22,6 +22,23 @@
  * ranks, waits on itself until its timeouts). */
 #define CGLOO_PT_MAX 16
 
+/* A transport whose peers write into shared memory, where nothing wakes the poller (shared
+ * memory): the context calls poll on every round of progress, before it waits, and arm before
+ * it sleeps, so that the peer wakes it through a descriptor in the poller instead. */
+typedef struct cgloo__spinner cgloo__spinner;
+struct cgloo__spinner {
+    cgloo__list link; /* in ctx->spinners */
+    /* poll does whatever has arrived (lock held); true when something had (a request may have
+     * completed, so the context must not sleep this round). */
+    bool (*poll)(cgloo__spinner *s);
+    /* arm asks the peer to wake the poller from now on; false: work is there already, so the
+     * context must not sleep (lock held). */
+    bool (*arm)(cgloo__spinner *s);
+};
+
+/* Which transport binds peers on this host (cgloo_context_attr.transport, CGLOO_TRANSPORT). */
+enum cgloo__local_mode { CGLOO_LOCAL_TCP, CGLOO_LOCAL_AUTO, CGLOO_LOCAL_SHM };
+
 typedef struct cgloo_job cgloo_job;
 struct cgloo_job {
     cgloo__list queue_link; /* in ctx->jobs_queued until it starts running */
@@ -101,6 +118,9 @@ struct cgloo_context {
     bool lazy;
     struct cgloo__connector *lazy_conn;
     const cgloo_transport *lazy_transport;
+    uint8_t local_mode;   /* enum cgloo__local_mode */
+    cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
+    uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;

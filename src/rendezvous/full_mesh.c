@@ -19,6 +19,7 @@
  * once) fails at once with EBUSY instead of connecting the two runs' ranks to each other.
  */
 #include "core/context.h"
+#include "rendezvous/local_peers.h"
 #include "store/store.h"
 #include "transport/transport.h"
 
@@ -74,6 +75,10 @@ static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: the device has no address to publish",
                                 ctx->rank);
+    char host[32];
+    cgloo__host_suffix(ctx, host, sizeof host);
+    if (strlen(addr) + strlen(host) < sizeof addr)
+        strcat(addr, host); /* peers on this host bind to shared memory (local_peers.h) */
     uint64_t expiry = (uint64_t)(unix_ms() + ctx->timeout_ms + EXPIRY_SLACK_MS);
     int n = snprintf(val, sizeof val, RECORD_PREFIX "%s %016" PRIx64 " %016" PRIx64, addr,
                      ctx->nonce, expiry);
@@ -433,20 +438,31 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     cgloo__peer_record *recs = calloc((size_t)ctx->size, sizeof *recs);
     if (!recs)
         return CGLOO_ENOMEM;
-    const cgloo_transport *t = dev->transport;
-    cgloo__connector *conn = NULL;
+    const cgloo_transport *t = dev->transport, *shm = &cgloo__shm_transport;
+    cgloo__connector *conn = NULL, *shm_conn = NULL;
+    char host[32];
+    int n_local = 0;
+    cgloo__host_suffix(ctx, host, sizeof host);
     bool claimed = false;
     int rc = mesh_claim(ctx, store, &claimed);
     if (rc == CGLOO_OK)
         rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
         rc = t->connect_begin(dev, ctx, cgloo__store_host(store), &conn); /* reachable first */
+    if (rc == CGLOO_OK && host[0])
+        rc = shm->connect_begin(dev, ctx, NULL, &shm_conn);
     if (rc == CGLOO_OK)
         rc = mesh_publish(ctx, store, dev);
     if (rc == CGLOO_OK)
         rc = mesh_read_peers(ctx, store, deadline, recs);
     if (rc == CGLOO_OK)
+        rc = cgloo__bind_local_peers(ctx, recs, host, &n_local);
+    if (rc == CGLOO_OK)
         rc = mesh_peers_connect(ctx, t, &conn, recs, deadline);
+    if (rc == CGLOO_OK && n_local > 0)
+        rc = shm->connect(shm_conn, recs, deadline);
+    if (shm_conn)
+        shm->connect_end(shm_conn);
     if (conn)
         t->connect_end(conn);
     if (rc != CGLOO_OK)
@@ -455,6 +471,8 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         mesh_lazy_finish(ctx, store, recs);
     else if (claimed)
         mesh_finish(ctx, store);
+    if (rc == CGLOO_OK && n_local > 0)
+        CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "%d peers on this host over shm", n_local);
     free(recs);
     return rc;
 }

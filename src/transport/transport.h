@@ -190,5 +190,8 @@ static inline void cgloo__tp_cancel(cgloo_peer *p, cgloo_request *req)
 
 /* The transports built in (one registration each). */
 extern const cgloo_transport cgloo__tcp_transport;
+/* Shared memory between ranks of one host (src/transport/shm/); bound by the rendezvous, with
+ * no device of its own (its connect_begin ignores the device). */
+extern const cgloo_transport cgloo__shm_transport;
 
 #endif

@@ -1,0 +1,19 @@
+/* The shared-memory transport's ops table: what the core calls (see transport/transport.h). */
+#include "transport/shm/shm.h"
+
+const cgloo_transport cgloo__shm_transport = {
+    .name = "shm",
+    .peer_size = sizeof(shm_pair),
+    .connect_begin = cgloo__shm_connect_begin,
+    .connect = cgloo__shm_connect,
+    .connect_end = cgloo__shm_connect_end,
+    .peer_init = cgloo__shm_peer_init,
+    .peer_fini = cgloo__shm_peer_fini,
+    .post_send = cgloo__shm_post_send,
+    .start_large_recv = cgloo__shm_start_large_recv,
+    .eager_released = cgloo__shm_eager_released,
+    .cancel = cgloo__shm_cancel,
+    .fail = cgloo__shm_fail,
+    .close_begin = cgloo__shm_close_begin,
+    .close_step = cgloo__shm_close_step,
+};

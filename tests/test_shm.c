@@ -1,0 +1,348 @@
+/*
+ * The shared-memory transport: which peers it binds, both large-message paths between real
+ * processes, waiting on TCP and shared-memory peers at once, and a rank killed with SIGKILL
+ * (its peers fail naming it; nothing is left in /dev/shm, in the survivors' descriptors or in
+ * their mappings).
+ */
+#include "mesh.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- log capture: the transport logs how it bound peers and moved large messages ---- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[1 << 16];
+
+static void capture(cgloo_log_level level, const char *line, void *user)
+{
+    (void)level;
+    (void)user;
+    pthread_mutex_lock(&log_lock);
+    size_t n = strlen(log_text);
+    snprintf(log_text + n, sizeof log_text - n, "%s\n", line);
+    pthread_mutex_unlock(&log_lock);
+}
+
+static void capture_start(void)
+{
+    log_text[0] = '\0';
+    cgloo_log_set_level(CGLOO_LOG_DEBUG);
+    cgloo_log_set_sink(capture, NULL);
+}
+
+static bool logged(const char *what)
+{
+    pthread_mutex_lock(&log_lock);
+    bool found = strstr(log_text, what) != NULL;
+    pthread_mutex_unlock(&log_lock);
+    return found;
+}
+
+/* connect_with connects rank through store, asking for `transport` (NULL: the default). */
+static rank_env connect_with(cgloo_store *store, int rank, int size, const char *transport)
+{
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "shm", .transport = transport};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    int rc = cgloo_context_connect(e.ctx, store, e.dev);
+    if (rc != CGLOO_OK) {
+        char detail[512];
+        cgloo_context_last_error(e.ctx, detail, sizeof detail);
+        harness_fail(__FILE__, __LINE__, "cgloo_context_connect", detail);
+    }
+    return e;
+}
+
+/* ---- binding ---- */
+
+static cgloo_store *thread_store;
+
+/* Rank 0 asks for TCP only, ranks 1 and 2 for shared memory: 1 and 2 bind each other to shared
+ * memory and rank 0 to TCP, and rank 0 binds everyone to TCP. Rank 1 then waits on both at once
+ * (a receive from the set {0, 2}), long enough to sleep, and each sender wakes it. */
+static void rank_mixed(int rank, int size, void *arg)
+{
+    (void)arg;
+    rank_env e = connect_with(thread_store, rank, size, rank == 0 ? "tcp" : "shm");
+    if (rank == 1) {
+        int srcs[] = {0, 2}, seen = 0;
+        for (int i = 0; i < 2; i++) {
+            int v;
+            cgloo_completion c;
+            CHECK_OK(cgloo_recv_any(e.ctx, &v, sizeof v, srcs, 2, 5, 0, &c));
+            CHECK(v == 100 + c.source);
+            seen |= 1 << c.source;
+        }
+        CHECK(seen == 5);
+    } else {
+        test_sleep_ms(rank == 0 ? 100 : 300); /* well past the spin: rank 1 sleeps */
+        int v = 100 + rank;
+        CHECK_OK(cgloo_send(e.ctx, &v, sizeof v, 1, 5, 0));
+    }
+    float x[3] = {1, 2, (float)rank};
+    CHECK_OK(cgloo_allreduce(e.ctx, x, x, 3, CGLOO_FLOAT32, CGLOO_SUM, NULL));
+    CHECK(x[0] == 3 && x[1] == 6 && x[2] == 3);
+    mesh_close(e);
+}
+
+static void test_mixed_binding(void)
+{
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(3, rank_mixed, NULL);
+    cgloo_store_destroy(thread_store);
+    CHECK(logged("[1/3] 1 peers on this host over shm"));
+    CHECK(logged("[2/3] 1 peers on this host over shm"));
+    CHECK(!logged("[0/3] 1 peers on this host over shm") && !logged("[0/3] 2 peers"));
+}
+
+static void rank_default(int rank, int size, void *arg)
+{
+    (void)arg;
+    rank_env e = connect_with(thread_store, rank, size, NULL);
+    int v = rank;
+    CHECK_OK(cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK(v == 1);
+    mesh_close(e);
+}
+
+/* Without CGLOO_TRANSPORT or the attribute, every peer stays on TCP. */
+static void test_default_is_tcp(void)
+{
+    unsetenv("CGLOO_TRANSPORT");
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(2, rank_default, NULL);
+    cgloo_store_destroy(thread_store);
+    CHECK(!logged("over shm"));
+}
+
+static void test_bad_transport(void)
+{
+    cgloo_context *ctx = NULL;
+    cgloo_context_attr attr = {.transport = "udp"};
+    CHECK_STATUS(cgloo_context_create(0, 2, &attr, &ctx), CGLOO_EINVAL);
+    char detail[256];
+    cgloo_last_error(detail, sizeof detail);
+    CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
+}
+
+/* ---- real processes ---- */
+
+#define NPROC 3
+
+typedef struct world {
+    char dir[256];
+    pid_t pid[NPROC];
+} world;
+
+typedef void (*rank_fn)(world *w, int rank);
+
+static cgloo_store *world_store(const world *w)
+{
+    cgloo_store *s;
+    CHECK_OK(cgloo_store_file_create(w->dir, "shm", &s));
+    return s;
+}
+
+static void spawn(world *w, int rank, rank_fn fn)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        fn(w, rank);
+        fflush(NULL);
+        _exit(0);
+    }
+    w->pid[rank] = pid;
+}
+
+/* reap_ok waits for rank's process and fails unless it exited with 0. */
+static void reap_ok(world *w, int rank)
+{
+    int status = 0;
+    CHECK(waitpid(w->pid[rank], &status, 0) == w->pid[rank]);
+    w->pid[rank] = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "rank %d: status %#x", rank, status);
+        harness_fail(__FILE__, __LINE__, "a rank failed", detail);
+    }
+}
+
+/* Both paths for large messages, between two processes: sizes around the chunk and the ring,
+ * checked byte for byte, and the log says which path carried them. */
+static const size_t big_sizes[] = {65537, 262144, 262145, (1u << 20) + 3, 8u << 20};
+enum { NBIG = sizeof big_sizes / sizeof big_sizes[0] };
+
+static void large_rank(world *w, int rank)
+{
+    capture_start();
+    cgloo_store *s = world_store(w);
+    rank_env e = connect_with(s, rank, 2, "shm");
+    for (int i = 0; i < NBIG; i++) {
+        size_t n = big_sizes[i];
+        uint8_t *buf = malloc(n);
+        CHECK(buf != NULL);
+        if (rank == 0) {
+            fill_pattern(buf, n, (uint32_t)i);
+            CHECK_OK(cgloo_send(e.ctx, buf, n, 1, 3, 0));
+        } else {
+            cgloo_completion c;
+            CHECK_OK(cgloo_recv(e.ctx, buf, n, 0, 3, 0, &c));
+            CHECK(c.bytes == n && check_pattern(buf, n, (uint32_t)i));
+        }
+        free(buf);
+    }
+    const char *mode = getenv("CGLOO_SHM_LARGE");
+    if (rank == 1)
+        CHECK(logged(strcmp(mode, "vm") == 0 ? "large messages by process_vm_readv"
+                                             : "large messages through the ring"));
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void run_large(const char *mode)
+{
+    world w = {0};
+    snprintf(w.dir, sizeof w.dir, "%s", test_tmpdir());
+    setenv("CGLOO_SHM_LARGE", mode, 1);
+    spawn(&w, 0, large_rank);
+    spawn(&w, 1, large_rank);
+    unsetenv("CGLOO_SHM_LARGE");
+    reap_ok(&w, 0);
+    reap_ok(&w, 1);
+}
+
+static void test_large_vm(void)
+{
+    run_large("vm");
+}
+
+static void test_large_copy(void)
+{
+    run_large("copy");
+}
+
+/* ---- SIGKILL ---- */
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* mapped_segments counts this process's mappings of pair segments. */
+static int mapped_segments(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, "cgloo-shm") != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* dev_shm_entries counts the names under /dev/shm (0 when there is no such directory). */
+static int dev_shm_entries(void)
+{
+    DIR *d = opendir("/dev/shm");
+    int n = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        n += de->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static void kill_victim(world *w, int rank)
+{
+    cgloo_store *s = world_store(w);
+    rank_env e = connect_with(s, rank, NPROC, "shm");
+    int v = rank;
+    CHECK_OK(cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK_OK(cgloo_store_set(s, "ready/2", "1", 1));
+    for (;;)
+        pause();
+}
+
+/* The survivors wait on the victim (a receive, long past the spin: asleep) when it is killed;
+ * the error names it within the timeout. Afterwards every descriptor and mapping the context
+ * made is gone. */
+static void kill_survivor(world *w, int rank)
+{
+    int fds_before = count_fds();
+    cgloo_store *s = world_store(w);
+    rank_env e = connect_with(s, rank, NPROC, "shm");
+    CHECK(mapped_segments() == NPROC - 1);
+    int v = rank;
+    CHECK_OK(cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK(v == 3);
+    long long t0 = test_now_ms();
+    CHECK_STATUS(cgloo_recv(e.ctx, &v, sizeof v, 2, 7, 8000, NULL), CGLOO_EPEER);
+    CHECK(test_now_ms() - t0 < 6000);
+    char detail[512];
+    cgloo_context_last_error(e.ctx, detail, sizeof detail);
+    if (!strstr(detail, "peer 2"))
+        harness_fail(__FILE__, __LINE__, "the error names the dead rank", detail);
+    int other = 1 - rank; /* the two survivors still talk */
+    cgloo_request *r;
+    CHECK_OK(cgloo_isend(e.ctx, &rank, sizeof rank, other, 8, &r));
+    CHECK_OK(cgloo_recv(e.ctx, &v, sizeof v, other, 8, 0, NULL));
+    CHECK_OK(cgloo_wait(r, 0, NULL));
+    CHECK(v == other);
+    mesh_close(e);
+    cgloo_store_destroy(s);
+    CHECK(mapped_segments() == 0);
+    CHECK(count_fds() == fds_before);
+}
+
+static void test_sigkill_leaves_nothing(void)
+{
+    world w = {0};
+    snprintf(w.dir, sizeof w.dir, "%s", test_tmpdir());
+    int shm_before = dev_shm_entries();
+    spawn(&w, 2, kill_victim);
+    spawn(&w, 0, kill_survivor);
+    spawn(&w, 1, kill_survivor);
+    cgloo_store *s = world_store(&w);
+    const char *key = "ready/2";
+    CHECK_OK(cgloo_store_wait(s, &key, 1, 20000));
+    test_sleep_ms(200); /* the survivors are asleep in their receive */
+    kill(w.pid[2], SIGKILL);
+    waitpid(w.pid[2], NULL, 0);
+    w.pid[2] = 0;
+    reap_ok(&w, 0);
+    reap_ok(&w, 1);
+    cgloo_store_destroy(s);
+    CHECK(dev_shm_entries() == shm_before);
+}
+
+static const test_case tests[] = {
+    {"bad_transport", test_bad_transport, 30},
+    {"default_is_tcp", test_default_is_tcp, 60},
+    {"mixed_binding", test_mixed_binding, 60},
+    {"large_vm", test_large_vm, 60},
+    {"large_copy", test_large_copy, 60},
+    {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},
+};
+
+TEST_MAIN(tests)
