@@ -713,16 +713,19 @@ static int hs_timeout_error(handshake *m)
     cgloo__rank_list missing = {0};
     int peers = 0, connected = 0, first = -1;
     char why[160], detail[CGLOO_ERROR_MAX];
-    for (int r = 0; r < ctx->size; r++) {
-        peer_info *p = &m->peers[r];
-        bool up = p->used && cgloo__tcp_pair_connected(&ctx->peers[r]);
-        peers += p->used;
-        connected += up;
-        if (!p->used || up || p->auth_failed)
-            continue;
-        first = first < 0 ? r : first;
-        cgloo__rank_list_add(&missing, r, peer_why(m, r, why, sizeof why));
-    }
+    /* Peers whose handshake is under way come first: they are what the rank waited on. */
+    for (int pass = 0; pass < 2; pass++)
+        for (int r = 0; r < ctx->size; r++) {
+            peer_info *p = &m->peers[r];
+            bool up = p->used && cgloo__tcp_pair_connected(&ctx->peers[r]);
+            bool busy = p->state != DIAL_IDLE && p->state != DIAL_DONE;
+            peers += pass == 0 && p->used;
+            connected += pass == 0 && up;
+            if (!p->used || up || p->auth_failed || busy != (pass == 0))
+                continue;
+            first = first < 0 ? r : first;
+            cgloo__rank_list_add(&missing, r, peer_why(m, r, why, sizeof why));
+        }
     if (first < 0)
         return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT, "rank %d: connecting timed out", ctx->rank);
     int status = first_detail(m, first, detail, sizeof detail);
