@@ -35,16 +35,16 @@ def child_env():
     return env
 
 
-def run_threads(n, fn, timeout=10.0, store=None):
+def run_threads(n, fn, timeout=10.0, store=None, **context_kw):
     """Run fn(ctx) on n ranks as threads over one HashStore; returns the results by rank and
-    re-raises the first rank's exception."""
+    re-raises the first rank's exception. context_kw goes to every Context (lazy=...)."""
     store = store or cgloo.HashStore()
     results = [None] * n
     errors = [None] * n
 
     def rank(r):
         try:
-            with cgloo.Context(r, n, store, timeout=timeout) as ctx:
+            with cgloo.Context(r, n, store, timeout=timeout, **context_kw) as ctx:
                 results[r] = fn(ctx)
         except BaseException as e:  # handed to the caller
             errors[r] = e

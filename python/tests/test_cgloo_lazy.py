@@ -3,34 +3,16 @@ between the ranks that talk, and split() children that inherit lazy mode."""
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 
 import cgloo
-from cgloo_testlib import child_env
+from cgloo_testlib import child_env, run_threads
 
 
 def lazy_threads(n, fn, lazy=True):
     """fn(ctx) on n thread ranks with lazy contexts; results by rank."""
-    store = cgloo.HashStore()
-    results, errors = [None] * n, [None] * n
-
-    def rank(r):
-        try:
-            with cgloo.Context(r, n, store, timeout=20, lazy=lazy) as ctx:
-                results[r] = fn(ctx)
-        except BaseException as e:  # handed to the caller
-            errors[r] = e
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for e in errors:
-        if e is not None:
-            raise e
-    return results
+    return run_threads(n, fn, timeout=20, lazy=lazy)
 
 
 def test_ring_opens_only_neighbours():
