@@ -94,6 +94,7 @@ struct cgloo__connector {
      * owe their proof of the secret. */
     int dial_top;
     int proofs_awaited;
+    int dial_fds_errno;    /* EMFILE or ENFILE: a dial found no descriptor left; else 0 */
     int auth_rc;           /* the first peer that failed authentication made the connect fail */
     struct tcp_lazy *lazy; /* a lazy context's state (the end of this file), or NULL */
 };
@@ -617,11 +618,7 @@ static int fds_check(cgloo_context *ctx)
  * descriptors the application opened meanwhile): the connect cannot finish. */
 static int fds_ran_out(handshake *m)
 {
-    int err = cgloo__tcp_device_fds_out(m->dev);
-    for (int r = 0; !err && r <= m->dial_top; r++)
-        if (m->peers[r].state == DIAL_IDLE &&
-            (m->peers[r].last_err == EMFILE || m->peers[r].last_err == ENFILE))
-            err = m->peers[r].last_err;
+    int err = m->dial_fds_errno ? m->dial_fds_errno : cgloo__tcp_device_fds_out(m->dev);
     if (!err)
         return CGLOO_OK;
     return fds_error(m->ctx, m->remaining,
@@ -752,8 +749,11 @@ static int hs_poll_dials(handshake *m, struct pollfd *fds, int *who, int64_t *du
         peer_info *p = &m->peers[r];
         if (!p->used)
             continue;
-        if (p->state == DIAL_IDLE && now >= p->retry_at_ms)
+        if (p->state == DIAL_IDLE && now >= p->retry_at_ms) {
             dial_start(p);
+            if (p->state == DIAL_IDLE && (p->last_err == EMFILE || p->last_err == ENFILE))
+                m->dial_fds_errno = p->last_err; /* fds_ran_out ends the connect */
+        }
         if (p->state == DIAL_IDLE)
             *due = CGLOO_MIN(*due, p->retry_at_ms);
         if (p->state != DIAL_CONNECTING && p->state != DIAL_TLS && p->state != DIAL_AWAIT_ACK)
