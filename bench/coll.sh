@@ -14,11 +14,21 @@
 #   QUICK=1 bench/coll.sh                 a few sizes, one run, into build/bench-quick/
 #   RUNS=5 MAX_BYTES=16777216 COLLS="allreduce broadcast" RANKS="2 3 4" bench/coll.sh
 #   REPORT_ONLY=1 bench/coll.sh           the report again from the last run's data (DATA)
+#   TRANSPORT=shm bench/coll.sh           the same over shared memory, beside Open MPI's (vader)
+#
+# TRANSPORT (tcp) picks what is compared: tcp runs cgloo with CGLOO_TRANSPORT=tcp, Open MPI with
+# `--mca btl tcp,self` on lo, and Gloo; shm runs cgloo with CGLOO_TRANSPORT=shm, Open MPI with
+# `--mca btl self,vader` (its shared memory) and no Gloo (it has no shared-memory transport),
+# and measures the machine's shared-memory limits instead of TCP's. Each transport's results go
+# to OUT/bench/results.md (tcp) or OUT/bench/shm/results.md (shm), its charts and CSV beside
+# them, and OUT/BENCHMARKS.md is put together from bench/BENCHMARKS.head.md and the results of
+# both that exist, so one transport is measured again without losing the other's.
 #
 # Environment: RUNS (3; QUICK 1), MAX_BYTES (64 MiB; QUICK 1 MiB), FACTOR (size step, 2;
 # QUICK 8), TIME_MS (time per size and run, 200; QUICK 30), RANKS ("2 4"), COLLS (all),
-# P2P (1: include bench/run.sh; QUICK 0), OUT (docs; QUICK build/bench-quick), DATA (where the
-# measurements are kept for REPORT_ONLY: build/bench-data; QUICK OUT/data).
+# P2P (1: include bench/run.sh, TCP only; QUICK 0), OUT (docs; QUICK build/bench-quick), DATA
+# (where the measurements are kept for REPORT_ONLY: build/bench-data, or build/bench-data-shm;
+# QUICK OUT/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=${QUICK:-0}
@@ -26,6 +36,12 @@ if [ "$QUICK" = 1 ]; then
   RUNS=${RUNS:-1} MAX_BYTES=${MAX_BYTES:-1048576} FACTOR=${FACTOR:-8} TIME_MS=${TIME_MS:-30}
   P2P=${P2P:-0} OUT=${OUT:-build/bench-quick} DATA=${DATA:-build/bench-quick/data}
 fi
+TRANSPORT=${TRANSPORT:-tcp}
+case $TRANSPORT in
+  tcp) DATA=${DATA:-build/bench-data} RES=bench over="TCP loopback" limits_kind=tcp ;;
+  shm) DATA=${DATA:-build/bench-data-shm} RES=bench/shm over="shared memory" limits_kind=shm P2P=0 ;;
+  *) echo "TRANSPORT must be tcp or shm, not '$TRANSPORT'" >&2; exit 2 ;;
+esac
 RUNS=${RUNS:-3}
 MAX_BYTES=${MAX_BYTES:-67108864}
 FACTOR=${FACTOR:-2}
@@ -34,11 +50,10 @@ P2P=${P2P:-1}
 OUT=${OUT:-docs}
 RANKS=${RANKS:-"2 4"}
 COLLS=${COLLS:-"allreduce reduce_scatter allgather broadcast reduce gather scatter alltoall barrier"}
-DATA=${DATA:-build/bench-data}
 MIN_BYTES=4 # one float32
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$OUT/bench" "$DATA"
+mkdir -p "$OUT/$RES" "$DATA"
 
 # measure: every sweep into $DATA/raw.csv, with the limits, the point-to-point report and the
 # run's circumstances (meta.sh), so that the report can be made again without measuring.
@@ -61,12 +76,15 @@ measure() {
     echo "Open MPI not found (apt-get install openmpi-bin libopenmpi-dev): no Open MPI column" >&2
   fi
   have_gloo=0
-  if command -v g++ >/dev/null && [ -f /usr/include/gloo/allreduce_ring.h ]; then
+  if [ "$TRANSPORT" = shm ]; then
+    : # Gloo has no shared-memory transport: nothing to compare
+  elif command -v g++ >/dev/null && [ -f /usr/include/gloo/allreduce_ring.h ]; then
     g++ -O2 -std=c++17 -o "$tmp/gloo_coll" bench/gloo_coll.cc -lgloo -pthread && have_gloo=1
   else
     echo "Gloo not found (apt-get install g++ libgloo-dev): no Gloo column" >&2
   fi
   mpi_flags=(--allow-run-as-root --oversubscribe --mca btl tcp,self --mca btl_tcp_if_include lo)
+  [ "$TRANSPORT" = tcp ] || mpi_flags=(--allow-run-as-root --oversubscribe --mca btl self,vader)
   bench_args=(--min-elements $((MIN_BYTES / 4)) --max-elements $((MAX_BYTES / 4)) --factor "$FACTOR"
     --iteration-time-ms "$TIME_MS" --csv)
 
@@ -74,7 +92,7 @@ measure() {
   sweep() {
     local cmd
     case $1 in
-      cgloo) cmd=(./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet) ;;
+      cgloo) cmd=(env CGLOO_TRANSPORT="$TRANSPORT" ./build/tools/cgloo-run -n "$2" ./build/tools/cgloo-bench --mode "$3" --quiet) ;;
       mpi) cmd=(mpirun "${mpi_flags[@]}" -np "$2" "$tmp/mpi_coll" --mode "$3") ;;
       # cgloo-run only starts the processes: Gloo meets through its own FileStore
       gloo) cmd=(./build/tools/cgloo-run -n "$2" "$tmp/gloo_coll" --mode "$3"
@@ -113,16 +131,16 @@ measure() {
 
   limits=../shared/tools/limits/run.sh
   if [ -x "$limits" ]; then
-    echo "measuring the machine's TCP limits" >&2
-    "$limits" tcp >"$DATA/limits.txt" 2>&1 || true
+    echo "measuring the machine's $over limits" >&2
+    "$limits" "$limits_kind" >"$DATA/limits.txt" 2>&1 || true
   fi
   if [ "$P2P" = 1 ]; then
     echo "point-to-point: bench/run.sh" >&2
     LIMITS=0 RUNS="$RUNS" bench/run.sh >"$DATA/p2p.md" || echo "bench/run.sh failed" >"$DATA/p2p.md"
   fi
   {
-    printf 'RUNS=%q MAX_BYTES=%q FACTOR=%q TIME_MS=%q RANKS=%q COLLS=%q\n' "$RUNS" "$MAX_BYTES" \
-      "$FACTOR" "$TIME_MS" "$RANKS" "$COLLS"
+    printf 'RUNS=%q MAX_BYTES=%q FACTOR=%q TIME_MS=%q RANKS=%q COLLS=%q TRANSPORT=%q\n' "$RUNS" \
+      "$MAX_BYTES" "$FACTOR" "$TIME_MS" "$RANKS" "$COLLS" "$TRANSPORT"
     printf 'when=%q commit=%q mpi=%q system=%q\n' "$(date -u -d "@$started" '+%F %H:%M UTC')" \
       "$commit" "$(mpirun --version 2>/dev/null | head -1 || echo 'no Open MPI')" \
       "$(nproc) cores ($(uname -srm))"
@@ -188,7 +206,7 @@ sort -t, -k1,1n -k3,3n -k4,4n "$tmp/keys.csv" | cut -d, -f2- >"$tmp/keys.sorted"
   echo "mode,ranks,bytes,cgloo_p50_us,mpi_p50_us,time_ratio,cgloo_busbw_gbps,mpi_busbw_gbps,bw_ratio,gloo_p50_us,gloo_busbw_gbps,time_ratio_gloo,bw_ratio_gloo,gloo_algorithm"
   awk -F, 'NR == FNR { row[$1 "," $2 "," $3] = $0; next } { print row[$0] }' \
     "$tmp/medians.unsorted" "$tmp/keys.sorted"
-} >"$OUT/bench/collectives.csv"
+} >"$OUT/$RES/collectives.csv"
 
 # ---- charts ----------------------------------------------------------------------------------
 charts=""
@@ -197,7 +215,7 @@ if command -v gnuplot >/dev/null; then
     [ "$coll" = barrier ] && continue
     plots_bw="" plots_t=""
     for n in $RANKS; do
-      awk -F, -v m="$coll" -v r="$n" '$1 == m && $2 == r' "$OUT/bench/collectives.csv" >"$tmp/$coll.$n.dat"
+      awk -F, -v m="$coll" -v r="$n" '$1 == m && $2 == r' "$OUT/$RES/collectives.csv" >"$tmp/$coll.$n.dat"
       [ -s "$tmp/$coll.$n.dat" ] || continue
       plots_bw="$plots_bw '$tmp/$coll.$n.dat' using 3:7 with linespoints title 'cgloo, $n ranks',"
       plots_t="$plots_t '$tmp/$coll.$n.dat' using 3:4 with linespoints title 'cgloo, $n ranks',"
@@ -214,9 +232,9 @@ if command -v gnuplot >/dev/null; then
     [ -n "$plots_bw" ] || continue
     gnuplot <<EOF && charts="$charts $coll"
 set terminal pngcairo size 1200,450 font ',10'
-set output '$OUT/bench/$coll.png'
+set output '$OUT/$RES/$coll.png'
 set datafile separator ','
-set multiplot layout 1,2 title '$coll over TCP loopback: medians of $RUNS runs'
+set multiplot layout 1,2 title '$coll over $over: medians of $RUNS runs'
 set logscale x 2
 set xtics ('4 B' 4, '64 B' 64, '1 KiB' 1024, '16 KiB' 16384, '256 KiB' 262144, '4 MiB' 4194304, '64 MiB' 67108864, '1 GiB' 1073741824)
 set xlabel 'message size (bytes, per nccl-tests)'
@@ -237,8 +255,7 @@ else
 fi
 
 # ---- the report --------------------------------------------------------------------------------
-md="$OUT/BENCHMARKS.md"
-csv="$OUT/bench/collectives.csv"
+csv="$OUT/$RES/collectives.csv"
 
 # summary NAME TIME_COL BW_COL: the table of cgloo against one library, from its ratio columns
 # in collectives.csv.
@@ -270,15 +287,22 @@ summary() {
     }' "$csv"
 }
 
-{
-  cat bench/BENCHMARKS.head.md
-  echo
-  echo "## Results"
+# results: this transport's section of the page, from "## Results" on.
+results() {
+  local title="Results" suffix="" cmd_env=""
+  if [ "$TRANSPORT" = shm ]; then
+    title="Results over shared memory" suffix=" over shared memory" cmd_env="TRANSPORT=shm "
+  fi
+  echo "## $title"
   echo
   echo "Run of $when on $system, cgloo $commit, $mpi, ${gloo:-no Gloo}; $RUNS runs of every"
   echo "configuration, $TIME_MS ms of timed calls per size and run, sizes $MIN_BYTES B to $MAX_BYTES B by a"
   echo "factor of $FACTOR; load average $load_before before and $load_after after; $elapsed s in all."
-  echo "Command: \`RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
+  echo "Command: \`${cmd_env}RUNS=$RUNS MAX_BYTES=$MAX_BYTES FACTOR=$FACTOR TIME_MS=$TIME_MS bench/coll.sh\`."
+  if [ "$TRANSPORT" = shm ]; then
+    echo "cgloo runs with \`CGLOO_TRANSPORT=shm\`, Open MPI with \`--mca btl self,vader\` (its"
+    echo "shared memory); Gloo has no shared-memory transport."
+  fi
   if [ -s "$DATA/failures.txt" ]; then
     echo
     echo "Failures in this run:"
@@ -286,13 +310,19 @@ summary() {
     sed 's/^/- /' "$DATA/failures.txt"
   fi
   summary "Open MPI" 6 9
-  summary Gloo 12 13
+  [ "$TRANSPORT" = shm ] || summary Gloo 12 13
   if [ -f "$DATA/limits.txt" ]; then
     echo
-    echo "### The machine's TCP limits, measured in the same run"
+    echo "### The machine's $over limits, measured in the same run"
     echo
-    echo "The physical floor for the tables below: \`../shared/tools/limits/run.sh tcp\`. A 2-rank"
-    echo "allreduce cannot beat one 8-byte round trip, nor a bus bandwidth above the one-way stream."
+    echo "The physical floor for the tables below: \`../shared/tools/limits/run.sh $limits_kind\`."
+    if [ "$TRANSPORT" = tcp ]; then
+      echo "A 2-rank allreduce cannot beat one 8-byte round trip, nor a bus bandwidth above the"
+      echo "one-way stream."
+    else
+      echo "A 2-rank allreduce cannot beat one cache-line round trip, nor a bus bandwidth above the"
+      echo "copy bandwidth between two processes."
+    fi
     echo
     echo '```'
     cat "$DATA/limits.txt"
@@ -300,12 +330,20 @@ summary() {
   fi
   for coll in $COLLS; do
     echo
-    echo "### $coll"
-    case " $charts " in *" $coll "*) echo; echo "![$coll: bus bandwidth and p50 time against size](bench/$coll.png)";; esac
+    echo "### $coll$suffix"
+    case " $charts " in *" $coll "*) echo; echo "![$coll$suffix: bus bandwidth and p50 time against size]($RES/$coll.png)";; esac
     for n in $RANKS; do
       echo
       echo "$coll, $n ranks:"
       echo
+      if [ "$TRANSPORT" = shm ]; then
+        echo "| bytes | cgloo p50 us | Open MPI p50 us | time ratio | cgloo busbw GB/s | Open MPI busbw GB/s | busbw ratio |"
+        echo "|---|---|---|---|---|---|---|"
+        awk -F, -v m="$coll" -v r="$n" 'function f(x) { return x == "" ? "-" : x }
+          $1 == m && $2 == r { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $3, f($4), f($5),
+            f($6), f($7), f($8), f($9) }' "$csv"
+        continue
+      fi
       echo "| bytes | cgloo p50 us | Open MPI p50 us | Gloo p50 us | time ratio, MPI | time ratio, Gloo | cgloo busbw GB/s | Open MPI busbw GB/s | Gloo busbw GB/s | busbw ratio, MPI | busbw ratio, Gloo | Gloo algorithm |"
       echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
       awk -F, -v m="$coll" -v r="$n" 'function f(x) { return x == "" ? "-" : x }
@@ -317,5 +355,17 @@ summary() {
     echo
     sed 's/^## /### /' "$DATA/p2p.md"
   fi
+}
+
+# The page: the method, then the results of every transport measured so far (this one's new).
+results >"$OUT/$RES/results.md"
+md="$OUT/BENCHMARKS.md"
+{
+  cat bench/BENCHMARKS.head.md
+  for r in "$OUT/bench/results.md" "$OUT/bench/shm/results.md"; do
+    [ -f "$r" ] || continue
+    echo
+    cat "$r"
+  done
 } >"$md"
-echo "wrote $md, $csv and$(for c in $charts; do printf ' %s' "$OUT/bench/$c.png"; done)" >&2
+echo "wrote $md, $OUT/$RES/results.md, $csv and$(for c in $charts; do printf ' %s' "$OUT/$RES/$c.png"; done)" >&2
