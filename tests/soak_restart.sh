@@ -17,8 +17,8 @@ trap 'rm -f "$out"' EXIT
 # killed_job I VICTIM AT: the job's status and every survivor's line are as they should be.
 killed_job() {
     local i=$1 victim=$2 at=$3 rc
-    # A 10 s timeout, inside the 20 s grace: a survivor waiting on a live rank that waits on the
-    # dead one fails by its timeout, naming the broken connection, before cgloo-run ends it.
+    # A survivor waiting on a live rank that gave up hears that rank's revoke and fails at once;
+    # the 10 s timeout, inside the 20 s grace, bounds the case where a notice is lost.
     CGLOO_TIMEOUT_MS=10000 "$run" -n 4 --grace-ms 20000 "$soak" --ops 400 --seed "$i" --die-rank "$victim" \
         --die-at-op "$at" --quiet >"$out" 2>&1
     rc=$?

@@ -414,6 +414,54 @@ static void test_kill_blocked_on_alive(void)
     cgloo_store_destroy(s);
 }
 
+/* ---- a collective's bystander: the revoke -----------------------------------------------------
+ */
+
+/* Rank 3 dies; ranks 0 to 2 run a recursive-doubling allreduce, whose first step pairs 0 with
+ * 1 and 2 with 3, and whose second pairs 0 with 2 and 1 with 3. Rank 2 fails at its first step
+ * and rank 1 at its second, both on the dead rank; rank 0 needs only live ranks and waits on
+ * rank 2. The notice of rank 2 (or 1) ends rank 0's wait at once, naming rank 3, instead of at
+ * rank 0's 10 s timeout; the next collective fails at once on every rank; point-to-point among
+ * the living still works. */
+static void revoke_rank(world *w, int rank)
+{
+    cgloo_store *s;
+    rank_env e = rank_start(w, rank, &s, 20000);
+    CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
+    cgloo_coll_opts opts = {.algorithm = "recursive_doubling"};
+    float x = 1;
+    void *dead;
+    size_t len;
+    CHECK_OK(cgloo_store_get(s, "victim-dead", 15000, &dead, &len)); /* the parent reaped it */
+    cgloo_free(dead);
+    long long t0 = test_now_ms();
+    EXPECT_FAILURE(e.ctx, cgloo_allreduce(e.ctx, &x, &x, 1, CGLOO_FLOAT32, CGLOO_SUM, &opts),
+                   CGLOO_EPEER, "rank 3");
+    EXPECT_WITHIN(t0, 5000);
+    t0 = test_now_ms();
+    EXPECT_FAILURE(e.ctx, cgloo_barrier(e.ctx, NULL), CGLOO_EPEER, "revoked");
+    EXPECT_WITHIN(t0, 1000);
+    static const int live[] = {0, 1, 2};
+    ring_among(e.ctx, live, 3, rank);
+    rank_finish(e, s, 3000);
+}
+
+static void test_revoke_reaches_bystander(void)
+{
+    world w;
+    world_init(&w, 4);
+    for (int r = 0; r < 3; r++)
+        spawn(&w, r, revoke_rank);
+    spawn(&w, 3, victim);
+    cgloo_store *s = world_store(&w);
+    wait_ready(&w, s, 4);
+    kill(w.pid[3], SIGKILL);
+    reap(&w, 3, 5000);
+    CHECK_OK(cgloo_store_set(s, "victim-dead", "1", 1));
+    expect_ranks_ok(&w, 3, 15000);
+    cgloo_store_destroy(s);
+}
+
 /* ---- a rank that stalls without closing ------------------------------------------------------ */
 
 #define STALL_TIMEOUT_MS 1500
@@ -816,6 +864,7 @@ static void test_interrupt_check(void)
 static const test_case tests[] = {
     {"kill_blocked_on_dead", test_kill_blocked_on_dead, 30},
     {"kill_blocked_on_alive", test_kill_blocked_on_alive, 30},
+    {"revoke_reaches_bystander", test_revoke_reaches_bystander, 30},
     {"kill_mid_transfer", test_kill_mid_transfer, 30},
     {"kill_during_nonblocking", test_kill_during_nonblocking, 30},
     {"stall", test_stall, 30},

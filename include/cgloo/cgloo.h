@@ -774,6 +774,10 @@ CGLOO_API int cgloo_recv_any(cgloo_context *ctx, void *buf, size_t len, const in
  *   ETIMEDOUT, EPEER, EPROTO, EABORTED  as for point-to-point, with the step and peer in the
  *   context's last error. After such a failure the context is not fit for further collectives
  *   (ranks may be at different steps): destroy it.
+ * Revoke: a rank whose collective fails with EPEER or EPROTO tells its connected peers, and the
+ * context's collectives are revoked on every rank that hears it: the collective a peer waits in
+ * (even on a live rank) and every later one fail at once with EPEER, whose detail carries the
+ * first rank's error (naming the rank that died). Point-to-point calls are not affected.
  */
 
 /* A caller-supplied reduction: inout[i] = inout[i] (op) in[i] for i < count. It must be

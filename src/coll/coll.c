@@ -59,10 +59,27 @@ int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
     return status;
 }
 
+/* revokes: a failure that leaves the ranks out of step for good: a peer is gone or broke the
+ * protocol. Not a timeout: a late peer may still come, and a caller may wait with a short
+ * timeout and go on (the others time out on their own). Not a bad argument or an unknown
+ * algorithm: they fail before anything is sent, on every rank alike, or meet the others in
+ * check mode. */
+static bool revokes(int status)
+{
+    return status == CGLOO_EPEER || status == CGLOO_EPROTO;
+}
+
 void cgloo__coll_end(coll *c)
 {
-    if (c->ctx && c->flight_id)
+    if (!c->ctx)
+        return;
+    if (c->flight_id)
         cgloo__flight_end(&c->ctx->flight, c->flight_id, c->status);
+    if (revokes(c->status)) {
+        char why[CGLOO_ERROR_MAX];
+        cgloo_context_last_error(c->ctx, why, sizeof why);
+        cgloo__p2p_revoke_send(c->ctx, why);
+    }
 }
 
 /* wait_turn lets the non-blocking collectives of the same tag issued before this call finish
@@ -91,13 +108,19 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
                 .fp = {.op = -1, .root = -1, .count = UINT64_MAX, .counts_hash = UINT64_MAX}};
     /* abort and set_timeout may change these from other threads */
     pthread_mutex_lock(&ctx->lock);
-    bool connected = ctx->connected, aborted = ctx->aborted;
+    bool connected = ctx->connected, aborted = ctx->aborted, revoked = ctx->coll_revoked;
     int ctx_timeout = ctx->timeout_ms;
     pthread_mutex_unlock(&ctx->lock);
     if (!connected)
         return cgloo__coll_error(c, CGLOO_ESTATE, "the context is not connected");
     if (aborted)
         return cgloo__coll_error(c, CGLOO_EABORTED, "the context was aborted");
+    if (revoked) { /* revoked_by and revoked_why are fixed once it is set */
+        char who[48];
+        return cgloo__coll_error(
+            c, CGLOO_EPEER, "the collectives of this context were revoked, since %s failed: %s",
+            cgloo__p2p_revoker(ctx, who, sizeof who), ctx->revoked_why);
+    }
     c->esize = cgloo_dtype_size(dtype);
     if (c->esize == 0)
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid dtype %d", (int)dtype);

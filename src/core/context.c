@@ -306,6 +306,8 @@ static int progress_loop(cgloo_context *ctx, cgloo_request *req, int64_t deadlin
             return CGLOO_EABORTED;
         if (stop_requested(ctx))
             return CGLOO_EINTR;
+        if (cgloo__p2p_revoked(req))
+            return CGLOO_EPEER;
         int left = deadline_ms ? cgloo__remaining_ms(deadline_ms) : 0;
         /* With an interrupt check, sleep no longer than the time between its calls. */
         int sleep = ctx->interrupt_fn ? CGLOO_MIN(left, CGLOO_INTERRUPT_CHECK_MS) : left;

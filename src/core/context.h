@@ -121,6 +121,12 @@ struct cgloo_context {
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
+    /* Revoke (p2p/revoke.c): the collectives were given up, by this rank or by a peer's notice;
+     * revoked_by and revoked_why (the first failure's text) are fixed once it is set. */
+    bool coll_revoked;
+    bool revoke_sent; /* this rank has sent its notices (or chose not to) */
+    int revoked_by;
+    char revoked_why[CGLOO_ERROR_MAX];
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;
@@ -130,8 +136,9 @@ struct cgloo_context {
  * Callable with or without ctx->lock. */
 int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...) CGLOO_PRINTF(3, 4);
 /* cgloo__progress drives the transports until req is done, the deadline passes or the context
- * is aborted. ctx->lock is held on entry and on return. Returns OK when done, else ETIMEDOUT or
- * EABORTED. deadline_ms 0 means poll once without waiting. */
+ * is aborted. ctx->lock is held on entry and on return. Returns OK when done, else ETIMEDOUT,
+ * EABORTED, or EPEER for a collective's request once the collectives are revoked (revoke.c).
+ * deadline_ms 0 means poll once without waiting. */
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms);
 /* cgloo__ctx_interrupted calls the interrupt check, if any (lock not held), and says whether
  * the wait should end with EINTR. */

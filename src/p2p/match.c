@@ -171,6 +171,8 @@ int cgloo__p2p_hold_eager(cgloo_peer *p, uint64_t tag, size_t len, unexpected_ms
 
 void cgloo__p2p_deliver_eager(cgloo_peer *p, unexpected_msg *m)
 {
+    if (m->tag == CGLOO__TAG_REVOKE)
+        return cgloo__p2p_revoke_heard(p, m);
     cgloo_request *r = cgloo__p2p_match(p, m->tag);
     if (r)
         return cgloo__p2p_take_eager(p, r, m);

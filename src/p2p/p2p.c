@@ -361,6 +361,8 @@ static int request_wait(cgloo_request *r, int timeout_ms, cgloo_completion *done
     } else if (rc == CGLOO_EINTR)
         cgloo__ctx_error(ctx, rc, "rank %d: a wait was interrupted (the interrupt check asked)",
                          ctx->rank);
+    else if (rc == CGLOO_EPEER) /* a collective's, whose collectives were revoked */
+        cgloo__p2p_revoked_error(ctx);
     else if (rc == CGLOO_OK)
         request_error(ctx, r);
     if (rc == CGLOO_OK)

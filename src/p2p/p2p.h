@@ -115,6 +115,31 @@ void cgloo__p2p_abort(cgloo_request *r);
  * lock: call it without. */
 int cgloo__wait_or_cancel(cgloo_request *req, int timeout_ms, cgloo_completion *done);
 
+/* ---- revoke (revoke.c) ----
+ * A rank whose collective failed tells its connected peers on CGLOO__TAG_REVOKE, a collective
+ * tag of kind 255, which no collective uses (coll/coll.c gives the layout); the engine takes
+ * such a message itself, no receive is ever posted for it. Once a context's collectives are
+ * revoked, every wait on a collective's request ends with EPEER and every later collective
+ * fails at once; point-to-point is untouched. */
+#define CGLOO__TAG_COLL_BIT (1ull << 63)
+#define CGLOO__TAG_REVOKE (CGLOO__TAG_COLL_BIT | 0xffull << 55)
+/* cgloo__p2p_revoke_heard records the notice m from p (its payload is p's error text), gives
+ * its credit back, frees it and wakes the waiters (lock held). */
+void cgloo__p2p_revoke_heard(cgloo_peer *p, unexpected_msg *m);
+/* cgloo__p2p_revoked: r is a collective's request and the context's collectives are revoked
+ * (lock held). */
+bool cgloo__p2p_revoked(const cgloo_request *r);
+/* cgloo__p2p_revoker names whose collective failed ("a collective of rank 2"), in buf when it
+ * needs one (at least 32 bytes). cgloo__p2p_revoked_error records why the context's
+ * collectives are revoked; EPEER. Both once the collectives are revoked. */
+const char *cgloo__p2p_revoker(const cgloo_context *ctx, char *buf, size_t len);
+int cgloo__p2p_revoked_error(cgloo_context *ctx);
+/* cgloo__p2p_revoke_send revokes the context's collectives after this rank's collective
+ * failed with the error text `why`, and tells the connected peers (once per context, waiting
+ * at most half a second for the notices to leave). Keeps the context's last error as it was.
+ * Takes the lock: call it without. */
+void cgloo__p2p_revoke_send(cgloo_context *ctx, const char *why);
+
 /* ---- between the engine's files (match.c, for p2p.c) ---- */
 /* cgloo__p2p_take_eager copies a held eager message into receive r, completes r, returns the
  * bytes as credit (the transport may fail the peer doing so) and frees the message. */
