@@ -25,7 +25,8 @@ static const struct expected {
     const char *row;
     const char *names[8]; /* NULL-terminated */
 } expected[] = {
-    {"allreduce", {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct"}},
+    {"allreduce",
+     {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct", "single_copy"}},
     {"reduce_scatter", {"ring", "halving_doubling"}},
     {"reduce_scatterv", {"ring", "halving_doubling"}},
     {"allgather", {"ring", "recursive_doubling"}},
