@@ -3,7 +3,7 @@
  * read crosses processes (process_vm_readv) as it does in a job:
  * - sums: exact results for counts around the blocks and the read chunk, in place and out of
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
- *   would let the next call overwrite a vector a peer still reads);
+ *   would let the next call overwrite a vector a peer still reads); reduce_scatter's too;
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
  *   one, nor over TCP (the flight recorder names the algorithm that ran);
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
@@ -86,6 +86,30 @@ static void allreduce_checked(cgloo_context *ctx, int size, int rank, size_t n, 
     free(ii);
 }
 
+/* rs_checked: reduce_scatter of n elements per rank, in place (this rank's block of the
+ * input) or not. */
+static void rs_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, bool inplace)
+{
+    size_t all = n * (size_t)size;
+    float *in = malloc(all * sizeof *in), *out = inplace ? in + n * (size_t)rank : malloc(n * 4);
+    CHECK(in && out);
+    for (size_t i = 0; i < all; i++)
+        in[i] = (float)value(rank, i, k);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    check_rc(ctx, cgloo_reduce_scatter(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o), "rs");
+    for (size_t i = 0; i < n; i++) {
+        size_t at = n * (size_t)rank + i;
+        int32_t sum = 0;
+        for (int r = 0; r < size; r++)
+            sum += value(r, at, k);
+        if (out[i] != (float)sum)
+            harness_fail(__FILE__, __LINE__, "wrong reduce_scatter result", NULL);
+    }
+    if (!inplace)
+        free(out);
+    free(in);
+}
+
 /* ---- sums ------------------------------------------------------------------------------------ */
 
 static void sums_rank(procs *w, int rank, void *arg)
@@ -94,8 +118,10 @@ static void sums_rank(procs *w, int rank, void *arg)
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
     for (int c = 0; c < NCOUNTS; c++)
-        for (int k = 0; k < (counts[c] > 100000 ? 3 : 10); k++)
+        for (int k = 0; k < (counts[c] > 100000 ? 3 : 10); k++) {
             allreduce_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0, "single_copy");
+            rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
+        }
     mesh_close(e);
     cgloo_store_destroy(s);
 }

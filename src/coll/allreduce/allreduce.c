@@ -4,6 +4,7 @@
  * class over loopback TCP (bench/run.sh, docs/BENCHMARKS.md).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/single_copy.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -49,7 +50,7 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 
 static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {
-    if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__allreduce_single_copy_possible(c))
+    if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
