@@ -25,9 +25,10 @@ static const struct expected {
     const char *row;
     const char *names[8]; /* NULL-terminated */
 } expected[] = {
-    {"allreduce", {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct"}},
-    {"reduce_scatter", {"ring", "halving_doubling"}},
-    {"reduce_scatterv", {"ring", "halving_doubling"}},
+    {"allreduce",
+     {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct", "single_copy"}},
+    {"reduce_scatter", {"ring", "halving_doubling", "single_copy"}},
+    {"reduce_scatterv", {"ring", "halving_doubling", "single_copy"}},
     {"allgather", {"ring", "recursive_doubling"}},
     {"allgatherv", {"ring", "recursive_doubling"}},
     {"broadcast", {"binomial", "pipeline", "flat"}},

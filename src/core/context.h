@@ -118,6 +118,9 @@ struct cgloo_context {
     bool lazy;
     struct cgloo__connector *lazy_conn;
     const cgloo_transport *lazy_transport;
+    /* allreduce's single_copy (coll/allreduce/allreduce_single_copy.c): 0 not tried yet, 1 the
+     * peers' memory can be read, -1 some rank cannot (the same on every rank); under `lock`. */
+    int8_t single_copy;
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */

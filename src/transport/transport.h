@@ -155,6 +155,14 @@ struct cgloo_transport {
      * linger deadline passes. */
     void (*close_begin)(cgloo_peer *p);
     bool (*close_step)(cgloo_peer *p);
+
+    /* ---- collectives ---- */
+    /* read_memory copies len bytes at address addr of p's process into dst, with one copy and
+     * without the peer's help (the single_copy collectives). OK; ENOTSUP when the kernel
+     * refuses (another user, a ptrace scope) or the pair must not (CGLOO_SHM_LARGE=copy);
+     * EPEER when p's process is gone; EPROTO when the range is not mapped in p. Without the
+     * context lock; thread-safe. NULL: the transport cannot (TCP). */
+    int (*read_memory)(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
 };
 
 /* ---- how the core calls a peer's transport (the peer must be bound) ---- */

@@ -4,6 +4,7 @@
  * class over loopback TCP (bench/run.sh, docs/BENCHMARKS.md).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/single_copy.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -12,6 +13,7 @@ typedef enum allreduce_algorithm {
     ALLREDUCE_BCUBE,
     ALLREDUCE_RECURSIVE_DOUBLING,
     ALLREDUCE_DIRECT,
+    ALLREDUCE_SINGLE_COPY,
     ALLREDUCE_ALGORITHM_COUNT
 } allreduce_algorithm;
 
@@ -27,6 +29,9 @@ const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] 
                                       "log2(P) exchanges of the whole vector, for tiny messages"},
     [ALLREDUCE_DIRECT] =
         {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)"},
+    [ALLREDUCE_SINGLE_COPY] = {"single_copy",
+                               "every rank reduces its block straight out of the peers' memory, "
+                               "then reads theirs (one host, shared memory, large vectors)"},
 };
 
 static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
@@ -35,11 +40,18 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
     [ALLREDUCE_BCUBE] = cgloo__allreduce_bcube,
     [ALLREDUCE_RECURSIVE_DOUBLING] = cgloo__allreduce_recursive_doubling,
     [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
+    [ALLREDUCE_SINGLE_COPY] = cgloo__allreduce_single_copy,
 };
 
 /* allreduce_select: the measured choice by message size and world size. */
+/* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it:
+ * see the measurement in docs/BENCHMARKS.md, "Shared memory". */
+#define SINGLE_COPY_MIN_BYTES (256u * 1024)
+
 static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {
+    if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+        return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)
@@ -74,9 +86,13 @@ static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t cou
                              allreduce_select(c, count * c->esize));
     if (a < 0)
         return a;
-    bool ring = a == ALLREDUCE_RING;
-    if (c->size > 1 && count && ring && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count))
+    bool ring = a == ALLREDUCE_RING, copy = a == ALLREDUCE_SINGLE_COPY;
+    bool out_of_place =
+        c->size > 1 && count && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count);
+    if (out_of_place && ring)
         return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
+    if (out_of_place && copy)
+        return cgloo__allreduce_single_copy_out_of_place(c, sendbuf, recvbuf, count);
     if (sendbuf != recvbuf && count)
         memmove(recvbuf, sendbuf, count * c->esize);
     if (c->size == 1 || count == 0)

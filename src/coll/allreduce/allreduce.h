@@ -17,6 +17,11 @@ int cgloo__allreduce_halving_doubling(coll *c, void *buf, size_t count);
 int cgloo__allreduce_bcube(coll *c, void *buf, size_t count);
 int cgloo__allreduce_recursive_doubling(coll *c, void *buf, size_t count);
 int cgloo__allreduce_direct(coll *c, void *buf, size_t count);
+/* single_copy: every rank reads its peers' vectors straight out of their memory (shared memory
+ * only, coll/single_copy.h); the out-of-place form reads the input where it is. */
+int cgloo__allreduce_single_copy(coll *c, void *buf, size_t count);
+int cgloo__allreduce_single_copy_out_of_place(coll *c, const void *sendbuf, void *recvbuf,
+                                              size_t count);
 
 /* The recursive algorithms' core: an allreduce among the P' survivors of the non-power-of-two
  * fold (pattern/fold.h), run by rank f->rank on its virtual rank, with tmp a scratch buffer of

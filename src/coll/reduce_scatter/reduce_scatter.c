@@ -10,6 +10,7 @@
  * Any other overlap of the two buffers is EINVAL. Ranks may mix the forms.
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
+#include "coll/single_copy.h"
 
 #include <stdlib.h>
 
@@ -17,6 +18,7 @@
 typedef enum reduce_scatter_algorithm {
     REDUCE_SCATTER_RING,
     REDUCE_SCATTER_HALVING_DOUBLING,
+    REDUCE_SCATTER_SINGLE_COPY,
     REDUCE_SCATTER_ALGORITHM_COUNT
 } reduce_scatter_algorithm;
 
@@ -26,11 +28,15 @@ const coll_algorithm cgloo__reduce_scatter_algorithms[REDUCE_SCATTER_ALGORITHM_C
     [REDUCE_SCATTER_HALVING_DOUBLING] =
         {"halving_doubling",
          "recursive halving in log2(P) steps; other P fold into a power of two"},
+    [REDUCE_SCATTER_SINGLE_COPY] = {"single_copy",
+                                    "every rank reduces its block straight out of the peers' "
+                                    "memory (one host, shared memory, large vectors)"},
 };
 
 static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITHM_COUNT] = {
     [REDUCE_SCATTER_RING] = cgloo__reduce_scatter_ring,
     [REDUCE_SCATTER_HALVING_DOUBLING] = cgloo__reduce_scatter_halving_doubling,
+    [REDUCE_SCATTER_SINGLE_COPY] = cgloo__reduce_scatter_single_copy,
 };
 
 /* Up to this many bytes in all, latency dominates and log2(P) steps beat the ring's P-1.
@@ -38,9 +44,17 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
  * ahead up to 16 KiB at 4, 5 and 8 ranks, the ring from 64 KiB on. */
 #define RS_HALVING_DOUBLING_MAX_BYTES (32u * 1024)
 
-/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
+/* From this many bytes in all, ranks whose peers' memory can all be read reduce straight out
+ * of it (as allreduce's single_copy, whose measurement chose the size: docs/BENCHMARKS.md,
+ * "Shared memory"). */
+#define RS_SINGLE_COPY_MIN_BYTES (256u * 1024)
+
+/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above,
+ * single copies where every peer shares memory. */
 static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
 {
+    if (c->size > 1 && total_bytes >= RS_SINGLE_COPY_MIN_BYTES && cgloo__sc_possible(c))
+        return REDUCE_SCATTER_SINGLE_COPY;
     if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
         return REDUCE_SCATTER_HALVING_DOUBLING;
     return REDUCE_SCATTER_RING;

@@ -58,6 +58,12 @@ int cgloo__reduce_scatter_halving_doubling_inplace(coll *c, void *buf, const siz
 int cgloo__reduce_scatter_halving_doubling(coll *c, const void *sendbuf, void *recvbuf,
                                            const size_t *offsets, unsigned step_base);
 
+/* cgloo__reduce_scatter_single_copy: every rank reduces its block straight out of the peers'
+ * inputs (shared memory only, coll/single_copy.h); its own step numbers, whatever step_base;
+ * where some rank cannot read the peers' memory, the ring. */
+int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbuf,
+                                      const size_t *offsets, unsigned step_base);
+
 /* How many step numbers each algorithm uses from step_base. */
 static inline unsigned cgloo__reduce_scatter_ring_steps(int size)
 {

@@ -274,6 +274,16 @@ static bool vm_read(int pid, void *dst, uint64_t addr, size_t len)
     return true;
 }
 
+int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len)
+{
+    const shm_pair *s = shm_pair_of(p); /* pid and large_mode are fixed once attached */
+    if (s->large_mode == LARGE_COPY)
+        return CGLOO_ENOTSUP;
+    if (vm_read(s->pid, dst, addr, len))
+        return CGLOO_OK;
+    return errno == ESRCH ? CGLOO_EPEER : errno == EFAULT ? CGLOO_EPROTO : CGLOO_ENOTSUP;
+}
+
 /* take_announce removes the announcement of cookie; its sender address in *addr. */
 static bool take_announce(shm_pair *s, uint64_t cookie, uint64_t *addr)
 {

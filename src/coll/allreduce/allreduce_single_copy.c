@@ -1,0 +1,76 @@
+/*
+ * Allreduce, "single_copy": every rank reads straight from its peers' vectors, for ranks that
+ * share a host (coll/single_copy.h has the steps and the first call's probe).
+ *
+ * The vector is cut into P even blocks. After the ranks told each other where their vectors
+ * lie, rank r reduces block r straight out of every peer's input into its output, says so
+ * (step "reduced"), then reads every other block q straight out of rank q's output into its
+ * own, and says so (step "done"): it returns only once every rank did, since until then a peer
+ * may still read its output.
+ *
+ * In place works: until "reduced" rank r writes only block r of its buffer, which peers read
+ * only from then on; it overwrites block q after rank q's "reduced", which q sends after its
+ * own reads of block q from r's buffer.
+ *
+ * Cost, for n bytes: three rounds of P - 1 small messages (four on a context's first call);
+ * every rank copies (P-1)/P n bytes in, reduces (P-1)/P n and copies (P-1)/P n out, all by
+ * reading the peers' memory: nothing passes through a ring, which would copy every byte twice
+ * in each of the ring algorithm's two passes. Preconditions: a commutative op (block r is
+ * reduced in the order r, r+1, ..., r-1); every peer over shared memory. Memory: 256 KiB.
+ */
+#include "coll/allreduce/allreduce.h"
+#include "coll/single_copy.h"
+#include "core/context.h"
+#include "core/flight.h"
+
+#include <stdlib.h>
+
+static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused)
+{
+    size_t *off = malloc(((size_t)c->size + 1) * sizeof *off);
+    size_t *bytes_off = malloc(((size_t)c->size + 1) * sizeof *bytes_off);
+    if (!off || !bytes_off) {
+        free(off);
+        free(bytes_off);
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    }
+    size_t base = count / (size_t)c->size, rem = count % (size_t)c->size;
+    for (int r = 0; r <= c->size; r++) {
+        off[r] = base * (size_t)r + CGLOO_MIN((size_t)r, rem);
+        bytes_off[r] = off[r] * c->esize;
+    }
+    cgloo__sc s;
+    int rc = cgloo__sc_begin(&s, c, in, out, off, refused);
+    if (rc == CGLOO_OK && !*refused) {
+        uint8_t *mine = cgloo__elem(c, out, off[c->rank]);
+        rc = cgloo__sc_agree(c, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
+        if (rc == CGLOO_OK)
+            rc = cgloo__sc_agree(c, cgloo__sc_gather(&s, bytes_off), SC_STEP_DONE);
+    }
+    cgloo__sc_end(&s);
+    free(off);
+    free(bytes_off);
+    return rc;
+}
+
+int cgloo__allreduce_single_copy_out_of_place(coll *c, const void *sendbuf, void *recvbuf,
+                                              size_t count)
+{
+    bool refused = false;
+    int rc = single_copy_run(c, sendbuf, recvbuf, count, &refused);
+    if (!refused)
+        return rc;
+    /* Some rank may not read: nothing was written anywhere, so the ring runs on the vectors as
+     * they came. */
+    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
+    c->algorithm = "ring";
+    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    if (sendbuf == recvbuf)
+        return cgloo__allreduce_ring(c, recvbuf, count);
+    return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
+}
+
+int cgloo__allreduce_single_copy(coll *c, void *buf, size_t count)
+{
+    return cgloo__allreduce_single_copy_out_of_place(c, buf, buf, count);
+}

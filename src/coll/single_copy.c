@@ -1,0 +1,190 @@
+/*
+ * The steps of the single_copy collectives (single_copy.h): where the vectors lie, the first
+ * call's probe, reducing a block straight out of the peers' inputs, reading finished blocks
+ * out of their outputs, and the rounds of statuses that order them.
+ */
+#include "coll/single_copy.h"
+#include "core/context.h"
+#include "transport/transport.h"
+
+#include <stdlib.h>
+
+/* Bytes read and reduced at a time: large enough that a system call is noise (one
+ * process_vm_readv pins the pages it copies), small enough to stay in a 2-core machine's L2
+ * between the copy and the reduction. */
+#define SC_CHUNK (256u * 1024)
+
+bool cgloo__sc_possible(const coll *c)
+{
+    cgloo_context *ctx = c->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    bool ok = ctx->single_copy >= 0;
+    for (int q = 0; q < c->size && ok; q++) {
+        const cgloo_peer *p = &ctx->peers[q];
+        ok = q == c->rank || (p->transport && p->transport->read_memory);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return ok;
+}
+
+/* exchange sends `mine` (len bytes) to every peer and receives theirs into all[q * len]. */
+static int exchange(coll *c, const void *mine, void *all, size_t len, unsigned step)
+{
+    cgloo_request **reqs = calloc(2 * (size_t)c->size, sizeof *reqs);
+    if (!reqs)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d requests", 2 * c->size);
+    int rc = CGLOO_OK;
+    for (int q = 0; q < c->size && rc == CGLOO_OK; q++)
+        if (q != c->rank)
+            rc = cgloo__coll_irecv(c, q, (uint8_t *)all + (size_t)q * len, len, step, &reqs[q]);
+    for (int q = 0; q < c->size && rc == CGLOO_OK; q++)
+        if (q != c->rank)
+            rc = cgloo__coll_isend(c, q, mine, len, step, &reqs[c->size + q]);
+    memcpy((uint8_t *)all + (size_t)c->rank * len, mine, len);
+    rc = cgloo__coll_finish(c, reqs, 2 * c->size, rc);
+    free(reqs);
+    return rc;
+}
+
+/* statuses exchanges this rank's status and returns everyone's in *all (free it). */
+static int statuses(coll *c, int mine, unsigned step, int32_t **all)
+{
+    int32_t me = mine;
+    *all = calloc((size_t)c->size, sizeof **all);
+    if (!*all)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d statuses", c->size);
+    return exchange(c, &me, *all, sizeof me, step);
+}
+
+/* first_failure: OK when every status is, else the first failure, recorded naming its rank
+ * (this rank's own is recorded already). */
+static int first_failure(coll *c, const int32_t *all, unsigned step)
+{
+    for (int q = 0; q < c->size; q++)
+        if (all[q] != CGLOO_OK)
+            return q == c->rank ? all[q]
+                                : cgloo__coll_error(c, all[q], "step %u: rank %d failed: %s", step,
+                                                    q, cgloo_strerror(all[q]));
+    return CGLOO_OK;
+}
+
+int cgloo__sc_agree(coll *c, int mine, unsigned step)
+{
+    int32_t *all = NULL;
+    int rc = statuses(c, mine, step, &all);
+    if (rc == CGLOO_OK)
+        rc = first_failure(c, all, step);
+    free(all);
+    return rc;
+}
+
+/* peer_read copies len bytes at addr of rank q into dst, recording a failure. */
+static int peer_read(cgloo__sc *s, int q, void *dst, uint64_t addr, size_t len)
+{
+    cgloo_peer *p = &s->c->ctx->peers[q];
+    int rc = p->transport && p->transport->read_memory
+                 ? p->transport->read_memory(p, dst, addr, len)
+                 : CGLOO_ENOTSUP;
+    if (rc == CGLOO_OK)
+        return rc;
+    return cgloo__coll_error(s->c, rc, "reading %zu bytes of rank %d's vector failed: %s", len, q,
+                             rc == CGLOO_ENOTSUP ? "the kernel does not allow it"
+                                                 : cgloo_strerror(rc));
+}
+
+/* probe reads one element of every peer's input, before anything is written. */
+static int probe(cgloo__sc *s)
+{
+    int rc = CGLOO_OK;
+    for (int q = 0; q < s->c->size && rc == CGLOO_OK; q++)
+        if (q != s->c->rank)
+            rc = peer_read(s, q, s->chunk, s->at[q].in, s->c->esize);
+    return rc;
+}
+
+/* first_call: the probe round; the outcome is kept on the context, the same on every rank. */
+static int first_call(cgloo__sc *s, bool *refused)
+{
+    coll *c = s->c;
+    int32_t *all = NULL;
+    int rc = statuses(c, probe(s), SC_STEP_PROBE, &all);
+    bool can = rc == CGLOO_OK, cannot = rc == CGLOO_OK;
+    for (int q = 0; rc == CGLOO_OK && q < c->size; q++) {
+        can = can && all[q] == CGLOO_OK;
+        cannot = cannot && (all[q] == CGLOO_OK || all[q] == CGLOO_ENOTSUP);
+    }
+    *refused = cannot && !can;
+    if (rc == CGLOO_OK && !can && !*refused)
+        rc = first_failure(c, all, SC_STEP_PROBE); /* a peer is gone, say */
+    free(all);
+    if (can || *refused) {
+        pthread_mutex_lock(&c->ctx->lock);
+        c->ctx->single_copy = can ? 1 : -1;
+        pthread_mutex_unlock(&c->ctx->lock);
+    }
+    return rc;
+}
+
+int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
+                    bool *refused)
+{
+    *s = (cgloo__sc){.c = c, .in = in, .out = out, .off = off};
+    *refused = false;
+    pthread_mutex_lock(&c->ctx->lock);
+    int known = c->ctx->single_copy;
+    pthread_mutex_unlock(&c->ctx->lock);
+    if (known < 0) { /* asked for by name where it cannot run */
+        *refused = true;
+        return CGLOO_OK;
+    }
+    s->at = calloc((size_t)c->size, sizeof *s->at);
+    s->chunk = malloc(SC_CHUNK);
+    if (!s->at || !s->chunk)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for the scratch");
+    cgloo__sc_where mine = {(uint64_t)(uintptr_t)in, (uint64_t)(uintptr_t)out};
+    int rc = exchange(c, &mine, s->at, sizeof mine, SC_STEP_WHERE);
+    if (rc == CGLOO_OK && known == 0)
+        rc = first_call(s, refused);
+    return rc;
+}
+
+void cgloo__sc_end(cgloo__sc *s)
+{
+    free(s->at);
+    free(s->chunk);
+}
+
+int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
+{
+    coll *c = s->c;
+    size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
+    const uint8_t *own = cgloo__elem(c, s->in, first);
+    if (dst != own && n)
+        memcpy(dst, own, n * c->esize);
+    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
+    for (int k = 1; k < c->size; k++) {
+        int q = (c->rank + k) % c->size;
+        for (size_t done = 0; done < n; done += per_chunk) {
+            size_t m = CGLOO_MIN(per_chunk, n - done);
+            uint64_t addr = s->at[q].in + (first + done) * c->esize;
+            int rc = peer_read(s, q, s->chunk, addr, m * c->esize);
+            if (rc != CGLOO_OK)
+                return rc;
+            cgloo__coll_reduce(c, dst + done * c->esize, s->chunk, m);
+        }
+    }
+    return CGLOO_OK;
+}
+
+int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)
+{
+    coll *c = s->c;
+    int rc = CGLOO_OK;
+    for (int k = 1; k < c->size && rc == CGLOO_OK; k++) {
+        int q = (c->rank + k) % c->size;
+        size_t bytes = out_off[q + 1] - out_off[q];
+        if (bytes)
+            rc = peer_read(s, q, s->out + out_off[q], s->at[q].out + out_off[q], bytes);
+    }
+    return rc;
+}

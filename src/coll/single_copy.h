@@ -1,0 +1,68 @@
+/*
+ * Collectives that read their peers' vectors straight out of the peers' memory, for ranks
+ * that share a host (the transport's read_memory: process_vm_readv over shared memory), with
+ * no ring in between: allreduce's and reduce_scatter's single_copy algorithms are built from
+ * these steps.
+ *
+ * Every rank first tells every peer where its input and output lie (cgloo__sc_begin). Rank r
+ * then owns block r: it reduces every peer's block r, read in chunks that stay in the cache,
+ * into its own (cgloo__sc_reduce_own); it may read other ranks' finished blocks out of their
+ * outputs (cgloo__sc_gather) once they said so. Rounds of statuses (cgloo__sc_agree) order
+ * the steps and end the call: a rank returns only once no peer reads from it any more.
+ *
+ * The first call on a context reads one element of every peer before anything is written and
+ * every rank tells the others how it went, so that all of them learn together whether the
+ * kernel allows the reads (another user, a ptrace scope and CGLOO_SHM_LARGE=copy refuse them);
+ * then every rank runs the collective's usual algorithm on the untouched vectors, and the
+ * context remembers it (cgloo__sc_possible says no from then on, on every rank alike).
+ *
+ * Steps: the single_copy algorithms use step numbers SC_STEP_* (their own tags' low byte).
+ */
+#ifndef CGLOO_COLL_SINGLE_COPY_H
+#define CGLOO_COLL_SINGLE_COPY_H
+
+#include "coll/coll.h"
+
+enum { SC_STEP_WHERE, SC_STEP_PROBE, SC_STEP_REDUCED, SC_STEP_DONE };
+
+/* Where one rank's vectors lie, as it tells its peers. */
+typedef struct cgloo__sc_where {
+    uint64_t in, out;
+} cgloo__sc_where;
+
+typedef struct cgloo__sc {
+    coll *c;
+    const uint8_t *in;   /* this rank's input: every block */
+    uint8_t *out;        /* its output, as the collective lays it out */
+    const size_t *off;   /* [size + 1] element offsets of the blocks in the inputs */
+    cgloo__sc_where *at; /* [size] every rank's, this rank's included */
+    uint8_t *chunk;      /* scratch for one read */
+} cgloo__sc;
+
+/* cgloo__sc_possible: every peer of c can be read (its transport has read_memory) and the
+ * context has not found the kernel refusing it. Takes the context lock. */
+bool cgloo__sc_possible(const coll *c);
+
+/* cgloo__sc_begin allocates s's scratch, tells every peer where in and out lie and learns
+ * theirs, and on the context's first call finds out whether every rank can read. *refused:
+ * some rank cannot (nothing was written; run another algorithm). Errors: those of the coll
+ * helpers, ENOMEM. cgloo__sc_end frees the scratch. */
+int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
+                    bool *refused);
+void cgloo__sc_end(cgloo__sc *s);
+
+/* cgloo__sc_reduce_own writes block c->rank reduced over every rank into dst: this rank's
+ * input block (copied unless dst is where it lies), then every peer's, read straight out of
+ * their inputs in the order rank+1, rank+2, .... Returns the status to agree on (recorded). */
+int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
+
+/* cgloo__sc_gather reads every other rank's block q out of rank q's output at out_off[q]
+ * (bytes) into this rank's output at the same offset. Call once every rank finished its block.
+ * Returns the status to agree on (recorded). */
+int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
+
+/* cgloo__sc_agree tells every rank this rank's status `mine` at step and learns theirs: OK when
+ * every rank's is, else the first failure, recorded naming its rank. */
+int cgloo__sc_agree(coll *c, int mine, unsigned step);
+
+#endif

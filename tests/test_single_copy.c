@@ -1,0 +1,271 @@
+/*
+ * allreduce's single_copy algorithm, every rank a process over shared memory, so that every
+ * read crosses processes (process_vm_readv) as it does in a job:
+ * - sums: exact results for counts around the blocks and the read chunk, in place and out of
+ *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
+ *   would let the next call overwrite a vector a peer still reads); reduce_scatter's too;
+ * - chosen: the selector picks it for a large vector over shared memory and not for a small
+ *   one, nor over TCP (the flight recorder names the algorithm that ran);
+ * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
+ *   every rank, runs the ring instead, and the selector stops picking single_copy;
+ * - tcp: asked for by name over TCP, it runs the ring;
+ * - peer_killed: a rank killed before the call; the others fail naming it, within seconds.
+ */
+#include "mesh.h"
+#include "procs.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define TIMEOUT_MS 20000
+
+/* connect_as connects rank of w through its file store with the given transport. */
+static rank_env connect_as(procs *w, cgloo_store *s, int rank, const char *transport)
+{
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = TIMEOUT_MS, .name = "copy", .transport = transport};
+    CHECK_OK(cgloo_context_create(rank, w->size, &attr, &e.ctx));
+    int rc = cgloo_context_connect(e.ctx, s, e.dev);
+    if (rc != CGLOO_OK) {
+        char detail[CGLOO_ERROR_MAX];
+        cgloo_context_last_error(e.ctx, detail, sizeof detail);
+        harness_fail(__FILE__, __LINE__, "cgloo_context_connect", detail);
+    }
+    return e;
+}
+
+static void check_rc(cgloo_context *ctx, int rc, const char *what)
+{
+    if (rc == CGLOO_OK)
+        return;
+    char detail[CGLOO_ERROR_MAX];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    harness_fail(__FILE__, __LINE__, what, detail);
+}
+
+/* Rank r's element i in call k: small integers, so that float sums are exact. */
+static int32_t value(int r, size_t i, int k)
+{
+    return (int32_t)((r * 7 + (int)(i % 101) + k * 3) % 50) - 20;
+}
+
+static const size_t counts[] = {1, 3, 5, 1001, 65536 + 3, (1u << 20) + 7};
+enum { NCOUNTS = sizeof counts / sizeof counts[0] };
+
+static void allreduce_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, bool inplace,
+                              const char *alg)
+{
+    float *in = malloc(n * sizeof *in), *out = inplace ? in : malloc(n * sizeof *out);
+    int32_t *ii = malloc(n * sizeof *ii);
+    CHECK(in && out && ii);
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (float)value(rank, i, k);
+        ii[i] = value(rank, i, k);
+    }
+    cgloo_coll_opts o = {.algorithm = alg};
+    check_rc(ctx, cgloo_allreduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o), "sum");
+    check_rc(ctx, cgloo_allreduce(ctx, ii, ii, n, CGLOO_INT32, CGLOO_MAX, &o), "max");
+    for (size_t i = 0; i < n; i++) {
+        int32_t sum = 0, max = INT32_MIN;
+        for (int r = 0; r < size; r++) {
+            sum += value(r, i, k);
+            max = value(r, i, k) > max ? value(r, i, k) : max;
+        }
+        if (out[i] != (float)sum || ii[i] != max) {
+            char detail[128];
+            snprintf(detail, sizeof detail, "count %zu call %d element %zu: %g/%d, want %d/%d", n,
+                     k, i, (double)out[i], ii[i], sum, max);
+            harness_fail(__FILE__, __LINE__, "wrong result", detail);
+        }
+    }
+    if (!inplace)
+        free(out);
+    free(in);
+    free(ii);
+}
+
+/* rs_checked: reduce_scatter of n elements per rank, in place (this rank's block of the
+ * input) or not. */
+static void rs_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, bool inplace)
+{
+    size_t all = n * (size_t)size;
+    float *in = malloc(all * sizeof *in), *out = inplace ? in + n * (size_t)rank : malloc(n * 4);
+    CHECK(in && out);
+    for (size_t i = 0; i < all; i++)
+        in[i] = (float)value(rank, i, k);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    check_rc(ctx, cgloo_reduce_scatter(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o), "rs");
+    for (size_t i = 0; i < n; i++) {
+        size_t at = n * (size_t)rank + i;
+        int32_t sum = 0;
+        for (int r = 0; r < size; r++)
+            sum += value(r, at, k);
+        if (out[i] != (float)sum)
+            harness_fail(__FILE__, __LINE__, "wrong reduce_scatter result", NULL);
+    }
+    if (!inplace)
+        free(out);
+    free(in);
+}
+
+/* ---- sums ------------------------------------------------------------------------------------ */
+
+static void sums_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    for (int c = 0; c < NCOUNTS; c++)
+        for (int k = 0; k < (counts[c] > 100000 ? 3 : 10); k++) {
+            allreduce_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0, "single_copy");
+            rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
+        }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void run_world(int size, procs_fn fn, const char *env, const char *value_)
+{
+    procs w;
+    procs_init(&w, size, "single_copy");
+    if (env)
+        setenv(env, value_, 1);
+    for (int r = 0; r < size; r++)
+        procs_spawn(&w, r, fn, NULL);
+    if (env)
+        unsetenv(env);
+    procs_expect_ok(&w, size, 60000);
+}
+
+static void test_sums(void)
+{
+    run_world(2, sums_rank, NULL, NULL);
+    run_world(3, sums_rank, NULL, NULL);
+    run_world(4, sums_rank, NULL, NULL);
+}
+
+/* ---- which algorithm ran ------------------------------------------------------------------- */
+
+/* dumped_algorithm: the flight recorder's dump names the algorithm `alg` for some call. */
+static bool dumped_algorithm(cgloo_context *ctx, const char *alg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f != NULL);
+    CHECK_OK(cgloo_context_dump(ctx, f));
+    fclose(f);
+    bool found = strstr(text, alg) != NULL;
+    free(text);
+    return found;
+}
+
+static void chosen_rank(procs *w, int rank, void *arg)
+{
+    const char *transport = arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, transport);
+    allreduce_checked(e.ctx, w->size, rank, 1u << 20, 0, false, NULL);
+    bool large = dumped_algorithm(e.ctx, "allreduce(single_copy)");
+    allreduce_checked(e.ctx, w->size, rank, 1000, 1, false, NULL);
+    CHECK(large == (strcmp(transport, "shm") == 0 && !getenv("CGLOO_SHM_LARGE")));
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_chosen(void)
+{
+    procs w;
+    procs_init(&w, 2, "chosen");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, chosen_rank, "shm");
+    procs_expect_ok(&w, 2, 30000);
+    procs_init(&w, 2, "chosen_tcp");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, chosen_rank, "tcp");
+    procs_expect_ok(&w, 2, 30000);
+}
+
+/* ---- refused, and over TCP ------------------------------------------------------------------ */
+
+static void fallback_rank(procs *w, int rank, void *arg)
+{
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, arg);
+    for (int k = 0; k < 3; k++) /* the probe, then calls that know */
+        allreduce_checked(e.ctx, w->size, rank, (1u << 18) + 1, k, k == 1, "single_copy");
+    /* The selector no longer picks it once refused. */
+    allreduce_checked(e.ctx, w->size, rank, 1u << 20, 4, false, NULL);
+    CHECK(!dumped_algorithm(e.ctx, "allreduce(single_copy)"));
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_refused(void)
+{
+    procs w;
+    procs_init(&w, 3, "refused");
+    setenv("CGLOO_SHM_LARGE", "copy", 1);
+    for (int r = 0; r < 3; r++)
+        procs_spawn(&w, r, fallback_rank, "shm");
+    unsetenv("CGLOO_SHM_LARGE");
+    procs_expect_ok(&w, 3, 30000);
+}
+
+static void test_tcp(void)
+{
+    procs w;
+    procs_init(&w, 3, "tcp");
+    for (int r = 0; r < 3; r++)
+        procs_spawn(&w, r, fallback_rank, "tcp");
+    procs_expect_ok(&w, 3, 30000);
+}
+
+/* ---- a rank killed --------------------------------------------------------------------------- */
+
+static void killed_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    size_t n = 1u << 20;
+    float *v = calloc(n, sizeof *v);
+    CHECK(v != NULL);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    CHECK_OK(cgloo_allreduce(e.ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o)); /* probed */
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    if (rank == w->size - 1)
+        raise(SIGKILL);
+    long long t0 = test_now_ms();
+    int rc = cgloo_allreduce(e.ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o);
+    char detail[CGLOO_ERROR_MAX];
+    cgloo_context_last_error(e.ctx, detail, sizeof detail);
+    CHECK(rc == CGLOO_EPEER);
+    char dead[24];
+    snprintf(dead, sizeof dead, "rank %d", w->size - 1);
+    CHECK(strstr(detail, dead) != NULL);
+    CHECK(test_now_ms() - t0 < 5000);
+    free(v);
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_peer_killed(void)
+{
+    procs w;
+    procs_init(&w, 3, "killed");
+    for (int r = 0; r < 3; r++)
+        procs_spawn(&w, r, killed_rank, NULL);
+    procs_expect_ok(&w, 2, 30000);
+    int status = procs_reap(&w, 2, 5000);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+static const test_case tests[] = {
+    {"sums", test_sums, 120}, {"chosen", test_chosen, 60},           {"refused", test_refused, 60},
+    {"tcp", test_tcp, 60},    {"peer_killed", test_peer_killed, 60},
+};
+
+TEST_MAIN(tests)
