@@ -41,8 +41,11 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
 /* allgather_select: recursive doubling for small data (fewer steps), the ring for large (every
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
 /* From this many gathered bytes, ranks whose peers' memory can all be read copy straight out
- * of it (docs/BENCHMARKS.md, "Shared memory"). */
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES (256 * 1024)
+ * of it. 2 ranks over shared memory (p50, three runs at load 14): 256 KiB 28.6 to 29.2 us
+ * against the ring's 23.9 to 26.1 (the single copy's two rounds of messages cost more than the
+ * ring's copies of so little), 1 MiB 111 to 119 against 107 to 114, 4 MiB ahead or even in a
+ * noise of 2x: from 1 MiB, where reading once starts to pay. */
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
 static allgather_algorithm allgather_select(const coll *c, size_t bytes)
 {
