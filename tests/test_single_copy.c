@@ -3,7 +3,8 @@
  * read crosses processes (process_vm_readv) as it does in a job:
  * - sums: exact results for counts around the blocks and the read chunk, in place and out of
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
- *   would let the next call overwrite a vector a peer still reads); reduce_scatter's too;
+ *   would let the next call overwrite a vector a peer still reads); reduce_scatter's and
+ *   allgather's too;
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
  *   one, nor over TCP (the flight recorder names the algorithm that ran);
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
@@ -110,6 +111,26 @@ static void rs_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, 
     free(in);
 }
 
+/* ag_checked: allgather of n elements per rank, in place (this rank's block of the output) or
+ * not. */
+static void ag_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, bool inplace)
+{
+    size_t all = n * (size_t)size;
+    int32_t *out = malloc(all * sizeof *out),
+            *in = inplace ? out + n * (size_t)rank : malloc(n * 4);
+    CHECK(in && out);
+    for (size_t i = 0; i < n; i++)
+        in[i] = value(rank, i, k);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    check_rc(ctx, cgloo_allgather(ctx, in, out, n, CGLOO_INT32, &o), "allgather");
+    for (size_t i = 0; i < all; i++)
+        if (out[i] != value((int)(i / n), i % n, k))
+            harness_fail(__FILE__, __LINE__, "wrong allgather result", NULL);
+    if (!inplace)
+        free(in);
+    free(out);
+}
+
 /* ---- sums ------------------------------------------------------------------------------------ */
 
 static void sums_rank(procs *w, int rank, void *arg)
@@ -121,6 +142,7 @@ static void sums_rank(procs *w, int rank, void *arg)
         for (int k = 0; k < (counts[c] > 100000 ? 3 : 10); k++) {
             allreduce_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0, "single_copy");
             rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
+            ag_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0);
         }
     mesh_close(e);
     cgloo_store_destroy(s);

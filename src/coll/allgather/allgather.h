@@ -13,5 +13,8 @@ typedef int (*allgather_fn)(coll *c, void *recvbuf, const size_t *off);
 
 int cgloo__allgather_ring(coll *c, void *recvbuf, const size_t *off);
 int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *off);
+/* single_copy: every rank reads the others' blocks straight out of their buffers (shared
+ * memory only, coll/single_copy.h); where some rank cannot, the ring. */
+int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off);
 
 #endif

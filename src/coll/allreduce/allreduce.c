@@ -44,9 +44,12 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 };
 
 /* allreduce_select: the measured choice by message size and world size. */
-/* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it:
- * see the measurement in docs/BENCHMARKS.md, "Shared memory". */
-#define SINGLE_COPY_MIN_BYTES (256u * 1024)
+/* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it.
+ * 2 ranks over shared memory on the 2-core machine class, single_copy against the ring (p50,
+ * two runs at load 4 to 11): 256 KiB 41.6/35.6 us against 42.8/37.3 (even), 1 MiB 205/160
+ * against 671/185, 64 MiB 64/71 ms against 94/89; allgather's single copy was 15% behind its
+ * ring at 256 KiB (two rounds of messages against one exchange), even at 1 MiB. */
+#define SINGLE_COPY_MIN_BYTES (1024u * 1024)
 
 static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {

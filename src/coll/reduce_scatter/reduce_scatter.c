@@ -47,7 +47,7 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
 /* From this many bytes in all, ranks whose peers' memory can all be read reduce straight out
  * of it (as allreduce's single_copy, whose measurement chose the size: docs/BENCHMARKS.md,
  * "Shared memory"). */
-#define RS_SINGLE_COPY_MIN_BYTES (256u * 1024)
+#define RS_SINGLE_COPY_MIN_BYTES (1024u * 1024)
 
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above,
  * single copies where every peer shares memory. */
