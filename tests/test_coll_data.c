@@ -711,11 +711,12 @@ static void test_algorithm_names(void)
                 (const char *const[]){"ring", "recursive_doubling", "single_copy", NULL});
     names_match("allgatherv",
                 (const char *const[]){"ring", "recursive_doubling", "single_copy", NULL});
-    names_match("broadcast", (const char *const[]){"binomial", "pipeline", "flat", NULL});
-    names_match("gather", (const char *const[]){"direct", "binomial", NULL});
-    names_match("gatherv", (const char *const[]){"direct", "binomial", NULL});
-    names_match("scatter", (const char *const[]){"direct", "binomial", NULL});
-    names_match("scatterv", (const char *const[]){"direct", "binomial", NULL});
+    names_match("broadcast",
+                (const char *const[]){"binomial", "pipeline", "flat", "single_copy", NULL});
+    names_match("gather", (const char *const[]){"direct", "binomial", "single_copy", NULL});
+    names_match("gatherv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
+    names_match("scatter", (const char *const[]){"direct", "binomial", "single_copy", NULL});
+    names_match("scatterv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
     names_match("alltoall", (const char *const[]){"pairwise", NULL});
     names_match("alltoallv", (const char *const[]){"pairwise", NULL});
     names_match("barrier", (const char *const[]){"dissemination", "all_to_one", NULL});

@@ -3,8 +3,8 @@
  * read crosses processes (process_vm_readv) as it does in a job:
  * - sums: exact results for counts around the blocks and the read chunk, in place and out of
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
- *   would let the next call overwrite a vector a peer still reads); reduce_scatter's and
- *   allgather's too;
+ *   would let the next call overwrite a vector a peer still reads); reduce_scatter's,
+ *   allgather's, broadcast's, gather's and scatter's too;
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
  *   one, nor over TCP (the flight recorder names the algorithm that ran);
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
@@ -131,6 +131,35 @@ static void ag_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, 
     free(out);
 }
 
+/* rooted_checked: broadcast, gather and scatter of n elements per rank from root. */
+static void rooted_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, int root)
+{
+    size_t all = n * (size_t)size;
+    int32_t *big = malloc(all * sizeof *big), *one = malloc(n * sizeof *one);
+    CHECK(big && one);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    for (size_t i = 0; i < n; i++)
+        one[i] = rank == root ? value(root, i, k) : -1;
+    check_rc(ctx, cgloo_broadcast(ctx, one, n, CGLOO_INT32, root, &o), "broadcast");
+    for (size_t i = 0; i < n; i++)
+        if (one[i] != value(root, i, k))
+            harness_fail(__FILE__, __LINE__, "wrong broadcast result", NULL);
+    for (size_t i = 0; i < n; i++)
+        one[i] = value(rank, i, k);
+    check_rc(ctx, cgloo_gather(ctx, one, big, n, CGLOO_INT32, root, &o), "gather");
+    for (size_t i = 0; rank == root && i < all; i++)
+        if (big[i] != value((int)(i / n), i % n, k))
+            harness_fail(__FILE__, __LINE__, "wrong gather result", NULL);
+    for (size_t i = 0; rank == root && i < all; i++)
+        big[i] = value((int)(i / n), i % n, k + 1);
+    check_rc(ctx, cgloo_scatter(ctx, big, one, n, CGLOO_INT32, root, &o), "scatter");
+    for (size_t i = 0; i < n; i++)
+        if (one[i] != value(rank, i, k + 1))
+            harness_fail(__FILE__, __LINE__, "wrong scatter result", NULL);
+    free(big);
+    free(one);
+}
+
 /* ---- sums ------------------------------------------------------------------------------------ */
 
 static void sums_rank(procs *w, int rank, void *arg)
@@ -143,6 +172,7 @@ static void sums_rank(procs *w, int rank, void *arg)
             allreduce_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0, "single_copy");
             rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
             ag_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0);
+            rooted_checked(e.ctx, w->size, rank, counts[c], k, k % w->size);
         }
     mesh_close(e);
     cgloo_store_destroy(s);

@@ -92,14 +92,20 @@ static int peer_read(cgloo__sc *s, int q, void *dst, uint64_t addr, size_t len)
                                                  : cgloo_strerror(rc));
 }
 
-/* probe reads one element of every peer's input, before anything is written. */
+/* probe reads a byte of every peer's input (of those that have one: a rank with nothing to
+ * send may pass none), before anything is written. */
 static int probe(cgloo__sc *s)
 {
     int rc = CGLOO_OK;
     for (int q = 0; q < s->c->size && rc == CGLOO_OK; q++)
-        if (q != s->c->rank)
-            rc = peer_read(s, q, s->chunk, s->at[q].in, s->c->esize);
+        if (q != s->c->rank && s->at[q].in)
+            rc = peer_read(s, q, s->chunk, s->at[q].in, 1);
     return rc;
+}
+
+int cgloo__sc_read(cgloo__sc *s, int q, void *dst, size_t from, size_t len)
+{
+    return len ? peer_read(s, q, dst, s->at[q].in + from, len) : CGLOO_OK;
 }
 
 /* first_call: the probe round; the outcome is kept on the context, the same on every rank. */

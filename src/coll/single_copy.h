@@ -61,6 +61,10 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
  * Returns the status to agree on (recorded). */
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
 
+/* cgloo__sc_read copies len bytes at byte `from` of rank q's input into dst. Returns the
+ * status to agree on (recorded). */
+int cgloo__sc_read(cgloo__sc *s, int q, void *dst, size_t from, size_t len);
+
 /* cgloo__sc_agree tells every rank this rank's status `mine` at step and learns theirs: OK when
  * every rank's is, else the first failure, recorded naming its rank. */
 int cgloo__sc_agree(coll *c, int mine, unsigned step);

@@ -2,12 +2,14 @@
  * cgloo_broadcast: argument checks, the algorithm table and the selector.
  */
 #include "coll/broadcast/broadcast.h"
+#include "coll/single_copy.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
 typedef enum broadcast_algorithm {
     BROADCAST_BINOMIAL,
     BROADCAST_PIPELINE,
     BROADCAST_FLAT,
+    BROADCAST_SINGLE_COPY,
     BROADCAST_ALGORITHM_COUNT
 } broadcast_algorithm;
 
@@ -18,12 +20,16 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
         {"pipeline", "segmented chain from the root, sends and receives overlap; large messages"},
     [BROADCAST_FLAT] =
         {"flat", "the root sends to every rank at once, one step; small messages over few ranks"},
+    [BROADCAST_SINGLE_COPY] = {"single_copy",
+                               "every rank reads the root's buffer straight out of its memory "
+                               "(one host, shared memory, large messages)"},
 };
 
 static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
     [BROADCAST_BINOMIAL] = cgloo__broadcast_binomial,
     [BROADCAST_PIPELINE] = cgloo__broadcast_pipeline,
     [BROADCAST_FLAT] = cgloo__broadcast_flat,
+    [BROADCAST_SINGLE_COPY] = cgloo__broadcast_single_copy,
 };
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
@@ -40,10 +46,16 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 #define FLAT_MAX_ROOT_BYTES (64 * 1024)
 #define FLAT_MAX_RANKS 8
 
+/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
+ * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
+#define BROADCAST_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+
 /* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
  * and for two ranks (where every algorithm is one send), the chain for large ones. */
 static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
 {
+    if (bytes >= BROADCAST_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+        return BROADCAST_SINGLE_COPY; /* one copy per rank, straight from the root */
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))
         return BROADCAST_FLAT;

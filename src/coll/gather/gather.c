@@ -5,12 +5,14 @@
  * place: sendbuf == recvbuf + its block's offset.
  */
 #include "coll/gather/gather.h"
+#include "coll/single_copy.h"
 #include "coll/pattern/blocks.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("gather") lists them. */
 typedef enum gather_algorithm {
     GATHER_DIRECT,
     GATHER_BINOMIAL,
+    GATHER_SINGLE_COPY,
     GATHER_ALGORITHM_COUNT
 } gather_algorithm;
 
@@ -18,11 +20,14 @@ const coll_algorithm cgloo__gather_algorithms[GATHER_ALGORITHM_COUNT + 1] = {
     [GATHER_DIRECT] = {"direct", "every rank sends straight to the root; large blocks"},
     [GATHER_BINOMIAL] = {"binomial",
                          "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks"},
+    [GATHER_SINGLE_COPY] = {"single_copy", "the root reads every rank's block straight out of its "
+                                           "memory (one host, shared memory, large blocks)"},
 };
 
 static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
     [GATHER_DIRECT] = cgloo__gather_direct,
     [GATHER_BINOMIAL] = cgloo__gather_binomial,
+    [GATHER_SINGLE_COPY] = cgloo__gather_single_copy,
 };
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
@@ -31,8 +36,14 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
  * where the tree's extra copies and hops cost more than the root's receives. */
 #define GATHER_SMALL_BYTES 4096
 
+/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
+ * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
+#define GATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+
 static gather_algorithm gather_select(const coll *c, size_t bytes)
 {
+    if (bytes >= GATHER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+        return GATHER_SINGLE_COPY; /* one copy per block, no message carries it */
     if (bytes <= GATHER_SMALL_BYTES && c->size > 4)
         return GATHER_BINOMIAL;
     return GATHER_DIRECT;

@@ -13,5 +13,9 @@ typedef int (*gather_fn)(coll *c, const void *sendbuf, void *recvbuf, const size
 int cgloo__gather_direct(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
 int cgloo__gather_binomial(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
                            int root);
+/* single_copy: the root reads the blocks straight out of the ranks' memory (shared memory
+ * only, coll/single_copy.h); where some rank cannot, direct. */
+int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                              int root);
 
 #endif

@@ -6,11 +6,13 @@
  */
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
+#include "coll/single_copy.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("scatter") lists them. */
 typedef enum scatter_algorithm {
     SCATTER_DIRECT,
     SCATTER_BINOMIAL,
+    SCATTER_SINGLE_COPY,
     SCATTER_ALGORITHM_COUNT
 } scatter_algorithm;
 
@@ -18,11 +20,14 @@ const coll_algorithm cgloo__scatter_algorithms[SCATTER_ALGORITHM_COUNT + 1] = {
     [SCATTER_DIRECT] = {"direct", "the root sends every rank its block; large blocks"},
     [SCATTER_BINOMIAL] = {"binomial",
                           "subtrees sent down a binomial tree, ceil(lg p) steps; small blocks"},
+    [SCATTER_SINGLE_COPY] = {"single_copy", "every rank reads its block straight out of the root's "
+                                            "memory (one host, shared memory, large blocks)"},
 };
 
 static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
     [SCATTER_DIRECT] = cgloo__scatter_direct,
     [SCATTER_BINOMIAL] = cgloo__scatter_binomial,
+    [SCATTER_SINGLE_COPY] = cgloo__scatter_single_copy,
 };
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
@@ -31,8 +36,14 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
  * where the tree's extra copies and hops cost more than the root's sends. */
 #define SCATTER_SMALL_BYTES 4096
 
+/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
+ * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
+#define SCATTER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+
 static scatter_algorithm scatter_select(const coll *c, size_t bytes)
 {
+    if (bytes >= SCATTER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+        return SCATTER_SINGLE_COPY; /* one copy per block, no message carries it */
     if (bytes <= SCATTER_SMALL_BYTES && c->size > 4)
         return SCATTER_BINOMIAL;
     return SCATTER_DIRECT;

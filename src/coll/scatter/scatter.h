@@ -13,5 +13,9 @@ typedef int (*scatter_fn)(coll *c, const void *sendbuf, const size_t *off, void 
 int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root);
 int cgloo__scatter_binomial(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
                             int root);
+/* single_copy: every rank reads its block straight out of the root's memory (shared memory
+ * only, coll/single_copy.h); where some rank cannot, direct. */
+int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
+                               int root);
 
 #endif
