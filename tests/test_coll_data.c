@@ -707,9 +707,12 @@ static void names_match(const char *coll, const char *const *want)
 
 static void test_algorithm_names(void)
 {
-    names_match("allgather", (const char *const[]){"ring", "recursive_doubling", NULL});
-    names_match("allgatherv", (const char *const[]){"ring", "recursive_doubling", NULL});
-    names_match("broadcast", (const char *const[]){"binomial", "pipeline", "flat", NULL});
+    names_match("allgather",
+                (const char *const[]){"ring", "recursive_doubling", "hierarchical", NULL});
+    names_match("allgatherv",
+                (const char *const[]){"ring", "recursive_doubling", "hierarchical", NULL});
+    names_match("broadcast",
+                (const char *const[]){"binomial", "pipeline", "flat", "hierarchical", NULL});
     names_match("gather", (const char *const[]){"direct", "binomial", NULL});
     names_match("gatherv", (const char *const[]){"direct", "binomial", NULL});
     names_match("scatter", (const char *const[]){"direct", "binomial", NULL});

@@ -25,12 +25,13 @@ static const struct expected {
     const char *row;
     const char *names[8]; /* NULL-terminated */
 } expected[] = {
-    {"allreduce", {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct"}},
-    {"reduce_scatter", {"ring", "halving_doubling"}},
-    {"reduce_scatterv", {"ring", "halving_doubling"}},
-    {"allgather", {"ring", "recursive_doubling"}},
-    {"allgatherv", {"ring", "recursive_doubling"}},
-    {"broadcast", {"binomial", "pipeline", "flat"}},
+    {"allreduce",
+     {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct", "hierarchical"}},
+    {"reduce_scatter", {"ring", "halving_doubling", "hierarchical"}},
+    {"reduce_scatterv", {"ring", "halving_doubling", "hierarchical"}},
+    {"allgather", {"ring", "recursive_doubling", "hierarchical"}},
+    {"allgatherv", {"ring", "recursive_doubling", "hierarchical"}},
+    {"broadcast", {"binomial", "pipeline", "flat", "hierarchical"}},
     {"reduce", {"binomial", "reduce_scatter_gather"}},
     {"gather", {"direct", "binomial"}},
     {"gatherv", {"direct", "binomial"}},

@@ -121,6 +121,9 @@ struct cgloo_context {
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
+    /* Which ranks share a host (core/topology.h), set at connect; NULL: unknown (one rank),
+     * and the collectives treat every rank as its own host. */
+    struct cgloo__topology *topo;
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;

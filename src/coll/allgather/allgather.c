@@ -4,12 +4,14 @@
  * rank's data in its block and let the algorithm fill in the others.
  */
 #include "coll/allgather/allgather.h"
+#include "coll/hierarchical.h"
 #include "coll/pattern/blocks.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allgather") lists them. */
 typedef enum allgather_algorithm {
     ALLGATHER_RING,
     ALLGATHER_RECURSIVE_DOUBLING,
+    ALLGATHER_HIERARCHICAL,
     ALLGATHER_ALGORITHM_COUNT
 } allgather_algorithm;
 
@@ -19,11 +21,15 @@ const coll_algorithm cgloo__allgather_algorithms[ALLGATHER_ALGORITHM_COUNT + 1] 
     [ALLGATHER_RECURSIVE_DOUBLING] =
         {"recursive_doubling",
          "lg p exchanges of doubling ranges (non-powers of two fold); small data"},
+    [ALLGATHER_HIERARCHICAL] = {"hierarchical",
+                                "across hosts between the ranks of each local rank, then within "
+                                "each host (hosts of one size; else the ring)"},
 };
 
 static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
     [ALLGATHER_RING] = cgloo__allgather_ring,
     [ALLGATHER_RECURSIVE_DOUBLING] = cgloo__allgather_recursive_doubling,
+    [ALLGATHER_HIERARCHICAL] = cgloo__allgather_hierarchical,
 };
 
 /* Up to this many gathered bytes, recursive doubling. Measured over loopback TCP (2 cores, 3 to
@@ -34,11 +40,22 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
 
 /* allgather_select: recursive doubling for small data (fewer steps), the ring for large (every
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
-static allgather_algorithm allgather_select(const coll *c, size_t bytes)
+static allgather_algorithm allgather_select_flat(const coll *c, size_t bytes)
 {
     if (bytes <= ALLGATHER_SMALL_BYTES && c->size > 2)
         return ALLGATHER_RECURSIVE_DOUBLING;
     return ALLGATHER_RING;
+}
+
+allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes)
+{
+    return allgather_fns[allgather_select_flat(c, bytes)];
+}
+
+/* allgather_select: hierarchical across hosts with several ranks on some host, else flat. */
+static allgather_algorithm allgather_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c) ? ALLGATHER_HIERARCHICAL : allgather_select_flat(c, bytes);
 }
 
 /* allgather_run puts this rank's block in place and runs the chosen algorithm. */
@@ -106,7 +123,8 @@ int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, 
     if (off[c.size] > 0 && !recvbuf)
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", off[c.size]);
     else /* uneven blocks: the ring keeps every link busy whatever the sizes */
-        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, ALLGATHER_RING);
+        rc = allgather_run(&c, sendbuf, recvbuf, off, opts,
+                           cgloo__hier_wanted(&c) ? ALLGATHER_HIERARCHICAL : ALLGATHER_RING);
     free(off);
     return rc;
 }

@@ -13,5 +13,9 @@ typedef int (*allgather_fn)(coll *c, void *recvbuf, const size_t *off);
 
 int cgloo__allgather_ring(coll *c, void *recvbuf, const size_t *off);
 int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *off);
+int cgloo__allgather_hierarchical(coll *c, void *recvbuf, const size_t *off);
+/* cgloo__allgather_flat_choice: the selector's pick among the flat algorithms for c's size and
+ * `bytes` gathered (for the phases of the hierarchical algorithms). */
+allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes);
 
 #endif

@@ -4,6 +4,7 @@
  * class over loopback TCP (bench/run.sh, docs/BENCHMARKS.md).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/hierarchical.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -12,6 +13,7 @@ typedef enum allreduce_algorithm {
     ALLREDUCE_BCUBE,
     ALLREDUCE_RECURSIVE_DOUBLING,
     ALLREDUCE_DIRECT,
+    ALLREDUCE_HIERARCHICAL,
     ALLREDUCE_ALGORITHM_COUNT
 } allreduce_algorithm;
 
@@ -27,6 +29,9 @@ const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] 
                                       "log2(P) exchanges of the whole vector, for tiny messages"},
     [ALLREDUCE_DIRECT] =
         {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)"},
+    [ALLREDUCE_HIERARCHICAL] = {"hierarchical",
+                                "within each host, then across hosts between leaders (or per-chunk "
+                                "leaders for large data), then within each host"},
 };
 
 static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
@@ -35,10 +40,11 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
     [ALLREDUCE_BCUBE] = cgloo__allreduce_bcube,
     [ALLREDUCE_RECURSIVE_DOUBLING] = cgloo__allreduce_recursive_doubling,
     [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
+    [ALLREDUCE_HIERARCHICAL] = cgloo__allreduce_hierarchical,
 };
 
-/* allreduce_select: the measured choice by message size and world size. */
-static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+/* allreduce_select_flat: the measured choice by message size and world size. */
+static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
 {
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
@@ -47,6 +53,18 @@ static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
     if (bytes <= 256 * 1024)
         return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
     return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
+}
+
+allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)
+{
+    return allreduce_fns[allreduce_select_flat(c, bytes)];
+}
+
+/* allreduce_select: hierarchical across hosts with several ranks on some host (see
+ * allreduce_hierarchical.c), else the flat choice. */
+static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c) ? ALLREDUCE_HIERARCHICAL : allreduce_select_flat(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)

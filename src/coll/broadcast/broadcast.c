@@ -2,12 +2,14 @@
  * cgloo_broadcast: argument checks, the algorithm table and the selector.
  */
 #include "coll/broadcast/broadcast.h"
+#include "coll/hierarchical.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
 typedef enum broadcast_algorithm {
     BROADCAST_BINOMIAL,
     BROADCAST_PIPELINE,
     BROADCAST_FLAT,
+    BROADCAST_HIERARCHICAL,
     BROADCAST_ALGORITHM_COUNT
 } broadcast_algorithm;
 
@@ -18,12 +20,15 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
         {"pipeline", "segmented chain from the root, sends and receives overlap; large messages"},
     [BROADCAST_FLAT] =
         {"flat", "the root sends to every rank at once, one step; small messages over few ranks"},
+    [BROADCAST_HIERARCHICAL] = {"hierarchical",
+                                "from the root to one rank per host, then within each host"},
 };
 
 static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
     [BROADCAST_BINOMIAL] = cgloo__broadcast_binomial,
     [BROADCAST_PIPELINE] = cgloo__broadcast_pipeline,
     [BROADCAST_FLAT] = cgloo__broadcast_flat,
+    [BROADCAST_HIERARCHICAL] = cgloo__broadcast_hierarchical,
 };
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
@@ -40,9 +45,9 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 #define FLAT_MAX_ROOT_BYTES (64 * 1024)
 #define FLAT_MAX_RANKS 8
 
-/* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
- * and for two ranks (where every algorithm is one send), the chain for large ones. */
-static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+/* broadcast_select_flat: flat for small messages over few ranks, the tree for the other small
+ * ones and for two ranks (where every algorithm is one send), the chain for large ones. */
+static broadcast_algorithm broadcast_select_flat(const coll *c, size_t bytes)
 {
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))
@@ -50,6 +55,17 @@ static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
     if (bytes < BROADCAST_LARGE_BYTES || c->size <= 2)
         return BROADCAST_BINOMIAL;
     return BROADCAST_PIPELINE;
+}
+
+broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes)
+{
+    return broadcast_fns[broadcast_select_flat(c, bytes)];
+}
+
+/* broadcast_select: hierarchical across hosts with several ranks on some host, else flat. */
+static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c) ? BROADCAST_HIERARCHICAL : broadcast_select_flat(c, bytes);
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,

@@ -11,5 +11,9 @@ typedef int (*broadcast_fn)(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_flat(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_binomial(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_pipeline(coll *c, void *buf, size_t bytes, int root);
+int cgloo__broadcast_hierarchical(coll *c, void *buf, size_t bytes, int root);
+/* cgloo__broadcast_flat_choice: the selector's pick among the flat algorithms for c's size and
+ * `bytes` (for the phases of the hierarchical algorithms). */
+broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes);
 
 #endif

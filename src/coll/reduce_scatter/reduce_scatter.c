@@ -10,6 +10,7 @@
  * Any other overlap of the two buffers is EINVAL. Ranks may mix the forms.
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
+#include "coll/hierarchical.h"
 
 #include <stdlib.h>
 
@@ -17,6 +18,7 @@
 typedef enum reduce_scatter_algorithm {
     REDUCE_SCATTER_RING,
     REDUCE_SCATTER_HALVING_DOUBLING,
+    REDUCE_SCATTER_HIERARCHICAL,
     REDUCE_SCATTER_ALGORITHM_COUNT
 } reduce_scatter_algorithm;
 
@@ -26,11 +28,15 @@ const coll_algorithm cgloo__reduce_scatter_algorithms[REDUCE_SCATTER_ALGORITHM_C
     [REDUCE_SCATTER_HALVING_DOUBLING] =
         {"halving_doubling",
          "recursive halving in log2(P) steps; other P fold into a power of two"},
+    [REDUCE_SCATTER_HIERARCHICAL] = {"hierarchical",
+                                     "within each host, then across hosts between the ranks of "
+                                     "each local rank (hosts of one size; else by allreduce)"},
 };
 
 static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITHM_COUNT] = {
     [REDUCE_SCATTER_RING] = cgloo__reduce_scatter_ring,
     [REDUCE_SCATTER_HALVING_DOUBLING] = cgloo__reduce_scatter_halving_doubling,
+    [REDUCE_SCATTER_HIERARCHICAL] = cgloo__reduce_scatter_hierarchical,
 };
 
 /* Up to this many bytes in all, latency dominates and log2(P) steps beat the ring's P-1.
@@ -39,11 +45,22 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
 #define RS_HALVING_DOUBLING_MAX_BYTES (32u * 1024)
 
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
-static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
+static reduce_scatter_algorithm rs_select_flat(const coll *c, size_t total_bytes)
 {
     if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
         return REDUCE_SCATTER_HALVING_DOUBLING;
     return REDUCE_SCATTER_RING;
+}
+
+cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t total_bytes)
+{
+    return reduce_scatter_fns[rs_select_flat(c, total_bytes)];
+}
+
+/* rs_select: hierarchical across hosts with several ranks on some host, else flat. */
+static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
+{
+    return cgloo__hier_wanted(c) ? REDUCE_SCATTER_HIERARCHICAL : rs_select_flat(c, total_bytes);
 }
 
 static bool rs_in_place(const coll *c, const void *sendbuf, const void *recvbuf, const size_t *off)

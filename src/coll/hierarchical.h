@@ -1,0 +1,47 @@
+/*
+ * What the hierarchical algorithms share (src/coll/<collective>/<collective>_hierarchical.c):
+ * the context's host topology (core/topology.h) as a collective sees it, the test the
+ * selectors use, and the phases' tag spaces and names.
+ *
+ * A hierarchical algorithm runs in phases, each an existing algorithm over a group of ranks
+ * (cgloo__coll_sub): the ranks of one host (over shared memory when the context uses it),
+ * the hosts' leaders, or a column of per-chunk leaders (local rank i of every host: every rank's
+ * link carries a share). Each phase picks its algorithm with the collective's own selector for
+ * the group's size and bytes, and has its own tag space, so phases never match each other's
+ * messages. Every rank has the same topology, so every rank runs the same phases.
+ */
+#ifndef CGLOO_COLL_HIERARCHICAL_H
+#define CGLOO_COLL_HIERARCHICAL_H
+
+#include "coll/coll.h"
+#include "core/topology.h"
+
+/* The tag spaces of the phases (cgloo__coll_sub). */
+enum { HIER_PHASE_WITHIN = 1, HIER_PHASE_ACROSS = 2, HIER_PHASE_BACK = 3 };
+/* The names errors give each phase's algorithm. */
+#define HIER_WITHIN "hierarchical, within the host"
+#define HIER_ACROSS "hierarchical, across hosts"
+
+/* cgloo__hier_topology is the topology a hierarchical algorithm can use for c: NULL when c
+ * runs over a group already (a phase), when the context has none (one rank), or when it has one
+ * level only (one host, or every rank a host of its own), where the flat algorithm is the
+ * hierarchy. */
+const cgloo__topology *cgloo__hier_topology(const coll *c);
+
+/* cgloo__hier_wanted is the selectors' test: the world spans more than one host and some host
+ * has more than one rank (the only case where a hierarchy has two levels). */
+static inline bool cgloo__hier_wanted(const coll *c)
+{
+    return cgloo__hier_topology(c) != NULL;
+}
+
+/* cgloo__hier_even_blocks fills off[0..n] with element offsets cutting count elements into n
+ * blocks that differ by at most one. */
+static inline void cgloo__hier_even_blocks(size_t *off, int n, size_t count)
+{
+    size_t base = count / (size_t)n, rem = count % (size_t)n;
+    for (int i = 0; i <= n; i++)
+        off[i] = (size_t)i * base + CGLOO_MIN((size_t)i, rem);
+}
+
+#endif
