@@ -11,7 +11,8 @@
 #                 and every hierarchical collective against a flat one (dtypes, ops, odd counts,
 #                 every root, in place), in the world and in a split child
 #   three_hosts   the same with 0,1 on a, 2,3 on b, 4,5 on c
-#   interleaved   ranks a b a b c: hosts of different sizes, ranks of a host not adjacent
+#   alternating   ranks a b c a b c: hosts of one size whose ranks are not adjacent
+#   uneven        ranks a b a b c: hosts of different sizes
 #   rank_killed   two_hosts running allreduces (fault_rank, the selector's hierarchical) when
 #                 rank 3 is killed: ranks 0 to 2 each fail within the timeout naming rank 3
 #
@@ -171,7 +172,8 @@ run() {
 
 run two_hosts hosts two_hosts a a b b
 run three_hosts hosts three_hosts a a b b c c
-run interleaved hosts interleaved a b a b c
+run alternating hosts alternating a b c a b c
+run uneven hosts uneven a b a b c
 run rank_killed rank_killed
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -2,23 +2,26 @@
  * Hierarchical allreduce: within each host, across hosts, within each host again
  * (coll/hierarchical.h has the phases and the topology).
  *
- * Two forms, for H hosts of at most L ranks and a vector of n bytes:
- * - Leaders (small vectors, or hosts of different sizes): each host reduces to its leader
- *   (local rank 0; reduce's selector: binomial, ceil(lg L) steps of n bytes), the H leaders
- *   allreduce (allreduce's selector over H ranks), and each leader broadcasts the result within
- *   its host (broadcast's selector: one step for small data on a few ranks). Across hosts only
- *   the leaders' links carry data: 2 (H-1)/H n per host with the ring, n lg H with recursive
- *   doubling. Latency: about 2 lg L + lg H steps, where the flat algorithms take lg (HL), all
- *   of them over the slower links.
- * - Per-chunk leaders (hosts of one size L > 1, n from HIER_CHUNKED_MIN_BYTES): a reduce-scatter
- *   within each host leaves local rank i with block i (n/L bytes) reduced over its host; the
- *   ranks of local rank i, one per host (column i), allreduce block i among themselves; an
- *   allgather within each host puts the blocks together. Each rank sends (L-1)/L n twice within
- *   its host and 2 (H-1)/H n/L across hosts (ring), so a host sends 2 (H-1)/H n across hosts in
- *   all, as with leaders, but spread over its L ranks' links instead of one.
- * Every rank ends with the same bits: each block is reduced in one place and copied.
- * Preconditions: a commutative op (the reduction order follows the topology). One host, or one
- * rank per host: the flat algorithm the selector would pick.
+ * Three forms, for H hosts of at most L ranks and a vector of n bytes:
+ * - Columns (hosts of one size, n below HIER_CHUNKED_MIN_BYTES): every host allreduces within
+ *   itself (allreduce's selector over L ranks), then the ranks of local rank i, one per host
+ *   (column i), allreduce the host sums across hosts, every column at once (the selector over H
+ *   ranks). Latency: the two allreduces' steps (lg L + lg H with recursive doubling, as a flat
+ *   recursive doubling over HL ranks placed host by host, but whatever the placement: a flat
+ *   algorithm over ranks whose hosts alternate crosses between hosts at every step). Across
+ *   hosts every rank sends what its column's allreduce sends (n lg H with recursive doubling).
+ *   Every column computes the same bits: its inputs are the same host sums in the same order.
+ * - Per-chunk leaders (hosts of one size L > 1, n from HIER_CHUNKED_MIN_BYTES): a
+ *   reduce-scatter within each host leaves local rank i with block i (n/L bytes) reduced over
+ *   its host; column i allreduces block i across hosts; an allgather within each host puts the
+ *   blocks together. Each rank sends (L-1)/L n twice within its host and 2 (H-1)/H n/L across
+ *   hosts (ring): a host sends 2 (H-1)/H n across hosts in all, spread over its L ranks' links.
+ * - Leaders (hosts of different sizes): each host reduces to its leader (local rank 0; reduce's
+ *   selector: binomial, ceil(lg L) steps), the H leaders allreduce (the selector over H ranks),
+ *   and each leader broadcasts within its host. Only the leaders' links carry data across
+ *   hosts: 2 (H-1)/H n per host with the ring. Latency: about 2 lg L + lg H steps.
+ * Every rank ends with the same bits. Preconditions: a commutative op (the reduction order
+ * follows the topology). One host, or one rank per host: the flat algorithm the selector picks.
  */
 #include "coll/allgather/allgather.h"
 #include "coll/allreduce/allreduce.h"
@@ -58,6 +61,23 @@ static int hier_leaders(coll *c, const cgloo__topology *t, void *buf, size_t cou
     return rc;
 }
 
+/* hier_columns: allreduce within the host, then across hosts in every column at once. */
+static int hier_columns(coll *c, const cgloo__topology *t, void *buf, size_t count)
+{
+    int nl, nh;
+    const int *local = cgloo__topology_host(t, t->host_of[c->rank], &nl);
+    const int *column = cgloo__topology_column(t, t->local_rank[c->rank], &nh);
+    size_t bytes = count * c->esize;
+    coll sub;
+    cgloo__coll_sub(c, &sub, local, nl, HIER_PHASE_WITHIN, HIER_WITHIN);
+    int rc = cgloo__allreduce_flat_choice(&sub, bytes)(&sub, buf, count);
+    if (cgloo__coll_sub_end(c, &sub, rc) != CGLOO_OK)
+        return rc;
+    cgloo__coll_sub(c, &sub, column, nh, HIER_PHASE_ACROSS, HIER_ACROSS);
+    rc = cgloo__allreduce_flat_choice(&sub, bytes)(&sub, buf, count);
+    return cgloo__coll_sub_end(c, &sub, rc);
+}
+
 /* hier_chunked: reduce-scatter within the host, allreduce of each block across hosts by the
  * ranks of one local rank, allgather within the host. off: L + 1 element offsets. */
 static int hier_chunked(coll *c, const cgloo__topology *t, void *buf, size_t count, size_t *off)
@@ -92,8 +112,10 @@ int cgloo__allreduce_hierarchical(coll *c, void *buf, size_t count)
     const cgloo__topology *t = cgloo__hier_topology(c);
     if (!t)
         return cgloo__allreduce_flat_choice(c, count * c->esize)(c, buf, count);
-    if (!t->uniform || count * c->esize < HIER_CHUNKED_MIN_BYTES || count < (size_t)t->max_local)
+    if (!t->uniform)
         return hier_leaders(c, t, buf, count);
+    if (count * c->esize < HIER_CHUNKED_MIN_BYTES || count < (size_t)t->max_local)
+        return hier_columns(c, t, buf, count);
     size_t *off = malloc(((size_t)t->max_local + 1) * sizeof *off);
     if (!off)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", t->max_local);
