@@ -8,12 +8,15 @@
 # ratio (below 1: hierarchical is faster). Needs root and iproute2.
 #   sudo bench/hier_netns.sh          HOSTS=3 RUNS=3 TIME_MS=200 MAX_BYTES=4194304 bench/...
 #   PLACE=alternate bench/hier_netns.sh   ranks placed a b a b ... instead (rank r on host r % HOSTS)
+#   RATE=1gbit bench/hier_netns.sh        each host's link limited to RATE each way (tc tbf on
+#                                         both ends of its veth pair), as a NIC its ranks share
 # Caveat: the veth pairs are memory copies on the same two cores, not a network, so the link
 # between hosts is neither slower nor separate from shared memory as a real one is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOSTS=${HOSTS:-2}
 PLACE=${PLACE:-block}
+RATE=${RATE:-}
 RUNS=${RUNS:-3}
 TIME_MS=${TIME_MS:-200}
 MAX_BYTES=${MAX_BYTES:-4194304}
@@ -42,6 +45,10 @@ for i in $(seq "$HOSTS"); do
   ip -n "$SW" link set "h$i" master br0 up
   ip -n "$h" addr add "10.80.0.$i/24" dev eth0
   ip -n "$h" link set eth0 up
+  if [ -n "$RATE" ]; then
+    tc -n "$h" qdisc add dev eth0 root tbf rate "$RATE" burst 256kb latency 100ms
+    tc -n "$SW" qdisc add dev "h$i" root tbf rate "$RATE" burst 256kb latency 100ms
+  fi
 done
 ip netns exec "${names[0]}" ./build/tools/cgloo-store --host 10.80.0.1 >"$out/store" 2>&1 &
 pids+=($!)
@@ -75,10 +82,10 @@ for run in $(seq "$RUNS"); do
     for alg in ${algs[$mode]}; do bench "$mode" "$alg"; done
   done
 done
-echo "## Hierarchical across $HOSTS namespace hosts of 2 ranks, placed $PLACE: medians of $RUNS runs ($(date -u +%F), $(nproc) cores)"
+echo "## Hierarchical across $HOSTS namespace hosts of 2 ranks, placed $PLACE${RATE:+, links limited to $RATE}: medians of $RUNS runs ($(date -u +%F), $(nproc) cores)"
 echo
-echo "| collective | bytes | hierarchical p50 us | best flat p50 us | best flat | hierarchical / best flat |"
-echo "|---|---|---|---|---|---|"
+echo "| collective | bytes | hierarchical p50 us | best flat p50 us | best flat | hierarchical / best flat | every flat algorithm's p50 us |"
+echo "|---|---|---|---|---|---|---|"
 awk -F, '
   function median(list,   a, n, i, j, t) {
     n = split(list, a, " ")
@@ -89,10 +96,11 @@ awk -F, '
   END {
     for (k in keys) {
       split(k, p, SUBSEP)
-      h = median(t["hierarchical", k]); best = ""; bname = ""
+      h = median(t["hierarchical", k]); best = ""; bname = ""; all = ""
       for (a in algs) if (a != "hierarchical" && t[a, k] != "") {
-        m = median(t[a, k]); if (best == "" || m + 0 < best + 0) { best = m; bname = a }
+        m = median(t[a, k]); all = all (all == "" ? "" : ", ") a " " m
+        if (best == "" || m + 0 < best + 0) { best = m; bname = a }
       }
-      printf "%s %012d | %s | %s | %s | %s | %s | %.2f |\n", p[1], p[2], p[1], p[2], h, best, bname, h / best
+      printf "%s %012d | %s | %s | %s | %s | %s | %.2f | %s |\n", p[1], p[2], p[1], p[2], h, best, bname, h / best, all
     }
   }' "$out/all.csv" | sort | sed 's/^[^|]*| /| /'
