@@ -6,7 +6,8 @@
  * Tags: collectives use tags with the top bit set, the kind of collective in the next 8 bits,
  * the caller's 47-bit tag above the low byte, and the algorithm's step number in the low byte,
  * so they never meet user point-to-point messages, other kinds of collectives, or collectives
- * running at once with a different caller tag.
+ * running at once with a different caller tag. A phase of a hierarchical algorithm
+ * (cgloo__coll_sub) has its number in the top 3 bits of the kind.
  * Between two ranks, messages of one tag and step match in the order sent; since every rank
  * runs the same algorithm in the same order, that is all the matching a collective needs.
  */
