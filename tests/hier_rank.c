@@ -7,8 +7,8 @@
  * then checks, exiting non-zero and saying why on stderr at the first wrong thing:
  * - the topology the context computed groups the ranks as the labels do, and each peer is
  *   bound to shared memory exactly when it shares this rank's host, to TCP otherwise;
- * - the selector picks "hierarchical" for each of the four collectives (the flight recorder
- *   names the algorithm each call ran);
+ * - the selector picks "hierarchical" for each of the four collectives where it should (large
+ *   calls, ranks of a host not adjacent: the flight recorder names the algorithm each ran);
  * - allreduce, broadcast, allgather(v) and reduce_scatter(v) with "hierarchical", with the
  *   selector's choice and with a flat algorithm, over every dtype and op for allreduce, odd
  *   counts, sizes on both sides of the per-chunk threshold, every root, the in-place forms;
@@ -219,25 +219,44 @@ static void check_reduce_scatter(cgloo_context *ctx)
         }
 }
 
-/* check_selected: with no algorithm named, each collective ran "hierarchical". */
-static void check_selected(cgloo_context *ctx)
+/* contiguous: every host's ranks are adjacent in rank order. */
+static bool contiguous(char *const *label, int size)
 {
-    int32_t v[64] = {0}, all[64 * 64];
+    for (int r = 0; r < size; r++)
+        for (int q = r + 1; q < size; q++)
+            for (int m = r + 1; m < q; m++)
+                if (strcmp(label[r], label[q]) == 0 && strcmp(label[r], label[m]) != 0)
+                    return false;
+    return true;
+}
+
+/* run_each runs each collective once with the selector's choice, count elements per rank. */
+static void run_each(cgloo_context *ctx, size_t count)
+{
     int size = cgloo_context_size(ctx);
-    EXPECT("a small world", size <= 64);
-    MUST(ctx, "allreduce", cgloo_allreduce(ctx, v, v, 64, CGLOO_INT32, CGLOO_SUM, NULL));
-    MUST(ctx, "broadcast", cgloo_broadcast(ctx, v, 64, CGLOO_INT32, size - 1, NULL));
-    MUST(ctx, "allgather", cgloo_allgather(ctx, v, all, 64, CGLOO_INT32, NULL));
+    int32_t *v = calloc(count, 4), *all = calloc(count * (size_t)size, 4);
+    MUST(ctx, "allreduce", cgloo_allreduce(ctx, v, v, count, CGLOO_INT32, CGLOO_SUM, NULL));
+    MUST(ctx, "broadcast", cgloo_broadcast(ctx, v, count, CGLOO_INT32, size - 1, NULL));
+    MUST(ctx, "allgather", cgloo_allgather(ctx, v, all, count, CGLOO_INT32, NULL));
     MUST(ctx, "reduce_scatter",
-         cgloo_reduce_scatter(ctx, all, v, 64, CGLOO_INT32, CGLOO_SUM, NULL));
-    EXPECT("the selector picks hierarchical allreduce",
-           ran_algorithm(ctx, "allreduce", "hierarchical"));
-    EXPECT("the selector picks hierarchical broadcast",
-           ran_algorithm(ctx, "broadcast", "hierarchical"));
-    EXPECT("the selector picks hierarchical allgather",
-           ran_algorithm(ctx, "allgather", "hierarchical"));
-    EXPECT("the selector picks hierarchical reduce_scatter",
-           ran_algorithm(ctx, "reduce_scatter", "hierarchical"));
+         cgloo_reduce_scatter(ctx, all, v, count, CGLOO_INT32, CGLOO_SUM, NULL));
+    free(v);
+    free(all);
+}
+
+/* check_selected: the selector leaves small calls flat, and picks "hierarchical" for large ones
+ * (256 KiB) exactly when the ranks of some host are not adjacent (hierarchical.h). */
+static void check_selected(cgloo_context *ctx, char *const *label)
+{
+    static const char *const colls[] = {"allreduce", "broadcast", "allgather", "reduce_scatter"};
+    run_each(ctx, 64);
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(colls); i++)
+        EXPECT("small calls stay flat", !ran_algorithm(ctx, colls[i], "hierarchical"));
+    bool want = !contiguous(label, cgloo_context_size(ctx));
+    run_each(ctx, 65536);
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(colls); i++)
+        EXPECT(want ? "the selector picks hierarchical" : "the selector stays flat",
+               ran_algorithm(ctx, colls[i], "hierarchical") == want);
 }
 
 static void check_all(cgloo_context *ctx)
@@ -280,7 +299,7 @@ int main(int argc, char **argv)
     int size = cgloo_context_size(ctx), n_shm = 0;
     EXPECT("one host label per rank", argc - 1 == size);
     check_topology(ctx, argv + 1, true, &n_shm);
-    check_selected(ctx);
+    check_selected(ctx, argv + 1);
     check_all(ctx);
     check_split(ctx, argv + 1);
     MUST(ctx, "barrier", cgloo_barrier(ctx, NULL));

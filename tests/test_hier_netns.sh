@@ -9,11 +9,12 @@
 #   two_hosts     ranks 0,1 on a, 2,3 on b: hier_rank checks the topology, the binding of every
 #                 peer (shm within a host, TCP across), that the selector picks "hierarchical",
 #                 and every hierarchical collective against a flat one (dtypes, ops, odd counts,
-#                 every root, in place), in the world and in a split child
+#                 every root, in place), in the world and in a split child; the selector picks
+#                 "hierarchical" only for large calls where a host's ranks are not adjacent
 #   three_hosts   the same with 0,1 on a, 2,3 on b, 4,5 on c
 #   alternating   ranks a b c a b c: hosts of one size whose ranks are not adjacent
 #   uneven        ranks a b a b c: hosts of different sizes
-#   rank_killed   two_hosts running allreduces (fault_rank, the selector's hierarchical) when
+#   rank_killed   two_hosts running hierarchical allreduces (fault_rank) when
 #                 rank 3 is killed: ranks 0 to 2 each fail within the timeout naming rank 3
 #
 # Usage: test_hier_netns.sh CGLOO_STORE HIER_RANK FAULT_RANK. Needs root and ip (iproute2);
@@ -126,7 +127,8 @@ hosts() {
 rank_killed() {
     local name=rank_killed ps=() labels=(a a b b) timeout_ms=5000
     for r in 0 1 2 3; do
-        start "${labels[$r]}" $r 4 $name CGLOO_TIMEOUT_MS=$timeout_ms -- "$fault" 30000
+        start "${labels[$r]}" $r 4 $name CGLOO_TIMEOUT_MS=$timeout_ms \
+            CGLOO_ALLREDUCE_ALGORITHM=hierarchical -- "$fault" 30000
         ps+=($last)
     done
     for _ in $(seq 200); do
@@ -146,6 +148,7 @@ rank_killed() {
         ms=$(echo "$line" | sed 's/.*failed after \([0-9]*\) ms.*/\1/')
         [ "$ms" -le $((timeout_ms + 1000)) ] || { echo "  rank $r took $ms ms"; return 1; }
         echo "$line" | grep -qE "(rank|peer) 3\b" || { echo "  rank $r does not name rank 3"; return 1; }
+        echo "$line" | grep -q "allreduce(hierarchical" || { echo "  rank $r: not hierarchical"; return 1; }
         echo "  $line" | cut -c1-400
     done
     for p in "${ps[@]}"; do kill -9 "$p" 2>/dev/null; done

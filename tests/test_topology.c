@@ -27,7 +27,7 @@ static void test_block(void)
     bool known[] = {1, 1, 1, 1, 1, 1};
     cgloo__topology *t;
     CHECK_OK(cgloo__topology_build(6, ids, known, &t));
-    CHECK(t->n_hosts == 3 && t->max_local == 2 && t->uniform);
+    CHECK(t->n_hosts == 3 && t->max_local == 2 && t->uniform && t->contiguous);
     CHECK(same(t->host_of, (int[]){0, 0, 1, 1, 2, 2}, 6));
     CHECK(same(t->local_rank, (int[]){0, 1, 0, 1, 0, 1}, 6));
     check_column(t, 0, (int[]){0, 2, 4}, 3);
@@ -45,7 +45,7 @@ static void test_alternating_and_unknown(void)
     bool known[] = {1, 1, 1, 0, 1};
     cgloo__topology *t;
     CHECK_OK(cgloo__topology_build(5, ids, known, &t));
-    CHECK(t->n_hosts == 3 && t->max_local == 2 && !t->uniform);
+    CHECK(t->n_hosts == 3 && t->max_local == 2 && !t->uniform && !t->contiguous);
     CHECK(same(t->host_of, (int[]){0, 1, 0, 2, 1}, 5));
     CHECK(same(t->local_rank, (int[]){0, 0, 1, 0, 1}, 5));
     check_column(t, 0, (int[]){0, 1, 3}, 3);

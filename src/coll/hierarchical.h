@@ -28,11 +28,23 @@ enum { HIER_PHASE_WITHIN = 1, HIER_PHASE_ACROSS = 2, HIER_PHASE_BACK = 3 };
  * hierarchy. */
 const cgloo__topology *cgloo__hier_topology(const coll *c);
 
-/* cgloo__hier_wanted is the selectors' test: the world spans more than one host and some host
- * has more than one rank (the only case where a hierarchy has two levels). */
-static inline bool cgloo__hier_wanted(const coll *c)
+/* The selectors pick hierarchical from this many bytes (the collective's whole vector: gathered
+ * or reduced). Measured across namespace hosts with links limited to 1 Gbit/s (docs/BENCHMARKS.md,
+ * "Hierarchical collectives"): with ranks placed alternately, from 256 KiB it is as fast as the
+ * flat choice or up to 2.5 times faster (4 MiB), below it up to 1.7 times slower. */
+#define HIER_SELECT_MIN_BYTES (256u * 1024)
+
+/* cgloo__hier_wanted is the selectors' test for a call of `bytes`: the world spans more than one
+ * host, some host has more than one rank (the hierarchy has two levels), the ranks of some host
+ * are not adjacent in rank order, and the call is large. Where every host's ranks are adjacent,
+ * the flat algorithms already keep most of their steps within a host (ring neighbours, the
+ * first lg L steps of recursive doubling and halving) and measured as fast or faster. */
+static inline bool cgloo__hier_wanted(const coll *c, size_t bytes)
 {
-    return cgloo__hier_topology(c) != NULL;
+    if (bytes < HIER_SELECT_MIN_BYTES) /* first: the small calls' path stays a compare */
+        return false;
+    const cgloo__topology *t = cgloo__hier_topology(c);
+    return t && !t->contiguous;
 }
 
 /* cgloo__hier_even_blocks fills off[0..n] with element offsets cutting count elements into n

@@ -60,6 +60,11 @@ static void topology_index(cgloo__topology *t)
     }
     for (int r = 0; r < t->size; r++)
         t->host_ranks[t->host_start[t->host_of[r]] + t->local_rank[r]] = r;
+    t->contiguous = true;
+    for (int h = 0; h < t->n_hosts; h++) {
+        int first = t->host_start[h], last = t->host_start[h + 1] - 1;
+        t->contiguous = t->contiguous && t->host_ranks[last] - t->host_ranks[first] == last - first;
+    }
     int at = 0;
     for (int i = 0; i < t->max_local; i++) {
         t->col_start[i] = at;

@@ -24,6 +24,7 @@ typedef struct cgloo__topology {
     int n_hosts;     /* hosts */
     int max_local;   /* ranks on the largest host */
     bool uniform;    /* every host has max_local ranks */
+    bool contiguous; /* every host's ranks are consecutive numbers */
     int *host_of;    /* [size] host of each rank */
     int *local_rank; /* [size] index of each rank in its host */
     int *host_start; /* [n_hosts + 1] where each host's ranks start in host_ranks */

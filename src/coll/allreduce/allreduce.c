@@ -64,7 +64,7 @@ allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)
  * allreduce_hierarchical.c), else the flat choice. */
 static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c) ? ALLREDUCE_HIERARCHICAL : allreduce_select_flat(c, bytes);
+    return cgloo__hier_wanted(c, bytes) ? ALLREDUCE_HIERARCHICAL : allreduce_select_flat(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)
