@@ -17,7 +17,8 @@
 #define COLL_KIND_SHIFT 55
 #define COLL_USER_TAG_MAX (1ull << 47)
 /* The phases of a hierarchical algorithm (cgloo__coll_sub) set bits 60..62, the top 3 bits of
- * the kind, which the listed collectives (kinds below 32) leave clear. */
+ * the kind, which the listed collectives (kinds below 32) leave clear; a name outside the list
+ * (kind 32 and up) has no hierarchical algorithm. */
 #define COLL_PHASE_SHIFT 60
 #define COLL_PHASE_MAX 7
 
