@@ -28,20 +28,23 @@ enum { HIER_PHASE_WITHIN = 1, HIER_PHASE_ACROSS = 2, HIER_PHASE_BACK = 3 };
  * hierarchy. */
 const cgloo__topology *cgloo__hier_topology(const coll *c);
 
-/* The selectors pick hierarchical from this many bytes (the collective's whole vector: gathered
- * or reduced). Measured across namespace hosts with links limited to 1 Gbit/s (docs/BENCHMARKS.md,
- * "Hierarchical collectives"): with ranks placed alternately, from 256 KiB it is as fast as the
- * flat choice or up to 2.5 times faster (4 MiB), below it up to 1.7 times slower. */
+/* From this many bytes (the collective's whole vector: gathered, reduced or broadcast) the
+ * selectors of allreduce, broadcast and reduce_scatter pick hierarchical; allgather's picks it
+ * at every size. Measured across namespace hosts with links limited to 1 Gbit/s and ranks
+ * placed alternately (docs/BENCHMARKS.md, "Hierarchical collectives"): from 256 KiB all four
+ * took 0.3 to 1.0 of the flat choice's time; below it, allgather 0.5 to 0.9, the others from
+ * 0.5 to 4.8 (a small broadcast's flat form is one step, the hierarchy's two). */
 #define HIER_SELECT_MIN_BYTES (256u * 1024)
 
-/* cgloo__hier_wanted is the selectors' test for a call of `bytes`: the world spans more than one
- * host, some host has more than one rank (the hierarchy has two levels), the ranks of some host
- * are not adjacent in rank order, and the call is large. Where every host's ranks are adjacent,
- * the flat algorithms already keep most of their steps within a host (ring neighbours, the
- * first lg L steps of recursive doubling and halving) and measured as fast or faster. */
-static inline bool cgloo__hier_wanted(const coll *c, size_t bytes)
+/* cgloo__hier_wanted is the selectors' test for a call of `bytes`: at least min_bytes, the world
+ * spans more than one host, some host has more than one rank (the hierarchy has two levels),
+ * and the ranks of some host are not adjacent in rank order. Where every host's ranks are
+ * adjacent, the flat algorithms already keep most of their steps within a host (ring
+ * neighbours, the first lg L steps of recursive doubling and halving) and measured as fast or
+ * faster. */
+static inline bool cgloo__hier_wanted(const coll *c, size_t bytes, size_t min_bytes)
 {
-    if (bytes < HIER_SELECT_MIN_BYTES) /* first: the small calls' path stays a compare */
+    if (bytes < min_bytes) /* first: the small calls' path stays a compare */
         return false;
     const cgloo__topology *t = cgloo__hier_topology(c);
     return t && !t->contiguous;

@@ -52,10 +52,12 @@ allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes)
     return allgather_fns[allgather_select_flat(c, bytes)];
 }
 
-/* allgather_select: hierarchical across hosts with several ranks on some host, else flat. */
+/* allgather_select: hierarchical where some host's ranks are not adjacent (hierarchical.h),
+ * else flat. */
 static allgather_algorithm allgather_select(const coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c, bytes) ? ALLGATHER_HIERARCHICAL : allgather_select_flat(c, bytes);
+    return cgloo__hier_wanted(c, bytes, 0) ? ALLGATHER_HIERARCHICAL
+                                           : allgather_select_flat(c, bytes);
 }
 
 /* allgather_run puts this rank's block in place and runs the chosen algorithm. */
@@ -124,8 +126,8 @@ int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, 
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", off[c.size]);
     else /* uneven blocks: the ring keeps every link busy whatever the sizes */
         rc = allgather_run(&c, sendbuf, recvbuf, off, opts,
-                           cgloo__hier_wanted(&c, off[c.size]) ? ALLGATHER_HIERARCHICAL
-                                                               : ALLGATHER_RING);
+                           cgloo__hier_wanted(&c, off[c.size], 0) ? ALLGATHER_HIERARCHICAL
+                                                                  : ALLGATHER_RING);
     free(off);
     return rc;
 }

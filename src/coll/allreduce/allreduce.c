@@ -60,11 +60,12 @@ allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)
     return allreduce_fns[allreduce_select_flat(c, bytes)];
 }
 
-/* allreduce_select: hierarchical across hosts with several ranks on some host (see
- * allreduce_hierarchical.c), else the flat choice. */
+/* allreduce_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else the flat choice. */
 static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c, bytes) ? ALLREDUCE_HIERARCHICAL : allreduce_select_flat(c, bytes);
+    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? ALLREDUCE_HIERARCHICAL
+                                                               : allreduce_select_flat(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)

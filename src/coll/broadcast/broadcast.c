@@ -62,10 +62,12 @@ broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes)
     return broadcast_fns[broadcast_select_flat(c, bytes)];
 }
 
-/* broadcast_select: hierarchical across hosts with several ranks on some host, else flat. */
+/* broadcast_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else flat. */
 static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c, bytes) ? BROADCAST_HIERARCHICAL : broadcast_select_flat(c, bytes);
+    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? BROADCAST_HIERARCHICAL
+                                                               : broadcast_select_flat(c, bytes);
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,

@@ -57,11 +57,13 @@ cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t
     return reduce_scatter_fns[rs_select_flat(c, total_bytes)];
 }
 
-/* rs_select: hierarchical across hosts with several ranks on some host, else flat. */
+/* rs_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else flat. */
 static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
 {
-    return cgloo__hier_wanted(c, total_bytes) ? REDUCE_SCATTER_HIERARCHICAL
-                                              : rs_select_flat(c, total_bytes);
+    return cgloo__hier_wanted(c, total_bytes, HIER_SELECT_MIN_BYTES)
+               ? REDUCE_SCATTER_HIERARCHICAL
+               : rs_select_flat(c, total_bytes);
 }
 
 static bool rs_in_place(const coll *c, const void *sendbuf, const void *recvbuf, const size_t *off)
