@@ -32,7 +32,7 @@ const cgloo__topology *cgloo__hier_topology(const coll *c);
  * selectors of allreduce, broadcast and reduce_scatter pick hierarchical; allgather's picks it
  * at every size. Measured across namespace hosts with links limited to 1 Gbit/s and ranks
  * placed alternately (docs/BENCHMARKS.md, "Hierarchical collectives"): from 256 KiB all four
- * took 0.3 to 1.0 of the flat choice's time; below it, allgather 0.5 to 0.9, the others from
+ * took 0.3 to 1.06 of the flat choice's time; below it, allgather 0.5 to 0.9, the others from
  * 0.5 to 4.8 (a small broadcast's flat form is one step, the hierarchy's two). */
 #define HIER_SELECT_MIN_BYTES (256u * 1024)
 
