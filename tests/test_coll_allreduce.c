@@ -13,7 +13,8 @@
 #include <stdlib.h>
 
 static const char *const algorithms[] = {
-    "ring", "halving_doubling", "bcube", "recursive_doubling", "direct", NULL};
+    "ring",   "halving_doubling", "bcube",        "recursive_doubling",
+    "direct", "single_copy",      "hierarchical", NULL};
 #define NALGO (sizeof algorithms / sizeof algorithms[0])
 
 static cgloo_store *store;

@@ -707,12 +707,12 @@ static void names_match(const char *coll, const char *const *want)
 
 static void test_algorithm_names(void)
 {
-    names_match("allgather",
-                (const char *const[]){"ring", "recursive_doubling", "single_copy", NULL});
-    names_match("allgatherv",
-                (const char *const[]){"ring", "recursive_doubling", "single_copy", NULL});
-    names_match("broadcast",
-                (const char *const[]){"binomial", "pipeline", "flat", "single_copy", NULL});
+    names_match("allgather", (const char *const[]){"ring", "recursive_doubling", "single_copy",
+                                                   "hierarchical", NULL});
+    names_match("allgatherv", (const char *const[]){"ring", "recursive_doubling", "single_copy",
+                                                    "hierarchical", NULL});
+    names_match("broadcast", (const char *const[]){"binomial", "pipeline", "flat", "single_copy",
+                                                   "hierarchical", NULL});
     names_match("gather", (const char *const[]){"direct", "binomial", "single_copy", NULL});
     names_match("gatherv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
     names_match("scatter", (const char *const[]){"direct", "binomial", "single_copy", NULL});

@@ -23,15 +23,16 @@
 
 static const struct expected {
     const char *row;
-    const char *names[8]; /* NULL-terminated */
+    const char *names[10]; /* NULL-terminated */
 } expected[] = {
     {"allreduce",
-     {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct", "single_copy"}},
-    {"reduce_scatter", {"ring", "halving_doubling", "single_copy"}},
-    {"reduce_scatterv", {"ring", "halving_doubling", "single_copy"}},
-    {"allgather", {"ring", "recursive_doubling", "single_copy"}},
-    {"allgatherv", {"ring", "recursive_doubling", "single_copy"}},
-    {"broadcast", {"binomial", "pipeline", "flat", "single_copy"}},
+     {"ring", "halving_doubling", "bcube", "recursive_doubling", "direct", "single_copy",
+      "hierarchical"}},
+    {"reduce_scatter", {"ring", "halving_doubling", "single_copy", "hierarchical"}},
+    {"reduce_scatterv", {"ring", "halving_doubling", "single_copy", "hierarchical"}},
+    {"allgather", {"ring", "recursive_doubling", "single_copy", "hierarchical"}},
+    {"allgatherv", {"ring", "recursive_doubling", "single_copy", "hierarchical"}},
+    {"broadcast", {"binomial", "pipeline", "flat", "single_copy", "hierarchical"}},
     {"reduce", {"binomial", "reduce_scatter_gather"}},
     {"gather", {"direct", "binomial", "single_copy"}},
     {"gatherv", {"direct", "binomial", "single_copy"}},

@@ -16,6 +16,11 @@
 #define COLL_TAG_BIT (1ull << 63)
 #define COLL_KIND_SHIFT 55
 #define COLL_USER_TAG_MAX (1ull << 47)
+/* The phases of a hierarchical algorithm (cgloo__coll_sub) set bits 60..62, the top 3 bits of
+ * the kind, which the listed collectives (kinds below 32) leave clear; a name outside the list
+ * (kind 32 and up) has no hierarchical algorithm. */
+#define COLL_PHASE_SHIFT 60
+#define COLL_PHASE_MAX 7
 
 /* Kinds 1 to 31 are the listed collectives'; a name outside the list hashes to 32 and up. */
 #define COLL_KIND_CHECK(name, table, kind)                                                         \
@@ -52,7 +57,7 @@ int cgloo__coll_error(coll *c, int status, const char *fmt, ...)
     if (c->check_pending && (status == CGLOO_EINVAL || status == CGLOO_ENOTSUP))
         cgloo__coll_check_refused(c);
     pthread_mutex_lock(&c->ctx->lock);
-    cgloo__ctx_error(c->ctx, status, "rank %d: %s(%s): %s", c->rank, c->name,
+    cgloo__ctx_error(c->ctx, status, "rank %d: %s(%s): %s", c->ctx->rank, c->name,
                      c->algorithm ? c->algorithm : "-", what);
     pthread_mutex_unlock(&c->ctx->lock);
     c->status = status;
@@ -240,6 +245,8 @@ static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned
 int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
                       cgloo_request **out)
 {
+    if (c->group)
+        peer = c->group[peer];
     int rc = cgloo__p2p_isend(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
     return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "send to", peer, step);
 }
@@ -247,8 +254,34 @@ int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned
 int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
                       cgloo_request **out)
 {
+    if (c->group)
+        peer = c->group[peer];
     int rc = cgloo__p2p_irecv(c->ctx, buf, bytes, peer, coll_tag(c, step), out);
     return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "receive from", peer, step);
+}
+
+void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned phase,
+                     const char *algorithm)
+{
+    CGLOO_ASSERT(phase >= 1 && phase <= COLL_PHASE_MAX);
+    *sub = *c;
+    sub->group = ranks;
+    sub->size = n;
+    sub->rank = -1;
+    for (int i = 0; i < n; i++)
+        if (ranks[i] == c->ctx->rank)
+            sub->rank = i;
+    sub->algorithm = algorithm;
+    sub->tag_base = (c->tag_base & ~((uint64_t)COLL_PHASE_MAX << COLL_PHASE_SHIFT)) |
+                    (uint64_t)phase << COLL_PHASE_SHIFT;
+    sub->check_pending = false;
+}
+
+int cgloo__coll_sub_end(coll *c, const coll *sub, int rc)
+{
+    if (rc != CGLOO_OK && c->status == CGLOO_OK)
+        c->status = sub->status ? sub->status : rc;
+    return rc;
 }
 
 int cgloo__coll_wait(coll *c, cgloo_request **req)

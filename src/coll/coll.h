@@ -6,7 +6,8 @@
  * Tags: collectives use tags with the top bit set, the kind of collective in the next 8 bits,
  * the caller's 47-bit tag above the low byte, and the algorithm's step number in the low byte,
  * so they never meet user point-to-point messages, other kinds of collectives, or collectives
- * running at once with a different caller tag.
+ * running at once with a different caller tag. A phase of a hierarchical algorithm
+ * (cgloo__coll_sub) has its number in the top 3 bits of the kind.
  * Between two ranks, messages of one tag and step match in the order sent; since every rank
  * runs the same algorithm in the same order, that is all the matching a collective needs.
  */
@@ -31,7 +32,11 @@ typedef struct coll {
     cgloo_reduce_fn user_fn;
     void *user;
     int radix;
-    uint64_t user_tag;  /* the caller's tag (cgloo_coll_opts.tag) */
+    uint64_t user_tag; /* the caller's tag (cgloo_coll_opts.tag) */
+    /* A phase of a hierarchical algorithm runs an algorithm over some ranks only (see
+     * cgloo__coll_sub): rank and size are then the group's, and group[r] is the context rank of
+     * group rank r. NULL: the group is the context. */
+    const int *group;
     uint64_t flight_id; /* the call's entry in the flight recorder (0: none) */
     int status;         /* the failure cgloo__coll_error recorded, for the recorder */
     bool check_pending; /* check mode: this call has not met the other ranks' check yet */
@@ -144,6 +149,16 @@ typedef struct coll_rooted {
  * nothing. Errors: those of cgloo__coll_begin, EINVAL (detail recorded), ENOMEM. */
 int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
                              const cgloo_coll_opts *opts, const coll_rooted *r, size_t **off);
+
+/* cgloo__coll_sub makes `sub` the view of c over n of its context's ranks (ranks[i] the context
+ * rank of group rank i; the caller's rank among them, else sub->rank is -1 and sub must not
+ * run), so that any algorithm runs over them unchanged: its sends and receives go to the
+ * context ranks, in tag space `phase` (1 to 7, one per phase of the calling algorithm, so that
+ * phases never match each other's messages), and its errors name `algorithm`. Never blocks.
+ * cgloo__coll_sub_end hands a phase's outcome (rc, returned) back to c. */
+void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned phase,
+                     const char *algorithm);
+int cgloo__coll_sub_end(coll *c, const coll *sub, int rc);
 
 /* Algorithm tables. Each collective's top file names its algorithms by an enum, and keeps two
  * arrays indexed by it with designated initialisers: a table of coll_algorithm (name and

@@ -17,6 +17,8 @@
 bool cgloo__sc_possible(const coll *c)
 {
     cgloo_context *ctx = c->ctx;
+    if (c->group) /* a phase over some ranks (hierarchical): the peers are the context's */
+        return false;
     pthread_mutex_lock(&ctx->lock);
     bool ok = ctx->single_copy >= 0;
     for (int q = 0; q < c->size && ok; q++) {

@@ -11,6 +11,7 @@
  */
 #include "core/context.h"
 #include "core/auth.h"
+#include "core/topology.h"
 #include "store/store.h"
 #include "transport/transport.h"
 
@@ -479,6 +480,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
         cgloo_device_destroy(ctx->device); /* releases the hold */
     cgloo_device_destroy(ctx->owned_device);
     cgloo_store_destroy(ctx->owned_store);
+    cgloo__topology_free(ctx->topo);
     free(ctx->name);
     if (ctx->secret) {
         cgloo__secret_wipe(ctx->secret);

@@ -130,6 +130,9 @@ struct cgloo_context {
     bool revoke_sent; /* this rank has sent its notices (or chose not to) */
     int revoked_by;
     char revoked_why[CGLOO_ERROR_MAX];
+    /* Which ranks share a host (core/topology.h), set at connect; NULL: unknown (one rank),
+     * and the collectives treat every rank as its own host. */
+    struct cgloo__topology *topo;
     /* owned by contexts made from the environment */
     cgloo_store *owned_store;
     cgloo_device *owned_device;

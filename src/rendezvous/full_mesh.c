@@ -19,6 +19,7 @@
  * once) fails at once with EBUSY instead of connecting the two runs' ranks to each other.
  */
 #include "core/context.h"
+#include "core/topology.h"
 #include "rendezvous/local_peers.h"
 #include "store/store.h"
 #include "transport/transport.h"
@@ -455,6 +456,8 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         rc = mesh_publish(ctx, store, dev);
     if (rc == CGLOO_OK)
         rc = mesh_read_peers(ctx, store, deadline, recs);
+    if (rc == CGLOO_OK) /* before the identities are cut off */
+        rc = cgloo__ctx_topology_set(ctx, recs, host);
     if (rc == CGLOO_OK)
         rc = cgloo__bind_local_peers(ctx, recs, host, &n_local);
     if (rc == CGLOO_OK)

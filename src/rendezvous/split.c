@@ -17,6 +17,7 @@
  */
 #include "core/auth.h"
 #include "core/context.h"
+#include "core/topology.h"
 #include "transport/transport.h"
 
 #include <inttypes.h>
@@ -135,6 +136,27 @@ static int child_bind(cgloo_context *child, const cgloo_transport *t)
     return rc;
 }
 
+/* child_topology gives the child its parent's host topology, restricted to its members (parent
+ * ranks in child rank order). */
+static int child_topology(const cgloo_context *parent, const split_record *all, int size,
+                          cgloo_context *child)
+{
+    int *members = calloc((size_t)size, sizeof *members);
+    if (!members)
+        return CGLOO_ENOMEM;
+    int color = all[parent->rank].color;
+    for (int r = 0; r < parent->size; r++) {
+        int at = 0;
+        for (int q = 0; all[r].color == color && q < parent->size; q++)
+            at += all[q].color == color && comes_before(all, q, r);
+        if (all[r].color == color)
+            members[at] = r;
+    }
+    int rc = cgloo__topology_sub(parent->topo, members, size, &child->topo);
+    free(members);
+    return rc;
+}
+
 /* child_begin makes the child and, when it has peers, makes it reachable through the device. */
 static int child_begin(cgloo_context *parent, const split_record *all, uint64_t seq,
                        split_plan *plan, cgloo_context **child, cgloo__connector **conn)
@@ -143,6 +165,8 @@ static int child_begin(cgloo_context *parent, const split_record *all, uint64_t 
     int rc = split_plan_make(parent, all, plan);
     if (rc == CGLOO_OK)
         rc = child_create(parent, plan, seq, mine->color, mine->nonce, child);
+    if (rc == CGLOO_OK)
+        rc = child_topology(parent, all, plan->size, *child);
     if (rc != CGLOO_OK || plan->size == 1)
         return rc;
     const cgloo_transport *t = parent->device->transport;

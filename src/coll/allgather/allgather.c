@@ -5,6 +5,7 @@
  */
 #include "coll/allgather/allgather.h"
 #include "coll/single_copy.h"
+#include "coll/hierarchical.h"
 #include "coll/pattern/blocks.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allgather") lists them. */
@@ -12,6 +13,7 @@ typedef enum allgather_algorithm {
     ALLGATHER_RING,
     ALLGATHER_RECURSIVE_DOUBLING,
     ALLGATHER_SINGLE_COPY,
+    ALLGATHER_HIERARCHICAL,
     ALLGATHER_ALGORITHM_COUNT
 } allgather_algorithm;
 
@@ -24,12 +26,16 @@ const coll_algorithm cgloo__allgather_algorithms[ALLGATHER_ALGORITHM_COUNT + 1] 
     [ALLGATHER_SINGLE_COPY] = {"single_copy",
                                "every rank reads the others' blocks straight out of their memory "
                                "(one host, shared memory, large data)"},
+    [ALLGATHER_HIERARCHICAL] = {"hierarchical",
+                                "across hosts between the ranks of each local rank, then within "
+                                "each host (hosts of one size; else the ring)"},
 };
 
 static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
     [ALLGATHER_RING] = cgloo__allgather_ring,
     [ALLGATHER_RECURSIVE_DOUBLING] = cgloo__allgather_recursive_doubling,
     [ALLGATHER_SINGLE_COPY] = cgloo__allgather_single_copy,
+    [ALLGATHER_HIERARCHICAL] = cgloo__allgather_hierarchical,
 };
 
 /* Up to this many gathered bytes, recursive doubling. Measured over loopback TCP (2 cores, 3 to
@@ -47,13 +53,26 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
  * noise of 2x: from 1 MiB, where reading once starts to pay. */
 #define ALLGATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-static allgather_algorithm allgather_select(const coll *c, size_t bytes)
+static allgather_algorithm allgather_select_flat(const coll *c, size_t bytes)
 {
     if (bytes >= ALLGATHER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return ALLGATHER_SINGLE_COPY; /* one copy, no ring */
     if (bytes <= ALLGATHER_SMALL_BYTES && c->size > 2)
         return ALLGATHER_RECURSIVE_DOUBLING;
     return ALLGATHER_RING;
+}
+
+allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes)
+{
+    return allgather_fns[allgather_select_flat(c, bytes)];
+}
+
+/* allgather_select: hierarchical where some host's ranks are not adjacent (hierarchical.h),
+ * else flat. */
+static allgather_algorithm allgather_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c, bytes, 0) ? ALLGATHER_HIERARCHICAL
+                                           : allgather_select_flat(c, bytes);
 }
 
 /* allgather_run puts this rank's block in place and runs the chosen algorithm. */
@@ -121,7 +140,9 @@ int cgloo_allgatherv(cgloo_context *ctx, const void *sendbuf, size_t sendcount, 
     if (off[c.size] > 0 && !recvbuf)
         rc = cgloo__coll_error(&c, CGLOO_EINVAL, "NULL recvbuf for %zu bytes", off[c.size]);
     else /* uneven blocks: the ring keeps every link busy whatever the sizes */
-        rc = allgather_run(&c, sendbuf, recvbuf, off, opts, ALLGATHER_RING);
+        rc = allgather_run(&c, sendbuf, recvbuf, off, opts,
+                           cgloo__hier_wanted(&c, off[c.size], 0) ? ALLGATHER_HIERARCHICAL
+                                                                  : ALLGATHER_RING);
     free(off);
     return rc;
 }

@@ -16,5 +16,9 @@ int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *of
 /* single_copy: every rank reads the others' blocks straight out of their buffers (shared
  * memory only, coll/single_copy.h); where some rank cannot, the ring. */
 int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off);
+int cgloo__allgather_hierarchical(coll *c, void *recvbuf, const size_t *off);
+/* cgloo__allgather_flat_choice: the selector's pick among the flat algorithms for c's size and
+ * `bytes` gathered (for the phases of the hierarchical algorithms). */
+allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes);
 
 #endif

@@ -5,6 +5,7 @@
  */
 #include "coll/allreduce/allreduce.h"
 #include "coll/single_copy.h"
+#include "coll/hierarchical.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -14,6 +15,7 @@ typedef enum allreduce_algorithm {
     ALLREDUCE_RECURSIVE_DOUBLING,
     ALLREDUCE_DIRECT,
     ALLREDUCE_SINGLE_COPY,
+    ALLREDUCE_HIERARCHICAL,
     ALLREDUCE_ALGORITHM_COUNT
 } allreduce_algorithm;
 
@@ -32,6 +34,9 @@ const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] 
     [ALLREDUCE_SINGLE_COPY] = {"single_copy",
                                "every rank reduces its block straight out of the peers' memory, "
                                "then reads theirs (one host, shared memory, large vectors)"},
+    [ALLREDUCE_HIERARCHICAL] = {"hierarchical",
+                                "within each host, then across hosts between leaders (or per-chunk "
+                                "leaders for large data), then within each host"},
 };
 
 static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
@@ -41,9 +46,9 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
     [ALLREDUCE_RECURSIVE_DOUBLING] = cgloo__allreduce_recursive_doubling,
     [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
     [ALLREDUCE_SINGLE_COPY] = cgloo__allreduce_single_copy,
+    [ALLREDUCE_HIERARCHICAL] = cgloo__allreduce_hierarchical,
 };
 
-/* allreduce_select: the measured choice by message size and world size. */
 /* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it.
  * 2 ranks over shared memory on the 2-core machine class, single_copy against the ring (p50,
  * two runs at load 4 to 11): 256 KiB 41.6/35.6 us against 42.8/37.3 (even), 1 MiB 205/160
@@ -51,7 +56,8 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
  * ring at 256 KiB (two rounds of messages against one exchange), even at 1 MiB. */
 #define SINGLE_COPY_MIN_BYTES (1024u * 1024)
 
-static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+/* allreduce_select_flat: the measured choice by message size and world size. */
+static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
 {
     if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
@@ -62,6 +68,19 @@ static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
     if (bytes <= 256 * 1024)
         return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
     return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
+}
+
+allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)
+{
+    return allreduce_fns[allreduce_select_flat(c, bytes)];
+}
+
+/* allreduce_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else the flat choice. */
+static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? ALLREDUCE_HIERARCHICAL
+                                                               : allreduce_select_flat(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)

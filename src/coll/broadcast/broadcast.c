@@ -3,6 +3,7 @@
  */
 #include "coll/broadcast/broadcast.h"
 #include "coll/single_copy.h"
+#include "coll/hierarchical.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
 typedef enum broadcast_algorithm {
@@ -10,6 +11,7 @@ typedef enum broadcast_algorithm {
     BROADCAST_PIPELINE,
     BROADCAST_FLAT,
     BROADCAST_SINGLE_COPY,
+    BROADCAST_HIERARCHICAL,
     BROADCAST_ALGORITHM_COUNT
 } broadcast_algorithm;
 
@@ -23,6 +25,8 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
     [BROADCAST_SINGLE_COPY] = {"single_copy",
                                "every rank reads the root's buffer straight out of its memory "
                                "(one host, shared memory, large messages)"},
+    [BROADCAST_HIERARCHICAL] = {"hierarchical",
+                                "from the root to one rank per host, then within each host"},
 };
 
 static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
@@ -30,6 +34,7 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
     [BROADCAST_PIPELINE] = cgloo__broadcast_pipeline,
     [BROADCAST_FLAT] = cgloo__broadcast_flat,
     [BROADCAST_SINGLE_COPY] = cgloo__broadcast_single_copy,
+    [BROADCAST_HIERARCHICAL] = cgloo__broadcast_hierarchical,
 };
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
@@ -50,9 +55,9 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
  * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
 #define BROADCAST_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-/* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
- * and for two ranks (where every algorithm is one send), the chain for large ones. */
-static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+/* broadcast_select_flat: flat for small messages over few ranks, the tree for the other small
+ * ones and for two ranks (where every algorithm is one send), the chain for large ones. */
+static broadcast_algorithm broadcast_select_flat(const coll *c, size_t bytes)
 {
     if (bytes >= BROADCAST_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return BROADCAST_SINGLE_COPY; /* one copy per rank, straight from the root */
@@ -62,6 +67,19 @@ static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
     if (bytes < BROADCAST_LARGE_BYTES || c->size <= 2)
         return BROADCAST_BINOMIAL;
     return BROADCAST_PIPELINE;
+}
+
+broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes)
+{
+    return broadcast_fns[broadcast_select_flat(c, bytes)];
+}
+
+/* broadcast_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else flat. */
+static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+{
+    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? BROADCAST_HIERARCHICAL
+                                                               : broadcast_select_flat(c, bytes);
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,

@@ -14,5 +14,9 @@ int cgloo__broadcast_pipeline(coll *c, void *buf, size_t bytes, int root);
 /* single_copy: every rank reads the root's buffer straight out of its memory (shared memory
  * only, coll/single_copy.h); where some rank cannot, the pipeline. */
 int cgloo__broadcast_single_copy(coll *c, void *buf, size_t bytes, int root);
+int cgloo__broadcast_hierarchical(coll *c, void *buf, size_t bytes, int root);
+/* cgloo__broadcast_flat_choice: the selector's pick among the flat algorithms for c's size and
+ * `bytes` (for the phases of the hierarchical algorithms). */
+broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes);
 
 #endif

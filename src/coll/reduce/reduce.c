@@ -37,6 +37,11 @@ static reduce_algorithm reduce_select(const coll *c, size_t count)
     return REDUCE_BINOMIAL;
 }
 
+reduce_fn cgloo__reduce_flat_choice(const coll *c, size_t count)
+{
+    return reduce_fns[reduce_select(c, count)];
+}
+
 static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_t count, int root)
 {
     if (root < 0 || root >= c->size)

@@ -11,6 +11,7 @@
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
 #include "coll/single_copy.h"
+#include "coll/hierarchical.h"
 
 #include <stdlib.h>
 
@@ -19,6 +20,7 @@ typedef enum reduce_scatter_algorithm {
     REDUCE_SCATTER_RING,
     REDUCE_SCATTER_HALVING_DOUBLING,
     REDUCE_SCATTER_SINGLE_COPY,
+    REDUCE_SCATTER_HIERARCHICAL,
     REDUCE_SCATTER_ALGORITHM_COUNT
 } reduce_scatter_algorithm;
 
@@ -31,12 +33,16 @@ const coll_algorithm cgloo__reduce_scatter_algorithms[REDUCE_SCATTER_ALGORITHM_C
     [REDUCE_SCATTER_SINGLE_COPY] = {"single_copy",
                                     "every rank reduces its block straight out of the peers' "
                                     "memory (one host, shared memory, large vectors)"},
+    [REDUCE_SCATTER_HIERARCHICAL] = {"hierarchical",
+                                     "within each host, then across hosts between the ranks of "
+                                     "each local rank (hosts of one size; else by allreduce)"},
 };
 
 static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITHM_COUNT] = {
     [REDUCE_SCATTER_RING] = cgloo__reduce_scatter_ring,
     [REDUCE_SCATTER_HALVING_DOUBLING] = cgloo__reduce_scatter_halving_doubling,
     [REDUCE_SCATTER_SINGLE_COPY] = cgloo__reduce_scatter_single_copy,
+    [REDUCE_SCATTER_HIERARCHICAL] = cgloo__reduce_scatter_hierarchical,
 };
 
 /* Up to this many bytes in all, latency dominates and log2(P) steps beat the ring's P-1.
@@ -51,13 +57,28 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
 
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above,
  * single copies where every peer shares memory. */
-static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
+/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
+static reduce_scatter_algorithm rs_select_flat(const coll *c, size_t total_bytes)
 {
     if (c->size > 1 && total_bytes >= RS_SINGLE_COPY_MIN_BYTES && cgloo__sc_possible(c))
         return REDUCE_SCATTER_SINGLE_COPY;
     if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
         return REDUCE_SCATTER_HALVING_DOUBLING;
     return REDUCE_SCATTER_RING;
+}
+
+cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t total_bytes)
+{
+    return reduce_scatter_fns[rs_select_flat(c, total_bytes)];
+}
+
+/* rs_select: hierarchical from 256 KiB where some host's ranks are not adjacent
+ * (hierarchical.h), else flat. */
+static reduce_scatter_algorithm rs_select(const coll *c, size_t total_bytes)
+{
+    return cgloo__hier_wanted(c, total_bytes, HIER_SELECT_MIN_BYTES)
+               ? REDUCE_SCATTER_HIERARCHICAL
+               : rs_select_flat(c, total_bytes);
 }
 
 static bool rs_in_place(const coll *c, const void *sendbuf, const void *recvbuf, const size_t *off)

@@ -63,6 +63,14 @@ int cgloo__reduce_scatter_halving_doubling(coll *c, const void *sendbuf, void *r
  * where some rank cannot read the peers' memory, the ring. */
 int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbuf,
                                       const size_t *offsets, unsigned step_base);
+/* cgloo__reduce_scatter_hierarchical: within each host, then across hosts (the table form;
+ * reduce_scatter_hierarchical.c). Steps: its phases have tag spaces of their own. */
+int cgloo__reduce_scatter_hierarchical(coll *c, const void *sendbuf, void *recvbuf,
+                                       const size_t *offsets, unsigned step_base);
+
+/* cgloo__reduce_scatter_flat_choice: the selector's pick among the flat algorithms for c's size and
+ * total bytes (for the phases of the hierarchical algorithms). */
+cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t total_bytes);
 
 /* How many step numbers each algorithm uses from step_base. */
 static inline unsigned cgloo__reduce_scatter_ring_steps(int size)
