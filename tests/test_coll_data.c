@@ -717,8 +717,8 @@ static void test_algorithm_names(void)
     names_match("gatherv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
     names_match("scatter", (const char *const[]){"direct", "binomial", "single_copy", NULL});
     names_match("scatterv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
-    names_match("alltoall", (const char *const[]){"pairwise", NULL});
-    names_match("alltoallv", (const char *const[]){"pairwise", NULL});
+    names_match("alltoall", (const char *const[]){"pairwise", "single_copy", NULL});
+    names_match("alltoallv", (const char *const[]){"pairwise", "single_copy", NULL});
     names_match("barrier", (const char *const[]){"dissemination", "all_to_one", NULL});
 }
 

@@ -38,8 +38,8 @@ static const struct expected {
     {"gatherv", {"direct", "binomial", "single_copy"}},
     {"scatter", {"direct", "binomial", "single_copy"}},
     {"scatterv", {"direct", "binomial", "single_copy"}},
-    {"alltoall", {"pairwise"}},
-    {"alltoallv", {"pairwise"}},
+    {"alltoall", {"pairwise", "single_copy"}},
+    {"alltoallv", {"pairwise", "single_copy"}},
     {"barrier", {"dissemination", "all_to_one"}},
 };
 

@@ -4,7 +4,7 @@
  * - sums: exact results for counts around the blocks and the read chunk, in place and out of
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
  *   would let the next call overwrite a vector a peer still reads); reduce_scatter's,
- *   allgather's, broadcast's, gather's and scatter's too;
+ *   allgather's, broadcast's, gather's, scatter's and alltoall's too;
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
  *   one, nor over TCP (the flight recorder names the algorithm that ran);
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
@@ -160,6 +160,23 @@ static void rooted_checked(cgloo_context *ctx, int size, int rank, size_t n, int
     free(one);
 }
 
+/* a2a_checked: alltoall of n elements per pair. */
+static void a2a_checked(cgloo_context *ctx, int size, int rank, size_t n, int k)
+{
+    size_t all = n * (size_t)size;
+    int32_t *in = malloc(all * sizeof *in), *out = malloc(all * sizeof *out);
+    CHECK(in && out);
+    for (size_t i = 0; i < all; i++) /* block q carries (rank, q) */
+        in[i] = value(rank * 16 + (int)(i / n), i % n, k);
+    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    check_rc(ctx, cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, &o), "alltoall");
+    for (size_t i = 0; i < all; i++)
+        if (out[i] != value((int)(i / n) * 16 + rank, i % n, k))
+            harness_fail(__FILE__, __LINE__, "wrong alltoall result", NULL);
+    free(in);
+    free(out);
+}
+
 /* ---- sums ------------------------------------------------------------------------------------ */
 
 static void sums_rank(procs *w, int rank, void *arg)
@@ -173,6 +190,7 @@ static void sums_rank(procs *w, int rank, void *arg)
             rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
             ag_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0);
             rooted_checked(e.ctx, w->size, rank, counts[c], k, k % w->size);
+            a2a_checked(e.ctx, w->size, rank, counts[c], k);
         }
     mesh_close(e);
     cgloo_store_destroy(s);

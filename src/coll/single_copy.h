@@ -23,7 +23,7 @@
 
 #include "coll/coll.h"
 
-enum { SC_STEP_WHERE, SC_STEP_PROBE, SC_STEP_REDUCED, SC_STEP_DONE };
+enum { SC_STEP_WHERE, SC_STEP_PROBE, SC_STEP_REDUCED, SC_STEP_DONE, SC_STEP_OFFSETS };
 
 /* Where one rank's vectors lie, as it tells its peers. */
 typedef struct cgloo__sc_where {

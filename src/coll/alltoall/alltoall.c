@@ -5,18 +5,39 @@
  */
 #include "coll/alltoall/alltoall.h"
 #include "coll/pattern/blocks.h"
+#include "coll/single_copy.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("alltoall") lists them. */
-typedef enum alltoall_algorithm { ALLTOALL_PAIRWISE, ALLTOALL_ALGORITHM_COUNT } alltoall_algorithm;
+typedef enum alltoall_algorithm {
+    ALLTOALL_PAIRWISE,
+    ALLTOALL_SINGLE_COPY,
+    ALLTOALL_ALGORITHM_COUNT
+} alltoall_algorithm;
 
 const coll_algorithm cgloo__alltoall_algorithms[ALLTOALL_ALGORITHM_COUNT + 1] = {
     [ALLTOALL_PAIRWISE] =
         {"pairwise", "step k sends to rank+k and receives from rank-k, a bounded window in flight"},
+    [ALLTOALL_SINGLE_COPY] = {"single_copy",
+                              "every rank reads its blocks straight out of the peers' memory "
+                              "(one host, shared memory, large blocks)"},
 };
 
 static const alltoall_fn alltoall_fns[ALLTOALL_ALGORITHM_COUNT] = {
     [ALLTOALL_PAIRWISE] = cgloo__alltoall_pairwise,
+    [ALLTOALL_SINGLE_COPY] = cgloo__alltoall_single_copy,
 };
+
+/* From this many bytes received, where every peer's memory can be read, the single copy
+ * (allreduce's measurement chose the size: SINGLE_COPY_MIN_BYTES in
+ * coll/allreduce/allreduce.c). */
+#define ALLTOALL_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+
+static alltoall_algorithm alltoall_select(const coll *c, size_t bytes)
+{
+    if (bytes >= ALLTOALL_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+        return ALLTOALL_SINGLE_COPY; /* one copy per block, no message carries it */
+    return ALLTOALL_PAIRWISE;
+}
 
 /* Stands in for a NULL buffer that has no bytes, so offsets can be added to it. */
 static uint8_t alltoall_empty;
@@ -80,9 +101,8 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
         rc = a2a_buffers(&x, sendbuf, recvbuf);
     int a = -1;
     if (rc == CGLOO_OK) {
-        /* one algorithm: the selector has nothing to choose from */
         a = cgloo__coll_find(c, cgloo__alltoall_algorithms, ALLTOALL_ALGORITHM_COUNT, opts,
-                             ALLTOALL_PAIRWISE);
+                             alltoall_select(c, x.roff[c->size]));
         rc = a < 0 ? a : CGLOO_OK;
     }
     if (rc == CGLOO_OK) {

@@ -13,5 +13,9 @@ typedef int (*alltoall_fn)(coll *c, const void *sendbuf, const size_t *soff, voi
 
 int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
                              const size_t *roff);
+/* single_copy: every rank reads its blocks straight out of the peers' memory (shared memory
+ * only, coll/single_copy.h); where some rank cannot, pairwise. */
+int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                                const size_t *roff);
 
 #endif
