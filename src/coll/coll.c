@@ -214,6 +214,11 @@ static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned
                              failed[0] ? "; the connections to these ranks broke: " : "", failed);
 }
 
+int cgloo__coll_peer_error(coll *c, int rc, const char *what, int peer, unsigned step)
+{
+    return coll_post_error(c, rc, what, peer, step);
+}
+
 int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
                       cgloo_request **out)
 {

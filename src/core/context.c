@@ -294,13 +294,13 @@ static bool stop_requested(const cgloo_context *ctx)
     return cgloo__pt_self == ctx && cgloo__pt_job && cgloo__pt_job->cancel;
 }
 
-static int progress_loop(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
+static int progress_loop(cgloo_context *ctx, bool (*done)(void *), void *arg, int64_t deadline_ms)
 {
     int64_t start = cgloo__now_ns();
     int64_t spin_until = start + (int64_t)ctx->spin_us * 1000;
     int64_t next_check = start + CGLOO_INTERRUPT_CHECK_MS * 1000000LL;
     for (;;) {
-        if (req->done)
+        if (done(arg))
             return CGLOO_OK;
         if (ctx->aborted)
             return CGLOO_EABORTED;
@@ -316,23 +316,33 @@ static int progress_loop(cgloo_context *ctx, cgloo_request *req, int64_t deadlin
             cgloo__ctx_poll_once(ctx, timeout, timeout == 0 && now - start >= ctx->yield_after_ns);
         else if (left > 0)
             ctx_sleep_on_driver(ctx, sleep);
-        if (req->done)
+        if (done(arg))
             return CGLOO_OK;
         if (left == 0)
             return CGLOO_ETIMEDOUT;
         if (ctx->interrupt_fn && ctx_check_interrupt(ctx, &next_check))
-            return req->done ? CGLOO_OK : CGLOO_EINTR;
+            return done(arg) ? CGLOO_OK : CGLOO_EINTR;
     }
+}
+
+int cgloo__progress_until(cgloo_context *ctx, bool (*done)(void *), void *arg, int64_t deadline_ms)
+{
+    if (ctx->pt_count == 0 || cgloo__pt_self == ctx)
+        return progress_loop(ctx, done, arg, deadline_ms);
+    cgloo__pt_user_enter(ctx);
+    int rc = progress_loop(ctx, done, arg, deadline_ms);
+    cgloo__pt_user_leave(ctx);
+    return rc;
+}
+
+static bool request_done(void *req)
+{
+    return ((cgloo_request *)req)->done;
 }
 
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms)
 {
-    if (ctx->pt_count == 0 || cgloo__pt_self == ctx)
-        return progress_loop(ctx, req, deadline_ms);
-    cgloo__pt_user_enter(ctx);
-    int rc = progress_loop(ctx, req, deadline_ms);
-    cgloo__pt_user_leave(ctx);
-    return rc;
+    return cgloo__progress_until(ctx, request_done, req, deadline_ms);
 }
 
 /* ---- accessors ------------------------------------------------------------------------------ */

@@ -133,6 +133,9 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...) CGLOO
  * is aborted. ctx->lock is held on entry and on return. Returns OK when done, else ETIMEDOUT or
  * EABORTED. deadline_ms 0 means poll once without waiting. */
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms);
+/* cgloo__progress_until is cgloo__progress until done(arg) says so (called with the lock held,
+ * between rounds) instead of until a request completes. */
+int cgloo__progress_until(cgloo_context *ctx, bool (*done)(void *), void *arg, int64_t deadline_ms);
 /* cgloo__ctx_interrupted calls the interrupt check, if any (lock not held), and says whether
  * the wait should end with EINTR. */
 bool cgloo__ctx_interrupted(cgloo_context *ctx);

@@ -155,6 +155,12 @@ struct cgloo_transport {
      * linger deadline passes. */
     void (*close_begin)(cgloo_peer *p);
     bool (*close_step)(cgloo_peer *p);
+
+    /* ---- collectives ---- */
+    /* slots: the pair's slots (transport/slot.h), through which collectives hand small
+     * buffers straight to p, or NULL when p is not connected. Stays valid until peer_fini,
+     * also after p fails. Lock held. May be NULL: the transport has none. */
+    struct cgloo__slot_link *(*slots)(cgloo_peer *p);
 };
 
 /* ---- how the core calls a peer's transport (the peer must be bound) ---- */
@@ -186,6 +192,12 @@ static inline void cgloo__tp_eager_released(cgloo_peer *p, size_t n)
 static inline void cgloo__tp_cancel(cgloo_peer *p, cgloo_request *req)
 {
     p->transport->cancel(p, req);
+}
+
+/* cgloo__tp_slots: p's slots, or NULL when its transport has none (see slots). */
+static inline struct cgloo__slot_link *cgloo__tp_slots(cgloo_peer *p)
+{
+    return p->transport && p->transport->slots ? p->transport->slots(p) : NULL;
 }
 
 /* The transports built in (one registration each). */

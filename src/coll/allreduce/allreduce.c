@@ -4,6 +4,7 @@
  * class over loopback TCP (bench/run.sh, docs/BENCHMARKS.md).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -12,6 +13,7 @@ typedef enum allreduce_algorithm {
     ALLREDUCE_BCUBE,
     ALLREDUCE_RECURSIVE_DOUBLING,
     ALLREDUCE_DIRECT,
+    ALLREDUCE_SHM,
     ALLREDUCE_ALGORITHM_COUNT
 } allreduce_algorithm;
 
@@ -27,6 +29,8 @@ const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] 
                                       "log2(P) exchanges of the whole vector, for tiny messages"},
     [ALLREDUCE_DIRECT] =
         {"direct", "every rank sends its vector to every other in one step (two ranks, tiny data)"},
+    [ALLREDUCE_SHM] = {"shm", "every rank publishes its vector in shared-memory slots and reduces "
+                              "the peers' in place (every peer on this host over shm)"},
 };
 
 static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
@@ -35,11 +39,18 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
     [ALLREDUCE_BCUBE] = cgloo__allreduce_bcube,
     [ALLREDUCE_RECURSIVE_DOUBLING] = cgloo__allreduce_recursive_doubling,
     [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
+    [ALLREDUCE_SHM] = cgloo__allreduce_shm,
 };
 
+/* Through the shared-memory slots up to one slot's payload: see docs/BENCHMARKS.md, "Shared
+ * memory". */
+#define SHM_MAX_BYTES CGLOO_SLOT_DATA
+
 /* allreduce_select: the measured choice by message size and world size. */
-static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+static allreduce_algorithm allreduce_select(coll *c, size_t bytes)
 {
+    if (bytes <= SHM_MAX_BYTES && cgloo__coll_slots_usable(c))
+        return ALLREDUCE_SHM; /* one cache-line hand-off, no message */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)

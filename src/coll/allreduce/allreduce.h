@@ -17,6 +17,7 @@ int cgloo__allreduce_halving_doubling(coll *c, void *buf, size_t count);
 int cgloo__allreduce_bcube(coll *c, void *buf, size_t count);
 int cgloo__allreduce_recursive_doubling(coll *c, void *buf, size_t count);
 int cgloo__allreduce_direct(coll *c, void *buf, size_t count);
+int cgloo__allreduce_shm(coll *c, void *buf, size_t count);
 
 /* The recursive algorithms' core: an allreduce among the P' survivors of the non-power-of-two
  * fold (pattern/fold.h), run by rank f->rank on its virtual rank, with tmp a scratch buffer of

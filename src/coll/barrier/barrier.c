@@ -2,11 +2,13 @@
  * cgloo_barrier: the algorithm table and the selector.
  */
 #include "coll/barrier/barrier.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("barrier") lists them. */
 typedef enum barrier_algorithm {
     BARRIER_DISSEMINATION,
     BARRIER_ALL_TO_ONE,
+    BARRIER_SHM,
     BARRIER_ALGORITHM_COUNT
 } barrier_algorithm;
 
@@ -15,11 +17,14 @@ const coll_algorithm cgloo__barrier_algorithms[BARRIER_ALGORITHM_COUNT + 1] = {
                                "ceil(lg p) rounds of empty messages to rank + 2^k, any p"},
     [BARRIER_ALL_TO_ONE] = {"all_to_one",
                             "empty messages in to rank 0 and back out, two steps; few ranks"},
+    [BARRIER_SHM] = {"shm", "every rank publishes a shared-memory slot to every other, one step "
+                            "(every peer on this host over shm)"},
 };
 
 static const barrier_fn barrier_fns[BARRIER_ALGORITHM_COUNT] = {
     [BARRIER_DISSEMINATION] = cgloo__barrier_dissemination,
     [BARRIER_ALL_TO_ONE] = cgloo__barrier_all_to_one,
+    [BARRIER_SHM] = cgloo__barrier_shm,
 };
 
 /* All to one from 3 to this many ranks: two hops whatever the size, where dissemination needs
@@ -29,8 +34,10 @@ static const barrier_fn barrier_fns[BARRIER_ALGORITHM_COUNT] = {
  * messages in a row. */
 #define ALL_TO_ONE_MAX_RANKS 8
 
-static barrier_algorithm barrier_select(const coll *c)
+static barrier_algorithm barrier_select(coll *c)
 {
+    if (cgloo__coll_slots_usable(c))
+        return BARRIER_SHM; /* one cache-line hand-off per peer, no message */
     if (c->size > 2 && c->size <= ALL_TO_ONE_MAX_RANKS)
         return BARRIER_ALL_TO_ONE;
     return BARRIER_DISSEMINATION;

@@ -2,12 +2,14 @@
  * cgloo_broadcast: argument checks, the algorithm table and the selector.
  */
 #include "coll/broadcast/broadcast.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
 typedef enum broadcast_algorithm {
     BROADCAST_BINOMIAL,
     BROADCAST_PIPELINE,
     BROADCAST_FLAT,
+    BROADCAST_SHM,
     BROADCAST_ALGORITHM_COUNT
 } broadcast_algorithm;
 
@@ -18,12 +20,15 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
         {"pipeline", "segmented chain from the root, sends and receives overlap; large messages"},
     [BROADCAST_FLAT] =
         {"flat", "the root sends to every rank at once, one step; small messages over few ranks"},
+    [BROADCAST_SHM] = {"shm", "the root publishes the buffer in every rank's shared-memory slot "
+                              "(every peer on this host over shm)"},
 };
 
 static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
     [BROADCAST_BINOMIAL] = cgloo__broadcast_binomial,
     [BROADCAST_PIPELINE] = cgloo__broadcast_pipeline,
     [BROADCAST_FLAT] = cgloo__broadcast_flat,
+    [BROADCAST_SHM] = cgloo__broadcast_shm,
 };
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
@@ -42,8 +47,10 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 
 /* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
  * and for two ranks (where every algorithm is one send), the chain for large ones. */
-static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+static broadcast_algorithm broadcast_select(coll *c, size_t bytes)
 {
+    if (bytes <= CGLOO_SLOT_DATA && cgloo__coll_slots_usable(c))
+        return BROADCAST_SHM; /* one cache-line hand-off, no message */
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))
         return BROADCAST_FLAT;

@@ -11,5 +11,6 @@ typedef int (*broadcast_fn)(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_flat(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_binomial(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_pipeline(coll *c, void *buf, size_t bytes, int root);
+int cgloo__broadcast_shm(coll *c, void *buf, size_t bytes, int root);
 
 #endif

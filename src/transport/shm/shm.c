@@ -16,4 +16,5 @@ const cgloo_transport cgloo__shm_transport = {
     .fail = cgloo__shm_fail,
     .close_begin = cgloo__shm_close_begin,
     .close_step = cgloo__shm_close_step,
+    .slots = cgloo__shm_slots,
 };
