@@ -19,51 +19,64 @@
  * ranks outnumber the cores, since there the peer may need this core to arrive at all. */
 #define SLOTS_SPIN_NS 5000
 
-bool cgloo__coll_slots_usable(coll *c)
+/* slots_state: 1 when every peer of the context has slots, else -1; the links are looked up
+ * once (slot_links in core/context.h). */
+static int slots_state(cgloo_context *ctx)
 {
-    cgloo_context *ctx = c->ctx;
-    if (c->user_tag >= CGLOO_SLOT_CHANNELS || c->size > SLOTS_MAX_RANKS || c->size < 2)
-        return false;
-    bool all = true;
+    int st = atomic_load_explicit(&ctx->slots_all, memory_order_acquire);
+    if (st != 0)
+        return st;
     pthread_mutex_lock(&ctx->lock);
-    for (int r = 0; r < c->size && all; r++)
-        all = r == c->rank || cgloo__tp_slots(&ctx->peers[r]) != NULL;
+    st = atomic_load_explicit(&ctx->slots_all, memory_order_relaxed);
+    cgloo__slot_link **links = st ? NULL : calloc((size_t)ctx->size, sizeof *links);
+    if (links) {
+        st = 1;
+        for (int r = 0; r < ctx->size; r++)
+            if (r != ctx->rank && !(links[r] = cgloo__tp_slots(&ctx->peers[r])))
+                st = -1;
+        ctx->slot_links = links;
+        atomic_store_explicit(&ctx->slots_all, st, memory_order_release);
+    }
     pthread_mutex_unlock(&ctx->lock);
-    return all;
+    return st ? st : -1; /* no memory: not now */
 }
 
-static int slots_add(slot_set *s, int rank)
+bool cgloo__coll_slots_usable(coll *c)
 {
-    cgloo__slot_link *l = cgloo__tp_slots(&s->c->ctx->peers[rank]);
-    if (!l)
-        return CGLOO_ENOTSUP;
-    s->p[s->n++] = (slot_peer){.link = l, .rank = rank};
-    return CGLOO_OK;
+    if (c->user_tag >= CGLOO_SLOT_CHANNELS || c->size > SLOTS_MAX_RANKS || c->size < 2)
+        return false;
+    return slots_state(c->ctx) == 1;
+}
+
+/* slots_unreached: a rank without slots (the context has one), for the error. */
+static int slots_unreached(cgloo_context *ctx)
+{
+    for (int r = 0; ctx->slot_links && r < ctx->size; r++)
+        if (r != ctx->rank && !ctx->slot_links[r])
+            return r;
+    return -1;
 }
 
 int cgloo__slots_open(coll *c, slot_set *s, int rank)
 {
     *s = (slot_set){.c = c, .ch = (int)c->user_tag, .p = NULL};
-    int want = rank >= 0 ? 1 : c->size - 1;
     if (c->user_tag >= CGLOO_SLOT_CHANNELS)
         return cgloo__coll_error(c, CGLOO_ENOTSUP,
                                  "tag %llu has no shared-memory slots (tags 0 to %d do)",
                                  (unsigned long long)c->user_tag, CGLOO_SLOT_CHANNELS - 1);
+    if (slots_state(c->ctx) != 1)
+        return cgloo__coll_error(c, CGLOO_ENOTSUP, "rank %d is not reached through shared memory",
+                                 slots_unreached(c->ctx));
+    int want = rank >= 0 ? 1 : c->size - 1;
     s->p = want <= SLOTS_INLINE ? s->inline_p : calloc((size_t)want, sizeof *s->p);
     if (!s->p)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d peers' slots", want);
-    int rc = CGLOO_OK, bad = rank;
-    pthread_mutex_lock(&c->ctx->lock);
+    cgloo__slot_link **links = c->ctx->slot_links;
     if (rank >= 0)
-        rc = slots_add(s, rank);
-    for (int r = 0; rank < 0 && r < c->size && rc == CGLOO_OK; r++)
-        if (r != c->rank && (rc = slots_add(s, r)) != CGLOO_OK)
-            bad = r;
-    pthread_mutex_unlock(&c->ctx->lock);
-    if (rc != CGLOO_OK) {
-        cgloo__slots_close(s);
-        return cgloo__coll_error(c, rc, "rank %d is not reached through shared memory", bad);
-    }
+        s->p[s->n++] = (slot_peer){.link = links[rank], .rank = rank};
+    for (int r = 0; rank < 0 && r < c->size; r++)
+        if (r != c->rank)
+            s->p[s->n++] = (slot_peer){.link = links[r], .rank = r};
     return CGLOO_OK;
 }
 

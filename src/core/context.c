@@ -476,6 +476,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
             cgloo__peer_fini(&ctx->peers[i]);
         free(ctx->peers);
     }
+    free(ctx->slot_links);
     cgloo__poller_fini(&ctx->poller);
     cgloo__ctx_diag_fini(ctx);
     pthread_cond_destroy(&ctx->progress_done);

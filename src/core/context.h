@@ -13,6 +13,7 @@
 #include "p2p/p2p.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* A non-blocking collective: what the progress thread runs for a request. coll/nonblocking.c
  * allocates it in one block with its copied arguments after it; progress_thread.c queues,
@@ -118,6 +119,12 @@ struct cgloo_context {
     bool lazy;
     struct cgloo__connector *lazy_conn;
     const cgloo_transport *lazy_transport;
+    /* The collectives' shared-memory slots (coll/slots.c): each rank's link (NULL for this
+     * rank and for peers without slots), looked up under `lock` by the first collective that
+     * asks, since a peer's binding does not change after connect; slots_all then says whether
+     * every peer has one (1) or not (-1), 0 before. */
+    struct cgloo__slot_link **slot_links;
+    _Atomic int slots_all;
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
