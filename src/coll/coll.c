@@ -328,15 +328,25 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
 
 /* ---- algorithm lookup ------------------------------------------------------------------------ */
 
+extern char **environ;
+
+/* coll_env_choice reads CGLOO_<NAME>_ALGORITHM on every call (a program may set it between
+ * calls). It scans the environment itself, looking at a variable only when it starts with "CG":
+ * with the name built by snprintf and read by getenv, this took about 1000 of the 2000
+ * instructions of a 4-byte allreduce over shared-memory slots (callgrind, docs/BENCHMARKS.md,
+ * "Shared memory"). */
 static const char *coll_env_choice(const coll *c)
 {
-    char var[64];
-    int n = snprintf(var, sizeof var, "CGLOO_");
+    char var[64] = "CGLOO_";
+    size_t n = 6;
     for (const char *p = c->name; *p && n < 40; p++)
         var[n++] = (char)toupper((unsigned char)*p);
-    snprintf(var + n, sizeof var - (size_t)n, "_ALGORITHM");
-    const char *v = getenv(var);
-    return v && *v ? v : NULL;
+    memcpy(var + n, "_ALGORITHM=", sizeof "_ALGORITHM=");
+    n += sizeof "_ALGORITHM=" - 1;
+    for (char **e = environ; e && *e; e++)
+        if ((*e)[0] == 'C' && (*e)[1] == 'G' && strncmp(*e, var, n) == 0)
+            return (*e)[n] ? *e + n : NULL;
+    return NULL;
 }
 
 int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,
