@@ -93,6 +93,8 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     pthread_mutex_lock(&ctx->lock);
     bool connected = ctx->connected, aborted = ctx->aborted;
     int ctx_timeout = ctx->timeout_ms;
+    /* no progress thread: no non-blocking collective was issued before this call */
+    bool jobs = ctx->pt_count > 0;
     pthread_mutex_unlock(&ctx->lock);
     if (!connected)
         return cgloo__coll_error(c, CGLOO_ESTATE, "the context is not connected");
@@ -104,10 +106,12 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
-    c->deadline_ms = cgloo__now_ms() + timeout;
+    int64_t now_ns = cgloo__now_ns(); /* one clock read for the deadline and the recorder */
+    c->deadline_ms = now_ns / 1000000 + timeout;
     c->user_tag = opts ? opts->tag : 0;
-    c->flight_id = cgloo__flight_begin(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1);
-    int rc = wait_turn(c, c->user_tag);
+    c->flight_id =
+        cgloo__flight_begin_at(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1, now_ns);
+    int rc = jobs ? wait_turn(c, c->user_tag) : CGLOO_OK;
     if (rc != CGLOO_OK)
         return rc;
     c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | c->user_tag << 8;
@@ -330,16 +334,12 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
 
 extern char **environ;
 
-/* coll_env_choice reads CGLOO_<NAME>_ALGORITHM on every call (a program may set it between
- * calls). It scans the environment itself, looking at a variable only when it starts with "CG":
- * with the name built by snprintf and read by getenv, this took about 1000 of the 2000
- * instructions of a 4-byte allreduce over shared-memory slots (callgrind, docs/BENCHMARKS.md,
- * "Shared memory"). */
-static const char *coll_env_choice(const coll *c)
+/* env_scan reads CGLOO_<NAME>_ALGORITHM, looking at a variable only when it starts with "CG". */
+static const char *env_scan(const char *name)
 {
     char var[64] = "CGLOO_";
     size_t n = 6;
-    for (const char *p = c->name; *p && n < 40; p++)
+    for (const char *p = name; *p && n < 40; p++)
         var[n++] = (char)toupper((unsigned char)*p);
     memcpy(var + n, "_ALGORITHM=", sizeof "_ALGORITHM=");
     n += sizeof "_ALGORITHM=" - 1;
@@ -347,6 +347,38 @@ static const char *coll_env_choice(const coll *c)
         if ((*e)[0] == 'C' && (*e)[1] == 'G' && strncmp(*e, var, n) == 0)
             return (*e)[n] ? *e + n : NULL;
     return NULL;
+}
+
+/* coll_env_choice: CGLOO_<NAME>_ALGORITHM as the context read it at its first call of this
+ * collective, as it reads its other variables once at creation. Reading the environment on
+ * every call cost about 800 of the 2500 instructions of a 4-byte allreduce over shared-memory
+ * slots (callgrind; docs/BENCHMARKS.md, "Shared memory"). */
+static const char *coll_env_choice(const coll *c)
+{
+    cgloo_context *ctx = c->ctx;
+    int n = atomic_load_explicit(&ctx->coll_env_n, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (ctx->coll_env[i].name == c->name)
+            return ctx->coll_env[i].value;
+    const char *v;
+    pthread_mutex_lock(&ctx->lock);
+    n = atomic_load_explicit(&ctx->coll_env_n, memory_order_relaxed);
+    int i = 0;
+    while (i < n && ctx->coll_env[i].name != c->name)
+        i++;
+    if (i < n) {
+        v = ctx->coll_env[i].value;
+    } else if (n < CGLOO_COLL_ENV_MAX) {
+        v = env_scan(c->name);
+        ctx->coll_env[n].name = c->name;
+        ctx->coll_env[n].value = v ? strdup(v) : NULL;
+        v = ctx->coll_env[n].value;
+        atomic_store_explicit(&ctx->coll_env_n, n + 1, memory_order_release);
+    } else {
+        v = env_scan(c->name); /* every slot taken: read it each time */
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return v;
 }
 
 int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,

@@ -15,9 +15,10 @@
 
 #include <stdlib.h>
 
-/* Spin on the slots alone this long before the context's progress takes over; none where
- * ranks outnumber the cores, since there the peer may need this core to arrive at all. */
-#define SLOTS_SPIN_NS 5000
+/* Spin on the slots alone for this many looks before the context's progress takes over (a few
+ * microseconds: counted, not timed, since a clock read costs 45 to 75 ns here); none where ranks
+ * outnumber the cores, since there the peer may need this core to arrive at all. */
+#define SLOTS_SPIN_LOOKS 4096
 
 /* slots_state: 1 when every peer of the context has slots, else -1; the links are looked up
  * once (slot_links in core/context.h). */
@@ -59,7 +60,11 @@ static int slots_unreached(cgloo_context *ctx)
 
 int cgloo__slots_open(coll *c, slot_set *s, int rank)
 {
-    *s = (slot_set){.c = c, .ch = (int)c->user_tag, .p = NULL};
+    s->c = c; /* the inline peers are filled as needed, not zeroed */
+    s->ch = (int)c->user_tag;
+    s->n = 0;
+    s->p = NULL;
+    s->step = 0;
     if (c->user_tag >= CGLOO_SLOT_CHANNELS)
         return cgloo__coll_error(c, CGLOO_ENOTSUP,
                                  "tag %llu has no shared-memory slots (tags 0 to %d do)",
@@ -217,15 +222,9 @@ static int slots_await(slot_set *s, bool free_wait)
 {
     if (slots_all_ready(s, free_wait))
         return CGLOO_OK;
-    if (!s->c->ctx->cores_shared) {
-        int64_t until = cgloo__now_ns() + SLOTS_SPIN_NS;
-        for (unsigned k = 1;; k++) {
-            if (slots_all_ready(s, free_wait))
-                return CGLOO_OK;
-            if (k % 64 == 0 && cgloo__now_ns() > until)
-                break;
-        }
-    }
+    for (int k = s->c->ctx->cores_shared ? SLOTS_SPIN_LOOKS : 0; k < SLOTS_SPIN_LOOKS; k++)
+        if (slots_all_ready(s, free_wait))
+            return CGLOO_OK;
     return slots_progress(s, free_wait);
 }
 
@@ -244,6 +243,9 @@ int cgloo__slots_put(slot_set *s, const void *data, size_t len)
         b->len = len;
         atomic_store_explicit(&b->seq, s->p[i].n, memory_order_release);
     }
+    /* against the fence of a reader that arms before it sleeps: it sees the publication, or
+     * this side sees its flag */
+    atomic_thread_fence(memory_order_seq_cst);
     for (int i = 0; i < s->n; i++)
         s->p[i].link->notify(s->p[i].link);
     return CGLOO_OK;
@@ -269,8 +271,17 @@ int cgloo__slots_wait(slot_set *s, size_t len)
     return CGLOO_OK;
 }
 
+/* cgloo__slots_done also takes the buffer of the next round for writing when the peer is done
+ * with it (it published this round, so it finished the one before, which used that buffer): the
+ * cache line then moves here while the caller computes, instead of in the next round's
+ * publication, whose fence would wait for it. The header it writes is rewritten before that
+ * publication. */
 void cgloo__slots_done(slot_set *s)
 {
-    for (int i = 0; i < s->n; i++)
-        atomic_store_explicit(&s->p[i].link->rx[s->ch].done, s->p[i].n, memory_order_release);
+    for (int i = 0; i < s->n; i++) {
+        slot_peer *p = &s->p[i];
+        atomic_store_explicit(&p->link->rx[s->ch].done, p->n, memory_order_release);
+        if (p->link->known[s->ch] + 1 >= p->n)
+            p->link->tx[s->ch].buf[(p->n + 1) & 1].len = 0;
+    }
 }

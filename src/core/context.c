@@ -477,6 +477,8 @@ void cgloo_context_destroy(cgloo_context *ctx)
         free(ctx->peers);
     }
     free(ctx->slot_links);
+    for (int i = 0; i < ctx->coll_env_n; i++)
+        free(ctx->coll_env[i].value);
     cgloo__poller_fini(&ctx->poller);
     cgloo__ctx_diag_fini(ctx);
     pthread_cond_destroy(&ctx->progress_done);

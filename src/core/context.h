@@ -37,6 +37,9 @@ struct cgloo__spinner {
     bool (*arm)(cgloo__spinner *s);
 };
 
+/* Collective names whose algorithm variable a context keeps (coll_env below). */
+#define CGLOO_COLL_ENV_MAX 32
+
 /* Which transport binds peers on this host (cgloo_context_attr.transport, CGLOO_TRANSPORT). */
 enum cgloo__local_mode { CGLOO_LOCAL_TCP, CGLOO_LOCAL_AUTO, CGLOO_LOCAL_SHM };
 
@@ -125,6 +128,14 @@ struct cgloo_context {
      * every peer has one (1) or not (-1), 0 before. */
     struct cgloo__slot_link **slot_links;
     _Atomic int slots_all;
+    /* CGLOO_<COLL>_ALGORITHM by collective name (the name pointer the call passes), read at
+     * the context's first call of that collective (coll/coll.c): entries are appended under
+     * `lock` and published by coll_env_n; value NULL when unset. */
+    struct cgloo__coll_env {
+        const char *name;
+        char *value;
+    } coll_env[CGLOO_COLL_ENV_MAX];
+    _Atomic int coll_env_n;
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */

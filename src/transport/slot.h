@@ -52,8 +52,9 @@ typedef struct cgloo__slot_chan {
 typedef struct cgloo__slot_link {
     cgloo__slot_chan *tx; /* CGLOO_SLOT_CHANNELS channels this rank writes */
     cgloo__slot_chan *rx; /* and the peer's, which this rank reads */
-    /* notify wakes the peer if it sleeps waiting on this link (after a publication). Call it
-     * without the context lock; thread-safe. */
+    /* notify wakes the peer if it sleeps waiting on this link. Call it after a publication and
+     * a seq_cst fence (one fence serves any number of links), without the context lock;
+     * thread-safe. */
     void (*notify)(struct cgloo__slot_link *l);
     /* Private to this rank; the collective running on channel ch uses op[ch] and known[ch]
      * alone. */

@@ -789,7 +789,6 @@ void cgloo__shm_cancel(cgloo_peer *p, cgloo_request *r)
 static void slot_notify(cgloo__slot_link *l)
 {
     shm_pair *s = CGLOO_CONTAINER_OF(l, shm_pair, slot);
-    atomic_thread_fence(memory_order_seq_cst);
     if (!atomic_load_explicit(&s->tx->reader_asleep, memory_order_relaxed))
         return;
     /* The socket is closed under the lock when the peer fails. */
