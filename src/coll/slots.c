@@ -3,8 +3,8 @@
  * into their slots, and waiting for theirs (see slots.h and transport/slot.h).
  *
  * Waiting first spins on the peers' buffers alone, without the context lock, for
- * SLOTS_SPIN_NS (a peer that arrives within it is seen one cache-line transfer after it
- * publishes); then it waits as every wait does (cgloo__progress_until: spin through the
+ * SLOTS_SPIN_LOOKS looks (a peer that arrives within them is seen one cache-line transfer after
+ * it publishes); then it waits as every wait does (cgloo__progress_until: spin through the
  * context's progress, yielding, then sleep in the poller), with the links' `want` set so that
  * the transport wakes it and keeps it from sleeping on a published slot. The progress rounds
  * read the pairs' sockets too, which is how a peer's death shows.
