@@ -251,9 +251,7 @@ static void case_dtype(tcase *t, cgloo_dtype d)
 }
 
 /* The algorithms a collective's cases run: NULL (the selector's choice), then every name the
- * registry lists, so that an algorithm added to a table is tested here without a change. The
- * shm algorithms only where the suite runs over shared memory (test_coll_data_shm): elsewhere
- * they refuse (test_coll_shm refused_over_tcp). */
+ * registry lists, so that an algorithm added to a table is tested here without a change. */
 typedef struct alg_list {
     const char *at[16];
     size_t n;
@@ -264,11 +262,8 @@ static alg_list algs_of(const char *coll)
     const char *const *names = cgloo_algorithm_names(coll);
     alg_list l = {.at = {NULL}, .n = 1};
     CHECK(names != NULL);
-    const char *tp = getenv("CGLOO_TRANSPORT");
-    bool shm = tp && strcmp(tp, "shm") == 0;
     for (size_t i = 0; names[i] && l.n < sizeof l.at / sizeof l.at[0]; i++)
-        if (shm || strcmp(names[i], "shm") != 0)
-            l.at[l.n++] = names[i];
+        l.at[l.n++] = names[i];
     return l;
 }
 

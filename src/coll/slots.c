@@ -42,11 +42,21 @@ static int slots_state(cgloo_context *ctx)
     return st ? st : -1; /* no memory: not now */
 }
 
+bool cgloo__coll_slots_reach(coll *c)
+{
+    return c->user_tag < CGLOO_SLOT_CHANNELS && c->size > 1 && slots_state(c->ctx) == 1;
+}
+
 bool cgloo__coll_slots_usable(coll *c)
 {
-    if (c->user_tag >= CGLOO_SLOT_CHANNELS || c->size > SLOTS_MAX_RANKS || c->size < 2)
-        return false;
-    return slots_state(c->ctx) == 1;
+    return c->size <= SLOTS_MAX_RANKS && cgloo__coll_slots_reach(c);
+}
+
+int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead)
+{
+    c->algorithm = table[instead].name;
+    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    return instead;
 }
 
 /* slots_unreached: a rank without slots (the context has one), for the error. */

@@ -45,6 +45,14 @@ typedef struct slot_set {
  * slots (shared memory binds every peer on this host, so the answer is the same on every rank
  * of a single-host job, and false on every rank of a job that spans hosts). Never blocks. */
 bool cgloo__coll_slots_usable(coll *c);
+/* cgloo__coll_slots_reach is cgloo__coll_slots_usable without the limit on ranks: whether an
+ * shm algorithm asked for by name can run. */
+bool cgloo__coll_slots_reach(coll *c);
+/* cgloo__coll_slots_fallback: an shm algorithm was asked for by name where the slots cannot
+ * serve (a peer not on shared memory, a tag without a channel): the call runs `instead`, the
+ * selector's message-based choice from `table`, under its own name (errors, the flight
+ * recorder), so that every listed algorithm runs everywhere. Returns instead. */
+int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead);
 /* cgloo__slots_open prepares s for an operation with one peer (rank >= 0) or with every other
  * rank (rank -1). ENOTSUP (recorded) when a peer has no slots or the tag no channel; ENOMEM. */
 int cgloo__slots_open(coll *c, slot_set *s, int rank);

@@ -47,10 +47,8 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 #define SHM_MAX_BYTES CGLOO_SLOT_DATA
 
 /* allreduce_select: the measured choice by message size and world size. */
-static allreduce_algorithm allreduce_select(coll *c, size_t bytes)
+static allreduce_algorithm allreduce_select_messages(const coll *c, size_t bytes)
 {
-    if (bytes <= SHM_MAX_BYTES && cgloo__coll_slots_usable(c))
-        return ALLREDUCE_SHM; /* one cache-line hand-off, no message */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)
@@ -58,6 +56,13 @@ static allreduce_algorithm allreduce_select(coll *c, size_t bytes)
     if (bytes <= 256 * 1024)
         return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
     return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
+}
+
+static allreduce_algorithm allreduce_select(coll *c, size_t bytes)
+{
+    if (bytes <= SHM_MAX_BYTES && cgloo__coll_slots_usable(c))
+        return ALLREDUCE_SHM; /* one cache-line hand-off, no message */
+    return allreduce_select_messages(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)
@@ -85,6 +90,9 @@ static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t cou
                              allreduce_select(c, count * c->esize));
     if (a < 0)
         return a;
+    if (a == ALLREDUCE_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
+        a = cgloo__coll_slots_fallback(c, cgloo__allreduce_algorithms,
+                                       allreduce_select_messages(c, count * c->esize));
     bool ring = a == ALLREDUCE_RING;
     if (c->size > 1 && count && ring && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count))
         return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);

@@ -34,13 +34,18 @@ static const barrier_fn barrier_fns[BARRIER_ALGORITHM_COUNT] = {
  * messages in a row. */
 #define ALL_TO_ONE_MAX_RANKS 8
 
+static barrier_algorithm barrier_select_messages(const coll *c)
+{
+    if (c->size > 2 && c->size <= ALL_TO_ONE_MAX_RANKS)
+        return BARRIER_ALL_TO_ONE;
+    return BARRIER_DISSEMINATION;
+}
+
 static barrier_algorithm barrier_select(coll *c)
 {
     if (cgloo__coll_slots_usable(c))
         return BARRIER_SHM; /* one cache-line hand-off per peer, no message */
-    if (c->size > 2 && c->size <= ALL_TO_ONE_MAX_RANKS)
-        return BARRIER_ALL_TO_ONE;
-    return BARRIER_DISSEMINATION;
+    return barrier_select_messages(c);
 }
 
 int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts)
@@ -53,5 +58,7 @@ int cgloo_barrier(cgloo_context *ctx, const cgloo_coll_opts *opts)
                              barrier_select(&c));
     if (a < 0)
         return a;
+    if (a == BARRIER_SHM && c.size > 1 && !cgloo__coll_slots_reach(&c))
+        a = cgloo__coll_slots_fallback(&c, cgloo__barrier_algorithms, barrier_select_messages(&c));
     return c.size == 1 ? CGLOO_OK : barrier_fns[a](&c);
 }

@@ -47,16 +47,21 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 
 /* broadcast_select: flat for small messages over few ranks, the tree for the other small ones
  * and for two ranks (where every algorithm is one send), the chain for large ones. */
-static broadcast_algorithm broadcast_select(coll *c, size_t bytes)
+static broadcast_algorithm broadcast_select_messages(const coll *c, size_t bytes)
 {
-    if (bytes <= CGLOO_SLOT_DATA && cgloo__coll_slots_usable(c))
-        return BROADCAST_SHM; /* one cache-line hand-off, no message */
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))
         return BROADCAST_FLAT;
     if (bytes < BROADCAST_LARGE_BYTES || c->size <= 2)
         return BROADCAST_BINOMIAL;
     return BROADCAST_PIPELINE;
+}
+
+static broadcast_algorithm broadcast_select(coll *c, size_t bytes)
+{
+    if (bytes <= CGLOO_SLOT_DATA && cgloo__coll_slots_usable(c))
+        return BROADCAST_SHM; /* one cache-line hand-off, no message */
+    return broadcast_select_messages(c, bytes);
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,
@@ -79,6 +84,9 @@ int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dty
                              broadcast_select(&c, bytes));
     if (a < 0)
         return a;
+    if (a == BROADCAST_SHM && c.size > 1 && !cgloo__coll_slots_reach(&c))
+        a = cgloo__coll_slots_fallback(&c, cgloo__broadcast_algorithms,
+                                       broadcast_select_messages(&c, bytes));
     if (c.size == 1 || bytes == 0)
         return CGLOO_OK;
     return broadcast_fns[a](&c, buf, bytes, root);
