@@ -14,7 +14,8 @@
 
 static const char *const algorithms[] = {
     "ring",   "halving_doubling", "bcube",        "recursive_doubling",
-    "direct", "single_copy",      "hierarchical", NULL};
+    "direct", "single_copy",      "hierarchical", "shm",
+    NULL};
 #define NALGO (sizeof algorithms / sizeof algorithms[0])
 
 static cgloo_store *store;

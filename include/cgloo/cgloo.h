@@ -790,7 +790,9 @@ typedef struct cgloo_coll_opts {
     int timeout_ms;            /* 0: the context default */
     uint64_t tag;              /* tells apart collectives running at once on one context, e.g.
                                   from several threads; below 2^47 */
-    const char *algorithm;     /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM) */
+    const char *algorithm;     /* NULL: chosen by size and world (or CGLOO_<COLL>_ALGORITHM,
+                                  read at the context's first call of the collective); tags 0
+                                  to 3 may use shared-memory algorithms ("shm") */
     int radix;                 /* bcube group size (default 2) */
     cgloo_reduce_fn reduce_fn; /* replaces op when set */
     void *reduce_user;

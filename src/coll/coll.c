@@ -115,6 +115,8 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     pthread_mutex_lock(&ctx->lock);
     bool connected = ctx->connected, aborted = ctx->aborted, revoked = ctx->coll_revoked;
     int ctx_timeout = ctx->timeout_ms;
+    /* no progress thread: no non-blocking collective was issued before this call */
+    bool jobs = ctx->pt_count > 0;
     pthread_mutex_unlock(&ctx->lock);
     if (!connected)
         return cgloo__coll_error(c, CGLOO_ESTATE, "the context is not connected");
@@ -132,10 +134,12 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
-    c->deadline_ms = cgloo__now_ms() + timeout;
+    int64_t now_ns = cgloo__now_ns(); /* one clock read for the deadline and the recorder */
+    c->deadline_ms = now_ns / 1000000 + timeout;
     c->user_tag = opts ? opts->tag : 0;
-    c->flight_id = cgloo__flight_begin(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1);
-    int rc = wait_turn(c, c->user_tag);
+    c->flight_id =
+        cgloo__flight_begin_at(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1, now_ns);
+    int rc = jobs ? wait_turn(c, c->user_tag) : CGLOO_OK;
     if (rc != CGLOO_OK)
         return rc;
     c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | c->user_tag << 8;
@@ -240,6 +244,11 @@ static int coll_post_error(coll *c, int rc, const char *what, int peer, unsigned
     return cgloo__coll_error(c, rc, "step %u: %s rank %d failed: %s (%s)%s%s", step, what, peer,
                              cgloo_strerror(rc), detail,
                              failed[0] ? "; the connections to these ranks broke: " : "", failed);
+}
+
+int cgloo__coll_peer_error(coll *c, int rc, const char *what, int peer, unsigned step)
+{
+    return coll_post_error(c, rc, what, peer, step);
 }
 
 int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned step,
@@ -379,15 +388,53 @@ int cgloo__coll_sendrecv(coll *c, int dst, const void *sbuf, size_t sbytes, int 
 
 /* ---- algorithm lookup ------------------------------------------------------------------------ */
 
+extern char **environ;
+
+/* env_scan reads CGLOO_<NAME>_ALGORITHM, looking at a variable only when it starts with "CG". */
+static const char *env_scan(const char *name)
+{
+    char var[64] = "CGLOO_";
+    size_t n = 6;
+    for (const char *p = name; *p && n < 40; p++)
+        var[n++] = (char)toupper((unsigned char)*p);
+    memcpy(var + n, "_ALGORITHM=", sizeof "_ALGORITHM=");
+    n += sizeof "_ALGORITHM=" - 1;
+    for (char **e = environ; e && *e; e++)
+        if ((*e)[0] == 'C' && (*e)[1] == 'G' && strncmp(*e, var, n) == 0)
+            return (*e)[n] ? *e + n : NULL;
+    return NULL;
+}
+
+/* coll_env_choice: CGLOO_<NAME>_ALGORITHM as the context read it at its first call of this
+ * collective, as it reads its other variables once at creation. Reading the environment on
+ * every call cost about 800 of the 2500 instructions of a 4-byte allreduce over shared-memory
+ * slots (callgrind; docs/BENCHMARKS.md, "Shared memory"). */
 static const char *coll_env_choice(const coll *c)
 {
-    char var[64];
-    int n = snprintf(var, sizeof var, "CGLOO_");
-    for (const char *p = c->name; *p && n < 40; p++)
-        var[n++] = (char)toupper((unsigned char)*p);
-    snprintf(var + n, sizeof var - (size_t)n, "_ALGORITHM");
-    const char *v = getenv(var);
-    return v && *v ? v : NULL;
+    cgloo_context *ctx = c->ctx;
+    int n = atomic_load_explicit(&ctx->coll_env_n, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (ctx->coll_env[i].name == c->name)
+            return ctx->coll_env[i].value;
+    const char *v;
+    pthread_mutex_lock(&ctx->lock);
+    n = atomic_load_explicit(&ctx->coll_env_n, memory_order_relaxed);
+    int i = 0;
+    while (i < n && ctx->coll_env[i].name != c->name)
+        i++;
+    if (i < n) {
+        v = ctx->coll_env[i].value;
+    } else if (n < CGLOO_COLL_ENV_MAX) {
+        v = env_scan(c->name);
+        ctx->coll_env[n].name = c->name;
+        ctx->coll_env[n].value = v ? strdup(v) : NULL;
+        v = ctx->coll_env[n].value;
+        atomic_store_explicit(&ctx->coll_env_n, n + 1, memory_order_release);
+    } else {
+        v = env_scan(c->name); /* every slot taken: read it each time */
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return v;
 }
 
 int cgloo__coll_find(coll *c, const coll_algorithm *table, int n, const cgloo_coll_opts *opts,

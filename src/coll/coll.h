@@ -109,6 +109,10 @@ int cgloo__coll_isend(coll *c, int peer, const void *buf, size_t bytes, unsigned
                       cgloo_request **out);
 int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
                       cgloo_request **out);
+/* cgloo__coll_peer_error records rc from an exchange with peer at step ("step S: <what> rank P
+ * failed: ..."), naming the ranks whose connections broke, as a failed send or receive does;
+ * the context's last error is its detail. Returns rc. */
+int cgloo__coll_peer_error(coll *c, int rc, const char *what, int peer, unsigned step);
 /* cgloo__coll_wait waits for one request (set to NULL once consumed). */
 int cgloo__coll_wait(coll *c, cgloo_request **req);
 /* cgloo__coll_waitall waits for n requests (NULL entries skipped, entries set to NULL). On the

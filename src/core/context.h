@@ -13,6 +13,7 @@
 #include "p2p/p2p.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* A non-blocking collective: what the progress thread runs for a request. coll/nonblocking.c
  * allocates it in one block with its copied arguments after it; progress_thread.c queues,
@@ -35,6 +36,9 @@ struct cgloo__spinner {
      * context must not sleep (lock held). */
     bool (*arm)(cgloo__spinner *s);
 };
+
+/* Collective names whose algorithm variable a context keeps (coll_env below). */
+#define CGLOO_COLL_ENV_MAX 32
 
 /* Which transport binds peers on this host (cgloo_context_attr.transport, CGLOO_TRANSPORT). */
 enum cgloo__local_mode { CGLOO_LOCAL_TCP, CGLOO_LOCAL_AUTO, CGLOO_LOCAL_SHM };
@@ -121,6 +125,20 @@ struct cgloo_context {
     /* allreduce's single_copy (coll/allreduce/allreduce_single_copy.c): 0 not tried yet, 1 the
      * peers' memory can be read, -1 some rank cannot (the same on every rank); under `lock`. */
     int8_t single_copy;
+    /* The collectives' shared-memory slots (coll/slots.c): each rank's link (NULL for this
+     * rank and for peers without slots), looked up under `lock` by the first collective that
+     * asks, since a peer's binding does not change after connect; slots_all then says whether
+     * every peer has one (1) or not (-1), 0 before. */
+    struct cgloo__slot_link **slot_links;
+    _Atomic int slots_all;
+    /* CGLOO_<COLL>_ALGORITHM by collective name (the name pointer the call passes), read at
+     * the context's first call of that collective (coll/coll.c): entries are appended under
+     * `lock` and published by coll_env_n; value NULL when unset. */
+    struct cgloo__coll_env {
+        const char *name;
+        char *value;
+    } coll_env[CGLOO_COLL_ENV_MAX];
+    _Atomic int coll_env_n;
     uint8_t local_mode;   /* enum cgloo__local_mode */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
@@ -146,6 +164,9 @@ int cgloo__ctx_error(cgloo_context *ctx, int status, const char *fmt, ...) CGLOO
  * EABORTED, or EPEER for a collective's request once the collectives are revoked (revoke.c).
  * deadline_ms 0 means poll once without waiting. */
 int cgloo__progress(cgloo_context *ctx, cgloo_request *req, int64_t deadline_ms);
+/* cgloo__progress_until is cgloo__progress until done(arg) says so (called with the lock held,
+ * between rounds) instead of until a request completes. */
+int cgloo__progress_until(cgloo_context *ctx, bool (*done)(void *), void *arg, int64_t deadline_ms);
 /* cgloo__ctx_interrupted calls the interrupt check, if any (lock not held), and says whether
  * the wait should end with EINTR. */
 bool cgloo__ctx_interrupted(cgloo_context *ctx);

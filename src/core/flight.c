@@ -46,6 +46,12 @@ static void entry_close(cgloo__flight_entry *e)
 uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
                              int dtype, int peer)
 {
+    return f->ring ? cgloo__flight_begin_at(f, kind, tag, count, dtype, peer, cgloo__now_ns()) : 0;
+}
+
+uint64_t cgloo__flight_begin_at(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
+                                int dtype, int peer, int64_t now_ns)
+{
     if (!f->ring)
         return 0;
     uint64_t id = __atomic_add_fetch(&f->next, 1, __ATOMIC_RELAXED);
@@ -58,7 +64,7 @@ uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, u
     STORE(&e->count, count);
     STORE(&e->dtype, dtype);
     STORE(&e->peer, peer);
-    STORE(&e->start_ns, cgloo__now_ns());
+    STORE(&e->start_ns, now_ns);
     STORE(&e->end_ns, (int64_t)0);
     STORE(&e->state, FLIGHT_RUNNING);
     STORE(&e->status, 0);

@@ -57,6 +57,11 @@ void cgloo__flight_fini(cgloo__flight *f);
  * off). Any thread; no lock. */
 uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
                              int dtype, int peer);
+/* cgloo__flight_begin_at is cgloo__flight_begin for a caller that has just read the clock
+ * (now_ns, cgloo__now_ns): a clock read costs 45 to 75 ns on this machine class, a tenth of a
+ * small collective over shared memory. */
+uint64_t cgloo__flight_begin_at(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
+                                int dtype, int peer, int64_t now_ns);
 /* Updates of the operation `id` (nothing when id is 0 or the entry was reused). */
 /* cgloo__flight_detail: the algorithm, the count (UINT64_MAX: unknown) and root (-1: none). */
 void cgloo__flight_detail(cgloo__flight *f, uint64_t id, const char *algorithm, uint64_t count,

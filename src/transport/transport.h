@@ -163,6 +163,10 @@ struct cgloo_transport {
      * EPEER when p's process is gone; EPROTO when the range is not mapped in p. Without the
      * context lock; thread-safe. NULL: the transport cannot (TCP). */
     int (*read_memory)(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
+    /* slots: the pair's slots (transport/slot.h), through which collectives hand small
+     * buffers straight to p, or NULL when p is not connected. Stays valid until peer_fini,
+     * also after p fails. Lock held. May be NULL: the transport has none. */
+    struct cgloo__slot_link *(*slots)(cgloo_peer *p);
 };
 
 /* ---- how the core calls a peer's transport (the peer must be bound) ---- */
@@ -194,6 +198,12 @@ static inline void cgloo__tp_eager_released(cgloo_peer *p, size_t n)
 static inline void cgloo__tp_cancel(cgloo_peer *p, cgloo_request *req)
 {
     p->transport->cancel(p, req);
+}
+
+/* cgloo__tp_slots: p's slots, or NULL when its transport has none (see slots). */
+static inline struct cgloo__slot_link *cgloo__tp_slots(cgloo_peer *p)
+{
+    return p->transport && p->transport->slots ? p->transport->slots(p) : NULL;
 }
 
 /* The transports built in (one registration each). */

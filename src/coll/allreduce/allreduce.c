@@ -6,6 +6,7 @@
 #include "coll/allreduce/allreduce.h"
 #include "coll/single_copy.h"
 #include "coll/hierarchical.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("allreduce") lists them. */
 typedef enum allreduce_algorithm {
@@ -16,6 +17,7 @@ typedef enum allreduce_algorithm {
     ALLREDUCE_DIRECT,
     ALLREDUCE_SINGLE_COPY,
     ALLREDUCE_HIERARCHICAL,
+    ALLREDUCE_SHM,
     ALLREDUCE_ALGORITHM_COUNT
 } allreduce_algorithm;
 
@@ -37,6 +39,8 @@ const coll_algorithm cgloo__allreduce_algorithms[ALLREDUCE_ALGORITHM_COUNT + 1] 
     [ALLREDUCE_HIERARCHICAL] = {"hierarchical",
                                 "within each host, then across hosts between leaders (or per-chunk "
                                 "leaders for large data), then within each host"},
+    [ALLREDUCE_SHM] = {"shm", "every rank publishes its vector in shared-memory slots and reduces "
+                              "the peers' in place (every peer on this host over shm)"},
 };
 
 static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
@@ -47,7 +51,12 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
     [ALLREDUCE_DIRECT] = cgloo__allreduce_direct,
     [ALLREDUCE_SINGLE_COPY] = cgloo__allreduce_single_copy,
     [ALLREDUCE_HIERARCHICAL] = cgloo__allreduce_hierarchical,
+    [ALLREDUCE_SHM] = cgloo__allreduce_shm,
 };
+
+/* Through the shared-memory slots up to one slot's payload: see docs/BENCHMARKS.md, "Shared
+ * memory". */
+#define SHM_MAX_BYTES CGLOO_SLOT_DATA
 
 /* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it.
  * 2 ranks over shared memory on the 2-core machine class, single_copy against the ring (p50,
@@ -75,12 +84,16 @@ allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)
     return allreduce_fns[allreduce_select_flat(c, bytes)];
 }
 
-/* allreduce_select: hierarchical from 256 KiB where some host's ranks are not adjacent
- * (hierarchical.h), else the flat choice. */
-static allreduce_algorithm allreduce_select(const coll *c, size_t bytes)
+/* allreduce_select: through the slots for small vectors where every peer shares memory,
+ * hierarchical from 256 KiB where some host's ranks are not adjacent (hierarchical.h), else the
+ * flat choice. */
+static allreduce_algorithm allreduce_select(coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? ALLREDUCE_HIERARCHICAL
-                                                               : allreduce_select_flat(c, bytes);
+    if (bytes <= SHM_MAX_BYTES && cgloo__coll_slots_usable(c))
+        return ALLREDUCE_SHM; /* one cache-line hand-off, no message */
+    if (cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES))
+        return ALLREDUCE_HIERARCHICAL;
+    return allreduce_select_flat(c, bytes);
 }
 
 static int allreduce_check(coll *c, const void *sendbuf, void *recvbuf, size_t count)
@@ -108,6 +121,9 @@ static int allreduce_run(coll *c, const void *sendbuf, void *recvbuf, size_t cou
                              allreduce_select(c, count * c->esize));
     if (a < 0)
         return a;
+    if (a == ALLREDUCE_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
+        a = cgloo__coll_slots_fallback(c, cgloo__allreduce_algorithms,
+                                       allreduce_select_flat(c, count * c->esize));
     bool ring = a == ALLREDUCE_RING, copy = a == ALLREDUCE_SINGLE_COPY;
     bool out_of_place =
         c->size > 1 && count && sendbuf != recvbuf && apart(c, sendbuf, recvbuf, count);

@@ -26,6 +26,7 @@ int cgloo__allreduce_hierarchical(coll *c, void *buf, size_t count);
 /* cgloo__allreduce_flat_choice: the algorithm the selector picks for c's size and `bytes` among the
  * flat ones (for the phases of the hierarchical algorithms). */
 allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes);
+int cgloo__allreduce_shm(coll *c, void *buf, size_t count);
 
 /* The recursive algorithms' core: an allreduce among the P' survivors of the non-power-of-two
  * fold (pattern/fold.h), run by rank f->rank on its virtual rank, with tmp a scratch buffer of

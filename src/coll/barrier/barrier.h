@@ -10,5 +10,6 @@ typedef int (*barrier_fn)(coll *c);
 
 int cgloo__barrier_dissemination(coll *c);
 int cgloo__barrier_all_to_one(coll *c);
+int cgloo__barrier_shm(coll *c);
 
 #endif

@@ -4,6 +4,7 @@
 #include "coll/broadcast/broadcast.h"
 #include "coll/single_copy.h"
 #include "coll/hierarchical.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("broadcast") lists them. */
 typedef enum broadcast_algorithm {
@@ -12,6 +13,7 @@ typedef enum broadcast_algorithm {
     BROADCAST_FLAT,
     BROADCAST_SINGLE_COPY,
     BROADCAST_HIERARCHICAL,
+    BROADCAST_SHM,
     BROADCAST_ALGORITHM_COUNT
 } broadcast_algorithm;
 
@@ -27,6 +29,8 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
                                "(one host, shared memory, large messages)"},
     [BROADCAST_HIERARCHICAL] = {"hierarchical",
                                 "from the root to one rank per host, then within each host"},
+    [BROADCAST_SHM] = {"shm", "the root publishes the buffer in every rank's shared-memory slot "
+                              "(every peer on this host over shm)"},
 };
 
 static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
@@ -35,6 +39,7 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
     [BROADCAST_FLAT] = cgloo__broadcast_flat,
     [BROADCAST_SINGLE_COPY] = cgloo__broadcast_single_copy,
     [BROADCAST_HIERARCHICAL] = cgloo__broadcast_hierarchical,
+    [BROADCAST_SHM] = cgloo__broadcast_shm,
 };
 
 /* From this many bytes on, the chain: its time is about one message's, n beta, where the tree's
@@ -74,12 +79,16 @@ broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes)
     return broadcast_fns[broadcast_select_flat(c, bytes)];
 }
 
-/* broadcast_select: hierarchical from 256 KiB where some host's ranks are not adjacent
- * (hierarchical.h), else flat. */
-static broadcast_algorithm broadcast_select(const coll *c, size_t bytes)
+/* broadcast_select: through the slots for small messages where every peer shares memory,
+ * hierarchical from 256 KiB where some host's ranks are not adjacent (hierarchical.h), else
+ * flat. */
+static broadcast_algorithm broadcast_select(coll *c, size_t bytes)
 {
-    return cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES) ? BROADCAST_HIERARCHICAL
-                                                               : broadcast_select_flat(c, bytes);
+    if (bytes <= CGLOO_SLOT_DATA && cgloo__coll_slots_usable(c))
+        return BROADCAST_SHM; /* one cache-line hand-off, no message */
+    if (cgloo__hier_wanted(c, bytes, HIER_SELECT_MIN_BYTES))
+        return BROADCAST_HIERARCHICAL;
+    return broadcast_select_flat(c, bytes);
 }
 
 int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dtype, int root,
@@ -102,6 +111,9 @@ int cgloo_broadcast(cgloo_context *ctx, void *buf, size_t count, cgloo_dtype dty
                              broadcast_select(&c, bytes));
     if (a < 0)
         return a;
+    if (a == BROADCAST_SHM && c.size > 1 && !cgloo__coll_slots_reach(&c))
+        a = cgloo__coll_slots_fallback(&c, cgloo__broadcast_algorithms,
+                                       broadcast_select_flat(&c, bytes));
     if (c.size == 1 || bytes == 0)
         return CGLOO_OK;
     return broadcast_fns[a](&c, buf, bytes, root);

@@ -18,5 +18,6 @@ int cgloo__broadcast_hierarchical(coll *c, void *buf, size_t bytes, int root);
 /* cgloo__broadcast_flat_choice: the selector's pick among the flat algorithms for c's size and
  * `bytes` (for the phases of the hierarchical algorithms). */
 broadcast_fn cgloo__broadcast_flat_choice(const coll *c, size_t bytes);
+int cgloo__broadcast_shm(coll *c, void *buf, size_t bytes, int root);
 
 #endif

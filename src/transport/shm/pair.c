@@ -587,6 +587,17 @@ static bool pair_spin_poll(cgloo__spinner *sp)
     return got || s->tx_tail != tail; /* a send may have completed as it went out */
 }
 
+/* slot_published: a collective waits on a slot of this peer that is published already, and
+ * must see it before the context sleeps (transport/slot.h). */
+static bool slot_published(const cgloo__slot_link *l)
+{
+    for (int ch = 0; ch < CGLOO_SLOT_CHANNELS; ch++)
+        if (l->want[ch] &&
+            atomic_load_explicit(l->want[ch], memory_order_relaxed) >= l->want_seq[ch])
+            return true;
+    return false;
+}
+
 /* pair_spin_arm sets the asleep flags, then looks once more (the fence pairs with wake_if's):
  * either the peer sees a flag after its write, or this side sees the write here. */
 static bool pair_spin_arm(cgloo__spinner *sp)
@@ -601,6 +612,8 @@ static bool pair_spin_arm(cgloo__spinner *sp)
         atomic_store_explicit(&s->tx->writer_asleep, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&s->rx->tail, memory_order_relaxed) != s->rx_head)
+        return false;
+    if (slot_published(&s->slot))
         return false;
     size_t skip;
     if (waiting_room) {
@@ -664,6 +677,8 @@ int cgloo__shm_pair_attach(cgloo_peer *p, int fd, shm_segment *seg, int dir, int
     s->rx = &seg->dir[1 - dir];
     s->txr = seg->ring[dir];
     s->rxr = seg->ring[1 - dir];
+    s->slot.tx = seg->slot[dir];
+    s->slot.rx = seg->slot[1 - dir];
     s->pid = pid;
     s->peer_eager_max = CGLOO_MIN(eager_max, SHM_RING_BYTES / 4);
     s->credits = eager_budget;
@@ -776,6 +791,30 @@ void cgloo__shm_cancel(cgloo_peer *p, cgloo_request *r)
     op->req = NULL; /* a receive filling through the ring: the rest of its DATA is dropped */
 }
 
+/* ---- the collectives' slots (transport/slot.h) ------------------------------------------------
+ */
+
+/* slot_notify: a collective published a slot to the peer, which may sleep waiting on it (its
+ * arm set reader_asleep of this direction, as for the ring). */
+static void slot_notify(cgloo__slot_link *l)
+{
+    shm_pair *s = CGLOO_CONTAINER_OF(l, shm_pair, slot);
+    if (!atomic_load_explicit(&s->tx->reader_asleep, memory_order_relaxed))
+        return;
+    /* The socket is closed under the lock when the peer fails. */
+    cgloo_context *ctx = s->peer->ctx;
+    pthread_mutex_lock(&ctx->lock);
+    if (!s->failed && atomic_exchange(&s->tx->reader_asleep, 0))
+        pair_poke(s);
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+cgloo__slot_link *cgloo__shm_slots(cgloo_peer *p)
+{
+    shm_pair *s = shm_pair_of(p);
+    return s->seg ? &s->slot : NULL;
+}
+
 void cgloo__shm_peer_init(cgloo_peer *p)
 {
     shm_pair *s = shm_pair_of(p);
@@ -784,6 +823,7 @@ void cgloo__shm_peer_init(cgloo_peer *p)
     s->io.on_event = pair_on_socket;
     s->spin.poll = pair_spin_poll;
     s->spin.arm = pair_spin_arm;
+    s->slot.notify = slot_notify;
     cgloo__list_init(&s->spin.link);
     s->vm_ok = true;
     const char *mode = getenv("CGLOO_SHM_LARGE");

@@ -10,6 +10,7 @@
 #define CGLOO_SHM_H
 
 #include "core/context.h"
+#include "transport/slot.h"
 #include "transport/transport.h"
 
 #include <stdatomic.h>
@@ -42,11 +43,13 @@ typedef struct shm_dir {
     _Alignas(64) _Atomic uint64_t claim[SHM_CLAIMS];
 } shm_dir;
 
-/* The segment of one pair: dir[0] and ring[0] carry the higher rank's messages to the lower. */
+/* The segment of one pair: dir[0], slot[0] and ring[0] carry the higher rank's messages to the
+ * lower. */
 typedef struct shm_segment {
     uint64_t magic;
     uint32_t ring_bytes;
     shm_dir dir[2];
+    cgloo__slot_chan slot[2][CGLOO_SLOT_CHANNELS]; /* transport/slot.h */
     _Alignas(64) uint8_t ring[2][SHM_RING_BYTES];
 } shm_segment;
 
@@ -116,6 +119,7 @@ typedef struct shm_pair {
     cgloo__list awaiting;  /* announced sends waiting for READY or DONE */
     cgloo__list receiving; /* large receives filling through the ring */
     cgloo__list announced; /* shm_announce not yet matched */
+    cgloo__slot_link slot; /* the collectives' slots with this peer (transport/slot.h) */
 } shm_pair;
 
 static inline shm_pair *shm_pair_of(cgloo_peer *p)
@@ -132,6 +136,7 @@ void cgloo__shm_eager_released(cgloo_peer *p, size_t n);
 void cgloo__shm_cancel(cgloo_peer *p, cgloo_request *req);
 void cgloo__shm_fail(cgloo_peer *p, int status);
 void cgloo__shm_close_begin(cgloo_peer *p);
+cgloo__slot_link *cgloo__shm_slots(cgloo_peer *p);
 bool cgloo__shm_close_step(cgloo_peer *p);
 int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
 /* cgloo__shm_pair_attach adopts a connected pair: the socket fd, the mapped segment, which

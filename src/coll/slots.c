@@ -1,0 +1,297 @@
+/*
+ * Collectives through shared-memory slots: opening an operation on a set of peers, publishing
+ * into their slots, and waiting for theirs (see slots.h and transport/slot.h).
+ *
+ * Waiting first spins on the peers' buffers alone, without the context lock, for
+ * SLOTS_SPIN_LOOKS looks (a peer that arrives within them is seen one cache-line transfer after
+ * it publishes); then it waits as every wait does (cgloo__progress_until: spin through the
+ * context's progress, yielding, then sleep in the poller), with the links' `want` set so that
+ * the transport wakes it and keeps it from sleeping on a published slot. The progress rounds
+ * read the pairs' sockets too, which is how a peer's death shows.
+ */
+#include "coll/slots.h"
+#include "core/context.h"
+#include "transport/transport.h"
+
+#include <stdlib.h>
+
+/* Spin on the slots alone for this many looks before the context's progress takes over (a few
+ * microseconds: counted, not timed, since a clock read costs 45 to 75 ns here); none where ranks
+ * outnumber the cores, since there the peer may need this core to arrive at all. */
+#define SLOTS_SPIN_LOOKS 4096
+
+/* slots_state: 1 when every peer of the context has slots, else -1; the links are looked up
+ * once (slot_links in core/context.h). */
+static int slots_state(cgloo_context *ctx)
+{
+    int st = atomic_load_explicit(&ctx->slots_all, memory_order_acquire);
+    if (st != 0)
+        return st;
+    pthread_mutex_lock(&ctx->lock);
+    st = atomic_load_explicit(&ctx->slots_all, memory_order_relaxed);
+    cgloo__slot_link **links = st ? NULL : calloc((size_t)ctx->size, sizeof *links);
+    if (links) {
+        st = 1;
+        for (int r = 0; r < ctx->size; r++)
+            if (r != ctx->rank && !(links[r] = cgloo__tp_slots(&ctx->peers[r])))
+                st = -1;
+        ctx->slot_links = links;
+        atomic_store_explicit(&ctx->slots_all, st, memory_order_release);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return st ? st : -1; /* no memory: not now */
+}
+
+bool cgloo__coll_slots_reach(coll *c)
+{
+    return c->user_tag < CGLOO_SLOT_CHANNELS && c->size > 1 && slots_state(c->ctx) == 1;
+}
+
+bool cgloo__coll_slots_usable(coll *c)
+{
+    return c->size <= SLOTS_MAX_RANKS && cgloo__coll_slots_reach(c);
+}
+
+int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead)
+{
+    c->algorithm = table[instead].name;
+    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    return instead;
+}
+
+/* slots_unreached: a rank without slots (the context has one), for the error. */
+static int slots_unreached(cgloo_context *ctx)
+{
+    for (int r = 0; ctx->slot_links && r < ctx->size; r++)
+        if (r != ctx->rank && !ctx->slot_links[r])
+            return r;
+    return -1;
+}
+
+int cgloo__slots_open(coll *c, slot_set *s, int rank)
+{
+    s->c = c; /* the inline peers are filled as needed, not zeroed */
+    s->ch = (int)c->user_tag;
+    s->n = 0;
+    s->p = NULL;
+    s->step = 0;
+    if (c->user_tag >= CGLOO_SLOT_CHANNELS)
+        return cgloo__coll_error(c, CGLOO_ENOTSUP,
+                                 "tag %llu has no shared-memory slots (tags 0 to %d do)",
+                                 (unsigned long long)c->user_tag, CGLOO_SLOT_CHANNELS - 1);
+    if (slots_state(c->ctx) != 1)
+        return cgloo__coll_error(c, CGLOO_ENOTSUP, "rank %d is not reached through shared memory",
+                                 slots_unreached(c->ctx));
+    int want = rank >= 0 ? 1 : c->size - 1;
+    s->p = want <= SLOTS_INLINE ? s->inline_p : calloc((size_t)want, sizeof *s->p);
+    if (!s->p)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d peers' slots", want);
+    cgloo__slot_link **links = c->ctx->slot_links;
+    if (rank >= 0)
+        s->p[s->n++] = (slot_peer){.link = links[rank], .rank = rank};
+    for (int r = 0; rank < 0 && r < c->size; r++)
+        if (r != c->rank)
+            s->p[s->n++] = (slot_peer){.link = links[r], .rank = r};
+    return CGLOO_OK;
+}
+
+void cgloo__slots_close(slot_set *s)
+{
+    if (s->p != s->inline_p)
+        free(s->p);
+    s->p = NULL;
+    s->n = 0;
+}
+
+void cgloo__slots_next(slot_set *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        s->p[i].n = ++s->p[i].link->op[s->ch];
+        s->p[i].arrived = false;
+    }
+    s->step++;
+}
+
+/* ---- waiting -------------------------------------------------------------------------------- */
+
+/* What a wait looks at between progress rounds (lock held). */
+typedef struct slot_wait {
+    slot_set *s;
+    bool free_wait; /* waiting for peers to be done with this rank's buffers, not for theirs */
+    int failed;     /* index of a peer that failed, or -1 */
+} slot_wait;
+
+/* slot_ready: peer i's side of the round is there (its buffer published, or its reading of
+ * this rank's buffer of two rounds ago done). */
+static bool slot_ready(slot_set *s, int i, bool free_wait)
+{
+    slot_peer *p = &s->p[i];
+    const cgloo__slot_chan *rx = &p->link->rx[s->ch], *tx = &p->link->tx[s->ch];
+    if (free_wait) {
+        uint64_t need = p->n - 2;
+        if (p->n <= 2 || p->link->known[s->ch] >= need)
+            return true;
+        uint64_t done = atomic_load_explicit(&tx->done, memory_order_acquire);
+        if (done > p->link->known[s->ch])
+            p->link->known[s->ch] = done;
+        return done >= need;
+    }
+    if (!p->arrived && atomic_load_explicit(&rx->buf[p->n & 1].seq, memory_order_acquire) == p->n)
+        p->arrived = true;
+    return p->arrived;
+}
+
+static bool slots_all_ready(slot_set *s, bool free_wait)
+{
+    bool all = true;
+    for (int i = 0; i < s->n; i++)
+        all &= slot_ready(s, i, free_wait);
+    return all;
+}
+
+static bool slot_wait_done(void *arg)
+{
+    slot_wait *w = arg;
+    if (slots_all_ready(w->s, w->free_wait))
+        return true;
+    for (int i = 0; i < w->s->n; i++)
+        if (!slot_ready(w->s, i, w->free_wait) &&
+            w->s->c->ctx->peers[w->s->p[i].rank].status != CGLOO_OK) {
+            w->failed = i;
+            return true;
+        }
+    return false;
+}
+
+/* slots_want shows the transports which buffers the wait needs (lock held); the wait for free
+ * buffers wants none: the peer frees them without sleeping in between, and the wait sleeps at
+ * most a millisecond at a time instead. */
+static void slots_want(slot_set *s, bool on)
+{
+    for (int i = 0; i < s->n; i++) {
+        cgloo__slot_link *l = s->p[i].link;
+        bool w = on && !s->p[i].arrived;
+        l->want[s->ch] = w ? &l->rx[s->ch].buf[s->p[i].n & 1].seq : NULL;
+        l->want_seq[s->ch] = s->p[i].n;
+    }
+}
+
+static int slots_first_missing(slot_set *s, bool free_wait)
+{
+    for (int i = 0; i < s->n; i++)
+        if (!slot_ready(s, i, free_wait))
+            return i;
+    return 0;
+}
+
+static int slots_wait_error(slot_set *s, int rc, int failed, bool free_wait)
+{
+    coll *c = s->c;
+    int i = failed >= 0 ? failed : slots_first_missing(s, free_wait);
+    cgloo_peer *p = &c->ctx->peers[s->p[i].rank];
+    pthread_mutex_lock(&c->ctx->lock);
+    if (failed >= 0)
+        rc = cgloo__peer_error(p);
+    else if (rc == CGLOO_ETIMEDOUT)
+        cgloo__ctx_error(c->ctx, rc, "rank %d did not %s its shared-memory slot in time",
+                         s->p[i].rank, free_wait ? "finish reading" : "publish");
+    pthread_mutex_unlock(&c->ctx->lock);
+    return cgloo__coll_peer_error(c, rc, free_wait ? "slot of" : "slot from", s->p[i].rank,
+                                  s->step);
+}
+
+static int slots_progress(slot_set *s, bool free_wait)
+{
+    coll *c = s->c;
+    cgloo_context *ctx = c->ctx;
+    slot_wait w = {.s = s, .free_wait = free_wait, .failed = -1};
+    cgloo__flight_waiting(&ctx->flight, c->flight_id, s->p[slots_first_missing(s, free_wait)].rank,
+                          (int)s->step, FLIGHT_WAIT_RECV);
+    pthread_mutex_lock(&ctx->lock);
+    int rc = CGLOO_OK;
+    if (!free_wait) {
+        slots_want(s, true);
+        rc = cgloo__progress_until(ctx, slot_wait_done, &w, c->deadline_ms);
+        slots_want(s, false);
+    } else {
+        while (rc == CGLOO_OK && !slot_wait_done(&w)) {
+            int64_t soon = CGLOO_MIN(c->deadline_ms, cgloo__now_ms() + 1);
+            rc = cgloo__progress_until(ctx, slot_wait_done, &w, soon);
+            if (rc == CGLOO_ETIMEDOUT && cgloo__now_ms() < c->deadline_ms)
+                rc = CGLOO_OK;
+        }
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (rc == CGLOO_OK && w.failed < 0)
+        return CGLOO_OK;
+    return slots_wait_error(s, rc, w.failed, free_wait);
+}
+
+/* slots_await: every peer ready, spinning on the slots alone first. */
+static int slots_await(slot_set *s, bool free_wait)
+{
+    if (slots_all_ready(s, free_wait))
+        return CGLOO_OK;
+    for (int k = s->c->ctx->cores_shared ? SLOTS_SPIN_LOOKS : 0; k < SLOTS_SPIN_LOOKS; k++)
+        if (slots_all_ready(s, free_wait))
+            return CGLOO_OK;
+    return slots_progress(s, free_wait);
+}
+
+/* ---- the rounds ----------------------------------------------------------------------------- */
+
+int cgloo__slots_put(slot_set *s, const void *data, size_t len)
+{
+    cgloo__slots_next(s);
+    int rc = slots_await(s, true);
+    if (rc != CGLOO_OK)
+        return rc;
+    for (int i = 0; i < s->n; i++) {
+        cgloo__slot_buf *b = &s->p[i].link->tx[s->ch].buf[s->p[i].n & 1];
+        if (len)
+            memcpy(b->data, data, len);
+        b->len = len;
+        atomic_store_explicit(&b->seq, s->p[i].n, memory_order_release);
+    }
+    /* against the fence of a reader that arms before it sleeps: it sees the publication, or
+     * this side sees its flag */
+    atomic_thread_fence(memory_order_seq_cst);
+    for (int i = 0; i < s->n; i++)
+        s->p[i].link->notify(s->p[i].link);
+    return CGLOO_OK;
+}
+
+int cgloo__slots_wait(slot_set *s, size_t len)
+{
+    int rc = slots_await(s, false);
+    if (rc != CGLOO_OK)
+        return rc;
+    for (int i = 0; i < s->n; i++) {
+        slot_peer *p = &s->p[i];
+        uint64_t got = p->link->rx[s->ch].buf[p->n & 1].len;
+        /* The peer finished its op n - 1 before it published op n. */
+        if (p->link->known[s->ch] < p->n - 1)
+            p->link->known[s->ch] = p->n - 1;
+        if (got != len)
+            return cgloo__coll_error(s->c, CGLOO_EPROTO,
+                                     "step %u: rank %d gave %llu bytes where %zu were expected "
+                                     "(do the ranks agree on the arguments?)",
+                                     s->step, p->rank, (unsigned long long)got, len);
+    }
+    return CGLOO_OK;
+}
+
+/* cgloo__slots_done also takes the buffer of the next round for writing when the peer is done
+ * with it (it published this round, so it finished the one before, which used that buffer): the
+ * cache line then moves here while the caller computes, instead of in the next round's
+ * publication, whose fence would wait for it. The header it writes is rewritten before that
+ * publication. */
+void cgloo__slots_done(slot_set *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        slot_peer *p = &s->p[i];
+        atomic_store_explicit(&p->link->rx[s->ch].done, p->n, memory_order_release);
+        if (p->link->known[s->ch] + 1 >= p->n)
+            p->link->tx[s->ch].buf[(p->n + 1) & 1].len = 0;
+    }
+}

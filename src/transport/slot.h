@@ -1,0 +1,69 @@
+/*
+ * Slots: a small area per pair of ranks and direction that collectives write and read
+ * directly, without a message, where the two ranks share memory (the shared-memory
+ * transport's segment holds them; see docs/ARCHITECTURE.md, "Shared memory", and the
+ * collectives' `shm` algorithms).
+ *
+ * Each direction has CGLOO_SLOT_CHANNELS channels, one per caller tag below that number:
+ * collectives of one tag run one at a time in issue order on every rank (several tags may run
+ * at once on several threads), so a channel has one writer and one reader at a time. Every
+ * collective that uses a pair's channel counts as one operation on it on both ranks (the op
+ * number, from 1). Operation n writes buffer n % 2 of the writer's direction and publishes
+ * n in that buffer's seq with a release store; the reader waits for seq == n (acquire), reads,
+ * and stores n in its `done`. The writer may write buffer n % 2 again for op n + 2 once the
+ * reader is done with op n: it knows so without reading `done` when the reader has published
+ * op n + 1 to it (a rank finishes an operation before it starts the next).
+ *
+ * The transport that has slots wakes a sleeping reader (cgloo__slot_link.notify) and, while a
+ * collective waits on a link (want), does not let its context sleep once that buffer is
+ * published (its spinner's arm looks at it). The link is the transport's, per peer; the
+ * collectives own the op counters and want fields, under the context lock where the comments
+ * say so.
+ */
+#ifndef CGLOO_SLOT_H
+#define CGLOO_SLOT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Caller tags 0 to CGLOO_SLOT_CHANNELS - 1 have a channel; collectives of other tags use
+ * messages. */
+#define CGLOO_SLOT_CHANNELS 4
+/* Bytes of one buffer, its 16-byte header included: 8 KiB per channel and direction, 64 KiB of
+ * the pair's segment in all. */
+#define CGLOO_SLOT_BYTES 4096u
+#define CGLOO_SLOT_HEADER 16u
+/* Payload bytes of one buffer. The first 48 share a cache line with seq, so that a small
+ * vector and its publication reach the reader in one cache-line transfer. */
+#define CGLOO_SLOT_DATA (CGLOO_SLOT_BYTES - CGLOO_SLOT_HEADER)
+
+typedef struct cgloo__slot_buf {
+    _Alignas(64) _Atomic uint64_t seq; /* the op whose payload this holds (0: none yet) */
+    uint64_t len;                      /* its bytes, so that a disagreement shows */
+    _Alignas(16) uint8_t data[CGLOO_SLOT_DATA];
+} cgloo__slot_buf;
+
+typedef struct cgloo__slot_chan {
+    cgloo__slot_buf buf[2];
+    _Alignas(64) _Atomic uint64_t done; /* the reader: the last op it finished reading */
+} cgloo__slot_chan;
+
+/* One peer's slots, as a transport hands them to the collectives. */
+typedef struct cgloo__slot_link {
+    cgloo__slot_chan *tx; /* CGLOO_SLOT_CHANNELS channels this rank writes */
+    cgloo__slot_chan *rx; /* and the peer's, which this rank reads */
+    /* notify wakes the peer if it sleeps waiting on this link. Call it after a publication and
+     * a seq_cst fence (one fence serves any number of links), without the context lock;
+     * thread-safe. */
+    void (*notify)(struct cgloo__slot_link *l);
+    /* Private to this rank; the collective running on channel ch uses op[ch] and known[ch]
+     * alone. */
+    uint64_t op[CGLOO_SLOT_CHANNELS];    /* operations started on each channel */
+    uint64_t known[CGLOO_SLOT_CHANNELS]; /* an op the peer is known to have finished */
+    /* Per channel, the buffer a waiting collective wants and the op it wants in it (NULL:
+     * none); set and read under the context lock. */
+    const _Atomic uint64_t *want[CGLOO_SLOT_CHANNELS];
+    uint64_t want_seq[CGLOO_SLOT_CHANNELS];
+} cgloo__slot_link;
+
+#endif

@@ -1,0 +1,489 @@
+/*
+ * The collectives' shm algorithms (allreduce, barrier, broadcast through shared-memory slots,
+ * src/coll/slots.c): every dtype and op against a serial reference at sizes around a slot's
+ * payload on 2 to 8 ranks; long runs of calls back to back, mixing the three and caller tags
+ * (a slot reused too early shows as a wrong value); two tags at once on two threads per rank;
+ * ranks outnumbering the cores; the selector's choice; and failure: a rank killed while the
+ * others wait on its slot (EPEER naming it, soon), a rank that never comes (ETIMEDOUT naming
+ * it), and the message-based algorithms run instead where a peer is not on shared memory.
+ */
+#include "coll/slots.h"
+#include "coll_util.h"
+#include "mesh.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TIMEOUT_MS 30000
+
+/* Under a sanitizer every call is some ten times slower: fewer rounds and worlds there keep the
+ * suite to seconds, the plain build runs them all. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+static cgloo_store *store;
+
+static rank_env connect_shm(cgloo_store *s, int rank, int size, const char *transport,
+                            int timeout_ms)
+{
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = timeout_ms, .name = "slots", .transport = transport};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    int rc = cgloo_context_connect(e.ctx, s, e.dev);
+    if (rc != CGLOO_OK) {
+        char detail[512];
+        cgloo_context_last_error(e.ctx, detail, sizeof detail);
+        harness_fail(__FILE__, __LINE__, "cgloo_context_connect", detail);
+    }
+    return e;
+}
+
+static void fail_with_detail(cgloo_context *ctx, int line, const char *what)
+{
+    char detail[1024], msg[1200];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    snprintf(msg, sizeof msg, "rank %d: %s [%s]", cgloo_context_rank(ctx), what, detail);
+    harness_fail(__FILE__, line, "shm collective", msg);
+}
+#define MUST(ctx, expr)                                                                            \
+    do {                                                                                           \
+        if ((expr) != CGLOO_OK)                                                                    \
+            fail_with_detail(ctx, __LINE__, #expr);                                                \
+    } while (0)
+
+/* In a world of `size` ranks as threads over shared memory, each runs body. */
+typedef struct world {
+    void (*body)(cgloo_context *ctx, int rank, int size, void *arg);
+    void *arg;
+} world;
+
+static void world_rank(int rank, int size, void *p)
+{
+    world *w = p;
+    rank_env e = connect_shm(store, rank, size, "shm", TIMEOUT_MS);
+    w->body(e.ctx, rank, size, w->arg);
+    mesh_close(e);
+}
+
+static void in_world(int size, void (*body)(cgloo_context *, int, int, void *), void *arg)
+{
+    world w = {body, arg};
+    CHECK_OK(cgloo_store_hash_create(&store));
+    run_ranks(size, world_rank, &w);
+    cgloo_store_destroy(store);
+}
+
+static const int world_sizes[] = {2, 3, 4, 5, 7, 8};
+/* The sizes the long cases run: all of them, or under a sanitizer the smallest, an odd one and
+ * the largest. */
+static const int *long_sizes(size_t *n)
+{
+    static const int few[] = {2, 5, 8};
+    *n = SANITIZED ? CGLOO_ARRAY_LEN(few) : CGLOO_ARRAY_LEN(world_sizes);
+    return SANITIZED ? few : world_sizes;
+}
+
+/* ---- every dtype and op ---- */
+
+/* Element counts around one slot's payload (a round of its own) for this element size. */
+static size_t counts_for(size_t esize, size_t *out)
+{
+    size_t per = CGLOO_SLOT_DATA / esize, n = 0;
+    const size_t list[] = {0, 1, 3, 17, 255, per - 1, per, per + 1, 2 * per + 5};
+    const size_t few[] = {0, 3, per + 1}; /* under a sanitizer */
+    for (size_t i = 0; i < (SANITIZED ? CGLOO_ARRAY_LEN(few) : CGLOO_ARRAY_LEN(list)); i++)
+        out[n++] = SANITIZED ? few[i] : list[i];
+    return n;
+}
+
+static void types_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    cgloo_coll_opts o = {.algorithm = "shm"};
+    size_t max_bytes = 3 * CGLOO_SLOT_DATA + 256;
+    uint8_t *buf = malloc(max_bytes), *out = malloc(max_bytes);
+    CHECK(buf && out);
+    for (size_t t = 0; t < CGLOO_ARRAY_LEN(all_dtypes); t++)
+        for (size_t k = 0; k < CGLOO_ARRAY_LEN(all_ops); k++) {
+            cgloo_dtype dt = all_dtypes[t];
+            cgloo_op op = all_ops[k];
+            if (!op_defined(op, dt))
+                continue;
+            size_t counts[16], nc = counts_for(cgloo_dtype_size(dt), counts);
+            for (size_t c = 0; c < nc; c++) {
+                fill_input(buf, counts[c], dt, op, rank);
+                bool in_place = c % 2;
+                MUST(ctx, cgloo_allreduce(ctx, buf, in_place ? buf : out, counts[c], dt, op, &o));
+                if (!check_reduced(in_place ? buf : out, counts[c], dt, op, size, 0))
+                    fail_with_detail(ctx, __LINE__, cgloo_dtype_name(dt));
+            }
+        }
+    free(buf);
+    free(out);
+}
+
+static void test_allreduce_types(void)
+{
+    size_t n;
+    const int *sizes = long_sizes(&n);
+    for (size_t s = 0; s < n; s++)
+        in_world(sizes[s], types_body, NULL);
+}
+
+/* ---- back to back ---- */
+
+#define ROUNDS (SANITIZED ? 200 : 1500)
+
+/* One round of each collective with values that change every round, on tag `tag`: a slot
+ * overwritten before its reader is done, or read before it is published, shows. */
+static void mixed_round(cgloo_context *ctx, int rank, int size, int i, uint64_t tag)
+{
+    cgloo_coll_opts o = {.tag = tag};
+    int64_t v[3] = {rank + i, rank * i, 1};
+    MUST(ctx, cgloo_allreduce(ctx, v, v, 3, CGLOO_INT64, CGLOO_SUM, &o));
+    int64_t s = (int64_t)size * (size - 1) / 2;
+    if (v[0] != s + (int64_t)size * i || v[1] != s * i || v[2] != size)
+        fail_with_detail(ctx, __LINE__, "allreduce value");
+    int root = i % size;
+    int32_t b[5];
+    size_t n = i % 7 == 0 ? CGLOO_ARRAY_LEN(b) : 1;
+    for (size_t j = 0; j < n; j++)
+        b[j] = rank == root ? i * 10 + (int)j : -1;
+    MUST(ctx, cgloo_broadcast(ctx, b, n, CGLOO_INT32, root, &o));
+    for (size_t j = 0; j < n; j++)
+        if (b[j] != i * 10 + (int)j)
+            fail_with_detail(ctx, __LINE__, "broadcast value");
+    if (i % 3 == 0)
+        MUST(ctx, cgloo_barrier(ctx, &o));
+}
+
+static void back_to_back_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ROUNDS; i++)
+        mixed_round(ctx, rank, size, i, (uint64_t)(i / 100 % 2) * 5); /* tag 5: messages */
+}
+
+static void test_back_to_back(void)
+{
+    size_t n;
+    const int *sizes = long_sizes(&n);
+    for (size_t s = 0; s < n; s++)
+        in_world(sizes[s], back_to_back_body, NULL);
+}
+
+/* A broadcast larger than a slot from each root in turn: the root refills a slot two rounds
+ * later, only once its reader is done with it. */
+static void big_broadcast_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    size_t n = 5 * CGLOO_SLOT_DATA + 7;
+    uint8_t *b = malloc(n);
+    CHECK(b != NULL);
+    cgloo_coll_opts o = {.algorithm = "shm"};
+    for (int i = 0; i < 40; i++) {
+        int root = i % size;
+        if (rank == root)
+            fill_pattern(b, n, (uint32_t)i);
+        else
+            memset(b, 0, n);
+        MUST(ctx, cgloo_broadcast(ctx, b, n, CGLOO_UINT8, root, &o));
+        if (!check_pattern(b, n, (uint32_t)i))
+            fail_with_detail(ctx, __LINE__, "broadcast bytes");
+    }
+    free(b);
+}
+
+static void test_big_broadcast(void)
+{
+    in_world(2, big_broadcast_body, NULL);
+    in_world(5, big_broadcast_body, NULL);
+}
+
+/* Two threads per rank, each running collectives on its own tag at once (tags 1 and 2: two
+ * channels). */
+typedef struct tagged {
+    cgloo_context *ctx;
+    int rank, size;
+    uint64_t tag;
+} tagged;
+
+static void *tagged_thread(void *p)
+{
+    tagged *t = p;
+    for (int i = 0; i < ROUNDS / 4; i++)
+        mixed_round(t->ctx, t->rank, t->size, i, t->tag);
+    return NULL;
+}
+
+static void two_tags_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    pthread_t th;
+    tagged a = {ctx, rank, size, 1}, b = {ctx, rank, size, 2};
+    CHECK(pthread_create(&th, NULL, tagged_thread, &a) == 0);
+    tagged_thread(&b);
+    pthread_join(th, NULL);
+}
+
+static void test_two_tags(void)
+{
+    in_world(2, two_tags_body, NULL);
+    in_world(3, two_tags_body, NULL);
+}
+
+/* ---- more ranks than cores ---- */
+
+static void test_oversubscribed(void)
+{
+    /* The context reads it at create: ranks then yield at once and sleep after the spin. */
+    CHECK(setenv("CGLOO_LOCAL_SIZE", "8", 1) == 0);
+    in_world(8, back_to_back_body, NULL);
+    CHECK(setenv("CGLOO_SPIN_US", "0", 1) == 0); /* every wait sleeps */
+    in_world(4, back_to_back_body, NULL);
+    CHECK(unsetenv("CGLOO_SPIN_US") == 0);
+    CHECK(unsetenv("CGLOO_LOCAL_SIZE") == 0);
+}
+
+/* ---- the selector ---- */
+
+/* The flight recorder names the algorithm each call ran. */
+static bool dump_has(cgloo_context *ctx, const char *what)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f != NULL);
+    CHECK_OK(cgloo_context_dump(ctx, f));
+    fclose(f);
+    bool has = text && strstr(text, what);
+    if (getenv("TEST_SHOW_DUMP"))
+        fprintf(stderr, "%s", text);
+    free(text);
+    return has;
+}
+
+static void selector_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    const char *transport = arg;
+    float x = 1;
+    MUST(ctx, cgloo_allreduce(ctx, &x, &x, 1, CGLOO_FLOAT32, CGLOO_SUM, NULL));
+    MUST(ctx, cgloo_barrier(ctx, NULL));
+    MUST(ctx, cgloo_broadcast(ctx, &x, 1, CGLOO_FLOAT32, 0, NULL));
+    CHECK(x == (float)size);
+    CHECK(dump_has(ctx, "(shm)") == (strcmp(transport, "shm") == 0));
+    /* Tags without a channel use messages, also when the slots are asked for by name. */
+    cgloo_coll_opts o = {.tag = CGLOO_SLOT_CHANNELS, .algorithm = "shm"};
+    x = (float)rank;
+    MUST(ctx, cgloo_allreduce(ctx, &x, &x, 1, CGLOO_FLOAT32, CGLOO_SUM, &o));
+    CHECK(x == (float)(size * (size - 1) / 2));
+}
+
+static void selector_rank(int rank, int size, void *arg)
+{
+    rank_env e = connect_shm(store, rank, size, arg, TIMEOUT_MS);
+    selector_body(e.ctx, rank, size, arg);
+    mesh_close(e);
+}
+
+static void test_selector(void)
+{
+    const char *transports[] = {"shm", "tcp"};
+    for (int t = 0; t < 2; t++) {
+        CHECK_OK(cgloo_store_hash_create(&store));
+        run_ranks(3, selector_rank, (void *)transports[t]);
+        cgloo_store_destroy(store);
+    }
+}
+
+/* Over TCP the shm algorithms asked for by name run the selector's message-based choice
+ * instead, under its name, so that every listed algorithm runs everywhere. */
+static void tcp_rank(int rank, int size, void *arg)
+{
+    (void)arg;
+    rank_env e = connect_shm(store, rank, size, "tcp", TIMEOUT_MS);
+    cgloo_coll_opts o = {.algorithm = "shm"};
+    int v = rank + 1;
+    MUST(e.ctx, cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, &o));
+    CHECK(v == size * (size + 1) / 2);
+    MUST(e.ctx, cgloo_barrier(e.ctx, &o));
+    v = rank == 0 ? 42 : 0;
+    MUST(e.ctx, cgloo_broadcast(e.ctx, &v, 1, CGLOO_INT32, 0, &o));
+    CHECK(v == 42);
+    CHECK(!dump_has(e.ctx, "(shm)"));
+    mesh_close(e);
+}
+
+static void test_fallback_over_tcp(void)
+{
+    CHECK_OK(cgloo_store_hash_create(&store));
+    run_ranks(3, tcp_rank, NULL);
+    cgloo_store_destroy(store);
+}
+
+/* ---- a rank that never comes ---- */
+
+static void stalled_rank(int rank, int size, void *arg)
+{
+    const char *algo = arg;
+    rank_env e = connect_shm(store, rank, size, "shm", TIMEOUT_MS);
+    MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
+    if (rank != size - 1) {
+        cgloo_coll_opts o = {.algorithm = "shm", .timeout_ms = 400};
+        int v = 1, rc;
+        long long t0 = test_now_ms();
+        if (strcmp(algo, "allreduce") == 0)
+            rc = cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, &o);
+        else if (strcmp(algo, "barrier") == 0)
+            rc = cgloo_barrier(e.ctx, &o);
+        else
+            rc = cgloo_broadcast(e.ctx, &v, 1, CGLOO_INT32, size - 1, &o);
+        CHECK_STATUS(rc, CGLOO_ETIMEDOUT);
+        CHECK(test_now_ms() - t0 < 5000);
+        char detail[1024], want[64];
+        cgloo_context_last_error(e.ctx, detail, sizeof detail);
+        snprintf(want, sizeof want, "rank %d", size - 1);
+        if (!strstr(detail, want) || !strstr(detail, algo))
+            harness_fail(__FILE__, __LINE__, "the timeout names the missing rank", detail);
+    }
+    /* The last rank never calls; everyone waits for the others' verdict before closing. */
+    CHECK_OK(cgloo_store_add(store, "stalled", 1, NULL));
+    for (int64_t n = 0; n < size; test_sleep_ms(5))
+        CHECK_OK(cgloo_store_add(store, "stalled", 0, &n));
+    mesh_close(e);
+}
+
+static void test_stalled_peer(void)
+{
+    const char *algos[] = {"allreduce", "barrier", "broadcast"};
+    for (int a = 0; a < 3; a++) {
+        CHECK_OK(cgloo_store_hash_create(&store));
+        run_ranks(3, stalled_rank, (void *)algos[a]);
+        cgloo_store_destroy(store);
+    }
+}
+
+/* ---- a rank killed while the others wait on its slot ---- */
+
+#define NPROC 3
+
+typedef struct procs {
+    char dir[256];
+    pid_t pid[NPROC];
+    const char *algo;
+} procs;
+
+static cgloo_store *procs_store(const procs *w)
+{
+    cgloo_store *s;
+    CHECK_OK(cgloo_store_file_create(w->dir, "cshm", &s));
+    return s;
+}
+
+static void victim(procs *w, int rank)
+{
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_shm(s, rank, NPROC, "shm", 10000);
+    for (int i = 0; i < 50; i++) /* the slots in use, then it stops coming */
+        MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
+    CHECK_OK(cgloo_store_set(s, "victim_ready", "1", 1));
+    for (;;)
+        pause();
+}
+
+static void survivor(procs *w, int rank)
+{
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_shm(s, rank, NPROC, "shm", 10000);
+    for (int i = 0; i < 50; i++)
+        MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
+    long long t0 = test_now_ms();
+    int v[4] = {1, 2, 3, 4}, rc;
+    if (strcmp(w->algo, "allreduce") == 0)
+        rc = cgloo_allreduce(e.ctx, v, v, 4, CGLOO_INT32, CGLOO_SUM, NULL);
+    else if (strcmp(w->algo, "barrier") == 0)
+        rc = cgloo_barrier(e.ctx, NULL);
+    else
+        rc = cgloo_broadcast(e.ctx, v, 4, CGLOO_INT32, 2, NULL);
+    CHECK_STATUS(rc, CGLOO_EPEER);
+    CHECK(test_now_ms() - t0 < 8000); /* the timeout is 10 s: the death was noticed */
+    char detail[1024];
+    cgloo_context_last_error(e.ctx, detail, sizeof detail);
+    if (!strstr(detail, "rank 2") || !strstr(detail, "(shm)"))
+        harness_fail(__FILE__, __LINE__, "the error names the dead rank", detail);
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void spawn(procs *w, int rank, void (*fn)(procs *, int))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        fn(w, rank);
+        fflush(NULL);
+        _exit(0);
+    }
+    w->pid[rank] = pid;
+}
+
+static void reap_ok(procs *w, int rank)
+{
+    int status = 0;
+    CHECK(waitpid(w->pid[rank], &status, 0) == w->pid[rank]);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "rank %d: status %#x", rank, status);
+        harness_fail(__FILE__, __LINE__, "a rank failed", detail);
+    }
+}
+
+static void killed_once(const char *algo)
+{
+    procs w = {.algo = algo};
+    snprintf(w.dir, sizeof w.dir, "%s", test_tmpdir());
+    spawn(&w, 2, victim);
+    spawn(&w, 0, survivor);
+    spawn(&w, 1, survivor);
+    cgloo_store *s = procs_store(&w);
+    const char *key = "victim_ready";
+    CHECK_OK(cgloo_store_wait(s, &key, 1, 20000));
+    test_sleep_ms(300); /* the survivors wait on its slot, past the spin: asleep */
+    kill(w.pid[2], SIGKILL);
+    waitpid(w.pid[2], NULL, 0);
+    reap_ok(&w, 0);
+    reap_ok(&w, 1);
+    cgloo_store_destroy(s);
+}
+
+static void test_killed_mid_collective(void)
+{
+    killed_once("allreduce");
+    killed_once("barrier");
+    killed_once("broadcast");
+}
+
+static const test_case tests[] = {
+    {"allreduce_types", test_allreduce_types, 120},
+    {"back_to_back", test_back_to_back, 120},
+    {"big_broadcast", test_big_broadcast, 60},
+    {"two_tags", test_two_tags, 60},
+    {"oversubscribed", test_oversubscribed, 120},
+    {"selector", test_selector, 60},
+    {"fallback_over_tcp", test_fallback_over_tcp, 30},
+    {"stalled_peer", test_stalled_peer, 60},
+    {"killed_mid_collective", test_killed_mid_collective, 60},
+};
+
+TEST_MAIN(tests)
