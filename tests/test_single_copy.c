@@ -55,6 +55,13 @@ static int32_t value(int r, size_t i, int k)
 static const size_t counts[] = {1, 3, 5, 1001, 65536 + 3, (1u << 20) + 7};
 enum { NCOUNTS = sizeof counts / sizeof counts[0] };
 
+/* quick: under a sanitizer (SINGLE_COPY_QUICK set by ctest) the largest count and the 4-rank
+ * world are left out, which take most of the time there and test nothing the others do not. */
+static bool quick(void)
+{
+    return getenv("SINGLE_COPY_QUICK") != NULL;
+}
+
 static void allreduce_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, bool inplace,
                               const char *alg)
 {
@@ -184,7 +191,7 @@ static void sums_rank(procs *w, int rank, void *arg)
     (void)arg;
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
-    for (int c = 0; c < NCOUNTS; c++)
+    for (int c = 0; c < NCOUNTS - quick(); c++)
         for (int k = 0; k < (counts[c] > 100000 ? 3 : 10); k++) {
             allreduce_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0, "single_copy");
             rs_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 1);
@@ -213,7 +220,8 @@ static void test_sums(void)
 {
     run_world(2, sums_rank, NULL, NULL);
     run_world(3, sums_rank, NULL, NULL);
-    run_world(4, sums_rank, NULL, NULL);
+    if (!quick())
+        run_world(4, sums_rank, NULL, NULL);
 }
 
 /* ---- which algorithm ran ------------------------------------------------------------------- */
