@@ -154,6 +154,98 @@ static void test_bad_transport(void)
     CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
 }
 
+/* ---- lazy contexts and sub-contexts ---- */
+
+/* split_ok splits ctx, failing with the detail when it does not work. */
+static cgloo_context *split_ok(cgloo_context *ctx, int color)
+{
+    cgloo_context *child = NULL;
+    int rc = cgloo_context_split(ctx, color, 0, &child);
+    if (rc != CGLOO_OK) {
+        char detail[512];
+        cgloo_context_last_error(ctx, detail, sizeof detail);
+        harness_fail(__FILE__, __LINE__, "cgloo_context_split", detail);
+    }
+    return child;
+}
+
+static void sum_ok(cgloo_context *ctx, int want)
+{
+    int v = 1;
+    CHECK_OK(cgloo_allreduce(ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK(v == want);
+}
+
+typedef struct lazy_case {
+    bool lazy;
+    const char *rank0; /* rank 0's transport; the others ask for auto */
+} lazy_case;
+
+/* Four ranks, rank 0 asking for `rank0`: in the parent and in a child of all four, the ranks
+ * that share memory hold those pairs from connect on, lazy or not; the child of ranks 2 and 3
+ * (color 1) shares memory too. A lazy rank's TCP peers connect only on first use. */
+static void rank_split_shm(int rank, int size, void *arg)
+{
+    const lazy_case *lc = arg;
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000,
+                               .name = "split",
+                               .lazy = lc->lazy ? 1 : -1,
+                               .transport = rank == 0 ? lc->rank0 : "auto"};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
+    bool shares = strcmp(lc->rank0, "tcp") != 0;
+    int shm_peers = rank == 0 ? (shares ? 3 : 0) : (shares ? 3 : 2);
+    if (lc->lazy)
+        CHECK(cgloo_context_connections(e.ctx) == shm_peers);
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    sum_ok(e.ctx, 4);
+    cgloo_context *all = split_ok(e.ctx, 0);
+    CHECK(cgloo_context_connections(all) == (lc->lazy ? shm_peers : 3));
+    CHECK_OK(cgloo_barrier(e.ctx, NULL)); /* no child sends (a lazy dial) before every count */
+    sum_ok(all, 4);
+    cgloo_context *half = split_ok(e.ctx, rank / 2);
+    int conns = cgloo_context_connections(half);
+    if (conns != (lc->lazy && rank < 2 && !shares ? 0 : 1)) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "rank %d: %d connections", rank, conns);
+        harness_fail(__FILE__, __LINE__, "the half's connections", detail);
+    }
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    sum_ok(half, 2);
+    cgloo_context_destroy(half);
+    cgloo_context_destroy(all);
+    mesh_close(e);
+}
+
+static void run_split_shm(bool lazy, const char *rank0)
+{
+    lazy_case lc = {lazy, rank0};
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(4, rank_split_shm, &lc);
+    cgloo_store_destroy(thread_store);
+    bool shares = strcmp(rank0, "tcp") != 0;
+    /* The parent, then the child of all four, then the halves (ranks 0/2 and 1/2 of each). */
+    CHECK(logged(shares ? "[0/4] 3 peers on this host over shm" : "[1/4] 2 peers on this host"));
+    CHECK(logged(shares ? "[3/4] 3 peers on this host over shm" : "[3/4] 2 peers on this host"));
+    CHECK(logged("[1/2] 1 peers on this host over shm"));
+    CHECK(shares == logged("[0/4] 3 peers") && !logged("[0/4] 2 peers"));
+}
+
+static void test_split_over_shm(void)
+{
+    run_split_shm(false, "auto");
+    run_split_shm(false, "tcp");
+}
+
+static void test_lazy_over_shm(void)
+{
+    run_split_shm(true, "auto");
+    run_split_shm(true, "tcp");
+}
+
 /* ---- real processes ---- */
 
 #define NPROC 3
@@ -469,6 +561,8 @@ static const test_case tests[] = {
     {"bad_transport", test_bad_transport, 30},
     {"default_is_auto", test_default_is_auto, 60},
     {"mixed_binding", test_mixed_binding, 60},
+    {"split_over_shm", test_split_over_shm, 60},
+    {"lazy_over_shm", test_lazy_over_shm, 60},
     {"large_vm", test_large_vm, 60},
     {"large_copy", test_large_copy, 60},
     {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},
