@@ -517,11 +517,13 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * store's host (a TCP store's) or a peer's address is another host's: the detail names the
  * address, why it was chosen and the variables that change it. Errors: ETIMEDOUT,
  * ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY (another run is in its
- * rendezvous under the same context name on this store right now); the detail
+ * rendezvous under the same context name on this store right now), ENOTSUP (transport "shm"
+ * where a pair of this host cannot share memory; "auto" takes TCP for it); the detail
  * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and for
  * a connection that never came about, the local address dialled from. A lazy context
- * (cgloo_context_attr.lazy) stops after reading the peers' addresses: its pairs connect on
- * first use, and the last rank to read the records removes them. */
+ * (cgloo_context_attr.lazy) stops after reading the peers' addresses and connecting those it
+ * reaches through shared memory: its other pairs connect on first use, and the last rank to
+ * read the records removes them. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* What cgloo_launch_info_from_env found: which launcher started this process and where its

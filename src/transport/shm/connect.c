@@ -343,7 +343,7 @@ static bool hello_ok(cgloo__connector *c, const shm_hello *h, const cgloo__peer_
         return false;
     cgloo_peer *p = &ctx->peers[h->from];
     shm_pair *s = p->transport == &cgloo__shm_transport ? shm_pair_of(p) : NULL;
-    return s && !s->seg && peers[h->from].nonce == h->from_nonce;
+    return s && !s->seg && !c->fell_back[h->from] && peers[h->from].nonce == h->from_nonce;
 }
 
 /* map_segment maps a segment a higher rank handed over, after checking it is one: sealed
@@ -410,8 +410,7 @@ static int on_hello(cgloo__connector *c, int i, const cgloo__peer_record *peers)
                  .eager_budget = ctx->eager_budget};
     if (answer != ACK_OK || !send_with_fd(pd->fd, &a, sizeof a, -1)) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
-                  "shared memory: refused a connection (a hello that is not for this run, or "
-                  "from another user)");
+                  "shared memory: refused a connection (a hello that is not for this run)");
         if (seg)
             munmap(seg, sizeof *seg);
         pending_drop(c, i);
