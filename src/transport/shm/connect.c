@@ -520,13 +520,18 @@ int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int
             if (r < ctx->rank && rc == CGLOO_OK)
                 rc = dial(c, r, &peers[r]);
         }
+    int done = 0;
     while (rc == CGLOO_OK && c->connected + c->n_fell_back < c->wanted) {
+        if (c->connected + c->n_fell_back > done) { /* a stall is bounded, not the mesh (TCP's) */
+            done = c->connected + c->n_fell_back;
+            deadline_ms = CGLOO_MAX(deadline_ms, cgloo__now_ms() + ctx->timeout_ms);
+        }
         int left = cgloo__remaining_ms(deadline_ms);
         if (left == 0) {
             int r = waiting_for(c);
             return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
                                     "rank %d: shared memory: connected to %d of %d peers on this "
-                                    "host within %d ms; waiting for rank %d (%s)",
+                                    "host, and to none more within %d ms; waiting for rank %d (%s)",
                                     ctx->rank, c->connected, c->wanted, ctx->timeout_ms, r,
                                     r < ctx->rank ? "dialled, no answer" : "no hello arrived");
         }
