@@ -80,9 +80,12 @@ static void settle_departure(cgloo_context *ctx, int gone)
     if (gone < 0 || gone >= ctx->size || gone == ctx->rank || !ctx->peers[gone].peer_left ||
         cgloo__list_empty(&ctx->spinners))
         return;
+    char detail[CGLOO_ERROR_MAX];
+    int status = cgloo_context_last_error(ctx, detail, sizeof detail);
     int64_t until = cgloo__now_ms() + DEPARTURE_SETTLE_MS;
     while (!ctx->progressing && cgloo__now_ms() < until)
         cgloo__ctx_poll_once(ctx, 1, false);
+    cgloo__ctx_error(ctx, status, "%s", detail); /* not a later peer's failure read meanwhile */
 }
 
 void cgloo__p2p_failed_peers(cgloo_context *ctx, int skip, char *buf, size_t len)
