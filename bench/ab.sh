@@ -8,6 +8,9 @@
 #   B_FLAGS=--nonblocking bench/ab.sh build build   one build, the allreduces of B with extra
 #                                                   cgloo-bench flags (A_FLAGS likewise)
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 a=$1
 b=$2
 RUNS=${RUNS:-5}

@@ -30,6 +30,9 @@
 # (where the measurements are kept for REPORT_ONLY: build/bench-data, or build/bench-data-shm;
 # QUICK OUT/data).
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 cd "$(dirname "$0")/.."
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then

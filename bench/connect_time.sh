@@ -3,6 +3,9 @@
 # cgloo-run -n N each way, alternating, and the median of each column.
 #   bench/connect_time.sh [BUILD_DIR] [N]          e.g. bench/connect_time.sh build 64
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 dir=${1:-build}
 n=${2:-64}
 RUNS=${RUNS:-5}

@@ -7,6 +7,9 @@
 #   bench/diag.sh                      RUNS=7 TIME_MS=500 bench/diag.sh
 # docs/BENCHMARKS.md ("Check mode and the flight recorder") has the figures.
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 TIME_MS=${TIME_MS:-300}

@@ -5,6 +5,9 @@
 #   bench/lazy.sh [BUILD_DIR] [N...]          e.g. bench/lazy.sh build 2 16 64
 #   LAZY_ONLY=1 ALLTOALL= bench/lazy.sh build 256 512 1024   large jobs, lazy, no alltoall
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 dir=${1:-build}
 shift || true
 sizes=${*:-2 16 64}

@@ -7,6 +7,9 @@
 #   bench/py_bench.sh                 RUNS=5 TIME_MS=500 BUILD=build-foo PYTHON=/usr/bin/python3 bench/py_bench.sh
 # Needs the Python module built (BUILD/python/cgloo) and numpy for PYTHON.
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 TIME_MS=${TIME_MS:-500}

@@ -7,6 +7,9 @@
 # LIMITS=0 skips the limits (bench/coll.sh measures them once for both reports).
 # The awk below is POSIX awk (Debian's default is mawk): sorting is left to sort(1).
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 MAX_BYTES=${MAX_BYTES:-4194304}

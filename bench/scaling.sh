@@ -4,6 +4,9 @@
 #   bench/scaling.sh [BUILD_DIR] [P...]        e.g. RUNS=3 bench/scaling.sh build 16 64 256 512 1024
 # A run that fails counts as failed, and the table says how many of the RUNS did.
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 dir=${1:-build}
 shift || true
 sizes=${*:-16 64 256 512 1024}

@@ -7,6 +7,9 @@
 # used TLS (the device's log line), so the ratios cannot come from two plain runs.
 #   bench/tls.sh [BUILD_DIR]          RUNS=5 TIME_MS=1000 bench/tls.sh build
 set -euo pipefail
+# The figures this script makes are over TCP (the default, auto, takes shared memory between
+# ranks of one host): CGLOO_TRANSPORT=auto or shm in the caller's environment measures that.
+export CGLOO_TRANSPORT=${CGLOO_TRANSPORT:-tcp}
 cd "$(dirname "$0")/.."
 build=${1:-build}
 RUNS=${RUNS:-5}

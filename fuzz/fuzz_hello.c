@@ -146,7 +146,7 @@ static void to_dialler(uint8_t *data, size_t len, int patch)
     fake_publish(store, fake_port);
     /* Short: a dial whose acknowledgement ends early is dialled again until the deadline (a late
      * hello is not a violation), and every input would otherwise wait it out. */
-    cgloo_context_attr attr = {.timeout_ms = 250, .name = FAKE_NAME};
+    cgloo_context_attr attr = {.timeout_ms = 250, .name = FAKE_NAME, .transport = "tcp"};
     if (cgloo_context_create(1, 2, &attr, &ctx) != CGLOO_OK)
         fake_die("context");
     ack_job j = {data, len, patch};

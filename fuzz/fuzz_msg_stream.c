@@ -71,7 +71,7 @@ static void rank_connect(rank1 *r, int *fd)
     if (cgloo_store_hash_create(&r->store) != CGLOO_OK)
         fake_die("store");
     fake_publish(r->store, fake_port);
-    cgloo_context_attr attr = {.timeout_ms = 3000, .name = FAKE_NAME};
+    cgloo_context_attr attr = {.timeout_ms = 3000, .name = FAKE_NAME, .transport = "tcp"};
     if (cgloo_context_create(1, 2, &attr, &r->ctx) != CGLOO_OK)
         fake_die("context");
     pthread_t th;

@@ -6,6 +6,9 @@
 # - one rank whose own limit cannot hold a connection per peer fails at once, before it
 #   publishes its address, saying what the limit is and what to set, and cgloo-run names it:
 #   well before the connect's timeout, which a rank that ran out part-way would wait out.
+# The ranks share one host, so by default (CGLOO_TRANSPORT=auto) their pairs go through shared
+# memory: a pair holds one descriptor either way (its TCP or its Unix socket), and the check
+# counts one per peer before it knows which.
 set -u
 run=$1
 prog=$2

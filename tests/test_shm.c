@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,15 +117,31 @@ static void rank_default(int rank, int size, void *arg)
     mesh_close(e);
 }
 
-/* Without CGLOO_TRANSPORT or the attribute, every peer stays on TCP. */
-static void test_default_is_tcp(void)
+/* Without CGLOO_TRANSPORT or the attribute (auto), peers on this host go through shared
+ * memory; CGLOO_TRANSPORT=tcp keeps every peer on TCP. */
+static void test_default_is_auto(void)
 {
+    const char *was = getenv("CGLOO_TRANSPORT");
+    char saved[16] = "";
+    if (was)
+        snprintf(saved, sizeof saved, "%s", was);
     unsetenv("CGLOO_TRANSPORT");
     capture_start();
     CHECK_OK(cgloo_store_hash_create(&thread_store));
     run_ranks(2, rank_default, NULL);
     cgloo_store_destroy(thread_store);
+    CHECK(logged("[0/2] 1 peers on this host over shm") &&
+          logged("[1/2] 1 peers on this host over shm"));
+    setenv("CGLOO_TRANSPORT", "tcp", 1);
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(2, rank_default, NULL);
+    cgloo_store_destroy(thread_store);
     CHECK(!logged("over shm"));
+    if (was)
+        setenv("CGLOO_TRANSPORT", saved, 1);
+    else
+        unsetenv("CGLOO_TRANSPORT");
 }
 
 static void test_bad_transport(void)
@@ -134,6 +152,98 @@ static void test_bad_transport(void)
     char detail[256];
     cgloo_last_error(detail, sizeof detail);
     CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
+}
+
+/* ---- lazy contexts and sub-contexts ---- */
+
+/* split_ok splits ctx, failing with the detail when it does not work. */
+static cgloo_context *split_ok(cgloo_context *ctx, int color)
+{
+    cgloo_context *child = NULL;
+    int rc = cgloo_context_split(ctx, color, 0, &child);
+    if (rc != CGLOO_OK) {
+        char detail[512];
+        cgloo_context_last_error(ctx, detail, sizeof detail);
+        harness_fail(__FILE__, __LINE__, "cgloo_context_split", detail);
+    }
+    return child;
+}
+
+static void sum_ok(cgloo_context *ctx, int want)
+{
+    int v = 1;
+    CHECK_OK(cgloo_allreduce(ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK(v == want);
+}
+
+typedef struct lazy_case {
+    bool lazy;
+    const char *rank0; /* rank 0's transport; the others ask for auto */
+} lazy_case;
+
+/* Four ranks, rank 0 asking for `rank0`: in the parent and in a child of all four, the ranks
+ * that share memory hold those pairs from connect on, lazy or not; the child of ranks 2 and 3
+ * (color 1) shares memory too. A lazy rank's TCP peers connect only on first use. */
+static void rank_split_shm(int rank, int size, void *arg)
+{
+    const lazy_case *lc = arg;
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000,
+                               .name = "split",
+                               .lazy = lc->lazy ? 1 : -1,
+                               .transport = rank == 0 ? lc->rank0 : "auto"};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
+    bool shares = strcmp(lc->rank0, "tcp") != 0;
+    int shm_peers = rank == 0 ? (shares ? 3 : 0) : (shares ? 3 : 2);
+    if (lc->lazy)
+        CHECK(cgloo_context_connections(e.ctx) == shm_peers);
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    sum_ok(e.ctx, 4);
+    cgloo_context *all = split_ok(e.ctx, 0);
+    CHECK(cgloo_context_connections(all) == (lc->lazy ? shm_peers : 3));
+    CHECK_OK(cgloo_barrier(e.ctx, NULL)); /* no child sends (a lazy dial) before every count */
+    sum_ok(all, 4);
+    cgloo_context *half = split_ok(e.ctx, rank / 2);
+    int conns = cgloo_context_connections(half);
+    if (conns != (lc->lazy && rank < 2 && !shares ? 0 : 1)) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "rank %d: %d connections", rank, conns);
+        harness_fail(__FILE__, __LINE__, "the half's connections", detail);
+    }
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    sum_ok(half, 2);
+    cgloo_context_destroy(half);
+    cgloo_context_destroy(all);
+    mesh_close(e);
+}
+
+static void run_split_shm(bool lazy, const char *rank0)
+{
+    lazy_case lc = {lazy, rank0};
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(4, rank_split_shm, &lc);
+    cgloo_store_destroy(thread_store);
+    bool shares = strcmp(rank0, "tcp") != 0;
+    /* The parent, then the child of all four, then the halves (ranks 0/2 and 1/2 of each). */
+    CHECK(logged(shares ? "[0/4] 3 peers on this host over shm" : "[1/4] 2 peers on this host"));
+    CHECK(logged(shares ? "[3/4] 3 peers on this host over shm" : "[3/4] 2 peers on this host"));
+    CHECK(logged("[1/2] 1 peers on this host over shm"));
+    CHECK(shares == logged("[0/4] 3 peers") && !logged("[0/4] 2 peers"));
+}
+
+static void test_split_over_shm(void)
+{
+    run_split_shm(false, "auto");
+    run_split_shm(false, "tcp");
+}
+
+static void test_lazy_over_shm(void)
+{
+    run_split_shm(true, "auto");
+    run_split_shm(true, "tcp");
 }
 
 /* ---- real processes ---- */
@@ -336,13 +446,130 @@ static void test_sigkill_leaves_nothing(void)
     CHECK(dev_shm_entries() == shm_before);
 }
 
+/* ---- pairs that cannot share memory: auto falls back to TCP, shm fails saying why ---- */
+
+typedef enum handicap { OTHER_USER, NO_SEGMENT } handicap;
+
+typedef struct fallback_case {
+    handicap what;
+    const char *transport;
+} fallback_case;
+
+static fallback_case fb_case;
+
+/* handicap_apply makes this process unable to share memory with its peer for real: another
+ * user (the peer's check of SO_PEERCRED), or a file-size limit under the segment's size, so
+ * that growing the memfd fails with EFBIG. */
+static void handicap_apply(handicap what)
+{
+    if (what == OTHER_USER) {
+        CHECK(setgid(65534) == 0 && setuid(65534) == 0);
+        return;
+    }
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {65536, 65536};
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+}
+
+/* fallback_rank: rank 1 (the higher rank, which makes the segment) is handicapped. Under auto
+ * both ranks connect, say in the log that the pair went over TCP, and move a small and a large
+ * message; under shm both fail at once, naming the reason. */
+static void fallback_rank(world *w, int rank)
+{
+    capture_start();
+    umask(0); /* the store's files and folders: both users write them */
+    if (rank == 1)
+        handicap_apply(fb_case.what);
+    cgloo_store *s = world_store(w);
+    cgloo_device *dev;
+    cgloo_context *ctx;
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "fb", .transport = fb_case.transport};
+    CHECK_OK(cgloo_context_create(rank, 2, &attr, &ctx));
+    long long t0 = test_now_ms();
+    int rc = cgloo_context_connect(ctx, s, dev);
+    char detail[512];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    const char *why = fb_case.what == OTHER_USER ? "run as different users" : "segment";
+    if (strcmp(fb_case.transport, "shm") == 0) {
+        CHECK_STATUS(rc, CGLOO_ENOTSUP);
+        CHECK(test_now_ms() - t0 < 5000); /* at once, not at the timeout */
+        if (!strstr(detail, why) || !strstr(detail, "auto"))
+            harness_fail(__FILE__, __LINE__, "the error says why and what to set", detail);
+    } else {
+        if (rc != CGLOO_OK)
+            harness_fail(__FILE__, __LINE__, "cgloo_context_connect", detail);
+        CHECK(logged("reached over TCP instead") && !logged("over shm"));
+        size_t n = (4u << 20) + 5; /* past both large-message thresholds */
+        uint8_t *buf = malloc(n);
+        CHECK(buf != NULL);
+        fill_pattern(buf, n, 9);
+        int v = rank + 1;
+        CHECK_OK(cgloo_allreduce(ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+        CHECK(v == 3);
+        if (rank == 0)
+            CHECK_OK(cgloo_send(ctx, buf, n, 1, 4, 0));
+        else {
+            memset(buf, 0, n);
+            CHECK_OK(cgloo_recv(ctx, buf, n, 0, 4, 0, NULL));
+            CHECK(check_pattern(buf, n, 9));
+        }
+        free(buf);
+    }
+    cgloo_context_destroy(ctx);
+    cgloo_device_destroy(dev);
+    cgloo_store_destroy(s);
+}
+
+static void run_fallback(handicap what, const char *transport)
+{
+    if (what == OTHER_USER && geteuid() != 0) {
+        printf("skipped: running a rank as another user needs root\n");
+        return;
+    }
+    world w = {0};
+    snprintf(w.dir, sizeof w.dir, "%s", test_tmpdir());
+    CHECK(chmod(w.dir, 0777) == 0); /* the other user's rank writes its record there */
+    fb_case = (fallback_case){what, transport};
+    spawn(&w, 0, fallback_rank);
+    spawn(&w, 1, fallback_rank);
+    reap_ok(&w, 0);
+    reap_ok(&w, 1);
+}
+
+static void test_other_user_auto(void)
+{
+    run_fallback(OTHER_USER, "auto");
+}
+
+static void test_other_user_shm(void)
+{
+    run_fallback(OTHER_USER, "shm");
+}
+
+static void test_no_segment_auto(void)
+{
+    run_fallback(NO_SEGMENT, "auto");
+}
+
+static void test_no_segment_shm(void)
+{
+    run_fallback(NO_SEGMENT, "shm");
+}
+
 static const test_case tests[] = {
     {"bad_transport", test_bad_transport, 30},
-    {"default_is_tcp", test_default_is_tcp, 60},
+    {"default_is_auto", test_default_is_auto, 60},
     {"mixed_binding", test_mixed_binding, 60},
+    {"split_over_shm", test_split_over_shm, 60},
+    {"lazy_over_shm", test_lazy_over_shm, 60},
     {"large_vm", test_large_vm, 60},
     {"large_copy", test_large_copy, 60},
     {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},
+    {"other_user_auto", test_other_user_auto, 60},
+    {"other_user_shm", test_other_user_shm, 60},
+    {"no_segment_auto", test_no_segment_auto, 60},
+    {"no_segment_shm", test_no_segment_shm, 60},
 };
 
 TEST_MAIN(tests)

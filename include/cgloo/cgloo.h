@@ -485,11 +485,17 @@ typedef struct cgloo_context_attr {
      * CGLOO_LAZY=1 turns it on. Sub-contexts (cgloo_context_split) inherit it. */
     int lazy;
     /* How the context reaches peers on its own host (one kernel: the same boot id, IPC and
-     * network namespaces): "tcp" (every peer over the device's TCP), "shm" (peers on this host
-     * through shared memory, the others over TCP), "auto" (the same as "shm" for now). NULL:
-     * CGLOO_TRANSPORT, else "tcp". Anything else is EINVAL at create. Ranks of one context must
-     * agree. A context attribute rather than a device one: the choice is per communicator, and
-     * the device is TCP's. Sub-contexts (cgloo_context_split) use TCP for now. */
+     * network namespaces): "auto" (peers on this host through shared memory, the others over
+     * TCP; a pair of one host that cannot share memory, because its ranks run as different
+     * users or the shared segment cannot be made or mapped, goes over TCP, with a warning in
+     * the log), "shm" (the same, but such a pair fails the connect on both ranks with ENOTSUP
+     * saying why), "tcp" (every peer over the device's TCP). NULL: CGLOO_TRANSPORT, unset or ""
+     * meaning "auto". Anything else is EINVAL at create. Ranks of one context must agree. Shared
+     * memory checks that both ranks run as one user instead of proving the job secret, and does not
+     * use TLS: "tcp" keeps both on every pair. A lazy context connects its same-host peers over
+     * shared memory at connect, the others on first use. A context attribute rather than a
+     * device one: the choice is per communicator, and the device is TCP's. Sub-contexts
+     * (cgloo_context_split) inherit it. */
     const char *transport;
 } cgloo_context_attr;
 
@@ -511,11 +517,13 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * store's host (a TCP store's) or a peer's address is another host's: the detail names the
  * address, why it was chosen and the variables that change it. Errors: ETIMEDOUT,
  * ECONNREFUSED, EPROTO, EADDR, ESTORE, ESTATE (already connected), EBUSY (another run is in its
- * rendezvous under the same context name on this store right now); the detail
+ * rendezvous under the same context name on this store right now), ENOTSUP (transport "shm"
+ * where a pair of this host cannot share memory; "auto" takes TCP for it); the detail
  * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and for
  * a connection that never came about, the local address dialled from. A lazy context
- * (cgloo_context_attr.lazy) stops after reading the peers' addresses: its pairs connect on
- * first use, and the last rank to read the records removes them. */
+ * (cgloo_context_attr.lazy) stops after reading the peers' addresses and connecting those it
+ * reaches through shared memory: its other pairs connect on first use, and the last rank to
+ * read the records removes them. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* What cgloo_launch_info_from_env found: which launcher started this process and where its
@@ -611,7 +619,8 @@ CGLOO_API int cgloo_context_size(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_timeout(const cgloo_context *ctx);
 /* cgloo_context_connections is how many of ctx's peers have a live connection now (its own
  * rank not counted): size - 1 once a full mesh is connected; in lazy mode (cgloo_context_attr.
- * lazy) only the peers it has talked to. Takes the context lock; never blocks longer. -1 when
+ * lazy) the peers on its host it reaches through shared memory (connected at connect) and the
+ * others it has talked to. Takes the context lock; never blocks longer. -1 when
  * ctx is NULL. */
 CGLOO_API int cgloo_context_connections(cgloo_context *ctx);
 /* cgloo_context_set_timeout changes the default timeout (ms > 0). Errors: EINVAL. */

@@ -250,14 +250,18 @@ class Context:
                  device: Device | None = None, timeout: float | None = None,
                  name: str | None = None, check: bool | None = None,
                  flight_recorder: int | None = None, *,
-                 secret: str | None = None, lazy: bool | None = None) -> None:
+                 secret: str | None = None, lazy: bool | None = None,
+                 transport: str | None = None) -> None:
         """check: exchange a fingerprint of every collective first and raise
         InvalidArgumentError on every rank when the ranks' calls disagree (None: CGLOO_CHECK).
         flight_recorder: how many recent operations dump() shows (0: off; None:
         CGLOO_FLIGHT_RECORDER, else 64). secret: the job secret every connection proves
         (None: CGLOO_SECRET, else CGLOO_SECRET_FILE). lazy: connect each pair on its first
         message instead of the full mesh at once (None: CGLOO_LAZY=1 turns it on); split()
-        children inherit it."""
+        children inherit it. transport: "auto" (peers on this host through shared memory, TCP
+        where a pair cannot share memory), "shm" (the same, failing where it cannot), "tcp"
+        (every peer over TCP); None: CGLOO_TRANSPORT, else "auto". split() children inherit
+        it."""
     @property
     def connections(self) -> int:
         """How many peers have a live connection now (a lazy context: those talked to)."""

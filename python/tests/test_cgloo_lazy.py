@@ -1,10 +1,13 @@
 """Lazy connections from Python: the lazy keyword and CGLOO_LAZY=1, connections opened only
-between the ranks that talk, and split() children that inherit lazy mode."""
+between the ranks that talk, and split() children that inherit lazy mode. Over TCP
+(transport="tcp"): peers on one host that share memory connect at once, lazy or not; the last
+test checks that."""
 
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import cgloo
 from cgloo_testlib import child_env, run_threads
@@ -12,7 +15,7 @@ from cgloo_testlib import child_env, run_threads
 
 def lazy_threads(n, fn, lazy=True):
     """fn(ctx) on n thread ranks with lazy contexts; results by rank."""
-    return run_threads(n, fn, timeout=20, lazy=lazy)
+    return run_threads(n, fn, timeout=20, lazy=lazy, transport="tcp")
 
 
 def test_ring_opens_only_neighbours():
@@ -58,8 +61,28 @@ threads = [threading.Thread(target=rank, args=(r,)) for r in range(3)]
 print(out)
 """
     for value, want in (("1", "[0, 0, 0]"), ("0", "[2, 2, 2]")):
-        env = dict(child_env(), CGLOO_LAZY=value)
+        env = dict(child_env(), CGLOO_LAZY=value, CGLOO_TRANSPORT="tcp")
         done = subprocess.run([sys.executable, "-c", code], env=env, timeout=60,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == want
+
+
+def test_shared_memory_peers_connect_at_once():
+    """Over shared memory (the default, auto) a lazy context holds its same-host pairs from
+    connect on; its split() children too."""
+    def body(ctx):
+        before = ctx.connections
+        child = ctx.split(ctx.rank % 2, key=ctx.rank)
+        with child:
+            opened = child.connections
+            y = np.ones(1, np.int32)
+            child.allreduce(y)
+            return before, opened, int(y[0])
+    assert run_threads(4, body, timeout=20, lazy=True, transport="auto") == [(3, 1, 2)] * 4
+
+
+def test_transport_keyword_checked():
+    with pytest.raises(cgloo.Error) as e:
+        cgloo.Context(0, 1, transport="udp")
+    assert e.value.code == "EINVAL" and "'udp'" in e.value.detail

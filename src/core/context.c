@@ -106,13 +106,13 @@ static int ctx_read_tuning(cgloo_context *ctx)
 }
 
 /* ctx_read_local_mode takes the transport for peers on this host from attr, else
- * CGLOO_TRANSPORT, else tcp (this release keeps TCP unless asked). */
+ * CGLOO_TRANSPORT, else auto (shared memory where it works, TCP where it does not). */
 static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *attr)
 {
     const char *v = attr && attr->transport ? attr->transport : getenv("CGLOO_TRANSPORT");
-    if (!v || !*v || strcmp(v, "tcp") == 0)
+    if (strcmp(v ? v : "", "tcp") == 0)
         ctx->local_mode = CGLOO_LOCAL_TCP;
-    else if (strcmp(v, "auto") == 0)
+    else if (!v || !*v || strcmp(v, "auto") == 0)
         ctx->local_mode = CGLOO_LOCAL_AUTO;
     else if (strcmp(v, "shm") == 0)
         ctx->local_mode = CGLOO_LOCAL_SHM;

@@ -66,10 +66,33 @@ int cgloo__peer_error(cgloo_peer *p)
                             p->fail_err ? ": " : "", p->fail_err ? strerror(p->fail_err) : "");
 }
 
+/* How long a rank whose wait failed because a peer left keeps reading, so that a death the
+ * kernel already reported is seen before the broken connections are listed. */
+#define DEPARTURE_SETTLE_MS 20
+
+/* settle_departure: `gone` closed its context normally, which is often its answer to another
+ * rank's death. Over TCP that death arrives through the poller in the same round as the close;
+ * shared-memory pairs are read from memory, and the poller is asked only every few rounds, so a
+ * close read from a ring can come first, and the rank really gone would go unnamed. Lock held;
+ * only with shared-memory pairs, and only when no other thread drives the context. */
+static void settle_departure(cgloo_context *ctx, int gone)
+{
+    if (gone < 0 || gone >= ctx->size || gone == ctx->rank || !ctx->peers[gone].peer_left ||
+        cgloo__list_empty(&ctx->spinners))
+        return;
+    char detail[CGLOO_ERROR_MAX];
+    int status = cgloo_context_last_error(ctx, detail, sizeof detail);
+    int64_t until = cgloo__now_ms() + DEPARTURE_SETTLE_MS;
+    while (!ctx->progressing && cgloo__now_ms() < until)
+        cgloo__ctx_poll_once(ctx, 1, false);
+    cgloo__ctx_error(ctx, status, "%s", detail); /* not a later peer's failure read meanwhile */
+}
+
 void cgloo__p2p_failed_peers(cgloo_context *ctx, int skip, char *buf, size_t len)
 {
     size_t used = 0;
     buf[0] = '\0';
+    settle_departure(ctx, skip);
     for (int r = 0; r < ctx->size && used < len; r++) {
         const cgloo_peer *p = &ctx->peers[r];
         if (r == skip || r == ctx->rank || p->status == CGLOO_OK || p->peer_left ||

@@ -95,7 +95,9 @@ int cgloo__peer_error(cgloo_peer *p);
 /* cgloo__p2p_failed_peers lists the peers other than `skip` whose connection broke (not those
  * that left normally, nor an abort) as "rank 4 (addr: why)", "; "-separated, into buf ("" when
  * none), so that an error met while waiting on a live peer can name the rank that is really
- * gone. Lock held. */
+ * gone. When `skip` closed its context normally and the context has shared-memory pairs, it
+ * first reads for up to 20 ms (that close is often the answer to another rank's death, which
+ * may not have been read yet). Lock held. */
 void cgloo__p2p_failed_peers(cgloo_context *ctx, int skip, char *buf, size_t len);
 /* cgloo__p2p_isend and cgloo__p2p_irecv are cgloo_isend and cgloo_irecv without the check
  * that keeps user tags below the collectives' (for the collectives). They take the lock: call

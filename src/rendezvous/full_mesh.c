@@ -68,7 +68,7 @@ static int64_t unix_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev)
+static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *dev, const char *host)
 {
     char key[CGLOO_STORE_KEY_MAX + 1], addr[CGLOO_TRANSPORT_ADDR_MAX], val[RECORD_MAX + 1];
     addr_key(ctx, ctx->rank, key, sizeof key);
@@ -76,8 +76,6 @@ static int mesh_publish(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     if (rc != CGLOO_OK)
         return cgloo__ctx_error(ctx, rc, "rank %d: the device has no address to publish",
                                 ctx->rank);
-    char host[32];
-    cgloo__host_suffix(ctx, host, sizeof host);
     if (strlen(addr) + strlen(host) < sizeof addr)
         strcat(addr, host); /* peers on this host bind to shared memory (local_peers.h) */
     uint64_t expiry = (uint64_t)(unix_ms() + ctx->timeout_ms + EXPIRY_SLACK_MS);
@@ -439,33 +437,33 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
     cgloo__peer_record *recs = calloc((size_t)ctx->size, sizeof *recs);
     if (!recs)
         return CGLOO_ENOMEM;
-    const cgloo_transport *t = dev->transport, *shm = &cgloo__shm_transport;
+    const cgloo_transport *t = dev->transport;
     cgloo__connector *conn = NULL, *shm_conn = NULL;
-    char host[32];
+    char host[32] = "";
     int n_local = 0;
-    cgloo__host_suffix(ctx, host, sizeof host);
     bool claimed = false;
     int rc = mesh_claim(ctx, store, &claimed);
     if (rc == CGLOO_OK)
         rc = mesh_bind(ctx, t);
     if (rc == CGLOO_OK)
         rc = t->connect_begin(dev, ctx, cgloo__store_host(store), &conn); /* reachable first */
-    if (rc == CGLOO_OK && host[0])
-        rc = shm->connect_begin(dev, ctx, NULL, &shm_conn);
     if (rc == CGLOO_OK)
-        rc = mesh_publish(ctx, store, dev);
+        rc = cgloo__local_begin(ctx, host, sizeof host, &shm_conn);
+    if (rc == CGLOO_OK)
+        rc = mesh_publish(ctx, store, dev, host);
     if (rc == CGLOO_OK)
         rc = mesh_read_peers(ctx, store, deadline, recs);
     if (rc == CGLOO_OK) /* before the identities are cut off */
         rc = cgloo__ctx_topology_set(ctx, recs, host);
     if (rc == CGLOO_OK)
         rc = cgloo__bind_local_peers(ctx, recs, host, &n_local);
+    /* Shared memory first: a pair that cannot share memory is TCP's before TCP connects. */
+    if (rc == CGLOO_OK)
+        rc = cgloo__local_connect(ctx, shm_conn, recs, deadline, t, &n_local);
     if (rc == CGLOO_OK)
         rc = mesh_peers_connect(ctx, t, &conn, recs, deadline);
-    if (rc == CGLOO_OK && n_local > 0)
-        rc = shm->connect(shm_conn, recs, deadline);
     if (shm_conn)
-        shm->connect_end(shm_conn);
+        cgloo__shm_transport.connect_end(shm_conn);
     if (conn)
         t->connect_end(conn);
     if (rc != CGLOO_OK)

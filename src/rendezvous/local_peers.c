@@ -7,6 +7,7 @@
  * not enough: containers share names, and one name may cover many kernels.
  */
 #include "rendezvous/local_peers.h"
+#include "transport/shm/shm.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -62,4 +63,66 @@ int cgloo__bind_local_peers(cgloo_context *ctx, cgloo__peer_record *recs, const 
     }
     pthread_mutex_unlock(&ctx->lock);
     return rc;
+}
+
+int cgloo__local_begin(cgloo_context *ctx, char *host, size_t len, cgloo__connector **shm_conn)
+{
+    *shm_conn = NULL;
+    cgloo__host_suffix(ctx, host, len);
+    if (ctx->local_mode == CGLOO_LOCAL_TCP)
+        return CGLOO_OK;
+    if (!host[0] && ctx->local_mode == CGLOO_LOCAL_SHM)
+        return cgloo__ctx_error(ctx, CGLOO_ENOTSUP,
+                                "rank %d: CGLOO_TRANSPORT=shm (or the attribute), but this host's "
+                                "identity cannot be read (/proc/sys/kernel/random/boot_id, "
+                                "/proc/self/ns/ipc, /proc/self/ns/net); auto would use TCP",
+                                ctx->rank);
+    if (!host[0]) {
+        CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
+                  "this host's identity cannot be read: every peer over TCP");
+        return CGLOO_OK;
+    }
+    int rc = cgloo__shm_transport.connect_begin(NULL, ctx, NULL, shm_conn);
+    if (rc == CGLOO_OK || ctx->local_mode == CGLOO_LOCAL_SHM)
+        return rc;
+    char detail[CGLOO_ERROR_MAX];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size, "%s: every peer over TCP", detail);
+    host[0] = '\0'; /* no identity published: every peer binds this rank to TCP */
+    return CGLOO_OK;
+}
+
+/* rebind_fallbacks gives t the shared-memory peers whose pair fell back; returns how many
+ * stay on shared memory. Under the lock (an abort may be failing peers meanwhile). */
+static int rebind_fallbacks(cgloo_context *ctx, cgloo__connector *shm_conn,
+                            const cgloo_transport *t, int *n_shm)
+{
+    int rc = CGLOO_OK;
+    *n_shm = 0;
+    pthread_mutex_lock(&ctx->lock);
+    for (int r = 0; r < ctx->size; r++) {
+        cgloo_peer *p = &ctx->peers[r];
+        if (r == ctx->rank || p->transport != &cgloo__shm_transport)
+            continue;
+        if (!cgloo__shm_fell_back(shm_conn, r)) {
+            (*n_shm)++;
+            continue;
+        }
+        cgloo__peer_fini(p);
+        if (rc == CGLOO_OK)
+            rc = cgloo__peer_bind(p, t);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    return rc;
+}
+
+int cgloo__local_connect(cgloo_context *ctx, cgloo__connector *shm_conn,
+                         const cgloo__peer_record *recs, int64_t deadline, const cgloo_transport *t,
+                         int *n_shm)
+{
+    *n_shm = 0;
+    if (!shm_conn)
+        return CGLOO_OK;
+    int rc = cgloo__shm_transport.connect(shm_conn, recs, deadline);
+    return rc == CGLOO_OK ? rebind_fallbacks(ctx, shm_conn, t, n_shm) : rc;
 }

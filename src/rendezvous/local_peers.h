@@ -13,6 +13,20 @@
 #include "core/context.h"
 #include "transport/transport.h"
 
+/* cgloo__local_begin, before this rank publishes its record: host gets the identity suffix
+ * (cgloo__host_suffix) and, when there is one, *shm_conn a shared-memory connector that listens
+ * already. Where shared memory cannot work on this rank (its identity cannot be read, its
+ * abstract socket cannot be made), auto leaves host empty (every peer then binds this rank to
+ * TCP) and logs why, while shm fails with an error saying so: ENOTSUP, or the socket's status. */
+int cgloo__local_begin(cgloo_context *ctx, char *host, size_t len, cgloo__connector **shm_conn);
+/* cgloo__local_connect connects the peers cgloo__bind_local_peers bound to shared memory, then
+ * rebinds to t (the device's transport) those whose pair could not share memory under auto, for
+ * t's connect to reach; *n_shm gets how many stay on shared memory. Blocks until the deadline.
+ * Errors: those of the shared-memory connect; ENOMEM. */
+int cgloo__local_connect(cgloo_context *ctx, cgloo__connector *shm_conn,
+                         const cgloo__peer_record *recs, int64_t deadline, const cgloo_transport *t,
+                         int *n_shm);
+
 /* cgloo__host_suffix writes "|host=<16 hex>" into buf (at least 24 bytes), or "" when the
  * context uses TCP for every peer or this host's identity cannot be read. */
 void cgloo__host_suffix(const cgloo_context *ctx, char *buf, size_t len);

@@ -14,9 +14,15 @@
  * so siblings and the parent never share an id: a hello can only reach the child it names, and
  * the child's messages travel on its own connections, where no tag of the parent or a sibling
  * can meet them.
+ *
+ * Same-host members bind to shared memory exactly as in the store rendezvous (local_peers.h):
+ * each record's address carries the host identity, the child inherits the parent's choice of
+ * transport, and the shared-memory pairs connect before TCP's, whose connect then takes the pairs
+ * that fell back.
  */
 #include "core/auth.h"
 #include "core/context.h"
+#include "rendezvous/local_peers.h"
 #include "core/topology.h"
 #include "transport/transport.h"
 
@@ -36,6 +42,9 @@ typedef struct split_record {
 typedef struct split_plan {
     int rank, size;
     cgloo__peer_record *recs;
+    char host[32];              /* this rank's host identity suffix, "" for TCP only */
+    cgloo__connector *conn;     /* the device transport's */
+    cgloo__connector *shm_conn; /* shared memory's, when host is set */
 } split_plan;
 
 /* comes_before: parent rank a orders before parent rank b in their child (same color). */
@@ -110,7 +119,10 @@ static int child_create(cgloo_context *parent, const split_plan *plan, uint64_t 
                                .progress_thread = parent->pt_wanted,
                                .check = parent->check ? 1 : -1,
                                .flight_recorder = parent->flight.ring ? (int)parent->flight.n : -1,
-                               .lazy = parent->lazy ? 1 : -1};
+                               .lazy = parent->lazy ? 1 : -1,
+                               .transport = parent->local_mode == CGLOO_LOCAL_TCP   ? "tcp"
+                                            : parent->local_mode == CGLOO_LOCAL_SHM ? "shm"
+                                                                                    : "auto"};
     cgloo_context *child = NULL;
     int rc = cgloo_context_create(plan->rank, plan->size, &attr, &child);
     if (rc == CGLOO_OK)
@@ -157,9 +169,12 @@ static int child_topology(const cgloo_context *parent, const split_record *all, 
     return rc;
 }
 
-/* child_begin makes the child and, when it has peers, makes it reachable through the device. */
+/* child_begin makes the child and, when it has peers, binds them (same-host ones to shared
+ * memory) and makes it reachable through the device and shared memory. A rank whose shared
+ * memory cannot listen fails here under auto too, since its identity is published already: the
+ * split fails naming it (split_agree), as it would when its TCP set-up failed. */
 static int child_begin(cgloo_context *parent, const split_record *all, uint64_t seq,
-                       split_plan *plan, cgloo_context **child, cgloo__connector **conn)
+                       split_plan *plan, cgloo_context **child)
 {
     const split_record *mine = &all[parent->rank];
     int rc = split_plan_make(parent, all, plan);
@@ -170,9 +185,14 @@ static int child_begin(cgloo_context *parent, const split_record *all, uint64_t 
     if (rc != CGLOO_OK || plan->size == 1)
         return rc;
     const cgloo_transport *t = parent->device->transport;
+    int n_local = 0;
     rc = child_bind(*child, t);
     if (rc == CGLOO_OK)
-        rc = t->connect_begin(parent->device, *child, NULL, conn);
+        rc = cgloo__bind_local_peers(*child, plan->recs, plan->host, &n_local);
+    if (rc == CGLOO_OK)
+        rc = t->connect_begin(parent->device, *child, NULL, &plan->conn);
+    if (rc == CGLOO_OK && plan->host[0])
+        rc = cgloo__shm_transport.connect_begin(NULL, *child, NULL, &plan->shm_conn);
     return rc;
 }
 
@@ -242,19 +262,21 @@ static int child_finish(cgloo_context *child)
     return rc;
 }
 
-/* split_connect connects the child's members once every rank is reachable. */
-static int split_connect(cgloo_context *parent, cgloo_context *child, cgloo__connector **conn,
-                         const split_plan *plan)
+/* split_connect connects the child's members once every rank is reachable: shared memory
+ * first, so that a pair that cannot share memory is TCP's before TCP connects. */
+static int split_connect(cgloo_context *parent, cgloo_context *child, split_plan *plan)
 {
-    int rc = CGLOO_OK;
+    int rc = CGLOO_OK, n_shm = 0;
+    cgloo__connector **conn = &plan->conn;
     if (*conn) {
         int64_t deadline = cgloo__now_ms() + parent->timeout_ms;
         const cgloo_transport *t = parent->device->transport;
-        if (child->lazy && t->connect_lazy) /* the child keeps the connector (as full_mesh.c) */
-            rc = t->connect_lazy(*conn, plan->recs);
-        else
-            rc = t->connect(*conn, plan->recs, deadline);
-        if (rc == CGLOO_OK && child->lazy && t->connect_lazy) {
+        bool lazy = child->lazy && t->connect_lazy; /* the child keeps the connector */
+        rc = cgloo__local_connect(child, plan->shm_conn, plan->recs, deadline, t, &n_shm);
+        if (rc == CGLOO_OK)
+            rc =
+                lazy ? t->connect_lazy(*conn, plan->recs) : t->connect(*conn, plan->recs, deadline);
+        if (rc == CGLOO_OK && lazy) {
             child->lazy_conn = *conn;
             child->lazy_transport = t;
             *conn = NULL;
@@ -266,11 +288,15 @@ static int split_connect(cgloo_context *parent, cgloo_context *child, cgloo__con
                              parent->rank, detail);
         }
     }
+    if (rc == CGLOO_OK && n_shm > 0)
+        CGLOO_LOG(CGLOO_LOG_INFO, child->rank, child->size, "%d peers on this host over shm",
+                  n_shm);
     return rc == CGLOO_OK ? child_finish(child) : rc;
 }
 
 /* split_exchange runs the first allgather: every rank's record. */
-static int split_exchange(cgloo_context *parent, int color, int key, split_record *all)
+static int split_exchange(cgloo_context *parent, int color, int key, split_record *all, char *host,
+                          size_t host_len)
 {
     split_record mine = {.color = color < 0 ? -1 : color, .key = key};
     mine.nonce = cgloo__random64();
@@ -280,6 +306,11 @@ static int split_exchange(cgloo_context *parent, int color, int key, split_recor
         if (rc != CGLOO_OK)
             return cgloo__ctx_error(parent, rc, "rank %d: split: the device has no address",
                                     parent->rank);
+        cgloo__host_suffix(parent, host, host_len); /* the child inherits the parent's choice */
+        if (strlen(mine.address) + strlen(host) < sizeof mine.address)
+            strcat(mine.address, host); /* members on this host bind to shared memory */
+        else
+            host[0] = '\0';
     }
     int rc = cgloo_allgather(parent, &mine, all, sizeof mine, CGLOO_UINT8, NULL);
     for (int r = 0; r < parent->size; r++)
@@ -300,18 +331,19 @@ static int split_checked(cgloo_context *parent, int color, int key, cgloo_contex
         return CGLOO_ENOMEM;
     split_plan plan = {0};
     cgloo_context *child = NULL;
-    cgloo__connector *conn = NULL;
-    int rc = split_exchange(parent, color, key, all);
+    int rc = split_exchange(parent, color, key, all, plan.host, sizeof plan.host);
     if (rc != CGLOO_OK) {
         free(all);
         return rc;
     }
-    int mine = color >= 0 ? child_begin(parent, all, seq, &plan, &child, &conn) : CGLOO_OK;
+    int mine = color >= 0 ? child_begin(parent, all, seq, &plan, &child) : CGLOO_OK;
     rc = split_agree(parent, mine);
     if (rc == CGLOO_OK && child)
-        rc = split_connect(parent, child, &conn, &plan);
-    if (conn)
-        parent->device->transport->connect_end(conn);
+        rc = split_connect(parent, child, &plan);
+    if (plan.shm_conn)
+        cgloo__shm_transport.connect_end(plan.shm_conn);
+    if (plan.conn)
+        parent->device->transport->connect_end(plan.conn);
     if (rc != CGLOO_OK)
         cgloo_context_destroy(child);
     else

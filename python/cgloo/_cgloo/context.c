@@ -164,15 +164,16 @@ static int ctx_connect(cgpy_Context *self, PyObject *store)
 
 static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"rank",    "size", "store", "device",
-                            "timeout", "name", "check", "flight_recorder",
-                            "secret",  "lazy", NULL};
+    static char *names[] = {"rank",    "size", "store",     "device",
+                            "timeout", "name", "check",     "flight_recorder",
+                            "secret",  "lazy", "transport", NULL};
     int rank, size, ms;
     PyObject *store = Py_None, *device = Py_None, *timeout = Py_None, *check = Py_None,
              *recorder = Py_None, *lazy = Py_None;
-    const char *name = NULL, *secret = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO$zO:Context", names, &rank, &size, &store,
-                                     &device, &timeout, &name, &check, &recorder, &secret, &lazy) ||
+    const char *name = NULL, *secret = NULL, *transport = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ii|OOOzOO$zOz:Context", names, &rank, &size, &store,
+                                     &device, &timeout, &name, &check, &recorder, &secret, &lazy,
+                                     &transport) ||
         ctx_args(store, device, size) < 0 || cgpy_timeout_ms(timeout, &ms) < 0)
         return -1;
     int check_on = check == Py_None ? 0 : PyObject_IsTrue(check) ? 1 : -1;
@@ -195,7 +196,8 @@ static int ctx_init(cgpy_Context *self, PyObject *args, PyObject *kw)
                                                   : entries == 0      ? -1
                                                                       : (int)entries,
                                .secret = secret,
-                               .lazy = lazy_on};
+                               .lazy = lazy_on,
+                               .transport = transport};
     int rc = cgloo_context_create(rank, size, &attr, &self->ctx);
     if (rc != CGLOO_OK) {
         cgpy_raise_last(rc, "Context(rank=%d, size=%d)", rank, size);

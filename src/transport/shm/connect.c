@@ -11,6 +11,12 @@
  * the segment and answers. The memfd is closed on both sides once mapped: the memory lives
  * exactly as long as one of the two mappings, and no name for it exists anywhere. The socket
  * stays open for the pair: wake-ups go through it, and its end tells of the peer's death.
+ *
+ * A pair that cannot share memory (the dialler cannot make the segment, the two run as different
+ * users, the segment cannot be mapped) falls back to TCP when both ranks asked for "auto": the
+ * hello says whether the dialler may fall back, the answer whether they do, so that both sides
+ * decide alike; the rendezvous then rebinds the pair to TCP (cgloo__shm_fell_back) before TCP
+ * connects. With "shm" on either side the pair fails the connect instead, saying why.
  */
 #define _GNU_SOURCE
 #include "transport/shm/shm.h"
@@ -30,15 +36,34 @@
 #define HELLO_MAGIC 0x63676c6f6f73684cULL
 #define POLL_SLICE_MS 100
 
+/* shm_hello.flags */
+#define HELLO_MAY_FALL_BACK 1u /* the dialler asked for auto: it takes TCP for this pair */
+#define HELLO_NO_SEGMENT 2u    /* the dialler could not make the segment (no descriptor sent) */
+
 typedef struct shm_hello {
     uint64_t magic, ctx_id, from_nonce, to_nonce;
-    uint32_t from, to, size, eager_max, eager_budget, pad;
+    uint32_t from, to, size, eager_max, eager_budget, flags;
 } shm_hello;
+
+/* shm_ack.ok: the answer to a hello. */
+enum shm_answer {
+    ACK_REFUSED,    /* not a hello of this run */
+    ACK_OK,         /* the segment is mapped: the pair is connected */
+    ACK_TCP,        /* the pair cannot share memory; both asked for auto: it takes TCP */
+    ACK_OTHER_USER, /* the two run as different users, and one insists on shm */
+    ACK_NO_SEGMENT, /* the segment could not be made or mapped, and one insists on shm */
+};
 
 typedef struct shm_ack {
     uint64_t magic;
     uint32_t ok, eager_max, eager_budget, pad;
 } shm_ack;
+
+/* Why a pair cannot share memory, by answer, for the errors and the log. */
+static const char *const answer_why[] = {
+    [ACK_OTHER_USER] = "the two processes run as different users",
+    [ACK_NO_SEGMENT] = "the shared segment could not be made or mapped",
+};
 
 /* One peer while it connects: a dialled lower rank waiting for its answer, or a socket
  * accepted from a higher rank waiting for its hello. */
@@ -54,6 +79,8 @@ struct cgloo__connector {
     shm_pending *pend; /* size entries at most: one per peer */
     int n_pend;
     int connected, wanted;
+    bool *fell_back; /* by rank: the pair takes TCP (both asked for auto) */
+    int n_fell_back;
 };
 
 static socklen_t abstract_name(struct sockaddr_un *sa, uint64_t ctx_id, uint64_t nonce)
@@ -71,9 +98,15 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
     (void)dev;
     (void)store_host;
     cgloo__connector *c = calloc(1, sizeof *c);
-    if (c)
+    if (c) {
         c->pend = calloc((size_t)ctx->size, sizeof *c->pend);
-    if (!c || !c->pend) {
+        c->fell_back = calloc((size_t)ctx->size, sizeof *c->fell_back);
+    }
+    if (!c || !c->pend || !c->fell_back) {
+        if (c) {
+            free(c->pend);
+            free(c->fell_back);
+        }
         free(c);
         return CGLOO_ENOMEM;
     }
@@ -110,7 +143,45 @@ void cgloo__shm_connect_end(cgloo__connector *c)
     if (c->listen_fd >= 0)
         close(c->listen_fd);
     free(c->pend);
+    free(c->fell_back);
     free(c);
+}
+
+bool cgloo__shm_fell_back(const cgloo__connector *c, int rank)
+{
+    return c->fell_back[rank];
+}
+
+bool cgloo__shm_connected(cgloo_peer *p)
+{
+    const shm_pair *s = shm_pair_of(p);
+    return s->seg && s->fd >= 0 && !s->failed;
+}
+
+/* may_fall_back: this context takes TCP for a pair that cannot share memory. */
+static bool may_fall_back(const cgloo_context *ctx)
+{
+    return ctx->local_mode == CGLOO_LOCAL_AUTO;
+}
+
+/* fall_back records that the pair with rank takes TCP, and says why in the log. */
+static void fall_back(cgloo__connector *c, int rank, enum shm_answer why)
+{
+    c->fell_back[rank] = true;
+    c->n_fell_back++;
+    CGLOO_LOG(CGLOO_LOG_WARN, c->ctx->rank, c->ctx->size,
+              "shared memory: rank %d is on this host, but %s; it is reached over TCP instead",
+              rank, answer_why[why]);
+}
+
+/* insist_error: a pair that cannot share memory, where one side insists on it. */
+static int insist_error(cgloo__connector *c, int rank, enum shm_answer why)
+{
+    return cgloo__ctx_error(c->ctx, CGLOO_ENOTSUP,
+                            "rank %d: shared memory with rank %d on this host is impossible: %s; "
+                            "CGLOO_TRANSPORT=shm (or the attribute) insists on it on one of them, "
+                            "where auto would reach the peer over TCP",
+                            c->ctx->rank, rank, answer_why[why]);
 }
 
 /* make_segment makes and maps the sealed memfd of one pair; returns the fd (closed by the
@@ -226,9 +297,11 @@ static int dial(cgloo__connector *c, int rank, const cgloo__peer_record *rec)
     shm_pending *pd = &c->pend[c->n_pend++];
     *pd = (shm_pending){.fd = -1, .rank = rank};
     pd->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int mfd = -1;
-    bool ok = pd->fd >= 0 && connect(pd->fd, (struct sockaddr *)&sa, len) == 0 &&
-              (mfd = make_segment(&pd->seg)) >= 0;
+    int mfd = -1, seg_err = 0;
+    bool ok = pd->fd >= 0 && connect(pd->fd, (struct sockaddr *)&sa, len) == 0;
+    if (ok && (mfd = make_segment(&pd->seg)) < 0)
+        seg_err = errno; /* the hello says so: the peer learns it at once, and the answer
+                          * says whether the pair takes TCP */
     shm_hello h = {.magic = HELLO_MAGIC,
                    .ctx_id = ctx->ctx_id,
                    .from_nonce = ctx->nonce,
@@ -237,11 +310,21 @@ static int dial(cgloo__connector *c, int rank, const cgloo__peer_record *rec)
                    .to = (uint32_t)rank,
                    .size = (uint32_t)ctx->size,
                    .eager_max = ctx->eager_max,
-                   .eager_budget = ctx->eager_budget};
+                   .eager_budget = ctx->eager_budget,
+                   .flags = (may_fall_back(ctx) ? HELLO_MAY_FALL_BACK : 0) |
+                            (mfd < 0 ? HELLO_NO_SEGMENT : 0)};
     ok = ok && send_with_fd(pd->fd, &h, sizeof h, mfd);
     int err = errno;
     if (mfd >= 0)
         close(mfd);
+    if (ok && seg_err && !may_fall_back(ctx)) {
+        pending_drop(c, c->n_pend - 1);
+        return cgloo__ctx_error(ctx, CGLOO_ENOTSUP,
+                                "rank %d: shared memory: could not make the segment for rank %d: "
+                                "%s; CGLOO_TRANSPORT=shm (or the attribute) insists on shared "
+                                "memory, where auto would reach the peer over TCP",
+                                ctx->rank, rank, strerror(seg_err));
+    }
     if (ok)
         return CGLOO_OK;
     pending_drop(c, c->n_pend - 1);
@@ -260,7 +343,7 @@ static bool hello_ok(cgloo__connector *c, const shm_hello *h, const cgloo__peer_
         return false;
     cgloo_peer *p = &ctx->peers[h->from];
     shm_pair *s = p->transport == &cgloo__shm_transport ? shm_pair_of(p) : NULL;
-    return s && !s->seg && peers[h->from].nonce == h->from_nonce;
+    return s && !s->seg && !c->fell_back[h->from] && peers[h->from].nonce == h->from_nonce;
 }
 
 /* map_segment maps a segment a higher rank handed over, after checking it is one: sealed
@@ -283,6 +366,20 @@ static shm_segment *map_segment(int mfd)
     return m;
 }
 
+/* on_no_sharing answers a hello of this run whose pair cannot share memory: TCP when both ask
+ * for auto, else an error on both sides. */
+static int on_no_sharing(cgloo__connector *c, int i, const shm_hello *h, enum shm_answer why)
+{
+    bool tcp = may_fall_back(c->ctx) && (h->flags & HELLO_MAY_FALL_BACK);
+    shm_ack a = {.magic = HELLO_MAGIC, .ok = tcp ? ACK_TCP : why, .pad = why};
+    send_with_fd(c->pend[i].fd, &a, sizeof a, -1); /* a dialler gone meanwhile learns nothing */
+    pending_drop(c, i);
+    if (!tcp)
+        return insist_error(c, (int)h->from, why);
+    fall_back(c, (int)h->from, why);
+    return CGLOO_OK;
+}
+
 /* on_hello: an accepted socket says hello; a good one is answered and attached. Returns a
  * status only for what ends the connect (an abort, no memory); a bad hello is logged and
  * dropped. */
@@ -297,18 +394,23 @@ static int on_hello(cgloo__connector *c, int i, const cgloo__peer_record *peers)
         return CGLOO_OK;
     uid_t uid = (uid_t)-1;
     shm_segment *seg = NULL;
-    bool good = got > 0 && hello_ok(c, &h, peers) && peer_pid(pd->fd, &uid) > 0 &&
-                uid == getuid() && mfd >= 0 && (seg = map_segment(mfd)) != NULL;
+    bool good = got > 0 && hello_ok(c, &h, peers) && peer_pid(pd->fd, &uid) > 0;
+    enum shm_answer answer = !good                              ? ACK_REFUSED
+                             : uid != getuid()                  ? ACK_OTHER_USER
+                             : mfd < 0                          ? ACK_NO_SEGMENT
+                             : (seg = map_segment(mfd)) == NULL ? ACK_NO_SEGMENT
+                                                                : ACK_OK;
     if (mfd >= 0)
         close(mfd);
+    if (answer != ACK_REFUSED && answer != ACK_OK)
+        return on_no_sharing(c, i, &h, answer);
     shm_ack a = {.magic = HELLO_MAGIC,
-                 .ok = good,
+                 .ok = answer,
                  .eager_max = ctx->eager_max,
                  .eager_budget = ctx->eager_budget};
-    if (!good || !send_with_fd(pd->fd, &a, sizeof a, -1)) {
+    if (answer != ACK_OK || !send_with_fd(pd->fd, &a, sizeof a, -1)) {
         CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
-                  "shared memory: refused a connection (a hello that is not for this run, or "
-                  "from another user)");
+                  "shared memory: refused a connection (a hello that is not for this run)");
         if (seg)
             munmap(seg, sizeof *seg);
         pending_drop(c, i);
@@ -338,7 +440,15 @@ static int on_ack(cgloo__connector *c, int i)
     if (mfd >= 0)
         close(mfd);
     int rank = pd->rank;
-    if (got < 0 || a.magic != HELLO_MAGIC || !a.ok) {
+    if (got > 0 && a.magic == HELLO_MAGIC && a.ok != ACK_REFUSED && a.ok != ACK_OK) {
+        pending_drop(c, i);
+        enum shm_answer why = a.pad == ACK_OTHER_USER ? ACK_OTHER_USER : ACK_NO_SEGMENT;
+        if (a.ok != ACK_TCP || !may_fall_back(ctx))
+            return insist_error(c, rank, why);
+        fall_back(c, rank, why);
+        return CGLOO_OK;
+    }
+    if (got < 0 || a.magic != HELLO_MAGIC || a.ok != ACK_OK) {
         pending_drop(c, i);
         return cgloo__ctx_error(ctx, CGLOO_EPROTO,
                                 "rank %d: shared memory: rank %d on this host refused the "
@@ -388,11 +498,13 @@ static int poll_round(cgloo__connector *c, const cgloo__peer_record *peers, int 
 }
 
 /* waiting_for names the first shared-memory peer not yet connected. */
-static int waiting_for(const cgloo_context *ctx)
+static int waiting_for(const cgloo__connector *c)
 {
+    const cgloo_context *ctx = c->ctx;
     for (int r = 0; r < ctx->size; r++) {
         const cgloo_peer *p = &ctx->peers[r];
-        if (p->transport == &cgloo__shm_transport && !shm_pair_of((cgloo_peer *)p)->seg)
+        if (p->transport == &cgloo__shm_transport && !shm_pair_of((cgloo_peer *)p)->seg &&
+            r != ctx->rank && !c->fell_back[r])
             return r;
     }
     return -1;
@@ -408,13 +520,18 @@ int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int
             if (r < ctx->rank && rc == CGLOO_OK)
                 rc = dial(c, r, &peers[r]);
         }
-    while (rc == CGLOO_OK && c->connected < c->wanted) {
+    int done = 0;
+    while (rc == CGLOO_OK && c->connected + c->n_fell_back < c->wanted) {
+        if (c->connected + c->n_fell_back > done) { /* a stall is bounded, not the mesh (TCP's) */
+            done = c->connected + c->n_fell_back;
+            deadline_ms = CGLOO_MAX(deadline_ms, cgloo__now_ms() + ctx->timeout_ms);
+        }
         int left = cgloo__remaining_ms(deadline_ms);
         if (left == 0) {
-            int r = waiting_for(ctx);
+            int r = waiting_for(c);
             return cgloo__ctx_error(ctx, CGLOO_ETIMEDOUT,
                                     "rank %d: shared memory: connected to %d of %d peers on this "
-                                    "host within %d ms; waiting for rank %d (%s)",
+                                    "host, and to none more within %d ms; waiting for rank %d (%s)",
                                     ctx->rank, c->connected, c->wanted, ctx->timeout_ms, r,
                                     r < ctx->rank ? "dialled, no answer" : "no hello arrived");
         }

@@ -7,6 +7,7 @@ const cgloo_transport cgloo__shm_transport = {
     .connect_begin = cgloo__shm_connect_begin,
     .connect = cgloo__shm_connect,
     .connect_end = cgloo__shm_connect_end,
+    .connected = cgloo__shm_connected,
     .peer_init = cgloo__shm_peer_init,
     .peer_fini = cgloo__shm_peer_fini,
     .post_send = cgloo__shm_post_send,

@@ -152,5 +152,10 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
 int cgloo__shm_connect(cgloo__connector *conn, const cgloo__peer_record *peers,
                        int64_t deadline_ms);
 void cgloo__shm_connect_end(cgloo__connector *conn);
+/* cgloo__shm_fell_back: after cgloo__shm_connect, the pair with rank cannot share memory and
+ * both ranks asked for auto: the rendezvous rebinds it to TCP before TCP connects. */
+bool cgloo__shm_fell_back(const cgloo__connector *conn, int rank);
+/* cgloo__shm_connected: p has a live pair (cgloo_context_connections). Lock held. */
+bool cgloo__shm_connected(cgloo_peer *p);
 
 #endif
