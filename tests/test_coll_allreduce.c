@@ -315,7 +315,7 @@ static const test_case tests[] = {
     {"matrix_small", test_matrix_small, 120},
     {"matrix_7_8", test_matrix_7_8, 120},
     {"matrix_16", test_matrix_16, 180},
-    {"large", test_large, 120},
+    {"large", test_large, 240},
     {"bool_bytes", test_bool_bytes, 60},
     {"multi", test_multi, 60},
     {"custom_fn", test_custom_fn, 60},
