@@ -10,7 +10,9 @@
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
  *   every rank, runs the ring instead, and the selector stops picking single_copy;
  * - tcp: asked for by name over TCP, it runs the ring;
- * - peer_killed: a rank killed before the call; the others fail naming it, within seconds.
+ * - peer_killed: a rank killed before the call; the others fail naming it, within seconds;
+ * - tags_apart: first calls of two tags in different orders on the two ranks (each tag probes
+ *   on its own first call, whatever the other tag did).
  */
 #include "mesh.h"
 #include "procs.h"
@@ -341,9 +343,52 @@ static void test_peer_killed(void)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 }
 
+/* ---- first calls of two tags in different orders --------------------------------------------- */
+
+static void tags_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    size_t n = 1u << 18;
+    float *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
+    CHECK(a && b);
+    cgloo_coll_opts t1 = {.algorithm = "single_copy", .tag = 1};
+    cgloo_coll_opts t2 = {.algorithm = "single_copy", .tag = 2};
+    if (rank == 0) { /* tag 1 finishes here before tag 2 starts */
+        check_rc(e.ctx, cgloo_allreduce(e.ctx, a, a, n, CGLOO_FLOAT32, CGLOO_SUM, &t1), "tag 1");
+        check_rc(e.ctx, cgloo_allreduce(e.ctx, b, b, n, CGLOO_FLOAT32, CGLOO_SUM, &t2), "tag 2");
+    } else { /* both at once, tag 2 first */
+        cgloo_request *r1, *r2;
+        CHECK_OK(cgloo_iallreduce(e.ctx, b, b, n, CGLOO_FLOAT32, CGLOO_SUM, &t2, &r2));
+        CHECK_OK(cgloo_iallreduce(e.ctx, a, a, n, CGLOO_FLOAT32, CGLOO_SUM, &t1, &r1));
+        check_rc(e.ctx, cgloo_wait(r2, 0, NULL), "tag 2");
+        check_rc(e.ctx, cgloo_wait(r1, 0, NULL), "tag 1");
+    }
+    free(a);
+    free(b);
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_tags_apart(void)
+{
+    for (int round = 0; round < 3; round++) {
+        procs w;
+        procs_init(&w, 2, "tags");
+        for (int r = 0; r < 2; r++)
+            procs_spawn(&w, r, tags_rank, NULL);
+        procs_expect_ok(&w, 2, 30000);
+    }
+}
+
 static const test_case tests[] = {
-    {"sums", test_sums, 120}, {"chosen", test_chosen, 60},           {"refused", test_refused, 60},
-    {"tcp", test_tcp, 60},    {"peer_killed", test_peer_killed, 60},
+    {"sums", test_sums, 120},
+    {"chosen", test_chosen, 60},
+    {"refused", test_refused, 60},
+    {"tcp", test_tcp, 60},
+    {"peer_killed", test_peer_killed, 60},
+    {"tags_apart", test_tags_apart, 100},
 };
 
 TEST_MAIN(tests)

@@ -14,13 +14,24 @@
  * between the copy and the reduction. */
 #define SC_CHUNK (256u * 1024)
 
+/* sc_known: what this call's tag knows of the reads (0 for a tag without a slot). */
+static int sc_known(const coll *c)
+{
+    if (c->user_tag >= CGLOO_SC_TAGS)
+        return 0;
+    pthread_mutex_lock(&c->ctx->lock);
+    int known = c->ctx->single_copy[c->user_tag];
+    pthread_mutex_unlock(&c->ctx->lock);
+    return known;
+}
+
 bool cgloo__sc_possible(const coll *c)
 {
     cgloo_context *ctx = c->ctx;
-    if (c->group) /* a phase over some ranks (hierarchical): the peers are the context's */
+    if (c->group || sc_known(c) < 0) /* a phase over some ranks; or the kernel refused */
         return false;
     pthread_mutex_lock(&ctx->lock);
-    bool ok = ctx->single_copy >= 0;
+    bool ok = true;
     for (int q = 0; q < c->size && ok; q++) {
         const cgloo_peer *p = &ctx->peers[q];
         ok = q == c->rank || (p->transport && p->transport->read_memory);
@@ -125,9 +136,9 @@ static int first_call(cgloo__sc *s, bool *refused)
     if (rc == CGLOO_OK && !can && !*refused)
         rc = first_failure(c, all, SC_STEP_PROBE); /* a peer is gone, say */
     free(all);
-    if (can || *refused) {
+    if ((can || *refused) && c->user_tag < CGLOO_SC_TAGS) {
         pthread_mutex_lock(&c->ctx->lock);
-        c->ctx->single_copy = can ? 1 : -1;
+        c->ctx->single_copy[c->user_tag] = can ? 1 : -1;
         pthread_mutex_unlock(&c->ctx->lock);
     }
     return rc;
@@ -138,9 +149,7 @@ int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size
 {
     *s = (cgloo__sc){.c = c, .in = in, .out = out, .off = off};
     *refused = false;
-    pthread_mutex_lock(&c->ctx->lock);
-    int known = c->ctx->single_copy;
-    pthread_mutex_unlock(&c->ctx->lock);
+    int known = sc_known(c);
     if (known < 0) { /* asked for by name where it cannot run */
         *refused = true;
         return CGLOO_OK;

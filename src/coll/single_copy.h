@@ -10,11 +10,15 @@
  * outputs (cgloo__sc_gather) once they said so. Rounds of statuses (cgloo__sc_agree) order
  * the steps and end the call: a rank returns only once no peer reads from it any more.
  *
- * The first call on a context reads one element of every peer before anything is written and
+ * The first call of each caller tag reads a byte of every peer before anything is written and
  * every rank tells the others how it went, so that all of them learn together whether the
  * kernel allows the reads (another user, a ptrace scope and CGLOO_SHM_LARGE=copy refuse them);
  * then every rank runs the collective's usual algorithm on the untouched vectors, and the
- * context remembers it (cgloo__sc_possible says no from then on, on every rank alike).
+ * context remembers it for that tag (cgloo__sc_possible says no from then on, on every rank
+ * alike). Per tag: collectives of different tags run at once in different orders on different
+ * ranks, so a rank's other tags cannot tell it whether its peers have probed yet (a context
+ * wide flag let one rank skip the probe its peer waited for). Tags from CGLOO_SC_TAGS on probe
+ * on every call.
  *
  * Steps: the single_copy algorithms use step numbers SC_STEP_* (their own tags' low byte).
  */

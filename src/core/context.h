@@ -57,6 +57,10 @@ struct cgloo_job {
     char detail[CGLOO_ERROR_MAX]; /* the context's error detail when it failed */
 };
 
+/* Caller tags whose single-copy probe outcome the context keeps (coll/single_copy.c); calls of
+ * other tags probe every time. */
+#define CGLOO_SC_TAGS 8
+
 struct cgloo_context {
     int rank, size;
     int timeout_ms;
@@ -122,9 +126,11 @@ struct cgloo_context {
     bool lazy;
     struct cgloo__connector *lazy_conn;
     const cgloo_transport *lazy_transport;
-    /* allreduce's single_copy (coll/allreduce/allreduce_single_copy.c): 0 not tried yet, 1 the
-     * peers' memory can be read, -1 some rank cannot (the same on every rank); under `lock`. */
-    int8_t single_copy;
+    /* The single_copy collectives (coll/single_copy.c), per caller tag below CGLOO_SC_TAGS: 0
+     * not tried yet, 1 the peers' memory can be read, -1 some rank cannot. Per tag, since the
+     * calls of one tag run in the same order on every rank (those of different tags do not):
+     * every rank then decides alike whether a call probes. Under `lock`. */
+    int8_t single_copy[CGLOO_SC_TAGS];
     /* The collectives' shared-memory slots (coll/slots.c): each rank's link (NULL for this
      * rank and for peers without slots), looked up under `lock` by the first collective that
      * asks, since a peer's binding does not change after connect; slots_all then says whether
