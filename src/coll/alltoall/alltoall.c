@@ -32,6 +32,9 @@ static const alltoall_fn alltoall_fns[ALLTOALL_ALGORITHM_COUNT] = {
  * coll/allreduce/allreduce.c). */
 #define ALLTOALL_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
+/* alltoall_select: single copy for large blocks over shared memory, else pairwise. bytes is
+ * what every rank receives when the blocks are even (alltoall); alltoallv (uneven) passes 0,
+ * since ranks that receive different amounts would choose differently. */
 static alltoall_algorithm alltoall_select(const coll *c, size_t bytes)
 {
     if (bytes >= ALLTOALL_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
@@ -102,7 +105,7 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
     int a = -1;
     if (rc == CGLOO_OK) {
         a = cgloo__coll_find(c, cgloo__alltoall_algorithms, ALLTOALL_ALGORITHM_COUNT, opts,
-                             alltoall_select(c, x.roff[c->size]));
+                             alltoall_select(c, scounts ? 0 : x.roff[c->size]));
         rc = a < 0 ? a : CGLOO_OK;
     }
     if (rc == CGLOO_OK) {
