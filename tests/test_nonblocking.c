@@ -361,12 +361,13 @@ static void rank_cancel(int rank, int size, void *arg)
 {
     rank_env e = mesh_connect(arg, rank, size, TIMEOUT_MS);
     float a[4] = {1, 1, 1, 1}, b[4] = {5, 5, 5, 5};
+    char go = 1; /* the signals: never a buffer an operation in flight may write */
     if (rank == 0) {
         cgloo_request *ra, *rb, *rc;
         CHECK_OK(cgloo_iallreduce(e.ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &ra));
         CHECK_OK(cgloo_iallreduce(e.ctx, b, b, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &rb));
         cgloo_cancel(rb);
-        CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 1, 0)); /* "go" */
+        CHECK_OK(cgloo_send(e.ctx, &go, 1, 1, 1, 0)); /* "go" */
         wait_ok(e.ctx, ra);
         CHECK(all_equal(a, 4, 2.0f) && all_equal(b, 4, 5.0f));
         cgloo_coll_opts tagged = {.tag = 3};
@@ -375,12 +376,12 @@ static void rank_cancel(int rank, int size, void *arg)
         long long t0 = test_now_ms();
         cgloo_cancel(rc);
         CHECK(test_now_ms() - t0 < 1000);
-        CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 2, 0)); /* "cancelled" */
+        CHECK_OK(cgloo_send(e.ctx, &go, 1, 1, 2, 0)); /* "cancelled" */
     } else {
-        CHECK_OK(cgloo_recv(e.ctx, b, 1, 0, 1, 0, NULL));
+        CHECK_OK(cgloo_recv(e.ctx, &go, 1, 0, 1, 0, NULL));
         CHECK_OK(cgloo_allreduce(e.ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL));
         CHECK(all_equal(a, 4, 2.0f));
-        CHECK_OK(cgloo_recv(e.ctx, b, 1, 0, 2, 0, NULL));
+        CHECK_OK(cgloo_recv(e.ctx, &go, 1, 0, 2, 0, NULL));
     }
     mesh_close(e);
 }
@@ -400,6 +401,7 @@ static void rank_timeouts(int rank, int size, void *arg)
 {
     rank_env e = mesh_connect(arg, rank, size, TIMEOUT_MS);
     float a[4] = {1, 1, 1, 1};
+    char go = 1; /* the signals: never a buffer an operation in flight may write */
     if (rank == 0) {
         cgloo_request *r;
         CHECK_OK(cgloo_iallreduce(e.ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL, &r));
@@ -407,7 +409,7 @@ static void rank_timeouts(int rank, int size, void *arg)
         test_sleep_ms(50);
         CHECK_OK(cgloo_test(r, &completed, NULL));
         CHECK(!completed);
-        CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 1, 0)); /* "join now" */
+        CHECK_OK(cgloo_send(e.ctx, &go, 1, 1, 1, 0)); /* "join now" */
         wait_ok(e.ctx, r);
         CHECK(all_equal(a, 4, 2.0f));
         cgloo_coll_opts quick = {.timeout_ms = 300, .tag = 5};
@@ -425,12 +427,11 @@ static void rank_timeouts(int rank, int size, void *arg)
         CHECK(test_now_ms() - t0 < 1000);
         CHECK(cgloo_context_last_error(e.ctx, detail, sizeof detail) == CGLOO_ETIMEDOUT);
         CHECK(strstr(detail, "stopped") != NULL);
-        CHECK_OK(cgloo_send(e.ctx, a, 1, 1, 2, 0)); /* "done" */
+        CHECK_OK(cgloo_send(e.ctx, &go, 1, 1, 2, 0)); /* "done" */
     } else {
-        CHECK_OK(cgloo_recv(e.ctx, a + 1, 1, 0, 1, 0, NULL));
-        a[1] = 1;
+        CHECK_OK(cgloo_recv(e.ctx, &go, 1, 0, 1, 0, NULL));
         CHECK_OK(cgloo_allreduce(e.ctx, a, a, 4, CGLOO_FLOAT32, CGLOO_SUM, NULL));
-        CHECK_OK(cgloo_recv(e.ctx, a, 1, 0, 2, 0, NULL));
+        CHECK_OK(cgloo_recv(e.ctx, &go, 1, 0, 2, 0, NULL));
     }
     mesh_close(e);
 }
