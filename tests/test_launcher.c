@@ -512,7 +512,7 @@ static const test_case tests[] = {
     {"killed", test_killed, 10},
     {"missing_program", test_missing_program, 10},
     {"usage", test_usage, 15},
-    {"signal_forwarded", test_signal_forwarded, 10},
+    {"signal_forwarded", test_signal_forwarded, 30},
     {"store_tool", test_store_tool, 10},
     {"launcher_killed", test_launcher_killed, 30},
     {"store_watch", test_store_watch, 30},
