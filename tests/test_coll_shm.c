@@ -10,12 +10,12 @@
 #include "coll/slots.h"
 #include "coll_util.h"
 #include "mesh.h"
+#include "procs.h"
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -376,21 +376,9 @@ static void test_stalled_peer(void)
 
 #define NPROC 3
 
-typedef struct procs {
-    char dir[256];
-    pid_t pid[NPROC];
-    const char *algo;
-} procs;
-
-static cgloo_store *procs_store(const procs *w)
+static void victim(procs *w, int rank, void *arg)
 {
-    cgloo_store *s;
-    CHECK_OK(cgloo_store_file_create(w->dir, "cshm", &s));
-    return s;
-}
-
-static void victim(procs *w, int rank)
-{
+    (void)arg;
     cgloo_store *s = procs_store(w);
     rank_env e = connect_shm(s, rank, NPROC, "shm", 10000);
     for (int i = 0; i < 50; i++) /* the slots in use, then it stops coming */
@@ -400,17 +388,18 @@ static void victim(procs *w, int rank)
         pause();
 }
 
-static void survivor(procs *w, int rank)
+static void survivor(procs *w, int rank, void *arg)
 {
+    const char *algo = arg;
     cgloo_store *s = procs_store(w);
     rank_env e = connect_shm(s, rank, NPROC, "shm", 10000);
     for (int i = 0; i < 50; i++)
         MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
     long long t0 = test_now_ms();
     int v[4] = {1, 2, 3, 4}, rc;
-    if (strcmp(w->algo, "allreduce") == 0)
+    if (strcmp(algo, "allreduce") == 0)
         rc = cgloo_allreduce(e.ctx, v, v, 4, CGLOO_INT32, CGLOO_SUM, NULL);
-    else if (strcmp(w->algo, "barrier") == 0)
+    else if (strcmp(algo, "barrier") == 0)
         rc = cgloo_barrier(e.ctx, NULL);
     else
         rc = cgloo_broadcast(e.ctx, v, 4, CGLOO_INT32, 2, NULL);
@@ -424,46 +413,20 @@ static void survivor(procs *w, int rank)
     cgloo_store_destroy(s);
 }
 
-static void spawn(procs *w, int rank, void (*fn)(procs *, int))
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fn(w, rank);
-        fflush(NULL);
-        _exit(0);
-    }
-    w->pid[rank] = pid;
-}
-
-static void reap_ok(procs *w, int rank)
-{
-    int status = 0;
-    CHECK(waitpid(w->pid[rank], &status, 0) == w->pid[rank]);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        char detail[64];
-        snprintf(detail, sizeof detail, "rank %d: status %#x", rank, status);
-        harness_fail(__FILE__, __LINE__, "a rank failed", detail);
-    }
-}
-
 static void killed_once(const char *algo)
 {
-    procs w = {.algo = algo};
-    snprintf(w.dir, sizeof w.dir, "%s", test_tmpdir());
-    spawn(&w, 2, victim);
-    spawn(&w, 0, survivor);
-    spawn(&w, 1, survivor);
+    procs w;
+    procs_init(&w, NPROC, "cshm");
+    procs_spawn(&w, 2, victim, NULL);
+    procs_spawn(&w, 0, survivor, (void *)algo);
+    procs_spawn(&w, 1, survivor, (void *)algo);
     cgloo_store *s = procs_store(&w);
     const char *key = "victim_ready";
     CHECK_OK(cgloo_store_wait(s, &key, 1, 20000));
     test_sleep_ms(300); /* the survivors wait on its slot, past the spin: asleep */
     kill(w.pid[2], SIGKILL);
-    waitpid(w.pid[2], NULL, 0);
-    reap_ok(&w, 0);
-    reap_ok(&w, 1);
+    procs_reap(&w, 2, 5000);
+    procs_expect_ok(&w, 2, 20000);
     cgloo_store_destroy(s);
 }
 

@@ -6,6 +6,7 @@
  * its timeout, with a last error naming the rank at fault, and never hang.
  */
 #include "mesh.h"
+#include "procs.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -18,99 +19,7 @@
 /* The expiry field of a store record that stays fresh (see src/rendezvous/full_mesh.c). */
 #define NEVER_EXPIRES "7fffffffffffffff"
 
-typedef struct world {
-    char dir[512];
-    int size;
-    pid_t pid[MAX_RANKS];
-} world;
-
-typedef void (*rank_fn)(world *w, int rank);
-
-static void world_init(world *w, int size)
-{
-    memset(w, 0, sizeof *w);
-    snprintf(w->dir, sizeof w->dir, "%s", test_tmpdir());
-    w->size = size;
-}
-
-static cgloo_store *world_store(const world *w)
-{
-    cgloo_store *s;
-    CHECK_OK(cgloo_store_file_create(w->dir, RUN_ID, &s));
-    return s;
-}
-
-/* spawn runs fn(w, rank) in a child process that dies with its parent. */
-static void spawn(world *w, int rank, rank_fn fn)
-{
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fn(w, rank);
-        fflush(NULL);
-        _exit(0);
-    }
-    w->pid[rank] = pid;
-}
-
-static void world_kill(world *w)
-{
-    for (int r = 0; r < w->size; r++) {
-        if (w->pid[r] > 0) {
-            kill(w->pid[r], SIGKILL);
-            kill(w->pid[r], SIGCONT);
-            waitpid(w->pid[r], NULL, 0);
-            w->pid[r] = 0;
-        }
-    }
-}
-
-/* reap waits up to ms for rank's process and returns its wait status. */
-static int reap(world *w, int rank, int ms)
-{
-    long long until = test_now_ms() + ms;
-    int status = 0;
-    for (;;) {
-        pid_t got = waitpid(w->pid[rank], &status, WNOHANG);
-        if (got == w->pid[rank]) {
-            w->pid[rank] = 0;
-            return status;
-        }
-        if (test_now_ms() > until) {
-            char what[64];
-            snprintf(what, sizeof what, "rank %d still running after %d ms", rank, ms);
-            world_kill(w);
-            harness_fail(__FILE__, __LINE__, what, NULL);
-        }
-        test_sleep_ms(5);
-    }
-}
-
-/* expect_ranks_ok reaps ranks 0..n-1 and fails, naming each, if any did not exit with 0. */
-static void expect_ranks_ok(world *w, int n, int ms)
-{
-    long long until = test_now_ms() + ms;
-    int bad = 0;
-    for (int r = 0; r < n; r++) {
-        long long left = until - test_now_ms();
-        int status = reap(w, r, left > 0 ? (int)left : 1);
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
-            continue;
-        bad++;
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "  rank %d killed by signal %d\n", r, WTERMSIG(status));
-        else
-            fprintf(stderr, "  rank %d exited with %d\n", r, WEXITSTATUS(status));
-    }
-    if (bad) {
-        world_kill(w);
-        harness_fail(__FILE__, __LINE__, "some rank failed", NULL);
-    }
-}
-
-static void wait_ready(world *w, cgloo_store *s, int nranks)
+static void wait_ready(procs *w, cgloo_store *s, int nranks)
 {
     char keys[MAX_RANKS][32];
     const char *kp[MAX_RANKS];
@@ -119,15 +28,15 @@ static void wait_ready(world *w, cgloo_store *s, int nranks)
         kp[r] = keys[r];
     }
     if (cgloo_store_wait(s, kp, (size_t)nranks, 20000) != CGLOO_OK) {
-        world_kill(w);
+        procs_kill_all(w);
         harness_fail(__FILE__, __LINE__, "ranks never became ready", NULL);
     }
 }
 
 /* rank_start connects a rank process through the file store and says it is ready. */
-static rank_env rank_start(world *w, int rank, cgloo_store **s, int timeout_ms)
+static rank_env rank_start(procs *w, int rank, cgloo_store **s, int timeout_ms)
 {
-    *s = world_store(w);
+    *s = procs_store(w);
     rank_env e = mesh_connect(*s, rank, w->size, timeout_ms);
     char key[32];
     snprintf(key, sizeof key, "ready/%d", rank);
@@ -175,8 +84,9 @@ static void expect_within(int line, long long t0, int ms)
 }
 #define EXPECT_WITHIN(t0, ms) expect_within(__LINE__, (t0), (ms))
 
-static void victim(world *w, int rank)
+static void victim(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     for (;;)
@@ -198,8 +108,9 @@ static void ring_among(cgloo_context *ctx, const int *live, int n, int rank)
 
 /* ---- a rank killed while the others wait on it ----------------------------------------------- */
 
-static void killed_survivor(world *w, int rank)
+static void killed_survivor(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
@@ -237,18 +148,18 @@ static void killed_survivor(world *w, int rank)
 
 static void test_kill_blocked_on_dead(void)
 {
-    world w;
-    world_init(&w, 4);
+    procs w;
+    procs_init(&w, 4, RUN_ID);
     for (int r = 0; r < 3; r++)
-        spawn(&w, r, killed_survivor);
-    spawn(&w, 3, victim);
-    cgloo_store *s = world_store(&w);
+        procs_spawn(&w, r, killed_survivor, NULL);
+    procs_spawn(&w, 3, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 4);
     test_sleep_ms(300); /* let the survivors block */
     kill(w.pid[3], SIGKILL);
-    int status = reap(&w, 3, 5000);
+    int status = procs_reap(&w, 3, 5000);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    expect_ranks_ok(&w, 3, 15000);
+    procs_expect_ok(&w, 3, 15000);
     cgloo_store_destroy(s);
 }
 
@@ -257,8 +168,9 @@ static void test_kill_blocked_on_dead(void)
 /* Every survivor has an alltoall (which needs the dead rank directly) and an allreduce queued
  * behind it when rank 3 dies: the first fails naming rank 3, the second fails too, and no wait
  * outlasts the timeout. */
-static void nonblocking_survivor(world *w, int rank)
+static void nonblocking_survivor(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
@@ -278,17 +190,17 @@ static void nonblocking_survivor(world *w, int rank)
 
 static void test_kill_during_nonblocking(void)
 {
-    world w;
-    world_init(&w, 4);
+    procs w;
+    procs_init(&w, 4, RUN_ID);
     for (int r = 0; r < 3; r++)
-        spawn(&w, r, nonblocking_survivor);
-    spawn(&w, 3, victim);
-    cgloo_store *s = world_store(&w);
+        procs_spawn(&w, r, nonblocking_survivor, NULL);
+    procs_spawn(&w, 3, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 4);
     test_sleep_ms(300); /* let the survivors start their collectives */
     kill(w.pid[3], SIGKILL);
-    reap(&w, 3, 5000);
-    expect_ranks_ok(&w, 3, 15000);
+    procs_reap(&w, 3, 5000);
+    procs_expect_ok(&w, 3, 15000);
     cgloo_store_destroy(s);
 }
 
@@ -296,8 +208,9 @@ static void test_kill_during_nonblocking(void)
  * rank 0 is still writing the DATA; rank 1 waits on rank 2 meanwhile. */
 #define MID_LEN (64u << 20)
 
-static void mid_transfer_victim(world *w, int rank)
+static void mid_transfer_victim(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     uint8_t *in = malloc(MID_LEN);
@@ -311,8 +224,9 @@ static void mid_transfer_victim(world *w, int rank)
         pause();
 }
 
-static void mid_transfer_survivor(world *w, int rank)
+static void mid_transfer_survivor(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
@@ -337,32 +251,33 @@ static void mid_transfer_survivor(world *w, int rank)
 
 static void test_kill_mid_transfer(void)
 {
-    world w;
-    world_init(&w, 3);
-    spawn(&w, 0, mid_transfer_survivor);
-    spawn(&w, 1, mid_transfer_survivor);
-    spawn(&w, 2, mid_transfer_victim);
-    cgloo_store *s = world_store(&w);
+    procs w;
+    procs_init(&w, 3, RUN_ID);
+    procs_spawn(&w, 0, mid_transfer_survivor, NULL);
+    procs_spawn(&w, 1, mid_transfer_survivor, NULL);
+    procs_spawn(&w, 2, mid_transfer_victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 3);
     void *v;
     size_t n;
     if (cgloo_store_get(s, "stalled", 10000, &v, &n) != CGLOO_OK) {
-        world_kill(&w);
+        procs_kill_all(&w);
         harness_fail(__FILE__, __LINE__, "rank 2 never got its READY out", NULL);
     }
     cgloo_free(v);
     test_sleep_ms(200); /* rank 0 fills the socket and waits to write more */
     kill(w.pid[2], SIGKILL);
-    reap(&w, 2, 5000);
-    expect_ranks_ok(&w, 2, 15000);
+    procs_reap(&w, 2, 5000);
+    procs_expect_ok(&w, 2, 15000);
     cgloo_store_destroy(s);
 }
 
 /* Rank 4 dies. Rank 1 and rank 3 wait on it; rank 0 waits on rank 1 and rank 2 on rank 3, both
  * alive. Rank 1 reports its failure to rank 0 over their healthy connection; rank 3 gives up
  * and destroys its context, which rank 2 sees as its peer closing. */
-static void chain_rank(world *w, int rank)
+static void chain_rank(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
@@ -400,17 +315,17 @@ static void chain_rank(world *w, int rank)
 
 static void test_kill_blocked_on_alive(void)
 {
-    world w;
-    world_init(&w, 5);
+    procs w;
+    procs_init(&w, 5, RUN_ID);
     for (int r = 0; r < 4; r++)
-        spawn(&w, r, chain_rank);
-    spawn(&w, 4, victim);
-    cgloo_store *s = world_store(&w);
+        procs_spawn(&w, r, chain_rank, NULL);
+    procs_spawn(&w, 4, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 5);
     test_sleep_ms(300);
     kill(w.pid[4], SIGKILL);
-    reap(&w, 4, 5000);
-    expect_ranks_ok(&w, 4, 15000);
+    procs_reap(&w, 4, 5000);
+    procs_expect_ok(&w, 4, 15000);
     cgloo_store_destroy(s);
 }
 
@@ -423,8 +338,9 @@ static void test_kill_blocked_on_alive(void)
  * rank 2. The notice of rank 2 (or 1) ends rank 0's wait at once, naming rank 3, instead of at
  * rank 0's 10 s timeout; the next collective fails at once on every rank; point-to-point among
  * the living still works. */
-static void revoke_rank(world *w, int rank)
+static void revoke_rank(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, 10000));
@@ -448,17 +364,17 @@ static void revoke_rank(world *w, int rank)
 
 static void test_revoke_reaches_bystander(void)
 {
-    world w;
-    world_init(&w, 4);
+    procs w;
+    procs_init(&w, 4, RUN_ID);
     for (int r = 0; r < 3; r++)
-        spawn(&w, r, revoke_rank);
-    spawn(&w, 3, victim);
-    cgloo_store *s = world_store(&w);
+        procs_spawn(&w, r, revoke_rank, NULL);
+    procs_spawn(&w, 3, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 4);
     kill(w.pid[3], SIGKILL);
-    reap(&w, 3, 5000);
+    procs_reap(&w, 3, 5000);
     CHECK_OK(cgloo_store_set(s, "victim-dead", "1", 1));
-    expect_ranks_ok(&w, 3, 15000);
+    procs_expect_ok(&w, 3, 15000);
     cgloo_store_destroy(s);
 }
 
@@ -466,8 +382,9 @@ static void test_revoke_reaches_bystander(void)
 
 #define STALL_TIMEOUT_MS 1500
 
-static void stall_survivor(world *w, int rank)
+static void stall_survivor(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     CHECK_OK(cgloo_context_set_timeout(e.ctx, STALL_TIMEOUT_MS));
@@ -493,16 +410,16 @@ static void stall_survivor(world *w, int rank)
 
 static void test_stall(void)
 {
-    world w;
-    world_init(&w, 3);
-    spawn(&w, 0, stall_survivor);
-    spawn(&w, 1, stall_survivor);
-    spawn(&w, 2, victim);
-    cgloo_store *s = world_store(&w);
+    procs w;
+    procs_init(&w, 3, RUN_ID);
+    procs_spawn(&w, 0, stall_survivor, NULL);
+    procs_spawn(&w, 1, stall_survivor, NULL);
+    procs_spawn(&w, 2, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 3);
     kill(w.pid[2], SIGSTOP);
-    expect_ranks_ok(&w, 2, 15000);
-    world_kill(&w);
+    procs_expect_ok(&w, 2, 15000);
+    procs_kill_all(&w);
     cgloo_store_destroy(s);
 }
 
@@ -510,8 +427,9 @@ static void test_stall(void)
 
 /* Rank 2 is killed; rank 1 is alive but busy (it does not drive its context for 3 s); rank 0
  * destroys right away with a large send to rank 1 withdrawn half-way. */
-static void destroy_rank(world *w, int rank)
+static void destroy_rank(procs *w, int rank, void *arg)
 {
+    (void)arg;
     cgloo_store *s;
     rank_env e = rank_start(w, rank, &s, 20000);
     if (rank == 1) {
@@ -537,17 +455,17 @@ static void destroy_rank(world *w, int rank)
 
 static void test_destroy_dead_and_busy(void)
 {
-    world w;
-    world_init(&w, 3);
-    spawn(&w, 0, destroy_rank);
-    spawn(&w, 1, destroy_rank);
-    spawn(&w, 2, victim);
-    cgloo_store *s = world_store(&w);
+    procs w;
+    procs_init(&w, 3, RUN_ID);
+    procs_spawn(&w, 0, destroy_rank, NULL);
+    procs_spawn(&w, 1, destroy_rank, NULL);
+    procs_spawn(&w, 2, victim, NULL);
+    cgloo_store *s = procs_store(&w);
     wait_ready(&w, s, 3);
     kill(w.pid[2], SIGKILL);
-    reap(&w, 2, 5000);
+    procs_reap(&w, 2, 5000);
     CHECK_OK(cgloo_store_set(s, "killed", "1", 1));
-    expect_ranks_ok(&w, 2, 15000);
+    procs_expect_ok(&w, 2, 15000);
     cgloo_store_destroy(s);
 }
 
@@ -555,9 +473,10 @@ static void test_destroy_dead_and_busy(void)
 
 #define CONNECT_TIMEOUT_MS 1500
 
-static void connect_missing(world *w, int rank)
+static void connect_missing(procs *w, int rank, void *arg)
 {
-    cgloo_store *s = world_store(w);
+    (void)arg;
+    cgloo_store *s = procs_store(w);
     cgloo_device *dev;
     cgloo_context *ctx;
     CHECK_OK(cgloo_device_tcp_create(NULL, &dev));
@@ -580,25 +499,25 @@ static void connect_missing(world *w, int rank)
 static void test_connect_missing_rank(void)
 {
     /* Rank 2 of 3 never publishes an address. */
-    world w;
-    world_init(&w, 3);
-    spawn(&w, 0, connect_missing);
-    spawn(&w, 1, connect_missing);
-    expect_ranks_ok(&w, 2, 15000);
+    procs w;
+    procs_init(&w, 3, RUN_ID);
+    procs_spawn(&w, 0, connect_missing, NULL);
+    procs_spawn(&w, 1, connect_missing, NULL);
+    procs_expect_ok(&w, 2, 15000);
 
     /* Rank 2 published an address (a listener that accepts and says nothing) but never
      * dials: the ranks it should have dialled give up at their timeout. */
-    world_init(&w, 3);
-    cgloo_store *s = world_store(&w);
+    procs_init(&w, 3, RUN_ID);
+    cgloo_store *s = procs_store(&w);
     cgloo_device *silent;
     char addr[64], rec[128];
     CHECK_OK(cgloo_device_tcp_create(NULL, &silent));
     CHECK_OK(cgloo_device_address(silent, addr, sizeof addr));
     int n = snprintf(rec, sizeof rec, "cgloo2 %s 00000000deadbeef " NEVER_EXPIRES, addr);
     CHECK_OK(cgloo_store_set(s, "test/addr/2", rec, (size_t)n));
-    spawn(&w, 0, connect_missing);
-    spawn(&w, 1, connect_missing);
-    expect_ranks_ok(&w, 2, 15000);
+    procs_spawn(&w, 0, connect_missing, NULL);
+    procs_spawn(&w, 1, connect_missing, NULL);
+    procs_expect_ok(&w, 2, 15000);
     cgloo_device_destroy(silent);
     cgloo_store_destroy(s);
 }
