@@ -5,6 +5,7 @@
  */
 #include "coll/single_copy.h"
 #include "core/context.h"
+#include "core/flight.h"
 #include "transport/transport.h"
 
 #include <stdlib.h>
@@ -59,14 +60,31 @@ static int exchange(coll *c, const void *mine, void *all, size_t len, unsigned s
     return rc;
 }
 
-/* statuses exchanges this rank's status and returns everyone's in *all (free it). */
+/* status_known: v is one of the library's statuses (a peer sent it: anything else is EPROTO). */
+static bool status_known(int32_t v)
+{
+    switch (v) {
+#define STATUS_CASE(name, value, text) case value:
+        CGLOO_STATUS_MAP(STATUS_CASE)
+#undef STATUS_CASE
+        return true;
+    }
+    return false;
+}
+
+/* statuses exchanges this rank's status and returns everyone's in *all (free it); a peer's
+ * status that is none of the library's is taken as EPROTO. */
 static int statuses(coll *c, int mine, unsigned step, int32_t **all)
 {
     int32_t me = mine;
     *all = calloc((size_t)c->size, sizeof **all);
     if (!*all)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d statuses", c->size);
-    return exchange(c, &me, *all, sizeof me, step);
+    int rc = exchange(c, &me, *all, sizeof me, step);
+    for (int q = 0; rc == CGLOO_OK && q < c->size; q++)
+        if (!status_known((*all)[q]))
+            (*all)[q] = CGLOO_EPROTO;
+    return rc;
 }
 
 /* first_failure: OK when every status is, else the first failure, recorded naming its rank
@@ -163,6 +181,13 @@ int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size
     if (rc == CGLOO_OK && known == 0)
         rc = first_call(s, refused);
     return rc;
+}
+
+void cgloo__sc_fallback(coll *c, const char *algorithm)
+{
+    c->status = CGLOO_OK;
+    c->algorithm = algorithm;
+    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
 }
 
 void cgloo__sc_end(cgloo__sc *s)

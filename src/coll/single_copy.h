@@ -65,6 +65,11 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
  * Returns the status to agree on (recorded). */
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
 
+/* cgloo__sc_fallback: cgloo__sc_begin said *refused, so the call runs `algorithm` instead on
+ * the vectors as they came: the probe's refusal is not the call's outcome, and the flight
+ * recorder names the algorithm that ran. */
+void cgloo__sc_fallback(coll *c, const char *algorithm);
+
 /* cgloo__sc_read copies len bytes at byte `from` of rank q's input into dst. Returns the
  * status to agree on (recorded). */
 int cgloo__sc_read(cgloo__sc *s, int q, void *dst, size_t from, size_t len);

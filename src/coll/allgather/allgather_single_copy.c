@@ -13,8 +13,6 @@
  */
 #include "coll/allgather/allgather.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off)
 {
@@ -26,8 +24,6 @@ int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off)
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "ring";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "ring");
     return cgloo__allgather_ring(c, recvbuf, off);
 }

@@ -20,8 +20,6 @@
  */
 #include "coll/allreduce/allreduce.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 #include <stdlib.h>
 
@@ -62,9 +60,7 @@ int cgloo__allreduce_single_copy_out_of_place(coll *c, const void *sendbuf, void
         return rc;
     /* Some rank may not read: nothing was written anywhere, so the ring runs on the vectors as
      * they came. */
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "ring";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "ring");
     if (sendbuf == recvbuf)
         return cgloo__allreduce_ring(c, recvbuf, count);
     return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);

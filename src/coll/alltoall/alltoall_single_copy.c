@@ -15,8 +15,6 @@
 #include "coll/alltoall/alltoall.h"
 #include "coll/pattern/blocks.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 #include <stdlib.h>
 
@@ -69,8 +67,6 @@ int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff
     free(offs);
     if (!refused)
         return rc;
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "pairwise";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "pairwise");
     return cgloo__alltoall_pairwise(c, sendbuf, soff, recvbuf, roff);
 }

@@ -14,8 +14,6 @@
  */
 #include "coll/broadcast/broadcast.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 int cgloo__broadcast_single_copy(coll *c, void *buf, size_t bytes, int root)
 {
@@ -29,8 +27,6 @@ int cgloo__broadcast_single_copy(coll *c, void *buf, size_t bytes, int root)
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "pipeline";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "pipeline");
     return cgloo__broadcast_pipeline(c, buf, bytes, root);
 }

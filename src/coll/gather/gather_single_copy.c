@@ -14,8 +14,6 @@
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 /* gather_reads: the root reads every other rank's block into recvbuf. */
 static int gather_reads(cgloo__sc *s, coll *c, void *recvbuf, const size_t *off)
@@ -40,8 +38,6 @@ int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "direct";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "direct");
     return cgloo__gather_direct(c, sendbuf, recvbuf, off, root);
 }

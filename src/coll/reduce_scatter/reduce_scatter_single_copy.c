@@ -18,8 +18,6 @@
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbuf,
                                       const size_t *offsets, unsigned step_base)
@@ -33,8 +31,6 @@ int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbu
     if (!refused)
         return rc;
     /* Some rank may not read: nothing was written anywhere, so the ring runs instead. */
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "ring";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "ring");
     return cgloo__reduce_scatter_ring(c, sendbuf, recvbuf, offsets, step_base);
 }

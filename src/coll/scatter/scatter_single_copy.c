@@ -14,8 +14,6 @@
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
 #include "coll/single_copy.h"
-#include "core/context.h"
-#include "core/flight.h"
 
 int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
                                int root)
@@ -32,8 +30,6 @@ int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, 
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    c->status = CGLOO_OK; /* the probe's refusal is not this call's outcome */
-    c->algorithm = "direct";
-    cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
+    cgloo__sc_fallback(c, "direct");
     return cgloo__scatter_direct(c, sendbuf, off, recvbuf, root);
 }
