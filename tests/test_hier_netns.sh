@@ -24,31 +24,9 @@ store=$1
 prog=$2
 fault=$3
 
-skip() {
-    echo "test_hier_netns skipped: $*"
-    exit 77
-}
-[ "$EUID" = 0 ] || skip "creating network namespaces needs root"
-command -v ip >/dev/null 2>&1 || skip "ip (iproute2) is not installed"
-
-id=$$
-SW=cgn${id}s
-HOSTS=(cgn${id}a cgn${id}b cgn${id}c)
-tmp=$(mktemp -d)
-pids=()
-passed=0
-failed=0
-
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    for n in "$SW" "${HOSTS[@]}"; do ip netns del "$n" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-ip netns add "$SW" 2>/dev/null || skip "cannot create a network namespace (ip netns add failed)"
+NETNS_TEST=test_hier_netns
+NETNS_PREFIX=cgn
+. "$(dirname "$0")/netns.sh"
 
 # net_up builds the bridge and the three hosts; any failure here is a failure of the test.
 net_up() {
