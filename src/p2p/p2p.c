@@ -132,18 +132,21 @@ static int check_ready(cgloo_context *ctx)
 static cgloo_request *request_new(cgloo_context *ctx, int kind, void *buf, size_t len, int peer,
                                   uint64_t tag)
 {
-    cgloo_request *r = calloc(1, sizeof *r);
+    /* malloc, not calloc: glibc's calloc skips the per-thread cache and costs about 400
+     * instructions a call here, a fifth of a shared-memory round trip (callgrind, 8-byte
+     * ping-pong); the literal zeroes every other field. */
+    cgloo_request *r = malloc(sizeof *r);
     if (!r)
         return NULL;
+    *r = (cgloo_request){.ctx = ctx,
+                         .kind = (uint8_t)kind,
+                         .buf = buf,
+                         .len = len,
+                         .peer = peer,
+                         .tag = tag,
+                         .source = -1};
     cgloo__list_init(&r->link);
     cgloo__list_init(&r->live_link);
-    r->ctx = ctx;
-    r->kind = (uint8_t)kind;
-    r->buf = buf;
-    r->len = len;
-    r->peer = peer;
-    r->tag = tag;
-    r->source = -1;
     return r;
 }
 
