@@ -240,18 +240,19 @@ static int slots_await(slot_set *s, bool free_wait)
 
 /* ---- the rounds ----------------------------------------------------------------------------- */
 
-int cgloo__slots_put(slot_set *s, const void *data, size_t len)
+int cgloo__slots_put_each(slot_set *s)
 {
     cgloo__slots_next(s);
     int rc = slots_await(s, true);
     if (rc != CGLOO_OK)
         return rc;
     for (int i = 0; i < s->n; i++) {
-        cgloo__slot_buf *b = &s->p[i].link->tx[s->ch].buf[s->p[i].n & 1];
-        if (len)
-            memcpy(b->data, data, len);
-        b->len = len;
-        atomic_store_explicit(&b->seq, s->p[i].n, memory_order_release);
+        slot_peer *p = &s->p[i];
+        cgloo__slot_buf *b = &p->link->tx[s->ch].buf[p->n & 1];
+        if (p->out_len)
+            memcpy(b->data, p->out, p->out_len);
+        b->len = p->out_len;
+        atomic_store_explicit(&b->seq, p->n, memory_order_release);
     }
     /* against the fence of a reader that arms before it sleeps: it sees the publication, or
      * this side sees its flag */
@@ -261,7 +262,16 @@ int cgloo__slots_put(slot_set *s, const void *data, size_t len)
     return CGLOO_OK;
 }
 
-int cgloo__slots_wait(slot_set *s, size_t len)
+int cgloo__slots_put(slot_set *s, const void *data, size_t len)
+{
+    for (int i = 0; i < s->n; i++) {
+        s->p[i].out = data;
+        s->p[i].out_len = len;
+    }
+    return cgloo__slots_put_each(s);
+}
+
+int cgloo__slots_wait_each(slot_set *s)
 {
     int rc = slots_await(s, false);
     if (rc != CGLOO_OK)
@@ -272,13 +282,20 @@ int cgloo__slots_wait(slot_set *s, size_t len)
         /* The peer finished its op n - 1 before it published op n. */
         if (p->link->known[s->ch] < p->n - 1)
             p->link->known[s->ch] = p->n - 1;
-        if (got != len)
+        if (got != p->in_len)
             return cgloo__coll_error(s->c, CGLOO_EPROTO,
                                      "step %u: rank %d gave %llu bytes where %zu were expected "
                                      "(do the ranks agree on the arguments?)",
-                                     s->step, p->rank, (unsigned long long)got, len);
+                                     s->step, p->rank, (unsigned long long)got, p->in_len);
     }
     return CGLOO_OK;
+}
+
+int cgloo__slots_wait(slot_set *s, size_t len)
+{
+    for (int i = 0; i < s->n; i++)
+        s->p[i].in_len = len;
+    return cgloo__slots_wait_each(s);
 }
 
 /* cgloo__slots_done also takes the buffer of the next round for writing when the peer is done
@@ -294,4 +311,27 @@ void cgloo__slots_done(slot_set *s)
         if (p->link->known[s->ch] + 1 >= p->n)
             p->link->tx[s->ch].buf[(p->n + 1) & 1].len = 0;
     }
+}
+
+void cgloo__slots_drop(slot_set *s, int i)
+{
+    memmove(&s->p[i], &s->p[i + 1], (size_t)(s->n - i - 1) * sizeof *s->p);
+    s->n--;
+}
+
+void cgloo__slots_reduce(slot_set *s, void *dst, const void *own, size_t count)
+{
+    coll *c = s->c;
+    size_t bytes = count * c->esize;
+    _Alignas(64) uint8_t copy[CGLOO_SLOT_DATA]; /* own, where dst is about to overwrite it */
+    if (c->rank == 0 && dst != own) {
+        memcpy(dst, own, bytes);
+    } else if (c->rank != 0) {
+        if (dst == own)
+            own = memcpy(copy, own, bytes);
+        memcpy(dst, cgloo__slots_data(s, 0), bytes);
+    }
+    for (int r = 1; r < c->size; r++)
+        cgloo__coll_reduce(c, dst, r == c->rank ? own : cgloo__slots_data(s, r - (r > c->rank)),
+                           count);
 }
