@@ -708,17 +708,18 @@ static void names_match(const char *coll, const char *const *want)
 static void test_algorithm_names(void)
 {
     names_match("allgather", (const char *const[]){"ring", "recursive_doubling", "single_copy",
-                                                   "hierarchical", NULL});
+                                                   "hierarchical", "shm", NULL});
     names_match("allgatherv", (const char *const[]){"ring", "recursive_doubling", "single_copy",
-                                                    "hierarchical", NULL});
+                                                    "hierarchical", "shm", NULL});
     names_match("broadcast", (const char *const[]){"binomial", "pipeline", "flat", "single_copy",
                                                    "hierarchical", "shm", NULL});
-    names_match("gather", (const char *const[]){"direct", "binomial", "single_copy", NULL});
-    names_match("gatherv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
-    names_match("scatter", (const char *const[]){"direct", "binomial", "single_copy", NULL});
-    names_match("scatterv", (const char *const[]){"direct", "binomial", "single_copy", NULL});
-    names_match("alltoall", (const char *const[]){"pairwise", "single_copy", NULL});
-    names_match("alltoallv", (const char *const[]){"pairwise", "single_copy", NULL});
+    names_match("gather", (const char *const[]){"direct", "binomial", "single_copy", "shm", NULL});
+    names_match("gatherv", (const char *const[]){"direct", "binomial", "single_copy", "shm", NULL});
+    names_match("scatter", (const char *const[]){"direct", "binomial", "single_copy", "shm", NULL});
+    names_match("scatterv",
+                (const char *const[]){"direct", "binomial", "single_copy", "shm", NULL});
+    names_match("alltoall", (const char *const[]){"pairwise", "single_copy", "shm", NULL});
+    names_match("alltoallv", (const char *const[]){"pairwise", "single_copy", "shm", NULL});
     names_match("barrier", (const char *const[]){"dissemination", "all_to_one", "shm", NULL});
 }
 

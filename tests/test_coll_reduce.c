@@ -20,8 +20,8 @@
 
 static cgloo_store *store;
 
-static const char *const rs_algorithms[] = {"ring", "halving_doubling"};
-static const char *const reduce_algorithms[] = {"binomial", "reduce_scatter_gather"};
+static const char *const rs_algorithms[] = {"ring", "halving_doubling", "shm"};
+static const char *const reduce_algorithms[] = {"binomial", "reduce_scatter_gather", "shm"};
 
 /* ---- helpers ---- */
 
