@@ -72,7 +72,12 @@ allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes)
     return allgather_fns[allgather_select_flat(c, bytes)];
 }
 
-/* Through the slots while every block fits one slot's payload: MEASUREMENT. */
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, p50 us, median of three runs at load 10 to 16, shm against the message
+ * algorithm the selector took before: 2 ranks (ring) 8 B blocks 0.48 against 1.35, 2 KiB 1.13
+ * against 1.88, 8 KiB (three rounds) 3.22 against 2.76; 4 ranks on 2 cores (recursive
+ * doubling) 4 B 7.2 against 15.0, 1 KiB 7.1 against 17.4, 4 KiB (two rounds) 14.4 against 21.1,
+ * 16 KiB 33.9 against 36.0. */
 #define ALLGATHER_SHM_MAX_BLOCK CGLOO_SLOT_DATA
 
 /* allgather_shm_fits: the largest block of the layout goes through the slots by default. */

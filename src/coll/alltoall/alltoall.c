@@ -47,7 +47,11 @@ static alltoall_algorithm alltoall_select_flat(const coll *c, size_t bytes)
     return ALLTOALL_PAIRWISE;
 }
 
-/* Through the slots while a block fits one slot's payload: MEASUREMENT. */
+/* Through the slots while a block fits one slot's payload (one round). cgloo-bench over shared
+ * memory, p50 us, median of three runs at load 10 to 16, shm against pairwise: 2 ranks 8 B
+ * blocks 0.62 against 1.45, 2 KiB 1.25 against 2.14, 8 KiB (three rounds) 3.53 against 3.36;
+ * 4 ranks on 2 cores 4 B 6.6 against 11.6, 1 KiB 7.5 against 13.0, 4 KiB (two rounds) 15.6
+ * against 15.4. */
 #define ALLTOALL_SHM_MAX_BLOCK CGLOO_SLOT_DATA
 
 /* alltoall_select: through the slots for small blocks where every peer shares memory, else

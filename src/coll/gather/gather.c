@@ -45,7 +45,11 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
  * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
 #define GATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-/* Through the slots while every block fits one slot's payload: MEASUREMENT. */
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, p50 us, median of three runs at load 10 to 16, shm against direct: 2 ranks 8 B
+ * blocks 0.44 against 1.01, 2 KiB 1.18 against 1.56, 8 KiB (three rounds) 2.52 against 2.61;
+ * 4 ranks on 2 cores 4 B 7.2 against 8.2, 4 KiB (two rounds) 7.0 against 9.0, 16 KiB 20.9
+ * against 11.2. */
 #define GATHER_SHM_MAX_BLOCK CGLOO_SLOT_DATA
 
 static gather_algorithm gather_select_flat(const coll *c, size_t bytes)

@@ -47,7 +47,11 @@ reduce_fn cgloo__reduce_flat_choice(const coll *c, size_t count)
     return reduce_fns[reduce_select(c, count)];
 }
 
-/* Through the slots up to one slot's payload: MEASUREMENT. */
+/* Through the slots up to one slot's payload (one round). cgloo-bench over shared memory,
+ * float32 sums to root 0, p50 us, median of three runs at load 10 to 16, shm against binomial:
+ * 2 ranks 16 B 0.50 against 1.00, 1 KiB 0.95 against 1.17, 4 KiB (two rounds) 1.67 against
+ * 1.81, 64 KiB 14.5 against 13.0; 4 ranks on 2 cores 16 B 6.6 against 12.4, 4 KiB 7.4 against
+ * 14.1, 16 KiB 19.8 against 18.2. */
 #define REDUCE_SHM_MAX_BYTES CGLOO_SLOT_DATA
 
 /* reduce_select_shm: through the slots for small vectors where every peer shares memory, else
@@ -94,7 +98,8 @@ int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t 
                              reduce_select_shm(&c, count));
     if (a < 0)
         return a;
-    if (a == REDUCE_SHM && !cgloo__coll_slots_reach(&c)) /* one rank too: no slots */
+    /* One rank runs the flat choice too: the slots of a tag without a channel refuse it. */
+    if (a == REDUCE_SHM && !cgloo__coll_slots_reach(&c))
         a = cgloo__coll_slots_fallback(&c, cgloo__reduce_algorithms, reduce_select(&c, count));
     if (count == 0)
         return CGLOO_OK;

@@ -78,7 +78,12 @@ cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t
     return reduce_scatter_fns[rs_select_flat(c, total_bytes)];
 }
 
-/* Through the slots while every block fits one slot's payload: MEASUREMENT. */
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, float32 sums, p50 us, median of three runs at load 10 to 16, shm against
+ * halving-doubling: 2 ranks 8 B blocks 0.62 against 1.37, 2 KiB 1.27 against 2.24, 8 KiB (three
+ * rounds) 3.60 against 3.96, 32 KiB 12.9 against 10.1; 4 ranks on 2 cores 4 B 6.8 against 15.6,
+ * 1 KiB 7.5 against 18.4, 4 KiB 15.3 against 23.1, 16 KiB 32.4 against 45.5 (more rounds may
+ * pay at 4 ranks; not measured beyond). */
 #define RS_SHM_MAX_BLOCK CGLOO_SLOT_DATA
 
 /* rs_select: through the slots while every block is small and every peer shares memory,
@@ -130,7 +135,8 @@ static int rs_run(coll *c, const void *sendbuf, void *recvbuf, const size_t *off
                              opts, rs_select(c, off));
     if (a < 0)
         return a;
-    if (a == REDUCE_SCATTER_SHM && !cgloo__coll_slots_reach(c)) /* one rank too: no slots */
+    /* One rank runs the flat choice too: the slots of a tag without a channel refuse it. */
+    if (a == REDUCE_SCATTER_SHM && !cgloo__coll_slots_reach(c))
         a = cgloo__coll_slots_fallback(c, cgloo__reduce_scatter_algorithms,
                                        rs_select_flat(c, off[c->size] * c->esize));
     if (off[c->size] == 0)

@@ -45,7 +45,11 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
  * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
 #define SCATTER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-/* Through the slots while every block fits one slot's payload: MEASUREMENT. */
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, p50 us, median of three runs at load 10 to 16, shm against direct: 2 ranks 8 B
+ * blocks 0.58 against 0.97, 2 KiB 1.37 against 1.58, 8 KiB (three rounds) 2.56 against 2.72;
+ * 4 ranks on 2 cores 4 B 0.41 against 8.5, 1 KiB 0.48 against 8.0, 4 KiB (two rounds, the
+ * second waiting for the readers of the first) 12.7 against 8.8. */
 #define SCATTER_SHM_MAX_BLOCK CGLOO_SLOT_DATA
 
 static scatter_algorithm scatter_select_flat(const coll *c, size_t bytes)
