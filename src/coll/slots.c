@@ -262,15 +262,6 @@ int cgloo__slots_put_each(slot_set *s)
     return CGLOO_OK;
 }
 
-int cgloo__slots_put(slot_set *s, const void *data, size_t len)
-{
-    for (int i = 0; i < s->n; i++) {
-        s->p[i].out = data;
-        s->p[i].out_len = len;
-    }
-    return cgloo__slots_put_each(s);
-}
-
 int cgloo__slots_wait_each(slot_set *s)
 {
     int rc = slots_await(s, false);
@@ -289,13 +280,6 @@ int cgloo__slots_wait_each(slot_set *s)
                                      s->step, p->rank, (unsigned long long)got, p->in_len);
     }
     return CGLOO_OK;
-}
-
-int cgloo__slots_wait(slot_set *s, size_t len)
-{
-    for (int i = 0; i < s->n; i++)
-        s->p[i].in_len = len;
-    return cgloo__slots_wait_each(s);
 }
 
 /* cgloo__slots_done also takes the buffer of the next round for writing when the peer is done

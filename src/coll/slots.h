@@ -62,22 +62,34 @@ int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead
  * rank (rank -1). ENOTSUP (recorded) when a peer has no slots or the tag no channel; ENOMEM. */
 int cgloo__slots_open(coll *c, slot_set *s, int rank);
 void cgloo__slots_close(slot_set *s);
-/* cgloo__slots_put starts the next round: waits until each peer is done with the buffer it
- * reuses, copies len bytes (at most CGLOO_SLOT_DATA) into it and publishes it. Errors: those
- * of the waits (below). */
-int cgloo__slots_put(slot_set *s, const void *data, size_t len);
-/* cgloo__slots_put_each is cgloo__slots_put with bytes of its own for each peer: p[i].out_len
- * bytes (at most CGLOO_SLOT_DATA) from p[i].out, which the caller sets for every peer first. */
+/* cgloo__slots_put_each starts the next round: waits until each peer is done with the buffer
+ * it reuses, copies p[i].out_len bytes (at most CGLOO_SLOT_DATA) from p[i].out into peer i's,
+ * which the caller sets for every peer first, and publishes them. Errors: those of the waits
+ * (below). */
 int cgloo__slots_put_each(slot_set *s);
+/* cgloo__slots_put is cgloo__slots_put_each with the same len bytes for every peer. */
+static inline int cgloo__slots_put(slot_set *s, const void *data, size_t len)
+{
+    for (int i = 0; i < s->n; i++) {
+        s->p[i].out = data;
+        s->p[i].out_len = len;
+    }
+    return cgloo__slots_put_each(s);
+}
 /* cgloo__slots_next starts the next round for a rank that only reads in it. */
 void cgloo__slots_next(slot_set *s);
-/* cgloo__slots_wait waits until every peer of s has published this round's buffer of len
- * bytes. EPROTO for another length, EPEER naming a peer that failed, ETIMEDOUT, EABORTED,
- * EINTR; recorded as the collective's error. */
-int cgloo__slots_wait(slot_set *s, size_t len);
-/* cgloo__slots_wait_each is cgloo__slots_wait with a length of its own for each peer: p[i].in_len,
- * which the caller sets for every peer first. */
+/* cgloo__slots_wait_each waits until every peer of s has published this round's buffer, of
+ * p[i].in_len bytes for peer i (the caller sets them for every peer first). EPROTO for another
+ * length, EPEER naming a peer that failed, ETIMEDOUT, EABORTED, EINTR; recorded as the
+ * collective's error. */
 int cgloo__slots_wait_each(slot_set *s);
+/* cgloo__slots_wait is cgloo__slots_wait_each with len bytes from every peer. */
+static inline int cgloo__slots_wait(slot_set *s, size_t len)
+{
+    for (int i = 0; i < s->n; i++)
+        s->p[i].in_len = len;
+    return cgloo__slots_wait_each(s);
+}
 /* cgloo__slots_data: peer i's published buffer of this round (after a wait). */
 static inline const void *cgloo__slots_data(const slot_set *s, int i)
 {
