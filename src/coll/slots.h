@@ -101,8 +101,9 @@ static inline size_t cgloo__slots_part(size_t n, size_t from, size_t per)
 {
     return from < n ? CGLOO_MIN(per, n - from) : 0;
 }
-/* cgloo__slots_rounds: the rounds of `per` units a block of n takes, at least one (the ranks of a
- * pair meet once even when there is nothing to move, so that their ops stay counted alike). */
+/* cgloo__slots_rounds: the rounds of `per` units a block of n takes, at least one (ranks meet
+ * once even with nothing to move, as the message-based algorithms' empty exchanges do, so that
+ * a missing or dead peer shows there too). */
 static inline size_t cgloo__slots_rounds(size_t n, size_t per)
 {
     return n > per ? (n - 1) / per + 1 : 1;
