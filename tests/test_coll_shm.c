@@ -92,6 +92,22 @@ static const int *long_sizes(size_t *n)
     return SANITIZED ? few : world_sizes;
 }
 
+/* The flight recorder names the algorithm each call ran. */
+static bool dump_has(cgloo_context *ctx, const char *what)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    CHECK(f != NULL);
+    CHECK_OK(cgloo_context_dump(ctx, f));
+    fclose(f);
+    bool has = text && strstr(text, what);
+    if (getenv("TEST_SHOW_DUMP"))
+        fprintf(stderr, "%s", text);
+    free(text);
+    return has;
+}
+
 /* ---- every dtype and op ---- */
 
 /* Element counts around one slot's payload (a round of its own) for this element size. */
@@ -143,6 +159,54 @@ static void test_allreduce_types(void)
 
 #define ROUNDS (SANITIZED ? 200 : 1500)
 
+/* One of the other collectives in turn, small (the selector takes its shm algorithm), with
+ * values that change every round: gather's and reduce's ranks only write, scatter's only read,
+ * so that a slot's reuse after each pattern is checked. */
+static void other_round(cgloo_context *ctx, int rank, int size, int i, const cgloo_coll_opts *o)
+{
+    int32_t in[8 * 2], out[8 * 2]; /* two elements per rank, 8 ranks at most */
+    int root = (i / 6) % size, k = 2 * size;
+    for (int j = 0; j < k; j++)
+        in[j] = i * 1000 + rank * 100 + j;
+    switch (i % 6) {
+    case 0:
+        MUST(ctx, cgloo_allgather(ctx, in, out, 2, CGLOO_INT32, o));
+        for (int j = 0; j < k; j++)
+            if (out[j] != i * 1000 + j / 2 * 100 + j % 2)
+                fail_with_detail(ctx, __LINE__, "allgather value");
+        break;
+    case 1:
+        MUST(ctx, cgloo_gather(ctx, in, out, 2, CGLOO_INT32, root, o));
+        for (int j = 0; rank == root && j < k; j++)
+            if (out[j] != i * 1000 + j / 2 * 100 + j % 2)
+                fail_with_detail(ctx, __LINE__, "gather value");
+        break;
+    case 2:
+        MUST(ctx, cgloo_scatter(ctx, in, out, 2, CGLOO_INT32, root, o));
+        for (int j = 0; j < 2; j++)
+            if (out[j] != i * 1000 + root * 100 + rank * 2 + j)
+                fail_with_detail(ctx, __LINE__, "scatter value");
+        break;
+    case 3:
+        MUST(ctx, cgloo_alltoall(ctx, in, out, 2, CGLOO_INT32, o));
+        for (int j = 0; j < k; j++)
+            if (out[j] != i * 1000 + j / 2 * 100 + rank * 2 + j % 2)
+                fail_with_detail(ctx, __LINE__, "alltoall value");
+        break;
+    case 4:
+        MUST(ctx, cgloo_reduce_scatter(ctx, in, out, 2, CGLOO_INT32, CGLOO_SUM, o));
+        for (int j = 0; j < 2; j++)
+            if (out[j] != size * (i * 1000 + rank * 2 + j) + 100 * size * (size - 1) / 2)
+                fail_with_detail(ctx, __LINE__, "reduce_scatter value");
+        break;
+    default:
+        MUST(ctx, cgloo_reduce(ctx, in, out, 2, CGLOO_INT32, CGLOO_SUM, root, o));
+        for (int j = 0; rank == root && j < 2; j++)
+            if (out[j] != size * (i * 1000 + j) + 100 * size * (size - 1) / 2)
+                fail_with_detail(ctx, __LINE__, "reduce value");
+    }
+}
+
 /* One round of each collective with values that change every round, on tag `tag`: a slot
  * overwritten before its reader is done, or read before it is published, shows. */
 static void mixed_round(cgloo_context *ctx, int rank, int size, int i, uint64_t tag)
@@ -164,6 +228,7 @@ static void mixed_round(cgloo_context *ctx, int rank, int size, int i, uint64_t 
             fail_with_detail(ctx, __LINE__, "broadcast value");
     if (i % 3 == 0)
         MUST(ctx, cgloo_barrier(ctx, &o));
+    other_round(ctx, rank, size, i, &o);
 }
 
 static void back_to_back_body(cgloo_context *ctx, int rank, int size, void *arg)
@@ -241,6 +306,255 @@ static void test_two_tags(void)
     in_world(3, two_tags_body, NULL);
 }
 
+/* ---- the other collectives' shm algorithms ---- */
+
+/* The byte that rank `src` gives rank `dst` at index i of case `salt` (dst -1: the same for
+ * every rank, as allgather and gather give). */
+static uint8_t mv_byte(int salt, int src, int dst, size_t i)
+{
+    return (uint8_t)(salt * 53 + src * 31 + (dst + 1) * 7 + (int)(i * 13 % 251));
+}
+
+static void mv_fill(uint8_t *p, size_t n, int salt, int src, int dst)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = mv_byte(salt, src, dst, i);
+}
+
+static bool mv_same(const uint8_t *p, size_t n, int salt, int src, int dst)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != mv_byte(salt, src, dst, i))
+            return false;
+    return true;
+}
+
+/* Block bytes around one slot's payload: a round of its own, and more than one. */
+static size_t mv_sizes(size_t *out)
+{
+    const size_t list[] = {0,
+                           1,
+                           17,
+                           CGLOO_SLOT_DATA - 1,
+                           CGLOO_SLOT_DATA,
+                           CGLOO_SLOT_DATA + 1,
+                           2 * CGLOO_SLOT_DATA + 5};
+    const size_t few[] = {1, CGLOO_SLOT_DATA + 1}; /* under a sanitizer */
+    size_t n = SANITIZED ? CGLOO_ARRAY_LEN(few) : CGLOO_ARRAY_LEN(list);
+    memcpy(out, SANITIZED ? few : list, n * sizeof *out);
+    return n;
+}
+
+/* uneven: rank r's block in the v forms, from b: some empty, some longer than b. */
+static size_t uneven(size_t b, int r)
+{
+    return r % 3 == 1 ? 0 : b + (size_t)r * 5;
+}
+
+/* a2a_bytes: what rank i sends rank j in the alltoallv case: uneven per pair, so that pairs
+ * need different numbers of rounds. */
+static size_t a2a_bytes(size_t b, int i, int j)
+{
+    return (size_t)((i + 2 * j) % 3) * b + (size_t)(i == j);
+}
+
+static void prefix_sums(const size_t *counts, int n, size_t *off)
+{
+    off[0] = 0;
+    for (int r = 0; r < n; r++)
+        off[r + 1] = off[r] + counts[r];
+}
+
+typedef struct mv_case {
+    cgloo_context *ctx;
+    int rank, size, salt, root;
+    size_t b; /* the block size the case starts from */
+    bool v;   /* the v form, with uneven blocks */
+} mv_case;
+
+static const cgloo_coll_opts shm_opts = {.algorithm = "shm"};
+
+static void mv_allgather(const mv_case *m, const size_t *counts)
+{
+    size_t off[SLOTS_MAX_RANKS + 1];
+    prefix_sums(counts, m->size, off);
+    uint8_t *out = malloc(off[m->size] + 1), *in = malloc(counts[m->rank] + 1);
+    CHECK(out && in);
+    mv_fill(in, counts[m->rank], m->salt, m->rank, -1);
+    int rc =
+        m->v ? cgloo_allgatherv(m->ctx, in, counts[m->rank], out, counts, CGLOO_UINT8, &shm_opts)
+             : cgloo_allgather(m->ctx, in, out, m->b, CGLOO_UINT8, &shm_opts);
+    MUST(m->ctx, rc);
+    for (int r = 0; r < m->size; r++)
+        if (!mv_same(out + off[r], counts[r], m->salt, r, -1))
+            fail_with_detail(m->ctx, __LINE__, "allgather block");
+    free(out);
+    free(in);
+}
+
+static void mv_gather(const mv_case *m, const size_t *counts)
+{
+    size_t off[SLOTS_MAX_RANKS + 1];
+    prefix_sums(counts, m->size, off);
+    bool root = m->rank == m->root;
+    uint8_t *out = root ? malloc(off[m->size] + 1) : NULL, *in = malloc(counts[m->rank] + 1);
+    CHECK(in && (out || !root));
+    mv_fill(in, counts[m->rank], m->salt, m->rank, -1);
+    int rc = m->v ? cgloo_gatherv(m->ctx, in, counts[m->rank], out, counts, CGLOO_UINT8, m->root,
+                                  &shm_opts)
+                  : cgloo_gather(m->ctx, in, out, m->b, CGLOO_UINT8, m->root, &shm_opts);
+    MUST(m->ctx, rc);
+    for (int r = 0; root && r < m->size; r++)
+        if (!mv_same(out + off[r], counts[r], m->salt, r, -1))
+            fail_with_detail(m->ctx, __LINE__, "gather block");
+    free(out);
+    free(in);
+}
+
+static void mv_scatter(const mv_case *m, const size_t *counts)
+{
+    size_t off[SLOTS_MAX_RANKS + 1];
+    prefix_sums(counts, m->size, off);
+    bool root = m->rank == m->root;
+    uint8_t *in = root ? malloc(off[m->size] + 1) : NULL, *out = malloc(counts[m->rank] + 1);
+    CHECK(out && (in || !root));
+    for (int r = 0; root && r < m->size; r++)
+        mv_fill(in + off[r], counts[r], m->salt, m->root, r);
+    int rc = m->v ? cgloo_scatterv(m->ctx, in, counts, out, counts[m->rank], CGLOO_UINT8, m->root,
+                                   &shm_opts)
+                  : cgloo_scatter(m->ctx, in, out, m->b, CGLOO_UINT8, m->root, &shm_opts);
+    MUST(m->ctx, rc);
+    if (!mv_same(out, counts[m->rank], m->salt, m->root, m->rank))
+        fail_with_detail(m->ctx, __LINE__, "scatter block");
+    free(in);
+    free(out);
+}
+
+static void mv_alltoall(const mv_case *m)
+{
+    size_t sc[SLOTS_MAX_RANKS], rc_[SLOTS_MAX_RANKS], soff[SLOTS_MAX_RANKS + 1],
+        roff[SLOTS_MAX_RANKS + 1];
+    for (int j = 0; j < m->size; j++) {
+        sc[j] = m->v ? a2a_bytes(m->b, m->rank, j) : m->b;
+        rc_[j] = m->v ? a2a_bytes(m->b, j, m->rank) : m->b;
+    }
+    prefix_sums(sc, m->size, soff);
+    prefix_sums(rc_, m->size, roff);
+    uint8_t *in = malloc(soff[m->size] + 1), *out = malloc(roff[m->size] + 1);
+    CHECK(in && out);
+    for (int j = 0; j < m->size; j++)
+        mv_fill(in + soff[j], sc[j], m->salt, m->rank, j);
+    int rc = m->v ? cgloo_alltoallv(m->ctx, in, sc, out, rc_, CGLOO_UINT8, &shm_opts)
+                  : cgloo_alltoall(m->ctx, in, out, m->b, CGLOO_UINT8, &shm_opts);
+    MUST(m->ctx, rc);
+    for (int j = 0; j < m->size; j++)
+        if (!mv_same(out + roff[j], rc_[j], m->salt, j, m->rank))
+            fail_with_detail(m->ctx, __LINE__, "alltoall block");
+    free(in);
+    free(out);
+}
+
+/* Every data-moving shm algorithm, plain and v, at block sizes around a slot's payload, from
+ * the first, a middle and the last rank as root. */
+static void movement_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    size_t sizes[8], ns = mv_sizes(sizes);
+    int salt = 1;
+    for (size_t k = 0; k < ns; k++)
+        for (int v = 0; v < 2; v++) {
+            size_t counts[SLOTS_MAX_RANKS];
+            for (int r = 0; r < size; r++)
+                counts[r] = v ? uneven(sizes[k], r) : sizes[k];
+            int roots[3] = {0, size / 2, size - 1};
+            for (int i = 0; i < 3; i++) {
+                mv_case m = {ctx, rank, size, salt++, roots[i], sizes[k], v};
+                mv_gather(&m, counts);
+                mv_scatter(&m, counts);
+            }
+            mv_case m = {ctx, rank, size, salt++, 0, sizes[k], v};
+            mv_allgather(&m, counts);
+            mv_alltoall(&m);
+        }
+    CHECK(dump_has(ctx, "alltoallv(shm)"));
+}
+
+static void test_movement(void)
+{
+    const int sizes[] = {2, 3, 5};
+    for (size_t s = 0; s < CGLOO_ARRAY_LEN(sizes); s += SANITIZED ? 2 : 1)
+        in_world(sizes[s], movement_body, NULL);
+}
+
+/* The reductions: reduce from every root, reduce_scatter and reduce_scatterv with uneven
+ * blocks, in place and not, for a few dtypes and ops, at counts around a slot's payload. */
+static void rs_case(cgloo_context *ctx, int rank, int size, cgloo_dtype dt, cgloo_op op, size_t n,
+                    bool v, bool in_place)
+{
+    size_t es = cgloo_dtype_size(dt), counts[SLOTS_MAX_RANKS], off[SLOTS_MAX_RANKS + 1];
+    for (int r = 0; r < size; r++)
+        counts[r] = v ? uneven(n, r) : n;
+    prefix_sums(counts, size, off);
+    uint8_t *in = malloc(off[size] * es + 16), *out = malloc(counts[rank] * es + 16);
+    CHECK(in && out);
+    fill_input(in, off[size], dt, op, rank);
+    void *dst = in_place ? in + off[rank] * es : out;
+    int rc = v ? cgloo_reduce_scatterv(ctx, in, dst, counts, dt, op, &shm_opts)
+               : cgloo_reduce_scatter(ctx, in, dst, n, dt, op, &shm_opts);
+    MUST(ctx, rc);
+    if (!check_reduced(dst, counts[rank], dt, op, size, off[rank]))
+        fail_with_detail(ctx, __LINE__, "reduce_scatter block");
+    free(in);
+    free(out);
+}
+
+static void reduce_case(cgloo_context *ctx, int rank, int size, cgloo_dtype dt, cgloo_op op,
+                        size_t n, int root, bool in_place)
+{
+    size_t es = cgloo_dtype_size(dt);
+    uint8_t *in = malloc(n * es + 16), *out = malloc(n * es + 16);
+    CHECK(in && out);
+    fill_input(in, n, dt, op, rank);
+    void *dst = in_place && rank == root ? in : out;
+    MUST(ctx, cgloo_reduce(ctx, in, dst, n, dt, op, root, &shm_opts));
+    if (rank == root && !check_reduced(dst, n, dt, op, size, 0))
+        fail_with_detail(ctx, __LINE__, "reduce result");
+    free(in);
+    free(out);
+}
+
+static void reductions_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    const struct {
+        cgloo_dtype dt;
+        cgloo_op op;
+    } kinds[] = {{CGLOO_INT32, CGLOO_SUM},
+                 {CGLOO_FLOAT64, CGLOO_PRODUCT},
+                 {CGLOO_FLOAT16, CGLOO_MAX},
+                 {CGLOO_COMPLEX128, CGLOO_SUM},
+                 {CGLOO_UINT8, CGLOO_BXOR}};
+    for (size_t k = 0; k < CGLOO_ARRAY_LEN(kinds); k++) {
+        size_t per = CGLOO_SLOT_DATA / cgloo_dtype_size(kinds[k].dt);
+        const size_t list[] = {1, 5, per - 1, per, per + 1, 2 * per + 3};
+        for (size_t c = SANITIZED ? 3 : 0; c < CGLOO_ARRAY_LEN(list); c += SANITIZED ? 2 : 1) {
+            for (int v = 0; v < 2; v++)
+                rs_case(ctx, rank, size, kinds[k].dt, kinds[k].op, list[c], v, (c + k + v) % 2);
+            for (int root = 0; root < size; root++)
+                reduce_case(ctx, rank, size, kinds[k].dt, kinds[k].op, list[c], root,
+                            (c + (size_t)root) % 2);
+        }
+    }
+    CHECK(dump_has(ctx, "reduce(shm)"));
+}
+
+static void test_reductions(void)
+{
+    const int sizes[] = {2, 3, 5};
+    for (size_t s = 0; s < CGLOO_ARRAY_LEN(sizes); s += SANITIZED ? 2 : 1)
+        in_world(sizes[s], reductions_body, NULL);
+}
+
 /* ---- more ranks than cores ---- */
 
 static void test_oversubscribed(void)
@@ -256,22 +570,6 @@ static void test_oversubscribed(void)
 
 /* ---- the selector ---- */
 
-/* The flight recorder names the algorithm each call ran. */
-static bool dump_has(cgloo_context *ctx, const char *what)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    CHECK(f != NULL);
-    CHECK_OK(cgloo_context_dump(ctx, f));
-    fclose(f);
-    bool has = text && strstr(text, what);
-    if (getenv("TEST_SHOW_DUMP"))
-        fprintf(stderr, "%s", text);
-    free(text);
-    return has;
-}
-
 static void selector_body(cgloo_context *ctx, int rank, int size, void *arg)
 {
     const char *transport = arg;
@@ -281,6 +579,12 @@ static void selector_body(cgloo_context *ctx, int rank, int size, void *arg)
     MUST(ctx, cgloo_broadcast(ctx, &x, 1, CGLOO_FLOAT32, 0, NULL));
     CHECK(x == (float)size);
     CHECK(dump_has(ctx, "(shm)") == (strcmp(transport, "shm") == 0));
+    for (int i = 0; i < 6; i++)
+        other_round(ctx, rank, size, i, NULL);
+    const char *others[] = {"allgather(shm)", "gather(shm)",         "scatter(shm)",
+                            "alltoall(shm)",  "reduce_scatter(shm)", "reduce(shm)"};
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(others); i++)
+        CHECK(dump_has(ctx, others[i]) == (strcmp(transport, "shm") == 0));
     /* Tags without a channel use messages, also when the slots are asked for by name. */
     cgloo_coll_opts o = {.tag = CGLOO_SLOT_CHANNELS, .algorithm = "shm"};
     x = (float)rank;
@@ -309,8 +613,9 @@ static void test_selector(void)
  * instead, under its name, so that every listed algorithm runs everywhere. */
 static void tcp_rank(int rank, int size, void *arg)
 {
-    (void)arg;
-    rank_env e = connect_shm(store, rank, size, "tcp", TIMEOUT_MS);
+    /* arg: every rank over TCP, or only the last (the others share memory among themselves) */
+    const char *transport = arg && rank != size - 1 ? "auto" : "tcp";
+    rank_env e = connect_shm(store, rank, size, transport, TIMEOUT_MS);
     cgloo_coll_opts o = {.algorithm = "shm"};
     int v = rank + 1;
     MUST(e.ctx, cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, &o));
@@ -319,6 +624,8 @@ static void tcp_rank(int rank, int size, void *arg)
     v = rank == 0 ? 42 : 0;
     MUST(e.ctx, cgloo_broadcast(e.ctx, &v, 1, CGLOO_INT32, 0, &o));
     CHECK(v == 42);
+    for (int i = 0; i < 6; i++)
+        other_round(e.ctx, rank, size, i, &o);
     CHECK(!dump_has(e.ctx, "(shm)"));
     mesh_close(e);
 }
@@ -327,6 +634,15 @@ static void test_fallback_over_tcp(void)
 {
     CHECK_OK(cgloo_store_hash_create(&store));
     run_ranks(3, tcp_rank, NULL);
+    cgloo_store_destroy(store);
+}
+
+/* One peer over TCP, the others on shared memory: no rank has slots to every peer, so every
+ * rank runs the message-based choice. */
+static void test_fallback_one_peer_tcp(void)
+{
+    CHECK_OK(cgloo_store_hash_create(&store));
+    run_ranks(4, tcp_rank, (void *)"one");
     cgloo_store_destroy(store);
 }
 
@@ -339,12 +655,16 @@ static void stalled_rank(int rank, int size, void *arg)
     MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
     if (rank != size - 1) {
         cgloo_coll_opts o = {.algorithm = "shm", .timeout_ms = 400};
-        int v = 1, rc;
+        int v = 1, w[16] = {0}, rc;
         long long t0 = test_now_ms();
         if (strcmp(algo, "allreduce") == 0)
             rc = cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, &o);
         else if (strcmp(algo, "barrier") == 0)
             rc = cgloo_barrier(e.ctx, &o);
+        else if (strcmp(algo, "scatter") == 0) /* from the missing rank */
+            rc = cgloo_scatter(e.ctx, w, &v, 1, CGLOO_INT32, size - 1, &o);
+        else if (strcmp(algo, "alltoall") == 0)
+            rc = cgloo_alltoall(e.ctx, w, w + size, 1, CGLOO_INT32, &o);
         else
             rc = cgloo_broadcast(e.ctx, &v, 1, CGLOO_INT32, size - 1, &o);
         CHECK_STATUS(rc, CGLOO_ETIMEDOUT);
@@ -364,8 +684,8 @@ static void stalled_rank(int rank, int size, void *arg)
 
 static void test_stalled_peer(void)
 {
-    const char *algos[] = {"allreduce", "barrier", "broadcast"};
-    for (int a = 0; a < 3; a++) {
+    const char *algos[] = {"allreduce", "barrier", "broadcast", "scatter", "alltoall"};
+    for (size_t a = 0; a < CGLOO_ARRAY_LEN(algos); a++) {
         CHECK_OK(cgloo_store_hash_create(&store));
         run_ranks(3, stalled_rank, (void *)algos[a]);
         cgloo_store_destroy(store);
@@ -396,13 +716,23 @@ static void survivor(procs *w, int rank, void *arg)
     for (int i = 0; i < 50; i++)
         MUST(e.ctx, cgloo_barrier(e.ctx, NULL));
     long long t0 = test_now_ms();
-    int v[4] = {1, 2, 3, 4}, rc;
+    int v[4] = {1, 2, 3, 4}, out[4 * NPROC], rc;
     if (strcmp(algo, "allreduce") == 0)
         rc = cgloo_allreduce(e.ctx, v, v, 4, CGLOO_INT32, CGLOO_SUM, NULL);
     else if (strcmp(algo, "barrier") == 0)
         rc = cgloo_barrier(e.ctx, NULL);
+    else if (strcmp(algo, "reduce") == 0) /* the root waits on the dead rank's slot */
+        rc = cgloo_reduce(e.ctx, v, out, 4, CGLOO_INT32, CGLOO_SUM, 0, NULL);
+    else if (strcmp(algo, "scatter") == 0) /* the dead rank is the root */
+        rc = cgloo_scatter(e.ctx, out, v, 1, CGLOO_INT32, 2, NULL);
+    else if (strcmp(algo, "allgather") == 0)
+        rc = cgloo_allgather(e.ctx, v, out, 1, CGLOO_INT32, NULL);
     else
         rc = cgloo_broadcast(e.ctx, v, 4, CGLOO_INT32, 2, NULL);
+    if (strcmp(algo, "reduce") == 0 && rank != 0) { /* it only published */
+        CHECK_OK(rc);
+        rc = cgloo_barrier(e.ctx, NULL);
+    }
     CHECK_STATUS(rc, CGLOO_EPEER);
     CHECK(test_now_ms() - t0 < 8000); /* the timeout is 10 s: the death was noticed */
     char detail[1024];
@@ -435,16 +765,22 @@ static void test_killed_mid_collective(void)
     killed_once("allreduce");
     killed_once("barrier");
     killed_once("broadcast");
+    killed_once("reduce");
+    killed_once("scatter");
+    killed_once("allgather");
 }
 
 static const test_case tests[] = {
     {"allreduce_types", test_allreduce_types, 120},
     {"back_to_back", test_back_to_back, 120},
     {"big_broadcast", test_big_broadcast, 60},
+    {"movement", test_movement, 120},
+    {"reductions", test_reductions, 120},
     {"two_tags", test_two_tags, 60},
     {"oversubscribed", test_oversubscribed, 120},
     {"selector", test_selector, 60},
     {"fallback_over_tcp", test_fallback_over_tcp, 30},
+    {"fallback_one_peer_tcp", test_fallback_one_peer_tcp, 30},
     {"stalled_peer", test_stalled_peer, 60},
     {"killed_mid_collective", test_killed_mid_collective, 60},
 };

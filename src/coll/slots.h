@@ -2,14 +2,15 @@
  * Collectives through shared-memory slots (transport/slot.h): a rank writes its small buffer
  * into a slot of each peer it sends to and publishes it, and reads the peers' slots in place,
  * so that a small vector moves in one cache-line hand-off instead of a message through the
- * point-to-point engine. The `shm` algorithms (allreduce, barrier, broadcast) are written with
- * these calls; a selector picks them only where cgloo__coll_slots_usable says every peer has
- * slots.
+ * point-to-point engine. The `shm` algorithms (allreduce, barrier, broadcast, and allgather,
+ * reduce_scatter, reduce, gather, scatter, alltoall) are written with these calls; a selector
+ * picks them only where cgloo__coll_slots_usable says every peer has slots.
  *
  * One operation on a set of peers: cgloo__slots_open names the peers, then any number of
  * rounds of put (to every peer of the set, or to none), wait (for every peer of the set, or for
  * none), reading with cgloo__slots_data, and cgloo__slots_done. Every rank of a pair must put
- * and wait in matching rounds (one's put is the other's wait). Errors name the peer and step
+ * and wait in matching rounds (one's put is the other's wait); a pair that has fewer rounds than
+ * the others drops out of the set (cgloo__slots_drop). Errors name the peer and step
  * as the message-based collectives do; a peer that dies while others wait on its slot is an
  * EPEER naming it, a peer that does not come is ETIMEDOUT at the call's deadline.
  */
@@ -30,6 +31,10 @@ typedef struct slot_peer {
     int rank;
     uint64_t n;   /* this round's op number on the link's channel */
     bool arrived; /* the peer's buffer for op n is published */
+    /* The round's bytes for the peer (cgloo__slots_put_each) and the length expected from it
+     * (cgloo__slots_wait_each); put and wait set them for every peer. */
+    const void *out;
+    size_t out_len, in_len;
 } slot_peer;
 
 typedef struct slot_set {
@@ -57,22 +62,62 @@ int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead
  * rank (rank -1). ENOTSUP (recorded) when a peer has no slots or the tag no channel; ENOMEM. */
 int cgloo__slots_open(coll *c, slot_set *s, int rank);
 void cgloo__slots_close(slot_set *s);
-/* cgloo__slots_put starts the next round: waits until each peer is done with the buffer it
- * reuses, copies len bytes (at most CGLOO_SLOT_DATA) into it and publishes it. Errors: those
- * of the waits (below). */
-int cgloo__slots_put(slot_set *s, const void *data, size_t len);
+/* cgloo__slots_put_each starts the next round: waits until each peer is done with the buffer
+ * it reuses, copies p[i].out_len bytes (at most CGLOO_SLOT_DATA) from p[i].out into peer i's,
+ * which the caller sets for every peer first, and publishes them. Errors: those of the waits
+ * (below). */
+int cgloo__slots_put_each(slot_set *s);
+/* cgloo__slots_put is cgloo__slots_put_each with the same len bytes for every peer. */
+static inline int cgloo__slots_put(slot_set *s, const void *data, size_t len)
+{
+    for (int i = 0; i < s->n; i++) {
+        s->p[i].out = data;
+        s->p[i].out_len = len;
+    }
+    return cgloo__slots_put_each(s);
+}
 /* cgloo__slots_next starts the next round for a rank that only reads in it. */
 void cgloo__slots_next(slot_set *s);
-/* cgloo__slots_wait waits until every peer of s has published this round's buffer of len
- * bytes. EPROTO for another length, EPEER naming a peer that failed, ETIMEDOUT, EABORTED,
- * EINTR; recorded as the collective's error. */
-int cgloo__slots_wait(slot_set *s, size_t len);
+/* cgloo__slots_wait_each waits until every peer of s has published this round's buffer, of
+ * p[i].in_len bytes for peer i (the caller sets them for every peer first). EPROTO for another
+ * length, EPEER naming a peer that failed, ETIMEDOUT, EABORTED, EINTR; recorded as the
+ * collective's error. */
+int cgloo__slots_wait_each(slot_set *s);
+/* cgloo__slots_wait is cgloo__slots_wait_each with len bytes from every peer. */
+static inline int cgloo__slots_wait(slot_set *s, size_t len)
+{
+    for (int i = 0; i < s->n; i++)
+        s->p[i].in_len = len;
+    return cgloo__slots_wait_each(s);
+}
 /* cgloo__slots_data: peer i's published buffer of this round (after a wait). */
 static inline const void *cgloo__slots_data(const slot_set *s, int i)
 {
     return s->p[i].link->rx[s->ch].buf[s->p[i].n & 1].data;
 }
+/* cgloo__slots_part: the units (bytes or elements) of a block of n that the round starting at
+ * unit `from` moves, at most `per` (a buffer's payload): none once the block is done. */
+static inline size_t cgloo__slots_part(size_t n, size_t from, size_t per)
+{
+    return from < n ? CGLOO_MIN(per, n - from) : 0;
+}
+/* cgloo__slots_rounds: the rounds of `per` units a block of n takes, at least one (ranks meet
+ * once even with nothing to move, as the message-based algorithms' empty exchanges do, so that
+ * a missing or dead peer shows there too). */
+static inline size_t cgloo__slots_rounds(size_t n, size_t per)
+{
+    return n > per ? (n - 1) / per + 1 : 1;
+}
 /* cgloo__slots_done tells every peer of s that this rank has read its buffers of the round. */
 void cgloo__slots_done(slot_set *s);
+/* cgloo__slots_reduce writes to dst the reduction of count elements over every rank in rank
+ * order, ((x0 op x1) op x2) ..., where x_r is peer r's buffer of this round (after a wait) and
+ * this rank's own is `own`, so that every algorithm that reduces this way computes the same
+ * expression. s holds every other rank in rank order (opened with rank -1, nothing dropped);
+ * count elements fit a buffer; dst and own are the same or apart. */
+void cgloo__slots_reduce(slot_set *s, void *dst, const void *own, size_t count);
+/* cgloo__slots_drop takes peer i out of s after a round (the others keep their order): this
+ * rank has no more rounds with it, and it none with this rank. */
+void cgloo__slots_drop(slot_set *s, int i);
 
 #endif

@@ -17,6 +17,8 @@ int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *of
  * memory only, coll/single_copy.h); where some rank cannot, the ring. */
 int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off);
 int cgloo__allgather_hierarchical(coll *c, void *recvbuf, const size_t *off);
+/* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
+int cgloo__allgather_shm(coll *c, void *recvbuf, const size_t *off);
 /* cgloo__allgather_flat_choice: the selector's pick among the flat algorithms for c's size and
  * `bytes` gathered (for the phases of the hierarchical algorithms). */
 allgather_fn cgloo__allgather_flat_choice(const coll *c, size_t bytes);

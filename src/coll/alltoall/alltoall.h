@@ -17,5 +17,8 @@ int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, v
  * only, coll/single_copy.h); where some rank cannot, pairwise. */
 int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
                                 const size_t *roff);
+/* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
+int cgloo__alltoall_shm(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                        const size_t *roff);
 
 #endif

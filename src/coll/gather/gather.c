@@ -7,12 +7,14 @@
 #include "coll/gather/gather.h"
 #include "coll/single_copy.h"
 #include "coll/pattern/blocks.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("gather") lists them. */
 typedef enum gather_algorithm {
     GATHER_DIRECT,
     GATHER_BINOMIAL,
     GATHER_SINGLE_COPY,
+    GATHER_SHM,
     GATHER_ALGORITHM_COUNT
 } gather_algorithm;
 
@@ -22,12 +24,15 @@ const coll_algorithm cgloo__gather_algorithms[GATHER_ALGORITHM_COUNT + 1] = {
                          "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks"},
     [GATHER_SINGLE_COPY] = {"single_copy", "the root reads every rank's block straight out of its "
                                            "memory (one host, shared memory, large blocks)"},
+    [GATHER_SHM] = {"shm", "every rank publishes its block in its shared-memory slot of the root "
+                           "(every peer on this host over shm)"},
 };
 
 static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
     [GATHER_DIRECT] = cgloo__gather_direct,
     [GATHER_BINOMIAL] = cgloo__gather_binomial,
     [GATHER_SINGLE_COPY] = cgloo__gather_single_copy,
+    [GATHER_SHM] = cgloo__gather_shm,
 };
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
@@ -40,7 +45,14 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
  * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
 #define GATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-static gather_algorithm gather_select(const coll *c, size_t bytes)
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, p50 us, median of three runs at load 10 to 16, shm against direct: 2 ranks 8 B
+ * blocks 0.44 against 1.01, 2 KiB 1.18 against 1.56, 8 KiB (three rounds) 2.52 against 2.61;
+ * 4 ranks on 2 cores 4 B 7.2 against 8.2, 4 KiB (two rounds) 7.0 against 9.0, 16 KiB 20.9
+ * against 11.2. */
+#define GATHER_SHM_MAX_BLOCK CGLOO_SLOT_DATA
+
+static gather_algorithm gather_select_flat(const coll *c, size_t bytes)
 {
     if (bytes >= GATHER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return GATHER_SINGLE_COPY; /* one copy per block, no message carries it */
@@ -49,13 +61,28 @@ static gather_algorithm gather_select(const coll *c, size_t bytes)
     return GATHER_DIRECT;
 }
 
+/* gather_select: through the slots while every block is small and every peer shares memory,
+ * else flat. */
+static gather_algorithm gather_select(coll *c, const size_t *off)
+{
+    bool small = true;
+    for (int r = 0; r < c->size; r++)
+        small &= blocks_bytes(off, r) <= GATHER_SHM_MAX_BLOCK;
+    if (small && cgloo__coll_slots_usable(c))
+        return GATHER_SHM; /* one cache-line hand-off per block, no message */
+    return gather_select_flat(c, off[c->size]);
+}
+
 /* gather_run puts the root's own block in place and runs the chosen algorithm. */
 static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cgloo_coll_opts *opts)
 {
     int a = cgloo__coll_find(c, cgloo__gather_algorithms, GATHER_ALGORITHM_COUNT, opts,
-                             gather_select(c, off[c->size]));
+                             gather_select(c, off));
     if (a < 0)
         return a;
+    if (a == GATHER_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
+        a = cgloo__coll_slots_fallback(c, cgloo__gather_algorithms,
+                                       gather_select_flat(c, off[c->size]));
     size_t own = blocks_bytes(off, c->rank);
     uint8_t *mine = c->rank == r->root && own ? (uint8_t *)r->recvbuf + off[r->root] : NULL;
     if (mine && r->sendbuf != mine)

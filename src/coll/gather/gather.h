@@ -17,5 +17,7 @@ int cgloo__gather_binomial(coll *c, const void *sendbuf, void *recvbuf, const si
  * only, coll/single_copy.h); where some rank cannot, direct. */
 int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
                               int root);
+/* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
+int cgloo__gather_shm(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
 
 #endif

@@ -2,11 +2,13 @@
  * cgloo_reduce: argument checks, the algorithm table and the selector.
  */
 #include "coll/reduce/reduce.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("reduce") lists them. */
 typedef enum reduce_algorithm {
     REDUCE_BINOMIAL,
     REDUCE_REDUCE_SCATTER_GATHER,
+    REDUCE_SHM,
     REDUCE_ALGORITHM_COUNT
 } reduce_algorithm;
 
@@ -17,11 +19,14 @@ const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
         {"reduce_scatter_gather",
          "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
          "vectors"},
+    [REDUCE_SHM] = {"shm", "every rank publishes its vector in its shared-memory slot of the root, "
+                           "which reduces them in place (every peer on this host over shm)"},
 };
 
 static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
     [REDUCE_BINOMIAL] = cgloo__reduce_binomial,
     [REDUCE_REDUCE_SCATTER_GATHER] = cgloo__reduce_rsg,
+    [REDUCE_SHM] = cgloo__reduce_shm,
 };
 
 /* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
@@ -40,6 +45,22 @@ static reduce_algorithm reduce_select(const coll *c, size_t count)
 reduce_fn cgloo__reduce_flat_choice(const coll *c, size_t count)
 {
     return reduce_fns[reduce_select(c, count)];
+}
+
+/* Through the slots up to one slot's payload (one round). cgloo-bench over shared memory,
+ * float32 sums to root 0, p50 us, median of three runs at load 10 to 16, shm against binomial:
+ * 2 ranks 16 B 0.50 against 1.00, 1 KiB 0.95 against 1.17, 4 KiB (two rounds) 1.67 against
+ * 1.81, 64 KiB 14.5 against 13.0; 4 ranks on 2 cores 16 B 6.6 against 12.4, 4 KiB 7.4 against
+ * 14.1, 16 KiB 19.8 against 18.2. */
+#define REDUCE_SHM_MAX_BYTES CGLOO_SLOT_DATA
+
+/* reduce_select_shm: through the slots for small vectors where every peer shares memory, else
+ * the flat choice. */
+static reduce_algorithm reduce_select_shm(coll *c, size_t count)
+{
+    if (count * c->esize <= REDUCE_SHM_MAX_BYTES && cgloo__coll_slots_usable(c))
+        return REDUCE_SHM; /* one cache-line hand-off per vector, no message */
+    return reduce_select(c, count);
 }
 
 static int reduce_check(coll *c, const void *sendbuf, const void *recvbuf, size_t count, int root)
@@ -74,9 +95,12 @@ int cgloo_reduce(cgloo_context *ctx, const void *sendbuf, void *recvbuf, size_t 
     if (rc != CGLOO_OK)
         return rc;
     int a = cgloo__coll_find(&c, cgloo__reduce_algorithms, REDUCE_ALGORITHM_COUNT, opts,
-                             reduce_select(&c, count));
+                             reduce_select_shm(&c, count));
     if (a < 0)
         return a;
+    /* One rank runs the flat choice too: the slots of a tag without a channel refuse it. */
+    if (a == REDUCE_SHM && !cgloo__coll_slots_reach(&c))
+        a = cgloo__coll_slots_fallback(&c, cgloo__reduce_algorithms, reduce_select(&c, count));
     if (count == 0)
         return CGLOO_OK;
     return reduce_fns[a](&c, sendbuf, c.rank == root ? recvbuf : NULL, count, root);

@@ -12,6 +12,8 @@ typedef int (*reduce_fn)(coll *c, const void *sendbuf, void *recvbuf, size_t cou
 
 int cgloo__reduce_binomial(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
 int cgloo__reduce_rsg(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
+/* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
+int cgloo__reduce_shm(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
 /* cgloo__reduce_flat_choice: the selector's pick for c's size and count (for the phases of the
  * hierarchical algorithms). */
 reduce_fn cgloo__reduce_flat_choice(const coll *c, size_t count);

@@ -68,6 +68,11 @@ int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbu
 int cgloo__reduce_scatter_hierarchical(coll *c, const void *sendbuf, void *recvbuf,
                                        const size_t *offsets, unsigned step_base);
 
+/* cgloo__reduce_scatter_shm: through the shared-memory slots (coll/slots.h), the table form;
+ * ENOTSUP where a peer has none; no messages, whatever step_base. */
+int cgloo__reduce_scatter_shm(coll *c, const void *sendbuf, void *recvbuf, const size_t *offsets,
+                              unsigned step_base);
+
 /* cgloo__reduce_scatter_flat_choice: the selector's pick among the flat algorithms for c's size and
  * total bytes (for the phases of the hierarchical algorithms). */
 cgloo__reduce_scatter_fn cgloo__reduce_scatter_flat_choice(const coll *c, size_t total_bytes);

@@ -7,12 +7,14 @@
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
 #include "coll/single_copy.h"
+#include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("scatter") lists them. */
 typedef enum scatter_algorithm {
     SCATTER_DIRECT,
     SCATTER_BINOMIAL,
     SCATTER_SINGLE_COPY,
+    SCATTER_SHM,
     SCATTER_ALGORITHM_COUNT
 } scatter_algorithm;
 
@@ -22,12 +24,15 @@ const coll_algorithm cgloo__scatter_algorithms[SCATTER_ALGORITHM_COUNT + 1] = {
                           "subtrees sent down a binomial tree, ceil(lg p) steps; small blocks"},
     [SCATTER_SINGLE_COPY] = {"single_copy", "every rank reads its block straight out of the root's "
                                             "memory (one host, shared memory, large blocks)"},
+    [SCATTER_SHM] = {"shm", "the root publishes each rank's block in that rank's shared-memory "
+                            "slot (every peer on this host over shm)"},
 };
 
 static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
     [SCATTER_DIRECT] = cgloo__scatter_direct,
     [SCATTER_BINOMIAL] = cgloo__scatter_binomial,
     [SCATTER_SINGLE_COPY] = cgloo__scatter_single_copy,
+    [SCATTER_SHM] = cgloo__scatter_shm,
 };
 
 /* The tree for tiny blocks in worlds of more than four ranks, where it spares the root p - 1
@@ -40,7 +45,14 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
  * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
 #define SCATTER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
-static scatter_algorithm scatter_select(const coll *c, size_t bytes)
+/* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
+ * shared memory, p50 us, median of three runs at load 10 to 16, shm against direct: 2 ranks 8 B
+ * blocks 0.58 against 0.97, 2 KiB 1.37 against 1.58, 8 KiB (three rounds) 2.56 against 2.72;
+ * 4 ranks on 2 cores 4 B 0.41 against 8.5, 1 KiB 0.48 against 8.0, 4 KiB (two rounds, the
+ * second waiting for the readers of the first) 12.7 against 8.8. */
+#define SCATTER_SHM_MAX_BLOCK CGLOO_SLOT_DATA
+
+static scatter_algorithm scatter_select_flat(const coll *c, size_t bytes)
 {
     if (bytes >= SCATTER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
         return SCATTER_SINGLE_COPY; /* one copy per block, no message carries it */
@@ -49,14 +61,29 @@ static scatter_algorithm scatter_select(const coll *c, size_t bytes)
     return SCATTER_DIRECT;
 }
 
+/* scatter_select: through the slots while every block is small and every peer shares memory,
+ * else flat. */
+static scatter_algorithm scatter_select(coll *c, const size_t *off)
+{
+    bool small = true;
+    for (int r = 0; r < c->size; r++)
+        small &= blocks_bytes(off, r) <= SCATTER_SHM_MAX_BLOCK;
+    if (small && cgloo__coll_slots_usable(c))
+        return SCATTER_SHM; /* one cache-line hand-off per block, no message */
+    return scatter_select_flat(c, off[c->size]);
+}
+
 /* scatter_run copies the root's own block and runs the chosen algorithm. */
 static int scatter_run(coll *c, const coll_rooted *r, const size_t *off,
                        const cgloo_coll_opts *opts)
 {
     int a = cgloo__coll_find(c, cgloo__scatter_algorithms, SCATTER_ALGORITHM_COUNT, opts,
-                             scatter_select(c, off[c->size]));
+                             scatter_select(c, off));
     if (a < 0)
         return a;
+    if (a == SCATTER_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
+        a = cgloo__coll_slots_fallback(c, cgloo__scatter_algorithms,
+                                       scatter_select_flat(c, off[c->size]));
     size_t own = blocks_bytes(off, c->rank);
     const uint8_t *mine =
         c->rank == r->root && own ? (const uint8_t *)r->sendbuf + off[r->root] : NULL;

@@ -17,5 +17,7 @@ int cgloo__scatter_binomial(coll *c, const void *sendbuf, const size_t *off, voi
  * only, coll/single_copy.h); where some rank cannot, direct. */
 int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
                                int root);
+/* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
+int cgloo__scatter_shm(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root);
 
 #endif
