@@ -18,9 +18,9 @@ int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off)
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, recvbuf, recvbuf, off, &refused);
+    int rc = cgloo__sc_begin(&s, c, recvbuf, recvbuf, off, NULL, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(c, cgloo__sc_gather(&s, off), SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, cgloo__sc_gather(&s, off), SC_STEP_DONE);
     cgloo__sc_end(&s);
     if (!refused)
         return rc;

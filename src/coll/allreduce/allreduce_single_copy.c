@@ -38,12 +38,12 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
         bytes_off[r] = off[r] * c->esize;
     }
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, in, out, off, refused);
+    int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
     if (rc == CGLOO_OK && !*refused) {
         uint8_t *mine = cgloo__elem(c, out, off[c->rank]);
-        rc = cgloo__sc_agree(c, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
+        rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
         if (rc == CGLOO_OK)
-            rc = cgloo__sc_agree(c, cgloo__sc_gather(&s, bytes_off), SC_STEP_DONE);
+            rc = cgloo__sc_agree(&s, cgloo__sc_gather(&s, bytes_off), SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     free(off);

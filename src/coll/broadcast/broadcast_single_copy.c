@@ -19,10 +19,10 @@ int cgloo__broadcast_single_copy(coll *c, void *buf, size_t bytes, int root)
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, buf, buf, NULL, &refused);
+    int rc = cgloo__sc_begin(&s, c, buf, buf, NULL, NULL, &refused);
     if (rc == CGLOO_OK && !refused) {
         int mine = c->rank == root ? CGLOO_OK : cgloo__sc_read(&s, root, buf, 0, bytes);
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     if (!refused)

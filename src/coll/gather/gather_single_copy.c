@@ -30,10 +30,10 @@ int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, NULL, &refused);
     if (rc == CGLOO_OK && !refused) {
         int mine = c->rank == root ? gather_reads(&s, c, recvbuf, off) : CGLOO_OK;
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     if (!refused)

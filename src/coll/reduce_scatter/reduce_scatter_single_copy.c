@@ -24,9 +24,9 @@ int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbu
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, offsets, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, offsets, NULL, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(c, cgloo__sc_reduce_own(&s, recvbuf), SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, recvbuf), SC_STEP_DONE);
     cgloo__sc_end(&s);
     if (!refused)
         return rc;

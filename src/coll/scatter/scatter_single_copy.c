@@ -20,12 +20,12 @@ int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, 
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, NULL, &refused);
     if (rc == CGLOO_OK && !refused) {
         int mine = c->rank == root ? CGLOO_OK
                                    : cgloo__sc_read(&s, root, recvbuf, off[c->rank],
                                                     blocks_bytes(off, c->rank));
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     if (!refused)
