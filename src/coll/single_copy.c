@@ -270,28 +270,40 @@ void cgloo__sc_end(cgloo__sc *s)
     s->chunk = NULL;
 }
 
+/* reduce_from reduces block c->rank of rank q's input into dst, a chunk at a time; with
+ * `own`, dst does not hold the block's partial result yet: each chunk of q's is read straight
+ * into dst, and this rank's own chunk reduced into it (the op commutes, so the result is the
+ * same), which spares copying the own block into dst first. */
+static int reduce_from(cgloo__sc *s, int q, uint8_t *dst, const uint8_t *own)
+{
+    coll *c = s->c;
+    size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
+    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
+    for (size_t done = 0; done < n; done += per_chunk) {
+        size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize;
+        uint8_t *to = own ? dst + at : s->chunk;
+        int rc = peer_read(s, q, to, s->at[q].in + (first + done) * c->esize, m * c->esize);
+        if (rc != CGLOO_OK)
+            return rc;
+        cgloo__coll_reduce(c, dst + at, own ? own + at : s->chunk, m);
+    }
+    return CGLOO_OK;
+}
+
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
 {
     coll *c = s->c;
     size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
     const uint8_t *own = cgloo__elem(c, s->in, first);
-    if (dst != own && n)
-        memcpy(dst, own, n * c->esize);
-    if (n && !s->chunk && !(s->chunk = scratch_take(c->ctx)))
+    if (n == 0)
+        return CGLOO_OK;
+    bool apart = dst != own; /* out of place: the first peer's block is read into dst */
+    if ((c->size > 2 || !apart) && !s->chunk && !(s->chunk = scratch_take(c->ctx)))
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %u bytes of scratch", SC_CHUNK);
-    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
-    for (int k = 1; k < c->size; k++) {
-        int q = (c->rank + k) % c->size;
-        for (size_t done = 0; done < n; done += per_chunk) {
-            size_t m = CGLOO_MIN(per_chunk, n - done);
-            uint64_t addr = s->at[q].in + (first + done) * c->esize;
-            int rc = peer_read(s, q, s->chunk, addr, m * c->esize);
-            if (rc != CGLOO_OK)
-                return rc;
-            cgloo__coll_reduce(c, dst + done * c->esize, s->chunk, m);
-        }
-    }
-    return CGLOO_OK;
+    int rc = CGLOO_OK;
+    for (int k = 1; k < c->size && rc == CGLOO_OK; k++)
+        rc = reduce_from(s, (c->rank + k) % c->size, dst, k == 1 && apart ? own : NULL);
+    return rc;
 }
 
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)

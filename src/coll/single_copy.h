@@ -63,9 +63,11 @@ int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size
                     const uint64_t *extra, bool *refused);
 void cgloo__sc_end(cgloo__sc *s);
 
-/* cgloo__sc_reduce_own writes block c->rank reduced over every rank into dst: this rank's
- * input block (copied unless dst is where it lies), then every peer's, read straight out of
- * their inputs in the order rank+1, rank+2, .... Returns the status to agree on (recorded). */
+/* cgloo__sc_reduce_own writes block c->rank reduced over every rank into dst: every peer's,
+ * read straight out of their inputs in the order rank+1, rank+2, ..., into this rank's input
+ * block (out of place, rank+1's is read into dst and this rank's reduced into it, which spares
+ * a copy). Takes the scratch unless 2 ranks reduce out of place. Returns the status to agree on
+ * (recorded). */
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
 
 /* cgloo__sc_gather reads every other rank's block q out of rank q's output at out_off[q]
