@@ -459,6 +459,80 @@ static void test_stalled(void)
     procs_expect_ok(&w, 2, 30000);
 }
 
+/* ---- small sizes chosen by default ---------------------------------------------------------- */
+
+/* chosen_at runs collective `kind` of `bytes` in all (int32, the default algorithm, checked)
+ * and says whether the flight recorder names single_copy for it: the recorder keeps every
+ * call, so the sizes of one collective go from small to large. */
+static bool chosen_at(cgloo_context *ctx, int size, int rank, const char *kind, size_t bytes)
+{
+    size_t n = bytes / sizeof(int32_t) / (strcmp(kind, "broadcast") ? (size_t)size : 1);
+    char name[64];
+    snprintf(name, sizeof name, "%s(single_copy)", kind);
+    if (strcmp(kind, "allreduce") == 0)
+        allreduce_checked(ctx, size, rank, n * (size_t)size, 0, false, NULL);
+    else if (strcmp(kind, "broadcast") == 0) {
+        int32_t *v = calloc(n, sizeof *v);
+        CHECK(v != NULL);
+        for (size_t i = 0; rank == 1 && i < n; i++)
+            v[i] = value(1, i, 0);
+        check_rc(ctx, cgloo_broadcast(ctx, v, n, CGLOO_INT32, 1, NULL), "broadcast");
+        for (size_t i = 0; i < n; i++)
+            CHECK(v[i] == value(1, i, 0));
+        free(v);
+    } else {
+        int32_t *in = calloc(n * (size_t)size, sizeof *in), *out = calloc(n * (size_t)size, 4);
+        CHECK(in && out);
+        for (size_t i = 0; i < n * (size_t)size; i++)
+            in[i] = value(rank, i, 0);
+        int rc = strcmp(kind, "gather") == 0 ? cgloo_gather(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+                 : strcmp(kind, "scatter") == 0
+                     ? cgloo_scatter(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+                     : cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, NULL);
+        check_rc(ctx, rc, kind);
+        for (size_t i = 0; strcmp(kind, "alltoall") == 0 && i < n * (size_t)size; i++)
+            CHECK(out[i] == value((int)(i / n), (size_t)rank * n + i % n, 0));
+        free(in);
+        free(out);
+    }
+    return dumped_algorithm(ctx, name);
+}
+
+/* small_rank: at 2 ranks over shared memory the selectors pick single_copy well below the 1 MiB
+ * they started from, and not far below their thresholds (bytes in all, as the selectors count
+ * them: below, then from the threshold up). */
+static void small_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    static const struct {
+        const char *kind;
+        size_t below, from;
+    } cases[] = {
+        {"allreduce", 16 * 1024, 128 * 1024}, {"broadcast", 2 * 1024, 16 * 1024},
+        {"gather", 16 * 1024, 128 * 1024},    {"scatter", 16 * 1024, 128 * 1024},
+        {"alltoall", 16 * 1024, 128 * 1024},
+    };
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].below))
+            harness_fail(__FILE__, __LINE__, "single_copy chosen too small", cases[k].kind);
+        if (!chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].from))
+            harness_fail(__FILE__, __LINE__, "single_copy not chosen", cases[k].kind);
+    }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_small_chosen(void)
+{
+    procs w;
+    procs_init(&w, 2, "small");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, small_rank, NULL);
+    procs_expect_ok(&w, 2, 30000);
+}
+
 static const test_case tests[] = {
     {"sums", test_sums, 120},
     {"chosen", test_chosen, 60},
@@ -468,6 +542,7 @@ static const test_case tests[] = {
     {"tags_apart", test_tags_apart, 100},
     {"paths", test_paths, 100},
     {"stalled", test_stalled, 60},
+    {"small_chosen", test_small_chosen, 60},
 };
 
 TEST_MAIN(tests)

@@ -53,6 +53,15 @@ typedef struct cgloo__sc {
  * context has not found the kernel refusing it. Takes the context lock. */
 bool cgloo__sc_possible(const coll *c);
 
+/* cgloo__sc_wanted: the selectors' test. bytes (the same on every rank) reach the threshold
+ * for this world, min2 for 2 ranks and min_more for more (on the 2-core machine class, more
+ * ranks than cores make each round a scheduling hop, so the single copy pays only from larger
+ * sizes there), and every peer can be read. */
+static inline bool cgloo__sc_wanted(const coll *c, size_t bytes, size_t min2, size_t min_more)
+{
+    return c->size > 1 && bytes >= (c->size == 2 ? min2 : min_more) && cgloo__sc_possible(c);
+}
+
 /* cgloo__sc_begin tells every peer where in and out lie and learns theirs, and on the
  * context's first call of the tag finds out whether every rank can read. extra: NULL, or
  * [size] values, extra[q] for rank q, which rank q finds in its s->extra[this rank] (alltoall's

@@ -58,17 +58,18 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
  * memory". */
 #define SHM_MAX_BYTES CGLOO_SLOT_DATA
 
-/* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it.
- * 2 ranks over shared memory on the 2-core machine class, single_copy against the ring (p50,
- * two runs at load 4 to 11): 256 KiB 41.6/35.6 us against 42.8/37.3 (even), 1 MiB 205/160
- * against 671/185, 64 MiB 64/71 ms against 94/89; allgather's single copy was 15% behind its
- * ring at 256 KiB (two rounds of messages against one exchange), even at 1 MiB. */
-#define SINGLE_COPY_MIN_BYTES (1024u * 1024)
+/* From this many bytes (2 ranks; more ranks: SINGLE_COPY_MIN_BYTES), ranks whose peers' memory
+ * can all be read reduce straight out of it. Over shared memory on the 2-core machine class,
+ * p50 of the default choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks
+ * 16 KiB 6.2 against 6.2 us, 64 KiB 19.1 against 15.4, 256 KiB 54 against 40; 4 ranks 64 KiB
+ * 76 against 101, 256 KiB 347 against 274. */
+#define SINGLE_COPY_MIN_BYTES_2 (64u * 1024)
+#define SINGLE_COPY_MIN_BYTES (256u * 1024)
 
 /* allreduce_select_flat: the measured choice by message size and world size. */
 static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, SINGLE_COPY_MIN_BYTES_2, SINGLE_COPY_MIN_BYTES))
         return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
