@@ -12,11 +12,12 @@
  * only from then on; it overwrites block q after rank q's "reduced", which q sends after its
  * own reads of block q from r's buffer.
  *
- * Cost, for n bytes: three rounds of P - 1 small messages (four on a context's first call);
- * every rank copies (P-1)/P n bytes in, reduces (P-1)/P n and copies (P-1)/P n out, all by
- * reading the peers' memory: nothing passes through a ring, which would copy every byte twice
- * in each of the ring algorithm's two passes. Preconditions: a commutative op (block r is
- * reduced in the order r, r+1, ..., r-1); every peer over shared memory. Memory: 256 KiB.
+ * Cost, for n bytes: three rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
+ * without slots) (four on a context's first call); every rank copies (P-1)/P n bytes in,
+ * reduces (P-1)/P n and copies (P-1)/P n out, all by reading the peers' memory: nothing passes
+ * through a ring, which would copy every byte twice in each of the ring algorithm's two passes.
+ * Preconditions: a commutative op; every peer over shared memory. Memory: a 256 KiB scratch
+ * kept on the context (none for 2 ranks out of place).
  */
 #include "coll/allreduce/allreduce.h"
 #include "coll/single_copy.h"

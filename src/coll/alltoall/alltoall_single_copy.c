@@ -3,14 +3,14 @@
  * send buffer, for ranks that share a host (coll/single_copy.h has the steps and the first
  * call's probe).
  *
- * After the ranks told each other where their buffers lie, each tells every peer where in its
- * send buffer that peer's block starts (blocks may differ, alltoallv); then every rank copies
+ * When the ranks tell each other where their buffers lie, each also tells every peer where in
+ * its send buffer that peer's block starts (blocks may differ, alltoallv); then every rank copies
  * its P - 1 blocks into its receive buffer, all at once, and says so: it returns only once
  * every rank did, since until then a peer may still read its send buffer.
  *
- * Cost, with n the bytes each rank receives: three rounds of P - 1 small messages (four on a
- * context's first call); every rank copies (P-1)/P n bytes once, by reading the peers' memory.
- * Memory: P offsets and 256 KiB (the probe's scratch).
+ * Cost, with n the bytes each rank receives: two rounds of P - 1 small buffers (slot hand-offs, or
+ * messages on a tag without slots) (three on a context's first call); every rank copies (P-1)/P n
+ * bytes once, by reading the peers' memory. Memory: P addresses and offsets.
  */
 #include "coll/alltoall/alltoall.h"
 #include "coll/pattern/blocks.h"

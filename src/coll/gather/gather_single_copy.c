@@ -7,9 +7,9 @@
  * block into its place in its receive buffer, and every rank says it is done: a rank returns
  * only once the root did, since until then the root may still read its send buffer.
  *
- * Cost, for n bytes gathered: two rounds of P - 1 small messages (three on a context's first
- * call); the root copies (P-1)/P n bytes once, by reading the peers' memory. Memory: 256 KiB
- * (the probe's scratch).
+ * Cost, for n bytes gathered: two rounds of P - 1 small buffers (slot hand-offs, or messages on a
+ * tag without slots) (three on a context's first call); the root copies (P-1)/P n bytes once, by
+ * reading the peers' memory. Memory: P addresses.
  */
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"

@@ -7,9 +7,9 @@
  * the root returns only once every rank did, since until then a peer may still read its send
  * buffer.
  *
- * Cost, for n bytes scattered: two rounds of P - 1 small messages (three on a context's first
- * call); each non-root copies its n/P bytes once, all at the same time. Memory: 256 KiB (the
- * probe's scratch).
+ * Cost, for n bytes scattered: two rounds of P - 1 small buffers (slot hand-offs, or messages on a
+ * tag without slots) (three on a context's first call); each non-root copies its n/P bytes once,
+ * all at the same time. Memory: P addresses.
  */
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
