@@ -508,8 +508,8 @@ static void small_rank(procs *w, int rank, void *arg)
         const char *kind;
         size_t below, from;
     } cases[] = {
-        {"allreduce", 16 * 1024, 128 * 1024}, {"broadcast", 2 * 1024, 16 * 1024},
-        {"gather", 16 * 1024, 128 * 1024},    {"scatter", 16 * 1024, 128 * 1024},
+        {"allreduce", 2 * 1024, 16 * 1024},  {"broadcast", 2 * 1024, 16 * 1024},
+        {"gather", 16 * 1024, 128 * 1024},   {"scatter", 16 * 1024, 128 * 1024},
         {"alltoall", 16 * 1024, 128 * 1024},
     };
     cgloo_store *s = procs_store(w);

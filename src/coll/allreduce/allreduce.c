@@ -60,10 +60,12 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 
 /* From this many bytes (2 ranks; more ranks: SINGLE_COPY_MIN_BYTES), ranks whose peers' memory
  * can all be read reduce straight out of it. Over shared memory on the 2-core machine class,
- * p50 of the default choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks
- * 16 KiB 6.2 against 6.2 us, 64 KiB 19.1 against 15.4, 256 KiB 54 against 40; 4 ranks 64 KiB
- * 76 against 101, 256 KiB 347 against 274. */
-#define SINGLE_COPY_MIN_BYTES_2 (64u * 1024)
+ * p50 of the earlier choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks
+ * (where up to 512 KiB each rank reduces the whole vector) 4 KiB 2.91 against 2.65 us, 8 KiB
+ * 3.97 against 3.03, 16 KiB 6.06 against 4.28 (medians of five runs at load 4 to 10), below
+ * which the slots' shm algorithm serves; 4 ranks 64 KiB 76 against 101, 256 KiB 347 against
+ * 274 (a second run, 283 against 315, says the crossover is near there). */
+#define SINGLE_COPY_MIN_BYTES_2 (4u * 1024)
 #define SINGLE_COPY_MIN_BYTES (256u * 1024)
 
 /* allreduce_select_flat: the measured choice by message size and world size. */
