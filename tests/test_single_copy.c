@@ -17,6 +17,8 @@
  *   slots, one whose rounds go as messages, and one that probes on every call;
  * - stalled: a peer that never comes: the call times out naming the shared-memory slot on a
  *   tag that has one, and not on a tag that has none (the rounds took each path);
+ * - mixed_in_place: one rank in place and the other not (2 ranks decide alike whether each
+ *   reduces the whole vector);
  * - small_chosen: the selectors pick single_copy by default from their thresholds down to
  *   tens of KiB, not below, and the results are exact.
  */
@@ -423,6 +425,30 @@ static void test_paths(void)
     run_world(3, paths_rank, NULL, NULL);
 }
 
+/* mixed_rank: one rank in place and the other not, in turns, at sizes where 2 ranks out of
+ * place reduce the whole vector and where they split it: the ranks must pick the same way
+ * (each learns in the first round whether the other is in place). */
+static void mixed_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    static const size_t sizes[] = {1001, 65536 + 3, (1u << 17) + 1, (1u << 18) + 5};
+    for (int k = 0; k < 6; k++)
+        for (int c = 0; c < 4; c++) {
+            allreduce_checked(e.ctx, w->size, rank, sizes[c], k, (rank + k) % 2 == 0,
+                              "single_copy");
+            allreduce_checked(e.ctx, w->size, rank, sizes[c], k, (rank + k) % 3 == 0, NULL);
+        }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_mixed_in_place(void)
+{
+    run_world(2, mixed_rank, NULL, NULL);
+}
+
 /* stalled_rank: the last rank never joins; rank 0's broadcasts time out, the one on a tag with
  * a slot channel in its slot, the one on a tag without in a message. */
 static void stalled_rank(procs *w, int rank, void *arg)
@@ -542,6 +568,7 @@ static const test_case tests[] = {
     {"tags_apart", test_tags_apart, 100},
     {"paths", test_paths, 100},
     {"stalled", test_stalled, 60},
+    {"mixed_in_place", test_mixed_in_place, 60},
     {"small_chosen", test_small_chosen, 60},
 };
 

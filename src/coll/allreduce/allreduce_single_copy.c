@@ -8,9 +8,10 @@
  * own, and says so (step "done"): it returns only once every rank did, since until then a peer
  * may still read its output.
  *
- * Two ranks out of place, up to WHOLE_MAX_BYTES: each rank reads the peer's whole input into
- * its output and reduces its own into it, then says so (step "done"): one round fewer, and
- * neither rank waits for the other between two halves, for twice the reduction.
+ * Two ranks, neither in place (which the first round tells them), up to WHOLE_MAX_BYTES: each
+ * rank reads the peer's whole input into its output and reduces its own into it, then says so
+ * (step "done"): one round fewer, and neither rank waits for the other between two halves, for
+ * twice the reduction.
  *
  * In place works: until "reduced" rank r writes only block r of its buffer, which peers read
  * only from then on; it overwrites block q after rank q's "reduced", which q sends after its
@@ -35,27 +36,32 @@
  * second half's reduction costs more than the round and the wait it saves). */
 #define WHOLE_MAX_BYTES (512u * 1024)
 
-/* whole_run: 2 ranks out of place, each reads the peer's whole input and reduces its own into
- * it, in its output: one round fewer (no "reduced"), and no rank waits for the other between
- * the halves. */
-static int whole_run(coll *c, const void *in, void *out, size_t count, bool *refused)
+/* whole_wanted: 2 ranks, neither in place (the first round told every rank where every
+ * vector lies, so both decide alike whatever each was passed), and a vector small enough. */
+static bool whole_wanted(const cgloo__sc *s, size_t bytes)
 {
-    size_t off[3] = {0, 0, 0};
-    off[c->rank + 1] = count;
-    if (c->rank == 0)
-        off[2] = count;
-    cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
-    if (rc == CGLOO_OK && !*refused)
-        rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, out), SC_STEP_DONE);
-    cgloo__sc_end(&s);
+    const coll *c = s->c;
+    bool apart = true;
+    for (int q = 0; q < c->size; q++)
+        apart = apart && s->at[q].in != s->at[q].out;
+    return c->size == 2 && apart && bytes <= WHOLE_MAX_BYTES;
+}
+
+/* whole_run: each of 2 ranks reads the peer's whole input into its output and reduces its own
+ * into it: one round fewer (no "reduced"), and no rank waits for the other between halves. */
+static int whole_run(cgloo__sc *s, void *out, size_t count)
+{
+    size_t off[3] = {0, 0, 0}; /* this rank's block is the whole vector */
+    off[s->c->rank + 1] = count;
+    off[2] = count;
+    s->off = off;
+    int rc = cgloo__sc_agree(s, cgloo__sc_reduce_own(s, out), SC_STEP_DONE);
+    s->off = NULL;
     return rc;
 }
 
 static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused)
 {
-    if (c->size == 2 && in != out && count * c->esize <= WHOLE_MAX_BYTES)
-        return whole_run(c, in, out, count, refused);
     size_t *off = malloc(((size_t)c->size + 1) * sizeof *off);
     size_t *bytes_off = malloc(((size_t)c->size + 1) * sizeof *bytes_off);
     if (!off || !bytes_off) {
@@ -70,7 +76,9 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
     }
     cgloo__sc s;
     int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
-    if (rc == CGLOO_OK && !*refused) {
+    if (rc == CGLOO_OK && !*refused && whole_wanted(&s, count * c->esize)) {
+        rc = whole_run(&s, out, count);
+    } else if (rc == CGLOO_OK && !*refused) {
         uint8_t *mine = cgloo__elem(c, out, off[c->rank]);
         rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
         if (rc == CGLOO_OK)
