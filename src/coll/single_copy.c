@@ -14,6 +14,7 @@
  * process_vm_readv pins the pages it copies), small enough to stay in a 2-core machine's L2
  * between the copy and the reduction. */
 #define SC_CHUNK (256u * 1024)
+_Static_assert(SC_CHUNK <= CGLOO__SC_SCRATCH_BYTES, "a chunk is read into the scratch");
 
 /* sc_known: what this call's tag knows of the reads (0 for a tag without a slot). */
 static int sc_known(const coll *c)
@@ -242,12 +243,12 @@ void cgloo__sc_fallback(coll *c, const char *algorithm)
 }
 
 /* scratch_take: the context's kept scratch, or a new one (NULL: no memory). Kept because a
- * fresh SC_CHUNK is above glibc's mmap threshold: every call would map it, fault its pages in
+ * fresh scratch is above glibc's mmap threshold: every call would map it, fault its pages in
  * and unmap it again. */
 static uint8_t *scratch_take(cgloo_context *ctx)
 {
     void *kept = atomic_exchange(&ctx->sc_scratch, NULL);
-    return kept ? kept : malloc(SC_CHUNK);
+    return kept ? kept : malloc(CGLOO__SC_SCRATCH_BYTES);
 }
 
 /* scratch_give keeps p for the next call, or frees it when another call's is kept already. */
@@ -290,6 +291,14 @@ static int reduce_from(cgloo__sc *s, int q, uint8_t *dst, const uint8_t *own)
     return CGLOO_OK;
 }
 
+uint8_t *cgloo__sc_scratch(cgloo__sc *s)
+{
+    if (!s->chunk && !(s->chunk = scratch_take(s->c->ctx)))
+        cgloo__coll_error(s->c, CGLOO_ENOMEM, "no memory for %u bytes of scratch",
+                          CGLOO__SC_SCRATCH_BYTES);
+    return s->chunk;
+}
+
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
 {
     coll *c = s->c;
@@ -298,8 +307,8 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
     if (n == 0)
         return CGLOO_OK;
     bool apart = dst != own; /* out of place: the first peer's block is read into dst */
-    if ((c->size > 2 || !apart) && !s->chunk && !(s->chunk = scratch_take(c->ctx)))
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %u bytes of scratch", SC_CHUNK);
+    if ((c->size > 2 || !apart) && !cgloo__sc_scratch(s))
+        return CGLOO_ENOMEM;
     int rc = CGLOO_OK;
     for (int k = 1; k < c->size && rc == CGLOO_OK; k++)
         rc = reduce_from(s, (c->rank + k) % c->size, dst, k == 1 && apart ? own : NULL);

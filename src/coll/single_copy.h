@@ -84,6 +84,13 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
  * Returns the status to agree on (recorded). */
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
 
+/* Bytes of the scratch cgloo__sc_scratch gives. */
+#define CGLOO__SC_SCRATCH_BYTES (512u * 1024)
+
+/* cgloo__sc_scratch: s's scratch of CGLOO__SC_SCRATCH_BYTES (the context's kept one, or a new
+ * one; cgloo__sc_end gives it back), or NULL (ENOMEM recorded). */
+uint8_t *cgloo__sc_scratch(cgloo__sc *s);
+
 /* cgloo__sc_fallback: cgloo__sc_begin said *refused, so the call runs `algorithm` instead on
  * the vectors as they came: the probe's refusal is not the call's outcome, and the flight
  * recorder names the algorithm that ran. */

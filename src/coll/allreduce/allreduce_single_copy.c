@@ -8,10 +8,10 @@
  * own, and says so (step "done"): it returns only once every rank did, since until then a peer
  * may still read its output.
  *
- * Two ranks, neither in place (which the first round tells them), up to WHOLE_MAX_BYTES: each
- * rank reads the peer's whole input into its output and reduces its own into it, then says so
- * (step "done"): one round fewer, and neither rank waits for the other between two halves, for
- * twice the reduction.
+ * Two ranks up to WHOLE_MAX_BYTES: each rank reads the peer's whole input (into its output, or
+ * in place into the scratch) and says so (step "done"), reducing its own with it before (out of
+ * place) or after (in place, where the peer reads the buffer until then): one round fewer, and
+ * neither rank waits for the other between two halves, for twice the reduction.
  *
  * In place works: until "reduced" rank r writes only block r of its buffer, which peers read
  * only from then on; it overwrites block q after rank q's "reduced", which q sends after its
@@ -21,7 +21,7 @@
  * without slots) (four on a context's first call); every rank copies (P-1)/P n bytes in,
  * reduces (P-1)/P n and copies (P-1)/P n out, all by reading the peers' memory: nothing passes
  * through a ring, which would copy every byte twice in each of the ring algorithm's two passes.
- * Preconditions: a commutative op; every peer over shared memory. Memory: a 256 KiB scratch
+ * Preconditions: a commutative op; every peer over shared memory. Memory: a 512 KiB scratch
  * kept on the context (none for 2 ranks out of place).
  */
 #include "coll/allreduce/allreduce.h"
@@ -35,28 +35,36 @@
  * 512 KiB 71.4 against 52.4, 1 MiB 170 against 180, 4 MiB 735 against 782 (from 1 MiB the
  * second half's reduction costs more than the round and the wait it saves). */
 #define WHOLE_MAX_BYTES (512u * 1024)
+_Static_assert(WHOLE_MAX_BYTES <= CGLOO__SC_SCRATCH_BYTES, "in place, the peer's vector fits");
 
-/* whole_wanted: 2 ranks, neither in place (the first round told every rank where every
- * vector lies, so both decide alike whatever each was passed), and a vector small enough. */
-static bool whole_wanted(const cgloo__sc *s, size_t bytes)
+/* whole_wanted: 2 ranks and a vector small enough; the same on both ranks, whichever of them
+ * runs in place. */
+static bool whole_wanted(const coll *c, size_t bytes)
 {
-    const coll *c = s->c;
-    bool apart = true;
-    for (int q = 0; q < c->size; q++)
-        apart = apart && s->at[q].in != s->at[q].out;
-    return c->size == 2 && apart && bytes <= WHOLE_MAX_BYTES;
+    return c->size == 2 && bytes <= WHOLE_MAX_BYTES;
 }
 
-/* whole_run: each of 2 ranks reads the peer's whole input into its output and reduces its own
- * into it: one round fewer (no "reduced"), and no rank waits for the other between halves. */
-static int whole_run(cgloo__sc *s, void *out, size_t count)
+/* whole_run: each of 2 ranks reads the peer's whole input and reduces it with its own, with
+ * one round after the reads (no "reduced": no rank waits for the other between halves). Out of
+ * place the peer's vector is read into the output and the own reduced into it before the
+ * round; in place it is read into the scratch, and the buffer, which the peer reads until the
+ * round, is written only after it. */
+static int whole_run(cgloo__sc *s, const void *in, void *out, size_t count)
 {
-    size_t off[3] = {0, 0, 0}; /* this rank's block is the whole vector */
-    off[s->c->rank + 1] = count;
-    off[2] = count;
-    s->off = off;
-    int rc = cgloo__sc_agree(s, cgloo__sc_reduce_own(s, out), SC_STEP_DONE);
-    s->off = NULL;
+    coll *c = s->c;
+    int peer = 1 - c->rank;
+    size_t bytes = count * c->esize;
+    if (in != out) {
+        int mine = cgloo__sc_read(s, peer, out, 0, bytes);
+        if (mine == CGLOO_OK)
+            cgloo__coll_reduce(c, out, in, count);
+        return cgloo__sc_agree(s, mine, SC_STEP_DONE);
+    }
+    uint8_t *tmp = bytes ? cgloo__sc_scratch(s) : NULL;
+    int mine = bytes && !tmp ? CGLOO_ENOMEM : cgloo__sc_read(s, peer, tmp, 0, bytes);
+    int rc = cgloo__sc_agree(s, mine, SC_STEP_DONE);
+    if (rc == CGLOO_OK)
+        cgloo__coll_reduce(c, out, tmp, count);
     return rc;
 }
 
@@ -76,8 +84,8 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
     }
     cgloo__sc s;
     int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
-    if (rc == CGLOO_OK && !*refused && whole_wanted(&s, count * c->esize)) {
-        rc = whole_run(&s, out, count);
+    if (rc == CGLOO_OK && !*refused && whole_wanted(c, count * c->esize)) {
+        rc = whole_run(&s, in, out, count);
     } else if (rc == CGLOO_OK && !*refused) {
         uint8_t *mine = cgloo__elem(c, out, off[c->rank]);
         rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
