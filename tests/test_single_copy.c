@@ -18,9 +18,10 @@
  * - stalled: a peer that never comes: the call times out naming the shared-memory slot on a
  *   tag that has one, and not on a tag that has none (the rounds took each path);
  * - mixed_in_place: one rank in place and the other not (2 ranks decide alike whether each
- *   reduces the whole vector);
+ *   reduces the whole vector, and whether to decline);
  * - small_chosen: the selectors pick single_copy by default from their thresholds down to
- *   tens of KiB, not below, and the results are exact.
+ *   tens of KiB, not below, and the results are exact; allreduce in place declines it below
+ *   1 MiB (the flight recorder names the algorithm that ran instead).
  */
 #include "mesh.h"
 #include "procs.h"
@@ -540,6 +541,10 @@ static void small_rank(procs *w, int rank, void *arg)
     };
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
+    /* In place below 1 MiB the single copy declines after its first round. */
+    allreduce_checked(e.ctx, w->size, rank, 16 * 1024, 0, true, NULL);
+    if (dumped_algorithm(e.ctx, "allreduce(single_copy)"))
+        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 64 KiB");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         if (chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].below))
             harness_fail(__FILE__, __LINE__, "single_copy chosen too small", cases[k].kind);

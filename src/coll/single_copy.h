@@ -85,7 +85,7 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
 
 /* Bytes of the scratch cgloo__sc_scratch gives. */
-#define CGLOO__SC_SCRATCH_BYTES (512u * 1024)
+#define CGLOO__SC_SCRATCH_BYTES (256u * 1024)
 
 /* cgloo__sc_scratch: s's scratch of CGLOO__SC_SCRATCH_BYTES (the context's kept one, or a new
  * one; cgloo__sc_end gives it back), or NULL (ENOMEM recorded). */

@@ -68,11 +68,9 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 #define SINGLE_COPY_MIN_BYTES_2 (4u * 1024)
 #define SINGLE_COPY_MIN_BYTES (256u * 1024)
 
-/* allreduce_select_flat: the measured choice by message size and world size. */
-static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
+/* allreduce_select_messages: the measured choice among the message-based algorithms. */
+static allreduce_algorithm allreduce_select_messages(const coll *c, size_t bytes)
 {
-    if (cgloo__sc_wanted(c, bytes, SINGLE_COPY_MIN_BYTES_2, SINGLE_COPY_MIN_BYTES))
-        return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)
@@ -80,6 +78,25 @@ static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
     if (bytes <= 256 * 1024)
         return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
     return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
+}
+
+/* allreduce_select_flat: the measured choice by message size and world size. */
+static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
+{
+    if (cgloo__sc_wanted(c, bytes, SINGLE_COPY_MIN_BYTES_2, SINGLE_COPY_MIN_BYTES))
+        return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
+    return allreduce_select_messages(c, bytes);
+}
+
+int cgloo__allreduce_without_single_copy(coll *c, const void *sendbuf, void *recvbuf, size_t count)
+{
+    allreduce_algorithm a = allreduce_select_messages(c, count * c->esize);
+    cgloo__sc_fallback(c, cgloo__allreduce_algorithms[a].name);
+    if (sendbuf != recvbuf && a == ALLREDUCE_RING)
+        return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
+    if (sendbuf != recvbuf)
+        memcpy(recvbuf, sendbuf, count * c->esize);
+    return allreduce_fns[a](c, recvbuf, count);
 }
 
 allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)

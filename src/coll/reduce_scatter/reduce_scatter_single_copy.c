@@ -14,7 +14,7 @@
  * Cost, for n bytes in all: two rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
  * without slots) (three on a context's first call); every rank copies (P-1)/P n bytes and
  * reduces them, by reading the peers' memory: nothing passes through a ring. Preconditions: a
- * commutative op; every peer over shared memory. Memory: a 512 KiB scratch kept on the context
+ * commutative op; every peer over shared memory. Memory: a 256 KiB scratch kept on the context
  * (none for 2 ranks out of place).
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
