@@ -12,7 +12,16 @@
  * - tcp: asked for by name over TCP, it runs the ring;
  * - peer_killed: a rank killed before the call; the others fail naming it, within seconds;
  * - tags_apart: first calls of two tags in different orders on the two ranks (each tag probes
- *   on its own first call, whatever the other tag did).
+ *   on its own first call, whatever the other tag did);
+ * - paths: every collective, interleaved on a tag whose rounds go through the shared-memory
+ *   slots, one whose rounds go as messages, and one that probes on every call;
+ * - stalled: a peer that never comes: the call times out naming the shared-memory slot on a
+ *   tag that has one, and not on a tag that has none (the rounds took each path);
+ * - mixed_in_place: one rank in place and the other not (2 ranks decide alike whether each
+ *   reduces the whole vector, and whether to decline);
+ * - small_chosen: the selectors pick single_copy by default from their thresholds down to
+ *   tens of KiB, not below, and the results are exact; allreduce in place declines it below
+ *   1 MiB (the flight recorder names the algorithm that ran instead).
  */
 #include "mesh.h"
 #include "procs.h"
@@ -54,6 +63,11 @@ static int32_t value(int r, size_t i, int k)
     return (int32_t)((r * 7 + (int)(i % 101) + k * 3) % 50) - 20;
 }
 
+/* The caller tag of the checked calls: tags below 4 have shared-memory slot channels, through
+ * which the single_copy rounds go; 4 to 7 keep their probe outcome but send the rounds as
+ * messages; from 8 on a call probes every time. */
+static uint64_t call_tag;
+
 static const size_t counts[] = {1, 3, 5, 1001, 65536 + 3, (1u << 20) + 7};
 enum { NCOUNTS = sizeof counts / sizeof counts[0] };
 
@@ -74,7 +88,7 @@ static void allreduce_checked(cgloo_context *ctx, int size, int rank, size_t n, 
         in[i] = (float)value(rank, i, k);
         ii[i] = value(rank, i, k);
     }
-    cgloo_coll_opts o = {.algorithm = alg};
+    cgloo_coll_opts o = {.algorithm = alg, .tag = call_tag};
     check_rc(ctx, cgloo_allreduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o), "sum");
     check_rc(ctx, cgloo_allreduce(ctx, ii, ii, n, CGLOO_INT32, CGLOO_MAX, &o), "max");
     for (size_t i = 0; i < n; i++) {
@@ -105,7 +119,7 @@ static void rs_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, 
     CHECK(in && out);
     for (size_t i = 0; i < all; i++)
         in[i] = (float)value(rank, i, k);
-    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
     check_rc(ctx, cgloo_reduce_scatter(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o), "rs");
     for (size_t i = 0; i < n; i++) {
         size_t at = n * (size_t)rank + i;
@@ -130,7 +144,7 @@ static void ag_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, 
     CHECK(in && out);
     for (size_t i = 0; i < n; i++)
         in[i] = value(rank, i, k);
-    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
     check_rc(ctx, cgloo_allgather(ctx, in, out, n, CGLOO_INT32, &o), "allgather");
     for (size_t i = 0; i < all; i++)
         if (out[i] != value((int)(i / n), i % n, k))
@@ -146,7 +160,7 @@ static void rooted_checked(cgloo_context *ctx, int size, int rank, size_t n, int
     size_t all = n * (size_t)size;
     int32_t *big = malloc(all * sizeof *big), *one = malloc(n * sizeof *one);
     CHECK(big && one);
-    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
     for (size_t i = 0; i < n; i++)
         one[i] = rank == root ? value(root, i, k) : -1;
     check_rc(ctx, cgloo_broadcast(ctx, one, n, CGLOO_INT32, root, &o), "broadcast");
@@ -177,7 +191,7 @@ static void a2a_checked(cgloo_context *ctx, int size, int rank, size_t n, int k)
     CHECK(in && out);
     for (size_t i = 0; i < all; i++) /* block q carries (rank, q) */
         in[i] = value(rank * 16 + (int)(i / n), i % n, k);
-    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
     check_rc(ctx, cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, &o), "alltoall");
     for (size_t i = 0; i < all; i++)
         if (out[i] != value((int)(i / n) * 16 + rank, i % n, k))
@@ -313,7 +327,7 @@ static void killed_rank(procs *w, int rank, void *arg)
     size_t n = 1u << 20;
     float *v = calloc(n, sizeof *v);
     CHECK(v != NULL);
-    cgloo_coll_opts o = {.algorithm = "single_copy"};
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
     CHECK_OK(cgloo_allreduce(e.ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o)); /* probed */
     CHECK_OK(cgloo_barrier(e.ctx, NULL));
     if (rank == w->size - 1)
@@ -382,6 +396,174 @@ static void test_tags_apart(void)
     }
 }
 
+/* ---- the rounds through the slots and as messages ---------------------------------------- */
+
+static void paths_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    static const uint64_t tags[] = {2, 5, 9};
+    static const size_t sizes[] = {1, 1001, 65536 + 3};
+    for (int k = 0; k < 4; k++)
+        for (int c = 0; c < 3; c++)
+            for (int t = 0; t < 3; t++) {
+                call_tag = tags[t];
+                allreduce_checked(e.ctx, w->size, rank, sizes[c], k, k % 2 == 0, "single_copy");
+                rs_checked(e.ctx, w->size, rank, sizes[c], k, k % 2 == 1);
+                ag_checked(e.ctx, w->size, rank, sizes[c], k, k % 2 == 0);
+                rooted_checked(e.ctx, w->size, rank, sizes[c], k, (k + t) % w->size);
+                a2a_checked(e.ctx, w->size, rank, sizes[c], k);
+            }
+    call_tag = 0;
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_paths(void)
+{
+    run_world(2, paths_rank, NULL, NULL);
+    run_world(3, paths_rank, NULL, NULL);
+}
+
+/* mixed_rank: one rank in place and the other not, in turns, at sizes where 2 ranks out of
+ * place reduce the whole vector and where they split it: the ranks must pick the same way
+ * (each learns in the first round whether the other is in place). */
+static void mixed_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    static const size_t sizes[] = {1001, 65536 + 3, (1u << 17) + 1, (1u << 18) + 5};
+    for (int k = 0; k < 6; k++)
+        for (int c = 0; c < 4; c++) {
+            allreduce_checked(e.ctx, w->size, rank, sizes[c], k, (rank + k) % 2 == 0,
+                              "single_copy");
+            allreduce_checked(e.ctx, w->size, rank, sizes[c], k, (rank + k) % 3 == 0, NULL);
+        }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_mixed_in_place(void)
+{
+    run_world(2, mixed_rank, NULL, NULL);
+}
+
+/* stalled_rank: the last rank never joins; rank 0's broadcasts time out, the one on a tag with
+ * a slot channel in its slot, the one on a tag without in a message. */
+static void stalled_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    const char *done = "stalled_done";
+    if (rank == 0) {
+        static const uint64_t tags[] = {1, 6};
+        for (int t = 0; t < 2; t++) {
+            int32_t v[256] = {0};
+            cgloo_coll_opts o = {.algorithm = "single_copy", .tag = tags[t], .timeout_ms = 300};
+            CHECK(cgloo_broadcast(e.ctx, v, 256, CGLOO_INT32, 0, &o) == CGLOO_ETIMEDOUT);
+            char detail[CGLOO_ERROR_MAX];
+            cgloo_context_last_error(e.ctx, detail, sizeof detail);
+            if ((strstr(detail, "shared-memory slot") != NULL) != (tags[t] < 4))
+                harness_fail(__FILE__, __LINE__, "timed out on the wrong path", detail);
+        }
+        CHECK_OK(cgloo_store_set(s, done, "1", 1));
+    } else {
+        CHECK_OK(cgloo_store_wait(s, &done, 1, 30000));
+    }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_stalled(void)
+{
+    procs w;
+    procs_init(&w, 2, "stalled");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, stalled_rank, NULL);
+    procs_expect_ok(&w, 2, 30000);
+}
+
+/* ---- small sizes chosen by default ---------------------------------------------------------- */
+
+/* chosen_at runs collective `kind` of `bytes` in all (int32, the default algorithm, checked)
+ * and says whether the flight recorder names single_copy for it: the recorder keeps every
+ * call, so the sizes of one collective go from small to large. */
+static bool chosen_at(cgloo_context *ctx, int size, int rank, const char *kind, size_t bytes)
+{
+    size_t n = bytes / sizeof(int32_t) / (strcmp(kind, "broadcast") ? (size_t)size : 1);
+    char name[64];
+    snprintf(name, sizeof name, "%s(single_copy)", kind);
+    if (strcmp(kind, "allreduce") == 0)
+        allreduce_checked(ctx, size, rank, n * (size_t)size, 0, false, NULL);
+    else if (strcmp(kind, "broadcast") == 0) {
+        int32_t *v = calloc(n, sizeof *v);
+        CHECK(v != NULL);
+        for (size_t i = 0; rank == 1 && i < n; i++)
+            v[i] = value(1, i, 0);
+        check_rc(ctx, cgloo_broadcast(ctx, v, n, CGLOO_INT32, 1, NULL), "broadcast");
+        for (size_t i = 0; i < n; i++)
+            CHECK(v[i] == value(1, i, 0));
+        free(v);
+    } else {
+        int32_t *in = calloc(n * (size_t)size, sizeof *in), *out = calloc(n * (size_t)size, 4);
+        CHECK(in && out);
+        for (size_t i = 0; i < n * (size_t)size; i++)
+            in[i] = value(rank, i, 0);
+        int rc = strcmp(kind, "gather") == 0 ? cgloo_gather(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+                 : strcmp(kind, "scatter") == 0
+                     ? cgloo_scatter(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+                     : cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, NULL);
+        check_rc(ctx, rc, kind);
+        for (size_t i = 0; strcmp(kind, "alltoall") == 0 && i < n * (size_t)size; i++)
+            CHECK(out[i] == value((int)(i / n), (size_t)rank * n + i % n, 0));
+        free(in);
+        free(out);
+    }
+    return dumped_algorithm(ctx, name);
+}
+
+/* small_rank: at 2 ranks over shared memory the selectors pick single_copy well below the 1 MiB
+ * they started from, and not far below their thresholds (bytes in all, as the selectors count
+ * them: below, then from the threshold up). */
+static void small_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    static const struct {
+        const char *kind;
+        size_t below, from;
+    } cases[] = {
+        {"allreduce", 2 * 1024, 16 * 1024},  {"broadcast", 2 * 1024, 16 * 1024},
+        {"gather", 16 * 1024, 128 * 1024},   {"scatter", 16 * 1024, 128 * 1024},
+        {"alltoall", 16 * 1024, 128 * 1024},
+    };
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    /* In place below 1 MiB the single copy declines after its first round. */
+    allreduce_checked(e.ctx, w->size, rank, 16 * 1024, 0, true, NULL);
+    if (dumped_algorithm(e.ctx, "allreduce(single_copy)"))
+        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 64 KiB");
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        if (chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].below))
+            harness_fail(__FILE__, __LINE__, "single_copy chosen too small", cases[k].kind);
+        if (!chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].from))
+            harness_fail(__FILE__, __LINE__, "single_copy not chosen", cases[k].kind);
+    }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_small_chosen(void)
+{
+    procs w;
+    procs_init(&w, 2, "small");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, small_rank, NULL);
+    procs_expect_ok(&w, 2, 30000);
+}
+
 static const test_case tests[] = {
     {"sums", test_sums, 120},
     {"chosen", test_chosen, 60},
@@ -389,6 +571,10 @@ static const test_case tests[] = {
     {"tcp", test_tcp, 60},
     {"peer_killed", test_peer_killed, 60},
     {"tags_apart", test_tags_apart, 100},
+    {"paths", test_paths, 100},
+    {"stalled", test_stalled, 60},
+    {"mixed_in_place", test_mixed_in_place, 60},
+    {"small_chosen", test_small_chosen, 60},
 };
 
 TEST_MAIN(tests)

@@ -14,6 +14,7 @@
  * process_vm_readv pins the pages it copies), small enough to stay in a 2-core machine's L2
  * between the copy and the reduction. */
 #define SC_CHUNK (256u * 1024)
+_Static_assert(SC_CHUNK <= CGLOO__SC_SCRATCH_BYTES, "a chunk is read into the scratch");
 
 /* sc_known: what this call's tag knows of the reads (0 for a tag without a slot). */
 static int sc_known(const coll *c)
@@ -60,6 +61,26 @@ static int exchange(coll *c, const void *mine, void *all, size_t len, unsigned s
     return rc;
 }
 
+/* sc_round sends `mine` (len bytes) to every peer and receives theirs into all[q * len]:
+ * through the slots where s has them, else as messages. */
+static int sc_round(cgloo__sc *s, const void *mine, void *all, size_t len, unsigned step)
+{
+    if (!s->slots)
+        return exchange(s->c, mine, all, len, step);
+    slot_set *set = &s->set;
+    set->step = step - 1; /* the put counts it up to `step`, which errors name */
+    int rc = cgloo__slots_put(set, mine, len);
+    if (rc == CGLOO_OK)
+        rc = cgloo__slots_wait(set, len);
+    if (rc != CGLOO_OK)
+        return rc;
+    for (int i = 0; i < set->n; i++)
+        memcpy((uint8_t *)all + (size_t)set->p[i].rank * len, cgloo__slots_data(set, i), len);
+    cgloo__slots_done(set);
+    memcpy((uint8_t *)all + (size_t)s->c->rank * len, mine, len);
+    return CGLOO_OK;
+}
+
 /* status_known: v is one of the library's statuses (a peer sent it: anything else is EPROTO). */
 static bool status_known(int32_t v)
 {
@@ -74,13 +95,14 @@ static bool status_known(int32_t v)
 
 /* statuses exchanges this rank's status and returns everyone's in *all (free it); a peer's
  * status that is none of the library's is taken as EPROTO. */
-static int statuses(coll *c, int mine, unsigned step, int32_t **all)
+static int statuses(cgloo__sc *s, int mine, unsigned step, int32_t **all)
 {
+    coll *c = s->c;
     int32_t me = mine;
     *all = calloc((size_t)c->size, sizeof **all);
     if (!*all)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d statuses", c->size);
-    int rc = exchange(c, &me, *all, sizeof me, step);
+    int rc = sc_round(s, &me, *all, sizeof me, step);
     for (int q = 0; rc == CGLOO_OK && q < c->size; q++)
         if (!status_known((*all)[q]))
             (*all)[q] = CGLOO_EPROTO;
@@ -99,12 +121,12 @@ static int first_failure(coll *c, const int32_t *all, unsigned step)
     return CGLOO_OK;
 }
 
-int cgloo__sc_agree(coll *c, int mine, unsigned step)
+int cgloo__sc_agree(cgloo__sc *s, int mine, unsigned step)
 {
     int32_t *all = NULL;
-    int rc = statuses(c, mine, step, &all);
+    int rc = statuses(s, mine, step, &all);
     if (rc == CGLOO_OK)
-        rc = first_failure(c, all, step);
+        rc = first_failure(s->c, all, step);
     free(all);
     return rc;
 }
@@ -128,9 +150,10 @@ static int peer_read(cgloo__sc *s, int q, void *dst, uint64_t addr, size_t len)
 static int probe(cgloo__sc *s)
 {
     int rc = CGLOO_OK;
+    uint8_t byte;
     for (int q = 0; q < s->c->size && rc == CGLOO_OK; q++)
         if (q != s->c->rank && s->at[q].in)
-            rc = peer_read(s, q, s->chunk, s->at[q].in, 1);
+            rc = peer_read(s, q, &byte, s->at[q].in, 1);
     return rc;
 }
 
@@ -144,7 +167,7 @@ static int first_call(cgloo__sc *s, bool *refused)
 {
     coll *c = s->c;
     int32_t *all = NULL;
-    int rc = statuses(c, probe(s), SC_STEP_PROBE, &all);
+    int rc = statuses(s, probe(s), SC_STEP_PROBE, &all);
     bool can = rc == CGLOO_OK, cannot = rc == CGLOO_OK;
     for (int q = 0; rc == CGLOO_OK && q < c->size; q++) {
         can = can && all[q] == CGLOO_OK;
@@ -162,8 +185,38 @@ static int first_call(cgloo__sc *s, bool *refused)
     return rc;
 }
 
+/* where_round tells every peer where this rank's vectors lie (and its extra value for that
+ * peer) and learns theirs, through the slots when the payload fits in one. */
+static int where_round(cgloo__sc *s, const uint64_t *extra)
+{
+    coll *c = s->c;
+    size_t words = 2 + (extra ? (size_t)c->size : 0), len = words * sizeof(uint64_t);
+    uint64_t *all = calloc((size_t)c->size + 1, len);
+    if (!all)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d ranks' addresses", c->size);
+    uint64_t *mine = all + (size_t)c->size * words;
+    mine[0] = (uint64_t)(uintptr_t)s->in;
+    mine[1] = (uint64_t)(uintptr_t)s->out;
+    if (extra)
+        memcpy(mine + 2, extra, (size_t)c->size * sizeof *extra);
+    int rc = CGLOO_OK;
+    s->slots = cgloo__coll_slots_reach(c) && len <= CGLOO_SLOT_DATA;
+    if (s->slots)
+        rc = cgloo__slots_open(c, &s->set, -1);
+    if (rc == CGLOO_OK)
+        rc = sc_round(s, mine, all, len, SC_STEP_WHERE);
+    for (int q = 0; rc == CGLOO_OK && q < c->size; q++) {
+        const uint64_t *w = all + (size_t)q * words;
+        s->at[q] = (cgloo__sc_where){w[0], w[1]};
+        if (extra)
+            s->extra[q] = w[2 + c->rank];
+    }
+    free(all);
+    return rc;
+}
+
 int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
-                    bool *refused)
+                    const uint64_t *extra, bool *refused)
 {
     *s = (cgloo__sc){.c = c, .in = in, .out = out, .off = off};
     *refused = false;
@@ -173,11 +226,10 @@ int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size
         return CGLOO_OK;
     }
     s->at = calloc((size_t)c->size, sizeof *s->at);
-    s->chunk = malloc(SC_CHUNK);
-    if (!s->at || !s->chunk)
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for the scratch");
-    cgloo__sc_where mine = {(uint64_t)(uintptr_t)in, (uint64_t)(uintptr_t)out};
-    int rc = exchange(c, &mine, s->at, sizeof mine, SC_STEP_WHERE);
+    s->extra = extra ? calloc((size_t)c->size, sizeof *s->extra) : NULL;
+    if (!s->at || (extra && !s->extra))
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d ranks' addresses", c->size);
+    int rc = where_round(s, extra);
     if (rc == CGLOO_OK && known == 0)
         rc = first_call(s, refused);
     return rc;
@@ -190,10 +242,61 @@ void cgloo__sc_fallback(coll *c, const char *algorithm)
     cgloo__flight_detail(&c->ctx->flight, c->flight_id, c->algorithm, c->fp.count, c->fp.root);
 }
 
+/* scratch_take: the context's kept scratch, or a new one (NULL: no memory). Kept because a
+ * fresh scratch is above glibc's mmap threshold: every call would map it, fault its pages in
+ * and unmap it again. */
+static uint8_t *scratch_take(cgloo_context *ctx)
+{
+    void *kept = atomic_exchange(&ctx->sc_scratch, NULL);
+    return kept ? kept : malloc(CGLOO__SC_SCRATCH_BYTES);
+}
+
+/* scratch_give keeps p for the next call, or frees it when another call's is kept already. */
+static void scratch_give(cgloo_context *ctx, void *p)
+{
+    void *none = NULL;
+    if (p && !atomic_compare_exchange_strong(&ctx->sc_scratch, &none, p))
+        free(p);
+}
+
 void cgloo__sc_end(cgloo__sc *s)
 {
+    if (s->slots)
+        cgloo__slots_close(&s->set);
     free(s->at);
-    free(s->chunk);
+    free(s->extra);
+    scratch_give(s->c->ctx, s->chunk);
+    s->at = NULL;
+    s->extra = NULL;
+    s->chunk = NULL;
+}
+
+/* reduce_from reduces block c->rank of rank q's input into dst, a chunk at a time; with
+ * `own`, dst does not hold the block's partial result yet: each chunk of q's is read straight
+ * into dst, and this rank's own chunk reduced into it (the op commutes, so the result is the
+ * same), which spares copying the own block into dst first. */
+static int reduce_from(cgloo__sc *s, int q, uint8_t *dst, const uint8_t *own)
+{
+    coll *c = s->c;
+    size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
+    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
+    for (size_t done = 0; done < n; done += per_chunk) {
+        size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize;
+        uint8_t *to = own ? dst + at : s->chunk;
+        int rc = peer_read(s, q, to, s->at[q].in + (first + done) * c->esize, m * c->esize);
+        if (rc != CGLOO_OK)
+            return rc;
+        cgloo__coll_reduce(c, dst + at, own ? own + at : s->chunk, m);
+    }
+    return CGLOO_OK;
+}
+
+uint8_t *cgloo__sc_scratch(cgloo__sc *s)
+{
+    if (!s->chunk && !(s->chunk = scratch_take(s->c->ctx)))
+        cgloo__coll_error(s->c, CGLOO_ENOMEM, "no memory for %u bytes of scratch",
+                          CGLOO__SC_SCRATCH_BYTES);
+    return s->chunk;
 }
 
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
@@ -201,21 +304,15 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
     coll *c = s->c;
     size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
     const uint8_t *own = cgloo__elem(c, s->in, first);
-    if (dst != own && n)
-        memcpy(dst, own, n * c->esize);
-    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
-    for (int k = 1; k < c->size; k++) {
-        int q = (c->rank + k) % c->size;
-        for (size_t done = 0; done < n; done += per_chunk) {
-            size_t m = CGLOO_MIN(per_chunk, n - done);
-            uint64_t addr = s->at[q].in + (first + done) * c->esize;
-            int rc = peer_read(s, q, s->chunk, addr, m * c->esize);
-            if (rc != CGLOO_OK)
-                return rc;
-            cgloo__coll_reduce(c, dst + done * c->esize, s->chunk, m);
-        }
-    }
-    return CGLOO_OK;
+    if (n == 0)
+        return CGLOO_OK;
+    bool apart = dst != own; /* out of place: the first peer's block is read into dst */
+    if ((c->size > 2 || !apart) && !cgloo__sc_scratch(s))
+        return CGLOO_ENOMEM;
+    int rc = CGLOO_OK;
+    for (int k = 1; k < c->size && rc == CGLOO_OK; k++)
+        rc = reduce_from(s, (c->rank + k) % c->size, dst, k == 1 && apart ? own : NULL);
+    return rc;
 }
 
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)

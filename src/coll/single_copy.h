@@ -26,6 +26,7 @@
 #define CGLOO_COLL_SINGLE_COPY_H
 
 #include "coll/coll.h"
+#include "coll/slots.h"
 
 enum { SC_STEP_WHERE, SC_STEP_PROBE, SC_STEP_REDUCED, SC_STEP_DONE, SC_STEP_OFFSETS };
 
@@ -40,30 +41,55 @@ typedef struct cgloo__sc {
     uint8_t *out;        /* its output, as the collective lays it out */
     const size_t *off;   /* [size + 1] element offsets of the blocks in the inputs */
     cgloo__sc_where *at; /* [size] every rank's, this rank's included */
-    uint8_t *chunk;      /* scratch for one read */
+    uint64_t *extra;     /* [size] what each rank published for this one (begin's extra), or NULL */
+    uint8_t *chunk;      /* scratch for one read, taken by the first reduction (NULL before) */
+    /* The rounds go through the shared-memory slots (coll/slots.h), one cache-line hand-off
+     * each, instead of messages: every peer has slots, the tag a channel, and the first
+     * round's payload fits; the same on every rank, since all of it is. */
+    bool slots;
+    slot_set set;
 } cgloo__sc;
-
 /* cgloo__sc_possible: every peer of c can be read (its transport has read_memory) and the
  * context has not found the kernel refusing it. Takes the context lock. */
 bool cgloo__sc_possible(const coll *c);
 
-/* cgloo__sc_begin allocates s's scratch, tells every peer where in and out lie and learns
- * theirs, and on the context's first call finds out whether every rank can read. *refused:
- * some rank cannot (nothing was written; run another algorithm). Errors: those of the coll
- * helpers, ENOMEM. cgloo__sc_end frees the scratch. */
+/* cgloo__sc_wanted: the selectors' test. bytes (the same on every rank) reach the threshold
+ * for this world, min2 for 2 ranks and min_more for more (on the 2-core machine class, more
+ * ranks than cores make each round a scheduling hop, so the single copy pays only from larger
+ * sizes there), and every peer can be read. */
+static inline bool cgloo__sc_wanted(const coll *c, size_t bytes, size_t min2, size_t min_more)
+{
+    return c->size > 1 && bytes >= (c->size == 2 ? min2 : min_more) && cgloo__sc_possible(c);
+}
+
+/* cgloo__sc_begin tells every peer where in and out lie and learns theirs, and on the
+ * context's first call of the tag finds out whether every rank can read. extra: NULL, or
+ * [size] values, extra[q] for rank q, which rank q finds in its s->extra[this rank] (alltoall's
+ * offsets ride in the same round). *refused: some rank cannot (nothing was written; run another
+ * algorithm). Errors: those of the coll helpers and of the slots, ENOMEM. cgloo__sc_end frees
+ * what begin and the steps took (call it whatever begin returned). */
 int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
-                    bool *refused);
+                    const uint64_t *extra, bool *refused);
 void cgloo__sc_end(cgloo__sc *s);
 
-/* cgloo__sc_reduce_own writes block c->rank reduced over every rank into dst: this rank's
- * input block (copied unless dst is where it lies), then every peer's, read straight out of
- * their inputs in the order rank+1, rank+2, .... Returns the status to agree on (recorded). */
+/* cgloo__sc_reduce_own writes block c->rank reduced over every rank into dst: every peer's,
+ * read straight out of their inputs in the order rank+1, rank+2, ..., into this rank's input
+ * block (out of place, rank+1's is read into dst and this rank's reduced into it, which spares
+ * a copy). Takes the scratch unless 2 ranks reduce out of place. Returns the status to agree on
+ * (recorded). */
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
 
 /* cgloo__sc_gather reads every other rank's block q out of rank q's output at out_off[q]
  * (bytes) into this rank's output at the same offset. Call once every rank finished its block.
  * Returns the status to agree on (recorded). */
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off);
+
+/* Bytes of the scratch cgloo__sc_scratch gives. */
+#define CGLOO__SC_SCRATCH_BYTES (256u * 1024)
+
+/* cgloo__sc_scratch: s's scratch of CGLOO__SC_SCRATCH_BYTES (the context's kept one, or a new
+ * one; cgloo__sc_end gives it back), or NULL (ENOMEM recorded). */
+uint8_t *cgloo__sc_scratch(cgloo__sc *s);
 
 /* cgloo__sc_fallback: cgloo__sc_begin said *refused, so the call runs `algorithm` instead on
  * the vectors as they came: the probe's refusal is not the call's outcome, and the flight
@@ -76,6 +102,6 @@ int cgloo__sc_read(cgloo__sc *s, int q, void *dst, size_t from, size_t len);
 
 /* cgloo__sc_agree tells every rank this rank's status `mine` at step and learns theirs: OK when
  * every rank's is, else the first failure, recorded naming its rank. */
-int cgloo__sc_agree(coll *c, int mine, unsigned step);
+int cgloo__sc_agree(cgloo__sc *s, int mine, unsigned step);
 
 #endif

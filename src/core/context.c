@@ -487,6 +487,7 @@ void cgloo_context_destroy(cgloo_context *ctx)
         free(ctx->peers);
     }
     free(ctx->slot_links);
+    free(atomic_load(&ctx->sc_scratch));
     for (int i = 0; i < ctx->coll_env_n; i++)
         free(ctx->coll_env[i].value);
     cgloo__poller_fini(&ctx->poller);

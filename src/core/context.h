@@ -131,6 +131,10 @@ struct cgloo_context {
      * calls of one tag run in the same order on every rank (those of different tags do not):
      * every rank then decides alike whether a call probes. Under `lock`. */
     int8_t single_copy[CGLOO_SC_TAGS];
+    /* The scratch a single_copy reduction last used, kept for the next call (NULL: none kept):
+     * taken and given back by atomic exchange, so that calls of several tags at once each get
+     * their own; freed at destroy. */
+    _Atomic(void *) sc_scratch;
     /* The collectives' shared-memory slots (coll/slots.c): each rank's link (NULL for this
      * rank and for peers without slots), looked up under `lock` by the first collective that
      * asks, since a peer's binding does not change after connect; slots_all then says whether

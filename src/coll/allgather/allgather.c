@@ -51,16 +51,19 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
 
 /* allgather_select: recursive doubling for small data (fewer steps), the ring for large (every
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
-/* From this many gathered bytes, ranks whose peers' memory can all be read copy straight out
- * of it. 2 ranks over shared memory (p50, three runs at load 14): 256 KiB 28.6 to 29.2 us
- * against the ring's 23.9 to 26.1 (the single copy's two rounds of messages cost more than the
- * ring's copies of so little), 1 MiB 111 to 119 against 107 to 114, 4 MiB ahead or even in a
- * noise of 2x: from 1 MiB, where reading once starts to pay. */
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+/* From this many gathered bytes (2 ranks; more: ALLGATHER_SINGLE_COPY_MIN_BYTES), ranks whose
+ * peers' memory can all be read copy straight out of it. Over shared memory, p50 of the ring
+ * against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 256 KiB 22.8 against 23.5
+ * us, 1 MiB 97 against 98, 4 MiB 464 against 439 (both ranks read each other at once, and the
+ * ring's one exchange of two copies is as fast below 1 MiB); 4 ranks 64 KiB 28 against 55,
+ * 256 KiB 132 against 107. */
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES_2 (1024 * 1024)
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
 static allgather_algorithm allgather_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= ALLGATHER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, ALLGATHER_SINGLE_COPY_MIN_BYTES_2,
+                         ALLGATHER_SINGLE_COPY_MIN_BYTES))
         return ALLGATHER_SINGLE_COPY; /* one copy, no ring */
     if (bytes <= ALLGATHER_SMALL_BYTES && c->size > 2)
         return ALLGATHER_RECURSIVE_DOUBLING;

@@ -7,9 +7,9 @@
  * where their buffers lie, each reads the P - 1 other blocks into its own, and says so: it
  * returns only once every rank did, since until then a peer may still read its block.
  *
- * Cost, for n bytes gathered: two rounds of P - 1 small messages (three on a context's first
- * call); every rank copies (P-1)/P n bytes once, by reading the peers' memory: nothing passes
- * through a ring. Memory: 256 KiB (the probe's scratch).
+ * Cost, for n bytes gathered: two rounds of P - 1 small buffers (slot hand-offs, or messages on a
+ * tag without slots) (three on a context's first call); every rank copies (P-1)/P n bytes once, by
+ * reading the peers' memory: nothing passes through a ring. Memory: P addresses.
  */
 #include "coll/allgather/allgather.h"
 #include "coll/single_copy.h"
@@ -18,9 +18,9 @@ int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off)
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, recvbuf, recvbuf, off, &refused);
+    int rc = cgloo__sc_begin(&s, c, recvbuf, recvbuf, off, NULL, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(c, cgloo__sc_gather(&s, off), SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, cgloo__sc_gather(&s, off), SC_STEP_DONE);
     cgloo__sc_end(&s);
     if (!refused)
         return rc;

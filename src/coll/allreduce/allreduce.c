@@ -58,18 +58,19 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
  * memory". */
 #define SHM_MAX_BYTES CGLOO_SLOT_DATA
 
-/* From this many bytes, ranks whose peers' memory can all be read reduce straight out of it.
- * 2 ranks over shared memory on the 2-core machine class, single_copy against the ring (p50,
- * two runs at load 4 to 11): 256 KiB 41.6/35.6 us against 42.8/37.3 (even), 1 MiB 205/160
- * against 671/185, 64 MiB 64/71 ms against 94/89; allgather's single copy was 15% behind its
- * ring at 256 KiB (two rounds of messages against one exchange), even at 1 MiB. */
-#define SINGLE_COPY_MIN_BYTES (1024u * 1024)
+/* From this many bytes (2 ranks; more ranks: SINGLE_COPY_MIN_BYTES), ranks whose peers' memory
+ * can all be read reduce straight out of it. Over shared memory on the 2-core machine class,
+ * p50 of the earlier choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks
+ * (where up to 512 KiB each rank reduces the whole vector) 4 KiB 2.91 against 2.65 us, 8 KiB
+ * 3.97 against 3.03, 16 KiB 6.06 against 4.28 (medians of five runs at load 4 to 10), below
+ * which the slots' shm algorithm serves; 4 ranks 64 KiB 76 against 101, 256 KiB 347 against
+ * 274 (a second run, 283 against 315, says the crossover is near there). */
+#define SINGLE_COPY_MIN_BYTES_2 (4u * 1024)
+#define SINGLE_COPY_MIN_BYTES (256u * 1024)
 
-/* allreduce_select_flat: the measured choice by message size and world size. */
-static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
+/* allreduce_select_messages: the measured choice among the message-based algorithms. */
+static allreduce_algorithm allreduce_select_messages(const coll *c, size_t bytes)
 {
-    if (bytes >= SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
-        return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
     if (c->size == 2 && bytes <= 64 * 1024)
         return ALLREDUCE_DIRECT; /* one exchange */
     if (bytes <= 16 * 1024)
@@ -77,6 +78,25 @@ static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
     if (bytes <= 256 * 1024)
         return ALLREDUCE_HALVING_DOUBLING; /* 2 log2(P) steps, 2 (P-1)/P of the bytes */
     return ALLREDUCE_RING;                 /* bandwidth-optimal and pipelined */
+}
+
+/* allreduce_select_flat: the measured choice by message size and world size. */
+static allreduce_algorithm allreduce_select_flat(const coll *c, size_t bytes)
+{
+    if (cgloo__sc_wanted(c, bytes, SINGLE_COPY_MIN_BYTES_2, SINGLE_COPY_MIN_BYTES))
+        return ALLREDUCE_SINGLE_COPY; /* one copy in, one out, no ring */
+    return allreduce_select_messages(c, bytes);
+}
+
+int cgloo__allreduce_without_single_copy(coll *c, const void *sendbuf, void *recvbuf, size_t count)
+{
+    allreduce_algorithm a = allreduce_select_messages(c, count * c->esize);
+    cgloo__sc_fallback(c, cgloo__allreduce_algorithms[a].name);
+    if (sendbuf != recvbuf && a == ALLREDUCE_RING)
+        return cgloo__allreduce_ring_out_of_place(c, sendbuf, recvbuf, count);
+    if (sendbuf != recvbuf)
+        memcpy(recvbuf, sendbuf, count * c->esize);
+    return allreduce_fns[a](c, recvbuf, count);
 }
 
 allreduce_fn cgloo__allreduce_flat_choice(const coll *c, size_t bytes)

@@ -22,6 +22,10 @@ int cgloo__allreduce_direct(coll *c, void *buf, size_t count);
 int cgloo__allreduce_single_copy(coll *c, void *buf, size_t count);
 int cgloo__allreduce_single_copy_out_of_place(coll *c, const void *sendbuf, void *recvbuf,
                                               size_t count);
+/* cgloo__allreduce_without_single_copy runs the algorithm the selector picks among the
+ * message-based ones, under its own name (the single copy declined the call on every rank
+ * alike); sendbuf and recvbuf are the same or apart. */
+int cgloo__allreduce_without_single_copy(coll *c, const void *sendbuf, void *recvbuf, size_t count);
 int cgloo__allreduce_hierarchical(coll *c, void *buf, size_t count);
 /* cgloo__allreduce_flat_choice: the algorithm the selector picks for c's size and `bytes` among the
  * flat ones (for the phases of the hierarchical algorithms). */

@@ -8,22 +8,84 @@
  * own, and says so (step "done"): it returns only once every rank did, since until then a peer
  * may still read its output.
  *
+ * Two ranks up to WHOLE_MAX_BYTES, neither in place: each rank reads the peer's whole input
+ * into its output, reduces its own into it and says so (step "done"): one round fewer, and
+ * neither rank waits for the other between two halves, for twice the reduction.
+ *
+ * Where some rank runs in place, calls below IN_PLACE_MIN_BYTES are declined after the first
+ * round (which tells every rank where every vector lies, so all decline alike) and run the
+ * message-based choice instead: a vector its owner just wrote is read out of that owner's
+ * cache, which costs more there than the copies through the rings.
+ *
  * In place works: until "reduced" rank r writes only block r of its buffer, which peers read
  * only from then on; it overwrites block q after rank q's "reduced", which q sends after its
  * own reads of block q from r's buffer.
  *
- * Cost, for n bytes: three rounds of P - 1 small messages (four on a context's first call);
- * every rank copies (P-1)/P n bytes in, reduces (P-1)/P n and copies (P-1)/P n out, all by
- * reading the peers' memory: nothing passes through a ring, which would copy every byte twice
- * in each of the ring algorithm's two passes. Preconditions: a commutative op (block r is
- * reduced in the order r, r+1, ..., r-1); every peer over shared memory. Memory: 256 KiB.
+ * Cost, for n bytes: three rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
+ * without slots) (four on a context's first call); every rank copies (P-1)/P n bytes in,
+ * reduces (P-1)/P n and copies (P-1)/P n out, all by reading the peers' memory: nothing passes
+ * through a ring, which would copy every byte twice in each of the ring algorithm's two passes.
+ * Preconditions: a commutative op; every peer over shared memory. Memory: a 256 KiB scratch
+ * kept on the context (none for 2 ranks out of place).
  */
 #include "coll/allreduce/allreduce.h"
 #include "coll/single_copy.h"
 
 #include <stdlib.h>
 
-static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused)
+/* Up to this many bytes, 2 ranks out of place each reduce the whole vector (whole_run).
+ * p50 us of cgloo-bench, single_copy split in halves against whole, medians of five
+ * alternating runs at load 3 to 11: 64 KiB 13.4 against 8.5, 256 KiB 37.1 against 25.6,
+ * 512 KiB 71.4 against 52.4, 1 MiB 170 against 180, 4 MiB 735 against 782 (from 1 MiB the
+ * second half's reduction costs more than the round and the wait it saves). */
+#define WHOLE_MAX_BYTES (512u * 1024)
+
+/* In place (on some rank), the single copy runs only from this many bytes, and declines
+ * smaller calls to the message-based choice after its first round. 2 ranks, p50 us of
+ * the previous choice against single_copy, in place (a loop of cgloo_allreduce on one buffer,
+ * medians of three runs at load 12): 4 KiB 2.65 against 3.94, 64 KiB 16.6 against 23,
+ * 256 KiB 46 against 57, 512 KiB 97 against 116, 1 MiB 262 against 251. A peer's vector it
+ * wrote last is read out of that peer's cache, which costs more than the copies through the
+ * rings. */
+#define IN_PLACE_MIN_BYTES (1024u * 1024)
+_Static_assert(WHOLE_MAX_BYTES < IN_PLACE_MIN_BYTES, "the whole-vector path runs apart only");
+
+/* in_place_any: some rank runs in place (the first round told every rank where every vector
+ * lies, so all of them answer alike). */
+static bool in_place_any(const cgloo__sc *s)
+{
+    for (int q = 0; q < s->c->size; q++)
+        if (s->at[q].in == s->at[q].out)
+            return true;
+    return false;
+}
+
+/* whole_run: each of 2 ranks, neither in place, reads the peer's whole input into its output,
+ * reduces its own into it and says so: one round fewer (no "reduced"), and no rank waits for
+ * the other between halves. */
+static int whole_run(cgloo__sc *s, const void *in, void *out, size_t count)
+{
+    coll *c = s->c;
+    int mine = cgloo__sc_read(s, 1 - c->rank, out, 0, count * c->esize);
+    if (mine == CGLOO_OK)
+        cgloo__coll_reduce(c, out, in, count);
+    return cgloo__sc_agree(s, mine, SC_STEP_DONE);
+}
+
+/* split_run: rank r reduces block r, then reads the others' (the steps above). */
+static int split_run(cgloo__sc *s, void *out, const size_t *off, const size_t *bytes_off)
+{
+    uint8_t *mine = cgloo__elem(s->c, out, off[s->c->rank]);
+    int rc = cgloo__sc_agree(s, cgloo__sc_reduce_own(s, mine), SC_STEP_REDUCED);
+    if (rc == CGLOO_OK)
+        rc = cgloo__sc_agree(s, cgloo__sc_gather(s, bytes_off), SC_STEP_DONE);
+    return rc;
+}
+
+/* single_copy_run: *refused as cgloo__sc_begin says; *declined: some rank runs in place below
+ * IN_PLACE_MIN_BYTES (nothing was read or written). */
+static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused,
+                           bool *declined)
 {
     size_t *off = malloc(((size_t)c->size + 1) * sizeof *off);
     size_t *bytes_off = malloc(((size_t)c->size + 1) * sizeof *bytes_off);
@@ -32,19 +94,19 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
         free(bytes_off);
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
     }
-    size_t base = count / (size_t)c->size, rem = count % (size_t)c->size;
+    size_t base = count / (size_t)c->size, rem = count % (size_t)c->size, bytes = count * c->esize;
     for (int r = 0; r <= c->size; r++) {
         off[r] = base * (size_t)r + CGLOO_MIN((size_t)r, rem);
         bytes_off[r] = off[r] * c->esize;
     }
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, in, out, off, refused);
-    if (rc == CGLOO_OK && !*refused) {
-        uint8_t *mine = cgloo__elem(c, out, off[c->rank]);
-        rc = cgloo__sc_agree(c, cgloo__sc_reduce_own(&s, mine), SC_STEP_REDUCED);
-        if (rc == CGLOO_OK)
-            rc = cgloo__sc_agree(c, cgloo__sc_gather(&s, bytes_off), SC_STEP_DONE);
-    }
+    int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
+    bool go = rc == CGLOO_OK && !*refused;
+    *declined = go && bytes < IN_PLACE_MIN_BYTES && in_place_any(&s);
+    if (go && !*declined && c->size == 2 && bytes <= WHOLE_MAX_BYTES)
+        rc = whole_run(&s, in, out, count);
+    else if (go && !*declined)
+        rc = split_run(&s, out, off, bytes_off);
     cgloo__sc_end(&s);
     free(off);
     free(bytes_off);
@@ -54,8 +116,10 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
 int cgloo__allreduce_single_copy_out_of_place(coll *c, const void *sendbuf, void *recvbuf,
                                               size_t count)
 {
-    bool refused = false;
-    int rc = single_copy_run(c, sendbuf, recvbuf, count, &refused);
+    bool refused = false, declined = false;
+    int rc = single_copy_run(c, sendbuf, recvbuf, count, &refused, &declined);
+    if (declined)
+        return cgloo__allreduce_without_single_copy(c, sendbuf, recvbuf, count);
     if (!refused)
         return rc;
     /* Some rank may not read: nothing was written anywhere, so the ring runs on the vectors as

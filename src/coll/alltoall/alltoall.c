@@ -32,17 +32,21 @@ static const alltoall_fn alltoall_fns[ALLTOALL_ALGORITHM_COUNT] = {
     [ALLTOALL_SHM] = cgloo__alltoall_shm,
 };
 
-/* From this many bytes received, where every peer's memory can be read, the single copy
- * (allreduce's measurement chose the size: SINGLE_COPY_MIN_BYTES in
- * coll/allreduce/allreduce.c). */
-#define ALLTOALL_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+/* From this many bytes received (2 ranks; more: ALLTOALL_SINGLE_COPY_MIN_BYTES), where every
+ * peer's memory can be read, the single copy. Over shared memory, p50 of pairwise against
+ * single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 16 KiB 3.5 against 5.1 us, 64 KiB
+ * 7.0 against 6.8, 256 KiB 25 against 15; 4 ranks 64 KiB 28 against 33, 256 KiB 104 against
+ * 64. */
+#define ALLTOALL_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
+#define ALLTOALL_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
 /* alltoall_select: single copy for large blocks over shared memory, else pairwise. bytes is
  * what every rank receives when the blocks are even (alltoall); alltoallv (uneven) passes 0,
  * since ranks that receive different amounts would choose differently. */
 static alltoall_algorithm alltoall_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= ALLTOALL_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, ALLTOALL_SINGLE_COPY_MIN_BYTES_2,
+                         ALLTOALL_SINGLE_COPY_MIN_BYTES))
         return ALLTOALL_SINGLE_COPY; /* one copy per block, no message carries it */
     return ALLTOALL_PAIRWISE;
 }

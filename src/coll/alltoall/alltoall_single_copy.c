@@ -3,41 +3,20 @@
  * send buffer, for ranks that share a host (coll/single_copy.h has the steps and the first
  * call's probe).
  *
- * After the ranks told each other where their buffers lie, each tells every peer where in its
- * send buffer that peer's block starts (blocks may differ, alltoallv); then every rank copies
+ * When the ranks tell each other where their buffers lie, each also tells every peer where in
+ * its send buffer that peer's block starts (blocks may differ, alltoallv); then every rank copies
  * its P - 1 blocks into its receive buffer, all at once, and says so: it returns only once
  * every rank did, since until then a peer may still read its send buffer.
  *
- * Cost, with n the bytes each rank receives: three rounds of P - 1 small messages (four on a
- * context's first call); every rank copies (P-1)/P n bytes once, by reading the peers' memory.
- * Memory: P offsets and 256 KiB (the probe's scratch).
+ * Cost, with n the bytes each rank receives: two rounds of P - 1 small buffers (slot hand-offs, or
+ * messages on a tag without slots) (three on a context's first call); every rank copies (P-1)/P n
+ * bytes once, by reading the peers' memory. Memory: P addresses and offsets.
  */
 #include "coll/alltoall/alltoall.h"
 #include "coll/pattern/blocks.h"
 #include "coll/single_copy.h"
 
 #include <stdlib.h>
-
-/* peer_offsets tells every peer q where its block lies in this rank's send buffer and learns
- * where this rank's block lies in each peer's (from[q]). */
-static int peer_offsets(coll *c, const size_t *soff, uint64_t *to, uint64_t *from)
-{
-    cgloo_request **reqs = calloc(2 * (size_t)c->size, sizeof *reqs);
-    if (!reqs)
-        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d requests", 2 * c->size);
-    int rc = CGLOO_OK;
-    for (int q = 0; q < c->size && rc == CGLOO_OK; q++) {
-        to[q] = soff[q];
-        if (q != c->rank)
-            rc = cgloo__coll_irecv(c, q, &from[q], sizeof from[q], SC_STEP_OFFSETS, &reqs[q]);
-    }
-    for (int q = 0; q < c->size && rc == CGLOO_OK; q++)
-        if (q != c->rank)
-            rc = cgloo__coll_isend(c, q, &to[q], sizeof to[q], SC_STEP_OFFSETS, &reqs[c->size + q]);
-    rc = cgloo__coll_finish(c, reqs, 2 * c->size, rc);
-    free(reqs);
-    return rc;
-}
 
 static int alltoall_reads(cgloo__sc *s, coll *c, const uint64_t *from, uint8_t *recvbuf,
                           const size_t *roff)
@@ -55,16 +34,16 @@ int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff
 {
     bool refused = false;
     cgloo__sc s;
-    uint64_t *offs = calloc(2 * (size_t)c->size, sizeof *offs);
-    int rc = offs ? cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, &refused)
-                  : cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d offsets", c->size);
+    uint64_t *to = malloc((size_t)c->size * sizeof *to); /* where each peer's block starts */
+    if (!to)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d offsets", c->size);
+    for (int q = 0; q < c->size; q++)
+        to[q] = soff[q];
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, to, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = peer_offsets(c, soff, offs, offs + c->size);
-    if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(c, alltoall_reads(&s, c, offs + c->size, recvbuf, roff), SC_STEP_DONE);
-    if (offs)
-        cgloo__sc_end(&s);
-    free(offs);
+        rc = cgloo__sc_agree(&s, alltoall_reads(&s, c, s.extra, recvbuf, roff), SC_STEP_DONE);
+    cgloo__sc_end(&s);
+    free(to);
     if (!refused)
         return rc;
     cgloo__sc_fallback(c, "pairwise");

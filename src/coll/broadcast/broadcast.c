@@ -56,15 +56,20 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 #define FLAT_MAX_ROOT_BYTES (64 * 1024)
 #define FLAT_MAX_RANKS 8
 
-/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
- * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
-#define BROADCAST_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+/* From this many bytes (2 ranks; more: BROADCAST_SINGLE_COPY_MIN_BYTES), where every peer's
+ * memory can be read, the single copy. Over shared memory, p50 of the previous choice against
+ * single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 4 KiB 1.9 against 1.6 us, 64 KiB
+ * 14.9 against 4.4, 256 KiB 38.8 against 15.0; 4 ranks 64 KiB 23 against 47, 256 KiB 97
+ * against 83. */
+#define BROADCAST_SINGLE_COPY_MIN_BYTES_2 (4 * 1024)
+#define BROADCAST_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
 /* broadcast_select_flat: flat for small messages over few ranks, the tree for the other small
  * ones and for two ranks (where every algorithm is one send), the chain for large ones. */
 static broadcast_algorithm broadcast_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= BROADCAST_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, BROADCAST_SINGLE_COPY_MIN_BYTES_2,
+                         BROADCAST_SINGLE_COPY_MIN_BYTES))
         return BROADCAST_SINGLE_COPY; /* one copy per rank, straight from the root */
     if (c->size > 1 && c->size <= FLAT_MAX_RANKS &&
         bytes <= FLAT_MAX_ROOT_BYTES / (size_t)(c->size - 1))

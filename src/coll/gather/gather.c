@@ -41,8 +41,11 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
  * where the tree's extra copies and hops cost more than the root's receives. */
 #define GATHER_SMALL_BYTES 4096
 
-/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
- * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
+/* From this many bytes (2 ranks; more: GATHER_SINGLE_COPY_MIN_BYTES), where every peer's
+ * memory can be read, the single copy. Over shared memory, p50 of direct against single_copy
+ * (docs/BENCHMARKS.md, "Single copy"): 2 ranks 16 KiB 2.7 against 3.5 us, 64 KiB 6.0 against
+ * 5.0, 256 KiB 20.7 against 12.2; 4 ranks 256 KiB 25 against 46, 1 MiB 132 against 126. */
+#define GATHER_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
 #define GATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
 /* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
@@ -54,7 +57,7 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
 
 static gather_algorithm gather_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= GATHER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, GATHER_SINGLE_COPY_MIN_BYTES_2, GATHER_SINGLE_COPY_MIN_BYTES))
         return GATHER_SINGLE_COPY; /* one copy per block, no message carries it */
     if (bytes <= GATHER_SMALL_BYTES && c->size > 4)
         return GATHER_BINOMIAL;

@@ -7,9 +7,9 @@
  * block into its place in its receive buffer, and every rank says it is done: a rank returns
  * only once the root did, since until then the root may still read its send buffer.
  *
- * Cost, for n bytes gathered: two rounds of P - 1 small messages (three on a context's first
- * call); the root copies (P-1)/P n bytes once, by reading the peers' memory. Memory: 256 KiB
- * (the probe's scratch).
+ * Cost, for n bytes gathered: two rounds of P - 1 small buffers (slot hand-offs, or messages on a
+ * tag without slots) (three on a context's first call); the root copies (P-1)/P n bytes once, by
+ * reading the peers' memory. Memory: P addresses.
  */
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"
@@ -30,10 +30,10 @@ int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, NULL, &refused);
     if (rc == CGLOO_OK && !refused) {
         int mine = c->rank == root ? gather_reads(&s, c, recvbuf, off) : CGLOO_OK;
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     if (!refused)

@@ -56,17 +56,20 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
  * ahead up to 16 KiB at 4, 5 and 8 ranks, the ring from 64 KiB on. */
 #define RS_HALVING_DOUBLING_MAX_BYTES (32u * 1024)
 
-/* From this many bytes in all, ranks whose peers' memory can all be read reduce straight out
- * of it (as allreduce's single_copy, whose measurement chose the size: docs/BENCHMARKS.md,
- * "Shared memory"). */
-#define RS_SINGLE_COPY_MIN_BYTES (1024u * 1024)
+/* From this many bytes in all (2 ranks; more: RS_SINGLE_COPY_MIN_BYTES), ranks whose peers'
+ * memory can all be read reduce straight out of it. Over shared memory, p50 of the previous
+ * choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 4 KiB 2.0 against
+ * 1.9 us, 16 KiB 3.8 against 2.4, 64 KiB 7.0 against 5.0; 4 ranks 64 KiB 43 against 62, 256 KiB
+ * 185 against 154. */
+#define RS_SINGLE_COPY_MIN_BYTES_2 (16u * 1024)
+#define RS_SINGLE_COPY_MIN_BYTES (256u * 1024)
 
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above,
  * single copies where every peer shares memory. */
 /* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
 static reduce_scatter_algorithm rs_select_flat(const coll *c, size_t total_bytes)
 {
-    if (c->size > 1 && total_bytes >= RS_SINGLE_COPY_MIN_BYTES && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, total_bytes, RS_SINGLE_COPY_MIN_BYTES_2, RS_SINGLE_COPY_MIN_BYTES))
         return REDUCE_SCATTER_SINGLE_COPY;
     if (c->size > 1 && total_bytes <= RS_HALVING_DOUBLING_MAX_BYTES)
         return REDUCE_SCATTER_HALVING_DOUBLING;

@@ -11,10 +11,11 @@
  * In place (recvbuf is this rank's block of sendbuf) works: rank r writes only block r of its
  * buffer, which no peer reads.
  *
- * Cost, for n bytes in all: two rounds of P - 1 small messages (three on a context's first
- * call); every rank copies (P-1)/P n bytes and reduces them, by reading the peers' memory:
- * nothing passes through a ring. Preconditions: a commutative op (block r is reduced in the
- * order r, r+1, ..., r-1); every peer over shared memory. Memory: 256 KiB.
+ * Cost, for n bytes in all: two rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
+ * without slots) (three on a context's first call); every rank copies (P-1)/P n bytes and
+ * reduces them, by reading the peers' memory: nothing passes through a ring. Preconditions: a
+ * commutative op; every peer over shared memory. Memory: a 256 KiB scratch kept on the context
+ * (none for 2 ranks out of place).
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
 #include "coll/single_copy.h"
@@ -24,9 +25,9 @@ int cgloo__reduce_scatter_single_copy(coll *c, const void *sendbuf, void *recvbu
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, offsets, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, offsets, NULL, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(c, cgloo__sc_reduce_own(&s, recvbuf), SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, cgloo__sc_reduce_own(&s, recvbuf), SC_STEP_DONE);
     cgloo__sc_end(&s);
     if (!refused)
         return rc;

@@ -41,8 +41,11 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
  * where the tree's extra copies and hops cost more than the root's sends. */
 #define SCATTER_SMALL_BYTES 4096
 
-/* From this many bytes, where every peer's memory can be read, the single copy (allreduce's
- * measurement chose the size: SINGLE_COPY_MIN_BYTES in coll/allreduce/allreduce.c). */
+/* From this many bytes (2 ranks; more: SCATTER_SINGLE_COPY_MIN_BYTES), where every peer's
+ * memory can be read, the single copy. Over shared memory, p50 of direct against single_copy
+ * (docs/BENCHMARKS.md, "Single copy"): 2 ranks 16 KiB 3.0 against 3.5 us, 64 KiB 8.1 against
+ * 5.4, 256 KiB 23.8 against 12.8; 4 ranks 256 KiB 24 against 42, 1 MiB 137 against 111. */
+#define SCATTER_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
 #define SCATTER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
 /* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
@@ -54,7 +57,7 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
 
 static scatter_algorithm scatter_select_flat(const coll *c, size_t bytes)
 {
-    if (bytes >= SCATTER_SINGLE_COPY_MIN_BYTES && c->size > 1 && cgloo__sc_possible(c))
+    if (cgloo__sc_wanted(c, bytes, SCATTER_SINGLE_COPY_MIN_BYTES_2, SCATTER_SINGLE_COPY_MIN_BYTES))
         return SCATTER_SINGLE_COPY; /* one copy per block, no message carries it */
     if (bytes <= SCATTER_SMALL_BYTES && c->size > 4)
         return SCATTER_BINOMIAL;

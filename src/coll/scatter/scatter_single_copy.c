@@ -7,9 +7,9 @@
  * the root returns only once every rank did, since until then a peer may still read its send
  * buffer.
  *
- * Cost, for n bytes scattered: two rounds of P - 1 small messages (three on a context's first
- * call); each non-root copies its n/P bytes once, all at the same time. Memory: 256 KiB (the
- * probe's scratch).
+ * Cost, for n bytes scattered: two rounds of P - 1 small buffers (slot hand-offs, or messages on a
+ * tag without slots) (three on a context's first call); each non-root copies its n/P bytes once,
+ * all at the same time. Memory: P addresses.
  */
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
@@ -20,12 +20,12 @@ int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, 
 {
     bool refused = false;
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, &refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, NULL, &refused);
     if (rc == CGLOO_OK && !refused) {
         int mine = c->rank == root ? CGLOO_OK
                                    : cgloo__sc_read(&s, root, recvbuf, off[c->rank],
                                                     blocks_bytes(off, c->rank));
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     if (!refused)
