@@ -64,9 +64,8 @@ static const cgloo__reduce_scatter_fn reduce_scatter_fns[REDUCE_SCATTER_ALGORITH
 #define RS_SINGLE_COPY_MIN_BYTES_2 (16u * 1024)
 #define RS_SINGLE_COPY_MIN_BYTES (256u * 1024)
 
-/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above,
- * single copies where every peer shares memory. */
-/* rs_select: halving-doubling for small vectors, the ring (bounded scratch, pipelined) above. */
+/* rs_select_flat: halving-doubling for small vectors, the ring (bounded scratch, pipelined)
+ * above, single copies where every peer shares memory. */
 static reduce_scatter_algorithm rs_select_flat(const coll *c, size_t total_bytes)
 {
     if (cgloo__sc_wanted(c, total_bytes, RS_SINGLE_COPY_MIN_BYTES_2, RS_SINGLE_COPY_MIN_BYTES))
