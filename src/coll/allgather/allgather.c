@@ -53,12 +53,14 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
 /* From this many gathered bytes (2 ranks; more: ALLGATHER_SINGLE_COPY_MIN_BYTES), ranks whose
  * peers' memory can all be read copy straight out of it. Over shared memory, p50 of the ring
- * against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 256 KiB 22.8 against 23.5
- * us, 1 MiB 97 against 98, 4 MiB 464 against 439 (both ranks read each other at once, and the
- * ring's one exchange of two copies is as fast below 1 MiB); 4 ranks 64 KiB 28 against 55,
- * 256 KiB 132 against 107. */
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES_2 (1024 * 1024)
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES (256 * 1024)
+ * against single_copy reading the send buffers, three runs each at load 7 to 9 (2026-12-01):
+ * 2 ranks 4 KiB 1.8-2.0 against 2.1-2.3 us, 16 KiB 3.0-3.1 against 2.7-2.8, 64 KiB 7.0-7.5
+ * against 5.0-5.6, 256 KiB 25 against 12-13, 1 MiB 96-100 against 61-65; 4 ranks on 2 cores
+ * 16 KiB 15-20 against 17-20, 64 KiB 28-34 against 24-26, 256 KiB 63-82 against 46-54. (Read
+ * out of the receive buffers, where the peer had just copied its block, it lost up to 1 MiB at
+ * 2 ranks: docs/BENCHMARKS.md, "Single copy".) */
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES_2 (16 * 1024)
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES (64 * 1024)
 
 static allgather_algorithm allgather_select_flat(const coll *c, size_t bytes)
 {
@@ -128,6 +130,8 @@ static int allgather_run(coll *c, const void *sendbuf, void *recvbuf, const size
         memmove(mine, sendbuf, own);
     if (c->size == 1 || off[c->size] == 0)
         return CGLOO_OK;
+    if (a == ALLGATHER_SINGLE_COPY) /* the peers read the block out of sendbuf */
+        return cgloo__allgather_single_copy_from(c, sendbuf, recvbuf, off);
     return allgather_fns[a](c, recvbuf, off);
 }
 

@@ -16,6 +16,9 @@ int cgloo__allgather_recursive_doubling(coll *c, void *recvbuf, const size_t *of
 /* single_copy: every rank reads the others' blocks straight out of their buffers (shared
  * memory only, coll/single_copy.h); where some rank cannot, the ring. */
 int cgloo__allgather_single_copy(coll *c, void *recvbuf, const size_t *off);
+/* The same, the peers reading this rank's block at `block` (its send buffer) rather than in
+ * recvbuf (where it lies too). */
+int cgloo__allgather_single_copy_from(coll *c, const void *block, void *recvbuf, const size_t *off);
 int cgloo__allgather_hierarchical(coll *c, void *recvbuf, const size_t *off);
 /* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
 int cgloo__allgather_shm(coll *c, void *recvbuf, const size_t *off);
