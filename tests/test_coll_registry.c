@@ -33,7 +33,7 @@ static const struct expected {
     {"allgather", {"ring", "recursive_doubling", "single_copy", "hierarchical"}},
     {"allgatherv", {"ring", "recursive_doubling", "single_copy", "hierarchical"}},
     {"broadcast", {"binomial", "pipeline", "flat", "single_copy", "hierarchical", "shm"}},
-    {"reduce", {"binomial", "reduce_scatter_gather"}},
+    {"reduce", {"binomial", "reduce_scatter_gather", "single_copy"}},
     {"gather", {"direct", "binomial", "single_copy"}},
     {"gatherv", {"direct", "binomial", "single_copy"}},
     {"scatter", {"direct", "binomial", "single_copy"}},
