@@ -31,14 +31,19 @@ static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
 };
 
 /* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
- * steps (cgloo-bench over loopback TCP, 2 cores: even at 256 KiB, reduce_scatter_gather ahead
- * 1.3 to 3 times from 1 MiB on at 2 to 8 ranks). */
-#define REDUCE_RSG_MIN_BYTES (256u * 1024)
+ * steps. cgloo-bench --mode reduce over loopback TCP on the shared 2-core machine (load 5 to 7),
+ * p50 us of two runs, binomial against reduce_scatter_gather. 2 ranks: 256 KiB 72-185 / 108-116,
+ * 512 KiB 135-385 / 166-397, 1 MiB 338-625 / 308-685, 2 MiB 753-1325 / 626-1840 (the quieter
+ * run: 72 / 116, 135 / 166, 338 / 308, 753 / 626). 4 ranks: 256 KiB 329-342 / 554-852, 512 KiB
+ * 614-715 / 590-808, 1 MiB 1640-1769 / 988-1106, 16 MiB 42900-45300 / 24800-26400. */
+#define REDUCE_RSG_MIN_BYTES_2 (1024u * 1024)
+#define REDUCE_RSG_MIN_BYTES (512u * 1024)
 
 /* reduce_message_select: binomial for small vectors, reduce-scatter + gather for large ones. */
 static reduce_algorithm reduce_message_select(const coll *c, size_t count)
 {
-    if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
+    size_t min = c->size == 2 ? REDUCE_RSG_MIN_BYTES_2 : REDUCE_RSG_MIN_BYTES;
+    if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= min)
         return REDUCE_REDUCE_SCATTER_GATHER;
     return REDUCE_BINOMIAL;
 }
