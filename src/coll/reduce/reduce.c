@@ -30,20 +30,21 @@ static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
     [REDUCE_SINGLE_COPY] = cgloo__reduce_single_copy,
 };
 
-/* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
- * steps. cgloo-bench --mode reduce over loopback TCP on the shared 2-core machine (load 5 to 7),
- * p50 us of two runs, binomial against reduce_scatter_gather. 2 ranks: 256 KiB 72-185 / 108-116,
- * 512 KiB 135-385 / 166-397, 1 MiB 338-625 / 308-685, 2 MiB 753-1325 / 626-1840 (the quieter
- * run: 72 / 116, 135 / 166, 338 / 308, 753 / 626). 4 ranks: 256 KiB 329-342 / 554-852, 512 KiB
- * 614-715 / 590-808, 1 MiB 1640-1769 / 988-1106, 16 MiB 42900-45300 / 24800-26400. */
-#define REDUCE_RSG_MIN_BYTES_2 (1024u * 1024)
+/* From this many bytes on, at more than 2 ranks, sharing the reduction and the root's link pays
+ * for the ring's P-1 steps. cgloo-bench --mode reduce over loopback TCP on the shared 2-core
+ * machine, p50 us, binomial (its partial results in segments, reduced as they arrive) against
+ * reduce_scatter_gather. 4 ranks (load 5 to 12, three runs): 256 KiB 284-342 / 554-852,
+ * 512 KiB 585-715 / 590-808, 1 MiB 1640-2164 / 988-1889, 16 MiB 42900-57200 / 24800-42600.
+ * 2 ranks (load 19 to 75, two runs, each pair in one go): the tree is ahead at every size, 1 MiB
+ * 292 / 439, 4 MiB 1225 / 7860, 16 MiB 15400-21100 / 36900-40900, 64 MiB 55800-111800 /
+ * 174900-224400: there the ring's step is one more message each way for the same reduction. */
 #define REDUCE_RSG_MIN_BYTES (512u * 1024)
 
-/* reduce_message_select: binomial for small vectors, reduce-scatter + gather for large ones. */
+/* reduce_message_select: binomial for small vectors and for 2 ranks, reduce-scatter + gather
+ * for large ones. */
 static reduce_algorithm reduce_message_select(const coll *c, size_t count)
 {
-    size_t min = c->size == 2 ? REDUCE_RSG_MIN_BYTES_2 : REDUCE_RSG_MIN_BYTES;
-    if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= min)
+    if (c->size > 2 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
         return REDUCE_REDUCE_SCATTER_GATHER;
     return REDUCE_BINOMIAL;
 }
