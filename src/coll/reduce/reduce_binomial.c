@@ -11,7 +11,8 @@
  *
  * Cost, for n bytes: ceil(log2 P) latency steps; every non-root rank sends n bytes once; a rank
  * with k children receives and reduces k n bytes, the root ceil(log2 P) n. Few steps, but the
- * root's link and its reduction carry log2 P vectors: for small vectors.
+ * root's link and its reduction carry log2 P vectors: for small vectors, and at 2 ranks for
+ * every size (one message, the least a reduce can move).
  * Memory: a leaf sends its input as it is; an inner rank keeps an n-byte accumulator (the root
  * uses recvbuf) and, from its second child on, receives into n bytes of scratch.
  *
@@ -41,6 +42,7 @@ typedef struct binomial {
     uint8_t *tmp;
     bool acc_full; /* acc holds this rank's input reduced in */
     size_t count, bytes;
+    size_t seg; /* bytes per segment: BINOMIAL_SEGMENT, rounded down to whole elements */
 } binomial;
 
 static int binomial_rank(const coll *c, int v, int root)
@@ -48,14 +50,14 @@ static int binomial_rank(const coll *c, int v, int root)
     return (v + root) % c->size;
 }
 
-static size_t segment_count(size_t bytes)
+static size_t segment_count(const binomial *b)
 {
-    return (bytes + BINOMIAL_SEGMENT - 1) / BINOMIAL_SEGMENT;
+    return (b->bytes + b->seg - 1) / b->seg;
 }
 
-static size_t segment_bytes(size_t bytes, size_t i)
+static size_t segment_bytes(const binomial *b, size_t i)
 {
-    return CGLOO_MIN(BINOMIAL_SEGMENT, bytes - i * BINOMIAL_SEGMENT);
+    return CGLOO_MIN(b->seg, b->bytes - i * b->seg);
 }
 
 static uint8_t *binomial_malloc(binomial *b)
@@ -67,16 +69,16 @@ static uint8_t *binomial_malloc(binomial *b)
 }
 
 /* binomial_send sends a partial result to the parent, segment by segment. */
-static int binomial_send(coll *c, int parent, const uint8_t *buf, size_t bytes, unsigned step)
+static int binomial_send(const binomial *b, int parent, const uint8_t *buf, unsigned step)
 {
-    size_t n = segment_count(bytes);
+    coll *c = b->c;
+    size_t n = segment_count(b);
     cgloo_request **reqs = calloc(n, sizeof *reqs);
     if (!reqs)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %zu requests", n);
     int rc = CGLOO_OK;
     for (size_t i = 0; i < n && rc == CGLOO_OK; i++)
-        rc = cgloo__coll_isend(c, parent, buf + i * BINOMIAL_SEGMENT, segment_bytes(bytes, i), step,
-                               &reqs[i]);
+        rc = cgloo__coll_isend(c, parent, buf + i * b->seg, segment_bytes(b, i), step, &reqs[i]);
     rc = cgloo__coll_finish(c, reqs, (int)n, rc);
     free(reqs);
     return rc;
@@ -88,19 +90,18 @@ static int binomial_send(coll *c, int parent, const uint8_t *buf, size_t bytes, 
 static int binomial_take(binomial *b, int child, unsigned step, uint8_t *into, const uint8_t *from)
 {
     coll *c = b->c;
-    size_t n = segment_count(b->bytes);
+    size_t n = segment_count(b);
     cgloo_request **reqs = calloc(n, sizeof *reqs);
     if (!reqs)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %zu requests", n);
     int rc = CGLOO_OK;
     for (size_t i = 0; i < n && rc == CGLOO_OK; i++)
-        rc = cgloo__coll_irecv(c, child, into + i * BINOMIAL_SEGMENT, segment_bytes(b->bytes, i),
-                               step, &reqs[i]);
+        rc = cgloo__coll_irecv(c, child, into + i * b->seg, segment_bytes(b, i), step, &reqs[i]);
     for (size_t i = 0; i < n && rc == CGLOO_OK; i++) {
         rc = cgloo__coll_wait(c, &reqs[i]);
-        size_t at = i * BINOMIAL_SEGMENT;
+        size_t at = i * b->seg;
         if (rc == CGLOO_OK)
-            cgloo__coll_reduce(c, b->acc + at, from + at, segment_bytes(b->bytes, i) / c->esize);
+            cgloo__coll_reduce(c, b->acc + at, from + at, segment_bytes(b, i) / c->esize);
     }
     rc = cgloo__coll_finish(c, reqs, (int)n, rc);
     free(reqs);
@@ -125,6 +126,7 @@ static int binomial_child(binomial *b, int child, unsigned step)
 int cgloo__reduce_binomial(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root)
 {
     binomial b = {.c = c, .sendbuf = sendbuf, .count = count, .bytes = count * c->esize};
+    b.seg = CGLOO_MAX(BINOMIAL_SEGMENT / c->esize, 1) * c->esize;
     int v = (c->rank - root + c->size) % c->size;
     if (v == 0) {
         b.acc = recvbuf;
@@ -135,8 +137,7 @@ int cgloo__reduce_binomial(coll *c, const void *sendbuf, void *recvbuf, size_t c
     for (int bit = 1; bit < c->size && rc == CGLOO_OK; bit *= 2, round++) {
         if (v & bit) {
             const uint8_t *partial = b.acc_full ? b.acc : b.sendbuf;
-            rc = binomial_send(c, binomial_rank(c, v - bit, root), partial, b.bytes,
-                               STEP_BINOMIAL + round);
+            rc = binomial_send(&b, binomial_rank(c, v - bit, root), partial, STEP_BINOMIAL + round);
             break;
         }
         if (v + bit < c->size)
