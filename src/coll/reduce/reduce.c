@@ -33,12 +33,13 @@ static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
 /* From this many bytes on, at more than 2 ranks, sharing the reduction and the root's link pays
  * for the ring's P-1 steps. cgloo-bench --mode reduce over loopback TCP on the shared 2-core
  * machine, p50 us, binomial (its partial results in segments, reduced as they arrive) against
- * reduce_scatter_gather. 4 ranks (load 5 to 12, three runs): 256 KiB 284-342 / 554-852,
- * 512 KiB 585-715 / 590-808, 1 MiB 1640-2164 / 988-1889, 16 MiB 42900-57200 / 24800-42600.
+ * reduce_scatter_gather. 4 ranks (load 10, two runs): 256 KiB 343-367 / 636-852, 512 KiB
+ * 695-786 / 846-890, 1 MiB 1504-1689 / 1468, 2 MiB 2726-2997 / 2803-3206, 4 MiB 7218-7336 /
+ * 7254-7327; earlier (load 5 to 12) 16 MiB 42900-57200 / 24800-42600.
  * 2 ranks (load 19 to 75, two runs, each pair in one go): the tree is ahead at every size, 1 MiB
  * 292 / 439, 4 MiB 1225 / 7860, 16 MiB 15400-21100 / 36900-40900, 64 MiB 55800-111800 /
  * 174900-224400: there the ring's step is one more message each way for the same reduction. */
-#define REDUCE_RSG_MIN_BYTES (512u * 1024)
+#define REDUCE_RSG_MIN_BYTES (1024u * 1024)
 
 /* reduce_message_select: binomial for small vectors and for 2 ranks, reduce-scatter + gather
  * for large ones. */
