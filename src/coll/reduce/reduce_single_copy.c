@@ -15,10 +15,13 @@
  *
  * Cost, for n bytes: two rounds of P - 1 small messages (three on a context's first call); the
  * root reads (P-1) n bytes once and reduces them, nothing is copied twice. The other ranks only
- * wait, so the reduction is not shared: a reduce-scatter among the ranks followed by a gather
- * (single_copy.h's own steps) measured slower at every size, 2 and 4 ranks, since on the 2-core
- * machine class the extra round and the root's second read of (P-1)/P n cost more than the
- * halved reduction saves (64 MiB at 2 ranks: 118 to 141 ms against 24 to 54 ms, loaded).
+ * wait, so the reduction is not shared. Sharing it (every rank reduces block r the same way,
+ * then the root reads the blocks) measured no better on the 2-core machine class: the extra
+ * round and the root's second read of (P-1)/P n ate what the halved reduction saved. p50 us,
+ * this against that, cgloo-bench over shared memory (load 6 to 20): 2 ranks 64 KiB 11-13 /
+ * 18-19, 1 MiB 236 / 178-264, 4 MiB 1078-1107 / 866-1106; 4 ranks 256 KiB 187-204 / 120-244,
+ * 1 MiB 665-729 / 1260-2135; with single_copy.h's own reduce step, 64 MiB at 2 ranks 25-54 ms /
+ * 124-141 ms.
  * Memory: the single-copy scratch, and REDUCE_SC_CHUNK bytes on the root when P > 2 or in place.
  */
 #include "coll/reduce/reduce.h"
