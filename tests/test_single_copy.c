@@ -4,13 +4,16 @@
  * - sums: exact results for counts around the blocks and the read chunk, in place and out of
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
  *   would let the next call overwrite a vector a peer still reads); reduce_scatter's,
- *   allgather's, broadcast's, gather's, scatter's and alltoall's too;
+ *   allgather's, broadcast's, gather's, scatter's, alltoall's and reduce's too (reduce from
+ *   every root, in place on it or not);
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
- *   one, nor over TCP (the flight recorder names the algorithm that ran);
+ *   one, nor over TCP (the flight recorder names the algorithm that ran); reduce's too;
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on
- *   every rank, runs the ring instead, and the selector stops picking single_copy;
+ *   every rank, runs the ring instead, and the selector stops picking single_copy; reduce's
+ *   first call (a tag of its own) finds out too and runs its message-passing choice;
  * - tcp: asked for by name over TCP, it runs the ring;
- * - peer_killed: a rank killed before the call; the others fail naming it, within seconds;
+ * - peer_killed: a rank killed before the call; the others fail naming it, within seconds
+ *   (allreduce, and reduce with the root reading the dead rank);
  * - tags_apart: first calls of two tags in different orders on the two ranks (each tag probes
  *   on its own first call, whatever the other tag did);
  * - paths: every collective, interleaved on a tag whose rounds go through the shared-memory
@@ -200,6 +203,43 @@ static void a2a_checked(cgloo_context *ctx, int size, int rank, size_t n, int k)
     free(out);
 }
 
+/* reduce_checked: reduce to root of n elements, float32 sum and int32 max, in place on the
+ * root or not; the result is checked on the root, and the non-root ranks' inputs must be left
+ * as they were. */
+static void reduce_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, int root,
+                           bool inplace, const char *alg)
+{
+    float *in = malloc(n * sizeof *in), *out = inplace ? in : malloc(n * sizeof *out);
+    int32_t *ii = malloc(n * sizeof *ii);
+    CHECK(in && out && ii);
+    for (size_t i = 0; i < n; i++) {
+        in[i] = (float)value(rank, i, k);
+        ii[i] = value(rank, i, k);
+    }
+    cgloo_coll_opts o = {.algorithm = alg, .tag = 1};
+    check_rc(ctx, cgloo_reduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, root, &o), "reduce sum");
+    check_rc(ctx, cgloo_reduce(ctx, ii, ii, n, CGLOO_INT32, CGLOO_MAX, root, &o), "reduce max");
+    for (size_t i = 0; i < n; i++) {
+        int32_t sum = 0, max = INT32_MIN;
+        for (int r = 0; r < size; r++) {
+            sum += value(r, i, k);
+            max = value(r, i, k) > max ? value(r, i, k) : max;
+        }
+        bool ok = rank == root ? out[i] == (float)sum && ii[i] == max
+                               : in[i] == (float)value(rank, i, k) && ii[i] == value(rank, i, k);
+        if (!ok) {
+            char detail[128];
+            snprintf(detail, sizeof detail, "root %d count %zu call %d element %zu: %g/%d", root, n,
+                     k, i, (double)(rank == root ? out[i] : in[i]), ii[i]);
+            harness_fail(__FILE__, __LINE__, "wrong reduce result", detail);
+        }
+    }
+    if (!inplace)
+        free(out);
+    free(in);
+    free(ii);
+}
+
 /* ---- sums ------------------------------------------------------------------------------------ */
 
 static void sums_rank(procs *w, int rank, void *arg)
@@ -214,6 +254,8 @@ static void sums_rank(procs *w, int rank, void *arg)
             ag_checked(e.ctx, w->size, rank, counts[c], k, k % 2 == 0);
             rooted_checked(e.ctx, w->size, rank, counts[c], k, k % w->size);
             a2a_checked(e.ctx, w->size, rank, counts[c], k);
+            reduce_checked(e.ctx, w->size, rank, counts[c], k, (k + 1) % w->size, k % 3 == 0,
+                           "single_copy");
         }
     mesh_close(e);
     cgloo_store_destroy(s);
@@ -265,6 +307,9 @@ static void chosen_rank(procs *w, int rank, void *arg)
     bool large = dumped_algorithm(e.ctx, "allreduce(single_copy)");
     allreduce_checked(e.ctx, w->size, rank, 1000, 1, false, NULL);
     CHECK(large == (strcmp(transport, "shm") == 0 && !getenv("CGLOO_SHM_LARGE")));
+    reduce_checked(e.ctx, w->size, rank, 1u << 18, 2, 1, false, NULL);
+    bool reduce_large = dumped_algorithm(e.ctx, "reduce(single_copy)");
+    CHECK(reduce_large == (strcmp(transport, "shm") == 0 && !getenv("CGLOO_SHM_LARGE")));
     mesh_close(e);
     cgloo_store_destroy(s);
 }
@@ -288,11 +333,15 @@ static void fallback_rank(procs *w, int rank, void *arg)
 {
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, arg);
+    for (int k = 0; k < 3; k++) /* reduce's tag: the probe, then calls that know */
+        reduce_checked(e.ctx, w->size, rank, (1u << 18) + 1, k, k % w->size, k == 1, "single_copy");
     for (int k = 0; k < 3; k++) /* the probe, then calls that know */
         allreduce_checked(e.ctx, w->size, rank, (1u << 18) + 1, k, k == 1, "single_copy");
     /* The selector no longer picks it once refused. */
     allreduce_checked(e.ctx, w->size, rank, 1u << 20, 4, false, NULL);
     CHECK(!dumped_algorithm(e.ctx, "allreduce(single_copy)"));
+    reduce_checked(e.ctx, w->size, rank, 1u << 20, 5, 0, false, NULL);
+    CHECK(!dumped_algorithm(e.ctx, "reduce(single_copy)"));
     mesh_close(e);
     cgloo_store_destroy(s);
 }
@@ -319,21 +368,28 @@ static void test_tcp(void)
 
 /* ---- a rank killed --------------------------------------------------------------------------- */
 
+/* killed_call runs arg's collective ("allreduce", or "reduce" to root 0) by single_copy. */
+static int killed_call(cgloo_context *ctx, const char *coll, float *v, size_t n)
+{
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
+    if (strcmp(coll, "reduce") == 0)
+        return cgloo_reduce(ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, 0, &o);
+    return cgloo_allreduce(ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o);
+}
+
 static void killed_rank(procs *w, int rank, void *arg)
 {
-    (void)arg;
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
     size_t n = 1u << 20;
     float *v = calloc(n, sizeof *v);
     CHECK(v != NULL);
-    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
-    CHECK_OK(cgloo_allreduce(e.ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o)); /* probed */
+    CHECK_OK(killed_call(e.ctx, arg, v, n)); /* probed */
     CHECK_OK(cgloo_barrier(e.ctx, NULL));
     if (rank == w->size - 1)
         raise(SIGKILL);
     long long t0 = test_now_ms();
-    int rc = cgloo_allreduce(e.ctx, v, v, n, CGLOO_FLOAT32, CGLOO_SUM, &o);
+    int rc = killed_call(e.ctx, arg, v, n);
     char detail[CGLOO_ERROR_MAX];
     cgloo_context_last_error(e.ctx, detail, sizeof detail);
     CHECK(rc == CGLOO_EPEER);
@@ -348,13 +404,16 @@ static void killed_rank(procs *w, int rank, void *arg)
 
 static void test_peer_killed(void)
 {
-    procs w;
-    procs_init(&w, 3, "killed");
-    for (int r = 0; r < 3; r++)
-        procs_spawn(&w, r, killed_rank, NULL);
-    procs_expect_ok(&w, 2, 30000);
-    int status = procs_reap(&w, 2, 5000);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    static const char *const colls[] = {"allreduce", "reduce"};
+    for (size_t i = 0; i < 2; i++) {
+        procs w;
+        procs_init(&w, 3, "killed");
+        for (int r = 0; r < 3; r++)
+            procs_spawn(&w, r, killed_rank, (void *)colls[i]);
+        procs_expect_ok(&w, 2, 30000);
+        int status = procs_reap(&w, 2, 5000);
+        CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    }
 }
 
 /* ---- first calls of two tags in different orders --------------------------------------------- */

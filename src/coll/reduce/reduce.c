@@ -2,12 +2,14 @@
  * cgloo_reduce: argument checks, the algorithm table and the selector.
  */
 #include "coll/reduce/reduce.h"
+#include "coll/single_copy.h"
 #include "coll/slots.h"
 
 /* The algorithms, in the order cgloo_algorithm_names("reduce") lists them. */
 typedef enum reduce_algorithm {
     REDUCE_BINOMIAL,
     REDUCE_REDUCE_SCATTER_GATHER,
+    REDUCE_SINGLE_COPY,
     REDUCE_SHM,
     REDUCE_ALGORITHM_COUNT
 } reduce_algorithm;
@@ -19,6 +21,9 @@ const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
         {"reduce_scatter_gather",
          "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
          "vectors"},
+    [REDUCE_SINGLE_COPY] = {"single_copy",
+                            "the root reduces every rank's input read straight out of its memory: "
+                            "ranks on one host"},
     [REDUCE_SHM] = {"shm", "every rank publishes its vector in its shared-memory slot of the root, "
                            "which reduces them in place (every peer on this host over shm)"},
 };
@@ -26,20 +31,53 @@ const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
 static const reduce_fn reduce_fns[REDUCE_ALGORITHM_COUNT] = {
     [REDUCE_BINOMIAL] = cgloo__reduce_binomial,
     [REDUCE_REDUCE_SCATTER_GATHER] = cgloo__reduce_rsg,
+    [REDUCE_SINGLE_COPY] = cgloo__reduce_single_copy,
     [REDUCE_SHM] = cgloo__reduce_shm,
 };
 
-/* From this many bytes on, sharing the reduction and the root's link pays for the ring's P-1
- * steps (cgloo-bench over loopback TCP, 2 cores: even at 256 KiB, reduce_scatter_gather ahead
- * 1.3 to 3 times from 1 MiB on at 2 to 8 ranks). */
-#define REDUCE_RSG_MIN_BYTES (256u * 1024)
+/* From this many bytes on, at more than 2 ranks, sharing the reduction and the root's link pays
+ * for the ring's P-1 steps. cgloo-bench --mode reduce over loopback TCP on the shared 2-core
+ * machine, p50 us, binomial (its partial results in segments, reduced as they arrive) against
+ * reduce_scatter_gather. 4 ranks (load 10, two runs): 256 KiB 343-367 / 636-852, 512 KiB
+ * 695-786 / 846-890, 1 MiB 1504-1689 / 1468, 2 MiB 2726-2997 / 2803-3206, 4 MiB 7218-7336 /
+ * 7254-7327; earlier (load 5 to 12) 16 MiB 42900-57200 / 24800-42600.
+ * 2 ranks (load 19 to 75, two runs, each pair in one go): the tree is ahead at every size, 1 MiB
+ * 292 / 439, 4 MiB 1225 / 7860, 16 MiB 15400-21100 / 36900-40900, 64 MiB 55800-111800 /
+ * 174900-224400: there the ring's step is one more message each way for the same reduction. */
+#define REDUCE_RSG_MIN_BYTES (1024u * 1024)
 
-/* reduce_select: binomial for small vectors, reduce-scatter + gather for large ones. */
-static reduce_algorithm reduce_select(const coll *c, size_t count)
+/* reduce_message_select: binomial for small vectors and for 2 ranks, reduce-scatter + gather
+ * for large ones. */
+static reduce_algorithm reduce_message_select(const coll *c, size_t count)
 {
-    if (c->size > 1 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
+    if (c->size > 2 && count >= (size_t)c->size && count * c->esize >= REDUCE_RSG_MIN_BYTES)
         return REDUCE_REDUCE_SCATTER_GATHER;
     return REDUCE_BINOMIAL;
+}
+
+/* From these many bytes on, ranks that can read each other's memory reduce straight out of it.
+ * cgloo-bench --mode reduce over shared memory on the shared 2-core machine (load 20 to 30),
+ * p50 us of two runs, binomial against single_copy. 2 ranks: 8 KiB 3.0 / 4.5, 16 KiB 4.5 / 4.2,
+ * 32 KiB 8.2-9.4 / 7.0, 128 KiB 27 / 17. 4 ranks: 64 KiB 64 / 73-80, 128 KiB 271 / 121-125,
+ * 256 KiB 603-616 / 226-233, 1 MiB 9000-11700 / 771-782: past the transport's eager limit
+ * (64 KiB) each tree message waits for its receiver to copy it, and with more ranks than cores
+ * every such hand-off waits for the scheduler; single_copy has one. */
+#define REDUCE_SINGLE_COPY_MIN_BYTES_2 (16u * 1024)
+#define REDUCE_SINGLE_COPY_MIN_BYTES (128u * 1024)
+
+/* reduce_select: over shared memory the root reads the peers' inputs in place from mid sizes
+ * on; otherwise the message-passing choice. */
+static reduce_algorithm reduce_select(const coll *c, size_t count)
+{
+    if (cgloo__sc_wanted(c, count * c->esize, REDUCE_SINGLE_COPY_MIN_BYTES_2,
+                         REDUCE_SINGLE_COPY_MIN_BYTES))
+        return REDUCE_SINGLE_COPY;
+    return reduce_message_select(c, count);
+}
+
+reduce_fn cgloo__reduce_message_choice(const coll *c, size_t count)
+{
+    return reduce_fns[reduce_message_select(c, count)];
 }
 
 reduce_fn cgloo__reduce_flat_choice(const coll *c, size_t count)
