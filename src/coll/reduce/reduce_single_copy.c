@@ -5,15 +5,16 @@
  *
  * After the ranks told each other where their inputs lie, the root walks the vector in chunks
  * that stay in its cache: it reads the next rank's chunk straight into recvbuf and reduces its
- * own input into it (no copy of its own input), then reads every further rank's chunk into a
- * chunk of scratch and reduces it in. Then every rank says it is done: a rank returns only once
- * the root did, since until then the root may still read its input.
+ * own input into it (no copy of its own input), then reads every further rank's chunk into the
+ * context's single-copy scratch and reduces it in. Then every rank says it is done: a rank returns
+ * only once the root did, since until then the root may still read its input.
  *
  * In place on the root works: no peer reads the root's memory, so the root reduces every
  * peer's chunk into recvbuf (== sendbuf) through the scratch. Any P, any root.
  * Preconditions: a commutative op (the root reduces in the order root+1, root, root+2, ...).
  *
- * Cost, for n bytes: two rounds of P - 1 small messages (three on a context's first call); the
+ * Cost, for n bytes: two rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
+ * without slots; three on a context's first call); the
  * root reads (P-1) n bytes once and reduces them, nothing is copied twice. The other ranks only
  * wait, so the reduction is not shared. Sharing it (every rank reduces block r the same way,
  * then the root reads the blocks) measured no better on the 2-core machine class: the extra
@@ -22,19 +23,18 @@
  * 18-19, 1 MiB 236 / 178-264, 4 MiB 1078-1107 / 866-1106; 4 ranks 256 KiB 187-204 / 120-244,
  * 1 MiB 665-729 / 1260-2135; with single_copy.h's own reduce step, 64 MiB at 2 ranks 25-54 ms /
  * 124-141 ms.
- * Memory: the single-copy scratch, and REDUCE_SC_CHUNK bytes on the root when P > 2 or in place.
+ * Memory: the context's single-copy scratch, on the root when P > 2 or in place.
  */
 #include "coll/reduce/reduce.h"
 #include "coll/single_copy.h"
 
-#include <stdlib.h>
-
-/* Bytes of the root's reduction at a time: its piece of recvbuf stays in cache between the
- * read that fills it and the reductions into it, and the scratch for the third and later ranks
- * stays below malloc's mmap threshold. cgloo-bench --mode reduce, 2 ranks over shared memory,
+/* Bytes of the root's reduction at a time (the scratch holds CGLOO__SC_SCRATCH_BYTES): its
+ * piece of recvbuf stays in cache between the read that fills it and the reductions into it.
+ * cgloo-bench --mode reduce, 2 ranks over shared memory,
  * p50 us of one run each on the shared 2-core machine (load 60 to 270), chunks of 32 / 64 / 128
  * / 256 KiB: 1 MiB 244 / 160-194 / 213 / 257, 4 MiB 1054 / 790-904 / 1033 / 1747. */
 #define REDUCE_SC_CHUNK (64u * 1024)
+_Static_assert(REDUCE_SC_CHUNK <= CGLOO__SC_SCRATCH_BYTES, "a chunk is read into the scratch");
 
 /* root_chunk reduces elements [from, from + n) of every rank into dst: the first peer's are
  * read straight into dst (no copy of the root's own input) unless dst already holds the
@@ -68,15 +68,12 @@ static int root_reduce(cgloo__sc *s, const void *sendbuf, void *recvbuf, size_t 
             memcpy(recvbuf, sendbuf, count * c->esize);
         return CGLOO_OK;
     }
-    if (c->size > 2 || sendbuf == recvbuf) {
-        if (!(scratch = malloc(REDUCE_SC_CHUNK)))
-            return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %u bytes", REDUCE_SC_CHUNK);
-    }
+    if ((c->size > 2 || sendbuf == recvbuf) && !(scratch = cgloo__sc_scratch(s)))
+        return CGLOO_ENOMEM; /* recorded */
     size_t per = CGLOO_MAX(REDUCE_SC_CHUNK / c->esize, 1);
     int rc = CGLOO_OK;
     for (size_t done = 0; done < count && rc == CGLOO_OK; done += per)
         rc = root_chunk(s, sendbuf, recvbuf, scratch, done, CGLOO_MIN(per, count - done));
-    free(scratch);
     return rc;
 }
 
@@ -84,10 +81,10 @@ static int single_copy_run(coll *c, const void *sendbuf, void *recvbuf, size_t c
                            bool *refused)
 {
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, NULL, refused);
     if (rc == CGLOO_OK && !*refused) {
         int mine = c->rank == root ? root_reduce(&s, sendbuf, recvbuf, count) : CGLOO_OK;
-        rc = cgloo__sc_agree(c, mine, SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
     return rc;
