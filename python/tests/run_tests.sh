@@ -9,4 +9,6 @@ for m in pytest:python3-pytest numpy:python3-numpy; do
         exit 77
     fi
 done
-exec "$py" -m pytest -q -rs -p no:cacheprovider "$dir"
+# An assertion that fails in a test's thread is an error, not a warning.
+exec "$py" -m pytest -q -rs -p no:cacheprovider \
+  -W error::pytest.PytestUnhandledThreadExceptionWarning "$dir"

@@ -104,8 +104,22 @@ SCENARIOS = {
 }
 
 
+def start_together(out, rank, size):
+    """Waits (up to 60 s) until every rank has imported torch: the kill scenarios' timeout of a
+    few seconds covers the rendezvous too, and under load one rank's import of torch can lag
+    another's by more than that, which fails the start-up instead of the step under test."""
+    open(os.path.join(out, f"ready{rank}"), "w").close()
+    deadline = time.monotonic() + 60
+    while not all(os.path.exists(os.path.join(out, f"ready{r}")) for r in range(size)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"rank {rank}: the other ranks did not start within 60 s")
+        time.sleep(0.01)
+
+
 def worker(rank, args):
     torch.set_num_threads(1)  # several ranks share two cores
+    if args.scenario.startswith("kill") and not args.spawn:
+        start_together(args.out, rank, int(os.environ["WORLD_SIZE"]))
     init = {"init_method": args.init}
     if args.spawn:
         init.update(rank=rank, world_size=args.spawn)
