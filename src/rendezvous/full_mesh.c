@@ -121,11 +121,13 @@ static int parse_record(const char *val, size_t len, cgloo__peer_record *rec, in
 }
 
 /* record_state: a fresh record (OK, parsed into rec), one left by an earlier run (done or
- * expired: ENOTFOUND), or one that is not a record at all (ESTORE). */
+ * expired) or none yet (an empty value: ENOTFOUND), or one that is not a record at all
+ * (ESTORE). Empty is none: torch's TCPStore answers a get of a key deleted after the wait with
+ * an empty value (a peer whose connect failed takes its record back). */
 static int record_state(const char *val, size_t len, cgloo__peer_record *rec)
 {
     int64_t expiry;
-    if (len == sizeof RECORD_DONE - 1 && memcmp(val, RECORD_DONE, len) == 0)
+    if (len == 0 || (len == sizeof RECORD_DONE - 1 && memcmp(val, RECORD_DONE, len) == 0))
         return CGLOO_ENOTFOUND;
     if (parse_record(val, len, rec, &expiry) != CGLOO_OK)
         return CGLOO_ESTORE;
@@ -248,6 +250,8 @@ static enum record_lack record_lack(cgloo_store *store, const char *key, int *er
     int rc = cgloo_store_get(store, key, 1, &val, &len);
     int state = rc == CGLOO_OK ? record_state(val, len, &rec) : rc;
     cgloo_free(val);
+    if (rc == CGLOO_OK && len == 0)
+        return LACK_UNPUBLISHED;
     return state == CGLOO_OK          ? LACK_NONE
            : state == CGLOO_ENOTFOUND ? LACK_STALE
            : state == CGLOO_ESTORE    ? LACK_MALFORMED
