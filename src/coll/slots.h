@@ -108,6 +108,24 @@ static inline size_t cgloo__slots_rounds(size_t n, size_t per)
 {
     return n > per ? (n - 1) / per + 1 : 1;
 }
+/* cgloo__slots_expect_blocks: each peer's in_len for the round starting at byte `from` of the
+ * blocks laid out by off (byte offsets, one block per rank). */
+static inline void cgloo__slots_expect_blocks(slot_set *s, const size_t *off, size_t from)
+{
+    for (int i = 0; i < s->n; i++) {
+        int r = s->p[i].rank;
+        s->p[i].in_len = cgloo__slots_part(off[r + 1] - off[r], from, CGLOO_SLOT_DATA);
+    }
+}
+/* cgloo__slots_take_blocks copies each peer's buffer of the round (after a wait) to its block
+ * in base, at byte `from` of it. */
+static inline void cgloo__slots_take_blocks(const slot_set *s, uint8_t *base, const size_t *off,
+                                            size_t from)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->p[i].in_len)
+            memcpy(base + off[s->p[i].rank] + from, cgloo__slots_data(s, i), s->p[i].in_len);
+}
 /* cgloo__slots_done tells every peer of s that this rank has read its buffers of the round. */
 void cgloo__slots_done(slot_set *s);
 /* cgloo__slots_reduce writes to dst the reduction of count elements over every rank in rank

@@ -20,24 +20,19 @@ static int shm_round(coll *c, slot_set *s, uint8_t *recvbuf, const size_t *off, 
 {
     size_t own = cgloo__slots_part(blocks_bytes(off, c->rank), from, CGLOO_SLOT_DATA);
     int rc = cgloo__slots_put(s, own ? recvbuf + off[c->rank] + from : NULL, own);
-    for (int i = 0; i < s->n; i++)
-        s->p[i].in_len = cgloo__slots_part(blocks_bytes(off, s->p[i].rank), from, CGLOO_SLOT_DATA);
+    cgloo__slots_expect_blocks(s, off, from);
     if (rc == CGLOO_OK)
         rc = cgloo__slots_wait_each(s);
     if (rc != CGLOO_OK)
         return rc;
-    for (int i = 0; i < s->n; i++)
-        if (s->p[i].in_len)
-            memcpy(recvbuf + off[s->p[i].rank] + from, cgloo__slots_data(s, i), s->p[i].in_len);
+    cgloo__slots_take_blocks(s, recvbuf, off, from);
     cgloo__slots_done(s);
     return CGLOO_OK;
 }
 
 int cgloo__allgather_shm(coll *c, void *recvbuf, const size_t *off)
 {
-    size_t largest = 0;
-    for (int r = 0; r < c->size; r++)
-        largest = CGLOO_MAX(largest, blocks_bytes(off, r));
+    size_t largest = blocks_largest(off, c->size);
     slot_set s;
     int rc = cgloo__slots_open(c, &s, -1);
     size_t rounds = cgloo__slots_rounds(largest, CGLOO_SLOT_DATA);

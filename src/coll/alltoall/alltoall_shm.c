@@ -36,17 +36,14 @@ static int shm_round(slot_set *s, const shm_a2a *x, size_t from)
         int r = s->p[i].rank;
         s->p[i].out_len = cgloo__slots_part(blocks_bytes(x->soff, r), from, CGLOO_SLOT_DATA);
         s->p[i].out = s->p[i].out_len ? x->sendbuf + x->soff[r] + from : NULL;
-        s->p[i].in_len = cgloo__slots_part(blocks_bytes(x->roff, r), from, CGLOO_SLOT_DATA);
     }
+    cgloo__slots_expect_blocks(s, x->roff, from);
     int rc = cgloo__slots_put_each(s);
     if (rc == CGLOO_OK)
         rc = cgloo__slots_wait_each(s);
     if (rc != CGLOO_OK)
         return rc;
-    for (int i = 0; i < s->n; i++)
-        if (s->p[i].in_len)
-            memcpy(x->recvbuf + x->roff[s->p[i].rank] + from, cgloo__slots_data(s, i),
-                   s->p[i].in_len);
+    cgloo__slots_take_blocks(s, x->recvbuf, x->roff, from);
     cgloo__slots_done(s);
     return CGLOO_OK;
 }

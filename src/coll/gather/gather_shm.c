@@ -19,23 +19,18 @@
 static int shm_root_round(slot_set *s, uint8_t *recvbuf, const size_t *off, size_t from)
 {
     cgloo__slots_next(s);
-    for (int i = 0; i < s->n; i++)
-        s->p[i].in_len = cgloo__slots_part(blocks_bytes(off, s->p[i].rank), from, CGLOO_SLOT_DATA);
+    cgloo__slots_expect_blocks(s, off, from);
     int rc = cgloo__slots_wait_each(s);
     if (rc != CGLOO_OK)
         return rc;
-    for (int i = 0; i < s->n; i++)
-        if (s->p[i].in_len)
-            memcpy(recvbuf + off[s->p[i].rank] + from, cgloo__slots_data(s, i), s->p[i].in_len);
+    cgloo__slots_take_blocks(s, recvbuf, off, from);
     cgloo__slots_done(s);
     return CGLOO_OK;
 }
 
 int cgloo__gather_shm(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root)
 {
-    size_t largest = 0, own = blocks_bytes(off, c->rank);
-    for (int r = 0; r < c->size; r++)
-        largest = CGLOO_MAX(largest, blocks_bytes(off, r));
+    size_t largest = blocks_largest(off, c->size), own = blocks_bytes(off, c->rank);
     slot_set s;
     int rc = cgloo__slots_open(c, &s, c->rank == root ? -1 : root);
     size_t rounds = cgloo__slots_rounds(largest, CGLOO_SLOT_DATA);

@@ -30,6 +30,16 @@ static inline size_t blocks_bytes(const size_t *off, int r)
     return off[r + 1] - off[r];
 }
 
+/* blocks_largest: the largest of the size blocks (in off's units). */
+static inline size_t blocks_largest(const size_t *off, int size)
+{
+    size_t largest = 0;
+    for (int r = 0; r < size; r++)
+        if (blocks_bytes(off, r) > largest)
+            largest = blocks_bytes(off, r);
+    return largest;
+}
+
 /* blocks_rel_off: the bytes of the blocks of ranks root, root + 1, ... (j of them, wrapping
  * past size - 1 to 0), that is, where relative block j starts in a buffer laid out in the
  * order of ranks relative to root. */

@@ -13,6 +13,7 @@
  * slots and reduces P-1 of its own.
  */
 #include "coll/reduce_scatter/reduce_scatter.h"
+#include "coll/pattern/blocks.h"
 #include "coll/slots.h"
 
 /* shm_round moves and reduces the part of every block from element `from` on, at most `per`
@@ -43,9 +44,7 @@ int cgloo__reduce_scatter_shm(coll *c, const void *sendbuf, void *recvbuf, const
                               unsigned step_base)
 {
     (void)step_base;
-    size_t per = CGLOO_SLOT_DATA / c->esize, largest = 0;
-    for (int r = 0; r < c->size; r++)
-        largest = CGLOO_MAX(largest, offsets[r + 1] - offsets[r]);
+    size_t per = CGLOO_SLOT_DATA / c->esize, largest = blocks_largest(offsets, c->size);
     slot_set s;
     int rc = cgloo__slots_open(c, &s, -1);
     size_t rounds = cgloo__slots_rounds(largest, per);

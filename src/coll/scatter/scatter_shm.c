@@ -41,9 +41,7 @@ static int shm_leaf_round(slot_set *s, uint8_t *recvbuf, size_t own, size_t from
 
 int cgloo__scatter_shm(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root)
 {
-    size_t largest = 0, own = blocks_bytes(off, c->rank);
-    for (int r = 0; r < c->size; r++)
-        largest = CGLOO_MAX(largest, blocks_bytes(off, r));
+    size_t largest = blocks_largest(off, c->size), own = blocks_bytes(off, c->rank);
     slot_set s;
     int rc = cgloo__slots_open(c, &s, c->rank == root ? -1 : root);
     size_t rounds = cgloo__slots_rounds(largest, CGLOO_SLOT_DATA);
