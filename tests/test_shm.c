@@ -5,6 +5,8 @@
  * their mappings).
  */
 #include "mesh.h"
+#include "core/context.h"
+#include "rendezvous/local_peers.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -154,6 +156,77 @@ static void test_bad_transport(void)
     CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
 }
 
+/* ---- what the records decide ---- */
+
+typedef struct record_case {
+    const char *suffix; /* after the host tag of rank 1's record; NULL: as this rank's */
+    bool shm;           /* rank 1 is bound to shared memory */
+} record_case;
+
+/* bind_with binds rank 1 of a 2-rank context whose mode is `mode` from a record with `suffix`;
+ * returns the status, *shm whether rank 1 went to shared memory. */
+static int bind_with(const char *mode, const char *suffix, bool *shm)
+{
+    cgloo_context *ctx;
+    cgloo_context_attr attr = {.transport = mode};
+    CHECK_OK(cgloo_context_create(0, 2, &attr, &ctx));
+    char mine[CGLOO__HOST_SUFFIX_MAX];
+    cgloo__host_suffix(ctx, mine, sizeof mine);
+    CHECK(mine[0] != '\0');
+    cgloo__peer_record recs[2] = {{.nonce = 1}, {.nonce = 2}};
+    snprintf(recs[1].address, sizeof recs[1].address, "127.0.0.1:9%s", suffix ? suffix : mine);
+    int n_local = -1;
+    int rc = cgloo__bind_local_peers(ctx, recs, mine, &n_local);
+    *shm = ctx->peers[1].transport == &cgloo__shm_transport;
+    CHECK(strcmp(recs[1].address, "127.0.0.1:9") == 0); /* TCP sees the plain address */
+    CHECK(rc != CGLOO_OK || n_local == (*shm ? 1 : 0));
+    cgloo_context_destroy(ctx);
+    return rc;
+}
+
+/* own_with returns this rank's suffix with its user id or its letters replaced. */
+static const char *own_with(const char *mode, int at, const char *text)
+{
+    static char buf[CGLOO__HOST_SUFFIX_MAX];
+    cgloo_context *ctx;
+    cgloo_context_attr attr = {.transport = mode};
+    CHECK_OK(cgloo_context_create(0, 2, &attr, &ctx));
+    cgloo__host_suffix(ctx, buf, sizeof buf);
+    cgloo_context_destroy(ctx);
+    memcpy(buf + at, text, strlen(text));
+    return buf;
+}
+
+/* The records decide which pairs share memory, alike on both ranks and before any connection:
+ * the same host and user with segments on both sides share; another user or a rank without
+ * segments stays on TCP under auto and fails at once under shm; a record the store mangled is
+ * a peer of another host. */
+static void test_records_decide(void)
+{
+    enum { UID = 6 + 17, MODE = 6 + 26 }; /* offsets in "|host=<16>/<8>/<m><s>" */
+    bool shm;
+    capture_start();
+    CHECK_OK(bind_with("auto", NULL, &shm));
+    CHECK(shm);
+    CHECK_OK(bind_with("auto", own_with("auto", UID, "7fff0000"), &shm));
+    CHECK(!shm && logged("run as different users; it is reached over TCP instead"));
+    CHECK_OK(bind_with("auto", own_with("auto", MODE, "an"), &shm));
+    CHECK(!shm && logged("rank 1 cannot make a shared segment"));
+    CHECK_STATUS(bind_with("auto", own_with("auto", MODE, "sn"), &shm), CGLOO_ENOTSUP);
+    CHECK_STATUS(bind_with("shm", own_with("shm", UID, "7fff0000"), &shm), CGLOO_ENOTSUP);
+    const char *bad[] = {"|host=",
+                         "|host=zz",
+                         "|host=0123456789abcdef",
+                         "|host=0123456789abcdef/",
+                         "|host=0123456789abcdef/00000000/ax",
+                         "|host=0123456789abcdef/0000000g/ay",
+                         "|host=0123456789abcdef/00000000/ayy"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_OK(bind_with("shm", bad[i], &shm));
+        CHECK(!shm);
+    }
+}
+
 /* ---- lazy contexts and sub-contexts ---- */
 
 /* split_ok splits ctx, failing with the detail when it does not work. */
@@ -182,8 +255,9 @@ typedef struct lazy_case {
 } lazy_case;
 
 /* Four ranks, rank 0 asking for `rank0`: in the parent and in a child of all four, the ranks
- * that share memory hold those pairs from connect on, lazy or not; the child of ranks 2 and 3
- * (color 1) shares memory too. A lazy rank's TCP peers connect only on first use. */
+ * that share memory do so; the child of ranks 2 and 3 (color 1) shares memory too. A lazy
+ * context connects nothing at connect or split, over shared memory or TCP: its pairs connect on
+ * first use. */
 static void rank_split_shm(int rank, int size, void *arg)
 {
     const lazy_case *lc = arg;
@@ -195,19 +269,18 @@ static void rank_split_shm(int rank, int size, void *arg)
                                .transport = rank == 0 ? lc->rank0 : "auto"};
     CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
     CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
-    bool shares = strcmp(lc->rank0, "tcp") != 0;
-    int shm_peers = rank == 0 ? (shares ? 3 : 0) : (shares ? 3 : 2);
     if (lc->lazy)
-        CHECK(cgloo_context_connections(e.ctx) == shm_peers);
+        CHECK(cgloo_context_connections(e.ctx) == 0);
     CHECK_OK(cgloo_barrier(e.ctx, NULL));
     sum_ok(e.ctx, 4);
+    CHECK(cgloo_context_connections(e.ctx) > 0);
     cgloo_context *all = split_ok(e.ctx, 0);
-    CHECK(cgloo_context_connections(all) == (lc->lazy ? shm_peers : 3));
+    CHECK(cgloo_context_connections(all) == (lc->lazy ? 0 : 3));
     CHECK_OK(cgloo_barrier(e.ctx, NULL)); /* no child sends (a lazy dial) before every count */
     sum_ok(all, 4);
     cgloo_context *half = split_ok(e.ctx, rank / 2);
     int conns = cgloo_context_connections(half);
-    if (conns != (lc->lazy && rank < 2 && !shares ? 0 : 1)) {
+    if (conns != (lc->lazy ? 0 : 1)) {
         char detail[64];
         snprintf(detail, sizeof detail, "rank %d: %d connections", rank, conns);
         harness_fail(__FILE__, __LINE__, "the half's connections", detail);
@@ -563,6 +636,7 @@ static const test_case tests[] = {
     {"mixed_binding", test_mixed_binding, 60},
     {"split_over_shm", test_split_over_shm, 60},
     {"lazy_over_shm", test_lazy_over_shm, 60},
+    {"records_decide", test_records_decide, 30},
     {"large_vm", test_large_vm, 60},
     {"large_copy", test_large_copy, 60},
     {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},

@@ -31,8 +31,9 @@
  * no better. */
 #define SLOTS_YIELD_LOOKS 64
 
-/* slots_state: 1 when every peer of the context has slots, else -1; the links are looked up
- * once (slot_links in core/context.h). */
+/* slots_state: 1 when every peer of the context is bound to a transport with slots, else -1:
+ * from the binding, which every rank sees alike, not from which pairs are connected yet (a lazy
+ * context's differ by rank). The links are looked up as pairs connect (slots_link). */
 static int slots_state(cgloo_context *ctx)
 {
     int st = atomic_load_explicit(&ctx->slots_all, memory_order_acquire);
@@ -40,17 +41,75 @@ static int slots_state(cgloo_context *ctx)
         return st;
     pthread_mutex_lock(&ctx->lock);
     st = atomic_load_explicit(&ctx->slots_all, memory_order_relaxed);
-    cgloo__slot_link **links = st ? NULL : calloc((size_t)ctx->size, sizeof *links);
+    _Atomic(cgloo__slot_link *) *links = st ? NULL : calloc((size_t)ctx->size, sizeof *links);
     if (links) {
         st = 1;
-        for (int r = 0; r < ctx->size; r++)
-            if (r != ctx->rank && !(links[r] = cgloo__tp_slots(&ctx->peers[r])))
+        for (int r = 0; r < ctx->size; r++) {
+            const cgloo_transport *t = ctx->peers[r].transport;
+            if (r != ctx->rank && !(t && t->slots))
                 st = -1;
+        }
         ctx->slot_links = links;
         atomic_store_explicit(&ctx->slots_all, st, memory_order_release);
     }
     pthread_mutex_unlock(&ctx->lock);
     return st ? st : -1; /* no memory: not now */
+}
+
+/* What slots_link waits for: every peer of the set connected (its link known), or one failed. */
+typedef struct link_wait {
+    cgloo_context *ctx;
+    const int *ranks;
+    int n;
+} link_wait;
+
+static cgloo__slot_link *link_of(cgloo_context *ctx, int rank)
+{
+    return atomic_load_explicit(&ctx->slot_links[rank], memory_order_acquire);
+}
+
+static bool links_known(void *arg)
+{
+    link_wait *w = arg;
+    bool all = true;
+    for (int i = 0; i < w->n; i++) {
+        cgloo_peer *p = &w->ctx->peers[w->ranks[i]];
+        if (!link_of(w->ctx, p->rank) && p->status == CGLOO_OK)
+            atomic_store_explicit(&w->ctx->slot_links[p->rank], cgloo__tp_slots(p),
+                                  memory_order_release);
+        if (p->status != CGLOO_OK)
+            return true;
+        all &= link_of(w->ctx, p->rank) != NULL;
+    }
+    return all;
+}
+
+/* slots_link finds the links of ranks (n of them), connecting the pairs a lazy context has not
+ * connected yet: both ends of each ask for it (peer_want), and crossed dials settle to one
+ * connection. A failed peer is an error naming it. */
+static int slots_link(coll *c, const int *ranks, int n)
+{
+    cgloo_context *ctx = c->ctx;
+    link_wait w = {ctx, ranks, n};
+    pthread_mutex_lock(&ctx->lock);
+    int rc = CGLOO_OK;
+    if (!links_known(&w)) {
+        for (int i = 0; i < n; i++)
+            cgloo__tp_want(&ctx->peers[ranks[i]]);
+        rc = cgloo__progress_until(ctx, links_known, &w, c->deadline_ms);
+    }
+    int failed = -1;
+    for (int i = 0; i < n && failed < 0; i++)
+        if (ctx->peers[ranks[i]].status != CGLOO_OK || !link_of(ctx, ranks[i]))
+            failed = ranks[i];
+    if (failed >= 0 && rc == CGLOO_OK)
+        rc = ctx->peers[failed].status != CGLOO_OK ? cgloo__peer_error(&ctx->peers[failed])
+                                                   : CGLOO_ETIMEDOUT;
+    pthread_mutex_unlock(&ctx->lock);
+    if (failed < 0)
+        return CGLOO_OK;
+    return cgloo__coll_error(c, rc, "rank %d: no shared-memory connection to rank %d (%s)", c->rank,
+                             failed, cgloo_strerror(rc));
 }
 
 bool cgloo__coll_slots_reach(coll *c)
@@ -70,13 +129,40 @@ int cgloo__coll_slots_fallback(coll *c, const coll_algorithm *table, int instead
     return instead;
 }
 
-/* slots_unreached: a rank without slots (the context has one), for the error. */
+/* slots_unreached: a rank bound to a transport without slots, for the error. */
 static int slots_unreached(cgloo_context *ctx)
 {
-    for (int r = 0; ctx->slot_links && r < ctx->size; r++)
-        if (r != ctx->rank && !ctx->slot_links[r])
+    for (int r = 0; r < ctx->size; r++) {
+        const cgloo_transport *t = ctx->peers[r].transport;
+        if (r != ctx->rank && !(t && t->slots))
             return r;
+    }
     return -1;
+}
+
+/* slots_fill_links gives each peer of s its link, connecting those a lazy context has not. */
+static int slots_fill_links(slot_set *s)
+{
+    cgloo_context *ctx = s->c->ctx;
+    int missing = 0;
+    for (int i = 0; i < s->n; i++)
+        missing += (s->p[i].link = link_of(ctx, s->p[i].rank)) == NULL;
+    if (missing == 0)
+        return CGLOO_OK;
+    int *ranks = malloc((size_t)s->n * sizeof *ranks);
+    if (!ranks) {
+        cgloo__slots_close(s);
+        return cgloo__coll_error(s->c, CGLOO_ENOMEM, "no memory for %d peers' slots", s->n);
+    }
+    for (int i = 0; i < s->n; i++)
+        ranks[i] = s->p[i].rank;
+    int rc = slots_link(s->c, ranks, s->n);
+    free(ranks);
+    for (int i = 0; i < s->n && rc == CGLOO_OK; i++)
+        s->p[i].link = link_of(ctx, s->p[i].rank);
+    if (rc != CGLOO_OK)
+        cgloo__slots_close(s);
+    return rc;
 }
 
 int cgloo__slots_open(coll *c, slot_set *s, int rank)
@@ -97,13 +183,12 @@ int cgloo__slots_open(coll *c, slot_set *s, int rank)
     s->p = want <= SLOTS_INLINE ? s->inline_p : calloc((size_t)want, sizeof *s->p);
     if (!s->p)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d peers' slots", want);
-    cgloo__slot_link **links = c->ctx->slot_links;
     if (rank >= 0)
-        s->p[s->n++] = (slot_peer){.link = links[rank], .rank = rank};
+        s->p[s->n++] = (slot_peer){.rank = rank};
     for (int r = 0; rank < 0 && r < c->size; r++)
         if (r != c->rank)
-            s->p[s->n++] = (slot_peer){.link = links[r], .rank = r};
-    return CGLOO_OK;
+            s->p[s->n++] = (slot_peer){.rank = r};
+    return slots_fill_links(s);
 }
 
 void cgloo__slots_close(slot_set *s)

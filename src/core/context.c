@@ -479,6 +479,9 @@ void cgloo_context_destroy(cgloo_context *ctx)
     cgloo__pt_stop(ctx);
     if (ctx->lazy_conn) /* no connection starts or arrives from here on */
         ctx->lazy_transport->connect_end(ctx->lazy_conn);
+    if (ctx->lazy_shm)
+        cgloo__shm_transport.connect_end(ctx->lazy_shm);
+    ctx->lazy_shm = NULL; /* a failing pair asks it to forget its dial (transport/shm) */
     if (ctx->peers) {
         if (ctx->poller.epfd >= 0)
             ctx_linger(ctx);

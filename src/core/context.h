@@ -121,11 +121,13 @@ struct cgloo_context {
     bool device_held; /* a sub-context holds its device (released at destroy) */
     uint64_t splits;  /* cgloo_context_split calls so far: part of each child's context id */
     /* Lazy connections (attribute or CGLOO_LAZY=1): the rendezvous keeps the transport's
-     * connector for the context's life (lazy_conn, of lazy_transport), through which pairs
-     * connect on first use; destroy ends it. */
+     * connector for the context's life (lazy_conn, of lazy_transport), and shared memory's
+     * (lazy_shm, when peers share this host), through which pairs connect on first use;
+     * destroy ends them. */
     bool lazy;
     struct cgloo__connector *lazy_conn;
     const cgloo_transport *lazy_transport;
+    struct cgloo__connector *lazy_shm;
     /* The single_copy collectives (coll/single_copy.c), per caller tag below CGLOO_SC_TAGS: 0
      * not tried yet, 1 the peers' memory can be read, -1 some rank cannot. Per tag, since the
      * calls of one tag run in the same order on every rank (those of different tags do not):
@@ -135,11 +137,12 @@ struct cgloo_context {
      * taken and given back by atomic exchange, so that calls of several tags at once each get
      * their own; freed at destroy. */
     _Atomic(void *) sc_scratch;
-    /* The collectives' shared-memory slots (coll/slots.c): each rank's link (NULL for this
-     * rank and for peers without slots), looked up under `lock` by the first collective that
-     * asks, since a peer's binding does not change after connect; slots_all then says whether
-     * every peer has one (1) or not (-1), 0 before. */
-    struct cgloo__slot_link **slot_links;
+    /* The collectives' shared-memory slots (coll/slots.c): slots_all says whether every peer
+     * is bound to a transport with slots (1) or not (-1), 0 before the first collective that
+     * asks, since a peer's binding does not change after connect; slot_links each rank's
+     * link, NULL for this rank and until the pair connects (a lazy context's on first use),
+     * stored under `lock` and read without it. */
+    _Atomic(struct cgloo__slot_link *) *slot_links;
     _Atomic int slots_all;
     /* CGLOO_<COLL>_ALGORITHM by collective name (the name pointer the call passes), read at
      * the context's first call of that collective (coll/coll.c): entries are appended under

@@ -52,8 +52,9 @@ static int post_send(cgloo_context *ctx, cgloo_request *r)
          * "Lazy connections"). The first contact may find the peer gone. */
         cgloo__tp_want(p);
         if (p->status != CGLOO_OK)
-            return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s)",
-                                    ctx->rank, p->rank, p->addr);
+            return cgloo__ctx_error(ctx, p->status, "rank %d: send to failed peer %d (%s): %s",
+                                    ctx->rank, p->rank, p->addr[0] ? p->addr : "not connected",
+                                    p->fail_why ? p->fail_why : cgloo_strerror(p->status));
         cgloo__tp_post_send(p, r);
         return CGLOO_OK;
     }

@@ -386,6 +386,10 @@ static int mesh_bind(cgloo_context *ctx, const cgloo_transport *t)
  * again (an aborted context stays aborted). */
 static void mesh_undo(cgloo_context *ctx)
 {
+    if (ctx->lazy_shm) { /* handed over before TCP's part failed */
+        cgloo__shm_transport.connect_end(ctx->lazy_shm);
+        ctx->lazy_shm = NULL;
+    }
     pthread_mutex_lock(&ctx->lock);
     for (int r = 0; r < ctx->size; r++)
         cgloo__peer_fini(&ctx->peers[r]);
@@ -443,7 +447,7 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         return CGLOO_ENOMEM;
     const cgloo_transport *t = dev->transport;
     cgloo__connector *conn = NULL, *shm_conn = NULL;
-    char host[32] = "";
+    char host[CGLOO__HOST_SUFFIX_MAX] = "";
     int n_local = 0;
     bool claimed = false;
     int rc = mesh_claim(ctx, store, &claimed);
@@ -461,9 +465,8 @@ static int mesh_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *de
         rc = cgloo__ctx_topology_set(ctx, recs, host);
     if (rc == CGLOO_OK)
         rc = cgloo__bind_local_peers(ctx, recs, host, &n_local);
-    /* Shared memory first: a pair that cannot share memory is TCP's before TCP connects. */
     if (rc == CGLOO_OK)
-        rc = cgloo__local_connect(ctx, shm_conn, recs, deadline, t, &n_local);
+        rc = cgloo__local_connect(ctx, &shm_conn, recs, deadline);
     if (rc == CGLOO_OK)
         rc = mesh_peers_connect(ctx, t, &conn, recs, deadline);
     if (shm_conn)

@@ -19,20 +19,26 @@
  * abstract socket cannot be made), auto leaves host empty (every peer then binds this rank to
  * TCP) and logs why, while shm fails with an error saying so: ENOTSUP, or the socket's status. */
 int cgloo__local_begin(cgloo_context *ctx, char *host, size_t len, cgloo__connector **shm_conn);
-/* cgloo__local_connect connects the peers cgloo__bind_local_peers bound to shared memory, then
- * rebinds to t (the device's transport) those whose pair could not share memory under auto, for
- * t's connect to reach; *n_shm gets how many stay on shared memory. Blocks until the deadline.
- * Errors: those of the shared-memory connect; ENOMEM. */
-int cgloo__local_connect(cgloo_context *ctx, cgloo__connector *shm_conn,
-                         const cgloo__peer_record *recs, int64_t deadline, const cgloo_transport *t,
-                         int *n_shm);
+/* cgloo__local_connect connects the peers cgloo__bind_local_peers bound to shared memory (the
+ * full mesh: blocks until every pair is connected or the deadline), or in a lazy context hands
+ * the connector to the context (ctx->lazy_shm, *shm_conn NULL after), whose pairs then connect
+ * on first use. Errors: those of the shared-memory connect; ENOMEM. */
+int cgloo__local_connect(cgloo_context *ctx, cgloo__connector **shm_conn,
+                         const cgloo__peer_record *recs, int64_t deadline);
 
-/* cgloo__host_suffix writes "|host=<16 hex>" into buf (at least 24 bytes), or "" when the
- * context uses TCP for every peer or this host's identity cannot be read. */
+/* Bytes of the suffix cgloo__host_suffix writes, with its NUL. */
+#define CGLOO__HOST_SUFFIX_MAX 48
+
+/* cgloo__host_suffix writes "|host=<16 hex>/<uid>/<mode><segment>" into buf (at least
+ * CGLOO__HOST_SUFFIX_MAX bytes), or "" when the context uses TCP for every peer or this host's
+ * identity cannot be read. */
 void cgloo__host_suffix(const cgloo_context *ctx, char *buf, size_t len);
 /* cgloo__bind_local_peers strips the identity from every peer's record (so that TCP sees only
  * its address) and rebinds the peers whose identity equals `mine` (from cgloo__host_suffix) to
- * the shared-memory transport; *n_local gets how many. Takes the lock. ENOMEM. */
+ * the shared-memory transport; *n_local gets how many. A peer of this host with which sharing
+ * cannot work (another user; a rank that cannot make a segment) stays TCP's, with a warning,
+ * unless one of the two insists on shared memory: then ENOTSUP, saying why. Takes the lock.
+ * ENOMEM. */
 int cgloo__bind_local_peers(cgloo_context *ctx, cgloo__peer_record *recs, const char *mine,
                             int *n_local);
 

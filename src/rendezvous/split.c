@@ -42,9 +42,10 @@ typedef struct split_record {
 typedef struct split_plan {
     int rank, size;
     cgloo__peer_record *recs;
-    char host[32];              /* this rank's host identity suffix, "" for TCP only */
-    cgloo__connector *conn;     /* the device transport's */
-    cgloo__connector *shm_conn; /* shared memory's, when host is set */
+    char host[CGLOO__HOST_SUFFIX_MAX]; /* this rank's host identity suffix, "" for TCP only */
+    cgloo__connector *conn;            /* the device transport's */
+    cgloo__connector *shm_conn;        /* shared memory's, when host is set */
+    int n_local;                       /* members bound to shared memory */
 } split_plan;
 
 /* comes_before: parent rank a orders before parent rank b in their child (same color). */
@@ -185,10 +186,9 @@ static int child_begin(cgloo_context *parent, const split_record *all, uint64_t 
     if (rc != CGLOO_OK || plan->size == 1)
         return rc;
     const cgloo_transport *t = parent->device->transport;
-    int n_local = 0;
     rc = child_bind(*child, t);
     if (rc == CGLOO_OK)
-        rc = cgloo__bind_local_peers(*child, plan->recs, plan->host, &n_local);
+        rc = cgloo__bind_local_peers(*child, plan->recs, plan->host, &plan->n_local);
     if (rc == CGLOO_OK)
         rc = t->connect_begin(parent->device, *child, NULL, &plan->conn);
     if (rc == CGLOO_OK && plan->host[0])
@@ -262,17 +262,16 @@ static int child_finish(cgloo_context *child)
     return rc;
 }
 
-/* split_connect connects the child's members once every rank is reachable: shared memory
- * first, so that a pair that cannot share memory is TCP's before TCP connects. */
+/* split_connect connects the child's members once every rank is reachable. */
 static int split_connect(cgloo_context *parent, cgloo_context *child, split_plan *plan)
 {
-    int rc = CGLOO_OK, n_shm = 0;
+    int rc = CGLOO_OK;
     cgloo__connector **conn = &plan->conn;
     if (*conn) {
         int64_t deadline = cgloo__now_ms() + parent->timeout_ms;
         const cgloo_transport *t = parent->device->transport;
         bool lazy = child->lazy && t->connect_lazy; /* the child keeps the connector */
-        rc = cgloo__local_connect(child, plan->shm_conn, plan->recs, deadline, t, &n_shm);
+        rc = cgloo__local_connect(child, &plan->shm_conn, plan->recs, deadline);
         if (rc == CGLOO_OK)
             rc =
                 lazy ? t->connect_lazy(*conn, plan->recs) : t->connect(*conn, plan->recs, deadline);
@@ -288,9 +287,9 @@ static int split_connect(cgloo_context *parent, cgloo_context *child, split_plan
                              parent->rank, detail);
         }
     }
-    if (rc == CGLOO_OK && n_shm > 0)
+    if (rc == CGLOO_OK && plan->n_local > 0)
         CGLOO_LOG(CGLOO_LOG_INFO, child->rank, child->size, "%d peers on this host over shm",
-                  n_shm);
+                  plan->n_local);
     return rc == CGLOO_OK ? child_finish(child) : rc;
 }
 

@@ -4,19 +4,26 @@
  * Every rank that asks for shared memory listens on an abstract Unix socket named after the
  * context id and its nonce ("\0cgloo-shm/<ctx id>/<nonce>"): it has no file, so nothing is left
  * when the process dies, and only processes in the same network namespace reach it, which the
- * host identity already required. The higher rank of each pair makes the pair's segment, a
- * sealed memfd (it can neither shrink nor grow, so a mapping never faults), and hands it over
- * with its hello; the lower rank checks the hello (context id, both ranks, the world size, both
- * nonces from the store records), that the dialler runs as the same user (SO_PEERCRED), maps
- * the segment and answers. The memfd is closed on both sides once mapped: the memory lives
- * exactly as long as one of the two mappings, and no name for it exists anywhere. The socket
- * stays open for the pair: wake-ups go through it, and its end tells of the peer's death.
+ * host identity already required. The rank that dials makes the pair's segment, a sealed memfd
+ * (it can neither shrink nor grow, so a mapping never faults), and hands it over with its hello;
+ * the other checks the hello (context id, both ranks, the world size, both nonces from the store
+ * records), that the dialler runs as the same user (SO_PEERCRED), maps the segment and answers.
+ * The memfd is closed on both sides once mapped: the memory lives exactly as long as one of the
+ * two mappings, and no name for it exists anywhere. The socket stays open for the pair:
+ * wake-ups go through it, and its end tells of the peer's death.
  *
- * A pair that cannot share memory (the dialler cannot make the segment, the two run as different
- * users, the segment cannot be mapped) falls back to TCP when both ranks asked for "auto": the
- * hello says whether the dialler may fall back, the answer whether they do, so that both sides
- * decide alike; the rendezvous then rebinds the pair to TCP (cgloo__shm_fell_back) before TCP
- * connects. With "shm" on either side the pair fails the connect instead, saying why.
+ * Whether a pair can share memory at all (the same user; both can make a segment) both ranks
+ * know from the records before anything connects (rendezvous/local_peers.c), so a connection
+ * here is expected to work, and one that does not is an error.
+ *
+ * The full mesh (cgloo__shm_connect): the higher rank of each pair dials, and the connect blocks
+ * until every pair is made. A lazy context (cgloo__shm_connect_lazy) keeps the connector for its
+ * life, its listener in the context's poller, and a pair connects when the engine first sends
+ * on it (cgloo__shm_peer_want), from either end. When both ends dial at once the higher rank's
+ * dial wins, as over TCP: a rank answers a lower rank's hello with ACK_CROSSED while its own dial
+ * to that rank is out (the lower rank drops its dial and waits for the higher one's, which is on
+ * its way), and drops its own dial when a higher rank's hello reaches it first. So exactly one
+ * connection survives, and sends posted meanwhile wait on the pair (pair.c) until it does.
  */
 #define _GNU_SOURCE
 #include "transport/shm/shm.h"
@@ -36,22 +43,16 @@
 #define HELLO_MAGIC 0x63676c6f6f73684cULL
 #define POLL_SLICE_MS 100
 
-/* shm_hello.flags */
-#define HELLO_MAY_FALL_BACK 1u /* the dialler asked for auto: it takes TCP for this pair */
-#define HELLO_NO_SEGMENT 2u    /* the dialler could not make the segment (no descriptor sent) */
-
 typedef struct shm_hello {
     uint64_t magic, ctx_id, from_nonce, to_nonce;
-    uint32_t from, to, size, eager_max, eager_budget, flags;
+    uint32_t from, to, size, eager_max, eager_budget, pad;
 } shm_hello;
 
 /* shm_ack.ok: the answer to a hello. */
 enum shm_answer {
-    ACK_REFUSED,    /* not a hello of this run */
-    ACK_OK,         /* the segment is mapped: the pair is connected */
-    ACK_TCP,        /* the pair cannot share memory; both asked for auto: it takes TCP */
-    ACK_OTHER_USER, /* the two run as different users, and one insists on shm */
-    ACK_NO_SEGMENT, /* the segment could not be made or mapped, and one insists on shm */
+    ACK_REFUSED, /* not a hello of this run, or the segment is not one */
+    ACK_OK,      /* the segment is mapped: the pair is connected */
+    ACK_CROSSED, /* lazy: this (higher) rank's own dial to the dialler is out, and wins */
 };
 
 typedef struct shm_ack {
@@ -59,28 +60,31 @@ typedef struct shm_ack {
     uint32_t ok, eager_max, eager_budget, pad;
 } shm_ack;
 
-/* Why a pair cannot share memory, by answer, for the errors and the log. */
-static const char *const answer_why[] = {
-    [ACK_OTHER_USER] = "the two processes run as different users",
-    [ACK_NO_SEGMENT] = "the shared segment could not be made or mapped",
-};
+typedef struct cgloo__connector shm_connector;
 
-/* One peer while it connects: a dialled lower rank waiting for its answer, or a socket
- * accepted from a higher rank waiting for its hello. */
+/* One socket while its pair connects: a dial waiting for its answer, or a socket accepted from
+ * a peer, waiting for its hello. */
 typedef struct shm_pending {
+    cgloo__pollable io; /* lazy: the socket in the context's poller */
+    shm_connector *c;
     int fd;
     int rank;         /* dialled: the peer; accepted: -1 until the hello says */
     shm_segment *seg; /* dialled: the segment handed over */
+    bool used;        /* filed in pend (the pool's entries stay put: an event the poller
+                       * collected may still name a dropped one) */
 } shm_pending;
 
 struct cgloo__connector {
     cgloo_context *ctx;
     int listen_fd;
-    shm_pending *pend; /* size entries at most: one per peer */
-    int n_pend;
+    cgloo__pollable listen_io; /* lazy: the listener in the context's poller */
+    bool lazy;                 /* the descriptors are in the context's poller */
+    uint64_t *nonce;           /* the peers' nonces, from their records */
+    bool *awaiting;            /* lazy, by rank: a crossed dial lost; the peer's is on its way */
+    shm_pending *pool;         /* max_pend entries */
+    shm_pending **pend;        /* the used ones, n_pend of them */
+    int n_pend, max_pend;
     int connected, wanted;
-    bool *fell_back; /* by rank: the pair takes TCP (both asked for auto) */
-    int n_fell_back;
 };
 
 static socklen_t abstract_name(struct sockaddr_un *sa, uint64_t ctx_id, uint64_t nonce)
@@ -97,15 +101,19 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
 {
     (void)dev;
     (void)store_host;
-    cgloo__connector *c = calloc(1, sizeof *c);
+    shm_connector *c = calloc(1, sizeof *c);
     if (c) {
-        c->pend = calloc((size_t)ctx->size, sizeof *c->pend);
-        c->fell_back = calloc((size_t)ctx->size, sizeof *c->fell_back);
+        /* A dial and an accepted socket per peer at most; more wait in the listen queue. */
+        c->max_pend = 2 * ctx->size;
+        c->pool = calloc((size_t)c->max_pend, sizeof *c->pool);
+        c->pend = calloc((size_t)c->max_pend, sizeof *c->pend);
+        c->nonce = calloc((size_t)ctx->size, sizeof *c->nonce);
     }
-    if (!c || !c->pend || !c->fell_back) {
+    if (!c || !c->pool || !c->pend || !c->nonce) {
         if (c) {
+            free(c->pool);
             free(c->pend);
-            free(c->fell_back);
+            free(c->nonce);
         }
         free(c);
         return CGLOO_ENOMEM;
@@ -127,61 +135,77 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
     return CGLOO_OK;
 }
 
-static void pending_drop(cgloo__connector *c, int i)
+static void lazy_on_pending(cgloo__pollable *io, unsigned events);
+
+/* pending_add files a socket; NULL (and the socket closed) when there is no room. */
+static shm_pending *pending_add(shm_connector *c, int fd, int rank)
 {
-    if (c->pend[i].fd >= 0)
-        close(c->pend[i].fd);
-    if (c->pend[i].seg)
-        munmap(c->pend[i].seg, sizeof(shm_segment));
+    shm_pending *pd = NULL;
+    for (int i = 0; i < c->max_pend && c->n_pend < c->max_pend && !pd; i++)
+        if (!c->pool[i].used)
+            pd = &c->pool[i];
+    if (!pd) {
+        close(fd);
+        return NULL;
+    }
+    *pd =
+        (shm_pending){.io.on_event = lazy_on_pending, .c = c, .fd = fd, .rank = rank, .used = true};
+    c->pend[c->n_pend++] = pd;
+    return pd;
+}
+
+static void pending_drop(shm_connector *c, int i)
+{
+    shm_pending *pd = c->pend[i];
+    if (pd->fd >= 0) {
+        if (c->lazy)
+            cgloo__poller_del(&c->ctx->poller, pd->fd);
+        close(pd->fd);
+    }
+    if (pd->seg)
+        munmap(pd->seg, sizeof(shm_segment));
+    *pd = (shm_pending){.io.on_event = lazy_on_pending, .fd = -1};
     c->pend[i] = c->pend[--c->n_pend];
+}
+
+/* dial_index: the index of this rank's dial to rank; -1 when there is none. */
+static int dial_index(const shm_connector *c, int rank)
+{
+    for (int i = 0; i < c->n_pend; i++)
+        if (c->pend[i]->rank == rank)
+            return i;
+    return -1;
+}
+
+/* pending_index: the index of pd, which handling another socket may have moved or dropped. */
+static int pending_index(const shm_connector *c, const shm_pending *pd)
+{
+    for (int i = 0; i < c->n_pend; i++)
+        if (c->pend[i] == pd)
+            return i;
+    return -1;
 }
 
 void cgloo__shm_connect_end(cgloo__connector *c)
 {
     while (c->n_pend > 0)
         pending_drop(c, c->n_pend - 1);
-    if (c->listen_fd >= 0)
+    if (c->listen_fd >= 0) {
+        if (c->lazy)
+            cgloo__poller_del(&c->ctx->poller, c->listen_fd);
         close(c->listen_fd);
+    }
+    free(c->pool);
     free(c->pend);
-    free(c->fell_back);
+    free(c->nonce);
+    free(c->awaiting);
     free(c);
-}
-
-bool cgloo__shm_fell_back(const cgloo__connector *c, int rank)
-{
-    return c->fell_back[rank];
 }
 
 bool cgloo__shm_connected(cgloo_peer *p)
 {
     const shm_pair *s = shm_pair_of(p);
     return s->seg && s->fd >= 0 && !s->failed;
-}
-
-/* may_fall_back: this context takes TCP for a pair that cannot share memory. */
-static bool may_fall_back(const cgloo_context *ctx)
-{
-    return ctx->local_mode == CGLOO_LOCAL_AUTO;
-}
-
-/* fall_back records that the pair with rank takes TCP, and says why in the log. */
-static void fall_back(cgloo__connector *c, int rank, enum shm_answer why)
-{
-    c->fell_back[rank] = true;
-    c->n_fell_back++;
-    CGLOO_LOG(CGLOO_LOG_WARN, c->ctx->rank, c->ctx->size,
-              "shared memory: rank %d is on this host, but %s; it is reached over TCP instead",
-              rank, answer_why[why]);
-}
-
-/* insist_error: a pair that cannot share memory, where one side insists on it. */
-static int insist_error(cgloo__connector *c, int rank, enum shm_answer why)
-{
-    return cgloo__ctx_error(c->ctx, CGLOO_ENOTSUP,
-                            "rank %d: shared memory with rank %d on this host is impossible: %s; "
-                            "CGLOO_TRANSPORT=shm (or the attribute) insists on it on one of them, "
-                            "where auto would reach the peer over TCP",
-                            c->ctx->rank, rank, answer_why[why]);
 }
 
 /* make_segment makes and maps the sealed memfd of one pair; returns the fd (closed by the
@@ -208,6 +232,17 @@ static int make_segment(shm_segment **out)
     return fd;
 }
 
+bool cgloo__shm_segment_possible(void)
+{
+    shm_segment *seg;
+    int fd = make_segment(&seg);
+    if (fd < 0)
+        return false;
+    munmap(seg, sizeof *seg);
+    close(fd);
+    return true;
+}
+
 /* send_fd sends buf and, when fd >= 0, the descriptor with it. */
 static bool send_with_fd(int sock, const void *buf, size_t len, int fd)
 {
@@ -227,7 +262,7 @@ static bool send_with_fd(int sock, const void *buf, size_t len, int fd)
         cm->cmsg_len = CMSG_LEN(sizeof(int));
         memcpy(CMSG_DATA(cm), &fd, sizeof fd);
     }
-    return sendmsg(sock, &m, MSG_NOSIGNAL) == (ssize_t)len;
+    return sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)len;
 }
 
 /* recv_with_fd reads exactly len bytes (a local socket delivers a small message whole) and
@@ -268,86 +303,98 @@ static int peer_pid(int sock, uid_t *uid)
     return cr.pid;
 }
 
-/* attach binds a connected pair to its peer, under the lock (an abort may be failing peers). */
-static int attach(cgloo__connector *c, int rank, int fd, shm_segment *seg, int dir,
-                  uint32_t eager_max, uint32_t eager_budget)
+/* attach binds a connected pair to its peer (lock held); on failure closes fd and unmaps seg. */
+static int attach(shm_connector *c, int rank, int fd, shm_segment *seg, int dir, uint32_t eager_max,
+                  uint32_t eager_budget)
 {
     cgloo_context *ctx = c->ctx;
     uid_t uid;
     int pid = peer_pid(fd, &uid);
-    pthread_mutex_lock(&ctx->lock);
     cgloo_peer *p = &ctx->peers[rank];
     int rc = ctx->aborted ? CGLOO_EABORTED : CGLOO_OK;
     if (rc == CGLOO_OK)
         rc = cgloo__shm_pair_attach(p, fd, seg, dir, pid, eager_max, eager_budget);
-    if (rc == CGLOO_OK) {
-        snprintf(p->addr, sizeof p->addr, "shared memory, pid %d", pid);
-        c->connected++;
+    if (rc != CGLOO_OK) {
+        close(fd);
+        munmap(seg, sizeof *seg);
+        return rc;
     }
-    pthread_mutex_unlock(&ctx->lock);
-    return rc;
+    snprintf(p->addr, sizeof p->addr, "shared memory, pid %d", pid);
+    c->connected++;
+    return CGLOO_OK;
 }
 
-/* dial sends the hello, with a fresh segment, to a lower rank. */
-static int dial(cgloo__connector *c, int rank, const cgloo__peer_record *rec)
+/* dial sends the hello, with a fresh segment, to rank; the dial waits in c->pend for its
+ * answer. A status and *why when it cannot: the segment (ENOTSUP) or the socket. */
+static int dial(shm_connector *c, int rank, const char **why)
 {
     cgloo_context *ctx = c->ctx;
     struct sockaddr_un sa;
-    socklen_t len = abstract_name(&sa, ctx->ctx_id, rec->nonce);
-    shm_pending *pd = &c->pend[c->n_pend++];
-    *pd = (shm_pending){.fd = -1, .rank = rank};
-    pd->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int mfd = -1, seg_err = 0;
-    bool ok = pd->fd >= 0 && connect(pd->fd, (struct sockaddr *)&sa, len) == 0;
-    if (ok && (mfd = make_segment(&pd->seg)) < 0)
-        seg_err = errno; /* the hello says so: the peer learns it at once, and the answer
-                          * says whether the pair takes TCP */
+    socklen_t len = abstract_name(&sa, ctx->ctx_id, c->nonce[rank]);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    /* A local connect is made or refused at once; EAGAIN is a full listen queue. */
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, len) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        *why = err == ECONNREFUSED ? "nothing listens at its shared-memory socket (its process "
+                                     "is gone, or its context)"
+               : err == EAGAIN     ? "its shared-memory socket's listen queue is full"
+                                   : "its shared-memory socket cannot be reached";
+        return err == ECONNREFUSED ? CGLOO_EPEER : cgloo__status_from_errno(err);
+    }
+    shm_pending *pd = pending_add(c, fd, rank);
+    int mfd = pd ? make_segment(&pd->seg) : -1;
+    if (mfd < 0) {
+        *why = pd ? "this rank could not make the pair's shared segment" : "out of memory";
+        if (pd)
+            pending_drop(c, c->n_pend - 1);
+        return pd ? CGLOO_ENOTSUP : CGLOO_ENOMEM;
+    }
     shm_hello h = {.magic = HELLO_MAGIC,
                    .ctx_id = ctx->ctx_id,
                    .from_nonce = ctx->nonce,
-                   .to_nonce = rec->nonce,
+                   .to_nonce = c->nonce[rank],
                    .from = (uint32_t)ctx->rank,
                    .to = (uint32_t)rank,
                    .size = (uint32_t)ctx->size,
                    .eager_max = ctx->eager_max,
-                   .eager_budget = ctx->eager_budget,
-                   .flags = (may_fall_back(ctx) ? HELLO_MAY_FALL_BACK : 0) |
-                            (mfd < 0 ? HELLO_NO_SEGMENT : 0)};
-    ok = ok && send_with_fd(pd->fd, &h, sizeof h, mfd);
+                   .eager_budget = ctx->eager_budget};
+    bool sent = send_with_fd(fd, &h, sizeof h, mfd);
     int err = errno;
-    if (mfd >= 0)
-        close(mfd);
-    if (ok && seg_err && !may_fall_back(ctx)) {
-        pending_drop(c, c->n_pend - 1);
-        return cgloo__ctx_error(ctx, CGLOO_ENOTSUP,
-                                "rank %d: shared memory: could not make the segment for rank %d: "
-                                "%s; CGLOO_TRANSPORT=shm (or the attribute) insists on shared "
-                                "memory, where auto would reach the peer over TCP",
-                                ctx->rank, rank, strerror(seg_err));
-    }
-    if (ok)
+    close(mfd);
+    if (sent)
         return CGLOO_OK;
     pending_drop(c, c->n_pend - 1);
-    return cgloo__ctx_error(ctx, cgloo__status_from_errno(err),
-                            "rank %d: shared memory: could not reach rank %d on this host: %s",
-                            ctx->rank, rank, strerror(err));
+    *why = "the hello could not be sent";
+    return cgloo__status_from_errno(err);
 }
 
-/* hello_ok checks a hello against this context and the peers' store records. */
-static bool hello_ok(cgloo__connector *c, const shm_hello *h, const cgloo__peer_record *peers)
+/* What a hello is to this rank. */
+enum hello_kind {
+    HELLO_BAD,  /* not of this run (or not from a peer on shared memory) */
+    HELLO_LATE, /* this run's, but the pair is connected or failed already: a crossed dial's */
+    HELLO_GOOD,
+};
+
+/* hello_check checks a hello against this context and the peers' store records: the full mesh
+ * takes hellos from higher ranks only, a lazy context from any peer on shared memory. */
+static enum hello_kind hello_check(const shm_connector *c, const shm_hello *h)
 {
     cgloo_context *ctx = c->ctx;
     if (h->magic != HELLO_MAGIC || h->ctx_id != ctx->ctx_id || h->to != (uint32_t)ctx->rank ||
         h->size != (uint32_t)ctx->size || h->to_nonce != ctx->nonce ||
-        h->from >= (uint32_t)ctx->size || h->from <= (uint32_t)ctx->rank)
-        return false;
+        h->from >= (uint32_t)ctx->size || h->from == (uint32_t)ctx->rank ||
+        (!c->lazy && h->from < (uint32_t)ctx->rank))
+        return HELLO_BAD;
     cgloo_peer *p = &ctx->peers[h->from];
-    shm_pair *s = p->transport == &cgloo__shm_transport ? shm_pair_of(p) : NULL;
-    return s && !s->seg && !c->fell_back[h->from] && peers[h->from].nonce == h->from_nonce;
+    if (p->transport != &cgloo__shm_transport || c->nonce[h->from] != h->from_nonce)
+        return HELLO_BAD;
+    return shm_pair_of(p)->seg || p->status != CGLOO_OK ? HELLO_LATE : HELLO_GOOD;
 }
 
-/* map_segment maps a segment a higher rank handed over, after checking it is one: sealed
- * against shrinking, large enough, with the magic. NULL when it is not. */
+/* map_segment maps a segment a peer handed over, after checking it is one: sealed against
+ * shrinking, large enough, with the magic. NULL when it is not. */
 static shm_segment *map_segment(int mfd)
 {
     struct stat st;
@@ -366,164 +413,218 @@ static shm_segment *map_segment(int mfd)
     return m;
 }
 
-/* on_no_sharing answers a hello of this run whose pair cannot share memory: TCP when both ask
- * for auto, else an error on both sides. */
-static int on_no_sharing(cgloo__connector *c, int i, const shm_hello *h, enum shm_answer why)
+/* crossed: a lazy hello from `from` while this rank's own dial to it is out. The higher rank's
+ * dial wins: a lower dialler is told so; a higher one's hello replaces this rank's dial. */
+static bool crossed(shm_connector *c, int from)
 {
-    bool tcp = may_fall_back(c->ctx) && (h->flags & HELLO_MAY_FALL_BACK);
-    shm_ack a = {.magic = HELLO_MAGIC, .ok = tcp ? ACK_TCP : why, .pad = why};
-    send_with_fd(c->pend[i].fd, &a, sizeof a, -1); /* a dialler gone meanwhile learns nothing */
+    int i = c->lazy ? dial_index(c, from) : -1;
+    if (i < 0)
+        return false;
+    if (from < c->ctx->rank)
+        return true;
     pending_drop(c, i);
-    if (!tcp)
-        return insist_error(c, (int)h->from, why);
-    fall_back(c, (int)h->from, why);
-    return CGLOO_OK;
+    return false;
 }
 
-/* on_hello: an accepted socket says hello; a good one is answered and attached. Returns a
+/* answer_hello: the answer to a hello read from an accepted socket, with the segment it
+ * mapped for ACK_OK. A late hello is answered as a crossed one: its dialler, if it still
+ * waits, has a connection coming or none to make. */
+static enum shm_answer answer_hello(shm_connector *c, int fd, const shm_hello *h, int mfd,
+                                    shm_segment **seg)
+{
+    uid_t uid = (uid_t)-1;
+    *seg = NULL;
+    enum hello_kind kind = hello_check(c, h);
+    if (kind == HELLO_LATE)
+        return ACK_CROSSED;
+    if (kind == HELLO_BAD || peer_pid(fd, &uid) <= 0 || uid != getuid() || mfd < 0)
+        return ACK_REFUSED;
+    if (crossed(c, (int)h->from))
+        return ACK_CROSSED;
+    *seg = map_segment(mfd);
+    return *seg ? ACK_OK : ACK_REFUSED;
+}
+
+/* on_hello: accepted socket i says hello; a good one is answered and attached. Returns a
  * status only for what ends the connect (an abort, no memory); a bad hello is logged and
- * dropped. */
-static int on_hello(cgloo__connector *c, int i, const cgloo__peer_record *peers)
+ * dropped. Lock held in lazy mode. */
+static int on_hello(shm_connector *c, int i)
 {
     cgloo_context *ctx = c->ctx;
-    shm_pending *pd = &c->pend[i];
+    shm_pending *pd = c->pend[i];
     shm_hello h;
     int mfd;
     int got = recv_with_fd(pd->fd, &h, sizeof h, &mfd);
     if (got == 0)
         return CGLOO_OK;
-    uid_t uid = (uid_t)-1;
     shm_segment *seg = NULL;
-    bool good = got > 0 && hello_ok(c, &h, peers) && peer_pid(pd->fd, &uid) > 0;
-    enum shm_answer answer = !good                              ? ACK_REFUSED
-                             : uid != getuid()                  ? ACK_OTHER_USER
-                             : mfd < 0                          ? ACK_NO_SEGMENT
-                             : (seg = map_segment(mfd)) == NULL ? ACK_NO_SEGMENT
-                                                                : ACK_OK;
+    enum shm_answer answer = got > 0 ? answer_hello(c, pd->fd, &h, mfd, &seg) : ACK_REFUSED;
     if (mfd >= 0)
         close(mfd);
-    if (answer != ACK_REFUSED && answer != ACK_OK)
-        return on_no_sharing(c, i, &h, answer);
+    i = pending_index(c, pd); /* crossed() may have dropped a dial */
     shm_ack a = {.magic = HELLO_MAGIC,
                  .ok = answer,
                  .eager_max = ctx->eager_max,
                  .eager_budget = ctx->eager_budget};
-    if (answer != ACK_OK || !send_with_fd(pd->fd, &a, sizeof a, -1)) {
-        CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
-                  "shared memory: refused a connection (a hello that is not for this run)");
+    bool sent = got > 0 && send_with_fd(pd->fd, &a, sizeof a, -1);
+    if (answer != ACK_OK || !sent) {
+        if (answer == ACK_REFUSED && got > 0)
+            CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
+                      "shared memory: refused a connection (a hello that is not for this run, "
+                      "from another user, or with no segment)");
         if (seg)
             munmap(seg, sizeof *seg);
         pending_drop(c, i);
         return CGLOO_OK;
     }
     int fd = pd->fd;
+    if (c->lazy)
+        cgloo__poller_del(&ctx->poller, fd);
     pd->fd = -1;
     pending_drop(c, i);
     int rc = attach(c, (int)h.from, fd, seg, 1, h.eager_max, h.eager_budget);
-    if (rc != CGLOO_OK) {
-        close(fd);
-        munmap(seg, sizeof *seg);
-    }
+    if (rc != CGLOO_OK && c->lazy)
+        cgloo__p2p_peer_fail(&ctx->peers[h.from], rc, "its shared-memory pair could not be set up",
+                             0);
     return rc;
 }
 
-/* on_ack: a dialled lower rank answers. */
-static int on_ack(cgloo__connector *c, int i)
+/* read_ack reads the answer to dial i: 1 with *a filled, 0 not yet, -1 the socket ended. */
+static int read_ack(shm_connector *c, int i, shm_ack *a)
 {
-    cgloo_context *ctx = c->ctx;
-    shm_pending *pd = &c->pend[i];
-    shm_ack a;
     int mfd;
-    int got = recv_with_fd(pd->fd, &a, sizeof a, &mfd);
-    if (got == 0)
-        return CGLOO_OK;
+    int got = recv_with_fd(c->pend[i]->fd, a, sizeof *a, &mfd);
     if (mfd >= 0)
         close(mfd);
-    int rank = pd->rank;
-    if (got > 0 && a.magic == HELLO_MAGIC && a.ok != ACK_REFUSED && a.ok != ACK_OK) {
-        pending_drop(c, i);
-        enum shm_answer why = a.pad == ACK_OTHER_USER ? ACK_OTHER_USER : ACK_NO_SEGMENT;
-        if (a.ok != ACK_TCP || !may_fall_back(ctx))
-            return insist_error(c, rank, why);
-        fall_back(c, rank, why);
-        return CGLOO_OK;
-    }
-    if (got < 0 || a.magic != HELLO_MAGIC || a.ok != ACK_OK) {
-        pending_drop(c, i);
-        return cgloo__ctx_error(ctx, CGLOO_EPROTO,
-                                "rank %d: shared memory: rank %d on this host refused the "
-                                "connection (another run, or another user)",
-                                ctx->rank, rank);
-    }
-    int fd = pd->fd;
+    if (got > 0 && a->magic != HELLO_MAGIC)
+        a->ok = ACK_REFUSED;
+    return got;
+}
+
+/* take_dial hands the socket and segment of answered dial i to the pair. */
+static int take_dial(shm_connector *c, int i, const shm_ack *a)
+{
+    shm_pending *pd = c->pend[i];
+    int fd = pd->fd, rank = pd->rank;
     shm_segment *seg = pd->seg;
+    if (c->lazy)
+        cgloo__poller_del(&c->ctx->poller, fd);
     pd->fd = -1;
     pd->seg = NULL;
     pending_drop(c, i);
-    int rc = attach(c, rank, fd, seg, 0, a.eager_max, a.eager_budget);
-    if (rc != CGLOO_OK) {
-        close(fd);
-        munmap(seg, sizeof *seg);
-    }
-    return rc;
+    return attach(c, rank, fd, seg, 0, a->eager_max, a->eager_budget);
 }
 
-static void accept_all(cgloo__connector *c)
+/* accept_all files the sockets peers connected (in lazy mode, in the context's poller too). */
+static void accept_all(shm_connector *c)
 {
     int fd;
-    while (c->n_pend < c->ctx->size &&
-           (fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0)
-        c->pend[c->n_pend++] = (shm_pending){.fd = fd, .rank = -1};
+    while (c->n_pend < c->max_pend &&
+           (fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+        shm_pending *pd = pending_add(c, fd, -1);
+        if (!pd || !c->lazy)
+            continue;
+        if (cgloo__poller_add(&c->ctx->poller, fd, CGLOO_POLL_IN, &pd->io) != CGLOO_OK) {
+            close(pd->fd); /* not in the poller: pending_drop must not take it out */
+            pd->fd = -1;
+            pending_drop(c, c->n_pend - 1);
+        }
+    }
 }
 
-/* poll_round waits up to timeout_ms for hellos, answers and new sockets, and handles them. */
-static int poll_round(cgloo__connector *c, const cgloo__peer_record *peers, int timeout_ms)
+/* ---- the full mesh ------------------------------------------------------------------------- */
+
+/* on_ack: a dialled lower rank answers. */
+static int on_ack(shm_connector *c, int i)
+{
+    int rank = c->pend[i]->rank;
+    shm_ack a;
+    int got = read_ack(c, i, &a);
+    if (got == 0)
+        return CGLOO_OK;
+    if (got > 0 && a.ok == ACK_OK)
+        return take_dial(c, i, &a);
+    pending_drop(c, i);
+    return cgloo__ctx_error(c->ctx, CGLOO_EPROTO,
+                            "rank %d: shared memory: rank %d on this host refused the "
+                            "connection (another run, or another user)",
+                            c->ctx->rank, rank);
+}
+
+/* poll_round waits up to timeout_ms for hellos, answers and new sockets, and handles them
+ * (under the lock: an abort from another thread may be failing the peers meanwhile). */
+static int poll_round(shm_connector *c, int timeout_ms)
 {
     struct pollfd fds[c->n_pend + 1];
-    for (int i = 0; i < c->n_pend; i++)
-        fds[i] = (struct pollfd){.fd = c->pend[i].fd, .events = POLLIN};
+    shm_pending *who[c->n_pend + 1];
+    for (int i = 0; i < c->n_pend; i++) {
+        fds[i] = (struct pollfd){.fd = c->pend[i]->fd, .events = POLLIN};
+        who[i] = c->pend[i];
+    }
     fds[c->n_pend] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
     int n = c->n_pend;
     if (poll(fds, (nfds_t)n + 1, timeout_ms) <= 0)
         return CGLOO_OK;
     int rc = CGLOO_OK;
-    for (int i = n - 1; i >= 0 && rc == CGLOO_OK; i--) { /* backwards: handling drops entry i */
-        if (!fds[i].revents)
-            continue;
-        rc = c->pend[i].rank >= 0 ? on_ack(c, i) : on_hello(c, i, peers);
+    pthread_mutex_lock(&c->ctx->lock);
+    for (int j = 0; j < n && rc == CGLOO_OK; j++) {
+        int i = fds[j].revents ? pending_index(c, who[j]) : -1;
+        if (i >= 0)
+            rc = who[j]->rank >= 0 ? on_ack(c, i) : on_hello(c, i);
     }
+    pthread_mutex_unlock(&c->ctx->lock);
     if (rc == CGLOO_OK && fds[n].revents)
         accept_all(c);
     return rc;
 }
 
 /* waiting_for names the first shared-memory peer not yet connected. */
-static int waiting_for(const cgloo__connector *c)
+static int waiting_for(const shm_connector *c)
 {
     const cgloo_context *ctx = c->ctx;
     for (int r = 0; r < ctx->size; r++) {
         const cgloo_peer *p = &ctx->peers[r];
         if (p->transport == &cgloo__shm_transport && !shm_pair_of((cgloo_peer *)p)->seg &&
-            r != ctx->rank && !c->fell_back[r])
+            r != ctx->rank)
             return r;
     }
     return -1;
 }
 
+static void take_nonces(shm_connector *c, const cgloo__peer_record *peers)
+{
+    for (int r = 0; r < c->ctx->size; r++)
+        c->nonce[r] = peers[r].nonce;
+}
+
+/* dial_lower dials every lower rank on shared memory and counts the pairs wanted. */
+static int dial_lower(shm_connector *c)
+{
+    cgloo_context *ctx = c->ctx;
+    for (int r = 0; r < ctx->size; r++) {
+        if (r == ctx->rank || ctx->peers[r].transport != &cgloo__shm_transport)
+            continue;
+        c->wanted++;
+        const char *why;
+        int rc = r < ctx->rank ? dial(c, r, &why) : CGLOO_OK;
+        if (rc != CGLOO_OK)
+            return cgloo__ctx_error(ctx, rc,
+                                    "rank %d: shared memory: could not reach rank %d on "
+                                    "this host: %s",
+                                    ctx->rank, r, why);
+    }
+    return CGLOO_OK;
+}
+
 int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int64_t deadline_ms)
 {
     cgloo_context *ctx = c->ctx;
-    int rc = CGLOO_OK;
-    for (int r = 0; r < ctx->size; r++)
-        if (r != ctx->rank && ctx->peers[r].transport == &cgloo__shm_transport) {
-            c->wanted++;
-            if (r < ctx->rank && rc == CGLOO_OK)
-                rc = dial(c, r, &peers[r]);
-        }
+    take_nonces(c, peers);
+    int rc = dial_lower(c);
     int done = 0;
-    while (rc == CGLOO_OK && c->connected + c->n_fell_back < c->wanted) {
-        if (c->connected + c->n_fell_back > done) { /* a stall is bounded, not the mesh (TCP's) */
-            done = c->connected + c->n_fell_back;
+    while (rc == CGLOO_OK && c->connected < c->wanted) {
+        if (c->connected > done) { /* a stall is bounded, not the mesh (TCP's) */
+            done = c->connected;
             deadline_ms = CGLOO_MAX(deadline_ms, cgloo__now_ms() + ctx->timeout_ms);
         }
         int left = cgloo__remaining_ms(deadline_ms);
@@ -537,7 +638,115 @@ int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int
         }
         if (cgloo__ctx_aborted(ctx))
             return CGLOO_EABORTED;
-        rc = poll_round(c, peers, CGLOO_MIN(left, POLL_SLICE_MS));
+        rc = poll_round(c, CGLOO_MIN(left, POLL_SLICE_MS));
     }
     return rc;
+}
+
+/* ---- lazy connections (the top of this file) ----------------------------------------------- */
+
+/* lazy_on_ack: the peer answers this rank's dial i. */
+static void lazy_on_ack(shm_connector *c, int i)
+{
+    cgloo_peer *p = &c->ctx->peers[c->pend[i]->rank];
+    shm_ack a;
+    int got = read_ack(c, i, &a);
+    if (got == 0)
+        return;
+    if (got > 0 && a.ok == ACK_OK) {
+        int rc = take_dial(c, i, &a);
+        if (rc != CGLOO_OK)
+            cgloo__p2p_peer_fail(p, rc, "its shared-memory pair could not be set up", 0);
+        return;
+    }
+    pending_drop(c, i);
+    if (got > 0 && a.ok == ACK_CROSSED) { /* the peer's own dial is on its way */
+        c->awaiting[p->rank] = true;
+        return;
+    }
+    if (got > 0)
+        cgloo__p2p_peer_fail(p, CGLOO_EPROTO,
+                             "it refused this rank's shared-memory hello (see its log)", 0);
+    else
+        cgloo__p2p_peer_fail(p, CGLOO_EPEER,
+                             "its process or its context ended before it answered this rank's "
+                             "shared-memory hello",
+                             0);
+}
+
+/* lazy_on_pending: a hello arrived on an accepted socket, or an answer on a dial. */
+static void lazy_on_pending(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    shm_pending *pd = CGLOO_CONTAINER_OF(io, shm_pending, io);
+    if (!pd->used) /* dropped while its event waited in the batch */
+        return;
+    shm_connector *c = pd->c;
+    int i = pending_index(c, pd);
+    if (i < 0 || c->ctx->aborted)
+        return;
+    if (pd->rank >= 0)
+        lazy_on_ack(c, i);
+    else
+        (void)on_hello(c, i); /* a failure fails the peer it names */
+}
+
+static void lazy_on_listen(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    accept_all(CGLOO_CONTAINER_OF(io, shm_connector, listen_io));
+}
+
+int cgloo__shm_connect_lazy(cgloo__connector *c, const cgloo__peer_record *peers)
+{
+    cgloo_context *ctx = c->ctx;
+    c->awaiting = calloc((size_t)ctx->size, sizeof *c->awaiting);
+    if (!c->awaiting)
+        return cgloo__ctx_error(ctx, CGLOO_ENOMEM, "rank %d: out of memory", ctx->rank);
+    take_nonces(c, peers);
+    c->listen_io.on_event = lazy_on_listen;
+    pthread_mutex_lock(&ctx->lock);
+    int rc = cgloo__poller_add(&ctx->poller, c->listen_fd, CGLOO_POLL_IN, &c->listen_io);
+    c->lazy = rc == CGLOO_OK;
+    if (c->lazy)
+        accept_all(c); /* peers that dialled before the records were read */
+    pthread_mutex_unlock(&ctx->lock);
+    if (rc != CGLOO_OK)
+        return cgloo__ctx_error(ctx, rc,
+                                "rank %d: setting up lazy shared-memory connections "
+                                "failed: %s",
+                                ctx->rank, cgloo_strerror(rc));
+    return CGLOO_OK;
+}
+
+void cgloo__shm_peer_want(cgloo_peer *p)
+{
+    shm_connector *c = p->ctx->lazy_shm;
+    if (!c || p->status != CGLOO_OK || shm_pair_of(p)->seg || c->awaiting[p->rank] ||
+        dial_index(c, p->rank) >= 0)
+        return;
+    const char *why;
+    int rc = dial(c, p->rank, &why);
+    shm_pending *pd = rc == CGLOO_OK ? c->pend[c->n_pend - 1] : NULL;
+    if (pd) {
+        rc = cgloo__poller_add(&p->ctx->poller, pd->fd, CGLOO_POLL_IN, &pd->io);
+        why = "the context's poller refused its dial";
+        if (rc != CGLOO_OK) {
+            close(pd->fd);
+            pd->fd = -1;
+            pending_drop(c, c->n_pend - 1);
+        }
+    }
+    if (rc != CGLOO_OK)
+        cgloo__p2p_peer_fail(p, rc, why, 0);
+}
+
+void cgloo__shm_lazy_forget(cgloo_peer *p)
+{
+    shm_connector *c = p->ctx->lazy_shm;
+    int i = c ? dial_index(c, p->rank) : -1;
+    if (i >= 0)
+        pending_drop(c, i);
+    if (c)
+        c->awaiting[p->rank] = false;
 }

@@ -231,9 +231,21 @@ static bool claim_revoke(shm_pair *s, uint64_t cookie)
     return true;
 }
 
+/* wait_connected keeps a send posted to a lazy pair still connecting, for
+ * cgloo__shm_pair_attach to post. */
+static void wait_connected(shm_pair *s, cgloo_request *r)
+{
+    shm_op *op = op_new(r, &(shm_rec){0});
+    if (!op)
+        return cgloo__p2p_complete(r, CGLOO_ENOMEM, 0, s->peer->ctx->rank);
+    cgloo__list_push_back(&s->unconnected, &op->link);
+}
+
 void cgloo__shm_post_send(cgloo_peer *p, cgloo_request *r)
 {
     shm_pair *s = shm_pair_of(p);
+    if (!s->seg)
+        return wait_connected(s, r);
     bool eager = r->len <= s->peer_eager_max && (int64_t)r->len <= s->credits;
     shm_rec h = {.type = eager ? REC_EAGER : REC_RTS, .len = r->len, .tag = r->tag};
     if (eager) {
@@ -690,6 +702,15 @@ int cgloo__shm_pair_attach(cgloo_peer *p, int fd, shm_segment *seg, int dir, int
     s->fd = fd;
     s->registered = true;
     cgloo__list_push_back(&p->ctx->spinners, &s->spin.link);
+    while (!cgloo__list_empty(&s->unconnected)) { /* in the order they were posted */
+        shm_op *op = CGLOO_CONTAINER_OF(s->unconnected.next, shm_op, link);
+        cgloo_request *r = op->req;
+        op_free(op);
+        if (r) {
+            r->tp = NULL;
+            cgloo__shm_post_send(p, r);
+        }
+    }
     return CGLOO_OK;
 }
 
@@ -728,10 +749,12 @@ void cgloo__shm_fail(cgloo_peer *p, int status)
     s->failed = true;
     pair_disarm(s);
     pair_close_fd(s);
+    ops_fail(&s->unconnected, status);
     ops_fail(&s->sendq, status);
     ops_fail(&s->awaiting, status);
     ops_fail(&s->receiving, status);
     announced_free(s);
+    cgloo__shm_lazy_forget(p);
 }
 
 void cgloo__shm_close_begin(cgloo_peer *p)
@@ -830,6 +853,7 @@ void cgloo__shm_peer_init(cgloo_peer *p)
     s->large_mode = mode && strcmp(mode, "vm") == 0     ? LARGE_VM
                     : mode && strcmp(mode, "copy") == 0 ? LARGE_COPY
                                                         : LARGE_AUTO;
+    cgloo__list_init(&s->unconnected);
     cgloo__list_init(&s->sendq);
     cgloo__list_init(&s->awaiting);
     cgloo__list_init(&s->receiving);
@@ -840,6 +864,7 @@ void cgloo__shm_peer_fini(cgloo_peer *p)
 {
     shm_pair *s = shm_pair_of(p);
     pair_unregister(s);
+    ops_fail(&s->unconnected, 0);
     ops_fail(&s->sendq, 0);
     ops_fail(&s->awaiting, 0);
     ops_fail(&s->receiving, 0);

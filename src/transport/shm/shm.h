@@ -43,8 +43,8 @@ typedef struct shm_dir {
     _Alignas(64) _Atomic uint64_t claim[SHM_CLAIMS];
 } shm_dir;
 
-/* The segment of one pair: dir[0], slot[0] and ring[0] carry the higher rank's messages to the
- * lower. */
+/* The segment of one pair: dir[0], slot[0] and ring[0] carry the messages of the rank that
+ * dialled (and made the segment) to the other. */
 typedef struct shm_segment {
     uint64_t magic;
     uint32_t ring_bytes;
@@ -115,11 +115,12 @@ typedef struct shm_pair {
     uint64_t eager_held;  /* eager bytes received, not yet returned */
     uint64_t credit_owed; /* of those, taken by the application */
     uint64_t next_cookie;
-    cgloo__list sendq;     /* shm_op waiting for room, in order */
-    cgloo__list awaiting;  /* announced sends waiting for READY or DONE */
-    cgloo__list receiving; /* large receives filling through the ring */
-    cgloo__list announced; /* shm_announce not yet matched */
-    cgloo__slot_link slot; /* the collectives' slots with this peer (transport/slot.h) */
+    cgloo__list unconnected; /* shm_op of sends posted before a lazy pair connected */
+    cgloo__list sendq;       /* shm_op waiting for room, in order */
+    cgloo__list awaiting;    /* announced sends waiting for READY or DONE */
+    cgloo__list receiving;   /* large receives filling through the ring */
+    cgloo__list announced;   /* shm_announce not yet matched */
+    cgloo__slot_link slot;   /* the collectives' slots with this peer (transport/slot.h) */
 } shm_pair;
 
 static inline shm_pair *shm_pair_of(cgloo_peer *p)
@@ -140,9 +141,9 @@ cgloo__slot_link *cgloo__shm_slots(cgloo_peer *p);
 bool cgloo__shm_close_step(cgloo_peer *p);
 int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
 /* cgloo__shm_pair_attach adopts a connected pair: the socket fd, the mapped segment, which
- * direction is this rank's (0: it is the higher rank), the peer's pid and its eager limit and
- * budget. Registers with the poller and the context's spinners (lock held). Status on failure,
- * with fd and seg left to the caller. */
+ * direction is this rank's (0: it dialled), the peer's pid and its eager limit and budget.
+ * Registers with the poller and the context's spinners, then posts the sends that waited for
+ * the connection (lock held). Status on failure, with fd and seg left to the caller. */
 int cgloo__shm_pair_attach(cgloo_peer *p, int fd, shm_segment *seg, int dir, int pid,
                            uint32_t eager_max, uint32_t eager_budget);
 
@@ -152,9 +153,15 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
 int cgloo__shm_connect(cgloo__connector *conn, const cgloo__peer_record *peers,
                        int64_t deadline_ms);
 void cgloo__shm_connect_end(cgloo__connector *conn);
-/* cgloo__shm_fell_back: after cgloo__shm_connect, the pair with rank cannot share memory and
- * both ranks asked for auto: the rendezvous rebinds it to TCP before TCP connects. */
-bool cgloo__shm_fell_back(const cgloo__connector *conn, int rank);
+int cgloo__shm_connect_lazy(cgloo__connector *conn, const cgloo__peer_record *peers);
+void cgloo__shm_peer_want(cgloo_peer *p);
+/* cgloo__shm_lazy_forget drops what a lazy context's connector holds for p (its dial), when
+ * p fails (lock held). */
+void cgloo__shm_lazy_forget(cgloo_peer *p);
+/* cgloo__shm_segment_possible: this process can make a segment (it made one and let it go):
+ * what a rank publishes, so that both ranks of a pair know before connecting whether sharing
+ * can work (rendezvous/local_peers.c). */
+bool cgloo__shm_segment_possible(void);
 /* cgloo__shm_connected: p has a live pair (cgloo_context_connections). Lock held. */
 bool cgloo__shm_connected(cgloo_peer *p);
 
