@@ -154,6 +154,63 @@ static void test_bad_transport(void)
     char detail[256];
     cgloo_last_error(detail, sizeof detail);
     CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
+    cgloo_tcp_attr dattr = mesh_loopback;
+    dattr.transport = "udp";
+    cgloo_device *dev = NULL;
+    CHECK_STATUS(cgloo_device_tcp_create(&dattr, &dev), CGLOO_EINVAL);
+    cgloo_last_error(detail, sizeof detail);
+    CHECK(strstr(detail, "'udp'") && strstr(detail, "auto, tcp, shm"));
+}
+
+/* The device's transport: contexts without their own connect as it says (here over TCP, with
+ * CGLOO_TRANSPORT=shm in the environment); a context's own attribute wins over it. */
+typedef struct device_case {
+    const char *device, *context;
+} device_case;
+
+static void rank_device_transport(int rank, int size, void *arg)
+{
+    const device_case *dc = arg;
+    rank_env e = {0};
+    cgloo_tcp_attr dattr = mesh_loopback;
+    dattr.transport = dc->device;
+    CHECK_OK(cgloo_device_tcp_create(&dattr, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "devt", .transport = dc->context};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
+    int v = rank;
+    CHECK_OK(cgloo_allreduce(e.ctx, &v, &v, 1, CGLOO_INT32, CGLOO_SUM, NULL));
+    CHECK(v == 1);
+    mesh_close(e);
+}
+
+static bool run_device_transport(const char *device, const char *context)
+{
+    device_case dc = {device, context};
+    capture_start();
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(2, rank_device_transport, &dc);
+    cgloo_store_destroy(thread_store);
+    return logged("[0/2] 1 peers on this host over shm") &&
+           logged("[1/2] 1 peers on this host over shm");
+}
+
+static void test_device_transport(void)
+{
+    const char *was = getenv("CGLOO_TRANSPORT");
+    char saved[16] = "";
+    if (was)
+        snprintf(saved, sizeof saved, "%s", was);
+    setenv("CGLOO_TRANSPORT", "shm", 1);
+    CHECK(!run_device_transport("tcp", NULL));
+    CHECK(run_device_transport("tcp", "auto"));
+    CHECK(run_device_transport(NULL, NULL));
+    setenv("CGLOO_TRANSPORT", "tcp", 1);
+    CHECK(run_device_transport("auto", NULL));
+    if (was)
+        setenv("CGLOO_TRANSPORT", saved, 1);
+    else
+        unsetenv("CGLOO_TRANSPORT");
 }
 
 /* ---- what the records decide ---- */
@@ -632,6 +689,7 @@ static void test_no_segment_shm(void)
 
 static const test_case tests[] = {
     {"bad_transport", test_bad_transport, 30},
+    {"device_transport", test_device_transport, 60},
     {"default_is_auto", test_default_is_auto, 60},
     {"mixed_binding", test_mixed_binding, 60},
     {"split_over_shm", test_split_over_shm, 60},

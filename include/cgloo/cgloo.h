@@ -412,6 +412,11 @@ typedef struct cgloo_tcp_attr {
      * CGLOO_TLS_CERT, CGLOO_TLS_KEY and CGLOO_TLS_CA variables are set (all three, else EINVAL).
      * Copied when the device is made. */
     const cgloo_tls_attr *tls;
+    /* How contexts connecting through this device reach peers on their own host, where the
+     * context's own attribute (cgloo_context_attr.transport) does not say: "auto", "shm" or
+     * "tcp", as there; NULL: CGLOO_TRANSPORT, else "auto". Anything else is EINVAL at create.
+     * Precedence: the context's attribute, then the device's, then the variable. */
+    const char *transport;
 } cgloo_tcp_attr;
 
 /* cgloo_device_tcp_create binds and listens on the chosen address. attr may be NULL. Blocks in
@@ -492,10 +497,9 @@ typedef struct cgloo_context_attr {
      * saying why), "tcp" (every peer over the device's TCP). NULL: CGLOO_TRANSPORT, unset or ""
      * meaning "auto". Anything else is EINVAL at create. Ranks of one context must agree. Shared
      * memory checks that both ranks run as one user instead of proving the job secret, and does not
-     * use TLS: "tcp" keeps both on every pair. A lazy context connects its same-host peers over
-     * shared memory at connect, the others on first use. A context attribute rather than a
-     * device one: the choice is per communicator, and the device is TCP's. Sub-contexts
-     * (cgloo_context_split) inherit it. */
+     * use TLS: "tcp" keeps both on every pair. A lazy context connects every pair on first use,
+     * over either. Overrides the device's attribute (cgloo_tcp_attr.transport), which in turn
+     * overrides CGLOO_TRANSPORT. Sub-contexts (cgloo_context_split) inherit the choice. */
     const char *transport;
 } cgloo_context_attr;
 
@@ -521,9 +525,8 @@ CGLOO_API int cgloo_context_create(int rank, int size, const cgloo_context_attr 
  * where a pair of this host cannot share memory; "auto" takes TCP for it); the detail
  * (cgloo_context_last_error, and cgloo_last_error) names the peer rank and its address, and for
  * a connection that never came about, the local address dialled from. A lazy context
- * (cgloo_context_attr.lazy) stops after reading the peers' addresses and connecting those it
- * reaches through shared memory: its other pairs connect on first use, and the last rank to
- * read the records removes them. */
+ * (cgloo_context_attr.lazy) stops after reading the peers' addresses: every pair connects on
+ * first use (over TCP or shared memory), and the last rank to read the records removes them. */
 CGLOO_API int cgloo_context_connect(cgloo_context *ctx, cgloo_store *store, cgloo_device *device);
 
 /* What cgloo_launch_info_from_env found: which launcher started this process and where its

@@ -194,7 +194,9 @@ class Device:
     subnets, "^" exclusions), else the address the route to store_host (the host of
     CGLOO_STORE) leaves from, else the host name's, else loopback; a port range (0: ephemeral;
     CGLOO_PORT), family 4 or 6 (0: any); advertise (CGLOO_ADVERTISE_ADDR) is published instead
-    of the bound address. A failure's exception carries the library's detail."""
+    of the bound address; transport ("auto", "shm", "tcp") is how contexts on the device reach
+    peers on their own host unless their own transport says (else CGLOO_TRANSPORT). A
+    failure's exception carries the library's detail."""
     hostname: str | None
     iface: str | None
     port_min: int
@@ -202,7 +204,7 @@ class Device:
     family: int
     def __init__(self, hostname: str | None = None, iface: str | None = None, port_min: int = 0,
                  port_max: int = 0, family: int = 0, store_host: str | None = None,
-                 advertise: str | None = None) -> None: ...
+                 advertise: str | None = None, transport: str | None = None) -> None: ...
     @property
     def address(self) -> str:
         """"host:port" peers reach it at."""

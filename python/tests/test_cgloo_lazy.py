@@ -82,6 +82,14 @@ def test_shared_memory_peers_connect_on_first_use():
     assert run_threads(4, body, timeout=20, lazy=True, transport="auto") == [(0, 0, 1, 2)] * 4
 
 
+def test_device_transport_keyword_checked():
+    with pytest.raises(cgloo.Error) as e:
+        cgloo.Device(hostname="127.0.0.1", transport="udp")
+    assert e.value.code == "EINVAL" and "'udp'" in e.value.detail
+    with cgloo.Device(hostname="127.0.0.1", transport="tcp") as dev:
+        assert dev.address.startswith("127.0.0.1:")
+
+
 def test_transport_keyword_checked():
     with pytest.raises(cgloo.Error) as e:
         cgloo.Context(0, 1, transport="udp")

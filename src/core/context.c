@@ -105,23 +105,31 @@ static int ctx_read_tuning(cgloo_context *ctx)
     return CGLOO_OK;
 }
 
-/* ctx_read_local_mode takes the transport for peers on this host from attr, else
- * CGLOO_TRANSPORT, else auto (shared memory where it works, TCP where it does not). */
+int cgloo__local_mode_parse(const char *v, int *mode)
+{
+    *mode = !v                              ? -1
+            : strcmp(v, "tcp") == 0         ? CGLOO_LOCAL_TCP
+            : !*v || strcmp(v, "auto") == 0 ? CGLOO_LOCAL_AUTO
+            : strcmp(v, "shm") == 0         ? CGLOO_LOCAL_SHM
+                                            : -2;
+    return *mode == -2 ? CGLOO_EINVAL : CGLOO_OK;
+}
+
+/* ctx_read_local_mode takes the transport for peers on this host from attr (then fixed), else
+ * CGLOO_TRANSPORT, else auto (shared memory where it works, TCP where it does not); a device's
+ * attribute comes between the two at connect (cgloo__ctx_local_mode_from). */
 static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *attr)
 {
     const char *v = attr && attr->transport ? attr->transport : getenv("CGLOO_TRANSPORT");
-    if (strcmp(v ? v : "", "tcp") == 0)
-        ctx->local_mode = CGLOO_LOCAL_TCP;
-    else if (!v || !*v || strcmp(v, "auto") == 0)
-        ctx->local_mode = CGLOO_LOCAL_AUTO;
-    else if (strcmp(v, "shm") == 0)
-        ctx->local_mode = CGLOO_LOCAL_SHM;
-    else
+    int mode;
+    if (cgloo__local_mode_parse(v, &mode) != CGLOO_OK)
         return cgloo__error_set(
             CGLOO_EINVAL,
             "cgloo_context_create: transport '%s' (%s) is none of auto, tcp, "
             "shm",
             v, attr && attr->transport ? "cgloo_context_attr.transport" : "CGLOO_TRANSPORT");
+    ctx->local_mode = (uint8_t)(mode < 0 ? CGLOO_LOCAL_AUTO : mode);
+    ctx->local_fixed = attr && attr->transport;
     return CGLOO_OK;
 }
 

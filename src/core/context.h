@@ -42,6 +42,9 @@ struct cgloo__spinner {
 
 /* Which transport binds peers on this host (cgloo_context_attr.transport, CGLOO_TRANSPORT). */
 enum cgloo__local_mode { CGLOO_LOCAL_TCP, CGLOO_LOCAL_AUTO, CGLOO_LOCAL_SHM };
+/* cgloo__local_mode_parse reads "auto", "tcp" or "shm" ("" is auto) into *mode; NULL gives -1
+ * (not said). EINVAL for anything else. */
+int cgloo__local_mode_parse(const char *v, int *mode);
 
 typedef struct cgloo_job cgloo_job;
 struct cgloo_job {
@@ -153,6 +156,7 @@ struct cgloo_context {
     } coll_env[CGLOO_COLL_ENV_MAX];
     _Atomic int coll_env_n;
     uint8_t local_mode;   /* enum cgloo__local_mode */
+    bool local_fixed;     /* local_mode from the context's attribute: a device's does not apply */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
     /* Revoke (p2p/revoke.c): the collectives were given up, by this rank or by a peer's notice;

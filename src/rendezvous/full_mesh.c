@@ -494,6 +494,8 @@ static int connect_checked(cgloo_context *ctx, cgloo_store *store, cgloo_device 
     if (ctx->size > 1 && (!store || !dev))
         return cgloo__ctx_error(ctx, CGLOO_EINVAL, "rank %d: connect needs a store and a device",
                                 ctx->rank);
+    if (dev && !ctx->local_fixed && dev->local_mode >= 0) /* the device's attribute */
+        ctx->local_mode = (uint8_t)dev->local_mode;
     int rc = ctx->size > 1 ? mesh_connect(ctx, store, dev) : CGLOO_OK;
     if (rc == CGLOO_OK) {
         CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "connected %s over %s",

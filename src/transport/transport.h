@@ -51,6 +51,10 @@ struct cgloo_device {
      * (cgloo__device_hold), so that cgloo_device_destroy frees it only with the last release.
      * Zeroed by the transport's create. */
     atomic_int holds;
+    /* How contexts connecting through it reach peers on their host unless their attribute
+     * says (enum cgloo__local_mode; -1: the device does not say). Set by the transport's
+     * create. */
+    int local_mode;
 };
 
 /* cgloo__device_hold takes a hold on dev, which cgloo_device_destroy releases. */

@@ -31,19 +31,21 @@ void cgpy_device_release(cgpy_Device *d)
 
 static int device_init(cgpy_Device *d, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"hostname", "iface",      "port_min",  "port_max",
-                            "family",   "store_host", "advertise", NULL};
-    PyObject *hostname = Py_None, *iface = Py_None, *store_host = Py_None, *advertise = Py_None;
+    static char *names[] = {"hostname",   "iface",     "port_min",  "port_max", "family",
+                            "store_host", "advertise", "transport", NULL};
+    PyObject *hostname = Py_None, *iface = Py_None, *store_host = Py_None, *advertise = Py_None,
+             *transport = Py_None;
     cgloo_tcp_attr attr = {0};
     cgloo_device *dev = NULL;
     int rc;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOiiiOO:Device", names, &hostname, &iface,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|OOiiiOOO:Device", names, &hostname, &iface,
                                      &attr.port_min, &attr.port_max, &attr.family, &store_host,
-                                     &advertise) ||
+                                     &advertise, &transport) ||
         cgpy_str(hostname, "hostname", &attr.hostname) < 0 ||
         cgpy_str(iface, "iface", &attr.iface) < 0 ||
         cgpy_str(store_host, "store_host", &attr.store_host) < 0 ||
-        cgpy_str(advertise, "advertise", &attr.advertise) < 0)
+        cgpy_str(advertise, "advertise", &attr.advertise) < 0 ||
+        cgpy_str(transport, "transport", &attr.transport) < 0)
         return -1;
     if (d->dev) {
         PyErr_SetString(PyExc_RuntimeError, "the device is already initialised");
@@ -140,13 +142,15 @@ PyTypeObject cgpy_DeviceType = {
     .tp_basicsize = sizeof(cgpy_Device),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Device(hostname=None, iface=None, port_min=0, port_max=0, family=0, "
-              "store_host=None, advertise=None)\n--\n\n"
+              "store_host=None, advertise=None, transport=None)\n--\n\n"
               "A TCP endpoint: binds and listens on an IP or host name (CGLOO_HOSTNAME), or an "
               "address chosen by interface names, IPs and subnets (CGLOO_IFACE, e.g. "
               "'^lo,docker0' or '10.1.0.0/16'), else the address the route to store_host (the "
               "host of CGLOO_STORE) leaves from, else the host name's, else loopback; on a port "
               "range (0: ephemeral; CGLOO_PORT), family 4 or 6 (0: any). advertise "
-              "(CGLOO_ADVERTISE_ADDR) is published instead of the bound address (NAT). Contexts "
+              "(CGLOO_ADVERTISE_ADDR) is published instead of the bound address (NAT). transport "
+              "('auto', 'shm' or 'tcp') is how contexts on the device reach peers on their own "
+              "host unless their own transport says (CGLOO_TRANSPORT). Contexts "
               "on the device keep it open. A context manager that closes it.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)device_init,

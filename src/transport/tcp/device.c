@@ -130,7 +130,13 @@ int cgloo_device_tcp_create(const cgloo_tcp_attr *attr, cgloo_device **out)
     if (!dev)
         return cgloo__error_set(CGLOO_ENOMEM, "no TCP device: out of memory");
     dev->base.transport = &cgloo__tcp_transport;
-    int rc = device_tls_setup(attr, dev);
+    int rc = cgloo__local_mode_parse(attr ? attr->transport : NULL, &dev->base.local_mode);
+    if (rc != CGLOO_OK)
+        rc = cgloo__error_set(rc,
+                              "cgloo_device_tcp_create: transport '%s' is none of auto, tcp, shm",
+                              attr->transport);
+    if (rc == CGLOO_OK)
+        rc = device_tls_setup(attr, dev);
     if (rc == CGLOO_OK)
         rc = cgloo__tcp_choose_address(attr, &dev->choice);
     if (rc == CGLOO_OK)
