@@ -11,12 +11,15 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -347,6 +350,71 @@ static void rank_split_shm(int rank, int size, void *arg)
     cgloo_context_destroy(half);
     cgloo_context_destroy(all);
     mesh_close(e);
+}
+
+/* ---- strangers at a lazy context's socket ---- */
+
+#define STRANGERS 9 /* more than the pool's room for sockets without a hello (3 ranks: 2 * 3) */
+
+static pthread_barrier_t strangers_ready;
+static uint64_t strangers_target[2]; /* rank 0's context id and nonce */
+
+/* stranger_connect opens a connection to rank 0's abstract socket that says nothing. */
+static int stranger_connect(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n =
+        snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "cgloo-shm/%016llx/%016llx",
+                 (unsigned long long)strangers_target[0], (unsigned long long)strangers_target[1]);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    CHECK(connect(fd, (struct sockaddr *)&sa,
+                  (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) == 0);
+    return fd;
+}
+
+/* Three lazy ranks over shared memory; before any pair connects, a stranger holds STRANGERS
+ * silent connections to rank 0's socket. Rank 0's pairs still connect (its peers' dials are
+ * answered, the silent sockets are closed as they crowd in), and every message arrives. */
+static void rank_strangers(int rank, int size, void *arg)
+{
+    (void)arg;
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {
+        .timeout_ms = 10000, .name = "strangers", .lazy = 1, .transport = "shm"};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
+    int fds[STRANGERS];
+    if (rank == 0) {
+        strangers_target[0] = e.ctx->ctx_id;
+        strangers_target[1] = e.ctx->nonce;
+    }
+    pthread_barrier_wait(&strangers_ready);
+    for (int i = 0; rank == 1 && i < STRANGERS; i++)
+        fds[i] = stranger_connect();
+    pthread_barrier_wait(&strangers_ready);
+    for (int round = 0; round < 3; round++) {
+        int v[3] = {rank, rank * 10, round};
+        CHECK_OK(cgloo_allreduce(e.ctx, v, v, 3, CGLOO_INT32, CGLOO_SUM, NULL));
+        CHECK(v[0] == 3 && v[1] == 30 && v[2] == 3 * round);
+    }
+    CHECK(cgloo_context_connections(e.ctx) == 2);
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    for (int i = 0; rank == 1 && i < STRANGERS; i++)
+        close(fds[i]);
+    mesh_close(e);
+}
+
+static void test_strangers_idle(void)
+{
+    capture_start();
+    pthread_barrier_init(&strangers_ready, NULL, 3);
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(3, rank_strangers, NULL);
+    cgloo_store_destroy(thread_store);
+    pthread_barrier_destroy(&strangers_ready);
+    CHECK(logged("closed a connection that sent no hello"));
 }
 
 static void run_split_shm(bool lazy, const char *rank0)
@@ -695,6 +763,7 @@ static const test_case tests[] = {
     {"split_over_shm", test_split_over_shm, 60},
     {"lazy_over_shm", test_lazy_over_shm, 60},
     {"records_decide", test_records_decide, 30},
+    {"strangers_idle", test_strangers_idle, 60},
     {"large_vm", test_large_vm, 60},
     {"large_copy", test_large_copy, 60},
     {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},

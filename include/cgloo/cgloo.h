@@ -622,9 +622,8 @@ CGLOO_API int cgloo_context_size(const cgloo_context *ctx);
 CGLOO_API int cgloo_context_timeout(const cgloo_context *ctx);
 /* cgloo_context_connections is how many of ctx's peers have a live connection now (its own
  * rank not counted): size - 1 once a full mesh is connected; in lazy mode (cgloo_context_attr.
- * lazy) the peers on its host it reaches through shared memory (connected at connect) and the
- * others it has talked to. Takes the context lock; never blocks longer. -1 when
- * ctx is NULL. */
+ * lazy) the peers it has talked to, over TCP or shared memory. Takes the context lock; never blocks
+ * longer. -1 when ctx is NULL. */
 CGLOO_API int cgloo_context_connections(cgloo_context *ctx);
 /* cgloo_context_set_timeout changes the default timeout (ms > 0). Errors: EINVAL. */
 CGLOO_API int cgloo_context_set_timeout(cgloo_context *ctx, int timeout_ms);

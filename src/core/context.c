@@ -117,7 +117,7 @@ int cgloo__local_mode_parse(const char *v, int *mode)
 
 /* ctx_read_local_mode takes the transport for peers on this host from attr (then fixed), else
  * CGLOO_TRANSPORT, else auto (shared memory where it works, TCP where it does not); a device's
- * attribute comes between the two at connect (cgloo__ctx_local_mode_from). */
+ * attribute comes between the two at each connect (connect_checked, rendezvous/full_mesh.c). */
 static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *attr)
 {
     const char *v = attr && attr->transport ? attr->transport : getenv("CGLOO_TRANSPORT");
@@ -129,6 +129,7 @@ static int ctx_read_local_mode(cgloo_context *ctx, const cgloo_context_attr *att
             "shm",
             v, attr && attr->transport ? "cgloo_context_attr.transport" : "CGLOO_TRANSPORT");
     ctx->local_mode = (uint8_t)(mode < 0 ? CGLOO_LOCAL_AUTO : mode);
+    ctx->local_env = ctx->local_mode;
     ctx->local_fixed = attr && attr->transport;
     return CGLOO_OK;
 }

@@ -157,6 +157,7 @@ struct cgloo_context {
     _Atomic int coll_env_n;
     uint8_t local_mode;   /* enum cgloo__local_mode */
     bool local_fixed;     /* local_mode from the context's attribute: a device's does not apply */
+    uint8_t local_env;    /* else CGLOO_TRANSPORT's (or auto), unless the device says */
     cgloo__list spinners; /* cgloo__spinner of peers polled on every round */
     uint32_t spin_rounds; /* rounds of polling them: the poller is asked every few */
     /* Revoke (p2p/revoke.c): the collectives were given up, by this rank or by a peer's notice;

@@ -494,12 +494,12 @@ static int connect_checked(cgloo_context *ctx, cgloo_store *store, cgloo_device 
     if (ctx->size > 1 && (!store || !dev))
         return cgloo__ctx_error(ctx, CGLOO_EINVAL, "rank %d: connect needs a store and a device",
                                 ctx->rank);
-    if (dev && !ctx->local_fixed && dev->local_mode >= 0) /* the device's attribute */
-        ctx->local_mode = (uint8_t)dev->local_mode;
+    if (!ctx->local_fixed) /* the device's attribute, else the variable's (context.c) */
+        ctx->local_mode = dev && dev->local_mode >= 0 ? (uint8_t)dev->local_mode : ctx->local_env;
     int rc = ctx->size > 1 ? mesh_connect(ctx, store, dev) : CGLOO_OK;
     if (rc == CGLOO_OK) {
         CGLOO_LOG(CGLOO_LOG_INFO, ctx->rank, ctx->size, "connected %s over %s",
-                  ctx->lazy_conn ? "lazily (on first use)" : "full mesh",
+                  ctx->lazy_conn || ctx->lazy_shm ? "lazily (on first use)" : "full mesh",
                   ctx->size > 1 ? dev->transport->name : "nothing (one rank)");
         pthread_mutex_lock(&ctx->lock);
         ctx->connected = true;

@@ -90,7 +90,7 @@ static bool facts_parse(const char *s, host_facts *f)
     return true;
 }
 
-/* sharing_fails writes why rank `me` and rank `peer` of one host cannot share memory into why,
+/* sharing_works writes why rank `me` and rank `peer` of one host cannot share memory into why,
  * and returns false; true when they can. */
 static bool sharing_works(const host_facts *mine, int me, const host_facts *theirs, int peer,
                           char *why, size_t len)

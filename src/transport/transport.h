@@ -20,8 +20,8 @@
  *   thread may be failing the peers meanwhile) and returns EABORTED once the context is
  *   aborted.
  * - Upward, it may call only what src/p2p/p2p.h declares. From the core it may also use: the
- *   context's rank, size, ctx_id, nonce, timeout_ms, eager_max, eager_budget, lazy and
- *   lazy_conn (read only),
+ *   context's rank, size, ctx_id, nonce, timeout_ms, eager_max, eager_budget, lazy,
+ *   lazy_conn and lazy_shm (read only),
  *   its poller (cgloo__poller_*), cgloo__ctx_error for connect's failures, and of a peer its
  *   rank, status and peer_left (read only) and addr (written once, at connect, for errors).
  * - A request handed to a transport is the transport's until it completes it with
@@ -116,7 +116,9 @@ struct cgloo_transport {
      * accepts peers' connections from the context's poller, and connects a peer when the
      * engine asks (peer_want), with the same checks as connect. Two ranks end with exactly one
      * connection even when both start one at once. A connection that fails, or does not come
-     * about in time, fails that peer (cgloo__p2p_peer_fail) naming its rank and address. Takes
+     * about in time, fails that peer (cgloo__p2p_peer_fail) naming its rank and address (one
+     * the peer's kernel took, waiting for the peer's process to answer, is left to the timeouts
+     * of the calls waiting on it). Takes
      * the context lock. Errors: ESTORE, EADDR (as connect), ENOMEM, a system error. NULL: the
      * transport has no lazy mode (the rendezvous then connects the full mesh). */
     int (*connect_lazy)(cgloo__connector *conn, const cgloo__peer_record *peers);

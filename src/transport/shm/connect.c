@@ -53,6 +53,7 @@ enum shm_answer {
     ACK_REFUSED, /* not a hello of this run, or the segment is not one */
     ACK_OK,      /* the segment is mapped: the pair is connected */
     ACK_CROSSED, /* lazy: this (higher) rank's own dial to the dialler is out, and wins */
+    ACK_GONE,    /* lazy: this rank has failed the dialler (its connection broke before) */
 };
 
 typedef struct shm_ack {
@@ -72,6 +73,7 @@ typedef struct shm_pending {
     shm_segment *seg; /* dialled: the segment handed over */
     bool used;        /* filed in pend (the pool's entries stay put: an event the poller
                        * collected may still name a dropped one) */
+    int64_t since_ms; /* accepted: when */
 } shm_pending;
 
 struct cgloo__connector {
@@ -84,6 +86,7 @@ struct cgloo__connector {
     shm_pending *pool;         /* max_pend entries */
     shm_pending **pend;        /* the used ones, n_pend of them */
     int n_pend, max_pend;
+    int n_accepted; /* of those, sockets accepted whose hello is not read yet */
     int connected, wanted;
 };
 
@@ -372,8 +375,9 @@ static int dial(shm_connector *c, int rank, const char **why)
 
 /* What a hello is to this rank. */
 enum hello_kind {
-    HELLO_BAD,  /* not of this run (or not from a peer on shared memory) */
-    HELLO_LATE, /* this run's, but the pair is connected or failed already: a crossed dial's */
+    HELLO_BAD,    /* not of this run (or not from a peer on shared memory) */
+    HELLO_LATE,   /* this run's, but the pair is connected already: a crossed dial's */
+    HELLO_FAILED, /* this run's, from a peer this rank has failed */
     HELLO_GOOD,
 };
 
@@ -390,7 +394,7 @@ static enum hello_kind hello_check(const shm_connector *c, const shm_hello *h)
     cgloo_peer *p = &ctx->peers[h->from];
     if (p->transport != &cgloo__shm_transport || c->nonce[h->from] != h->from_nonce)
         return HELLO_BAD;
-    return shm_pair_of(p)->seg || p->status != CGLOO_OK ? HELLO_LATE : HELLO_GOOD;
+    return p->status != CGLOO_OK ? HELLO_FAILED : shm_pair_of(p)->seg ? HELLO_LATE : HELLO_GOOD;
 }
 
 /* map_segment maps a segment a peer handed over, after checking it is one: sealed against
@@ -437,12 +441,33 @@ static enum shm_answer answer_hello(shm_connector *c, int fd, const shm_hello *h
     enum hello_kind kind = hello_check(c, h);
     if (kind == HELLO_LATE)
         return ACK_CROSSED;
+    if (kind == HELLO_FAILED)
+        return ACK_GONE;
     if (kind == HELLO_BAD || peer_pid(fd, &uid) <= 0 || uid != getuid() || mfd < 0)
         return ACK_REFUSED;
     if (crossed(c, (int)h->from))
         return ACK_CROSSED;
     *seg = map_segment(mfd);
     return *seg ? ACK_OK : ACK_REFUSED;
+}
+
+/* hello_failed: in a lazy context, a hello of this run from `from` that did not connect the pair
+ * fails that peer on this side too, where this rank waits for the pair (its dial, dropped for
+ * this hello, or a crossing it lost): the dialler fails it on its side alike, and neither is
+ * left waiting for a connection that will not come. */
+static void hello_failed(shm_connector *c, int from, enum shm_answer answer, bool sent)
+{
+    cgloo_peer *p = &c->ctx->peers[from];
+    if (!c->lazy || p->status != CGLOO_OK || shm_pair_of(p)->seg)
+        return;
+    c->awaiting[from] = false;
+    cgloo__p2p_peer_fail(p, answer == ACK_OK ? CGLOO_EPEER : CGLOO_EPROTO,
+                         answer == ACK_OK && !sent
+                             ? "its shared-memory hello came, but its socket closed before this "
+                               "rank's answer"
+                             : "its shared-memory hello was refused here (another user, or no "
+                               "usable segment; see the log)",
+                         0);
 }
 
 /* on_hello: accepted socket i says hello; a good one is answered and attached. Returns a
@@ -457,7 +482,9 @@ static int on_hello(shm_connector *c, int i)
     int got = recv_with_fd(pd->fd, &h, sizeof h, &mfd);
     if (got == 0)
         return CGLOO_OK;
+    c->n_accepted--;
     shm_segment *seg = NULL;
+    enum hello_kind kind = got > 0 ? hello_check(c, &h) : HELLO_BAD;
     enum shm_answer answer = got > 0 ? answer_hello(c, pd->fd, &h, mfd, &seg) : ACK_REFUSED;
     if (mfd >= 0)
         close(mfd);
@@ -471,10 +498,12 @@ static int on_hello(shm_connector *c, int i)
         if (answer == ACK_REFUSED && got > 0)
             CGLOO_LOG(CGLOO_LOG_WARN, ctx->rank, ctx->size,
                       "shared memory: refused a connection (a hello that is not for this run, "
-                      "from another user, or with no segment)");
+                      "from another user, or with no usable segment)");
         if (seg)
             munmap(seg, sizeof *seg);
         pending_drop(c, i);
+        if (kind == HELLO_GOOD && answer != ACK_CROSSED)
+            hello_failed(c, (int)h.from, answer, sent);
         return CGLOO_OK;
     }
     int fd = pd->fd;
@@ -515,18 +544,45 @@ static int take_dial(shm_connector *c, int i, const shm_ack *a)
     return attach(c, rank, fd, seg, 0, a->eager_max, a->eager_budget);
 }
 
+/* make_room: an accepted socket is to be filed while as many as the world has ranks wait for
+ * their hellos. A peer's dialler sends its hello with the connect, so those with a hello are
+ * answered first; then the longest idle one goes (a process of this host that connects and says
+ * nothing, which the abstract socket cannot keep out). So the pool never fills: dials (one per
+ * peer) always find room, and the listener is always drained (it is level-triggered). */
+static void make_room(shm_connector *c)
+{
+    for (int i = c->n_pend - 1; i >= 0 && c->n_accepted >= c->ctx->size; i--)
+        if (i < c->n_pend && c->pend[i]->rank < 0) /* a hello may drop more than its entry */
+            (void)on_hello(c, i); /* what ends the connect shows again in its next round */
+    int oldest = -1;
+    for (int i = 0; i < c->n_pend && c->n_accepted >= c->ctx->size; i++)
+        if (c->pend[i]->rank < 0 &&
+            (oldest < 0 || c->pend[i]->since_ms < c->pend[oldest]->since_ms))
+            oldest = i;
+    if (oldest >= 0 && c->n_accepted >= c->ctx->size) {
+        CGLOO_LOG(CGLOO_LOG_WARN, c->ctx->rank, c->ctx->size,
+                  "shared memory: closed a connection that sent no hello (%d wait)", c->n_accepted);
+        c->n_accepted--;
+        pending_drop(c, oldest);
+    }
+}
+
 /* accept_all files the sockets peers connected (in lazy mode, in the context's poller too). */
 static void accept_all(shm_connector *c)
 {
     int fd;
-    while (c->n_pend < c->max_pend &&
-           (fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+    while ((fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+        if (c->n_accepted >= c->ctx->size)
+            make_room(c);
         shm_pending *pd = pending_add(c, fd, -1);
-        if (!pd || !c->lazy)
+        if (!pd)
             continue;
-        if (cgloo__poller_add(&c->ctx->poller, fd, CGLOO_POLL_IN, &pd->io) != CGLOO_OK) {
+        pd->since_ms = cgloo__now_ms();
+        c->n_accepted++;
+        if (c->lazy && cgloo__poller_add(&c->ctx->poller, fd, CGLOO_POLL_IN, &pd->io) != CGLOO_OK) {
             close(pd->fd); /* not in the poller: pending_drop must not take it out */
             pd->fd = -1;
+            c->n_accepted--;
             pending_drop(c, c->n_pend - 1);
         }
     }
@@ -664,7 +720,12 @@ static void lazy_on_ack(shm_connector *c, int i)
         c->awaiting[p->rank] = true;
         return;
     }
-    if (got > 0)
+    if (got > 0 && a.ok == ACK_GONE)
+        cgloo__p2p_peer_fail(p, CGLOO_EPEER,
+                             "it answered this rank's shared-memory hello saying it had failed "
+                             "this rank (their connection broke before)",
+                             0);
+    else if (got > 0)
         cgloo__p2p_peer_fail(p, CGLOO_EPROTO,
                              "it refused this rank's shared-memory hello (see its log)", 0);
     else

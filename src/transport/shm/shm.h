@@ -1,8 +1,9 @@
 /*
  * The shared-memory transport's internals, shared by its files: the segment layout (two
  * single-producer single-consumer rings per pair of ranks), the pair (pair.c: moving messages
- * through them) and the connect op (connect.c: an abstract Unix socket per rank, over which the
- * higher rank of each pair hands the lower one its segment as a memfd). Nothing outside
+ * through them) and the connect ops (connect.c: an abstract Unix socket per rank, over which the
+ * rank that dials hands the other its pair's segment as a memfd: the higher rank of each pair in
+ * the full mesh, the first to send in a lazy context). Nothing outside
  * src/transport/shm/ includes this; the core sees shared memory only through
  * cgloo__shm_transport (shm.c).
  */
