@@ -4,6 +4,7 @@
  * (its peers fail naming it; nothing is left in /dev/shm, in the survivors' descriptors or in
  * their mappings).
  */
+#define _GNU_SOURCE /* unshare */
 #include "mesh.h"
 #include "core/context.h"
 #include "rendezvous/local_peers.h"
@@ -18,6 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -417,6 +421,78 @@ static void test_strangers_idle(void)
     CHECK(logged("closed a connection that sent no hello"));
 }
 
+/* ---- a full listen queue ---- */
+
+#define QUEUE_RANKS 8
+
+/* Rank 0 makes no call for a while after connecting, and the 7 others send to it at once: with
+ * net.core.somaxconn at 2 its socket's queue holds 3 of their dials, the others find it full
+ * and retry until rank 0 accepts. Every message arrives. */
+static void rank_queue(int rank, int size, void *arg)
+{
+    (void)arg;
+    rank_env e = {0};
+    CHECK_OK(cgloo_device_tcp_create(&mesh_loopback, &e.dev));
+    cgloo_context_attr attr = {.timeout_ms = 10000, .name = "queue", .lazy = 1, .transport = "shm"};
+    CHECK_OK(cgloo_context_create(rank, size, &attr, &e.ctx));
+    CHECK_OK(cgloo_context_connect(e.ctx, thread_store, e.dev));
+    int v = 100 + rank;
+    if (rank == 0) {
+        test_sleep_ms(300);
+        for (int r = 1; r < size; r++) {
+            cgloo_completion c;
+            CHECK_OK(cgloo_recv(e.ctx, &v, sizeof v, r, 4, 0, &c));
+            CHECK(v == 100 + r);
+        }
+    } else {
+        int rc = cgloo_send(e.ctx, &v, sizeof v, 0, 4, 0);
+        if (rc != CGLOO_OK) {
+            char detail[512];
+            cgloo_context_last_error(e.ctx, detail, sizeof detail);
+            harness_fail(__FILE__, __LINE__, "send to rank 0", detail);
+        }
+    }
+    CHECK_OK(cgloo_barrier(e.ctx, NULL));
+    mesh_close(e);
+}
+
+/* queue_world runs the ranks in a network namespace of its own (abstract sockets and
+ * somaxconn are per namespace), with loopback up for the TCP device. */
+static void queue_world(void)
+{
+    CHECK(unshare(CLONE_NEWNET) == 0);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    CHECK(s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0);
+    ifr.ifr_flags |= IFF_UP;
+    CHECK(ioctl(s, SIOCSIFFLAGS, &ifr) == 0);
+    close(s);
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "w");
+    CHECK(f != NULL && fputs("2", f) >= 0 && fclose(f) == 0);
+    CHECK_OK(cgloo_store_hash_create(&thread_store));
+    run_ranks(QUEUE_RANKS, rank_queue, NULL);
+    cgloo_store_destroy(thread_store);
+}
+
+static void test_queue_full(void)
+{
+    if (geteuid() != 0) {
+        printf("skipped: a network namespace of its own needs root\n");
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        queue_world();
+        fflush(NULL);
+        _exit(0);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void run_split_shm(bool lazy, const char *rank0)
 {
     lazy_case lc = {lazy, rank0};
@@ -764,6 +840,7 @@ static const test_case tests[] = {
     {"lazy_over_shm", test_lazy_over_shm, 60},
     {"records_decide", test_records_decide, 30},
     {"strangers_idle", test_strangers_idle, 60},
+    {"queue_full", test_queue_full, 60},
     {"large_vm", test_large_vm, 60},
     {"large_copy", test_large_copy, 60},
     {"sigkill_leaves_nothing", test_sigkill_leaves_nothing, 60},

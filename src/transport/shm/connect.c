@@ -37,11 +37,19 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define HELLO_MAGIC 0x63676c6f6f73684cULL
 #define POLL_SLICE_MS 100
+/* dial's answer when the peer's listen queue is full (not a status: a lazy dial retries). */
+#define QUEUE_FULL (-1000)
+/* A lazy dial that finds the peer's listen queue full tries again this much later: the queue
+ * holds net.core.somaxconn connections (4096 by default since Linux 5.4, 128 before, and any
+ * container may lower it), which a thousand ranks' first contact with one rank can fill until
+ * its process next accepts. */
+#define RETRY_MS 10
 
 typedef struct shm_hello {
     uint64_t magic, ctx_id, from_nonce, to_nonce;
@@ -83,8 +91,12 @@ struct cgloo__connector {
     bool lazy;                 /* the descriptors are in the context's poller */
     uint64_t *nonce;           /* the peers' nonces, from their records */
     bool *awaiting;            /* lazy, by rank: a crossed dial lost; the peer's is on its way */
-    shm_pending *pool;         /* max_pend entries */
-    shm_pending **pend;        /* the used ones, n_pend of them */
+    int64_t *retry_at;         /* by rank: a dial due then (a full listen queue: again), 0 */
+    int64_t *give_up_at;       /* lazy, by rank: and when to stop retrying */
+    int timer_fd;              /* lazy: wakes the retries */
+    cgloo__pollable timer_io;
+    shm_pending *pool;  /* max_pend entries */
+    shm_pending **pend; /* the used ones, n_pend of them */
     int n_pend, max_pend;
     int n_accepted; /* of those, sockets accepted whose hello is not read yet */
     int connected, wanted;
@@ -111,17 +123,20 @@ int cgloo__shm_connect_begin(cgloo_device *dev, cgloo_context *ctx, const char *
         c->pool = calloc((size_t)c->max_pend, sizeof *c->pool);
         c->pend = calloc((size_t)c->max_pend, sizeof *c->pend);
         c->nonce = calloc((size_t)ctx->size, sizeof *c->nonce);
+        c->retry_at = calloc((size_t)ctx->size, sizeof *c->retry_at);
     }
-    if (!c || !c->pool || !c->pend || !c->nonce) {
+    if (!c || !c->pool || !c->pend || !c->nonce || !c->retry_at) {
         if (c) {
             free(c->pool);
             free(c->pend);
             free(c->nonce);
+            free(c->retry_at);
         }
         free(c);
         return CGLOO_ENOMEM;
     }
     c->ctx = ctx;
+    c->timer_fd = -1;
     struct sockaddr_un sa;
     socklen_t len = abstract_name(&sa, ctx->ctx_id, ctx->nonce);
     c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -202,6 +217,13 @@ void cgloo__shm_connect_end(cgloo__connector *c)
     free(c->pend);
     free(c->nonce);
     free(c->awaiting);
+    free(c->retry_at);
+    free(c->give_up_at);
+    if (c->timer_fd >= 0) {
+        if (c->lazy)
+            cgloo__poller_del(&c->ctx->poller, c->timer_fd);
+        close(c->timer_fd);
+    }
     free(c);
 }
 
@@ -342,9 +364,11 @@ static int dial(shm_connector *c, int rank, const char **why)
             close(fd);
         *why = err == ECONNREFUSED ? "nothing listens at its shared-memory socket (its process "
                                      "is gone, or its context)"
-               : err == EAGAIN     ? "its shared-memory socket's listen queue is full"
+               : err == EAGAIN     ? "its shared-memory socket's listen queue stayed full"
                                    : "its shared-memory socket cannot be reached";
-        return err == ECONNREFUSED ? CGLOO_EPEER : cgloo__status_from_errno(err);
+        return err == ECONNREFUSED ? CGLOO_EPEER
+               : err == EAGAIN     ? QUEUE_FULL
+                                   : cgloo__status_from_errno(err);
     }
     shm_pending *pd = pending_add(c, fd, rank);
     int mfd = pd ? make_segment(&pd->seg) : -1;
@@ -653,17 +677,34 @@ static void take_nonces(shm_connector *c, const cgloo__peer_record *peers)
         c->nonce[r] = peers[r].nonce;
 }
 
-/* dial_lower dials every lower rank on shared memory and counts the pairs wanted. */
-static int dial_lower(shm_connector *c)
+/* count_wanted counts the pairs on shared memory, which the full mesh connects, and marks the
+ * lower ranks for dialling. */
+static void count_wanted(shm_connector *c)
 {
     cgloo_context *ctx = c->ctx;
     for (int r = 0; r < ctx->size; r++) {
-        if (r == ctx->rank || ctx->peers[r].transport != &cgloo__shm_transport)
+        bool shm = r != ctx->rank && ctx->peers[r].transport == &cgloo__shm_transport;
+        c->wanted += shm;
+        c->retry_at[r] = shm && r < ctx->rank ? 1 : 0;
+    }
+}
+
+/* dial_due dials the lower ranks whose dial is due: at first all, then those whose listen
+ * queue was full, RETRY_MS later (the connect's deadline bounds the retries); *later counts
+ * the dials still to retry. */
+static int dial_due(shm_connector *c, int *later)
+{
+    cgloo_context *ctx = c->ctx;
+    int64_t now = cgloo__now_ms();
+    *later = 0;
+    for (int r = 0; r < ctx->rank; r++) {
+        if (!c->retry_at[r] || now < c->retry_at[r])
             continue;
-        c->wanted++;
         const char *why;
-        int rc = r < ctx->rank ? dial(c, r, &why) : CGLOO_OK;
-        if (rc != CGLOO_OK)
+        int rc = dial(c, r, &why);
+        c->retry_at[r] = rc == QUEUE_FULL ? now + RETRY_MS : 0;
+        *later += rc == QUEUE_FULL;
+        if (rc != CGLOO_OK && rc != QUEUE_FULL)
             return cgloo__ctx_error(ctx, rc,
                                     "rank %d: shared memory: could not reach rank %d on "
                                     "this host: %s",
@@ -676,9 +717,9 @@ int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int
 {
     cgloo_context *ctx = c->ctx;
     take_nonces(c, peers);
-    int rc = dial_lower(c);
-    int done = 0;
-    while (rc == CGLOO_OK && c->connected < c->wanted) {
+    count_wanted(c);
+    int rc = CGLOO_OK, done = 0, later = 0;
+    while (rc == CGLOO_OK && (rc = dial_due(c, &later)) == CGLOO_OK && c->connected < c->wanted) {
         if (c->connected > done) { /* a stall is bounded, not the mesh (TCP's) */
             done = c->connected;
             deadline_ms = CGLOO_MAX(deadline_ms, cgloo__now_ms() + ctx->timeout_ms);
@@ -690,11 +731,13 @@ int cgloo__shm_connect(cgloo__connector *c, const cgloo__peer_record *peers, int
                                     "rank %d: shared memory: connected to %d of %d peers on this "
                                     "host, and to none more within %d ms; waiting for rank %d (%s)",
                                     ctx->rank, c->connected, c->wanted, ctx->timeout_ms, r,
-                                    r < ctx->rank ? "dialled, no answer" : "no hello arrived");
+                                    r > ctx->rank    ? "no hello arrived"
+                                    : c->retry_at[r] ? "its listen queue stayed full"
+                                                     : "dialled, no answer");
         }
         if (cgloo__ctx_aborted(ctx))
             return CGLOO_EABORTED;
-        rc = poll_round(c, CGLOO_MIN(left, POLL_SLICE_MS));
+        rc = poll_round(c, CGLOO_MIN(left, later ? RETRY_MS : POLL_SLICE_MS));
     }
     return rc;
 }
@@ -758,16 +801,104 @@ static void lazy_on_listen(cgloo__pollable *io, unsigned events)
     accept_all(CGLOO_CONTAINER_OF(io, shm_connector, listen_io));
 }
 
+/* lazy_arm sets the timer to the earliest retry (none: disarmed). */
+static void lazy_arm(shm_connector *c)
+{
+    int64_t next = INT64_MAX;
+    for (int r = 0; r < c->ctx->size; r++)
+        if (c->retry_at[r])
+            next = CGLOO_MIN(next, c->retry_at[r]);
+    struct itimerspec its = {0};
+    if (next != INT64_MAX) {
+        int64_t ms = CGLOO_MAX(next - cgloo__now_ms(), 0);
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (ms % 1000) * 1000000 + 1; /* zero would disarm it */
+    }
+    timerfd_settime(c->timer_fd, 0, &its, NULL);
+}
+
+/* lazy_dial dials p, in the context's poller; a full listen queue is retried (lazy_arm) until
+ * half the context's timeout has passed, and any other failure fails p. */
+static void lazy_dial(shm_connector *c, cgloo_peer *p)
+{
+    const char *why;
+    int rc = dial(c, p->rank, &why);
+    int64_t now = cgloo__now_ms();
+    if (rc == QUEUE_FULL) {
+        if (!c->give_up_at[p->rank])
+            c->give_up_at[p->rank] = now + CGLOO_MAX(c->ctx->timeout_ms / 2, 1);
+        if (now < c->give_up_at[p->rank]) {
+            c->retry_at[p->rank] = now + RETRY_MS;
+            return lazy_arm(c);
+        }
+        rc = CGLOO_EPEER;
+    }
+    c->give_up_at[p->rank] = 0;
+    shm_pending *pd = rc == CGLOO_OK ? c->pend[c->n_pend - 1] : NULL;
+    if (pd) {
+        rc = cgloo__poller_add(&p->ctx->poller, pd->fd, CGLOO_POLL_IN, &pd->io);
+        why = "the context's poller refused its dial";
+        if (rc != CGLOO_OK) {
+            close(pd->fd);
+            pd->fd = -1;
+            pending_drop(c, c->n_pend - 1);
+        }
+    }
+    if (rc != CGLOO_OK)
+        cgloo__p2p_peer_fail(p, rc, why, 0);
+}
+
+/* lazy_wanted: p is to be dialled (not connected, not failed, no dial out, none coming). */
+static bool lazy_wanted(shm_connector *c, cgloo_peer *p)
+{
+    return p->status == CGLOO_OK && !shm_pair_of(p)->seg && !c->awaiting[p->rank] &&
+           !c->retry_at[p->rank] && dial_index(c, p->rank) < 0;
+}
+
+static void lazy_on_timer(cgloo__pollable *io, unsigned events)
+{
+    (void)events;
+    shm_connector *c = CGLOO_CONTAINER_OF(io, shm_connector, timer_io);
+    uint64_t v;
+    ssize_t got = read(c->timer_fd, &v, sizeof v);
+    (void)got;
+    int64_t now = cgloo__now_ms();
+    for (int r = 0; r < c->ctx->size && !c->ctx->aborted; r++) {
+        if (!c->retry_at[r] || now < c->retry_at[r])
+            continue;
+        c->retry_at[r] = 0;
+        if (lazy_wanted(c, &c->ctx->peers[r]))
+            lazy_dial(c, &c->ctx->peers[r]);
+    }
+    lazy_arm(c);
+}
+
+/* lazy_register puts the listener and the retry timer in the context's poller (lock held). */
+static int lazy_register(shm_connector *c)
+{
+    cgloo__poller *pl = &c->ctx->poller;
+    c->listen_io.on_event = lazy_on_listen;
+    c->timer_io.on_event = lazy_on_timer;
+    int rc = cgloo__poller_add(pl, c->listen_fd, CGLOO_POLL_IN, &c->listen_io);
+    if (rc == CGLOO_OK && (rc = cgloo__poller_add(pl, c->timer_fd, CGLOO_POLL_IN, &c->timer_io)))
+        cgloo__poller_del(pl, c->listen_fd);
+    return rc;
+}
+
 int cgloo__shm_connect_lazy(cgloo__connector *c, const cgloo__peer_record *peers)
 {
     cgloo_context *ctx = c->ctx;
     c->awaiting = calloc((size_t)ctx->size, sizeof *c->awaiting);
-    if (!c->awaiting)
+    c->give_up_at = calloc((size_t)ctx->size, sizeof *c->give_up_at);
+    if (!c->awaiting || !c->give_up_at)
         return cgloo__ctx_error(ctx, CGLOO_ENOMEM, "rank %d: out of memory", ctx->rank);
+    c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (c->timer_fd < 0)
+        return cgloo__ctx_error(ctx, cgloo__status_from_errno(errno), "rank %d: timerfd: %s",
+                                ctx->rank, strerror(errno));
     take_nonces(c, peers);
-    c->listen_io.on_event = lazy_on_listen;
     pthread_mutex_lock(&ctx->lock);
-    int rc = cgloo__poller_add(&ctx->poller, c->listen_fd, CGLOO_POLL_IN, &c->listen_io);
+    int rc = lazy_register(c);
     c->lazy = rc == CGLOO_OK;
     if (c->lazy)
         accept_all(c); /* peers that dialled before the records were read */
@@ -783,23 +914,8 @@ int cgloo__shm_connect_lazy(cgloo__connector *c, const cgloo__peer_record *peers
 void cgloo__shm_peer_want(cgloo_peer *p)
 {
     shm_connector *c = p->ctx->lazy_shm;
-    if (!c || p->status != CGLOO_OK || shm_pair_of(p)->seg || c->awaiting[p->rank] ||
-        dial_index(c, p->rank) >= 0)
-        return;
-    const char *why;
-    int rc = dial(c, p->rank, &why);
-    shm_pending *pd = rc == CGLOO_OK ? c->pend[c->n_pend - 1] : NULL;
-    if (pd) {
-        rc = cgloo__poller_add(&p->ctx->poller, pd->fd, CGLOO_POLL_IN, &pd->io);
-        why = "the context's poller refused its dial";
-        if (rc != CGLOO_OK) {
-            close(pd->fd);
-            pd->fd = -1;
-            pending_drop(c, c->n_pend - 1);
-        }
-    }
-    if (rc != CGLOO_OK)
-        cgloo__p2p_peer_fail(p, rc, why, 0);
+    if (c && lazy_wanted(c, p))
+        lazy_dial(c, p);
 }
 
 void cgloo__shm_lazy_forget(cgloo_peer *p)
@@ -808,6 +924,9 @@ void cgloo__shm_lazy_forget(cgloo_peer *p)
     int i = c ? dial_index(c, p->rank) : -1;
     if (i >= 0)
         pending_drop(c, i);
-    if (c)
+    if (c) {
         c->awaiting[p->rank] = false;
+        c->retry_at[p->rank] = 0;
+        c->give_up_at[p->rank] = 0;
+    }
 }
