@@ -139,6 +139,7 @@ void cgloo__shm_close_begin(cgloo_peer *p);
 cgloo__slot_link *cgloo__shm_slots(cgloo_peer *p);
 bool cgloo__shm_close_step(cgloo_peer *p);
 int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
+int cgloo__shm_write_memory(cgloo_peer *p, const void *src, uint64_t addr, size_t len);
 /* cgloo__shm_pair_attach adopts a connected pair: the socket fd, the mapped segment, which
  * direction is this rank's (0: it is the higher rank), the peer's pid and its eager limit and
  * budget. Registers with the poller and the context's spinners (lock held). Status on failure,
