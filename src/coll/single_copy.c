@@ -16,7 +16,6 @@
 #define SC_CHUNK (256u * 1024)
 _Static_assert(SC_CHUNK <= CGLOO__SC_SCRATCH_BYTES, "a chunk is read into the scratch");
 
-
 /* sc_known: what this call's tag knows of the reads (0 for a tag without a slot). */
 static int sc_known(const coll *c)
 {
