@@ -554,7 +554,7 @@ static void test_stalled(void)
 
 /* push_rank: counts whose blocks end inside a 256 KiB chunk (the single_copy chunk), from 2 MiB
  * blocks down to blocks shorter than a chunk; at 2 ranks the vectors are large enough that
- * out of place splits in blocks (above 512 KiB) and in place runs at all (1 MiB). */
+ * out of place splits in blocks (above 64 KiB), and in place runs at all from 1 MiB. */
 static void push_rank(procs *w, int rank, void *arg)
 {
     (void)arg;

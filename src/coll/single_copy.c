@@ -10,9 +10,15 @@
 
 #include <stdlib.h>
 
-/* Bytes read and reduced at a time: large enough that a system call is noise (one
+/* Bytes read and reduced (and pushed) at a time: large enough that a system call is noise (one
  * process_vm_readv pins the pages it copies), small enough to stay in a 2-core machine's L2
- * between the copy and the reduction. */
+ * between the copy, the reduction and the push. 2 ranks pushing, cgloo-bench p50 us at 1, 4,
+ * 16 and 64 MiB, medians of 5 alternating runs at load 8 to 12: 128 KiB 112, 646, 2667, 43930;
+ * 256 KiB 103, 554, 2428, 24261; 512 KiB 103, 597, 2495, 33422; 1 MiB 104, 717, 5768, 36081
+ * (and 64 KiB 154 and 736 against 132 and 716 at 1 and 4 MiB, 3 runs at load 2). Reading each
+ * chunk into a small buffer that stays hot instead (reduce there, push it, copy it to the
+ * output) was slower: a two-process model of the loop, 4 MiB, 612 to 788 us against 563 to 660
+ * with chunks of 256 KiB, with non-temporal stores into the output or not. */
 #define SC_CHUNK (256u * 1024)
 _Static_assert(SC_CHUNK <= CGLOO__SC_SCRATCH_BYTES, "a chunk is read into the scratch");
 

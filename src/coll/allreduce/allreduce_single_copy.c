@@ -21,7 +21,8 @@
  * 4 MiB 678 against 767, 16 MiB 2872 against 3103, 64 MiB 24.1 ms against 26.5 (the same
  * runs: Open MPI's vader 292, 1188, 5354 and 56533 us).
  *
- * Two ranks up to WHOLE_MAX_BYTES, neither in place: each rank reads the peer's whole input
+ * Two ranks up to WHOLE_MAX_PUSHED_BYTES (WHOLE_MAX_BYTES where the blocks are read
+ * afterwards instead of pushed), neither in place: each rank reads the peer's whole input
  * into its output, reduces its own into it and says so (step "done"): one round fewer, and
  * neither rank waits for the other between two halves, for twice the reduction.
  *
@@ -54,6 +55,13 @@
  * 512 KiB 71.4 against 52.4, 1 MiB 170 against 180, 4 MiB 735 against 782 (from 1 MiB the
  * second half's reduction costs more than the round and the wait it saves). */
 #define WHOLE_MAX_BYTES (512u * 1024)
+/* Where the blocks are pushed (the rounds go through the slots), only up to this many: the
+ * pushes skip the round between halves, and each rank reduces half the vector. p50 us of
+ * cgloo-bench, whole against push, 2 ranks, medians of 7 alternating runs at load 5 to 7:
+ * 32 KiB 5.7 against 6.3, 64 KiB 9.1 against 9.5, 128 KiB 15.3 against 14.2, 256 KiB 29.1
+ * against 24.1, 512 KiB 58.1 against 43.4. */
+#define WHOLE_MAX_PUSHED_BYTES (64u * 1024)
+_Static_assert(WHOLE_MAX_PUSHED_BYTES <= WHOLE_MAX_BYTES, "pushes beat halves read afterwards");
 
 /* In place (on some rank), the single copy runs only from this many bytes, and declines
  * smaller calls to the message-based choice after its first round. 2 ranks, p50 us of
@@ -126,7 +134,8 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
     int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
     bool go = rc == CGLOO_OK && !*refused;
     *declined = go && bytes < IN_PLACE_MIN_BYTES && in_place_any(&s);
-    if (go && !*declined && c->size == 2 && bytes <= WHOLE_MAX_BYTES)
+    size_t whole_max = s.slots ? WHOLE_MAX_PUSHED_BYTES : WHOLE_MAX_BYTES;
+    if (go && !*declined && c->size == 2 && bytes <= whole_max)
         rc = whole_run(&s, in, out, count);
     else if (go && !*declined && s.slots)
         rc = push_run(&s, out, bytes_off);
