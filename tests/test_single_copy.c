@@ -29,7 +29,7 @@
  *   output afterwards (its gate is shut when it returns), and the late peer fails;
  * - small_chosen: the selectors pick single_copy by default from their thresholds down to
  *   tens of KiB, not below, and the results are exact; allreduce in place declines it below
- *   1 MiB (the flight recorder names the algorithm that ran instead).
+ *   16 KiB (the flight recorder names the algorithm that ran instead).
  */
 #include "mesh.h"
 #include "procs.h"
@@ -554,7 +554,7 @@ static void test_stalled(void)
 
 /* push_rank: counts whose blocks end inside a 256 KiB chunk (the single_copy chunk), from 2 MiB
  * blocks down to blocks shorter than a chunk; at 2 ranks the vectors are large enough that
- * out of place splits in blocks (above 64 KiB), and in place runs at all from 1 MiB. */
+ * out of place splits in blocks (above 64 KiB). */
 static void push_rank(procs *w, int rank, void *arg)
 {
     (void)arg;
@@ -679,10 +679,10 @@ static void small_rank(procs *w, int rank, void *arg)
     };
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
-    /* In place below 1 MiB the single copy declines after its first round. */
-    allreduce_checked(e.ctx, w->size, rank, 16 * 1024, 0, true, NULL);
+    /* In place below 16 KiB the single copy declines after its first round. */
+    allreduce_checked(e.ctx, w->size, rank, 2 * 1024, 0, true, NULL);
     if (dumped_algorithm(e.ctx, "allreduce(single_copy)"))
-        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 64 KiB");
+        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 8 KiB");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         if (chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].below))
             harness_fail(__FILE__, __LINE__, "single_copy chosen too small", cases[k].kind);

@@ -26,10 +26,12 @@
  * into its output, reduces its own into it and says so (step "done"): one round fewer, and
  * neither rank waits for the other between two halves, for twice the reduction.
  *
- * Where some rank runs in place, calls below IN_PLACE_MIN_BYTES are declined after the first
- * round (which tells every rank where every vector lies, so all decline alike) and run the
- * message-based choice instead: a vector its owner just wrote is read out of that owner's
- * cache, which costs more there than the copies through the rings.
+ * Where some rank runs in place, calls below IN_PLACE_PUSHED_MIN_BYTES (IN_PLACE_MIN_BYTES
+ * where the blocks are read afterwards) are declined after the first round (which tells every
+ * rank where every vector lies, so all decline alike) and run the message-based choice
+ * instead: a vector its owner just wrote is read out of that owner's cache, which costs more
+ * there than the copies through the rings. The whole-vector path runs only where no rank is in
+ * place (a rank in place overwrites the input its peer reads whole).
  *
  * In place works: a rank writes into a peer's buffer only chunks of its own block, each after
  * it read that chunk out of every peer (and no other rank reads a block it does not own); in
@@ -63,15 +65,21 @@
 #define WHOLE_MAX_PUSHED_BYTES (64u * 1024)
 _Static_assert(WHOLE_MAX_PUSHED_BYTES <= WHOLE_MAX_BYTES, "pushes beat halves read afterwards");
 
-/* In place (on some rank), the single copy runs only from this many bytes, and declines
- * smaller calls to the message-based choice after its first round. 2 ranks, p50 us of
- * the previous choice against single_copy, in place (a loop of cgloo_allreduce on one buffer,
- * medians of three runs at load 12): 4 KiB 2.65 against 3.94, 64 KiB 16.6 against 23,
- * 256 KiB 46 against 57, 512 KiB 97 against 116, 1 MiB 262 against 251. A peer's vector it
- * wrote last is read out of that peer's cache, which costs more than the copies through the
- * rings. */
+/* In place (on some rank), the single copy runs only from this many bytes where the blocks
+ * are read after a round (no slots), and declines smaller calls to the message-based choice
+ * after its first round. 2 ranks, p50 us of the previous choice against single_copy, in place
+ * (a loop of cgloo_allreduce on one buffer, medians of three runs at load 12): 4 KiB 2.65
+ * against 3.94, 64 KiB 16.6 against 23, 256 KiB 46 against 57, 512 KiB 97 against 116, 1 MiB
+ * 262 against 251. A peer's vector it wrote last is read out of that peer's cache, which costs
+ * more than the copies through the rings. */
 #define IN_PLACE_MIN_BYTES (1024u * 1024)
-_Static_assert(WHOLE_MAX_BYTES < IN_PLACE_MIN_BYTES, "the whole-vector path runs apart only");
+/* Where the blocks are pushed, from this many: each chunk reaches the peers while it is in the
+ * writer's cache. 2 ranks in place, p50 us of the message-based choice against pushes (a loop of
+ * cgloo_allreduce on one buffer that the caller touches once a page before each call, medians of
+ * three alternating runs at load 3): 4 KiB 3.0 against 3.8, 8 KiB 3.8 against 3.6, 16 KiB 5.8
+ * against 4.1, 64 KiB 15.9 against 9.8, 256 KiB 50.1 against 24.1, 512 KiB 86.9 against 41.0. */
+#define IN_PLACE_PUSHED_MIN_BYTES (16u * 1024)
+_Static_assert(IN_PLACE_PUSHED_MIN_BYTES <= IN_PLACE_MIN_BYTES, "pushes pay from smaller sizes");
 
 /* in_place_any: some rank runs in place (the first round told every rank where every vector
  * lies, so all of them answer alike). */
@@ -113,6 +121,22 @@ static int push_run(cgloo__sc *s, void *out, const size_t *bytes_off)
     return cgloo__sc_agree(s, cgloo__sc_reduce_push(s, mine, bytes_off[s->c->rank]), SC_STEP_DONE);
 }
 
+/* How a call runs, once the first round told every rank where every vector lies. */
+enum sc_way { SC_NONE, SC_DECLINE, SC_WHOLE, SC_PUSH, SC_SPLIT };
+
+/* sc_choose: the same on every rank, from what all of them know alike (the size, every rank's
+ * addresses, whether the rounds go through the slots). */
+static enum sc_way sc_choose(const cgloo__sc *s, size_t bytes)
+{
+    bool in_place = in_place_any(s);
+    if (in_place && bytes < (s->slots ? IN_PLACE_PUSHED_MIN_BYTES : IN_PLACE_MIN_BYTES))
+        return SC_DECLINE;
+    if (!in_place && s->c->size == 2 &&
+        bytes <= (s->slots ? WHOLE_MAX_PUSHED_BYTES : WHOLE_MAX_BYTES))
+        return SC_WHOLE;
+    return s->slots ? SC_PUSH : SC_SPLIT;
+}
+
 /* single_copy_run: *refused as cgloo__sc_begin says; *declined: some rank runs in place below
  * IN_PLACE_MIN_BYTES (nothing was read or written). */
 static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused,
@@ -132,14 +156,13 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
     }
     cgloo__sc s;
     int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
-    bool go = rc == CGLOO_OK && !*refused;
-    *declined = go && bytes < IN_PLACE_MIN_BYTES && in_place_any(&s);
-    size_t whole_max = s.slots ? WHOLE_MAX_PUSHED_BYTES : WHOLE_MAX_BYTES;
-    if (go && !*declined && c->size == 2 && bytes <= whole_max)
+    enum sc_way way = rc == CGLOO_OK && !*refused ? sc_choose(&s, bytes) : SC_NONE;
+    *declined = way == SC_DECLINE;
+    if (way == SC_WHOLE)
         rc = whole_run(&s, in, out, count);
-    else if (go && !*declined && s.slots)
+    else if (way == SC_PUSH)
         rc = push_run(&s, out, bytes_off);
-    else if (go && !*declined)
+    else if (way == SC_SPLIT)
         rc = split_run(&s, out, off, bytes_off);
     cgloo__sc_end(&s);
     free(off);
