@@ -24,7 +24,9 @@
  * go through the ring. */
 #define SHM_CLAIMS 64
 #define SHM_READING (1ull << 63)
-#define SHM_MAGIC 0x63676c6f6f73686dULL /* "cgloosh m" */
+/* Names the segment's layout: a peer of a build with another layout (the slot channels' gate
+ * word moved the rings) refuses the segment instead of misreading it. */
+#define SHM_MAGIC 0x63676c6f6f736832ULL /* "cgloosh2" */
 
 /* One direction's control words, each on its own cache line: the producer writes tail, the
  * consumer head; a side about to sleep sets its flag, and the other side, seeing it after its
