@@ -138,7 +138,7 @@ static enum sc_way sc_choose(const cgloo__sc *s, size_t bytes)
 }
 
 /* single_copy_run: *refused as cgloo__sc_begin says; *declined: some rank runs in place below
- * IN_PLACE_MIN_BYTES (nothing was read or written). */
+ * the size from which the single copy pays in place (sc_choose; nothing was read or written). */
 static int single_copy_run(coll *c, const void *in, void *out, size_t count, bool *refused,
                            bool *declined)
 {
