@@ -22,9 +22,14 @@
  *   tag that has one, and not on a tag that has none (the rounds took each path);
  * - mixed_in_place: one rank in place and the other not (2 ranks decide alike whether each
  *   reduces the whole vector, and whether to decline);
+ * - push_chunks: allreduce's pushes (each rank writes its reduced block into its peers' outputs
+ *   a chunk at a time) at sizes whose blocks are no multiple of the chunk, in place and out of
+ *   place, one rank in place and the other not, 2 and 3 ranks;
+ * - left_early: a rank whose call timed out before its peer came gets no write into its
+ *   output afterwards (its gate is shut when it returns), and the late peer fails;
  * - small_chosen: the selectors pick single_copy by default from their thresholds down to
  *   tens of KiB, not below, and the results are exact; allreduce in place declines it below
- *   1 MiB (the flight recorder names the algorithm that ran instead).
+ *   16 KiB (the flight recorder names the algorithm that ran instead).
  */
 #include "mesh.h"
 #include "procs.h"
@@ -545,6 +550,80 @@ static void test_stalled(void)
     procs_expect_ok(&w, 2, 30000);
 }
 
+/* ---- pushes --------------------------------------------------------------------------------- */
+
+/* push_rank: counts whose blocks end inside a 256 KiB chunk (the single_copy chunk), from 2 MiB
+ * blocks down to blocks shorter than a chunk; at 2 ranks the vectors are large enough that
+ * out of place splits in blocks (above 64 KiB). */
+static void push_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    static const size_t sizes[] = {(1u << 19) * 3 + 5, (1u << 18) + 65536 + 1, 3 * 65536 + 1};
+    for (int k = 0; k < 4; k++)
+        for (size_t c = 0; c < 3; c++) {
+            bool apart = w->size == 2 && k == 3 && sizes[c] * sizeof(float) >= (1u << 20);
+            allreduce_checked(e.ctx, w->size, rank, sizes[c], k, apart ? rank == 0 : k % 2 == 1,
+                              "single_copy");
+        }
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_push_chunks(void)
+{
+    run_world(2, push_rank, NULL, NULL);
+    run_world(3, push_rank, NULL, NULL);
+}
+
+/* left_rank: rank 1 calls first, with a short timeout, and returns ETIMEDOUT before rank 0
+ * calls; rank 0 then finds rank 1's addresses in the slot and would write its block into rank
+ * 1's output: the gate rank 1 shut must stop it, and rank 1's output keep what it held. */
+static void left_rank(procs *w, int rank, void *arg)
+{
+    (void)arg;
+    cgloo_store *s = procs_store(w);
+    rank_env e = connect_as(w, s, rank, "shm");
+    size_t n = 1u << 19; /* 2 MiB: blocks, pushed */
+    float *in = calloc(n, sizeof *in), *out = calloc(n, sizeof *out);
+    CHECK(in && out);
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = 1};
+    CHECK_OK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o)); /* probed */
+    for (size_t i = 0; i < n; i++)
+        out[i] = -1;
+    const char *left = "left_returned", *late = "late_returned";
+    o.timeout_ms = 300;
+    if (rank == 1) {
+        CHECK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o) == CGLOO_ETIMEDOUT);
+        CHECK_OK(cgloo_store_set(s, left, "1", 1));
+        CHECK_OK(cgloo_store_wait(s, &late, 1, 30000));
+        for (size_t i = 0; i < n; i++)
+            if (out[i] != -1) {
+                char detail[96];
+                snprintf(detail, sizeof detail, "element %zu is %g", i, (double)out[i]);
+                harness_fail(__FILE__, __LINE__, "written after the call returned", detail);
+            }
+    } else {
+        CHECK_OK(cgloo_store_wait(s, &left, 1, 30000));
+        CHECK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o) != CGLOO_OK);
+        CHECK_OK(cgloo_store_set(s, late, "1", 1));
+    }
+    free(in);
+    free(out);
+    mesh_close(e);
+    cgloo_store_destroy(s);
+}
+
+static void test_left_early(void)
+{
+    procs w;
+    procs_init(&w, 2, "left");
+    for (int r = 0; r < 2; r++)
+        procs_spawn(&w, r, left_rank, NULL);
+    procs_expect_ok(&w, 2, 30000);
+}
+
 /* ---- small sizes chosen by default ---------------------------------------------------------- */
 
 /* chosen_at runs collective `kind` of `bytes` in all (int32, the default algorithm, checked)
@@ -600,10 +679,10 @@ static void small_rank(procs *w, int rank, void *arg)
     };
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
-    /* In place below 1 MiB the single copy declines after its first round. */
-    allreduce_checked(e.ctx, w->size, rank, 16 * 1024, 0, true, NULL);
+    /* In place below 16 KiB the single copy declines after its first round. */
+    allreduce_checked(e.ctx, w->size, rank, 2 * 1024, 0, true, NULL);
     if (dumped_algorithm(e.ctx, "allreduce(single_copy)"))
-        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 64 KiB");
+        harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 8 KiB");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         if (chosen_at(e.ctx, w->size, rank, cases[k].kind, cases[k].below))
             harness_fail(__FILE__, __LINE__, "single_copy chosen too small", cases[k].kind);
@@ -633,6 +712,8 @@ static const test_case tests[] = {
     {"paths", test_paths, 100},
     {"stalled", test_stalled, 60},
     {"mixed_in_place", test_mixed_in_place, 60},
+    {"push_chunks", test_push_chunks, 100},
+    {"left_early", test_left_early, 60},
     {"small_chosen", test_small_chosen, 60},
 };
 

@@ -79,6 +79,14 @@ void cgloo__sc_end(cgloo__sc *s);
  * (recorded). */
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
 
+/* cgloo__sc_reduce_push is cgloo__sc_reduce_own that also writes each reduced chunk straight
+ * into every peer's output, at byte out_at of it for the block's start, while the chunk is in
+ * the cache: the peers need not read the block afterwards (no gather, no round before it).
+ * Needs the slots (s->slots): each write happens within the peer's gate, which the peer shuts
+ * in cgloo__sc_end, so no write outlives the peer's call. Returns the status to agree on
+ * (recorded). */
+int cgloo__sc_reduce_push(cgloo__sc *s, uint8_t *dst, size_t out_at);
+
 /* cgloo__sc_gather reads every other rank's block q out of rank q's output at out_off[q]
  * (bytes) into this rank's output at the same offset. Call once every rank finished its block.
  * Returns the status to agree on (recorded). */

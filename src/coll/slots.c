@@ -420,3 +420,59 @@ void cgloo__slots_reduce(slot_set *s, void *dst, const void *own, size_t count)
         cgloo__coll_reduce(c, dst, r == c->rank ? own : cgloo__slots_data(s, r - (r > c->rank)),
                            count);
 }
+
+/* ---- gates ---------------------------------------------------------------------------------- */
+
+void cgloo__slots_gate_open(slot_set *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        slot_peer *p = &s->p[i];
+        p->gate = p->link->op[s->ch] + 1; /* the next round's op number, on both ranks */
+        atomic_store_explicit(&p->link->tx[s->ch].gate, p->gate, memory_order_release);
+    }
+}
+
+bool cgloo__slots_gate_enter(slot_set *s, int i)
+{
+    slot_peer *p = &s->p[i];
+    uint64_t open = p->gate;
+    return open && atomic_compare_exchange_strong_explicit(
+                       &p->link->rx[s->ch].gate, &open, open | CGLOO_SLOT_GATE_WRITING,
+                       memory_order_acquire, memory_order_relaxed);
+}
+
+void cgloo__slots_gate_leave(slot_set *s, int i)
+{
+    slot_peer *p = &s->p[i];
+    atomic_store_explicit(&p->link->rx[s->ch].gate, p->gate, memory_order_release);
+}
+
+/* gate_shut closes this rank's gate with peer i; false when the peer stayed in a write. */
+static bool gate_shut(slot_set *s, int i)
+{
+    slot_peer *p = &s->p[i];
+    _Atomic uint64_t *gate = &p->link->tx[s->ch].gate;
+    int64_t until = 0;
+    for (;;) {
+        uint64_t open = p->gate;
+        if (atomic_compare_exchange_strong(gate, &open, 0) ||
+            open != (p->gate | CGLOO_SLOT_GATE_WRITING))
+            break; /* shut, or not this operation's (nothing to wait for) */
+        if (!until)
+            until = cgloo__now_ms() + SLOTS_GATE_WAIT_MS;
+        else if (cgloo__now_ms() > until)
+            return false;
+        sched_yield();
+    }
+    p->gate = 0;
+    return true;
+}
+
+int cgloo__slots_gate_close(slot_set *s)
+{
+    int stalled = -1;
+    for (int i = 0; i < s->n; i++)
+        if (s->p[i].gate && !gate_shut(s, i))
+            stalled = s->p[i].rank;
+    return stalled;
+}

@@ -35,6 +35,7 @@ typedef struct slot_peer {
      * (cgloo__slots_wait_each); put and wait set them for every peer. */
     const void *out;
     size_t out_len, in_len;
+    uint64_t gate; /* the op number that keys the gates with the peer (0: none opened) */
 } slot_peer;
 
 typedef struct slot_set {
@@ -137,5 +138,23 @@ void cgloo__slots_reduce(slot_set *s, void *dst, const void *own, size_t count);
 /* cgloo__slots_drop takes peer i out of s after a round (the others keep their order): this
  * rank has no more rounds with it, and it none with this rank. */
 void cgloo__slots_drop(slot_set *s, int i);
+
+/* Gates: a rank lets its peers write straight into its memory (process_vm_writev: the
+ * single_copy allreduce's pushes) only while it is inside the operation, so that no write
+ * lands in a buffer the caller has got back (after a timeout, say) and reused.
+ * cgloo__slots_gate_open, right before the round that tells the peers where the memory lies,
+ * opens this rank's gate with every peer of s, keyed to that round's op number (which both ranks
+ * of a pair count alike). A writer brackets each write with cgloo__slots_gate_enter (false: the
+ * owner has left, do not write) and cgloo__slots_gate_leave. cgloo__slots_gate_close, before the
+ * owner returns (whatever happened), shuts its gates, waiting out a write in progress for at
+ * most SLOTS_GATE_WAIT_MS; it returns a peer that stayed in its write longer (its write may
+ * still land), or -1. Never blocks otherwise. */
+/* A peer's write into this rank's memory is one process_vm_writev of at most a chunk, a matter
+ * of microseconds: one that lasts this long is stalled (stopped, or swapped out). */
+#define SLOTS_GATE_WAIT_MS 2000
+void cgloo__slots_gate_open(slot_set *s);
+bool cgloo__slots_gate_enter(slot_set *s, int i);
+void cgloo__slots_gate_leave(slot_set *s, int i);
+int cgloo__slots_gate_close(slot_set *s);
 
 #endif

@@ -46,7 +46,12 @@ typedef struct cgloo__slot_buf {
 typedef struct cgloo__slot_chan {
     cgloo__slot_buf buf[2];
     _Alignas(64) _Atomic uint64_t done; /* the reader: the last op it finished reading */
+    /* The writer's gate (coll/slots.h, cgloo__slots_gate_open): while it holds an op number,
+     * the reader may write into the writer's memory that op's round announced; the reader
+     * adds CGLOO_SLOT_GATE_WRITING while it writes. */
+    _Alignas(64) _Atomic uint64_t gate;
 } cgloo__slot_chan;
+#define CGLOO_SLOT_GATE_WRITING (1ull << 63)
 
 /* One peer's slots, as a transport hands them to the collectives. */
 typedef struct cgloo__slot_link {

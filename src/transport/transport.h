@@ -169,6 +169,11 @@ struct cgloo_transport {
      * EPEER when p's process is gone; EPROTO when the range is not mapped in p. Without the
      * context lock; thread-safe. NULL: the transport cannot (TCP). */
     int (*read_memory)(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
+    /* write_memory copies len bytes from src to address addr of p's process, with one copy and
+     * without the peer's help: only into memory the peer opened for it and keeps open while
+     * the write lasts (the single_copy allreduce's gate, coll/slots.h). Errors as read_memory's.
+     * Without the context lock; thread-safe. NULL: the transport cannot. */
+    int (*write_memory)(cgloo_peer *p, const void *src, uint64_t addr, size_t len);
     /* slots: the pair's slots (transport/slot.h), through which collectives hand small
      * buffers straight to p, or NULL when p is not connected. Stays valid until peer_fini,
      * also after p fails. Lock held. May be NULL: the transport has none. */

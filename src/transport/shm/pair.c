@@ -268,14 +268,16 @@ void cgloo__shm_post_send(cgloo_peer *p, cgloo_request *r)
 
 /* ---- large receives -------------------------------------------------------------------------- */
 
-/* vm_read copies len bytes at addr in the peer's process into dst; false with errno. */
-static bool vm_read(int pid, void *dst, uint64_t addr, size_t len)
+/* vm_copy copies len bytes between local and addr in the peer's process, from the peer with
+ * process_vm_readv or to it with process_vm_writev; false with errno. */
+static bool vm_copy(int pid, void *local, uint64_t addr, size_t len, bool to_peer)
 {
     size_t done = 0;
     while (done < len) {
-        struct iovec local = {(uint8_t *)dst + done, len - done};
-        struct iovec remote = {(void *)(uintptr_t)(addr + done), len - done};
-        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+        struct iovec mine = {(uint8_t *)local + done, len - done};
+        struct iovec theirs = {(void *)(uintptr_t)(addr + done), len - done};
+        ssize_t n = to_peer ? process_vm_writev(pid, &mine, 1, &theirs, 1, 0)
+                            : process_vm_readv(pid, &mine, 1, &theirs, 1, 0);
         if (n <= 0) {
             if (n == 0)
                 errno = EFAULT;
@@ -286,14 +288,33 @@ static bool vm_read(int pid, void *dst, uint64_t addr, size_t len)
     return true;
 }
 
+/* vm_read copies len bytes at addr in the peer's process into dst; false with errno. */
+static bool vm_read(int pid, void *dst, uint64_t addr, size_t len)
+{
+    return vm_copy(pid, dst, addr, len, false);
+}
+
+/* vm_status: the status of a failed vm_copy, from its errno. */
+static int vm_status(void)
+{
+    return errno == ESRCH ? CGLOO_EPEER : errno == EFAULT ? CGLOO_EPROTO : CGLOO_ENOTSUP;
+}
+
 int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len)
 {
     const shm_pair *s = shm_pair_of(p); /* pid and large_mode are fixed once attached */
     if (s->large_mode == LARGE_COPY)
         return CGLOO_ENOTSUP;
-    if (vm_read(s->pid, dst, addr, len))
-        return CGLOO_OK;
-    return errno == ESRCH ? CGLOO_EPEER : errno == EFAULT ? CGLOO_EPROTO : CGLOO_ENOTSUP;
+    return vm_read(s->pid, dst, addr, len) ? CGLOO_OK : vm_status();
+}
+
+int cgloo__shm_write_memory(cgloo_peer *p, const void *src, uint64_t addr, size_t len)
+{
+    const shm_pair *s = shm_pair_of(p);
+    if (s->large_mode == LARGE_COPY)
+        return CGLOO_ENOTSUP;
+    /* process_vm_writev only reads the local side: the cast does not write src */
+    return vm_copy(s->pid, (void *)(uintptr_t)src, addr, len, true) ? CGLOO_OK : vm_status();
 }
 
 /* take_announce removes the announcement of cookie; its sender address in *addr. */

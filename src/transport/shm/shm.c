@@ -20,5 +20,6 @@ const cgloo_transport cgloo__shm_transport = {
     .close_begin = cgloo__shm_close_begin,
     .close_step = cgloo__shm_close_step,
     .read_memory = cgloo__shm_read_memory,
+    .write_memory = cgloo__shm_write_memory,
     .slots = cgloo__shm_slots,
 };

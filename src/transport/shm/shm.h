@@ -25,7 +25,9 @@
  * go through the ring. */
 #define SHM_CLAIMS 64
 #define SHM_READING (1ull << 63)
-#define SHM_MAGIC 0x63676c6f6f73686dULL /* "cgloosh m" */
+/* Names the segment's layout: a peer of a build with another layout (the slot channels' gate
+ * word moved the rings) refuses the segment instead of misreading it. */
+#define SHM_MAGIC 0x63676c6f6f736832ULL /* "cgloosh2" */
 
 /* One direction's control words, each on its own cache line: the producer writes tail, the
  * consumer head; a side about to sleep sets its flag, and the other side, seeing it after its
@@ -141,6 +143,7 @@ void cgloo__shm_close_begin(cgloo_peer *p);
 cgloo__slot_link *cgloo__shm_slots(cgloo_peer *p);
 bool cgloo__shm_close_step(cgloo_peer *p);
 int cgloo__shm_read_memory(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
+int cgloo__shm_write_memory(cgloo_peer *p, const void *src, uint64_t addr, size_t len);
 /* cgloo__shm_pair_attach adopts a connected pair: the socket fd, the mapped segment, which
  * direction is this rank's (0: it dialled), the peer's pid and its eager limit and budget.
  * Registers with the poller and the context's spinners, then posts the sends that waited for
