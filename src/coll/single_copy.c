@@ -137,18 +137,28 @@ int cgloo__sc_agree(cgloo__sc *s, int mine, unsigned step)
     return rc;
 }
 
+/* peer_copy copies len bytes between buf and addr of rank q: out of q's memory into buf, or
+ * with to_peer from buf into q's; records a failure. */
+static int peer_copy(cgloo__sc *s, int q, void *buf, uint64_t addr, size_t len, bool to_peer)
+{
+    cgloo_peer *p = &s->c->ctx->peers[q];
+    const cgloo_transport *t = p->transport;
+    int rc = !t                           ? CGLOO_ENOTSUP
+             : to_peer && t->write_memory ? t->write_memory(p, buf, addr, len)
+             : !to_peer && t->read_memory ? t->read_memory(p, buf, addr, len)
+                                          : CGLOO_ENOTSUP;
+    if (rc == CGLOO_OK)
+        return rc;
+    return cgloo__coll_error(
+        s->c, rc, "%s %zu bytes %s rank %d's %s failed: %s", to_peer ? "writing" : "reading", len,
+        to_peer ? "into" : "of", q, to_peer ? "output" : "vector",
+        rc == CGLOO_ENOTSUP ? "the kernel does not allow it" : cgloo_strerror(rc));
+}
+
 /* peer_read copies len bytes at addr of rank q into dst, recording a failure. */
 static int peer_read(cgloo__sc *s, int q, void *dst, uint64_t addr, size_t len)
 {
-    cgloo_peer *p = &s->c->ctx->peers[q];
-    int rc = p->transport && p->transport->read_memory
-                 ? p->transport->read_memory(p, dst, addr, len)
-                 : CGLOO_ENOTSUP;
-    if (rc == CGLOO_OK)
-        return rc;
-    return cgloo__coll_error(s->c, rc, "reading %zu bytes of rank %d's vector failed: %s", len, q,
-                             rc == CGLOO_ENOTSUP ? "the kernel does not allow it"
-                                                 : cgloo_strerror(rc));
+    return peer_copy(s, q, dst, addr, len, false);
 }
 
 /* probe reads a byte of every peer's input (of those that have one: a rank with nothing to
@@ -307,20 +317,6 @@ static int reduce_chunk(cgloo__sc *s, uint8_t *dst, const uint8_t *own, size_t d
     return CGLOO_OK;
 }
 
-/* peer_write copies len bytes from src to addr of rank q, recording a failure. */
-static int peer_write(cgloo__sc *s, int q, const void *src, uint64_t addr, size_t len)
-{
-    cgloo_peer *p = &s->c->ctx->peers[q];
-    int rc = p->transport && p->transport->write_memory
-                 ? p->transport->write_memory(p, src, addr, len)
-                 : CGLOO_ENOTSUP;
-    if (rc == CGLOO_OK)
-        return rc;
-    return cgloo__coll_error(s->c, rc, "writing %zu bytes into rank %d's output failed: %s", len, q,
-                             rc == CGLOO_ENOTSUP ? "the kernel does not allow it"
-                                                 : cgloo_strerror(rc));
-}
-
 /* push_chunk writes len bytes at src into every peer's output at byte out_at, in the order
  * rank+1, rank+2, ... (so that the ranks' writes spread over the peers), each within the
  * peer's gate. */
@@ -334,7 +330,8 @@ static int push_chunk(cgloo__sc *s, const uint8_t *src, size_t out_at, size_t le
                                      "rank %d left the collective before rank %d wrote its "
                                      "block into it",
                                      q, c->rank);
-        int rc = peer_write(s, q, src, s->at[q].out + out_at, len);
+        /* write_memory does not write src: the cast only fits peer_copy's buffer */
+        int rc = peer_copy(s, q, (void *)(uintptr_t)src, s->at[q].out + out_at, len, true);
         cgloo__slots_gate_leave(&s->set, i);
         if (rc != CGLOO_OK)
             return rc;

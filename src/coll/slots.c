@@ -56,52 +56,48 @@ static int slots_state(cgloo_context *ctx)
     return st ? st : -1; /* no memory: not now */
 }
 
-/* What slots_link waits for: every peer of the set connected (its link known), or one failed. */
-typedef struct link_wait {
-    cgloo_context *ctx;
-    const int *ranks;
-    int n;
-} link_wait;
-
 static cgloo__slot_link *link_of(cgloo_context *ctx, int rank)
 {
     return atomic_load_explicit(&ctx->slot_links[rank], memory_order_acquire);
 }
 
+/* links_known (lock held): every peer of the set has its link now (looked up as its pair
+ * connects), or one failed. */
 static bool links_known(void *arg)
 {
-    link_wait *w = arg;
+    slot_set *s = arg;
+    cgloo_context *ctx = s->c->ctx;
     bool all = true;
-    for (int i = 0; i < w->n; i++) {
-        cgloo_peer *p = &w->ctx->peers[w->ranks[i]];
-        if (!link_of(w->ctx, p->rank) && p->status == CGLOO_OK)
-            atomic_store_explicit(&w->ctx->slot_links[p->rank], cgloo__tp_slots(p),
-                                  memory_order_release);
+    for (int i = 0; i < s->n; i++) {
+        cgloo_peer *p = &ctx->peers[s->p[i].rank];
         if (p->status != CGLOO_OK)
             return true;
-        all &= link_of(w->ctx, p->rank) != NULL;
+        if (!link_of(ctx, p->rank))
+            atomic_store_explicit(&ctx->slot_links[p->rank], cgloo__tp_slots(p),
+                                  memory_order_release);
+        all &= link_of(ctx, p->rank) != NULL;
     }
     return all;
 }
 
-/* slots_link finds the links of ranks (n of them), connecting the pairs a lazy context has not
+/* slots_link finds the links of the set's peers, connecting the pairs a lazy context has not
  * connected yet: both ends of each ask for it (peer_want), and crossed dials settle to one
  * connection. A failed peer is an error naming it. */
-static int slots_link(coll *c, const int *ranks, int n)
+static int slots_link(slot_set *s)
 {
+    coll *c = s->c;
     cgloo_context *ctx = c->ctx;
-    link_wait w = {ctx, ranks, n};
     pthread_mutex_lock(&ctx->lock);
     int rc = CGLOO_OK;
-    if (!links_known(&w)) {
-        for (int i = 0; i < n; i++)
-            cgloo__tp_want(&ctx->peers[ranks[i]]);
-        rc = cgloo__progress_until(ctx, links_known, &w, c->deadline_ms);
+    if (!links_known(s)) {
+        for (int i = 0; i < s->n; i++)
+            cgloo__tp_want(&ctx->peers[s->p[i].rank]);
+        rc = cgloo__progress_until(ctx, links_known, s, c->deadline_ms);
     }
     int failed = -1;
-    for (int i = 0; i < n && failed < 0; i++)
-        if (ctx->peers[ranks[i]].status != CGLOO_OK || !link_of(ctx, ranks[i]))
-            failed = ranks[i];
+    for (int i = 0; i < s->n && failed < 0; i++)
+        if (ctx->peers[s->p[i].rank].status != CGLOO_OK || !link_of(ctx, s->p[i].rank))
+            failed = s->p[i].rank;
     if (failed >= 0 && rc == CGLOO_OK)
         rc = ctx->peers[failed].status != CGLOO_OK ? cgloo__peer_error(&ctx->peers[failed])
                                                    : CGLOO_ETIMEDOUT;
@@ -147,18 +143,8 @@ static int slots_fill_links(slot_set *s)
     int missing = 0;
     for (int i = 0; i < s->n; i++)
         missing += (s->p[i].link = link_of(ctx, s->p[i].rank)) == NULL;
-    if (missing == 0)
-        return CGLOO_OK;
-    int *ranks = malloc((size_t)s->n * sizeof *ranks);
-    if (!ranks) {
-        cgloo__slots_close(s);
-        return cgloo__coll_error(s->c, CGLOO_ENOMEM, "no memory for %d peers' slots", s->n);
-    }
-    for (int i = 0; i < s->n; i++)
-        ranks[i] = s->p[i].rank;
-    int rc = slots_link(s->c, ranks, s->n);
-    free(ranks);
-    for (int i = 0; i < s->n && rc == CGLOO_OK; i++)
+    int rc = missing ? slots_link(s) : CGLOO_OK;
+    for (int i = 0; i < s->n && missing && rc == CGLOO_OK; i++)
         s->p[i].link = link_of(ctx, s->p[i].rank);
     if (rc != CGLOO_OK)
         cgloo__slots_close(s);

@@ -373,7 +373,8 @@ static int dial(shm_connector *c, int rank, const char **why)
     shm_pending *pd = pending_add(c, fd, rank);
     int mfd = pd ? make_segment(&pd->seg) : -1;
     if (mfd < 0) {
-        *why = pd ? "this rank could not make the pair's shared segment" : "out of memory";
+        *why = pd ? "this rank could not make the pair's shared segment"
+                  : "no room for another dial (a dial per peer at most: a bug)";
         if (pd)
             pending_drop(c, c->n_pend - 1);
         return pd ? CGLOO_ENOTSUP : CGLOO_ENOMEM;
@@ -454,15 +455,14 @@ static bool crossed(shm_connector *c, int from)
     return false;
 }
 
-/* answer_hello: the answer to a hello read from an accepted socket, with the segment it
- * mapped for ACK_OK. A late hello is answered as a crossed one: its dialler, if it still
- * waits, has a connection coming or none to make. */
-static enum shm_answer answer_hello(shm_connector *c, int fd, const shm_hello *h, int mfd,
-                                    shm_segment **seg)
+/* answer_hello: the answer to a hello of `kind` (hello_check) read from an accepted socket,
+ * with the segment it mapped for ACK_OK. A late hello is answered as a crossed one: its
+ * dialler, if it still waits, has a connection coming or none to make. */
+static enum shm_answer answer_hello(shm_connector *c, enum hello_kind kind, int fd,
+                                    const shm_hello *h, int mfd, shm_segment **seg)
 {
     uid_t uid = (uid_t)-1;
     *seg = NULL;
-    enum hello_kind kind = hello_check(c, h);
     if (kind == HELLO_LATE)
         return ACK_CROSSED;
     if (kind == HELLO_FAILED)
@@ -509,7 +509,7 @@ static int on_hello(shm_connector *c, int i)
     c->n_accepted--;
     shm_segment *seg = NULL;
     enum hello_kind kind = got > 0 ? hello_check(c, &h) : HELLO_BAD;
-    enum shm_answer answer = got > 0 ? answer_hello(c, pd->fd, &h, mfd, &seg) : ACK_REFUSED;
+    enum shm_answer answer = got > 0 ? answer_hello(c, kind, pd->fd, &h, mfd, &seg) : ACK_REFUSED;
     if (mfd >= 0)
         close(mfd);
     i = pending_index(c, pd); /* crossed() may have dropped a dial */
@@ -652,9 +652,9 @@ static int poll_round(shm_connector *c, int timeout_ms)
         if (i >= 0)
             rc = who[j]->rank >= 0 ? on_ack(c, i) : on_hello(c, i);
     }
-    pthread_mutex_unlock(&c->ctx->lock);
     if (rc == CGLOO_OK && fds[n].revents)
-        accept_all(c);
+        accept_all(c); /* its make_room may answer hellos, which attach pairs */
+    pthread_mutex_unlock(&c->ctx->lock);
     return rc;
 }
 
