@@ -134,15 +134,17 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
-    int64_t now_ns = cgloo__now_ns(); /* one clock read for the deadline and the recorder */
-    c->deadline_ms = now_ns / 1000000 + timeout;
+    /* one coarse clock read for the deadline and the recorder (cgloo_impl.h); the deadline
+     * counts from the latest time the fine clock could read, so no call gets less than its
+     * timeout */
+    int64_t now_ns = cgloo__coarse_ns();
+    c->deadline_ms = (now_ns + cgloo__coarse_res_ns()) / 1000000 + timeout;
     c->user_tag = opts ? opts->tag : 0;
     c->flight_id =
         cgloo__flight_begin_at(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1, now_ns);
     int rc = jobs ? wait_turn(c, c->user_tag) : CGLOO_OK;
     if (rc != CGLOO_OK)
         return rc;
-    c->tag_base = COLL_TAG_BIT | coll_kind(name) << COLL_KIND_SHIFT | c->user_tag << 8;
     c->radix = opts && opts->radix ? opts->radix : 2;
     c->check_pending = ctx->check && c->size > 1;
     return CGLOO_OK;
@@ -222,8 +224,19 @@ int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cglo
 
 /* ---- point-to-point within a collective ---------------------------------------------------- */
 
-static uint64_t coll_tag(const coll *c, unsigned step)
+/* tag_base_of: the collective's tags without the step. Worked out on the first message, not in
+ * cgloo__coll_begin: the slot algorithms send none, and finding the kind by name was about 170
+ * of a shared-memory barrier's 1,100 instructions (callgrind). */
+static uint64_t tag_base_of(const coll *c)
 {
+    if (c->tag_base)
+        return c->tag_base;
+    return COLL_TAG_BIT | coll_kind(c->name) << COLL_KIND_SHIFT | c->user_tag << 8;
+}
+
+static uint64_t coll_tag(coll *c, unsigned step)
+{
+    c->tag_base = tag_base_of(c);
     return c->tag_base | (step & 0xffu);
 }
 
@@ -281,7 +294,7 @@ void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned
         if (ranks[i] == c->ctx->rank)
             sub->rank = i;
     sub->algorithm = algorithm;
-    sub->tag_base = (c->tag_base & ~((uint64_t)COLL_PHASE_MAX << COLL_PHASE_SHIFT)) |
+    sub->tag_base = (tag_base_of(c) & ~((uint64_t)COLL_PHASE_MAX << COLL_PHASE_SHIFT)) |
                     (uint64_t)phase << COLL_PHASE_SHIFT;
     sub->check_pending = false;
 }

@@ -24,7 +24,7 @@ typedef struct coll {
     const char *algorithm; /* set by the selector */
     int rank, size;
     int64_t deadline_ms;
-    uint64_t tag_base;
+    uint64_t tag_base; /* 0 until the first message (coll.c, tag_base_of) */
     cgloo_dtype dtype;
     size_t esize;
     /* reduction: the caller's function if given, else the kernel for (op, dtype) */

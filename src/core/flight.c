@@ -46,7 +46,8 @@ static void entry_close(cgloo__flight_entry *e)
 uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
                              int dtype, int peer)
 {
-    return f->ring ? cgloo__flight_begin_at(f, kind, tag, count, dtype, peer, cgloo__now_ns()) : 0;
+    return f->ring ? cgloo__flight_begin_at(f, kind, tag, count, dtype, peer, cgloo__coarse_ns())
+                   : 0;
 }
 
 uint64_t cgloo__flight_begin_at(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
@@ -117,7 +118,7 @@ void cgloo__flight_end(cgloo__flight *f, uint64_t id, int status)
         entry_close(e);
         return;
     }
-    STORE(&e->end_ns, cgloo__now_ns());
+    STORE(&e->end_ns, cgloo__coarse_ns());
     STORE(&e->state, status == CGLOO_OK ? FLIGHT_DONE : FLIGHT_FAILED);
     STORE(&e->status, status);
     entry_close(e);
@@ -197,6 +198,18 @@ static void put_us(fl_line *l, int64_t ns)
     put_s(l, ms ? " ms" : " us");
 }
 
+/* put_span writes a span between two reads of the coarse clock (cgloo_impl.h), each up to
+ * `res` behind the fine one: below ten ticks as the bound it is, "under" the span plus a tick. */
+static void put_span(fl_line *l, int64_t ns)
+{
+    int64_t res = cgloo__coarse_res_ns();
+    if (ns < 10 * res) {
+        put_s(l, "under ");
+        ns += res;
+    }
+    put_us(l, ns);
+}
+
 static void put_what(fl_line *l, const cgloo__flight_entry *e)
 {
     put_s(l, "#");
@@ -228,7 +241,7 @@ static void put_what(fl_line *l, const cgloo__flight_entry *e)
 static void put_state(fl_line *l, const cgloo__flight_entry *e, int64_t now)
 {
     put_s(l, ": started ");
-    put_us(l, now - e->start_ns);
+    put_span(l, now - e->start_ns);
     put_s(l, " ago, ");
     if (e->state == FLIGHT_RUNNING) {
         put_s(l, "running");
@@ -244,7 +257,7 @@ static void put_state(fl_line *l, const cgloo__flight_entry *e, int64_t now)
         return;
     }
     put_s(l, "took ");
-    put_us(l, e->end_ns - e->start_ns);
+    put_span(l, e->end_ns - e->start_ns);
     put_s(l, e->state == FLIGHT_DONE ? ", done" : ", failed: ");
     if (e->state == FLIGHT_FAILED)
         put_s(l, cgloo_status_name(e->status));
@@ -284,7 +297,7 @@ int cgloo__flight_each(const cgloo__flight *f, void (*line)(const char *text, vo
     uint64_t first = last > f->n ? last - f->n + 1 : 1;
     put_header(&l, f, last ? first : 0, last);
     line(l.buf, user);
-    int64_t now = cgloo__now_ns();
+    int64_t now = cgloo__coarse_ns();
     int count = 0;
     /* Slot by slot from the oldest: an operation that started since `last` was read shows in
      * place of the one it replaced, so a busy ring still prints whole entries. */

@@ -26,15 +26,15 @@ enum { FLIGHT_WAIT_NONE, FLIGHT_WAIT_RECV, FLIGHT_WAIT_SEND };
 #define CGLOO_FLIGHT_DEFAULT 64
 
 typedef struct cgloo__flight_entry {
-    uint64_t ver;          /* seqlock: odd while being written */
-    uint64_t id;           /* the operation's number on the context, from 1 */
-    const char *kind;      /* static text: "allreduce", ..., "send", "recv" */
-    const char *algorithm; /* static text, or NULL */
-    uint64_t tag;          /* the caller's tag */
-    uint64_t count;        /* elements (collectives) or bytes (point-to-point) */
-    int32_t dtype;         /* -1 for bytes */
-    int32_t peer;          /* the root or the peer; -1 for none */
-    int64_t start_ns, end_ns;
+    uint64_t ver;             /* seqlock: odd while being written */
+    uint64_t id;              /* the operation's number on the context, from 1 */
+    const char *kind;         /* static text: "allreduce", ..., "send", "recv" */
+    const char *algorithm;    /* static text, or NULL */
+    uint64_t tag;             /* the caller's tag */
+    uint64_t count;           /* elements (collectives) or bytes (point-to-point) */
+    int32_t dtype;            /* -1 for bytes */
+    int32_t peer;             /* the root or the peer; -1 for none */
+    int64_t start_ns, end_ns; /* the coarse clock, cgloo__coarse_ns */
     int32_t state, status;
     int32_t wait_peer, wait_step, wait_dir; /* what a running operation waits for */
 } cgloo__flight_entry;
@@ -57,9 +57,9 @@ void cgloo__flight_fini(cgloo__flight *f);
  * off). Any thread; no lock. */
 uint64_t cgloo__flight_begin(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
                              int dtype, int peer);
-/* cgloo__flight_begin_at is cgloo__flight_begin for a caller that has just read the clock
- * (now_ns, cgloo__now_ns): a clock read costs 45 to 75 ns on this machine class, a tenth of a
- * small collective over shared memory. */
+/* cgloo__flight_begin_at is cgloo__flight_begin for a caller that has just read the coarse
+ * clock (now_ns, cgloo__coarse_ns), the recorder's: even a fine read costs a tenth of a small
+ * collective over shared memory, so times show at the tick's resolution. */
 uint64_t cgloo__flight_begin_at(cgloo__flight *f, const char *kind, uint64_t tag, uint64_t count,
                                 int dtype, int peer, int64_t now_ns);
 /* Updates of the operation `id` (nothing when id is 0 or the entry was reused). */
