@@ -673,7 +673,7 @@ static void small_rank(procs *w, int rank, void *arg)
         const char *kind;
         size_t below, from;
     } cases[] = {
-        {"allreduce", 2 * 1024, 16 * 1024},  {"broadcast", 2 * 1024, 16 * 1024},
+        {"allreduce", 32 * 1024, 64 * 1024}, {"broadcast", 2 * 1024, 16 * 1024},
         {"gather", 16 * 1024, 128 * 1024},   {"scatter", 16 * 1024, 128 * 1024},
         {"alltoall", 16 * 1024, 128 * 1024},
     };

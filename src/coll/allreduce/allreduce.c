@@ -59,13 +59,16 @@ static const allreduce_fn allreduce_fns[ALLREDUCE_ALGORITHM_COUNT] = {
 #define SHM_MAX_BYTES CGLOO_SLOT_DATA
 
 /* From this many bytes (2 ranks; more ranks: SINGLE_COPY_MIN_BYTES), ranks whose peers' memory
- * can all be read reduce straight out of it. Over shared memory on the 2-core machine class,
- * p50 of the earlier choice against single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks
- * (where up to 512 KiB each rank reduces the whole vector) 4 KiB 2.91 against 2.65 us, 8 KiB
- * 3.97 against 3.03, 16 KiB 6.06 against 4.28 (medians of five runs at load 4 to 10), below
- * which the slots' shm algorithm serves; 4 ranks 64 KiB 76 against 101, 256 KiB 347 against
- * 274 (a second run, 283 against 315, says the crossover is near there). */
-#define SINGLE_COPY_MIN_BYTES_2 (4u * 1024)
+ * can all be read reduce straight out of it. Its system calls cost more on some hosts than on
+ * others, so the 2-rank threshold is where it wins on both measured. Over shared memory, p50
+ * us of direct (one exchange of messages) against single_copy: an Intel host of the 2-core
+ * class, 4 KiB 2.91 against 2.65, 8 KiB 3.97 against 3.03, 16 KiB 6.06 against 4.28 (medians
+ * of five runs at load 4 to 10); an AMD EPYC host of the class (a KVM guest), two runs each,
+ * 4 KiB 2.1 against 5.1 to 5.5, 16 KiB 3.5 to 3.7 against 6.0 to 6.2, 32 KiB 6.5 to 6.8
+ * against 7.3, 64 KiB 10.6 to 10.8 against 9.5 to 10.3 (Open MPI's vader: 2.8, 15.4, 19.1,
+ * 26.9). 4 ranks 64 KiB 76 against 101, 256 KiB 347 against 274 (a second run, 283 against
+ * 315, says the crossover is near there). */
+#define SINGLE_COPY_MIN_BYTES_2 (64u * 1024)
 #define SINGLE_COPY_MIN_BYTES (256u * 1024)
 
 /* allreduce_select_messages: the measured choice among the message-based algorithms. */
