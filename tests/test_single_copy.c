@@ -5,7 +5,8 @@
  *   place, float32 sum and int32 max, many calls back to back (a rank that returned early
  *   would let the next call overwrite a vector a peer still reads); reduce_scatter's,
  *   allgather's, broadcast's, gather's, scatter's, alltoall's and reduce's too (reduce from
- *   every root, in place on it or not);
+ *   every root, in place on it or not; at 2 ranks from 256 KiB the two share it, the other
+ *   rank writing its half into the root's output);
  * - chosen: the selector picks it for a large vector over shared memory and not for a small
  *   one, nor over TCP (the flight recorder names the algorithm that ran); reduce's too;
  * - refused: with CGLOO_SHM_LARGE=copy the reads are refused; the first call finds out on

@@ -379,6 +379,28 @@ int cgloo__sc_reduce_push(cgloo__sc *s, uint8_t *dst, size_t out_at)
     return reduce_block(s, dst, true, out_at);
 }
 
+int cgloo__sc_reduce_push_from_scratch(cgloo__sc *s, size_t out_at)
+{
+    coll *c = s->c;
+    CGLOO_ASSERT(c->size == 2 && s->slots);
+    int q = 1 - c->rank;
+    size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
+    const uint8_t *own = cgloo__elem(c, s->in, first);
+    if (n && !cgloo__sc_scratch(s))
+        return CGLOO_ENOMEM;
+    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
+    int rc = CGLOO_OK;
+    for (size_t done = 0; done < n && rc == CGLOO_OK; done += per_chunk) {
+        size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize, len = m * c->esize;
+        rc = peer_read(s, q, s->chunk, s->at[q].in + first * c->esize + at, len);
+        if (rc == CGLOO_OK) {
+            cgloo__coll_reduce(c, s->chunk, own + at, m);
+            rc = push_chunk(s, s->chunk, out_at + at, len);
+        }
+    }
+    return rc;
+}
+
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)
 {
     coll *c = s->c;
