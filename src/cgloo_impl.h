@@ -81,9 +81,10 @@ int cgloo__status_from_errno(int err);
 /* Monotonic milliseconds and nanoseconds. */
 int64_t cgloo__now_ms(void);
 int64_t cgloo__now_ns(void);
-/* cgloo__coarse_ns is the same clock at its tick's resolution (CLOCK_MONOTONIC_COARSE): at
- * most cgloo__coarse_res_ns() behind cgloo__now_ns, for a tenth of its cost, so that the calls
- * that start every collective and every send read no fine clock (clock.c says why). */
+/* cgloo__coarse_ns is the same clock at its tick's resolution (CLOCK_MONOTONIC_COARSE), about
+ * cgloo__coarse_res_ns() behind cgloo__now_ns (more just after an idle spell), for a tenth of
+ * its cost: the flight recorder's times, so that collectives and sends that wait for nothing
+ * read no fine clock (clock.c says why). Never a deadline. */
 int64_t cgloo__coarse_ns(void);
 int64_t cgloo__coarse_res_ns(void);
 /* cgloo__deadline turns a timeout (0 = fallback) into an absolute monotonic ms deadline. */

@@ -27,7 +27,8 @@
  *   a chunk at a time) at sizes whose blocks are no multiple of the chunk, in place and out of
  *   place, one rank in place and the other not, 2 and 3 ranks;
  * - left_early: a rank whose call timed out before its peer came gets no write into its
- *   output afterwards (its gate is shut when it returns), and the late peer fails;
+ *   output afterwards (its gate is shut when it returns), and the late peer fails at the gate;
+ *   the allreduce's pushes and the 2-rank reduce's shared half (the late rank is not the root);
  * - small_chosen: the selectors pick single_copy by default from their thresholds down to
  *   tens of KiB, not below, and the results are exact; allreduce in place declines it below
  *   16 KiB (the flight recorder names the algorithm that ran instead).
@@ -578,36 +579,51 @@ static void test_push_chunks(void)
     run_world(3, push_rank, NULL, NULL);
 }
 
+/* left_call: the allreduce, or the reduce to rank 1 (`arg`), of n floats. */
+static int left_call(cgloo_context *ctx, const char *kind, float *in, float *out, size_t n,
+                     const cgloo_coll_opts *o)
+{
+    if (strcmp(kind, "reduce") == 0)
+        return cgloo_reduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, 1, o);
+    return cgloo_allreduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, o);
+}
+
 /* left_rank: rank 1 calls first, with a short timeout, and returns ETIMEDOUT before rank 0
  * calls; rank 0 then finds rank 1's addresses in the slot and would write its block into rank
- * 1's output: the gate rank 1 shut must stop it, and rank 1's output keep what it held. */
+ * 1's output (the allreduce's pushes; the reduce's other half, rank 1 its root): the gate rank
+ * 1 shut must stop it, rank 0's error say so (which shows the pushing path ran), and rank 1's
+ * output keep what it held. */
 static void left_rank(procs *w, int rank, void *arg)
 {
-    (void)arg;
+    const char *kind = arg;
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
     size_t n = 1u << 19; /* 2 MiB: blocks, pushed */
     float *in = calloc(n, sizeof *in), *out = calloc(n, sizeof *out);
     CHECK(in && out);
     cgloo_coll_opts o = {.algorithm = "single_copy", .tag = 1};
-    CHECK_OK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o)); /* probed */
+    CHECK_OK(left_call(e.ctx, kind, in, out, n, &o)); /* probed */
     for (size_t i = 0; i < n; i++)
         out[i] = -1;
     const char *left = "left_returned", *late = "late_returned";
     o.timeout_ms = 300;
     if (rank == 1) {
-        CHECK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o) == CGLOO_ETIMEDOUT);
+        CHECK(left_call(e.ctx, kind, in, out, n, &o) == CGLOO_ETIMEDOUT);
         CHECK_OK(cgloo_store_set(s, left, "1", 1));
         CHECK_OK(cgloo_store_wait(s, &late, 1, 30000));
         for (size_t i = 0; i < n; i++)
             if (out[i] != -1) {
                 char detail[96];
-                snprintf(detail, sizeof detail, "element %zu is %g", i, (double)out[i]);
+                snprintf(detail, sizeof detail, "%s: element %zu is %g", kind, i, (double)out[i]);
                 harness_fail(__FILE__, __LINE__, "written after the call returned", detail);
             }
     } else {
         CHECK_OK(cgloo_store_wait(s, &left, 1, 30000));
-        CHECK(cgloo_allreduce(e.ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, &o) != CGLOO_OK);
+        CHECK(left_call(e.ctx, kind, in, out, n, &o) != CGLOO_OK);
+        char why[512];
+        cgloo_context_last_error(e.ctx, why, sizeof why);
+        if (!strstr(why, "left the collective"))
+            harness_fail(__FILE__, __LINE__, "not stopped at the gate", why);
         CHECK_OK(cgloo_store_set(s, late, "1", 1));
     }
     free(in);
@@ -618,11 +634,14 @@ static void left_rank(procs *w, int rank, void *arg)
 
 static void test_left_early(void)
 {
-    procs w;
-    procs_init(&w, 2, "left");
-    for (int r = 0; r < 2; r++)
-        procs_spawn(&w, r, left_rank, NULL);
-    procs_expect_ok(&w, 2, 30000);
+    static const char *const kinds[] = {"allreduce", "reduce"};
+    for (int k = 0; k < 2; k++) {
+        procs w;
+        procs_init(&w, 2, "left");
+        for (int r = 0; r < 2; r++)
+            procs_spawn(&w, r, left_rank, (void *)kinds[k]);
+        procs_expect_ok(&w, 2, 30000);
+    }
 }
 
 /* ---- small sizes chosen by default ---------------------------------------------------------- */
@@ -680,8 +699,8 @@ static void small_rank(procs *w, int rank, void *arg)
     };
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");
-    /* In place below 16 KiB the single copy declines after its first round. */
-    allreduce_checked(e.ctx, w->size, rank, 2 * 1024, 0, true, NULL);
+    /* Asked for by name, in place below 16 KiB the single copy declines after its first round. */
+    allreduce_checked(e.ctx, w->size, rank, 2 * 1024, 0, true, "single_copy");
     if (dumped_algorithm(e.ctx, "allreduce(single_copy)"))
         harness_fail(__FILE__, __LINE__, "single_copy ran in place", "allreduce of 8 KiB");
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

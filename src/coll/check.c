@@ -257,7 +257,7 @@ static int exchange(coll *c, uint64_t call, int round, const uint8_t *out, uint8
             cgloo_cancel(reqs[i]);
             continue;
         }
-        int left = cgloo__remaining_ms(c->deadline_ms);
+        int left = cgloo__remaining_ms(cgloo__coll_deadline(c));
         cgloo__flight_waiting(&c->ctx->flight, c->flight_id, i % n, -1,
                               i < n ? FLIGHT_WAIT_RECV : FLIGHT_WAIT_SEND);
         cgloo_completion done;

@@ -92,7 +92,7 @@ void cgloo__coll_end(coll *c)
 static int wait_turn(coll *c, uint64_t tag)
 {
     pthread_mutex_lock(&c->ctx->lock);
-    int rc = cgloo__pt_wait_turn(c->ctx, tag, c->deadline_ms);
+    int rc = cgloo__pt_wait_turn(c->ctx, tag, cgloo__coll_deadline(c));
     pthread_mutex_unlock(&c->ctx->lock);
     if (rc != CGLOO_OK)
         return cgloo__coll_error(c, rc, "waiting for the earlier non-blocking collectives: %s",
@@ -134,11 +134,12 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     if (opts && (opts->timeout_ms < 0 || opts->tag >= COLL_USER_TAG_MAX || opts->radix < 0))
         return cgloo__coll_error(c, CGLOO_EINVAL, "invalid options (timeout, tag or radix)");
     int timeout = opts && opts->timeout_ms ? opts->timeout_ms : ctx_timeout;
-    /* one coarse clock read for the deadline and the recorder (cgloo_impl.h); the deadline
-     * counts from the latest time the fine clock could read, so no call gets less than its
-     * timeout */
+    /* the recorder's start from the coarse clock (cgloo_impl.h); the deadline from the fine
+     * clock, but only once a wait blocks (cgloo__coll_deadline): the coarse clock may lag more
+     * than a tick (after an idle spell, 7 ms behind with 4 ms ticks), and a call that finds its
+     * peers ready never reads the fine one */
     int64_t now_ns = cgloo__coarse_ns();
-    c->deadline_ms = (now_ns + cgloo__coarse_res_ns()) / 1000000 + timeout;
+    c->timeout_ms = timeout;
     c->user_tag = opts ? opts->tag : 0;
     c->flight_id =
         cgloo__flight_begin_at(&ctx->flight, name, c->user_tag, 0, (int)dtype, -1, now_ns);
@@ -148,6 +149,13 @@ int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype
     c->radix = opts && opts->radix ? opts->radix : 2;
     c->check_pending = ctx->check && c->size > 1;
     return CGLOO_OK;
+}
+
+int64_t cgloo__coll_deadline(coll *c)
+{
+    if (!c->deadline_ms)
+        c->deadline_ms = cgloo__now_ms() + c->timeout_ms;
+    return c->deadline_ms;
 }
 
 int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts)
@@ -294,6 +302,7 @@ void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned
         if (ranks[i] == c->ctx->rank)
             sub->rank = i;
     sub->algorithm = algorithm;
+    sub->deadline_ms = c->deadline_ms ? c->deadline_ms : cgloo__now_ms() + c->timeout_ms;
     sub->tag_base = (tag_base_of(c) & ~((uint64_t)COLL_PHASE_MAX << COLL_PHASE_SHIFT)) |
                     (uint64_t)phase << COLL_PHASE_SHIFT;
     sub->check_pending = false;
@@ -318,7 +327,7 @@ int cgloo__coll_wait(coll *c, cgloo_request **req)
     size_t expected = r->len;
     cgloo__flight_waiting(&c->ctx->flight, c->flight_id, peer, (int)step,
                           is_recv ? FLIGHT_WAIT_RECV : FLIGHT_WAIT_SEND);
-    int left = cgloo__remaining_ms(c->deadline_ms);
+    int left = cgloo__remaining_ms(cgloo__coll_deadline(c));
     cgloo_completion done;
     int rc = cgloo__wait_or_cancel(r, left > 0 ? left : 1, &done);
     *req = NULL;

@@ -23,8 +23,9 @@ typedef struct coll {
     const char *name;      /* "allreduce", ... */
     const char *algorithm; /* set by the selector */
     int rank, size;
-    int64_t deadline_ms;
-    uint64_t tag_base; /* 0 until the first message (coll.c, tag_base_of) */
+    int timeout_ms;      /* the call's: its deadline counts from its first blocking wait */
+    int64_t deadline_ms; /* 0 until then: read it through cgloo__coll_deadline */
+    uint64_t tag_base;   /* 0 until the first message (coll.c, tag_base_of) */
     cgloo_dtype dtype;
     size_t esize;
     /* reduction: the caller's function if given, else the kernel for (op, dtype) */
@@ -72,6 +73,9 @@ void cgloo__coll_check_refused(coll *c);
  * (detail recorded), ESTATE (not connected), EABORTED. */
 int cgloo__coll_begin(coll *c, cgloo_context *ctx, const char *name, cgloo_dtype dtype,
                       const cgloo_coll_opts *opts);
+/* cgloo__coll_deadline: the call's deadline (monotonic ms), its timeout from the first time it
+ * is asked for, which every wait that may block does first (coll.c says why not at begin). */
+int64_t cgloo__coll_deadline(coll *c);
 /* cgloo__coll_set_op picks the reduction; EINVAL for a bad op or a bitwise op on floats. */
 int cgloo__coll_set_op(coll *c, cgloo_op op, const cgloo_coll_opts *opts);
 /* cgloo__coll_error records "<name>(<algorithm>): <what>" as the context's error. */

@@ -127,12 +127,30 @@ static int first_failure(coll *c, const int32_t *all, unsigned step)
     return CGLOO_OK;
 }
 
+/* own_failure_first: this rank failed (`mine`, recorded as `why`) and then the round that tells
+ * the peers failed too, which recorded over it: the call's error is the cause, with the round's
+ * failure after it (a peer that left early fails both; the first one says how). */
+static int own_failure_first(coll *c, int mine, const char *why, int round)
+{
+    pthread_mutex_lock(&c->ctx->lock);
+    cgloo__ctx_error(c->ctx, mine, "%s (telling the peers then failed too: %s)", why,
+                     cgloo_strerror(round));
+    pthread_mutex_unlock(&c->ctx->lock);
+    c->status = mine;
+    return mine;
+}
+
 int cgloo__sc_agree(cgloo__sc *s, int mine, unsigned step)
 {
+    char why[CGLOO_ERROR_MAX] = "";
+    if (mine != CGLOO_OK)
+        cgloo_context_last_error(s->c->ctx, why, sizeof why);
     int32_t *all = NULL;
     int rc = statuses(s, mine, step, &all);
     if (rc == CGLOO_OK)
         rc = first_failure(s->c, all, step);
+    else if (mine != CGLOO_OK)
+        rc = own_failure_first(s->c, mine, why, rc);
     free(all);
     return rc;
 }

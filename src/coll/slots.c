@@ -95,7 +95,7 @@ static int slots_link(slot_set *s)
     if (!links_known(s)) {
         for (int i = 0; i < s->n; i++)
             cgloo__tp_want(&ctx->peers[s->p[i].rank]);
-        rc = cgloo__progress_until(ctx, links_known, s, c->deadline_ms);
+        rc = cgloo__progress_until(ctx, links_known, s, cgloo__coll_deadline(c));
     }
     int failed = -1;
     for (int i = 0; i < s->n && failed < 0; i++)
@@ -296,13 +296,13 @@ static int slots_progress(slot_set *s, bool free_wait)
     int rc = CGLOO_OK;
     if (!free_wait) {
         slots_want(s, true);
-        rc = cgloo__progress_until(ctx, slot_wait_done, &w, c->deadline_ms);
+        rc = cgloo__progress_until(ctx, slot_wait_done, &w, cgloo__coll_deadline(c));
         slots_want(s, false);
     } else {
         while (rc == CGLOO_OK && !slot_wait_done(&w)) {
-            int64_t soon = CGLOO_MIN(c->deadline_ms, cgloo__now_ms() + 1);
+            int64_t soon = CGLOO_MIN(cgloo__coll_deadline(c), cgloo__now_ms() + 1);
             rc = cgloo__progress_until(ctx, slot_wait_done, &w, soon);
-            if (rc == CGLOO_ETIMEDOUT && cgloo__now_ms() < c->deadline_ms)
+            if (rc == CGLOO_ETIMEDOUT && cgloo__now_ms() < cgloo__coll_deadline(c))
                 rc = CGLOO_OK;
         }
     }

@@ -25,6 +25,7 @@ int cgloo__flight_init(cgloo__flight *f, int n, int rank, int size, const char *
     if (!f->ring)
         return CGLOO_ENOMEM;
     f->n = (uint32_t)n;
+    (void)cgloo__coarse_res_ns(); /* read here, not first in the dump's signal handler */
     return CGLOO_OK;
 }
 
@@ -198,16 +199,19 @@ static void put_us(fl_line *l, int64_t ns)
     put_s(l, ms ? " ms" : " us");
 }
 
-/* put_span writes a span between two reads of the coarse clock (cgloo_impl.h), each up to
- * `res` behind the fine one: below ten ticks as the bound it is, "under" the span plus a tick. */
+/* put_span writes a span between two reads of the coarse clock (cgloo_impl.h), each about a
+ * tick behind the fine one (more just after an idle spell): below ten ticks as a bound,
+ * "under" the span plus two ticks, in ms. */
 static void put_span(fl_line *l, int64_t ns)
 {
     int64_t res = cgloo__coarse_res_ns();
-    if (ns < 10 * res) {
-        put_s(l, "under ");
-        ns += res;
+    if (ns >= 10 * res) {
+        put_us(l, ns);
+        return;
     }
-    put_us(l, ns);
+    put_s(l, "under ");
+    put_u(l, (uint64_t)((ns + 2 * res + 999999) / 1000000));
+    put_s(l, " ms");
 }
 
 static void put_what(fl_line *l, const cgloo__flight_entry *e)

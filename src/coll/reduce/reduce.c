@@ -22,8 +22,8 @@ const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
          "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
          "vectors"},
     [REDUCE_SINGLE_COPY] = {"single_copy",
-                            "the root reduces every rank's input read straight out of its memory: "
-                            "ranks on one host"},
+                            "the root reduces every rank's input read straight out of its memory "
+                            "(2 ranks, large: each reduces half): ranks on one host"},
     [REDUCE_SHM] = {"shm", "every rank publishes its vector in its shared-memory slot of the root, "
                            "which reduces them in place (every peer on this host over shm)"},
 };

@@ -1,7 +1,8 @@
 /*
  * Reduce, "single_copy": the root reduces every rank's input read straight out of that rank's
  * memory, for ranks that share a host (coll/single_copy.h has the steps and the first call's
- * probe). No vector passes through a message.
+ * probe); 2 ranks from SHARED_MIN_BYTES share the reduction (below). No vector passes through a
+ * message.
  *
  * After the ranks told each other where their inputs lie, the root walks the vector in chunks
  * that stay in its cache: it reads the next rank's chunk straight into recvbuf and reduces its
@@ -9,20 +10,20 @@
  * context's single-copy scratch and reduces it in. Then every rank says it is done: a rank returns
  * only once the root did, since until then the root may still read its input.
  *
- * In place on the root works: no peer reads the root's memory, so the root reduces every
- * peer's chunk into recvbuf (== sendbuf) through the scratch. Any P, any root.
+ * In place on the root works: when the root reduces alone no peer reads its memory, so it
+ * reduces every peer's chunk into recvbuf (== sendbuf) through the scratch. Any P, any root.
  * Preconditions: a commutative op (the root reduces in the order root+1, root, root+2, ...).
  *
  * Cost, for n bytes: two rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
  * without slots; three on a context's first call); the
- * root reads (P-1) n bytes once and reduces them, nothing is copied twice. The other ranks only
- * wait, so the reduction is not shared. Sharing it with a round more (every rank reduces block
- * r the same way, then the root reads the blocks) measured no better on the 2-core machine
- * class: the extra round and the root's second read of (P-1)/P n ate what the halved reduction
- * saved. p50 us, this against that, cgloo-bench over shared memory (load 6 to 20): 2 ranks 64
- * KiB 11-13 / 18-19, 1 MiB 236 / 178-264, 4 MiB 1078-1107 / 866-1106; 4 ranks 256 KiB 187-204 /
- * 120-244, 1 MiB 665-729 / 1260-2135; with single_copy.h's own reduce step, 64 MiB at 2 ranks
- * 25-54 ms / 124-141 ms.
+ * root reads (P-1) n bytes once and reduces them, nothing is copied twice. Beyond 2 ranks the
+ * other ranks only wait, so the reduction is not shared. Sharing it with a round more (every rank
+ * reduces block r the same way, then the root reads the blocks) measured no better on the 2-core
+ * machine class: the extra round and the root's second read of (P-1)/P n ate what the halved
+ * reduction saved. p50 us, this against that, cgloo-bench over shared memory (load 6 to 20): 2
+ * ranks 64 KiB 11-13 / 18-19, 1 MiB 236 / 178-264, 4 MiB 1078-1107 / 866-1106; 4 ranks 256 KiB
+ * 187-204 / 120-244, 1 MiB 665-729 / 1260-2135; with single_copy.h's own reduce step, 64 MiB at 2
+ * ranks 25-54 ms / 124-141 ms.
  *
  * Two ranks from SHARED_MIN_BYTES, where the rounds go through the slots, share it without
  * that round, as the allreduce does: the vector is cut in two blocks, the root reduces its own
