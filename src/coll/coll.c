@@ -290,7 +290,7 @@ int cgloo__coll_irecv(coll *c, int peer, void *buf, size_t bytes, unsigned step,
     return rc == CGLOO_OK ? rc : coll_post_error(c, rc, "receive from", peer, step);
 }
 
-void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned phase,
+void cgloo__coll_sub(coll *c, coll *sub, const int *ranks, int n, unsigned phase,
                      const char *algorithm)
 {
     CGLOO_ASSERT(phase >= 1 && phase <= COLL_PHASE_MAX);
@@ -302,7 +302,7 @@ void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned
         if (ranks[i] == c->ctx->rank)
             sub->rank = i;
     sub->algorithm = algorithm;
-    sub->deadline_ms = c->deadline_ms ? c->deadline_ms : cgloo__now_ms() + c->timeout_ms;
+    sub->deadline_ms = cgloo__coll_deadline(c); /* the phases share the call's */
     sub->tag_base = (tag_base_of(c) & ~((uint64_t)COLL_PHASE_MAX << COLL_PHASE_SHIFT)) |
                     (uint64_t)phase << COLL_PHASE_SHIFT;
     sub->check_pending = false;

@@ -162,9 +162,10 @@ int cgloo__coll_begin_rooted(coll *c, cgloo_context *ctx, const char *name, cglo
  * rank of group rank i; the caller's rank among them, else sub->rank is -1 and sub must not
  * run), so that any algorithm runs over them unchanged: its sends and receives go to the
  * context ranks, in tag space `phase` (1 to 7, one per phase of the calling algorithm, so that
- * phases never match each other's messages), and its errors name `algorithm`. Never blocks.
+ * phases never match each other's messages), and its errors name `algorithm`; its deadline
+ * is c's (fixed now if it was not yet). Never blocks.
  * cgloo__coll_sub_end hands a phase's outcome (rc, returned) back to c. */
-void cgloo__coll_sub(const coll *c, coll *sub, const int *ranks, int n, unsigned phase,
+void cgloo__coll_sub(coll *c, coll *sub, const int *ranks, int n, unsigned phase,
                      const char *algorithm);
 int cgloo__coll_sub_end(coll *c, const coll *sub, int rc);
 

@@ -314,23 +314,23 @@ void cgloo__sc_end(cgloo__sc *s)
 }
 
 /* reduce_chunk writes elements [done, done + m) of block c->rank, reduced over every rank, to
- * dst + done: each peer's chunk read straight out of its input, in the order rank+1, rank+2, ...,
- * into the scratch and reduced into dst; with `own` (out of place), dst does not hold this
- * rank's part yet: rank+1's chunk is read straight into dst and this rank's own chunk reduced
- * into it (the op commutes, so the result is the same), which spares copying it into dst first.
- * A chunk at a time, all peers' before the next, so that dst's chunk stays in the cache. */
-static int reduce_chunk(cgloo__sc *s, uint8_t *dst, const uint8_t *own, size_t done, size_t m)
+ * `to`: each peer's chunk read straight out of its input, in the order rank+1, rank+2, ..., into
+ * the scratch and reduced into `to`; with `own` (this rank's chunk, out of place), `to` does not
+ * hold this rank's part yet: rank+1's chunk is read straight into `to` and `own` reduced into it
+ * (the op commutes, so the result is the same), which spares copying it first. `to` may be the
+ * scratch itself only with `own` and 2 ranks (no other peer's chunk passes through it). */
+static int reduce_chunk(cgloo__sc *s, uint8_t *to, const uint8_t *own, size_t done, size_t m)
 {
     coll *c = s->c;
-    size_t at = done * c->esize, len = m * c->esize;
+    size_t len = m * c->esize;
     uint64_t from = (s->off[c->rank] + done) * c->esize;
     for (int k = 1; k < c->size; k++) {
         int q = (c->rank + k) % c->size;
-        bool into_dst = k == 1 && own;
-        int rc = peer_read(s, q, into_dst ? dst + at : s->chunk, s->at[q].in + from, len);
+        bool into_to = k == 1 && own;
+        int rc = peer_read(s, q, into_to ? to : s->chunk, s->at[q].in + from, len);
         if (rc != CGLOO_OK)
             return rc;
-        cgloo__coll_reduce(c, dst + at, into_dst ? own + at : s->chunk, m);
+        cgloo__coll_reduce(c, to, into_to ? own : s->chunk, m);
     }
     return CGLOO_OK;
 }
@@ -365,24 +365,27 @@ uint8_t *cgloo__sc_scratch(cgloo__sc *s)
     return s->chunk;
 }
 
-/* reduce_block reduces block c->rank into dst a chunk at a time (reduce_chunk), and with
- * `push` writes each chunk into every peer's output at byte out_at of it as soon as it is
- * reduced, while it is still in the cache. */
+/* reduce_block reduces block c->rank into dst a chunk at a time (reduce_chunk), all peers'
+ * before the next chunk so that it stays in the cache, and with `push` writes each chunk into
+ * every peer's output at byte out_at of it as soon as it is reduced. dst NULL (2 ranks,
+ * pushing): each chunk is reduced in the scratch and kept nowhere else. */
 static int reduce_block(cgloo__sc *s, uint8_t *dst, bool push, size_t out_at)
 {
     coll *c = s->c;
     size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
     const uint8_t *own = cgloo__elem(c, s->in, first);
     bool apart = dst != own; /* out of place: the first peer's chunk is read into dst */
-    if (n && (c->size > 2 || !apart) && !cgloo__sc_scratch(s))
+    CGLOO_ASSERT(dst || (c->size == 2 && push));
+    if (n && (c->size > 2 || !apart || !dst) && !cgloo__sc_scratch(s))
         return CGLOO_ENOMEM;
     size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
     int rc = CGLOO_OK;
     for (size_t done = 0; done < n && rc == CGLOO_OK; done += per_chunk) {
         size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize;
-        rc = reduce_chunk(s, dst, apart ? own : NULL, done, m);
+        uint8_t *to = dst ? dst + at : s->chunk;
+        rc = reduce_chunk(s, to, apart ? own + at : NULL, done, m);
         if (rc == CGLOO_OK && push)
-            rc = push_chunk(s, dst + at, out_at + at, m * c->esize);
+            rc = push_chunk(s, to, out_at + at, m * c->esize);
     }
     return rc;
 }
@@ -399,24 +402,8 @@ int cgloo__sc_reduce_push(cgloo__sc *s, uint8_t *dst, size_t out_at)
 
 int cgloo__sc_reduce_push_from_scratch(cgloo__sc *s, size_t out_at)
 {
-    coll *c = s->c;
-    CGLOO_ASSERT(c->size == 2 && s->slots);
-    int q = 1 - c->rank;
-    size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
-    const uint8_t *own = cgloo__elem(c, s->in, first);
-    if (n && !cgloo__sc_scratch(s))
-        return CGLOO_ENOMEM;
-    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
-    int rc = CGLOO_OK;
-    for (size_t done = 0; done < n && rc == CGLOO_OK; done += per_chunk) {
-        size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize, len = m * c->esize;
-        rc = peer_read(s, q, s->chunk, s->at[q].in + first * c->esize + at, len);
-        if (rc == CGLOO_OK) {
-            cgloo__coll_reduce(c, s->chunk, own + at, m);
-            rc = push_chunk(s, s->chunk, out_at + at, len);
-        }
-    }
-    return rc;
+    CGLOO_ASSERT(s->slots);
+    return reduce_block(s, NULL, true, out_at);
 }
 
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)
