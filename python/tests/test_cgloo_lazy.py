@@ -5,6 +5,7 @@ test checks that."""
 
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -19,11 +20,15 @@ def lazy_threads(n, fn, lazy=True):
 
 
 def test_ring_opens_only_neighbours():
+    counted = threading.Barrier(6, timeout=20)
+
     def body(ctx):
         before = ctx.connections
         x = np.full(4, ctx.rank, np.int64)
         ctx.allreduce(x, algorithm="ring")
-        return before, int(x[0]), ctx.connections
+        after = ctx.connections
+        counted.wait()  # no rank closes (a close drops its peers' counts) before every count
+        return before, int(x[0]), after
     got = lazy_threads(6, body)
     assert all(before == 0 and total == 15 for before, total, _ in got)
     assert all(conns <= 2 for _, _, conns in got)  # its two neighbours at most
@@ -71,6 +76,8 @@ print(out)
 def test_shared_memory_peers_connect_on_first_use():
     """Over shared memory (the default, auto) a lazy context connects its same-host pairs on
     first use, as over TCP; its split() children too."""
+    counted = threading.Barrier(4, timeout=20)
+
     def body(ctx):
         before = ctx.connections
         child = ctx.split(ctx.rank % 2, key=ctx.rank)
@@ -78,7 +85,9 @@ def test_shared_memory_peers_connect_on_first_use():
             opened = child.connections
             y = np.ones(1, np.int32)
             child.allreduce(y)
-            return before, opened, child.connections, int(y[0])
+            after = child.connections
+            counted.wait()  # no rank closes (a close drops its peers' counts) before every count
+            return before, opened, after, int(y[0])
     assert run_threads(4, body, timeout=20, lazy=True, transport="auto") == [(0, 0, 1, 2)] * 4
 
 
