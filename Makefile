@@ -27,7 +27,7 @@ check: build
 	cd build && $(CTEST) --output-on-failure -j $(JOBS)
 
 check-asan:
-	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCGLOO_WERROR=ON -DCGLOO_SANITIZE=address
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCGLOO_WERROR=ON -DCGLOO_SANITIZE=address
 	$(CMAKE) --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 $(CTEST) --output-on-failure -j $(JOBS)
 

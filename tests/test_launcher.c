@@ -215,7 +215,7 @@ static void test_tag(void)
 static const char *cpus_of(int r)
 {
     static char list[128];
-    char want[32];
+    char want[48];
     snprintf(want, sizeof want, "[%d] Cpus_allowed_list:", r);
     const char *at = strstr(res.out, want);
     if (!at || sscanf(at + strlen(want), "%127s", list) != 1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ranks as real processes through the launcher: point-to-point and collectives at world sizes
-# 1, 2, 3, 4, 5, 7 and 8, with the embedded TCP store; and once more over a file store.
+# 1, 2, 3, 4, 5, 7 and 8 (or those PROCESSES_WORLDS lists), with the embedded TCP store; and once
+# more over a file store.
 set -u
 run=$1
 prog=$2
@@ -18,7 +19,7 @@ check() {
     sed 's/^/  /' /tmp/cgloo-proc-$$.log | tail -20
   fi
 }
-for n in 1 2 3 4 5 7 8; do
+for n in ${PROCESSES_WORLDS:-1 2 3 4 5 7 8}; do
   check "processes_$n" "$run" -n "$n" --tag "$prog"
 done
 dir=$(mktemp -d)
