@@ -274,6 +274,58 @@ static void test_big_broadcast(void)
     in_world(5, big_broadcast_body, NULL);
 }
 
+/* ---- lined payloads (transport/slot.h): every length around the lines' edges ---- */
+
+/* Every byte length from 1 to past the lined ones, through the shm allreduce (uint8 sums: rank
+ * r gives byte i the value r + i) and allgather (each rank's pattern), so that a byte gathered
+ * from the wrong line or a line published before its data shows. */
+static void lined_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)arg;
+    enum { MAX = CGLOO_SLOT_LINED_MAX + 8 };
+    uint8_t sum[MAX], all[MAX * 8];
+    cgloo_coll_opts o = {.algorithm = "shm"};
+    for (size_t n = 1; n <= MAX; n++) {
+        for (size_t i = 0; i < n; i++)
+            sum[i] = (uint8_t)(rank + i);
+        MUST(ctx, cgloo_allreduce(ctx, sum, sum, n, CGLOO_UINT8, CGLOO_SUM, &o));
+        for (size_t i = 0; i < n; i++)
+            if (sum[i] != (uint8_t)(size * (size - 1) / 2 + size * (int)i))
+                fail_with_detail(ctx, __LINE__, "a lined allreduce's byte");
+        fill_pattern(all + n * (size_t)rank, n, (uint32_t)(n * 100 + (size_t)rank));
+        MUST(ctx, cgloo_allgather(ctx, all + n * (size_t)rank, all, n, CGLOO_UINT8, &o));
+        for (int r = 0; r < size; r++)
+            if (!check_pattern(all + n * (size_t)r, n, (uint32_t)(n * 100 + (size_t)r)))
+                fail_with_detail(ctx, __LINE__, "a lined allgather's block");
+    }
+}
+
+/* Ranks that disagree on a length, lined or not, fail at once naming it (EPROTO), rather than
+ * wait for lines that never come: rank 0 gives 100 bytes (two lines), rank 1 each of these. */
+static void lined_disagree_body(cgloo_context *ctx, int rank, int size, void *arg)
+{
+    (void)size;
+    size_t theirs = *(const size_t *)arg, n = rank == 0 ? 100 : theirs;
+    uint8_t buf[CGLOO_SLOT_LINED_MAX] = {0};
+    cgloo_coll_opts o = {.algorithm = "shm"};
+    long long t0 = test_now_ms();
+    int rc = cgloo_allreduce(ctx, buf, buf, n, CGLOO_UINT8, CGLOO_SUM, &o);
+    char detail[512];
+    cgloo_context_last_error(ctx, detail, sizeof detail);
+    if (rc != CGLOO_EPROTO || !strstr(detail, "were expected"))
+        fail_with_detail(ctx, __LINE__, "a length the peer disagrees with");
+    CHECK(test_now_ms() - t0 < TIMEOUT_MS / 2);
+}
+
+static void test_lined(void)
+{
+    in_world(2, lined_body, NULL);
+    in_world(3, lined_body, NULL);
+    static const size_t theirs[] = {40, 48, 49, 160, CGLOO_SLOT_LINED_MAX, 300};
+    for (size_t i = 0; i < CGLOO_ARRAY_LEN(theirs); i++)
+        in_world(2, lined_disagree_body, (void *)&theirs[i]);
+}
+
 /* Two threads per rank, each running collectives on its own tag at once (tags 1 and 2: two
  * channels). */
 typedef struct tagged {
@@ -777,6 +829,7 @@ static const test_case tests[] = {
     {"movement", test_movement, 120},
     {"reductions", test_reductions, 120},
     {"two_tags", test_two_tags, 60},
+    {"lined", test_lined, 60},
     {"oversubscribed", test_oversubscribed, 120},
     {"selector", test_selector, 60},
     {"fallback_over_tcp", test_fallback_over_tcp, 30},

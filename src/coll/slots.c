@@ -154,6 +154,19 @@ static int slots_fill_links(slot_set *s)
     return rc;
 }
 
+/* peer_init: every field but the lined copy, which a wait fills before it is read (so that an
+ * operation does not clear 272 bytes a peer). */
+static void peer_init(slot_peer *p, int rank)
+{
+    p->link = NULL;
+    p->rank = rank;
+    p->n = 0;
+    p->arrived = false;
+    p->out = NULL;
+    p->out_len = p->in_len = 0;
+    p->gate = 0;
+}
+
 int cgloo__slots_open(coll *c, slot_set *s, int rank)
 {
     s->c = c; /* the inline peers are filled as needed, not zeroed */
@@ -173,10 +186,10 @@ int cgloo__slots_open(coll *c, slot_set *s, int rank)
     if (!s->p)
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d peers' slots", want);
     if (rank >= 0)
-        s->p[s->n++] = (slot_peer){.rank = rank};
+        peer_init(&s->p[s->n++], rank);
     for (int r = 0; rank < 0 && r < c->size; r++)
         if (r != c->rank)
-            s->p[s->n++] = (slot_peer){.rank = r};
+            peer_init(&s->p[s->n++], r);
     return slots_fill_links(s);
 }
 
@@ -206,6 +219,19 @@ typedef struct slot_wait {
     int failed;     /* index of a peer that failed, or -1 */
 } slot_wait;
 
+/* published: buffer b holds op n. A lined payload of the expected length is there once each of
+ * its lines says n too; the lines are read in the same look as the header, so that their
+ * transfers overlap. (Another length: the header alone, and the wait reports the mismatch.) */
+static bool published(const cgloo__slot_buf *b, uint64_t n, size_t expect)
+{
+    bool all = atomic_load_explicit(&b->seq, memory_order_acquire) == n;
+    if (!cgloo__slot_lined(expect))
+        return all;
+    for (unsigned j = 0; j < cgloo__slot_lines(expect); j++)
+        all &= atomic_load_explicit(&b->lined.line[j].seq, memory_order_acquire) == n;
+    return all || (atomic_load_explicit(&b->seq, memory_order_acquire) == n && b->len != expect);
+}
+
 /* slot_ready: peer i's side of the round is there (its buffer published, or its reading of
  * this rank's buffer of two rounds ago done). */
 static bool slot_ready(slot_set *s, int i, bool free_wait)
@@ -221,8 +247,8 @@ static bool slot_ready(slot_set *s, int i, bool free_wait)
             p->link->known[s->ch] = done;
         return done >= need;
     }
-    if (!p->arrived && atomic_load_explicit(&rx->buf[p->n & 1].seq, memory_order_acquire) == p->n)
-        p->arrived = true;
+    if (!p->arrived)
+        p->arrived = published(&rx->buf[p->n & 1], p->n, p->in_len);
     return p->arrived;
 }
 
@@ -330,6 +356,30 @@ static int slots_await(slot_set *s, bool free_wait)
 
 /* ---- the rounds ----------------------------------------------------------------------------- */
 
+/* put_lines writes and publishes (as op n) the lines of a lined payload of len bytes after the
+ * header line's 48, which the caller writes last. Each line is written in one go, the header
+ * line too: the reader polls them all, and a line written, taken back by its look, and written
+ * again cost one more transfer. A 64-byte allreduce at 2 ranks where a line takes 0.3 us to
+ * cross, p50 us of alternating runs: 0.71-0.93 with no lines, 0.58-0.68 with the header line
+ * written first and again last, 0.53-0.57 written once (Open MPI's vader 0.71). */
+static void put_lines(cgloo__slot_buf *b, const uint8_t *from, size_t len, uint64_t n)
+{
+    size_t at = CGLOO_SLOT_HEAD_DATA;
+    for (cgloo__slot_line *l = b->lined.line; at < len; l++, at += CGLOO_SLOT_LINE_DATA) {
+        memcpy(l->data, from + at, CGLOO_MIN(CGLOO_SLOT_LINE_DATA, len - at));
+        atomic_store_explicit(&l->seq, n, memory_order_release);
+    }
+}
+
+/* take_lines gathers peer p's lined payload of len bytes out of b into p->lined. */
+static void take_lines(slot_peer *p, const cgloo__slot_buf *b, size_t len)
+{
+    memcpy(p->lined, b->lined.head, CGLOO_SLOT_HEAD_DATA);
+    size_t at = CGLOO_SLOT_HEAD_DATA;
+    for (const cgloo__slot_line *l = b->lined.line; at < len; l++, at += CGLOO_SLOT_LINE_DATA)
+        memcpy(p->lined + at, l->data, CGLOO_MIN(CGLOO_SLOT_LINE_DATA, len - at));
+}
+
 int cgloo__slots_put_each(slot_set *s)
 {
     cgloo__slots_next(s);
@@ -339,8 +389,11 @@ int cgloo__slots_put_each(slot_set *s)
     for (int i = 0; i < s->n; i++) {
         slot_peer *p = &s->p[i];
         cgloo__slot_buf *b = &p->link->tx[s->ch].buf[p->n & 1];
+        bool lined = cgloo__slot_lined(p->out_len);
+        if (lined)
+            put_lines(b, p->out, p->out_len, p->n);
         if (p->out_len)
-            memcpy(b->data, p->out, p->out_len);
+            memcpy(b->data, p->out, lined ? CGLOO_SLOT_HEAD_DATA : p->out_len);
         b->len = p->out_len;
         atomic_store_explicit(&b->seq, p->n, memory_order_release);
     }
@@ -359,7 +412,8 @@ int cgloo__slots_wait_each(slot_set *s)
         return rc;
     for (int i = 0; i < s->n; i++) {
         slot_peer *p = &s->p[i];
-        uint64_t got = p->link->rx[s->ch].buf[p->n & 1].len;
+        const cgloo__slot_buf *b = &p->link->rx[s->ch].buf[p->n & 1];
+        uint64_t got = b->len;
         /* The peer finished its op n - 1 before it published op n. */
         if (p->link->known[s->ch] < p->n - 1)
             p->link->known[s->ch] = p->n - 1;
@@ -368,6 +422,8 @@ int cgloo__slots_wait_each(slot_set *s)
                                      "step %u: rank %d gave %llu bytes where %zu were expected "
                                      "(do the ranks agree on the arguments?)",
                                      s->step, p->rank, (unsigned long long)got, p->in_len);
+        if (cgloo__slot_lined(got))
+            take_lines(p, b, got);
     }
     return CGLOO_OK;
 }
@@ -415,8 +471,9 @@ void cgloo__slots_done(slot_set *s)
     for (int i = 0; i < s->n; i++) {
         slot_peer *p = &s->p[i];
         atomic_store_explicit(&p->link->rx[s->ch].done, p->n, memory_order_release);
-        if (p->link->known[s->ch] + 1 >= p->n)
-            prefetch_for_write(&p->link->tx[s->ch].buf[(p->n + 1) & 1].seq);
+        if (p->link->known[s->ch] + 1 < p->n)
+            continue;
+        prefetch_for_write(&p->link->tx[s->ch].buf[(p->n + 1) & 1].seq);
     }
 }
 

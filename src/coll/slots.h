@@ -36,6 +36,9 @@ typedef struct slot_peer {
     const void *out;
     size_t out_len, in_len;
     uint64_t gate; /* the op number that keys the gates with the peer (0: none opened) */
+    /* The peer's lined payload of the round (transport/slot.h), gathered out of its lines by
+     * the wait, so that every reader sees a payload as one run of bytes. */
+    _Alignas(16) uint8_t lined[CGLOO_SLOT_LINED_MAX];
 } slot_peer;
 
 typedef struct slot_set {
@@ -91,10 +94,12 @@ static inline int cgloo__slots_wait(slot_set *s, size_t len)
         s->p[i].in_len = len;
     return cgloo__slots_wait_each(s);
 }
-/* cgloo__slots_data: peer i's published buffer of this round (after a wait). */
+/* cgloo__slots_data: peer i's published buffer of this round (after a wait; a lined payload's
+ * gathered copy). */
 static inline const void *cgloo__slots_data(const slot_set *s, int i)
 {
-    return s->p[i].link->rx[s->ch].buf[s->p[i].n & 1].data;
+    const slot_peer *p = &s->p[i];
+    return cgloo__slot_lined(p->in_len) ? p->lined : p->link->rx[s->ch].buf[p->n & 1].data;
 }
 /* cgloo__slots_part: the units (bytes or elements) of a block of n that the round starting at
  * unit `from` moves, at most `per` (a buffer's payload): none once the block is done. */

@@ -19,14 +19,19 @@
 static int shm_round(coll *c, slot_set *s, void *buf, size_t count)
 {
     size_t bytes = count * c->esize;
+    /* ((x0 op x1) op x2) ... in rank order; this rank's own vector is in buf until it is
+     * overwritten, and in its published slot after (a lined one, spread over lines, is copied
+     * here first). */
+    _Alignas(16) uint8_t lined[CGLOO_SLOT_LINED_MAX];
+    bool spread = cgloo__slot_lined(bytes) && c->rank != 0;
+    if (spread)
+        memcpy(lined, buf, bytes);
     int rc = cgloo__slots_put(s, buf, bytes);
     if (rc == CGLOO_OK)
         rc = cgloo__slots_wait(s, bytes);
     if (rc != CGLOO_OK)
         return rc;
-    /* ((x0 op x1) op x2) ... in rank order; this rank's own vector is in buf until it is
-     * overwritten, and in its published slot after. */
-    const void *own = s->p[0].link->tx[s->ch].buf[s->p[0].n & 1].data;
+    const void *own = spread ? lined : s->p[0].link->tx[s->ch].buf[s->p[0].n & 1].data;
     if (c->rank != 0)
         memcpy(buf, cgloo__slots_data(s, 0), bytes);
     for (int r = 1; r < c->size; r++)
