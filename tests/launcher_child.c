@@ -92,12 +92,23 @@ static int run_lines(void)
     return 0;
 }
 
-static void on_term(int sig)
+/* await_term waits up to 20 s for SIGTERM, taken synchronously (blocked before "ready", then
+ * sigtimedwait): a handler would do under ThreadSanitizer, which runs it at the sleep's end when
+ * the signal lands between its sleep wrapper's start and the system call, 20 s late. */
+static int await_term(void)
 {
-    char buf[64];
-    int n = snprintf(buf, sizeof buf, "got SIGTERM %d\n", rank);
-    (void)!write(1, buf, (size_t)n);
-    _exit(0);
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    printf("ready %d\n", rank);
+    fflush(stdout);
+    struct timespec wait = {.tv_sec = 20};
+    if (sigtimedwait(&term, NULL, &wait) != SIGTERM)
+        return 0;
+    printf("got SIGTERM %d\n", rank);
+    fflush(stdout);
+    return 0;
 }
 
 /* hang: only what the launcher does about its ranks can end this one. */
@@ -145,13 +156,8 @@ int main(int argc, char **argv)
         sleep_ms(20000);
         return 0;
     }
-    if (strcmp(mode, "term") == 0) {
-        signal(SIGTERM, on_term);
-        printf("ready %d\n", rank);
-        fflush(stdout);
-        sleep_ms(20000);
-        return 0;
-    }
+    if (strcmp(mode, "term") == 0)
+        return await_term();
     fprintf(stderr, "launcher_child: unknown mode '%s'\n", mode);
     return 20;
 }
