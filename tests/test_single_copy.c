@@ -670,13 +670,16 @@ static bool chosen_at(cgloo_context *ctx, int size, int rank, const char *kind, 
         CHECK(in && out);
         for (size_t i = 0; i < n * (size_t)size; i++)
             in[i] = value(rank, i, 0);
-        int rc = strcmp(kind, "gather") == 0 ? cgloo_gather(ctx, in, out, n, CGLOO_INT32, 0, NULL)
-                 : strcmp(kind, "scatter") == 0
-                     ? cgloo_scatter(ctx, in, out, n, CGLOO_INT32, 0, NULL)
-                     : cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, NULL);
+        int rc =
+            strcmp(kind, "gather") == 0      ? cgloo_gather(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+            : strcmp(kind, "scatter") == 0   ? cgloo_scatter(ctx, in, out, n, CGLOO_INT32, 0, NULL)
+            : strcmp(kind, "allgather") == 0 ? cgloo_allgather(ctx, in, out, n, CGLOO_INT32, NULL)
+                                             : cgloo_alltoall(ctx, in, out, n, CGLOO_INT32, NULL);
         check_rc(ctx, rc, kind);
         for (size_t i = 0; strcmp(kind, "alltoall") == 0 && i < n * (size_t)size; i++)
             CHECK(out[i] == value((int)(i / n), (size_t)rank * n + i % n, 0));
+        for (size_t i = 0; strcmp(kind, "allgather") == 0 && i < n * (size_t)size; i++)
+            CHECK(out[i] == value((int)(i / n), i % n, 0));
         free(in);
         free(out);
     }
@@ -693,9 +696,9 @@ static void small_rank(procs *w, int rank, void *arg)
         const char *kind;
         size_t below, from;
     } cases[] = {
-        {"allreduce", 32 * 1024, 64 * 1024}, {"broadcast", 2 * 1024, 16 * 1024},
+        {"allreduce", 32 * 1024, 64 * 1024}, {"broadcast", 32 * 1024, 64 * 1024},
         {"gather", 16 * 1024, 128 * 1024},   {"scatter", 16 * 1024, 128 * 1024},
-        {"alltoall", 16 * 1024, 128 * 1024},
+        {"alltoall", 16 * 1024, 128 * 1024}, {"allgather", 64 * 1024, 128 * 1024},
     };
     cgloo_store *s = procs_store(w);
     rank_env e = connect_as(w, s, rank, "shm");

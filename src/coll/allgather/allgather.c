@@ -52,15 +52,23 @@ static const allgather_fn allgather_fns[ALLGATHER_ALGORITHM_COUNT] = {
 /* allgather_select: recursive doubling for small data (fewer steps), the ring for large (every
  * link busy, n (p-1)/p bytes per rank whatever p). Two ranks: the same single exchange. */
 /* From this many gathered bytes (2 ranks; more: ALLGATHER_SINGLE_COPY_MIN_BYTES), ranks whose
- * peers' memory can all be read copy straight out of it. Over shared memory, p50 of the ring
- * against single_copy reading the send buffers, three runs each at load 7 to 9 (2026-12-01):
- * 2 ranks 4 KiB 1.8-2.0 against 2.1-2.3 us, 16 KiB 3.0-3.1 against 2.7-2.8, 64 KiB 7.0-7.5
- * against 5.0-5.6, 256 KiB 25 against 12-13, 1 MiB 96-100 against 61-65; 4 ranks on 2 cores
- * 16 KiB 15-20 against 17-20, 64 KiB 28-34 against 24-26, 256 KiB 63-82 against 46-54. (Read
- * out of the receive buffers, where the peer had just copied its block, it lost up to 1 MiB at
- * 2 ranks: docs/BENCHMARKS.md, "Single copy".) */
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES_2 (16 * 1024)
-#define ALLGATHER_SINGLE_COPY_MIN_BYTES (64 * 1024)
+ * peers' memory can all be read copy straight out of it. Over shared memory, p50 us of the
+ * ring (4 ranks: recursive doubling) against single_copy reading the send buffers, on two
+ * hosts whose system calls differ in cost:
+ * - Intel, three runs each at load 7 to 9 (2026-12-01): 2 ranks 4 KiB 1.8-2.0 against 2.1-2.3,
+ *   16 KiB 3.0-3.1 against 2.7-2.8, 64 KiB 7.0-7.5 against 5.0-5.6, 256 KiB 25 against 12-13,
+ *   1 MiB 96-100 against 61-65; 4 ranks on 2 cores 16 KiB 15-20 against 17-20, 64 KiB 28-34
+ *   against 24-26, 256 KiB 63-82 against 46-54.
+ * - AMD EPYC in KVM (2026-12-02, one-way line hand-off 0.27 us), Open MPI's vader in brackets:
+ *   2 ranks 16 KiB 1.68 against 4.80 (5.49), 32 KiB 2.30-2.41 against 5.12-5.32 (6.19),
+ *   64 KiB 3.74 against 6.28 (6.94), 128 KiB 5.75-6.04 against 7.43-7.55 (10.47), 256 KiB 14.8
+ *   against 10.6 (11.2-15.0); 4 ranks 64 KiB 44 against 53 (53), 256 KiB 58-65 against 75-82
+ *   (95), 1 MiB 209-210 against 196-231.
+ * The thresholds sit between the hosts' crossovers, where either choice is below vader's time on
+ * the host where it loses. (Read out of the receive buffers, where the peer had just copied its
+ * block, single copy lost up to 1 MiB at 2 ranks: docs/BENCHMARKS.md, "Single copy".) */
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES_2 (128 * 1024)
+#define ALLGATHER_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
 static allgather_algorithm allgather_select_flat(const coll *c, size_t bytes)
 {

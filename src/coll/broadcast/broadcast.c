@@ -58,10 +58,13 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
 
 /* From this many bytes (2 ranks; more: BROADCAST_SINGLE_COPY_MIN_BYTES), where every peer's
  * memory can be read, the single copy. Over shared memory, p50 of the previous choice against
- * single_copy (docs/BENCHMARKS.md, "Single copy"): 2 ranks 4 KiB 1.9 against 1.6 us, 64 KiB
- * 14.9 against 4.4, 256 KiB 38.8 against 15.0; 4 ranks 64 KiB 23 against 47, 256 KiB 97
- * against 83. */
-#define BROADCAST_SINGLE_COPY_MIN_BYTES_2 (4 * 1024)
+ * single_copy (docs/BENCHMARKS.md, "Single copy"), on an Intel host: 2 ranks 4 KiB 1.9 against
+ * 1.6 us, 64 KiB 14.9 against 4.4, 256 KiB 38.8 against 15.0; 4 ranks 64 KiB 23 against 47,
+ * 256 KiB 97 against 83. On an AMD EPYC KVM guest, whose process_vm_readv costs more
+ * (2026-12-02, binomial against single_copy, vader in brackets): 2 ranks 4 KiB 2.38 against
+ * 3.58 (4.44), 16 KiB 2.95 against 4.43 (4.81), 64 KiB 6.06-6.61 against 6.08-6.62 (6.71),
+ * 128 KiB 10.4-10.6 against 8.2. */
+#define BROADCAST_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
 #define BROADCAST_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
 /* broadcast_select_flat: flat for small messages over few ranks, the tree for the other small
