@@ -306,7 +306,7 @@ static void lined_disagree_body(cgloo_context *ctx, int rank, int size, void *ar
 {
     (void)size;
     size_t theirs = *(const size_t *)arg, n = rank == 0 ? 100 : theirs;
-    uint8_t buf[CGLOO_SLOT_LINED_MAX] = {0};
+    uint8_t buf[CGLOO_SLOT_LINED_MAX + 64] = {0};
     cgloo_coll_opts o = {.algorithm = "shm"};
     long long t0 = test_now_ms();
     int rc = cgloo_allreduce(ctx, buf, buf, n, CGLOO_UINT8, CGLOO_SUM, &o);
