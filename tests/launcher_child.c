@@ -93,8 +93,8 @@ static int run_lines(void)
 }
 
 /* await_term waits up to 20 s for SIGTERM, taken synchronously (blocked before "ready", then
- * sigtimedwait): a handler would do under ThreadSanitizer, which runs it at the sleep's end when
- * the signal lands between its sleep wrapper's start and the system call, 20 s late. */
+ * sigtimedwait): a handler would not do under ThreadSanitizer, which runs it at the sleep's end
+ * when the signal lands between its sleep wrapper's start and the system call, 20 s late. */
 static int await_term(void)
 {
     sigset_t term;

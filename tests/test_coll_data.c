@@ -243,9 +243,13 @@ static bool world_skipped(int size)
     char *end;
     for (const char *at = list; *at; at = end) {
         long n = strtol(at, &end, 10);
+        if (end == at && *at != ' ') { /* a typo must not skip every world and pass */
+            harness_fail(__FILE__, __LINE__, "COLL_DATA_WORLDS is not a list of numbers", list);
+            return false;
+        }
         if (end == at)
-            return true; /* not a number: the rest is ignored */
-        if (n == size)
+            end++;
+        else if (n == size)
             return false;
     }
     return true;

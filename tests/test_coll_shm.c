@@ -3,7 +3,8 @@
  * src/coll/slots.c): every dtype and op against a serial reference at sizes around a slot's
  * payload on 2 to 8 ranks; long runs of calls back to back, mixing the three and caller tags
  * (a slot reused too early shows as a wrong value); two tags at once on two threads per rank;
- * ranks outnumbering the cores; the selector's choice; and failure: a rank killed while the
+ * ranks outnumbering the cores; the selector's choice; every length around a lined payload's
+ * edges (transport/slot.h), lined and not in turn; and failure: a rank killed while the
  * others wait on its slot (EPEER naming it, soon), a rank that never comes (ETIMEDOUT naming
  * it), and the message-based algorithms run instead where a peer is not on shared memory.
  */
@@ -278,14 +279,18 @@ static void test_big_broadcast(void)
 
 /* Every byte length from 1 to past the lined ones, through the shm allreduce (uint8 sums: rank
  * r gives byte i the value r + i) and allgather (each rank's pattern), so that a byte gathered
- * from the wrong line or a line published before its data shows. */
+ * from the wrong line or a line published before its data shows. Each length runs twice, after
+ * a long one the first time (a contiguous payload over the same buffer's lines before it:
+ * their stale bytes must not pass for a line's op number), and allgatherv gives each rank a
+ * length of its own (lined to one peer, not to another). */
 static void lined_body(cgloo_context *ctx, int rank, int size, void *arg)
 {
     (void)arg;
-    enum { MAX = CGLOO_SLOT_LINED_MAX + 8 };
-    uint8_t sum[MAX], all[MAX * 8];
+    enum { MAX = CGLOO_SLOT_LINED_MAX + 8, LONG = 1000 };
+    uint8_t sum[LONG], all[LONG * 8];
     cgloo_coll_opts o = {.algorithm = "shm"};
-    for (size_t n = 1; n <= MAX; n++) {
+    for (size_t k = 0; k < 2 * MAX; k++) {
+        size_t n = k % 2 ? k / 2 + 1 : LONG;
         for (size_t i = 0; i < n; i++)
             sum[i] = (uint8_t)(rank + i);
         MUST(ctx, cgloo_allreduce(ctx, sum, sum, n, CGLOO_UINT8, CGLOO_SUM, &o));
@@ -298,6 +303,19 @@ static void lined_body(cgloo_context *ctx, int rank, int size, void *arg)
             if (!check_pattern(all + n * (size_t)r, n, (uint32_t)(n * 100 + (size_t)r)))
                 fail_with_detail(ctx, __LINE__, "a lined allgather's block");
     }
+    size_t counts[8], displs[8];
+    for (size_t n = 1; n <= MAX; n += 7) { /* rank r gives n + 40 r bytes */
+        for (int r = 0; r < size; r++) {
+            counts[r] = n + 40 * (size_t)r;
+            displs[r] = r ? displs[r - 1] + counts[r - 1] : 0;
+        }
+        fill_pattern(all + displs[rank], counts[rank], (uint32_t)(n * 7 + (size_t)rank));
+        MUST(ctx,
+             cgloo_allgatherv(ctx, all + displs[rank], counts[rank], all, counts, CGLOO_UINT8, &o));
+        for (int r = 0; r < size; r++)
+            if (!check_pattern(all + displs[r], counts[r], (uint32_t)(n * 7 + (size_t)r)))
+                fail_with_detail(ctx, __LINE__, "a lined allgatherv's block");
+    }
 }
 
 /* Ranks that disagree on a length, lined or not, fail at once naming it (EPROTO), rather than
@@ -306,7 +324,7 @@ static void lined_disagree_body(cgloo_context *ctx, int rank, int size, void *ar
 {
     (void)size;
     size_t theirs = *(const size_t *)arg, n = rank == 0 ? 100 : theirs;
-    uint8_t buf[CGLOO_SLOT_LINED_MAX + 64] = {0};
+    uint8_t buf[300] = {0}; /* the longest of test_lined's lengths */
     cgloo_coll_opts o = {.algorithm = "shm"};
     long long t0 = test_now_ms();
     int rc = cgloo_allreduce(ctx, buf, buf, n, CGLOO_UINT8, CGLOO_SUM, &o);

@@ -254,7 +254,15 @@ static int where_round(cgloo__sc *s, const uint64_t *extra)
 int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
                     const uint64_t *extra, bool *refused)
 {
-    *s = (cgloo__sc){.c = c, .in = in, .out = out, .off = off};
+    /* field by field: the slot set (5 KiB with its peers' lined copies) is opened, not cleared */
+    s->c = c;
+    s->in = in;
+    s->out = out;
+    s->off = off;
+    s->at = NULL;
+    s->extra = NULL;
+    s->chunk = NULL;
+    s->slots = false;
     *refused = false;
     int known = sc_known(c);
     if (known < 0) { /* asked for by name where it cannot run */

@@ -221,7 +221,9 @@ typedef struct slot_wait {
 
 /* published: buffer b holds op n. A lined payload of the expected length is there once each of
  * its lines says n too; the lines are read in the same look as the header, so that their
- * transfers overlap. (Another length: the header alone, and the wait reports the mismatch.) */
+ * transfers overlap. (Another length: the header alone, and the wait reports the mismatch.
+ * Until then the look may read a line's seq while the writer copies a longer payload over it:
+ * a race in the C model, harmless here, since the header's seq alone decides.) */
 static bool published(const cgloo__slot_buf *b, uint64_t n, size_t expect)
 {
     bool all = atomic_load_explicit(&b->seq, memory_order_acquire) == n;
@@ -360,8 +362,9 @@ static int slots_await(slot_set *s, bool free_wait)
  * header line's 48, which the caller writes last. Each line is written in one go, the header
  * line too: the reader polls them all, and a line written, taken back by its look, and written
  * again cost one more transfer. A 64-byte allreduce at 2 ranks where a line takes 0.3 us to
- * cross, p50 us of alternating runs: 0.71-0.93 with no lines, 0.58-0.68 with the header line
- * written first and again last, 0.53-0.57 written once (Open MPI's vader 0.71). */
+ * cross, p50 us of alternating runs: 0.71-0.93 with no lines (0.84-0.90 in the last run), 0.58-0.68
+ * with the header line written first and again last, 0.53-0.57 written once (Open MPI's vader
+ * 0.71). */
 static void put_lines(cgloo__slot_buf *b, const uint8_t *from, size_t len, uint64_t n)
 {
     size_t at = CGLOO_SLOT_HEAD_DATA;

@@ -10,7 +10,11 @@
  * collective that uses a pair's channel counts as one operation on it on both ranks (the op
  * number, from 1). Operation n writes buffer n % 2 of the writer's direction and publishes
  * n in that buffer's seq with a release store (a lined payload also in each of its lines'); the
- * reader waits for seq == n (acquire; and each line's), reads, and stores n in its `done`. The
+ * reader waits for seq == n (acquire; and each line's), reads, and stores n in its `done`.
+ * The header's seq alone publishes: the writer stores it last, so a reader that has read n
+ * there sees every line, and len. A line's seq only says when to fetch the line (a reader must
+ * not take a payload on its lines' seq alone, as LL128 does: its header and len could be
+ * stale). The
  * writer may write buffer n % 2 again for op n + 2 once the reader is done with op n: it knows so
  * without reading `done` when the reader has published op n + 1 to it (a rank finishes an operation
  * before it starts the next).

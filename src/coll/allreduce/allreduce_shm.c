@@ -19,11 +19,11 @@
 static int shm_round(coll *c, slot_set *s, void *buf, size_t count)
 {
     size_t bytes = count * c->esize;
-    /* ((x0 op x1) op x2) ... in rank order; this rank's own vector is in buf until it is
-     * overwritten, and in its published slot after (a lined one, spread over lines, is copied
-     * here first). */
+    /* ((x0 op x1) op x2) ... in rank order; rank 0's x0 is buf. Another rank's own vector is in
+     * buf until x0 overwrites it, and in its published slot after, except that a lined one is
+     * spread over the slot's lines: that one is copied here first. */
     _Alignas(16) uint8_t lined[CGLOO_SLOT_LINED_MAX];
-    bool spread = cgloo__slot_lined(bytes) && c->rank != 0;
+    bool spread = c->rank != 0 && cgloo__slot_lined(bytes);
     if (spread)
         memcpy(lined, buf, bytes);
     int rc = cgloo__slots_put(s, buf, bytes);
@@ -31,9 +31,11 @@ static int shm_round(coll *c, slot_set *s, void *buf, size_t count)
         rc = cgloo__slots_wait(s, bytes);
     if (rc != CGLOO_OK)
         return rc;
-    const void *own = spread ? lined : s->p[0].link->tx[s->ch].buf[s->p[0].n & 1].data;
-    if (c->rank != 0)
+    const void *own = NULL; /* rank 0 reduces into its own x0 and never reads it */
+    if (c->rank != 0) {
+        own = spread ? lined : s->p[0].link->tx[s->ch].buf[s->p[0].n & 1].data;
         memcpy(buf, cgloo__slots_data(s, 0), bytes);
+    }
     for (int r = 1; r < c->size; r++)
         cgloo__coll_reduce(c, buf, r == c->rank ? own : cgloo__slots_data(s, r - (r > c->rank)),
                            count);
