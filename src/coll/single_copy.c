@@ -254,15 +254,12 @@ static int where_round(cgloo__sc *s, const uint64_t *extra)
 int cgloo__sc_begin(cgloo__sc *s, coll *c, const void *in, void *out, const size_t *off,
                     const uint64_t *extra, bool *refused)
 {
-    /* field by field: the slot set (5 KiB with its peers' lined copies) is opened, not cleared */
+    /* all but the slot set (5 KiB with its peers' lined copies), which is opened, not cleared */
+    memset(s, 0, offsetof(cgloo__sc, set));
     s->c = c;
     s->in = in;
     s->out = out;
     s->off = off;
-    s->at = NULL;
-    s->extra = NULL;
-    s->chunk = NULL;
-    s->slots = false;
     *refused = false;
     int known = sc_known(c);
     if (known < 0) { /* asked for by name where it cannot run */

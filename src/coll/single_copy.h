@@ -47,7 +47,7 @@ typedef struct cgloo__sc {
      * each, instead of messages: every peer has slots, the tag a channel, and the first
      * round's payload fits; the same on every rank, since all of it is. */
     bool slots;
-    slot_set set;
+    slot_set set; /* last: cgloo__sc_begin clears what comes before it */
 } cgloo__sc;
 /* cgloo__sc_possible: every peer of c can be read (its transport has read_memory) and the
  * context has not found the kernel refusing it. Takes the context lock. */

@@ -154,17 +154,12 @@ static int slots_fill_links(slot_set *s)
     return rc;
 }
 
-/* peer_init: every field but the lined copy, which a wait fills before it is read (so that an
- * operation does not clear 272 bytes a peer). */
+/* peer_init clears every field but the lined copy (the last), which a wait fills before it is
+ * read: an operation does not clear 272 bytes a peer. */
 static void peer_init(slot_peer *p, int rank)
 {
-    p->link = NULL;
+    memset(p, 0, offsetof(slot_peer, lined));
     p->rank = rank;
-    p->n = 0;
-    p->arrived = false;
-    p->out = NULL;
-    p->out_len = p->in_len = 0;
-    p->gate = 0;
 }
 
 int cgloo__slots_open(coll *c, slot_set *s, int rank)

@@ -38,7 +38,7 @@ typedef struct slot_peer {
     uint64_t gate; /* the op number that keys the gates with the peer (0: none opened) */
     /* The peer's lined payload of the round (transport/slot.h), gathered out of its lines by
      * the wait, so that every reader sees a payload as one run of bytes. */
-    _Alignas(16) uint8_t lined[CGLOO_SLOT_LINED_MAX];
+    _Alignas(16) uint8_t lined[CGLOO_SLOT_LINED_MAX]; /* last: peer_init clears what precedes */
 } slot_peer;
 
 typedef struct slot_set {
