@@ -50,13 +50,4 @@ static inline bool cgloo__hier_wanted(const coll *c, size_t bytes, size_t min_by
     return t && !t->contiguous;
 }
 
-/* cgloo__hier_even_blocks fills off[0..n] with element offsets cutting count elements into n
- * blocks that differ by at most one. */
-static inline void cgloo__hier_even_blocks(size_t *off, int n, size_t count)
-{
-    size_t base = count / (size_t)n, rem = count % (size_t)n;
-    for (int i = 0; i <= n; i++)
-        off[i] = (size_t)i * base + CGLOO_MIN((size_t)i, rem);
-}
-
 #endif

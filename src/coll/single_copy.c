@@ -323,7 +323,7 @@ void cgloo__sc_end(cgloo__sc *s)
  * the scratch and reduced into `to`; with `own` (this rank's chunk, out of place), `to` does not
  * hold this rank's part yet: rank+1's chunk is read straight into `to` and `own` reduced into it
  * (the op commutes, so the result is the same), which spares copying it first. `to` may be the
- * scratch itself only with `own` and 2 ranks (no other peer's chunk passes through it). */
+ * scratch's start only with `own` and 2 ranks (no other peer's chunk passes through it). */
 static int reduce_chunk(cgloo__sc *s, uint8_t *to, const uint8_t *own, size_t done, size_t m)
 {
     coll *c = s->c;
@@ -340,26 +340,37 @@ static int reduce_chunk(cgloo__sc *s, uint8_t *to, const uint8_t *own, size_t do
     return CGLOO_OK;
 }
 
-/* push_chunk writes len bytes at src into every peer's output at byte out_at, in the order
- * rank+1, rank+2, ... (so that the ranks' writes spread over the peers), each within the
- * peer's gate. */
-static int push_chunk(cgloo__sc *s, const uint8_t *src, size_t out_at, size_t len)
+/* Whom reduce_block writes each reduced chunk to: nobody, every peer, or (>= 0) one rank. */
+enum { PUSH_NONE = -2, PUSH_ALL = -1 };
+
+/* push_one writes len bytes at src into rank q's output at byte out_at, within q's gate. */
+static int push_one(cgloo__sc *s, int q, const uint8_t *src, size_t out_at, size_t len)
 {
     coll *c = s->c;
-    for (int k = 1; k < c->size; k++) {
-        int q = (c->rank + k) % c->size, i = q - (q > c->rank); /* the set holds the others */
-        if (!cgloo__slots_gate_enter(&s->set, i))
-            return cgloo__coll_error(c, CGLOO_EPEER,
-                                     "rank %d left the collective before rank %d wrote its "
-                                     "block into it",
-                                     q, c->rank);
-        /* write_memory does not write src: the cast only fits peer_copy's buffer */
-        int rc = peer_copy(s, q, (void *)(uintptr_t)src, s->at[q].out + out_at, len, true);
-        cgloo__slots_gate_leave(&s->set, i);
-        if (rc != CGLOO_OK)
-            return rc;
-    }
-    return CGLOO_OK;
+    int i = q - (q > c->rank); /* the set holds the others */
+    if (!cgloo__slots_gate_enter(&s->set, i))
+        return cgloo__coll_error(c, CGLOO_EPEER,
+                                 "rank %d left the collective before rank %d wrote its block "
+                                 "into it",
+                                 q, c->rank);
+    /* write_memory does not write src: the cast only fits peer_copy's buffer */
+    int rc = peer_copy(s, q, (void *)(uintptr_t)src, s->at[q].out + out_at, len, true);
+    cgloo__slots_gate_leave(&s->set, i);
+    return rc;
+}
+
+/* push_chunk writes len bytes at src into rank `to`'s output at byte out_at, or with PUSH_ALL
+ * into every peer's, in the order rank+1, rank+2, ... (so that the ranks' writes spread over
+ * the peers). */
+static int push_chunk(cgloo__sc *s, int to, const uint8_t *src, size_t out_at, size_t len)
+{
+    coll *c = s->c;
+    if (to != PUSH_ALL)
+        return push_one(s, to, src, out_at, len);
+    int rc = CGLOO_OK;
+    for (int k = 1; k < c->size && rc == CGLOO_OK; k++)
+        rc = push_one(s, (c->rank + k) % c->size, src, out_at, len);
+    return rc;
 }
 
 uint8_t *cgloo__sc_scratch(cgloo__sc *s)
@@ -371,44 +382,48 @@ uint8_t *cgloo__sc_scratch(cgloo__sc *s)
 }
 
 /* reduce_block reduces block c->rank into dst a chunk at a time (reduce_chunk), all peers'
- * before the next chunk so that it stays in the cache, and with `push` writes each chunk into
- * every peer's output at byte out_at of it as soon as it is reduced. dst NULL (2 ranks,
- * pushing): each chunk is reduced in the scratch and kept nowhere else. */
-static int reduce_block(cgloo__sc *s, uint8_t *dst, bool push, size_t out_at)
+ * before the next chunk so that it stays in the cache, and writes each chunk as soon as it is
+ * reduced to `push` (PUSH_NONE, PUSH_ALL or a rank) at byte out_at of its output. dst NULL
+ * (pushing): each chunk is reduced in the scratch and kept nowhere else; with more than 2 ranks
+ * the scratch's second half holds it while the peers' chunks are read into the first. */
+static int reduce_block(cgloo__sc *s, uint8_t *dst, int push, size_t out_at)
 {
     coll *c = s->c;
     size_t first = s->off[c->rank], n = s->off[c->rank + 1] - first;
     const uint8_t *own = cgloo__elem(c, s->in, first);
     bool apart = dst != own; /* out of place: the first peer's chunk is read into dst */
-    CGLOO_ASSERT(dst || (c->size == 2 && push));
+    bool halves = !dst && c->size > 2;
+    CGLOO_ASSERT(dst || push != PUSH_NONE);
     if (n && (c->size > 2 || !apart || !dst) && !cgloo__sc_scratch(s))
         return CGLOO_ENOMEM;
-    size_t per_chunk = CGLOO_MAX(SC_CHUNK / c->esize, 1);
+    size_t per_chunk = CGLOO_MAX((halves ? SC_CHUNK / 2 : SC_CHUNK) / c->esize, 1);
+    uint8_t *held = halves ? s->chunk + CGLOO__SC_SCRATCH_BYTES / 2 : s->chunk;
     int rc = CGLOO_OK;
     for (size_t done = 0; done < n && rc == CGLOO_OK; done += per_chunk) {
         size_t m = CGLOO_MIN(per_chunk, n - done), at = done * c->esize;
-        uint8_t *to = dst ? dst + at : s->chunk;
+        uint8_t *to = dst ? dst + at : held;
         rc = reduce_chunk(s, to, apart ? own + at : NULL, done, m);
-        if (rc == CGLOO_OK && push)
-            rc = push_chunk(s, to, out_at + at, m * c->esize);
+        if (rc == CGLOO_OK && push != PUSH_NONE)
+            rc = push_chunk(s, push, to, out_at + at, m * c->esize);
     }
     return rc;
 }
 
 int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst)
 {
-    return reduce_block(s, dst, false, 0);
+    return reduce_block(s, dst, PUSH_NONE, 0);
 }
 
 int cgloo__sc_reduce_push(cgloo__sc *s, uint8_t *dst, size_t out_at)
 {
-    return reduce_block(s, dst, true, out_at);
+    CGLOO_ASSERT(s->slots);
+    return reduce_block(s, dst, PUSH_ALL, out_at);
 }
 
-int cgloo__sc_reduce_push_from_scratch(cgloo__sc *s, size_t out_at)
+int cgloo__sc_reduce_push_to(cgloo__sc *s, int q, size_t out_at)
 {
-    CGLOO_ASSERT(s->slots);
-    return reduce_block(s, NULL, true, out_at);
+    CGLOO_ASSERT(s->slots && q >= 0 && q < s->c->size && q != s->c->rank);
+    return reduce_block(s, NULL, q, out_at);
 }
 
 int cgloo__sc_gather(cgloo__sc *s, const size_t *out_off)

@@ -87,12 +87,11 @@ int cgloo__sc_reduce_own(cgloo__sc *s, uint8_t *dst);
  * (recorded). */
 int cgloo__sc_reduce_push(cgloo__sc *s, uint8_t *dst, size_t out_at);
 
-/* cgloo__sc_reduce_push_from_scratch: for 2 ranks whose rounds go through the slots, block
- * c->rank reduced over both, a chunk at a time in the scratch (the peer's chunk read into it,
- * this rank's reduced in), each chunk written into the peer's output at byte out_at of it for
- * the block's start: for a rank that keeps no result (reduce's non-root). Returns the status to
- * agree on (recorded). */
-int cgloo__sc_reduce_push_from_scratch(cgloo__sc *s, size_t out_at);
+/* cgloo__sc_reduce_push_to: for a rank that keeps no result (reduce's non-roots), whose rounds
+ * go through the slots: block c->rank reduced over every rank a chunk at a time in the scratch,
+ * each chunk written into rank q's output at byte out_at of it for the block's start, within
+ * q's gate. Returns the status to agree on (recorded). */
+int cgloo__sc_reduce_push_to(cgloo__sc *s, int q, size_t out_at);
 
 /* cgloo__sc_gather reads every other rank's block q out of rank q's output at out_off[q]
  * (bytes) into this rank's output at the same offset. Call once every rank finished its block.

@@ -27,6 +27,7 @@
 #include "coll/allreduce/allreduce.h"
 #include "coll/broadcast/broadcast.h"
 #include "coll/hierarchical.h"
+#include "coll/pattern/blocks.h"
 #include "coll/reduce/reduce.h"
 #include "coll/reduce_scatter/reduce_scatter.h"
 
@@ -86,7 +87,7 @@ static int hier_chunked(coll *c, const cgloo__topology *t, void *buf, size_t cou
     const int *local = cgloo__topology_host(t, t->host_of[me], &nl);
     const int *column = cgloo__topology_column(t, i, &nh);
     size_t bytes = count * c->esize;
-    cgloo__hier_even_blocks(off, nl, count);
+    blocks_even(off, nl, count);
     coll sub;
     cgloo__coll_sub(c, &sub, local, nl, HIER_PHASE_WITHIN, HIER_WITHIN);
     uint8_t *mine = cgloo__elem(c, buf, off[i]);

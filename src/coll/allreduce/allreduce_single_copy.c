@@ -47,6 +47,7 @@
  * Memory: a 256 KiB scratch kept on the context (none for 2 ranks out of place).
  */
 #include "coll/allreduce/allreduce.h"
+#include "coll/pattern/blocks.h"
 #include "coll/single_copy.h"
 
 #include <stdlib.h>
@@ -149,11 +150,10 @@ static int single_copy_run(coll *c, const void *in, void *out, size_t count, boo
         free(bytes_off);
         return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
     }
-    size_t base = count / (size_t)c->size, rem = count % (size_t)c->size, bytes = count * c->esize;
-    for (int r = 0; r <= c->size; r++) {
-        off[r] = base * (size_t)r + CGLOO_MIN((size_t)r, rem);
+    size_t bytes = count * c->esize;
+    blocks_even(off, c->size, count);
+    for (int r = 0; r <= c->size; r++)
         bytes_off[r] = off[r] * c->esize;
-    }
     cgloo__sc s;
     int rc = cgloo__sc_begin(&s, c, in, out, off, NULL, refused);
     enum sc_way way = rc == CGLOO_OK && !*refused ? sc_choose(&s, bytes) : SC_NONE;

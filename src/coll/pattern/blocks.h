@@ -1,6 +1,7 @@
 /*
  * Per-rank blocks laid back to back in one buffer, with no I/O: the byte offset table that
- * the gather-like collectives (allgather, gather, scatter, alltoall and their v variants) share.
+ * the gather-like collectives (allgather, gather, scatter, alltoall and their v variants) share,
+ * and the even cut of one vector that the block-owning reductions share.
  * Block r is bytes [off[r], off[r + 1]) of the buffer; the table has size + 1 entries.
  */
 #ifndef CGLOO_PATTERN_BLOCKS_H
@@ -23,6 +24,15 @@ static inline bool blocks_fill(size_t *off, int size, const size_t *counts, size
         off[r + 1] = off[r] + n * esize;
     }
     return true;
+}
+
+/* blocks_even fills off[0..size] with element offsets cutting count elements into size blocks
+ * that differ by at most one (the first count % size one larger). */
+static inline void blocks_even(size_t *off, int size, size_t count)
+{
+    size_t base = count / (size_t)size, rem = count % (size_t)size;
+    for (int r = 0; r <= size; r++)
+        off[r] = (size_t)r * base + ((size_t)r < rem ? (size_t)r : rem);
 }
 
 static inline size_t blocks_bytes(const size_t *off, int r)

@@ -1,42 +1,46 @@
 /*
- * Reduce, "single_copy": the root reduces every rank's input read straight out of that rank's
+ * Reduce, "single_copy": the ranks reduce every rank's input read straight out of that rank's
  * memory, for ranks that share a host (coll/single_copy.h has the steps and the first call's
- * probe); 2 ranks from SHARED_MIN_BYTES share the reduction (below). No vector passes through a
- * message.
+ * probe). No vector passes through a message. Two ways, chosen alike on every rank:
  *
- * After the ranks told each other where their inputs lie, the root walks the vector in chunks
- * that stay in its cache: it reads the next rank's chunk straight into recvbuf and reduces its
- * own input into it (no copy of its own input), then reads every further rank's chunk into the
- * context's single-copy scratch and reduces it in. Then every rank says it is done: a rank returns
- * only once the root did, since until then the root may still read its input.
+ * Shared (where the rounds go through the slots; 2 ranks from SHARED_MIN_BYTES, more ranks
+ * always), as the allreduce's pushes: the vector is cut into P even blocks. Rank r reduces block
+ * r out of every rank's input a chunk at a time; the root into its recvbuf, every other rank in
+ * its scratch, writing each reduced chunk straight into the root's recvbuf while it is in its
+ * cache (within the root's gate, coll/slots.h). Then every rank says it is done: a rank returns
+ * only once every rank did, since until then a peer may still read its input, and the root only
+ * once every block was written. Each rank reads (P-1)/P n and reduces (P-1)/P n; a non-root also
+ * writes n/P.
  *
- * In place on the root works: when the root reduces alone no peer reads its memory, so it
- * reduces every peer's chunk into recvbuf (== sendbuf) through the scratch. Any P, any root.
- * Preconditions: a commutative op (the root reduces in the order root+1, root, root+2, ...).
+ * Root alone (the rounds as messages, or 2 ranks below SHARED_MIN_BYTES): the root walks the
+ * vector in chunks that stay in its cache: it reads the next rank's chunk straight into recvbuf
+ * and reduces its own input into it (no copy of its own input), then reads every further rank's
+ * chunk into the context's single-copy scratch and reduces it in. The root reads (P-1) n and
+ * reduces it; the others only wait. Sharing where the rounds go as messages would need a round
+ * more (every rank reduces block r, then the root reads the blocks back), which measured no
+ * better: the extra round and the root's second read of (P-1)/P n ate what the shared
+ * reduction saved. p50 us, alone against that, cgloo-bench over shared memory (load 6 to 20): 4
+ * ranks 256 KiB 187-204 / 120-244, 1 MiB 665-729 / 1260-2135. The push needs no such round.
+ * 4 ranks over the slots, p50 us of alternating runs, root alone against shared (Open MPI's
+ * vader in the same minutes), one line crossing in 0.3 us: 128 KiB 63-69 / 63-70, 256 KiB
+ * 110-124 / 79-87 (94-104), 1 MiB 416-457 / 247-332 (362-375), 4 MiB 2333-2628 / 916-1057
+ * (2170-3114), 16 MiB 12577-14870 / 6530-7667 (12333-14127).
+ *
+ * In place on the root works: shared, a rank reads a chunk of the root's input before it writes
+ * that chunk, and no other rank reads block r of it; alone, no peer reads the root's memory, so
+ * it reduces every peer's chunk into recvbuf (== sendbuf) through the scratch. Any P, any root.
+ * Preconditions: a commutative op (the order of the operands differs by rank and block).
  *
  * Cost, for n bytes: two rounds of P - 1 small buffers (slot hand-offs, or messages on a tag
- * without slots; three on a context's first call); the
- * root reads (P-1) n bytes once and reduces them, nothing is copied twice. Beyond 2 ranks the
- * other ranks only wait, so the reduction is not shared. Sharing it with a round more (every rank
- * reduces block r the same way, then the root reads the blocks) measured no better on the 2-core
- * machine class: the extra round and the root's second read of (P-1)/P n ate what the halved
- * reduction saved. p50 us, this against that, cgloo-bench over shared memory (load 6 to 20): 2
- * ranks 64 KiB 11-13 / 18-19, 1 MiB 236 / 178-264, 4 MiB 1078-1107 / 866-1106; 4 ranks 256 KiB
- * 187-204 / 120-244, 1 MiB 665-729 / 1260-2135; with single_copy.h's own reduce step, 64 MiB at 2
- * ranks 25-54 ms / 124-141 ms.
- *
- * Two ranks from SHARED_MIN_BYTES, where the rounds go through the slots, share it without
- * that round, as the allreduce does: the vector is cut in two blocks, the root reduces its own
- * into recvbuf, the other rank reduces the other a chunk at a time in its scratch and writes
- * each chunk straight into the root's recvbuf while it is in its cache (within the root's
- * gate, coll/slots.h). Each rank reads n/2 and reduces n/2; the other also writes n/2. In place
- * on the root works: the other rank reads a chunk of the root's input before it writes that
- * chunk, and the root never reads that block of its own buffer.
- * Memory: the context's single-copy scratch, on the root when P > 2 or in place, and on the
- * other rank where the two share the reduction.
+ * without slots; three on a context's first call); nothing is copied twice.
+ * Memory: the context's single-copy scratch, on every rank that reduces through it (a non-root
+ * sharing, the root alone when P > 2 or in place, any rank sharing when P > 2).
  */
 #include "coll/reduce/reduce.h"
+#include "coll/pattern/blocks.h"
 #include "coll/single_copy.h"
+
+#include <stdlib.h>
 
 /* Bytes of the root's reduction at a time (the scratch holds CGLOO__SC_SCRATCH_BYTES): its
  * piece of recvbuf stays in cache between the read that fills it and the reductions into it.
@@ -95,24 +99,35 @@ static int root_reduce(cgloo__sc *s, const void *sendbuf, void *recvbuf, size_t 
  * 7.7, 27.6, 101, 403, 3774). */
 #define SHARED_MIN_BYTES (256u * 1024)
 
-/* shared_reduce: 2 ranks whose rounds go through the slots share the reduction, as the
- * allreduce's pushes do: each reduces one half, the root into recvbuf, the other a chunk at a
- * time in its scratch, writing each chunk into the root's recvbuf while it is in its cache. */
+/* shared_reduce: ranks whose rounds go through the slots share the reduction, as the
+ * allreduce's pushes do: rank r reduces block r, the root into recvbuf, the others a chunk at a
+ * time in their scratch, writing each chunk into the root's recvbuf while it is in the cache. */
 static int shared_reduce(cgloo__sc *s, void *recvbuf, int root, const size_t *off)
 {
     coll *c = s->c;
     if (c->rank == root)
         return cgloo__sc_reduce_own(s, cgloo__elem(c, recvbuf, off[root]));
-    return cgloo__sc_reduce_push_from_scratch(s, off[c->rank] * c->esize);
+    return cgloo__sc_reduce_push_to(s, root, off[c->rank] * c->esize);
+}
+
+/* shared_wanted: the ranks share the reduction where the rounds go through the slots (the same
+ * answer on every rank). More than 2 ranks always: the root alone reads (P-1) n. */
+static bool shared_wanted(const coll *c, size_t count)
+{
+    return c->size > 2 || count * c->esize >= SHARED_MIN_BYTES;
 }
 
 static int single_copy_run(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root,
                            bool *refused)
 {
-    size_t half = count / 2, off[3] = {0, count - half, count}; /* block r is rank r's */
-    bool share = c->size == 2 && count * c->esize >= SHARED_MIN_BYTES;
+    bool share = shared_wanted(c, count);
+    size_t *off = share ? malloc(((size_t)c->size + 1) * sizeof *off) : NULL;
+    if (share && !off)
+        return cgloo__coll_error(c, CGLOO_ENOMEM, "no memory for %d block offsets", c->size);
+    if (off)
+        blocks_even(off, c->size, count); /* block r is rank r's */
     cgloo__sc s;
-    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, share ? off : NULL, NULL, refused);
+    int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, off, NULL, refused);
     if (rc == CGLOO_OK && !*refused) {
         int mine = share && s.slots  ? shared_reduce(&s, recvbuf, root, off)
                    : c->rank == root ? root_reduce(&s, sendbuf, recvbuf, count)
@@ -120,6 +135,7 @@ static int single_copy_run(coll *c, const void *sendbuf, void *recvbuf, size_t c
         rc = cgloo__sc_agree(&s, mine, SC_STEP_DONE);
     }
     cgloo__sc_end(&s);
+    free(off);
     return rc;
 }
 
