@@ -359,6 +359,16 @@ static int push_one(cgloo__sc *s, int q, const uint8_t *src, size_t out_at, size
     return rc;
 }
 
+int cgloo__sc_write(cgloo__sc *s, int q, const void *src, size_t out_at, size_t len)
+{
+    CGLOO_ASSERT(s->slots && q != s->c->rank);
+    int rc = CGLOO_OK;
+    for (size_t done = 0; done < len && rc == CGLOO_OK; done += SC_CHUNK)
+        rc = push_one(s, q, (const uint8_t *)src + done, out_at + done,
+                      CGLOO_MIN(SC_CHUNK, len - done));
+    return rc;
+}
+
 /* push_chunk writes len bytes at src into rank `to`'s output at byte out_at, or with PUSH_ALL
  * into every peer's, in the order rank+1, rank+2, ... (so that the ranks' writes spread over
  * the peers). */

@@ -114,6 +114,11 @@ void cgloo__sc_fallback(coll *c, const char *algorithm);
  * status to agree on (recorded). */
 int cgloo__sc_read(cgloo__sc *s, int q, void *dst, size_t from, size_t len);
 
+/* cgloo__sc_write copies len bytes at src into rank q's output at byte out_at of it, a chunk
+ * at a time, each within q's gate (needs the slots, s->slots). Returns the status to agree on
+ * (recorded). */
+int cgloo__sc_write(cgloo__sc *s, int q, const void *src, size_t out_at, size_t len);
+
 /* cgloo__sc_agree tells every rank this rank's status `mine` at step and learns theirs: OK when
  * every rank's is, else the first failure, recorded naming its rank. */
 int cgloo__sc_agree(cgloo__sc *s, int mine, unsigned step);

@@ -44,9 +44,13 @@ static const gather_fn gather_fns[GATHER_ALGORITHM_COUNT] = {
 /* From this many bytes (2 ranks; more: GATHER_SINGLE_COPY_MIN_BYTES), where every peer's
  * memory can be read, the single copy. Over shared memory, p50 of direct against single_copy
  * (docs/BENCHMARKS.md, "Single copy"): 2 ranks 16 KiB 2.7 against 3.5 us, 64 KiB 6.0 against
- * 5.0, 256 KiB 20.7 against 12.2; 4 ranks 256 KiB 25 against 46, 1 MiB 132 against 126. */
-#define GATHER_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
-#define GATHER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
+ * 5.0, 256 KiB 20.7 against 12.2; 4 ranks 256 KiB 25 against 46, 1 MiB 132 against 126. On an
+ * AMD EPYC KVM guest (process_vm_readv costs more), with the ranks writing their blocks while
+ * the root copies its own, two or three alternating runs: 2 ranks 64 KiB 4.2-4.3 against 5.8,
+ * 128 KiB 5.6-5.7 against 6.1-6.2, 256 KiB 10.5-11.0 against 8.4-8.6; 4 ranks 256 KiB 22-28
+ * against 31-33, 512 KiB 43-54 against 34-43. */
+#define GATHER_SINGLE_COPY_MIN_BYTES_2 (128 * 1024)
+#define GATHER_SINGLE_COPY_MIN_BYTES (512 * 1024)
 
 /* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
  * shared memory, p50 us, median of three runs at load 10 to 16, shm against direct: 2 ranks 8 B
@@ -76,7 +80,16 @@ static gather_algorithm gather_select(coll *c, const size_t *off)
     return gather_select_flat(c, off[c->size]);
 }
 
-/* gather_run puts the root's own block in place and runs the chosen algorithm. */
+void cgloo__gather_own_block(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
+                             int root)
+{
+    size_t own = blocks_bytes(off, c->rank);
+    uint8_t *mine = c->rank == root && own ? (uint8_t *)recvbuf + off[root] : NULL;
+    if (mine && sendbuf != mine)
+        memmove(mine, sendbuf, own);
+}
+
+/* gather_run runs the chosen algorithm, the root's own block put in place. */
 static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cgloo_coll_opts *opts)
 {
     int a = cgloo__coll_find(c, cgloo__gather_algorithms, GATHER_ALGORITHM_COUNT, opts,
@@ -86,13 +99,10 @@ static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cg
     if (a == GATHER_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
         a = cgloo__coll_slots_fallback(c, cgloo__gather_algorithms,
                                        gather_select_flat(c, off[c->size]));
-    size_t own = blocks_bytes(off, c->rank);
-    uint8_t *mine = c->rank == r->root && own ? (uint8_t *)r->recvbuf + off[r->root] : NULL;
-    if (mine && r->sendbuf != mine)
-        memmove(mine, r->sendbuf, own);
-    if (c->size == 1 || off[c->size] == 0)
-        return CGLOO_OK;
-    return gather_fns[a](c, r->sendbuf, r->recvbuf, off, r->root);
+    bool moves = c->size > 1 && off[c->size] > 0; /* some block crosses between ranks */
+    if (!moves || a != GATHER_SINGLE_COPY) /* which places it while the others' blocks move */
+        cgloo__gather_own_block(c, r->sendbuf, r->recvbuf, off, r->root);
+    return moves ? gather_fns[a](c, r->sendbuf, r->recvbuf, off, r->root) : CGLOO_OK;
 }
 
 /* gather_call is both calls: r says which form it is. */

@@ -44,8 +44,12 @@ static const scatter_fn scatter_fns[SCATTER_ALGORITHM_COUNT] = {
 /* From this many bytes (2 ranks; more: SCATTER_SINGLE_COPY_MIN_BYTES), where every peer's
  * memory can be read, the single copy. Over shared memory, p50 of direct against single_copy
  * (docs/BENCHMARKS.md, "Single copy"): 2 ranks 16 KiB 3.0 against 3.5 us, 64 KiB 8.1 against
- * 5.4, 256 KiB 23.8 against 12.8; 4 ranks 256 KiB 24 against 42, 1 MiB 137 against 111. */
-#define SCATTER_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
+ * 5.4, 256 KiB 23.8 against 12.8; 4 ranks 256 KiB 24 against 42, 1 MiB 137 against 111. On an
+ * AMD EPYC KVM guest (process_vm_readv costs more), with the root copying its own block while
+ * the others read theirs, two or three alternating runs: 2 ranks 64 KiB 3.8-3.9 against
+ * 5.0-5.1, 128 KiB 6.4-6.5 against 6.1-6.2, 256 KiB 12.4-12.5 against 8.4-8.5; 4 ranks 512 KiB
+ * 45-48 against 39-68. */
+#define SCATTER_SINGLE_COPY_MIN_BYTES_2 (128 * 1024)
 #define SCATTER_SINGLE_COPY_MIN_BYTES (1024 * 1024)
 
 /* Through the slots while every block fits one slot's payload (one round). cgloo-bench over
@@ -76,7 +80,16 @@ static scatter_algorithm scatter_select(coll *c, const size_t *off)
     return scatter_select_flat(c, off[c->size]);
 }
 
-/* scatter_run copies the root's own block and runs the chosen algorithm. */
+void cgloo__scatter_own_block(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
+                              int root)
+{
+    size_t own = blocks_bytes(off, c->rank);
+    const uint8_t *mine = c->rank == root && own ? (const uint8_t *)sendbuf + off[root] : NULL;
+    if (mine && recvbuf != mine)
+        memmove(recvbuf, mine, own);
+}
+
+/* scatter_run runs the chosen algorithm, the root's own block copied. */
 static int scatter_run(coll *c, const coll_rooted *r, const size_t *off,
                        const cgloo_coll_opts *opts)
 {
@@ -87,14 +100,10 @@ static int scatter_run(coll *c, const coll_rooted *r, const size_t *off,
     if (a == SCATTER_SHM && c->size > 1 && !cgloo__coll_slots_reach(c))
         a = cgloo__coll_slots_fallback(c, cgloo__scatter_algorithms,
                                        scatter_select_flat(c, off[c->size]));
-    size_t own = blocks_bytes(off, c->rank);
-    const uint8_t *mine =
-        c->rank == r->root && own ? (const uint8_t *)r->sendbuf + off[r->root] : NULL;
-    if (mine && r->recvbuf != mine)
-        memmove(r->recvbuf, mine, own);
-    if (c->size == 1 || off[c->size] == 0)
-        return CGLOO_OK;
-    return scatter_fns[a](c, r->sendbuf, off, r->recvbuf, r->root);
+    bool moves = c->size > 1 && off[c->size] > 0; /* some block crosses between ranks */
+    if (!moves || a != SCATTER_SINGLE_COPY) /* which places it while the others' blocks move */
+        cgloo__scatter_own_block(c, r->sendbuf, off, r->recvbuf, r->root);
+    return moves ? scatter_fns[a](c, r->sendbuf, off, r->recvbuf, r->root) : CGLOO_OK;
 }
 
 /* scatter_call is both calls: r says which form it is. */
