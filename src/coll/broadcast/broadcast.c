@@ -63,7 +63,9 @@ static const broadcast_fn broadcast_fns[BROADCAST_ALGORITHM_COUNT] = {
  * 256 KiB 97 against 83. On an AMD EPYC KVM guest, whose process_vm_readv costs more
  * (2026-12-02, binomial against single_copy, vader in brackets): 2 ranks 4 KiB 2.38 against
  * 3.58 (4.44), 16 KiB 2.95 against 4.43 (4.81), 64 KiB 6.06-6.61 against 6.08-6.62 (6.71),
- * 128 KiB 10.4-10.6 against 8.2. */
+ * 128 KiB 10.4-10.6 against 8.2. With the root writing a share (broadcast_single_copy.c), the
+ * same host: 16 KiB 3.8-3.9 against 5.5-5.7, 64 KiB 5.8 against 6.7, 128 KiB 10.3-10.4 against
+ * 7.2-7.7, 256 KiB 15.3-15.9 against 11.9; 64 KiB stays between the two hosts' crossovers. */
 #define BROADCAST_SINGLE_COPY_MIN_BYTES_2 (64 * 1024)
 #define BROADCAST_SINGLE_COPY_MIN_BYTES (256 * 1024)
 
