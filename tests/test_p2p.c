@@ -95,14 +95,20 @@ static void test_self_many(void)
 
 /* ---- sizes from 0 bytes to 64 MiB, both directions, both paths ---- */
 
-static const size_t msg_sizes[] = {0,     1,      7,       4096,          65535,    65536,
-                                   65537, 100000, 1 << 20, (1 << 20) + 3, 8u << 20, 64u << 20};
+/* Under a sanitizer up to 8 MiB: the instrumented fills and checks of 64 MiB took seconds, and
+ * 256mib still sends one message many times every transport's chunk. */
+static const size_t msg_sizes[] = {0,        1,      7,       4096,          65535,    65536,
+                                   65537,    100000, 1 << 20, (1 << 20) + 3, 8u << 20,
+#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+                                   64u << 20
+#endif
+};
 
 static void rank_sizes(int rank, int size, void *arg)
 {
     rank_env e = mesh_connect(store, rank, size, 20000);
     int peer = 1 - rank;
-    size_t max = 64u << 20;
+    size_t max = msg_sizes[sizeof msg_sizes / sizeof msg_sizes[0] - 1];
     uint8_t *out = malloc(max), *in = malloc(max + 16);
     for (size_t i = 0; i < sizeof msg_sizes / sizeof msg_sizes[0]; i++) {
         size_t n = msg_sizes[i];
