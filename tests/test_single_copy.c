@@ -212,7 +212,8 @@ static void a2a_checked(cgloo_context *ctx, int size, int rank, size_t n, int k)
 
 /* reduce_checked: reduce to root of n elements, float32 sum and int32 max, in place on the
  * root or not; the result is checked on the root, and the non-root ranks' inputs must be left
- * as they were. */
+ * as they were. On the tag after call_tag, of the same kind (below 4, 4 to 7, from 8): its own
+ * probe, which the refused case needs apart from the allreduce's. */
 static void reduce_checked(cgloo_context *ctx, int size, int rank, size_t n, int k, int root,
                            bool inplace, const char *alg)
 {
@@ -223,7 +224,7 @@ static void reduce_checked(cgloo_context *ctx, int size, int rank, size_t n, int
         in[i] = (float)value(rank, i, k);
         ii[i] = value(rank, i, k);
     }
-    cgloo_coll_opts o = {.algorithm = alg, .tag = 1};
+    cgloo_coll_opts o = {.algorithm = alg, .tag = call_tag + 1};
     check_rc(ctx, cgloo_reduce(ctx, in, out, n, CGLOO_FLOAT32, CGLOO_SUM, root, &o), "reduce sum");
     check_rc(ctx, cgloo_reduce(ctx, ii, ii, n, CGLOO_INT32, CGLOO_MAX, root, &o), "reduce max");
     for (size_t i = 0; i < n; i++) {
@@ -480,7 +481,16 @@ static void paths_rank(procs *w, int rank, void *arg)
                 ag_checked(e.ctx, w->size, rank, sizes[c], k, k % 2 == 0);
                 rooted_checked(e.ctx, w->size, rank, sizes[c], k, (k + t) % w->size);
                 a2a_checked(e.ctx, w->size, rank, sizes[c], k);
+                reduce_checked(e.ctx, w->size, rank, sizes[c], k, (k + t) % w->size, k % 3 == 0,
+                               "single_copy");
             }
+    /* Blocks of several chunks, every root in place: the shared reduce (slots) and the root's
+     * alone (rounds as messages). */
+    for (int t = 0; t < 2; t++)
+        for (int root = 0; root < w->size; root++) {
+            call_tag = tags[t];
+            reduce_checked(e.ctx, w->size, rank, (1u << 17) + 5, root, root, true, "single_copy");
+        }
     call_tag = 0;
     mesh_close(e);
     cgloo_store_destroy(s);

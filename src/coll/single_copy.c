@@ -42,7 +42,8 @@ bool cgloo__sc_possible(const coll *c)
     bool ok = true;
     for (int q = 0; q < c->size && ok; q++) {
         const cgloo_peer *p = &ctx->peers[q];
-        ok = q == c->rank || (p->transport && p->transport->read_memory);
+        ok = q == c->rank ||
+             (p->transport && p->transport->read_memory && p->transport->write_memory);
     }
     pthread_mutex_unlock(&ctx->lock);
     return ok;
@@ -179,15 +180,18 @@ static int peer_read(cgloo__sc *s, int q, void *dst, uint64_t addr, size_t len)
     return peer_copy(s, q, dst, addr, len, false);
 }
 
-/* probe reads a byte of every peer's input (of those that have one: a rank with nothing to
- * send may pass none), before anything is written. */
+/* probe reads a byte of every peer's input, before anything is written; of its output where it
+ * has no input (a rank with nothing to send may pass none, and its peers may still write into
+ * its output: gatherv's root with a block of 0), so that every peer is tried. */
 static int probe(cgloo__sc *s)
 {
     int rc = CGLOO_OK;
     uint8_t byte;
-    for (int q = 0; q < s->c->size && rc == CGLOO_OK; q++)
-        if (q != s->c->rank && s->at[q].in)
-            rc = peer_read(s, q, &byte, s->at[q].in, 1);
+    for (int q = 0; q < s->c->size && rc == CGLOO_OK; q++) {
+        uint64_t at = s->at[q].in ? s->at[q].in : s->at[q].out;
+        if (q != s->c->rank && at)
+            rc = peer_read(s, q, &byte, at, 1);
+    }
     return rc;
 }
 
@@ -323,7 +327,8 @@ void cgloo__sc_end(cgloo__sc *s)
  * the scratch and reduced into `to`; with `own` (this rank's chunk, out of place), `to` does not
  * hold this rank's part yet: rank+1's chunk is read straight into `to` and `own` reduced into it
  * (the op commutes, so the result is the same), which spares copying it first. `to` may be the
- * scratch's start only with `own` and 2 ranks (no other peer's chunk passes through it). */
+ * scratch's start only with `own` and 2 ranks (no other peer's chunk passes through it), or its
+ * second half (the first holds the peers' chunks). */
 static int reduce_chunk(cgloo__sc *s, uint8_t *to, const uint8_t *own, size_t done, size_t m)
 {
     coll *c = s->c;
@@ -350,8 +355,8 @@ static int push_one(cgloo__sc *s, int q, const uint8_t *src, size_t out_at, size
     int i = q - (q > c->rank); /* the set holds the others */
     if (!cgloo__slots_gate_enter(&s->set, i))
         return cgloo__coll_error(c, CGLOO_EPEER,
-                                 "rank %d left the collective before rank %d wrote its block "
-                                 "into it",
+                                 "rank %d left the collective before rank %d wrote into its "
+                                 "buffer",
                                  q, c->rank);
     /* write_memory does not write src: the cast only fits peer_copy's buffer */
     int rc = peer_copy(s, q, (void *)(uintptr_t)src, s->at[q].out + out_at, len, true);
@@ -404,7 +409,9 @@ static int reduce_block(cgloo__sc *s, uint8_t *dst, int push, size_t out_at)
     bool apart = dst != own; /* out of place: the first peer's chunk is read into dst */
     bool halves = !dst && c->size > 2;
     CGLOO_ASSERT(dst || push != PUSH_NONE);
-    if (n && (c->size > 2 || !apart || !dst) && !cgloo__sc_scratch(s))
+    if (n == 0)
+        return CGLOO_OK;
+    if ((c->size > 2 || !apart || !dst) && !cgloo__sc_scratch(s))
         return CGLOO_ENOMEM;
     size_t per_chunk = CGLOO_MAX((halves ? SC_CHUNK / 2 : SC_CHUNK) / c->esize, 1);
     uint8_t *held = halves ? s->chunk + CGLOO__SC_SCRATCH_BYTES / 2 : s->chunk;

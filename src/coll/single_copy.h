@@ -1,14 +1,17 @@
 /*
- * Collectives that read their peers' vectors straight out of the peers' memory, for ranks
- * that share a host (the transport's read_memory: process_vm_readv over shared memory), with
- * no ring in between: allreduce's and reduce_scatter's single_copy algorithms are built from
- * these steps.
+ * Collectives that read their peers' vectors straight out of the peers' memory and write
+ * straight into it, for ranks that share a host (the transport's read_memory and write_memory:
+ * process_vm_readv and process_vm_writev over shared memory), with no ring in between: every
+ * collective's single_copy algorithm is built from these steps.
  *
- * Every rank first tells every peer where its input and output lie (cgloo__sc_begin). Rank r
- * then owns block r: it reduces every peer's block r, read in chunks that stay in the cache,
- * into its own (cgloo__sc_reduce_own); it may read other ranks' finished blocks out of their
- * outputs (cgloo__sc_gather) once they said so. Rounds of statuses (cgloo__sc_agree) order
- * the steps and end the call: a rank returns only once no peer reads from it any more.
+ * Every rank first tells every peer where its input and output lie (cgloo__sc_begin). In the
+ * reductions rank r then owns block r: it reduces every peer's block r, read in chunks that
+ * stay in the cache, into its own (cgloo__sc_reduce_own), or writes each reduced chunk into
+ * peers' outputs as it goes (cgloo__sc_reduce_push, _push_to); it may read other ranks'
+ * finished blocks out of their outputs (cgloo__sc_gather) once they said so. The others read
+ * blocks (cgloo__sc_read) or write them (cgloo__sc_write). Rounds of statuses (cgloo__sc_agree)
+ * order the steps and end the call: a rank returns only once no peer reads from it or writes
+ * into it any more.
  *
  * The first call of each caller tag reads a byte of every peer before anything is written and
  * every rank tells the others how it went, so that all of them learn together whether the

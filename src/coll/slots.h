@@ -145,8 +145,8 @@ void cgloo__slots_reduce(slot_set *s, void *dst, const void *own, size_t count);
 void cgloo__slots_drop(slot_set *s, int i);
 
 /* Gates: a rank lets its peers write straight into its memory (process_vm_writev: the
- * single_copy allreduce's pushes) only while it is inside the operation, so that no write
- * lands in a buffer the caller has got back (after a timeout, say) and reused.
+ * single_copy collectives' writes, coll/single_copy.h) only while it is inside the operation, so
+ * that no write lands in a buffer the caller has got back (after a timeout, say) and reused.
  * cgloo__slots_gate_open, right before the round that tells the peers where the memory lies,
  * opens this rank's gate with every peer of s, keyed to that round's op number (which both ranks
  * of a pair count alike). A writer brackets each write with cgloo__slots_gate_enter (false: the

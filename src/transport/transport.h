@@ -171,7 +171,8 @@ struct cgloo_transport {
     int (*read_memory)(cgloo_peer *p, void *dst, uint64_t addr, size_t len);
     /* write_memory copies len bytes from src to address addr of p's process, with one copy and
      * without the peer's help: only into memory the peer opened for it and keeps open while
-     * the write lasts (the single_copy allreduce's gate, coll/slots.h). Errors as read_memory's.
+     * the write lasts (the single_copy collectives' gates, coll/slots.h). Errors as
+     * read_memory's.
      * Without the context lock; thread-safe. NULL: the transport cannot. */
     int (*write_memory)(cgloo_peer *p, const void *src, uint64_t addr, size_t len);
     /* slots: the pair's slots (transport/slot.h), through which collectives hand small

@@ -25,8 +25,8 @@ const coll_algorithm cgloo__broadcast_algorithms[BROADCAST_ALGORITHM_COUNT + 1] 
     [BROADCAST_FLAT] =
         {"flat", "the root sends to every rank at once, one step; small messages over few ranks"},
     [BROADCAST_SINGLE_COPY] = {"single_copy",
-                               "every rank reads the root's buffer straight out of its memory "
-                               "(one host, shared memory, large messages)"},
+                               "every rank reads the root's buffer straight out of its memory, "
+                               "the root writes a share (one host, shared memory, large messages)"},
     [BROADCAST_HIERARCHICAL] = {"hierarchical",
                                 "from the root to one rank per host, then within each host"},
     [BROADCAST_SHM] = {"shm", "the root publishes the buffer in every rank's shared-memory slot "

@@ -11,8 +11,9 @@ typedef int (*broadcast_fn)(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_flat(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_binomial(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_pipeline(coll *c, void *buf, size_t bytes, int root);
-/* single_copy: every rank reads the root's buffer straight out of its memory (shared memory
- * only, coll/single_copy.h); where some rank cannot, the pipeline. */
+/* single_copy: every rank reads the root's buffer straight out of its memory while the root
+ * writes a share into theirs (shared memory only, coll/single_copy.h); where some rank cannot,
+ * the pipeline. */
 int cgloo__broadcast_single_copy(coll *c, void *buf, size_t bytes, int root);
 int cgloo__broadcast_hierarchical(coll *c, void *buf, size_t bytes, int root);
 /* cgloo__broadcast_flat_choice: the selector's pick among the flat algorithms for c's size and

@@ -22,7 +22,7 @@ const coll_algorithm cgloo__gather_algorithms[GATHER_ALGORITHM_COUNT + 1] = {
     [GATHER_DIRECT] = {"direct", "every rank sends straight to the root; large blocks"},
     [GATHER_BINOMIAL] = {"binomial",
                          "subtrees gathered up a binomial tree, ceil(lg p) steps; small blocks"},
-    [GATHER_SINGLE_COPY] = {"single_copy", "the root reads every rank's block straight out of its "
+    [GATHER_SINGLE_COPY] = {"single_copy", "every rank writes its block straight into the root's "
                                            "memory (one host, shared memory, large blocks)"},
     [GATHER_SHM] = {"shm", "every rank publishes its block in its shared-memory slot of the root "
                            "(every peer on this host over shm)"},

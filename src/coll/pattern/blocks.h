@@ -26,8 +26,9 @@ static inline bool blocks_fill(size_t *off, int size, const size_t *counts, size
     return true;
 }
 
-/* blocks_even fills off[0..size] with element offsets cutting count elements into size blocks
- * that differ by at most one (the first count % size one larger). */
+/* blocks_even fills off[0..size] with element offsets (not bytes, unlike the tables above)
+ * cutting count elements into size blocks that differ by at most one (the first count % size
+ * one larger). */
 static inline void blocks_even(size_t *off, int size, size_t count)
 {
     size_t base = count / (size_t)size, rem = count % (size_t)size;

@@ -22,8 +22,9 @@ const coll_algorithm cgloo__reduce_algorithms[REDUCE_ALGORITHM_COUNT + 1] = {
          "ring reduce-scatter, then every block to the root: the reduction is shared, for large "
          "vectors"},
     [REDUCE_SINGLE_COPY] = {"single_copy",
-                            "the root reduces every rank's input read straight out of its memory "
-                            "(2 ranks, large: each reduces half): ranks on one host"},
+                            "each rank reduces its block out of every rank's memory and writes it "
+                            "into the root's (the root alone where a tag has no slots): ranks on "
+                            "one host"},
     [REDUCE_SHM] = {"shm", "every rank publishes its vector in its shared-memory slot of the root, "
                            "which reduces them in place (every peer on this host over shm)"},
 };
@@ -65,8 +66,8 @@ static reduce_algorithm reduce_message_select(const coll *c, size_t count)
 #define REDUCE_SINGLE_COPY_MIN_BYTES_2 (16u * 1024)
 #define REDUCE_SINGLE_COPY_MIN_BYTES (128u * 1024)
 
-/* reduce_select: over shared memory the root reads the peers' inputs in place from mid sizes
- * on; otherwise the message-passing choice. */
+/* reduce_select: over shared memory the single copy from mid sizes on (the ranks read each
+ * other's inputs in place); otherwise the message-passing choice. */
 static reduce_algorithm reduce_select(const coll *c, size_t count)
 {
     if (cgloo__sc_wanted(c, count * c->esize, REDUCE_SINGLE_COPY_MIN_BYTES_2,

@@ -14,8 +14,9 @@ int cgloo__reduce_binomial(coll *c, const void *sendbuf, void *recvbuf, size_t c
 int cgloo__reduce_rsg(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
 /* shm: through the shared-memory slots (coll/slots.h); ENOTSUP where a peer has none. */
 int cgloo__reduce_shm(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
-/* cgloo__reduce_single_copy: the root reads every input straight out of the peers' memory (ranks
- * that share a host); it runs the message-passing choice when the kernel refuses the reads. */
+/* cgloo__reduce_single_copy: the inputs are read straight out of the peers' memory and reduced,
+ * by every rank for its block or by the root alone (ranks that share a host); it runs the
+ * message-passing choice when the kernel refuses the reads. */
 int cgloo__reduce_single_copy(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root);
 /* cgloo__reduce_message_choice: the selector's pick among the message-passing algorithms. */
 reduce_fn cgloo__reduce_message_choice(const coll *c, size_t count);

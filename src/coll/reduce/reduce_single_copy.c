@@ -114,7 +114,7 @@ static int shared_reduce(cgloo__sc *s, void *recvbuf, int root, const size_t *of
  * answer on every rank). More than 2 ranks always: the root alone reads (P-1) n. */
 static bool shared_wanted(const coll *c, size_t count)
 {
-    return c->size > 2 || count * c->esize >= SHARED_MIN_BYTES;
+    return c->size > 2 || (c->size == 2 && count * c->esize >= SHARED_MIN_BYTES);
 }
 
 static int single_copy_run(coll *c, const void *sendbuf, void *recvbuf, size_t count, int root,
