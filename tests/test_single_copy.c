@@ -193,6 +193,23 @@ static void rooted_checked(cgloo_context *ctx, int size, int rank, size_t n, int
     free(one);
 }
 
+/* bytes_broadcast_checked: broadcasts of every length from 1 to 2 P + 1 bytes from root, so
+ * that the root's share (the last bytes / P, where the rounds go through the slots) is empty,
+ * one byte, and more, each byte its own value. */
+static void bytes_broadcast_checked(cgloo_context *ctx, int size, int rank, int root)
+{
+    uint8_t buf[64];
+    cgloo_coll_opts o = {.algorithm = "single_copy", .tag = call_tag};
+    for (size_t n = 1; n <= 2 * (size_t)size + 1 && n <= sizeof buf; n++) {
+        for (size_t i = 0; i < n; i++)
+            buf[i] = rank == root ? (uint8_t)(n * 16 + i) : 0xee;
+        check_rc(ctx, cgloo_broadcast(ctx, buf, n, CGLOO_UINT8, root, &o), "byte broadcast");
+        for (size_t i = 0; i < n; i++)
+            if (buf[i] != (uint8_t)(n * 16 + i))
+                harness_fail(__FILE__, __LINE__, "wrong byte broadcast result", NULL);
+    }
+}
+
 /* a2a_checked: alltoall of n elements per pair. */
 static void a2a_checked(cgloo_context *ctx, int size, int rank, size_t n, int k)
 {
@@ -490,6 +507,7 @@ static void paths_rank(procs *w, int rank, void *arg)
         for (int root = 0; root < w->size; root++) {
             call_tag = tags[t];
             reduce_checked(e.ctx, w->size, rank, (1u << 17) + 5, root, root, true, "single_copy");
+            bytes_broadcast_checked(e.ctx, w->size, rank, root);
         }
     call_tag = 0;
     mesh_close(e);
