@@ -37,12 +37,12 @@ static size_t tail_from(const coll *c, size_t bytes)
 static int broadcast_moves(cgloo__sc *s, void *buf, size_t bytes, int root)
 {
     coll *c = s->c;
-    size_t head = s->slots ? tail_from(c, bytes) : bytes;
+    size_t tail = s->slots ? tail_from(c, bytes) : bytes; /* peers read [0, tail) */
     if (c->rank != root)
-        return cgloo__sc_read(s, root, buf, 0, head);
+        return cgloo__sc_read(s, root, buf, 0, tail);
     int rc = CGLOO_OK;
-    for (int k = 1; k < c->size && rc == CGLOO_OK && head < bytes; k++)
-        rc = cgloo__sc_write(s, (root + k) % c->size, (uint8_t *)buf + head, head, bytes - head);
+    for (int k = 1; k < c->size && rc == CGLOO_OK && tail < bytes; k++)
+        rc = cgloo__sc_write(s, (root + k) % c->size, (uint8_t *)buf + tail, tail, bytes - tail);
     return rc;
 }
 
