@@ -378,6 +378,34 @@ int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc)
     return rc;
 }
 
+/* Bytes copied between two looks at the transports in cgloo__coll_copy_polling. A large message
+ * waits for its receiver's READY (and a large send for the root's turn), so a root that copied
+ * its own 2 MiB block before looking held its peer for the whole copy. 256 KiB takes 15 to 25 us
+ * to copy; a look that finds nothing costs one poll. 2 ranks over TCP, 4 MiB, p50 us of five
+ * alternating runs, copy first against polling: gather 414-870 (median 774) against 350-789
+ * (611), scatter 724-787 (763) against 656-690 (670). Over shared memory, 16 MiB through the
+ * single copy: within noise. */
+#define COPY_POLL_BYTES (256 * 1024)
+
+void cgloo__coll_copy_polling(coll *c, void *dst, const void *src, size_t bytes)
+{
+    if (cgloo__bytes_overlap(dst, bytes, src, bytes)) { /* pieces would overwrite their source */
+        memmove(dst, src, bytes);
+        return;
+    }
+    for (size_t done = 0; done < bytes;) {
+        size_t n = CGLOO_MIN(bytes - done, (size_t)COPY_POLL_BYTES);
+        memmove((uint8_t *)dst + done, (const uint8_t *)src + done, n);
+        done += n;
+        if (done == bytes)
+            break;
+        pthread_mutex_lock(&c->ctx->lock);
+        if (!c->ctx->progressing) /* another thread drives them: it answers for us */
+            cgloo__ctx_poll_once(c->ctx, 0, false);
+        pthread_mutex_unlock(&c->ctx->lock);
+    }
+}
+
 int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step)
 {
     cgloo_request *r = NULL;

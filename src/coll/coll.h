@@ -125,6 +125,10 @@ int cgloo__coll_waitall(coll *c, cgloo_request **reqs, int n);
 /* cgloo__coll_finish ends a batch of posts: when rc (the posts' status) is OK it waits for all
  * n requests, otherwise it cancels them all (NULL entries skipped) and returns rc. */
 int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc);
+/* cgloo__coll_copy_polling copies bytes from src to dst (memmove) with requests posted: between
+ * pieces it drives the transports once without waiting, so that a peer asking to send a large
+ * message hears that its receive is posted while this rank copies, not after. */
+void cgloo__coll_copy_polling(coll *c, void *dst, const void *src, size_t bytes);
 int cgloo__coll_send(coll *c, int peer, const void *buf, size_t bytes, unsigned step);
 int cgloo__coll_recv(coll *c, int peer, void *buf, size_t bytes, unsigned step);
 /* cgloo__coll_sendrecv sends to dst and receives from src at once (either may be skipped

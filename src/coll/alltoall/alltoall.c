@@ -120,6 +120,15 @@ static int a2a_buffers(a2a *x, const void *sendbuf, void *recvbuf)
     return CGLOO_OK;
 }
 
+void cgloo__alltoall_own_block(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                               const size_t *roff)
+{
+    size_t own = blocks_bytes(roff, c->rank);
+    if (own)
+        cgloo__coll_copy_polling(c, (uint8_t *)recvbuf + roff[c->rank],
+                                 (const uint8_t *)sendbuf + soff[c->rank], own);
+}
+
 /* alltoall_call runs either form; `empty` says every rank knows no rank moves any bytes. */
 static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, void *recvbuf,
                          const size_t *rcounts, size_t count, bool empty,
@@ -140,10 +149,10 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
                                            alltoall_select_flat(c, even));
     }
     if (rc == CGLOO_OK) {
-        size_t own = blocks_bytes(x.roff, c->rank);
-        if (own)
-            memcpy(x.recvbuf + x.roff[c->rank], x.sendbuf + x.soff[c->rank], own);
-        if (c->size > 1 && !empty)
+        bool moves = c->size > 1 && !empty;
+        if (!moves || a != ALLTOALL_PAIRWISE) /* which copies it once its messages are posted */
+            cgloo__alltoall_own_block(c, x.sendbuf, x.soff, x.recvbuf, x.roff);
+        if (moves)
             rc = alltoall_fns[a](c, x.sendbuf, x.soff, x.recvbuf, x.roff);
     }
     free(x.copy);

@@ -1,7 +1,8 @@
 /*
  * Alltoall algorithms. Rank i's block j (bytes [soff[j], soff[j + 1]) of sendbuf) lands as rank
  * j's block i (bytes [roff[i], roff[i + 1]) of its recvbuf); see pattern/blocks.h. The buffers do
- * not overlap, and the caller has already copied this rank's block to itself.
+ * not overlap, and the caller has already copied this rank's block to itself, but for pairwise,
+ * which copies it once its first messages are posted.
  */
 #ifndef CGLOO_ALLTOALL_H
 #define CGLOO_ALLTOALL_H
@@ -10,6 +11,11 @@
 
 typedef int (*alltoall_fn)(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
                            const size_t *roff);
+
+/* cgloo__alltoall_own_block copies this rank's block to itself, driving the transports between
+ * pieces (cgloo__coll_copy_polling). */
+void cgloo__alltoall_own_block(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
+                               const size_t *roff);
 
 int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, void *recvbuf,
                              const size_t *roff);

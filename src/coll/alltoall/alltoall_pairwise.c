@@ -5,7 +5,8 @@
  * r - k (mod p), so at every step each rank sends to one peer and receives from another, and
  * every pair meets exactly once. Steps are posted non-blocking, up to ALLTOALL_WINDOW of them in
  * flight: the links stay busy, while memory for requests and unexpected messages stays bounded
- * whatever p. Data moves straight between the callers' buffers. Uneven blocks (alltoallv) work
+ * whatever p. Data moves straight between the callers' buffers; the rank's own block is copied
+ * once the first window is posted, while those messages move. Uneven blocks (alltoallv) work
  * unchanged.
  *
  * Preconditions: none. Non-power-of-two p: nothing special (it is not the XOR variant, which
@@ -43,6 +44,8 @@ int cgloo__alltoall_pairwise(coll *c, const void *sendbuf, const size_t *soff, v
         rc = cgloo__coll_waitall(c, slot, 2); /* step k - window, if any */
         if (rc == CGLOO_OK)
             rc = pairwise_post(c, k, sendbuf, soff, recvbuf, roff, slot);
+        if (rc == CGLOO_OK && k == CGLOO_MIN(ALLTOALL_WINDOW, c->size - 1))
+            cgloo__alltoall_own_block(c, sendbuf, soff, recvbuf, roff); /* while those move */
     }
     return cgloo__coll_finish(c, reqs, 2 * ALLTOALL_WINDOW, rc);
 }

@@ -46,6 +46,6 @@ int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff
     free(to);
     if (!refused)
         return rc;
-    cgloo__sc_fallback(c, "pairwise");
+    cgloo__sc_fallback(c, "pairwise"); /* which copies the own block again: the same bytes */
     return cgloo__alltoall_pairwise(c, sendbuf, soff, recvbuf, roff);
 }

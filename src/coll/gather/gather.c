@@ -86,7 +86,14 @@ void cgloo__gather_own_block(coll *c, const void *sendbuf, void *recvbuf, const 
     size_t own = blocks_bytes(off, c->rank);
     uint8_t *mine = c->rank == root && own ? (uint8_t *)recvbuf + off[root] : NULL;
     if (mine && sendbuf != mine)
-        memmove(mine, sendbuf, own);
+        cgloo__coll_copy_polling(c, mine, sendbuf, own);
+}
+
+/* gather_places_own_block: the algorithm copies the root's own block while the others' blocks
+ * move (after posting its receives, or while the peers write). */
+static bool gather_places_own_block(int a)
+{
+    return a == GATHER_DIRECT || a == GATHER_SINGLE_COPY;
 }
 
 /* gather_run runs the chosen algorithm, the root's own block put in place. */
@@ -100,7 +107,7 @@ static int gather_run(coll *c, const coll_rooted *r, const size_t *off, const cg
         a = cgloo__coll_slots_fallback(c, cgloo__gather_algorithms,
                                        gather_select_flat(c, off[c->size]));
     bool moves = c->size > 1 && off[c->size] > 0; /* some block crosses between ranks */
-    if (!moves || a != GATHER_SINGLE_COPY) /* which places it while the others' blocks move */
+    if (!moves || !gather_places_own_block(a))
         cgloo__gather_own_block(c, r->sendbuf, r->recvbuf, off, r->root);
     return moves ? gather_fns[a](c, r->sendbuf, r->recvbuf, off, r->root) : CGLOO_OK;
 }

@@ -2,7 +2,8 @@
  * Gather algorithms. Blocks are laid out by `off` (size + 1 byte offsets into the root's
  * recvbuf, see pattern/blocks.h); rank r sends blocks_bytes(off, r) bytes from sendbuf. On
  * entry the root's own block is already in place in recvbuf (cgloo__gather_own_block), but for
- * single_copy, which places it itself; recvbuf is used on the root only.
+ * direct and single_copy, which place it while the other blocks move; recvbuf is used on the
+ * root only.
  */
 #ifndef CGLOO_GATHER_H
 #define CGLOO_GATHER_H
@@ -12,7 +13,8 @@
 typedef int (*gather_fn)(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root);
 
 /* cgloo__gather_own_block: on the root, its own block copied from sendbuf into its place in
- * recvbuf (unless it is already there); nothing elsewhere. */
+ * recvbuf (unless it is already there), driving the transports between pieces
+ * (cgloo__coll_copy_polling); nothing elsewhere. */
 void cgloo__gather_own_block(coll *c, const void *sendbuf, void *recvbuf, const size_t *off,
                              int root);
 

@@ -15,7 +15,7 @@
 #include "coll/gather/gather.h"
 #include "coll/pattern/blocks.h"
 
-static int gather_direct_root(coll *c, void *recvbuf, const size_t *off)
+static int gather_direct_root(coll *c, const void *sendbuf, void *recvbuf, const size_t *off)
 {
     cgloo_request **reqs = calloc((size_t)c->size, sizeof *reqs);
     if (!reqs)
@@ -25,6 +25,8 @@ static int gather_direct_root(coll *c, void *recvbuf, const size_t *off)
         if (r != c->rank)
             rc = cgloo__coll_irecv(c, r, (uint8_t *)recvbuf + off[r], blocks_bytes(off, r), 0,
                                    &reqs[r]);
+    if (rc == CGLOO_OK)
+        cgloo__gather_own_block(c, sendbuf, recvbuf, off, c->rank);
     rc = cgloo__coll_finish(c, reqs, c->size, rc);
     free(reqs);
     return rc;
@@ -33,6 +35,6 @@ static int gather_direct_root(coll *c, void *recvbuf, const size_t *off)
 int cgloo__gather_direct(coll *c, const void *sendbuf, void *recvbuf, const size_t *off, int root)
 {
     if (c->rank == root)
-        return gather_direct_root(c, recvbuf, off);
+        return gather_direct_root(c, sendbuf, recvbuf, off);
     return cgloo__coll_send(c, root, sendbuf, blocks_bytes(off, c->rank), 0);
 }

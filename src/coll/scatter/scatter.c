@@ -86,7 +86,14 @@ void cgloo__scatter_own_block(coll *c, const void *sendbuf, const size_t *off, v
     size_t own = blocks_bytes(off, c->rank);
     const uint8_t *mine = c->rank == root && own ? (const uint8_t *)sendbuf + off[root] : NULL;
     if (mine && recvbuf != mine)
-        memmove(recvbuf, mine, own);
+        cgloo__coll_copy_polling(c, recvbuf, mine, own);
+}
+
+/* scatter_places_own_block: the algorithm copies the root's own block while the others' blocks
+ * move (after posting its sends, or while the peers read). */
+static bool scatter_places_own_block(int a)
+{
+    return a == SCATTER_DIRECT || a == SCATTER_SINGLE_COPY;
 }
 
 /* scatter_run runs the chosen algorithm, the root's own block copied. */
@@ -101,7 +108,7 @@ static int scatter_run(coll *c, const coll_rooted *r, const size_t *off,
         a = cgloo__coll_slots_fallback(c, cgloo__scatter_algorithms,
                                        scatter_select_flat(c, off[c->size]));
     bool moves = c->size > 1 && off[c->size] > 0; /* some block crosses between ranks */
-    if (!moves || a != SCATTER_SINGLE_COPY) /* which places it while the others' blocks move */
+    if (!moves || !scatter_places_own_block(a))
         cgloo__scatter_own_block(c, r->sendbuf, off, r->recvbuf, r->root);
     return moves ? scatter_fns[a](c, r->sendbuf, off, r->recvbuf, r->root) : CGLOO_OK;
 }

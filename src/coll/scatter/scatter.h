@@ -2,7 +2,8 @@
  * Scatter algorithms. Blocks are laid out by `off` (size + 1 byte offsets into the root's
  * sendbuf, see pattern/blocks.h); rank r receives blocks_bytes(off, r) bytes into recvbuf.
  * sendbuf is used on the root only, and the root's own block is copied by the caller
- * (cgloo__scatter_own_block), but for single_copy, which copies it itself.
+ * (cgloo__scatter_own_block), but for direct and single_copy, which copy it while the other
+ * blocks move.
  */
 #ifndef CGLOO_SCATTER_H
 #define CGLOO_SCATTER_H
@@ -12,7 +13,8 @@
 typedef int (*scatter_fn)(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root);
 
 /* cgloo__scatter_own_block: on the root, its own block copied from sendbuf into recvbuf
- * (unless it is already there); nothing elsewhere. */
+ * (unless it is already there), driving the transports between pieces
+ * (cgloo__coll_copy_polling); nothing elsewhere. */
 void cgloo__scatter_own_block(coll *c, const void *sendbuf, const size_t *off, void *recvbuf,
                               int root);
 

@@ -13,7 +13,7 @@
 #include "coll/pattern/blocks.h"
 #include "coll/scatter/scatter.h"
 
-static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
+static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off, void *recvbuf)
 {
     cgloo_request **reqs = calloc((size_t)c->size, sizeof *reqs);
     if (!reqs)
@@ -23,6 +23,8 @@ static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
         if (r != c->rank)
             rc = cgloo__coll_isend(c, r, (const uint8_t *)sendbuf + off[r], blocks_bytes(off, r), 0,
                                    &reqs[r]);
+    if (rc == CGLOO_OK)
+        cgloo__scatter_own_block(c, sendbuf, off, recvbuf, c->rank);
     rc = cgloo__coll_finish(c, reqs, c->size, rc);
     free(reqs);
     return rc;
@@ -31,6 +33,6 @@ static int scatter_direct_root(coll *c, const void *sendbuf, const size_t *off)
 int cgloo__scatter_direct(coll *c, const void *sendbuf, const size_t *off, void *recvbuf, int root)
 {
     if (c->rank == root)
-        return scatter_direct_root(c, sendbuf, off);
+        return scatter_direct_root(c, sendbuf, off, recvbuf);
     return cgloo__coll_recv(c, root, recvbuf, blocks_bytes(off, c->rank), 0);
 }
