@@ -61,7 +61,6 @@ int cgloo__gather_single_copy(coll *c, const void *sendbuf, void *recvbuf, const
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    cgloo__gather_own_block(c, sendbuf, recvbuf, off, root);
-    cgloo__sc_fallback(c, "direct");
+    cgloo__sc_fallback(c, "direct"); /* which copies the root's own block */
     return cgloo__gather_direct(c, sendbuf, recvbuf, off, root);
 }

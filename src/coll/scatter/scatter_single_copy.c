@@ -35,7 +35,6 @@ int cgloo__scatter_single_copy(coll *c, const void *sendbuf, const size_t *off, 
     cgloo__sc_end(&s);
     if (!refused)
         return rc;
-    cgloo__scatter_own_block(c, sendbuf, off, recvbuf, root);
-    cgloo__sc_fallback(c, "direct");
+    cgloo__sc_fallback(c, "direct"); /* which copies the root's own block */
     return cgloo__scatter_direct(c, sendbuf, off, recvbuf, root);
 }
