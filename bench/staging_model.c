@@ -164,6 +164,12 @@ static void iterate_staged(rank *k, uint64_t it, enum mode m)
     }
 }
 
+/* page_alloc: page-aligned memory (aligned_alloc wants a size that is a multiple of the page). */
+static void *page_alloc(size_t bytes)
+{
+    return aligned_alloc(4096, (bytes + 4095) / 4096 * 4096);
+}
+
 static int check(const rank *k)
 {
     for (size_t i = 0; i < k->half * 2 / 4; i++)
@@ -206,9 +212,9 @@ int main(int argc, char **argv)
         k.stage_in[q] = map + (size_t)q * k.half;
         k.stage_out[q] = map + bytes + (size_t)q * k.half;
     }
-    k.in = aligned_alloc(4096, bytes);
-    k.out = aligned_alloc(4096, bytes);
-    k.scratch = aligned_alloc(4096, chunk);
+    k.in = page_alloc(bytes);
+    k.out = page_alloc(bytes);
+    k.scratch = page_alloc(chunk);
     double *t = malloc(sizeof *t * (size_t)iters);
     if (!k.in || !k.out || !k.scratch || !t)
         return perror("malloc"), 1;
@@ -238,5 +244,11 @@ int main(int argc, char **argv)
         printf("%s bytes=%zu chunk=%zu p50_us=%.1f min_us=%.1f%s\n", argv[3], bytes, chunk,
                t[iters / 2], t[0], bad ? " WRONG RESULT" : "");
     }
+    free(t); /* the peer is done with this rank's buffers: its last chunk was waited for */
+    free(k.scratch);
+    free(k.out);
+    free(k.in);
+    munmap(map, 2 * bytes);
+    munmap(k.sh, sizeof *k.sh);
     return bad;
 }
