@@ -401,7 +401,7 @@ void cgloo__coll_copy_polling(coll *c, void *dst, const void *src, size_t bytes)
             break;
         pthread_mutex_lock(&c->ctx->lock);
         if (!c->ctx->progressing) /* another thread drives them: it answers for us */
-            cgloo__ctx_poll_once(c->ctx, 0, false);
+            cgloo__ctx_poll_all(c->ctx);
         pthread_mutex_unlock(&c->ctx->lock);
     }
 }

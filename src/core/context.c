@@ -242,12 +242,13 @@ static bool ctx_poll_spinners(cgloo_context *ctx, int *timeout_ms)
  * memory"). */
 #define SPINNER_POLLER_EVERY 16
 
-void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
+/* ctx_poll: cgloo__ctx_poll_once, the poller asked every time when `poller` says so. */
+static void ctx_poll(cgloo_context *ctx, int timeout_ms, bool yield, bool poller)
 {
     cgloo__poll_events evs;
     bool busy = ctx_poll_spinners(ctx, &timeout_ms);
     ctx->progressing = true;
-    if (timeout_ms == 0 && !cgloo__list_empty(&ctx->spinners) &&
+    if (!poller && timeout_ms == 0 && !cgloo__list_empty(&ctx->spinners) &&
         ++ctx->spin_rounds % SPINNER_POLLER_EVERY != 0) {
         if (!busy && yield) {
             pthread_mutex_unlock(&ctx->lock);
@@ -268,6 +269,16 @@ void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
     cgloo__poller_dispatch(&evs);
     if (ctx->waiters)
         pthread_cond_broadcast(&ctx->progress_done);
+}
+
+void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield)
+{
+    ctx_poll(ctx, timeout_ms, yield, false);
+}
+
+void cgloo__ctx_poll_all(cgloo_context *ctx)
+{
+    ctx_poll(ctx, 0, false, true);
 }
 
 static void ctx_sleep_on_driver(cgloo_context *ctx, int timeout_ms)

@@ -197,6 +197,10 @@ void cgloo__ctx_wake(cgloo_context *ctx);
  * with the lock released (yielding the core after an empty poll when asked), then dispatches
  * what fired and wakes the threads waiting for that round. Lock held on entry and return. */
 void cgloo__ctx_poll_once(cgloo_context *ctx, int timeout_ms, bool yield);
+/* cgloo__ctx_poll_all drives every transport once without waiting: the shared-memory pairs and
+ * the poller, which cgloo__ctx_poll_once asks only every few rounds while pairs spin (a caller
+ * that looks between long pieces of other work would otherwise seldom reach TCP). Lock held. */
+void cgloo__ctx_poll_all(cgloo_context *ctx);
 
 /* ---- diagnostics (diag.c) ---- */
 /* cgloo__ctx_diag_init sets up check mode, the flight recorder and the dump signal from attr

@@ -2,7 +2,9 @@
  * Direct gather.
  *
  * Every rank sends its block straight to the root, which posts one receive per rank, all at
- * once, into the block's place in its buffer: no copies, no intermediate ranks.
+ * once, into the block's place in its buffer: no intermediate ranks, and no copy but the root's
+ * own block, which it makes once the receives are posted (cgloo__gather_own_block, looking at
+ * the transports as it goes, so that no sender waits for the copy).
  *
  * Preconditions: none. Non-power-of-two p: nothing special.
  *

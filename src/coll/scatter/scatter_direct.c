@@ -1,8 +1,10 @@
 /*
  * Direct scatter.
  *
- * The root sends each rank its block straight from its buffer, all sends posted at once; every
- * other rank receives its block straight into its buffer.
+ * The root sends each rank its block straight from its buffer, all sends posted at once, then
+ * copies its own block (cgloo__scatter_own_block, looking at the transports as it goes, so that
+ * no receiver waits for the copy); every other rank receives its block straight into its
+ * buffer.
  *
  * Preconditions: none. Non-power-of-two p: nothing special.
  *
