@@ -381,10 +381,11 @@ int cgloo__coll_finish(coll *c, cgloo_request **reqs, int n, int rc)
 /* Bytes copied between two looks at the transports in cgloo__coll_copy_polling. A large message
  * waits for its receiver's READY (and a large send for the root's turn), so a root that copied
  * its own 2 MiB block before looking held its peer for the whole copy. 256 KiB takes 15 to 25 us
- * to copy; a look that finds nothing costs one poll. 2 ranks over TCP, 4 MiB, p50 us of five
- * alternating runs, copy first against polling: gather 414-870 (median 774) against 350-789
- * (611), scatter 724-787 (763) against 656-690 (670). Over shared memory, 16 MiB through the
- * single copy: within noise. */
+ * to copy; a look that finds nothing costs one poll. 2 ranks over TCP, 4 MiB, p50 us of seven
+ * alternating runs at load 1 to 4, copy first against polling: gather 464-803 (median 491)
+ * against 196-292 (203; Open MPI 502-521 in the minutes after), scatter 423-607 (514) against
+ * 356-407 (390); alltoall 956-1023 against 957-1009, where both ranks copy and send at once and
+ * no core was idle. Over shared memory, 16 MiB through the single copy: within noise. */
 #define COPY_POLL_BYTES (256 * 1024)
 
 void cgloo__coll_copy_polling(coll *c, void *dst, const void *src, size_t bytes)
