@@ -129,6 +129,13 @@ void cgloo__alltoall_own_block(coll *c, const void *sendbuf, const size_t *soff,
                                  (const uint8_t *)sendbuf + soff[c->rank], own);
 }
 
+/* alltoall_places_own_block: the algorithm copies this rank's own block while the other blocks
+ * move (once its first messages are posted, or after its reads). */
+static bool alltoall_places_own_block(int a)
+{
+    return a == ALLTOALL_PAIRWISE || a == ALLTOALL_SINGLE_COPY;
+}
+
 /* alltoall_call runs either form; `empty` says every rank knows no rank moves any bytes. */
 static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, void *recvbuf,
                          const size_t *rcounts, size_t count, bool empty,
@@ -150,7 +157,7 @@ static int alltoall_call(coll *c, const void *sendbuf, const size_t *scounts, vo
     }
     if (rc == CGLOO_OK) {
         bool moves = c->size > 1 && !empty;
-        if (!moves || a != ALLTOALL_PAIRWISE) /* which copies it once its messages are posted */
+        if (!moves || !alltoall_places_own_block(a))
             cgloo__alltoall_own_block(c, x.sendbuf, x.soff, x.recvbuf, x.roff);
         if (moves)
             rc = alltoall_fns[a](c, x.sendbuf, x.soff, x.recvbuf, x.roff);

@@ -1,8 +1,8 @@
 /*
  * Alltoall algorithms. Rank i's block j (bytes [soff[j], soff[j + 1]) of sendbuf) lands as rank
  * j's block i (bytes [roff[i], roff[i + 1]) of its recvbuf); see pattern/blocks.h. The buffers do
- * not overlap, and the caller has already copied this rank's block to itself, but for pairwise,
- * which copies it once its first messages are posted.
+ * not overlap. The caller has already copied this rank's block to itself for shm; pairwise
+ * copies it once its first messages are posted, single_copy after its reads.
  */
 #ifndef CGLOO_ALLTOALL_H
 #define CGLOO_ALLTOALL_H

@@ -5,8 +5,8 @@
  *
  * When the ranks tell each other where their buffers lie, each also tells every peer where in
  * its send buffer that peer's block starts (blocks may differ, alltoallv); then every rank copies
- * its P - 1 blocks into its receive buffer, all at once, and says so: it returns only once
- * every rank did, since until then a peer may still read its send buffer.
+ * its P - 1 blocks into its receive buffer, all at once, then its own block, and says so: it
+ * returns only once every rank did, since until then a peer may still read its send buffer.
  *
  * Cost, with n the bytes each rank receives: two rounds of P - 1 small buffers (slot hand-offs, or
  * messages on a tag without slots) (three on a context's first call); every rank copies (P-1)/P n
@@ -18,14 +18,19 @@
 
 #include <stdlib.h>
 
-static int alltoall_reads(cgloo__sc *s, coll *c, const uint64_t *from, uint8_t *recvbuf,
-                          const size_t *roff)
+/* alltoall_moves: this rank's part, its P - 1 reads (from: where each peer's block for this
+ * rank starts), then its own block. */
+static int alltoall_moves(cgloo__sc *s, coll *c, const void *sendbuf, const size_t *soff,
+                          uint8_t *recvbuf, const size_t *roff)
 {
+    const uint64_t *from = s->extra;
     int rc = CGLOO_OK;
     for (int k = 1; k < c->size && rc == CGLOO_OK; k++) {
         int q = (c->rank + k) % c->size;
         rc = cgloo__sc_read(s, q, recvbuf + roff[q], from[q], blocks_bytes(roff, q));
     }
+    if (rc == CGLOO_OK)
+        cgloo__alltoall_own_block(c, sendbuf, soff, recvbuf, roff);
     return rc;
 }
 
@@ -41,11 +46,11 @@ int cgloo__alltoall_single_copy(coll *c, const void *sendbuf, const size_t *soff
         to[q] = soff[q];
     int rc = cgloo__sc_begin(&s, c, sendbuf, recvbuf, NULL, to, &refused);
     if (rc == CGLOO_OK && !refused)
-        rc = cgloo__sc_agree(&s, alltoall_reads(&s, c, s.extra, recvbuf, roff), SC_STEP_DONE);
+        rc = cgloo__sc_agree(&s, alltoall_moves(&s, c, sendbuf, soff, recvbuf, roff), SC_STEP_DONE);
     cgloo__sc_end(&s);
     free(to);
     if (!refused)
         return rc;
-    cgloo__sc_fallback(c, "pairwise"); /* which copies the own block again: the same bytes */
+    cgloo__sc_fallback(c, "pairwise"); /* which copies the own block */
     return cgloo__alltoall_pairwise(c, sendbuf, soff, recvbuf, roff);
 }
